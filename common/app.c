@@ -1,0 +1,206 @@
+/* app: the daemon scaffold shared by ingest, loader and api: settings,
+ * pipelines, loop, metrics, the command connections, the admin port and the
+ * signal-driven drain. See app.h for the lifecycle. */
+#include "app.h"
+
+#include <errno.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "log.h"
+
+static void on_signal(uv_signal_t *h, int signum)
+{
+    struct fr_app *app = h->data;
+
+    if (app->stopping) {
+        fr_warn("second signal %d: exiting now", signum);
+        fr_app_shutdown(app, 1);
+        return;
+    }
+    app->stopping = true;
+    fr_info("signal %d: draining", signum);
+    if (app->on_drain)
+        app->on_drain(app, app->drain_data);
+    else
+        fr_app_shutdown(app, 0);
+}
+
+static void respond_text(fr_http_req_t *req, int status, const char *ctype, const char *s)
+{
+    fr_http_respond(req, status, ctype, s, strlen(s));
+}
+
+static void admin_handler(fr_http_req_t *req, void *data)
+{
+    struct fr_app *app = data;
+    const char *path = fr_http_req_path(req);
+
+    if (app->admin_route && app->admin_route(app, req))
+        return;
+    if (strcmp(path, "/metrics") == 0) {
+        struct fr_buf b;
+        fr_buf_init(&b, 0);
+        (void)fr_metrics_render(app->metrics, &b);
+        fr_http_respond(req, 200, "text/plain; version=0.0.4", b.data ? b.data : "", b.len);
+        fr_buf_deinit(&b);
+    } else if (strcmp(path, "/healthz") == 0) {
+        respond_text(req, 200, "application/json", "{\"status\":\"ok\"}");
+    } else if (strcmp(path, "/readyz") == 0) {
+        bool redis_ok = !app->redis || fr_redis_connected(app->redis);
+        bool pg_ok = !app->pg || fr_pg_connected(app->pg);
+        struct fr_buf b;
+        fr_buf_init(&b, 0);
+        (void)fr_buf_printf(&b, "{\"redis\":%s,\"postgres\":%s}", redis_ok ? "true" : "false",
+                            pg_ok ? "true" : "false");
+        fr_http_respond(req, redis_ok && pg_ok ? 200 : 503, "application/json", b.data, b.len);
+        fr_buf_deinit(&b);
+    } else {
+        fr_http_respond_detail(req, 404, "Not Found");
+    }
+}
+
+enum fr_settings_result fr_app_init(struct fr_app *app, const char *daemon, const char *usage,
+                                    const char *default_admin_addr, unsigned needs, int argc, char **argv,
+                                    int *rest_argc, char ***rest_argv, char err[FR_ERR_LEN])
+{
+    enum fr_settings_result r;
+    enum fr_log_level level = FR_LOG_INFO;
+
+    memset(app, 0, sizeof(*app));
+    app->daemon = daemon;
+    signal(SIGPIPE, SIG_IGN);
+
+    r = fr_settings_load(&app->settings, daemon, usage, default_admin_addr, argc, argv, rest_argc, rest_argv, err);
+    if (r != FR_SETTINGS_OK)
+        return r;
+    if (app->settings.log_level && !fr_log_parse_level(app->settings.log_level, &level)) {
+        snprintf(err, FR_ERR_LEN, "FRESHET_LOG_LEVEL '%s' is not one of debug, info, warn, error",
+                 app->settings.log_level);
+        goto out_settings;
+    }
+    fr_log_init(daemon, level);
+
+    if (fr_pipelines_load_all(&app->settings, &app->pipelines, &app->n_pipelines, err) != 0)
+        goto out_settings;
+
+    if (uv_loop_init(&app->loop) != 0) {
+        snprintf(err, FR_ERR_LEN, "uv_loop_init failed");
+        goto out_pipelines;
+    }
+    app->loop.data = app;
+    app->metrics = fr_metrics_new();
+
+    if (needs & FR_APP_REDIS) {
+        app->redis = fr_redis_new(&app->loop, app->settings.redis_url, "redis", err);
+        if (!app->redis)
+            goto out_loop;
+    }
+    if (needs & FR_APP_PG) {
+        app->pg = fr_pg_new(&app->loop, app->settings.database_url, "postgres", err);
+        if (!app->pg)
+            goto out_loop;
+    }
+    if (needs & FR_APP_ADMIN) {
+        struct fr_http_limits lim;
+        fr_http_limits_default(&lim);
+        lim.max_conns = 64;
+        app->admin = fr_http_server_new(&app->loop, &lim, admin_handler, app);
+    }
+    uv_signal_init(&app->loop, &app->sigterm);
+    uv_signal_init(&app->loop, &app->sigint);
+    app->sigterm.data = app;
+    app->sigint.data = app;
+    return FR_SETTINGS_OK;
+
+out_loop:
+    /* Nothing started yet: the clients hold no handles until *_start, but
+     * they are loop objects; close them and run the loop to free them. */
+    fr_app_shutdown(app, 2);
+    uv_run(&app->loop, UV_RUN_DEFAULT);
+    uv_loop_close(&app->loop);
+    fr_metrics_free(app->metrics);
+    app->metrics = NULL;
+out_pipelines:
+    fr_pipelines_free(app->pipelines, app->n_pipelines);
+    app->pipelines = NULL;
+    app->n_pipelines = 0;
+out_settings:
+    fr_settings_deinit(&app->settings);
+    return FR_SETTINGS_ERROR;
+}
+
+int fr_app_run(struct fr_app *app)
+{
+    int rc;
+
+    if (app->redis && fr_redis_start(app->redis) != 0) {
+        fr_error("cannot start the Redis client");
+        fr_app_shutdown(app, 1);
+    }
+    if (app->pg && fr_pg_start(app->pg) != 0) {
+        fr_error("cannot start the PostgreSQL client");
+        fr_app_shutdown(app, 1);
+    }
+    if (app->admin && !app->stopping) {
+        rc = fr_http_listen(app->admin, app->settings.admin_addr, false);
+        if (rc != 0) {
+            fr_error("cannot listen on admin address %s: %s", app->settings.admin_addr, uv_strerror(rc));
+            fr_app_shutdown(app, 1);
+        } else {
+            fr_info("admin port on %s (/metrics /healthz /readyz)", app->settings.admin_addr);
+        }
+    }
+    if (!uv_is_closing((uv_handle_t *)&app->sigterm)) {
+        uv_signal_start(&app->sigterm, on_signal, SIGTERM);
+        uv_signal_start(&app->sigint, on_signal, SIGINT);
+    }
+
+    uv_run(&app->loop, UV_RUN_DEFAULT);
+    rc = uv_loop_close(&app->loop);
+    if (rc != 0) {
+        fr_error("event loop closed with handles still open: %s", uv_strerror(rc));
+        if (app->exit_code == 0)
+            app->exit_code = 1;
+    }
+    return app->exit_code;
+}
+
+static void close_handle(uv_handle_t *h)
+{
+    if (h->loop && !uv_is_closing(h))
+        uv_close(h, NULL);
+}
+
+void fr_app_shutdown(struct fr_app *app, int exit_code)
+{
+    if (exit_code != 0 && app->exit_code == 0)
+        app->exit_code = exit_code;
+    app->stopping = true;
+    if (app->redis) {
+        fr_redis_close(app->redis, NULL, NULL);
+        app->redis = NULL;
+    }
+    if (app->pg) {
+        fr_pg_close(app->pg, NULL, NULL);
+        app->pg = NULL;
+    }
+    if (app->admin) {
+        fr_http_server_close(app->admin, 1000, NULL, NULL);
+        app->admin = NULL;
+    }
+    close_handle((uv_handle_t *)&app->sigterm);
+    close_handle((uv_handle_t *)&app->sigint);
+}
+
+void fr_app_deinit(struct fr_app *app)
+{
+    fr_metrics_free(app->metrics);
+    app->metrics = NULL;
+    fr_pipelines_free(app->pipelines, app->n_pipelines);
+    app->pipelines = NULL;
+    app->n_pipelines = 0;
+    fr_settings_deinit(&app->settings);
+}

@@ -1,0 +1,91 @@
+/* http: the HTTP/1.1 server core on libuv + llhttp. Keep-alive and
+ * pipelining (requests on one connection are answered in order: parsing
+ * pauses while a response is pending), limits on header bytes (431), body
+ * bytes (413), connections, idle time and request time (408). Handlers may
+ * answer at once or later (async): a request stays valid until it is
+ * answered, even if its connection died meanwhile. Loop thread only. */
+#ifndef FR_HTTP_H
+#define FR_HTTP_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <uv.h>
+
+#include "util.h"
+
+typedef struct fr_http_server fr_http_server_t;
+typedef struct fr_http_req fr_http_req_t;
+
+struct fr_http_limits {
+    uint32_t max_header_bytes; /* request line + headers; over → 431. Default 8192 */
+    uint32_t max_body_bytes;   /* over → 413. Default 1 MiB */
+    uint32_t max_conns;        /* over → accept and close at once. Default 10000 */
+    uint32_t idle_timeout_ms;  /* keep-alive idle. Default 60000 */
+    uint32_t request_timeout_ms; /* first byte to full request; over → 408. Default 10000 */
+};
+void fr_http_limits_default(struct fr_http_limits *l);
+
+/* Called once per complete request; the handler must eventually call
+ * fr_http_respond* exactly once on it. */
+typedef void (*fr_http_handler)(fr_http_req_t *req, void *data);
+
+fr_http_server_t *fr_http_server_new(uv_loop_t *loop, const struct fr_http_limits *limits, fr_http_handler handler,
+                                     void *data);
+/* addr "IP:PORT" (or ":PORT" / "PORT" = 0.0.0.0). reuseport sets
+ * SO_REUSEPORT. Returns 0 or a negative UV error. */
+FR_MUST_CHECK int fr_http_listen(fr_http_server_t *s, const char *addr, bool reuseport);
+/* Stops accepting, closes idle connections, lets in-flight requests finish
+ * (or closes them after drain_ms), then calls cb once and frees the server. */
+void fr_http_server_close(fr_http_server_t *s, uint32_t drain_ms, void (*cb)(void *data), void *data);
+size_t fr_http_server_conns(const fr_http_server_t *s);
+
+/* Request accessors; returned pointers live as long as the request. */
+const char *fr_http_req_method(const fr_http_req_t *req);      /* "GET" */
+const char *fr_http_req_path(const fr_http_req_t *req);        /* raw path, no query, NUL-terminated */
+const char *fr_http_req_query(const fr_http_req_t *req);       /* raw query after '?', "" if none */
+const char *fr_http_req_header(const fr_http_req_t *req, const char *name); /* case-insensitive; NULL if absent */
+const char *fr_http_req_body(const fr_http_req_t *req, size_t *len);
+/* Decoded query parameter (percent and '+' decoding), NULL if absent; an
+ * empty "?a=" gives "". The first occurrence wins. */
+const char *fr_http_req_param(fr_http_req_t *req, const char *name);
+uint64_t fr_http_req_id(const fr_http_req_t *req);  /* per-server sequence, for logs */
+uint64_t fr_http_req_start_ns(const fr_http_req_t *req); /* monotonic ns when the request was complete */
+/* Request-scoped allocation, freed when the request ends. */
+void *fr_http_req_alloc(fr_http_req_t *req, size_t n);
+/* Arbitrary per-request user pointer (borrowed). */
+void fr_http_req_set_data(fr_http_req_t *req, void *p);
+void *fr_http_req_data(const fr_http_req_t *req);
+
+/* Adds a response header (copied) before answering. */
+void fr_http_add_header(fr_http_req_t *req, const char *name, const char *value);
+/* Answers (exactly once; body copied); ends the request. After this the req
+ * pointer is invalid. */
+void fr_http_respond(fr_http_req_t *req, int status, const char *content_type, const char *body, size_t len);
+/* JSON body shortcut (application/json). */
+void fr_http_respond_json(fr_http_req_t *req, int status, const struct fr_buf *body);
+/* {"detail": "<msg>"} with the given status. */
+void fr_http_respond_detail(fr_http_req_t *req, int status, const char *msg);
+const char *fr_http_status_text(int status);
+
+/* Decodes a query-string parameter from q[0..qlen) into out; false if
+ * absent. Exposed for tests and fuzzing. */
+bool fr_http_query_get(const char *q, size_t qlen, const char *name, struct fr_buf *out);
+
+/* The bound port of a listening server (useful after listening on port 0),
+ * or a negative UV error if it is not listening. */
+int fr_http_server_port(const fr_http_server_t *s);
+
+/* Runs the server's request parser (same llhttp settings, accumulation and
+ * limits) over buf[0..len) with no socket. Each complete request is passed
+ * to cb (may be NULL; the request is borrowed for the call and must not be
+ * answered). Parsing stops after a request that would close the connection.
+ * Returns the number of complete requests; *status_out (may be NULL) gets 0,
+ * or the error status the server would answer (400, 413, 431). Trailing
+ * incomplete input is not an error. limits NULL = defaults. */
+int fr_http_parse_each(const char *buf, size_t len, const struct fr_http_limits *limits,
+                       void (*cb)(fr_http_req_t *req, void *data), void *data, int *status_out);
+/* fr_http_parse_each without a callback (the fuzz entry point). */
+int fr_http_parse_once(const char *buf, size_t len, const struct fr_http_limits *limits, int *status_out);
+
+#endif

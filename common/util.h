@@ -1,0 +1,92 @@
+/* util: allocation with one out-of-memory policy, a bounded growable byte
+ * buffer, JSON string escaping, clocks, ids and checksums shared by every
+ * module. Owns nothing global. */
+#ifndef FR_UTIL_H
+#define FR_UTIL_H
+
+#include <stdarg.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#define FR_MUST_CHECK __attribute__((warn_unused_result))
+#define FR_PRINTF(f, a) __attribute__((format(printf, f, a)))
+#define FR_ERR_LEN 256
+#define FR_ARRAY_LEN(a) (sizeof(a) / sizeof((a)[0]))
+#define fr_container_of(ptr, type, member) ((type *)(void *)((char *)(ptr)-offsetof(type, member)))
+
+/* Allocation: log and abort on out-of-memory, never return NULL. */
+void *fr_xmalloc(size_t n);
+void *fr_xcalloc(size_t n, size_t size);
+void *fr_xrealloc(void *p, size_t n);
+char *fr_xstrdup(const char *s);
+char *fr_xstrndup(const char *s, size_t n);
+char *fr_xasprintf(const char *fmt, ...) FR_PRINTF(1, 2);
+
+/* A growable byte buffer. `data` is always NUL-terminated past `len` once
+ * anything was appended. `max` (0 = unlimited) caps growth: an append that
+ * would pass it fails with -ENOBUFS and leaves the buffer unchanged. */
+struct fr_buf {
+    char *data; /* owned */
+    size_t len; /* bytes used, excluding the terminating NUL */
+    size_t cap; /* bytes allocated */
+    size_t max; /* growth cap in bytes, 0 = none */
+};
+
+void fr_buf_init(struct fr_buf *b, size_t max);
+void fr_buf_deinit(struct fr_buf *b);
+void fr_buf_reset(struct fr_buf *b); /* len = 0, keeps the allocation */
+FR_MUST_CHECK int fr_buf_reserve(struct fr_buf *b, size_t extra);
+int fr_buf_append(struct fr_buf *b, const void *p, size_t n);
+int fr_buf_puts(struct fr_buf *b, const char *s);
+int fr_buf_putc(struct fr_buf *b, char c);
+int fr_buf_printf(struct fr_buf *b, const char *fmt, ...) FR_PRINTF(2, 3);
+int fr_buf_vprintf(struct fr_buf *b, const char *fmt, va_list ap) FR_PRINTF(2, 0);
+/* Appends `s[0..n)` as a quoted JSON string ("..." with escapes). Invalid
+ * UTF-8 bytes are replaced by U+FFFD. */
+int fr_buf_json_str(struct fr_buf *b, const char *s, size_t n);
+/* Appends `s[0..n)` as one CSV field (quoted when it holds , " CR or LF). */
+int fr_buf_csv_field(struct fr_buf *b, const char *s, size_t n);
+
+/* Clocks. */
+uint64_t fr_mono_ms(void);   /* monotonic milliseconds */
+uint64_t fr_mono_ns(void);   /* monotonic nanoseconds */
+int64_t fr_wall_us(void);    /* UTC microseconds since the epoch */
+
+/* Time parsing and formatting, UTC everywhere. fr_parse_timestamp accepts
+ * ISO-8601 "YYYY-MM-DD[T ]HH:MM[:SS[.ffffff]][Z|+HH[:MM]|-HH[:MM]]" and a bare
+ * date; no offset means UTC. Returns false on anything else. */
+bool fr_parse_timestamp(const char *s, size_t n, int64_t *out_us);
+/* Parses "YYYY-MM-DD" into days since 1970-01-01. */
+bool fr_parse_date(const char *s, size_t n, int32_t *out_days);
+/* Formats as "YYYY-MM-DDTHH:MM:SS.ffffffZ" (fraction omitted when zero);
+ * out must hold 32 bytes. Returns the length. */
+size_t fr_format_timestamp(int64_t us, char *out);
+size_t fr_format_date(int32_t days, char *out); /* "YYYY-MM-DD", 11 bytes */
+int64_t fr_days_from_civil(int64_t y, unsigned m, unsigned d);
+
+/* Strict number parsing of the whole of s[0..n): no spaces, no trailing junk. */
+bool fr_parse_i64(const char *s, size_t n, int64_t *out);
+bool fr_parse_double(const char *s, size_t n, double *out); /* finite only */
+
+/* A time-ordered unique id: 26 Crockford base32 chars (48-bit ms time + 80
+ * random bits, like a ULID) and a NUL; out must hold 27 bytes. */
+void fr_ulid(char out[27]);
+
+/* SHA-256 hex digest (64 chars + NUL). */
+void fr_sha256_hex(const void *p, size_t n, char out[65]);
+struct fr_sha256 {
+    void *ctx; /* owned: EVP_MD_CTX */
+};
+void fr_sha256_init(struct fr_sha256 *s);
+void fr_sha256_update(struct fr_sha256 *s, const void *p, size_t n);
+void fr_sha256_final(struct fr_sha256 *s, char out[65]); /* also frees ctx */
+
+/* Reads a whole file (blocking: startup and worker threads only). Returns
+ * NULL and fills err on failure; *len gets the size. Caps at max bytes. */
+char *fr_read_file(const char *path, size_t max, size_t *len, char err[FR_ERR_LEN]);
+
+/* mkdir -p (blocking: startup and worker threads only). */
+int fr_mkdirs(const char *path, unsigned mode);
+
+#endif
