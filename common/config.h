@@ -124,10 +124,14 @@ struct fr_pipeline {
 /* Loads pipelines/NAME/pipeline.yaml (or the YAML file at `path`).
  * ${VAR} and ${VAR:-default} are substituted from the environment; an unset
  * variable without a default is an error. Returns NULL and fills err with
- * "file:line:col: what is wrong; how to fix it". */
+ * "file:line:col: what is wrong; how to fix it".
+ * `path` may be the pipeline directory or its YAML file; dir = the file's
+ * directory. The pipeline name is the `pipeline:` key, else the directory's
+ * name. Blocking (reads files): startup only. */
 struct fr_pipeline *fr_pipeline_load(const char *path, char err[FR_ERR_LEN]);
-/* Same, from a string (tests and fuzzing); `name` is used in messages and
- * SQL file paths are relative to `dir`. */
+/* Same, from a string (tests and fuzzing); `name` is used in messages (as
+ * the FILE of "FILE:LINE:COL: ...") and SQL file paths are relative to
+ * `dir`. YAML aliases and nesting deeper than 16 levels are rejected. */
 struct fr_pipeline *fr_pipeline_parse(const char *yaml, size_t len, const char *name, const char *dir,
                                       char err[FR_ERR_LEN]);
 void fr_pipeline_free(struct fr_pipeline *p);
@@ -138,7 +142,8 @@ const struct fr_cache *fr_pipeline_cache(const struct fr_pipeline *p, const char
 int fr_column_index(const struct fr_column *cols, size_t n, const char *name); /* -1 if absent */
 
 /* Daemon settings. Each field is filled from (lowest wins last): default,
- * environment, command-line flag. */
+ * --config file, environment, command-line flag. An empty environment
+ * variable counts as unset. */
 struct fr_settings {
     char *redis_url;       /* owned: FRESHET_REDIS_URL, default redis://127.0.0.1:6379/0 */
     char *database_url;    /* owned: FRESHET_DATABASE_URL, default postgresql://freshet@127.0.0.1:5432/freshet */
@@ -164,7 +169,14 @@ enum fr_settings_result {
  * --config, --help, --version). `daemon` names the program in --help; `usage`
  * is extra help text for daemon-specific commands (may be NULL).
  * default_admin_addr is that daemon's admin port default. Unknown flags are
- * left for the caller in *rest (argv order kept). */
+ * left for the caller in *rest (argv order kept).
+ * Rest details: *rest_argv points into argv, whose entries 1.. are reordered
+ * in place (no allocation); it excludes argv[0]; rest_argv[rest_argc] is NULL
+ * when argv was NULL-terminated. Everything after "--" goes to rest. When
+ * rest_argc/rest_argv are NULL, any unknown argument is an error.
+ * --help and --version print to stdout. On FR_SETTINGS_OK the caller owns
+ * *s (fr_settings_deinit); on the other results *s holds nothing (deinit is
+ * still safe). */
 enum fr_settings_result fr_settings_load(struct fr_settings *s, const char *daemon, const char *usage,
                                          const char *default_admin_addr, int argc, char **argv,
                                          int *rest_argc, char ***rest_argv, char err[FR_ERR_LEN]);
