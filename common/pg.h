@@ -39,14 +39,18 @@ bool fr_pg_connected(const fr_pg_t *pg);
 /* Queues one statement with text parameters (params[i] NULL = SQL null;
  * lens may be NULL for NUL-terminated values). Returns 0 (cb fires exactly
  * once) or -ENOTCONN / -ESHUTDOWN (cb will NOT fire). Parameters and SQL are
- * copied. */
-FR_MUST_CHECK int fr_pg_query(fr_pg_t *pg, const char *sql, int nparams, const char *const *params,
-                              const int *lens, fr_pg_cb cb, void *data);
+ * copied. The cb never runs before the submitting call returns. Also returns
+ * -EINVAL for a NULL sql or a bad nparams (cb will NOT fire). */
+FR_MUST_CHECK int fr_pg_query(fr_pg_t *pg, const char *sql, int nparams, const char *const *params, const int *lens,
+                              fr_pg_cb cb, void *data);
 /* Prepared statements: prepared once per connection (again after a
- * reconnect, transparently) and then executed by name. */
+ * reconnect, transparently) and then executed by name. fr_pg_prepare may be
+ * called before fr_pg_start; -EEXIST for a name already registered. A failed
+ * prepare is logged and the execs of it then fail with PGRES_FATAL_ERROR.
+ * fr_pg_exec returns -ENOENT for a name never registered. */
 FR_MUST_CHECK int fr_pg_prepare(fr_pg_t *pg, const char *name, const char *sql, int nparams);
-FR_MUST_CHECK int fr_pg_exec(fr_pg_t *pg, const char *name, int nparams, const char *const *params,
-                             const int *lens, fr_pg_cb cb, void *data);
+FR_MUST_CHECK int fr_pg_exec(fr_pg_t *pg, const char *name, int nparams, const char *const *params, const int *lens,
+                             fr_pg_cb cb, void *data);
 /* Runs `copy_sql` (COPY ... FROM STDIN), streams data[0..len) (copied), ends
  * the copy and completes with the COPY's final result. */
 FR_MUST_CHECK int fr_pg_copy_in(fr_pg_t *pg, const char *copy_sql, const char *data, size_t len, fr_pg_cb cb,
