@@ -3,7 +3,9 @@
  * signal-driven drain. See app.h for the lifecycle. */
 #include "app.h"
 
+#include <arpa/inet.h>
 #include <errno.h>
+#include <netdb.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -26,6 +28,69 @@ static void on_signal(uv_signal_t *h, int signum)
         app->on_drain(app, app->drain_data);
     else
         fr_app_shutdown(app, 0);
+}
+
+/* Host names in FRESHET_REDIS_URL / FRESHET_DATABASE_URL (e.g. "redis" and
+ * "postgres" in docker-compose) are resolved once here, at startup, before
+ * the loop runs: the clients never resolve names on the loop (STYLE 18).
+ * The URL host part spans [*hs, *he). Returns false when the URL has no
+ * host or it is already an IP / localhost. */
+static bool url_host(const char *url, const char **hs, const char **he)
+{
+    const char *p = strstr(url, "://");
+    const char *at, *end;
+
+    if (!p)
+        return false;
+    p += 3;
+    end = p + strcspn(p, "/?");
+    at = memchr(p, '@', (size_t)(end - p));
+    if (at)
+        p = at + 1;
+    if (*p == '[')
+        return false; /* IPv6 literal */
+    *hs = p;
+    *he = p + strcspn(p, ":/?");
+    if (*he == *hs)
+        return false;
+    return true;
+}
+
+static char *resolve_url(const char *url, bool libpq)
+{
+    const char *hs, *he;
+    char host[256], ip[INET_ADDRSTRLEN];
+    struct in_addr a;
+    struct addrinfo hints, *res = NULL;
+
+    if (!url_host(url, &hs, &he) || (size_t)(he - hs) >= sizeof(host))
+        return NULL;
+    memcpy(host, hs, (size_t)(he - hs));
+    host[he - hs] = '\0';
+    if (inet_pton(AF_INET, host, &a) == 1 || strcmp(host, "localhost") == 0)
+        return NULL;
+    if (libpq && strstr(url, "hostaddr="))
+        return NULL;
+    memset(&hints, 0, sizeof(hints));
+    hints.ai_family = AF_INET;
+    hints.ai_socktype = SOCK_STREAM;
+    if (getaddrinfo(host, NULL, &hints, &res) != 0 || !res)
+        return NULL; /* the client reports the unusable host */
+    inet_ntop(AF_INET, &((struct sockaddr_in *)(void *)res->ai_addr)->sin_addr, ip, sizeof(ip));
+    freeaddrinfo(res);
+    fr_info("resolved %s to %s at startup", host, ip);
+    if (libpq) /* keep host (for TLS/messages), add hostaddr */
+        return fr_xasprintf("%s%shostaddr=%s", url, strchr(url, '?') ? "&" : "?", ip);
+    return fr_xasprintf("%.*s%s%s", (int)(hs - url), url, ip, he);
+}
+
+static void resolve_setting(char **url, bool libpq)
+{
+    char *r = resolve_url(*url, libpq);
+    if (r) {
+        free(*url);
+        *url = r;
+    }
 }
 
 static void respond_text(fr_http_req_t *req, int status, const char *ctype, const char *s)
@@ -93,6 +158,8 @@ enum fr_settings_result fr_app_init(struct fr_app *app, const char *daemon, cons
     app->loop.data = app;
     app->metrics = fr_metrics_new();
 
+    resolve_setting(&app->settings.redis_url, false);
+    resolve_setting(&app->settings.database_url, true);
     if (needs & FR_APP_REDIS) {
         app->redis = fr_redis_new(&app->loop, app->settings.redis_url, "redis", err);
         if (!app->redis)

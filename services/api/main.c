@@ -1,0 +1,180 @@
+/* freshet-api: the HTTP/1.1 read server (SPEC §4.1, §5, §6).
+ *
+ * Setup: fr_app (settings, pipelines, the Redis command connection and the
+ * PostgreSQL connection), one worker (one loop) with an fr_http_server on
+ * settings.api_addr (SO_REUSEPORT), and a second Redis connection
+ * subscribed to fr:events for cache invalidation. No admin port: the api
+ * serves /metrics, /healthz and /readyz itself.
+ *
+ * Contract details added here:
+ *  - The /player routes are served when a loaded pipeline has a cache named
+ *    "user_panel" (type hash); attributes are the columns of the model (or
+ *    dataset) that fills it, minus the cache's key column, in column order.
+ *  - Reads: in-process LRU → HGETALL {cache}:{id} (an empty reply = not in
+ *    Redis; an absent field = null) → SELECT ... FROM {model table} WHERE
+ *    {key} = $1 (or = ANY($1) for POST /player/attributes). Not found
+ *    anywhere → 404 (not cached); Redis down → PostgreSQL; PostgreSQL
+ *    needed but down → 503 {"detail": "..."}.
+ *  - Invalidation: a cache.refreshed message whose "cache" is ours (and
+ *    "pipeline", when present, ours) evicts its "keys", or everything with
+ *    "all": true or without a keys array. While the fr:events subscription
+ *    is down the process cache is off (nothing served from it or put in it)
+ *    and it is cleared whenever the subscription comes back.
+ *  - FRESHET_API_CACHE_ENTRIES (default 200000) bounds the process cache.
+ *  - SIGTERM/SIGINT: stop accepting, let requests in flight finish (5 s at
+ *    most), close the subscription, then the app; exit 0.
+ */
+#include <errno.h>
+#include <stdio.h>
+#include <string.h>
+
+#include "api.h"
+#include "log.h"
+
+#define DRAIN_MS 5000
+#define EVENTS_CHANNEL "fr:events"
+
+static const char usage[] = "Serves the pipelines' read routes over HTTP on FRESHET_API_ADDR (--api-addr).\n"
+                            "Environment: FRESHET_API_CACHE_ENTRIES bounds the in-process cache (default 200000).\n";
+
+static void on_sub_state(fr_redis_t *r, bool connected, void *data)
+{
+    struct fr_api_worker *w = data;
+    (void)r;
+
+    /* Invalidations may have been missed while we were not subscribed:
+     * start from an empty cache, and cache nothing while deaf. */
+    if (w->store)
+        fr_store_set_caching(w->store, connected);
+    if (connected && !w->sub_connected)
+        fr_info("subscribed to %s: process cache on (cleared)", EVENTS_CHANNEL);
+    else if (!connected && w->sub_connected)
+        fr_warn("lost the %s subscription: process cache off until it is back", EVENTS_CHANNEL);
+    w->sub_connected = connected;
+}
+
+static void on_sub_message(fr_redis_t *r, const char *channel, const char *payload, size_t len, void *data)
+{
+    (void)r;
+    (void)channel;
+    fr_api_on_event(data, payload, len);
+}
+
+static void on_sub_closed(void *data)
+{
+    struct fr_api_worker *w = data;
+
+    fr_info("drained: shutting down");
+    fr_app_shutdown(w->app, 0);
+}
+
+static void on_http_closed(void *data)
+{
+    struct fr_api_worker *w = data;
+    fr_redis_t *sub = w->sub;
+
+    w->http = NULL;
+    w->sub = NULL;
+    if (sub)
+        fr_redis_close(sub, on_sub_closed, w);
+    else
+        on_sub_closed(w);
+}
+
+static void on_drain(struct fr_app *app, void *data)
+{
+    struct fr_api_worker *w = data;
+    fr_http_server_t *http = w->http;
+    (void)app;
+
+    if (http)
+        fr_http_server_close(http, DRAIN_MS, on_http_closed, w); /* w->http cleared in the callback */
+    else
+        on_http_closed(w);
+}
+
+static int start_subscriber(struct fr_api_worker *w, char err[FR_ERR_LEN])
+{
+    int rc;
+
+    w->sub = fr_redis_new(&w->app->loop, w->app->settings.redis_url, "redis-events", err);
+    if (!w->sub)
+        return -EINVAL;
+    fr_redis_set_state_cb(w->sub, on_sub_state, w);
+    rc = fr_redis_subscribe(w->sub, EVENTS_CHANNEL, on_sub_message, w);
+    if (rc != 0) {
+        snprintf(err, FR_ERR_LEN, "cannot subscribe to %s: %s", EVENTS_CHANNEL, strerror(-rc));
+        return rc;
+    }
+    rc = fr_redis_start(w->sub);
+    if (rc != 0) {
+        snprintf(err, FR_ERR_LEN, "cannot start the %s subscriber: %s", EVENTS_CHANNEL, strerror(-rc));
+        return rc;
+    }
+    if (w->store)
+        fr_store_set_caching(w->store, false); /* until subscribed */
+    return 0;
+}
+
+int main(int argc, char **argv)
+{
+    struct fr_app app;
+    struct fr_api_worker w;
+    struct fr_http_limits lim;
+    char err[FR_ERR_LEN] = "";
+    int rest_argc = 0;
+    char **rest_argv = NULL;
+    enum fr_settings_result sr;
+    int rc;
+
+    sr = fr_app_init(&app, "api", usage, "127.0.0.1:9103", FR_APP_REDIS | FR_APP_PG, argc, argv, &rest_argc,
+                     &rest_argv, err);
+    if (sr == FR_SETTINGS_EXIT_OK)
+        return 0;
+    if (sr != FR_SETTINGS_OK) {
+        fprintf(stderr, "freshet-api: %s\n", err);
+        return 2;
+    }
+    memset(&w, 0, sizeof(w));
+    if (rest_argc > 0) {
+        snprintf(err, sizeof(err), "unknown argument '%s' (see --help)", rest_argv[0]);
+        goto out_fail;
+    }
+    if (fr_api_worker_init(&w, &app, err) != 0)
+        goto out_fail;
+    /* Reads give up on Redis quickly (PostgreSQL backs them) and on
+     * PostgreSQL before a client would. */
+    fr_pg_set_timeout(app.pg, 5000);
+
+    fr_http_limits_default(&lim);
+    w.http = fr_http_server_new(&app.loop, &lim, fr_api_handle, &w);
+    rc = fr_http_listen(w.http, app.settings.api_addr, true);
+    if (rc != 0) {
+        snprintf(err, sizeof(err), "cannot listen on %s: %s", app.settings.api_addr, uv_strerror(rc));
+        goto out_fail;
+    }
+    if (start_subscriber(&w, err) != 0)
+        goto out_fail;
+    app.on_drain = on_drain;
+    app.drain_data = &w;
+    fr_info("listening on %s%s", app.settings.api_addr, w.has_players ? " (players routes on)" : "");
+
+    rc = fr_app_run(&app);
+    fr_api_worker_deinit(&w);
+    fr_app_deinit(&app);
+    return rc;
+
+out_fail:
+    fr_error("%s", err);
+    if (w.http)
+        fr_http_server_close(w.http, 0, NULL, NULL);
+    w.http = NULL;
+    if (w.sub)
+        fr_redis_close(w.sub, NULL, NULL);
+    w.sub = NULL;
+    fr_app_shutdown(&app, 2);
+    (void)fr_app_run(&app); /* runs the loop until every handle is closed */
+    fr_api_worker_deinit(&w);
+    fr_app_deinit(&app);
+    return 2;
+}
