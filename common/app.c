@@ -18,16 +18,11 @@ static void on_signal(uv_signal_t *h, int signum)
     struct fr_app *app = h->data;
 
     if (app->stopping) {
-        fr_warn("second signal %d: exiting now", signum);
-        fr_app_shutdown(app, 1);
-        return;
+        fr_warn("second signal %d: exiting without draining", signum);
+        exit(1);
     }
-    app->stopping = true;
     fr_info("signal %d: draining", signum);
-    if (app->on_drain)
-        app->on_drain(app, app->drain_data);
-    else
-        fr_app_shutdown(app, 0);
+    fr_app_shutdown(app, 0);
 }
 
 /* Host names in FRESHET_REDIS_URL / FRESHET_DATABASE_URL (e.g. "redis" and
@@ -246,6 +241,11 @@ void fr_app_shutdown(struct fr_app *app, int exit_code)
     if (exit_code != 0 && app->exit_code == 0)
         app->exit_code = exit_code;
     app->stopping = true;
+    if (app->on_drain && !app->drain_started) {
+        app->drain_started = true;
+        app->on_drain(app, app->drain_data);
+        return;
+    }
     if (app->redis) {
         fr_redis_close(app->redis, NULL, NULL);
         app->redis = NULL;

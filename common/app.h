@@ -42,7 +42,8 @@ struct fr_app {
     uv_signal_t sigint;
     fr_app_drain_cb on_drain;
     void *drain_data;
-    bool stopping;                    /* a signal arrived */
+    bool stopping;                    /* a signal arrived or shutdown began */
+    bool drain_started;               /* on_drain has been called */
     int exit_code;
     /* extra admin routes: return true if handled */
     bool (*admin_route)(struct fr_app *app, fr_http_req_t *req);
@@ -58,8 +59,11 @@ enum fr_settings_result fr_app_init(struct fr_app *app, const char *daemon, cons
 /* Starts clients and the admin port, runs the loop until everything is
  * closed, tears down. Returns the exit code (0 after a clean drain). */
 int fr_app_run(struct fr_app *app);
-/* Ends the daemon: closes clients, admin server and signals; fr_app_run
- * returns when the loop is empty. Idempotent. */
+/* Ends the daemon. The first call runs the daemon's on_drain hook (if any)
+ * and returns: the hook finishes in-flight work, closes the daemon's own
+ * handles and calls fr_app_shutdown again. Then (or at once when there is
+ * no hook) it closes clients, admin server and signals; fr_app_run returns
+ * when the loop is empty. Idempotent; the first non-zero exit code wins. */
 void fr_app_shutdown(struct fr_app *app, int exit_code);
 void fr_app_deinit(struct fr_app *app);
 

@@ -1,0 +1,1241 @@
+/* filesrc: a `file` source. The loop thread watches the inbound directory,
+ * picks files and hands each to a worker (uv_queue_work) that claims it
+ * (rename into .processing/{ulid}-NAME), lands a copy with its SHA-256, and
+ * parses it into batches and rejected rows pushed to a small bounded queue;
+ * the loop moves queued items to the publisher in order and, once Redis
+ * accepted them all, moves the file to done/ or rejected/ (another worker:
+ * renames are blocking I/O). Owns its jobs, watcher, timer and scan request. */
+#include "filesrc.h"
+
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <inttypes.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "batch.h"
+#include "log.h"
+#include "parse.h"
+
+#define IO_CHUNK (256u * 1024u)     /* read size for landing and parsing */
+#define SETTLE_MS 200               /* a file modified more recently is left for later */
+#define RECHECK_MS 100              /* rescan delay after a file was not ready */
+#define FAILED_RETRY_MS 5000        /* a file that failed on our side is retried after this */
+#define MAX_NAME 200                /* longest inbound file name we claim */
+#define MAX_IGNORED 256             /* names remembered as not ours to process */
+#define ULID_LEN 26
+
+enum job_outcome {
+    OUT_NONE = 0,
+    OUT_GONE,     /* vanished before the claim: nothing to do */
+    OUT_IGNORED,  /* not a regular file: leave it alone from now on */
+    OUT_DEFERRED, /* still being written: look again soon */
+    OUT_DONE,     /* at least one good row published: to done/ */
+    OUT_REJECTED, /* no loadable row: to rejected/ with reason */
+    OUT_STOPPED,  /* daemon stopping: left in .processing/ for the next start */
+    OUT_FAILED,   /* our side failed (disk, memory): left in .processing/, retried */
+};
+
+struct job {
+    fr_filesrc_t *fs;         /* borrowed back pointer */
+    char *name;               /* owned: inbound file name */
+    char ulid[ULID_LEN + 1];  /* the claim's ulid: prefix of every batch id */
+    bool resume;              /* already in .processing/ (crash recovery) */
+    uint64_t t0_ms;           /* monotonic start */
+    uv_work_t work;           /* processing worker */
+    uv_work_t fin;            /* final rename worker */
+    bool worker_done;         /* after_work ran */
+    bool finishing;           /* fin queued */
+    bool lost;                /* an item was dropped (stopping): the file is not finished */
+    bool claimed;             /* worker: the file is in .processing/ (set before after_work) */
+    /* Written by the worker, read by the loop after after_work. */
+    enum job_outcome outcome;
+    char reason[FR_ERR_LEN];
+    uint64_t rows_ok;
+    uint64_t rows_rejected;
+    uint64_t batches;
+    uint64_t bytes;           /* raw file size */
+    /* Written by the fin worker. */
+    char *final_name;         /* owned: name inside done/ or rejected/ */
+    int fin_err;              /* errno of a failed rename, 0 = ok */
+    /* The queue shared with the worker (mu guards q*, stop). */
+    uv_mutex_t mu;
+    uv_cond_t cond;
+    struct fr_pub_item *qhead; /* owned */
+    struct fr_pub_item *qtail;
+    size_t qlen;
+    bool stop;
+    /* Loop side. */
+    size_t outstanding;       /* items in the publisher, not yet done */
+    struct job *next;
+};
+
+struct fr_filesrc {
+    struct fr_app *app;               /* borrowed */
+    const struct fr_pipeline *pl;     /* borrowed */
+    const struct fr_source *src;      /* borrowed */
+    const struct fr_dataset *ds;      /* borrowed */
+    fr_publisher_t *pub;              /* borrowed */
+    uv_async_t *wake;                 /* borrowed: workers signal it */
+    char *label;                      /* owned: "pipeline.source" for logs */
+    char *inbound;                    /* owned: data_dir/dir */
+    char *processing;                 /* owned: inbound/.processing */
+    char *done;                       /* owned: inbound/done */
+    char *rejected;                   /* owned: inbound/rejected */
+    char *landing;                    /* owned: data_dir/landing/{pipeline}/{source} */
+    char *landing_rel;                /* owned: landing/{pipeline}/{source} */
+    uv_fs_event_t watch;              /* embedded */
+    uv_timer_t timer;                 /* embedded: rescan + deferred kicks */
+    bool watch_init;
+    bool timer_init;
+    int open_handles;                 /* initialised handles not yet closed */
+    uv_fs_t scan_req;                 /* embedded */
+    bool scanning;
+    bool rescan;                      /* a scan was asked for while one ran */
+    struct job *jobs;                 /* owned */
+    size_t n_jobs;
+    char **resume;                    /* owned: .processing names to (re)process first */
+    size_t n_resume;
+    uint64_t resume_after_ms;         /* monotonic: don't retry failed files before */
+    char **ignored;                   /* owned: names not to look at again */
+    size_t n_ignored;
+    bool started;
+    bool stopping;
+    bool stop_fired;
+    void (*stop_cb)(void *data);
+    void *stop_data;                  /* borrowed */
+    uint64_t *m_files_done;           /* borrowed from app->metrics */
+    uint64_t *m_files_rejected;
+    uint64_t *m_bytes;
+    int64_t *m_queue_depth;
+};
+
+static void job_check(struct job *j);
+static void kick(fr_filesrc_t *fs, uint64_t delay_ms);
+
+/* ================================================================= helpers */
+
+static bool ulid_char(char c)
+{
+    return (c >= '0' && c <= '9') || (c >= 'A' && c <= 'Z' && c != 'I' && c != 'L' && c != 'O' && c != 'U');
+}
+
+/* ".processing" entries are "{ulid}-NAME". */
+static bool split_processing_name(const char *s, char ulid[ULID_LEN + 1], const char **name)
+{
+    if (strlen(s) < ULID_LEN + 2 || s[ULID_LEN] != '-')
+        return false;
+    for (int i = 0; i < ULID_LEN; i++)
+        if (!ulid_char(s[i]))
+            return false;
+    memcpy(ulid, s, ULID_LEN);
+    ulid[ULID_LEN] = '\0';
+    *name = s + ULID_LEN + 1;
+    return true;
+}
+
+/* The UTC day of a ulid's timestamp, so a resumed file lands at the same
+ * path as its first attempt. */
+static void ulid_date(const char *ulid, char out[11])
+{
+    static const char alphabet[] = "0123456789ABCDEFGHJKMNPQRSTVWXYZ";
+    uint64_t ms = 0;
+
+    for (int i = 0; i < 10; i++) {
+        const char *p = strchr(alphabet, ulid[i]);
+        ms = (ms << 5) | (uint64_t)(p ? p - alphabet : 0);
+    }
+    fr_format_date((int32_t)(ms / 86400000u), out);
+}
+
+static bool has_suffix(const char *s, const char *suf)
+{
+    size_t n = strlen(s), m = strlen(suf);
+    return n >= m && strcmp(s + n - m, suf) == 0;
+}
+
+/* Names a writer is probably still producing (or that are not data). */
+static bool skip_name(const char *name)
+{
+    return name[0] == '.' || has_suffix(name, ".tmp") || has_suffix(name, ".part") ||
+           has_suffix(name, ".partial") || has_suffix(name, "~");
+}
+
+static int write_all(int fd, const char *p, size_t n)
+{
+    while (n > 0) {
+        ssize_t w = write(fd, p, n);
+        if (w < 0) {
+            if (errno == EINTR)
+                continue;
+            return -errno;
+        }
+        p += w;
+        n -= (size_t)w;
+    }
+    return 0;
+}
+
+static ssize_t read_some(int fd, char *p, size_t n)
+{
+    for (;;) {
+        ssize_t r = read(fd, p, n);
+        if (r < 0 && errno == EINTR)
+            continue;
+        return r < 0 ? -errno : r;
+    }
+}
+
+/* Writes a small file atomically (tmp + rename). Worker threads only. */
+static int write_small_file(const char *path, const char *data, size_t len)
+{
+    char *tmp = fr_xasprintf("%s.tmp", path);
+    int fd, rc;
+
+    fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+    if (fd < 0) {
+        rc = -errno;
+        goto out_free;
+    }
+    rc = write_all(fd, data, len);
+    if (close(fd) < 0 && rc == 0)
+        rc = -errno;
+    if (rc == 0 && rename(tmp, path) < 0)
+        rc = -errno;
+    if (rc != 0)
+        (void)unlink(tmp);
+out_free:
+    free(tmp);
+    return rc;
+}
+
+/* ================================================================= worker */
+
+static bool job_stopping(struct job *j)
+{
+    bool s;
+
+    uv_mutex_lock(&j->mu);
+    s = j->stop;
+    uv_mutex_unlock(&j->mu);
+    return s;
+}
+
+/* Queues one item for the loop, blocking while the queue is full
+ * (backpressure). -ECANCELED (item freed) when the daemon is stopping. */
+static int push(struct job *j, struct fr_pub_item *it)
+{
+    uv_mutex_lock(&j->mu);
+    while (j->qlen >= FR_FILESRC_QUEUE_CAP && !j->stop)
+        uv_cond_wait(&j->cond, &j->mu);
+    if (j->stop) {
+        uv_mutex_unlock(&j->mu);
+        fr_pub_item_free(it);
+        return -ECANCELED;
+    }
+    it->next = NULL;
+    if (j->qtail)
+        j->qtail->next = it;
+    else
+        j->qhead = it;
+    j->qtail = it;
+    j->qlen++;
+    uv_mutex_unlock(&j->mu);
+    uv_async_send(j->fs->wake);
+    return 0;
+}
+
+/* State of one file's parse, on the worker's stack. */
+struct wctx {
+    struct job *j;
+    fr_batch_builder_t *builder;  /* owned */
+    uint32_t chunk;               /* next batch number */
+    struct fr_raw_ref raw;        /* borrowed strings */
+    const char *landing_rel;      /* borrowed */
+    int err;                      /* first internal error */
+};
+
+static int flush_batch(struct wctx *w)
+{
+    struct job *j = w->j;
+    struct fr_pub_item *it;
+    size_t rows = fr_batch_builder_rows(w->builder);
+    int rc;
+
+    if (rows == 0)
+        return 0;
+    it = fr_pub_item_new(FR_PUB_BATCH, j->fs->ds->qname);
+    snprintf(it->id, sizeof(it->id), "%s-%06" PRIu32, j->ulid, w->chunk);
+    rc = fr_batch_builder_flush(w->builder, it->id, &w->raw, &it->payload);
+    if (rc != 0) {
+        snprintf(j->reason, sizeof(j->reason), "cannot pack batch %s: %s", it->id, strerror(-rc));
+        fr_pub_item_free(it);
+        w->err = rc;
+        return rc;
+    }
+    w->chunk++;
+    it->rows = (uint32_t)rows;
+    it->file = fr_xstrdup(w->landing_rel);
+    rc = push(j, it);
+    if (rc == 0)
+        j->batches++;
+    return rc;
+}
+
+static int on_row(void *data, const struct fr_row *row)
+{
+    struct wctx *w = data;
+    const struct fr_source *src = w->j->fs->src;
+
+    fr_batch_builder_add(w->builder, row->vals, row->lens, row->nulls, row->line);
+    w->j->rows_ok++;
+    if ((src->batch_rows && fr_batch_builder_rows(w->builder) >= src->batch_rows) ||
+        (src->batch_bytes && fr_batch_builder_bytes(w->builder) >= src->batch_bytes))
+        return flush_batch(w);
+    return 0;
+}
+
+static int push_reject(struct job *j, uint32_t line, const char *reason, const char *raw, size_t raw_len)
+{
+    struct fr_pub_item *it = fr_pub_item_new(FR_PUB_ROW, j->fs->ds->qname);
+
+    if (raw_len > FR_PUB_RAW_MAX)
+        raw_len = FR_PUB_RAW_MAX;
+    it->file = fr_xstrdup(j->name);
+    it->line = line;
+    it->reason = fr_xstrdup(reason);
+    it->raw = fr_xstrndup(raw ? raw : "", raw ? raw_len : 0);
+    it->raw_len = raw ? raw_len : 0;
+    return push(j, it);
+}
+
+static int on_reject(void *data, uint32_t line, const char *reason, const char *raw, size_t raw_len)
+{
+    struct wctx *w = data;
+
+    w->j->rows_rejected++;
+    return push_reject(w->j, line, reason, raw, raw_len);
+}
+
+static void set_outcome(struct job *j, enum job_outcome o, const char *fmt, ...) FR_PRINTF(3, 4);
+static void set_outcome(struct job *j, enum job_outcome o, const char *fmt, ...)
+{
+    va_list ap;
+
+    j->outcome = o;
+    if (fmt) {
+        va_start(ap, fmt);
+        vsnprintf(j->reason, sizeof(j->reason), fmt, ap);
+        va_end(ap);
+    }
+}
+
+/* Copies the claimed file to the landing zone (tmp + fsync + rename) while
+ * hashing it, and writes the sidecar "<hex>  <name>\n". Fills sha and size.
+ * Returns 0, or sets the outcome (REJECTED: unreadable; FAILED: our side;
+ * STOPPED) and returns -1. */
+static int land(struct job *j, const char *proc_path, const char *land_path, const char *land_name,
+                char sha[65])
+{
+    struct fr_sha256 h;
+    char *tmp = fr_xasprintf("%s.tmp", land_path);
+    char *side = fr_xasprintf("%s.sha256", land_path);
+    char *buf = fr_xmalloc(IO_CHUNK);
+    char *line;
+    int in, out, rc = -1, e;
+    ssize_t n;
+
+    fr_sha256_init(&h);
+    in = open(proc_path, O_RDONLY | O_CLOEXEC);
+    if (in < 0) {
+        e = errno;
+        set_outcome(j, e == ENOENT ? OUT_FAILED : OUT_REJECTED, "unreadable: %s", strerror(e));
+        goto out_hash;
+    }
+    out = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+    if (out < 0) {
+        set_outcome(j, OUT_FAILED, "cannot write landing copy %s: %s", tmp, strerror(errno));
+        goto out_in;
+    }
+    j->bytes = 0;
+    for (;;) {
+        if (job_stopping(j)) {
+            set_outcome(j, OUT_STOPPED, NULL);
+            goto out_unlink;
+        }
+        n = read_some(in, buf, IO_CHUNK);
+        if (n < 0) {
+            set_outcome(j, OUT_REJECTED, "unreadable: %s", strerror((int)-n));
+            goto out_unlink;
+        }
+        if (n == 0)
+            break;
+        fr_sha256_update(&h, buf, (size_t)n);
+        e = write_all(out, buf, (size_t)n);
+        if (e != 0) {
+            set_outcome(j, OUT_FAILED, "cannot write landing copy %s: %s", tmp, strerror(-e));
+            goto out_unlink;
+        }
+        j->bytes += (uint64_t)n;
+    }
+    if (fsync(out) < 0) {
+        set_outcome(j, OUT_FAILED, "cannot sync landing copy %s: %s", tmp, strerror(errno));
+        goto out_unlink;
+    }
+    if (close(out) < 0) {
+        out = -1;
+        set_outcome(j, OUT_FAILED, "cannot write landing copy %s: %s", tmp, strerror(errno));
+        goto out_unlink;
+    }
+    out = -1;
+    if (rename(tmp, land_path) < 0) {
+        set_outcome(j, OUT_FAILED, "cannot rename landing copy to %s: %s", land_path, strerror(errno));
+        goto out_unlink;
+    }
+    fr_sha256_final(&h, sha);
+    h.ctx = NULL;
+    line = fr_xasprintf("%s  %s\n", sha, land_name);
+    e = write_small_file(side, line, strlen(line));
+    free(line);
+    if (e != 0) {
+        set_outcome(j, OUT_FAILED, "cannot write %s: %s", side, strerror(-e));
+        goto out_in;
+    }
+    rc = 0;
+    goto out_in;
+
+out_unlink:
+    if (out >= 0)
+        close(out);
+    (void)unlink(tmp);
+out_in:
+    close(in);
+out_hash:
+    if (h.ctx) {
+        char scratch[65];
+        fr_sha256_final(&h, scratch); /* frees the context */
+    }
+    free(buf);
+    free(side);
+    free(tmp);
+    return rc;
+}
+
+/* Parses the landing copy into batches and dead letters. */
+static void parse_landed(struct job *j, enum fr_file_format fmt, const char *land_path, const char *land_rel,
+                         const char *sha)
+{
+    fr_filesrc_t *fs = j->fs;
+    struct wctx w;
+    fr_parser_t *parser;
+    char *buf;
+    const char *fatal = NULL;
+    int fd, rc = 0;
+    ssize_t n;
+
+    memset(&w, 0, sizeof(w));
+    w.j = j;
+    w.landing_rel = land_rel;
+    w.raw.path = land_rel;
+    w.raw.sha256 = sha;
+    w.raw.size = j->bytes;
+
+    fd = open(land_path, O_RDONLY | O_CLOEXEC);
+    if (fd < 0) {
+        set_outcome(j, OUT_FAILED, "cannot open landing copy %s: %s", land_path, strerror(errno));
+        return;
+    }
+    w.builder = fr_batch_builder_new(fs->ds, fs->src->name, FR_OP_UPSERT);
+    parser = fr_parser_new(fs->ds, fmt, fs->src->csv_header, on_row, on_reject, &w);
+    if (w.builder == NULL || parser == NULL) {
+        set_outcome(j, OUT_FAILED, "cannot create parser");
+        goto out;
+    }
+    buf = fr_xmalloc(IO_CHUNK);
+    for (;;) {
+        if (job_stopping(j)) {
+            rc = -ECANCELED;
+            break;
+        }
+        n = read_some(fd, buf, IO_CHUNK);
+        if (n < 0) {
+            free(buf);
+            set_outcome(j, OUT_FAILED, "cannot read landing copy %s: %s", land_path, strerror((int)-n));
+            goto out;
+        }
+        if (n == 0) {
+            rc = fr_parser_finish(parser);
+            break;
+        }
+        rc = fr_parser_feed(parser, buf, (size_t)n);
+        if (rc != 0)
+            break;
+    }
+    free(buf);
+
+    if (rc == -EINVAL)
+        fatal = fr_parser_error(parser);
+    else if (rc == -ECANCELED || (rc != 0 && job_stopping(j))) {
+        set_outcome(j, OUT_STOPPED, NULL);
+        goto out;
+    } else if (rc != 0) {
+        if (w.err == 0)
+            snprintf(j->reason, sizeof(j->reason), "parse failed: %s", strerror(-rc));
+        j->outcome = OUT_FAILED;
+        goto out;
+    }
+    /* EOF (or a fatal format error after good rows): the rest is a batch. */
+    rc = flush_batch(&w);
+    if (rc != 0) {
+        if (rc == -ECANCELED)
+            set_outcome(j, OUT_STOPPED, NULL);
+        else
+            j->outcome = OUT_FAILED;
+        goto out;
+    }
+    if (fatal && j->rows_ok > 0) {
+        /* Good rows before the error were published: report the rest. */
+        rc = push_reject(j, 0, fatal, "", 0);
+        if (rc != 0) {
+            set_outcome(j, OUT_STOPPED, NULL);
+            goto out;
+        }
+        j->rows_rejected++;
+    }
+    if (j->rows_ok > 0)
+        set_outcome(j, OUT_DONE, NULL);
+    else if (fatal)
+        set_outcome(j, OUT_REJECTED, "%s", fatal);
+    else if (j->rows_rejected > 0)
+        set_outcome(j, OUT_REJECTED, "no loadable row: all %" PRIu64 " rows rejected (see fr:dlq:%s)",
+                    j->rows_rejected, fs->ds->qname);
+    else
+        set_outcome(j, OUT_REJECTED, "no loadable row: the file holds no rows");
+out:
+    fr_parser_free(parser);
+    fr_batch_builder_free(w.builder);
+    close(fd);
+}
+
+static void accepted_formats(unsigned f, char *out, size_t n)
+{
+    snprintf(out, n, "%s%s%s%s%s", (f & FR_FMT_CSV) ? ".csv" : "", (f & FR_FMT_CSV) && (f & ~FR_FMT_CSV) ? ", " : "",
+             (f & FR_FMT_NDJSON) ? ".ndjson/.jsonl" : "",
+             (f & FR_FMT_NDJSON) && (f & FR_FMT_JSON) ? ", " : "", (f & FR_FMT_JSON) ? ".json" : "");
+}
+
+/* Worker thread: claim, land, parse. Touches no loop handle; talks to the
+ * loop only through the queue and uv_async_send. */
+static void work_cb(uv_work_t *req)
+{
+    struct job *j = fr_container_of(req, struct job, work);
+    fr_filesrc_t *fs = j->fs;
+    char *proc_path = fr_xasprintf("%s/%s-%s", fs->processing, j->ulid, j->name);
+    char *land_dir = NULL, *land_name = NULL, *land_path = NULL, *land_rel = NULL;
+    enum fr_file_format fmt;
+    char date[11];
+    char sha[65];
+    char fmts[64];
+    struct stat st;
+    int rc;
+
+    if (!j->resume) {
+        char *in_path = fr_xasprintf("%s/%s", fs->inbound, j->name);
+
+        if (stat(in_path, &st) < 0) {
+            set_outcome(j, OUT_GONE, NULL);
+        } else if (S_ISDIR(st.st_mode)) {
+            set_outcome(j, OUT_IGNORED, NULL);
+        } else {
+            int64_t mtime_us = (int64_t)st.st_mtim.tv_sec * 1000000 + st.st_mtim.tv_nsec / 1000;
+            int64_t age_ms = (fr_wall_us() - mtime_us) / 1000;
+
+            if (age_ms > -1000 && age_ms < SETTLE_MS)
+                set_outcome(j, OUT_DEFERRED, NULL);
+            else if (rename(in_path, proc_path) < 0)
+                set_outcome(j, errno == ENOENT ? OUT_GONE : OUT_FAILED, "cannot claim: %s", strerror(errno));
+        }
+        free(in_path);
+        if (j->outcome != OUT_NONE)
+            goto out;
+    }
+    j->claimed = true;
+
+    if (stat(proc_path, &st) < 0) {
+        set_outcome(j, OUT_FAILED, "claimed file vanished: %s", strerror(errno));
+        goto out;
+    }
+    if (!S_ISREG(st.st_mode)) {
+        set_outcome(j, OUT_REJECTED, "not a regular file");
+        goto out;
+    }
+    fmt = fr_format_from_name(j->name);
+    if (fmt == 0 || !(fmt & fs->src->formats)) {
+        accepted_formats(fs->src->formats, fmts, sizeof(fmts));
+        set_outcome(j, OUT_REJECTED, "unknown file format: source %s accepts %s files", fs->src->name, fmts);
+        goto out;
+    }
+
+    ulid_date(j->ulid, date);
+    land_dir = fr_xasprintf("%s/%s", fs->landing, date);
+    rc = fr_mkdirs(land_dir, 0755);
+    if (rc != 0) {
+        set_outcome(j, OUT_FAILED, "cannot create %s: %s", land_dir, strerror(-rc));
+        goto out;
+    }
+    land_name = fr_xasprintf("%s-%s", j->ulid, j->name);
+    land_path = fr_xasprintf("%s/%s", land_dir, land_name);
+    land_rel = fr_xasprintf("%s/%s/%s", fs->landing_rel, date, land_name);
+    if (land(j, proc_path, land_path, land_name, sha) != 0)
+        goto out;
+    parse_landed(j, fmt, land_path, land_rel, sha);
+
+out:
+    free(land_rel);
+    free(land_path);
+    free(land_name);
+    free(land_dir);
+    free(proc_path);
+}
+
+/* Worker thread: the final move of a finished file, plus its reason file. */
+static void fin_cb(uv_work_t *req)
+{
+    struct job *j = fr_container_of(req, struct job, fin);
+    fr_filesrc_t *fs = j->fs;
+    const char *dir = j->outcome == OUT_DONE ? fs->done : fs->rejected;
+    char *src = fr_xasprintf("%s/%s-%s", fs->processing, j->ulid, j->name);
+    char *dst = fr_xasprintf("%s/%s", dir, j->name);
+    struct stat st;
+
+    if (lstat(dst, &st) == 0) {
+        free(dst);
+        dst = fr_xasprintf("%s/%s.%s", dir, j->name, j->ulid);
+    }
+    j->fin_err = 0;
+    if (rename(src, dst) < 0)
+        j->fin_err = errno;
+    if (j->fin_err == 0 && j->outcome == OUT_REJECTED) {
+        char *rpath = fr_xasprintf("%s.reason.txt", dst);
+        char *text = fr_xasprintf("%s\n", j->reason);
+        int rc = write_small_file(rpath, text, strlen(text));
+
+        if (rc != 0)
+            fr_log_kv(FR_LOG_WARN, "file", j->name, "cannot write %s: %s", rpath, strerror(-rc));
+        free(text);
+        free(rpath);
+    }
+    j->final_name = fr_xstrdup(strrchr(dst, '/') + 1);
+    free(dst);
+    free(src);
+}
+
+/* =================================================================== loop */
+
+static bool name_active(const fr_filesrc_t *fs, const char *name)
+{
+    for (const struct job *j = fs->jobs; j; j = j->next)
+        if (strcmp(j->name, name) == 0)
+            return true;
+    return false;
+}
+
+static bool name_ignored(const fr_filesrc_t *fs, const char *name)
+{
+    for (size_t i = 0; i < fs->n_ignored; i++)
+        if (strcmp(fs->ignored[i], name) == 0)
+            return true;
+    return false;
+}
+
+static void ignore_name(fr_filesrc_t *fs, const char *name)
+{
+    if (fs->n_ignored >= MAX_IGNORED || name_ignored(fs, name))
+        return;
+    fs->ignored = fr_xrealloc(fs->ignored, (fs->n_ignored + 1) * sizeof(*fs->ignored));
+    fs->ignored[fs->n_ignored++] = fr_xstrdup(name);
+}
+
+static void maybe_stopped(fr_filesrc_t *fs)
+{
+    if (!fs->stopping || fs->stop_fired || fs->n_jobs > 0 || fs->scanning || fs->open_handles > 0)
+        return;
+    fs->stop_fired = true;
+    if (fs->stop_cb)
+        fs->stop_cb(fs->stop_data);
+}
+
+static void update_depth(fr_filesrc_t *fs)
+{
+    int64_t d = 0;
+
+    for (struct job *j = fs->jobs; j; j = j->next) {
+        uv_mutex_lock(&j->mu);
+        d += (int64_t)j->qlen;
+        uv_mutex_unlock(&j->mu);
+        d += (int64_t)j->outstanding;
+    }
+    *fs->m_queue_depth = d;
+}
+
+static void job_free(struct job *j)
+{
+    fr_filesrc_t *fs = j->fs;
+    struct job **pp;
+
+    for (pp = &fs->jobs; *pp; pp = &(*pp)->next) {
+        if (*pp == j) {
+            *pp = j->next;
+            break;
+        }
+    }
+    fs->n_jobs--;
+    while (j->qhead) {
+        struct fr_pub_item *it = j->qhead;
+        j->qhead = it->next;
+        fr_pub_item_free(it);
+    }
+    uv_cond_destroy(&j->cond);
+    uv_mutex_destroy(&j->mu);
+    free(j->final_name);
+    free(j->name);
+    free(j);
+    update_depth(fs);
+    maybe_stopped(fs);
+}
+
+static void after_work_cb(uv_work_t *req, int status);
+
+static void start_job(fr_filesrc_t *fs, const char *name, const char *ulid)
+{
+    struct job *j = fr_xcalloc(1, sizeof(*j));
+    int rc;
+
+    j->fs = fs;
+    j->name = fr_xstrdup(name);
+    if (ulid) {
+        memcpy(j->ulid, ulid, ULID_LEN + 1);
+        j->resume = true;
+    } else {
+        fr_ulid(j->ulid);
+    }
+    j->t0_ms = fr_mono_ms();
+    if (uv_mutex_init(&j->mu) != 0 || uv_cond_init(&j->cond) != 0) {
+        fr_error("cannot create a mutex for %s", name); /* not reached on Linux */
+        abort();
+    }
+    j->next = fs->jobs;
+    fs->jobs = j;
+    fs->n_jobs++;
+    rc = uv_queue_work(&fs->app->loop, &j->work, work_cb, after_work_cb);
+    if (rc != 0) {
+        fr_log_kv(FR_LOG_ERROR, "file", name, "cannot start a worker: %s", uv_strerror(rc));
+        job_free(j);
+    }
+}
+
+static void add_resume(fr_filesrc_t *fs, const char *entry)
+{
+    fs->resume = fr_xrealloc(fs->resume, (fs->n_resume + 1) * sizeof(*fs->resume));
+    fs->resume[fs->n_resume++] = fr_xstrdup(entry);
+}
+
+static int cmp_str(const void *a, const void *b)
+{
+    return strcmp(*(const char *const *)a, *(const char *const *)b);
+}
+
+static void on_scan(uv_fs_t *req)
+{
+    fr_filesrc_t *fs = fr_container_of(req, fr_filesrc_t, scan_req);
+    uv_dirent_t ent;
+    char **names = NULL;
+    size_t n = 0;
+
+    fs->scanning = false;
+    if (req->result < 0) {
+        fr_log_kv(FR_LOG_WARN, "file", fs->inbound, "cannot list %s: %s", fs->inbound,
+                  uv_strerror((int)req->result));
+        uv_fs_req_cleanup(req);
+        maybe_stopped(fs);
+        return;
+    }
+    while (uv_fs_scandir_next(req, &ent) == 0) {
+        if (ent.type == UV_DIRENT_DIR || skip_name(ent.name))
+            continue;
+        names = fr_xrealloc(names, (n + 1) * sizeof(*names));
+        names[n++] = fr_xstrdup(ent.name);
+    }
+    uv_fs_req_cleanup(req);
+    if (!fs->stopping) {
+        if (n > 1)
+            qsort(names, n, sizeof(*names), cmp_str);
+        for (size_t i = 0; i < n && fs->n_jobs < FR_FILESRC_MAX_JOBS; i++) {
+            if (name_active(fs, names[i]) || name_ignored(fs, names[i]))
+                continue;
+            if (strlen(names[i]) > MAX_NAME) {
+                fr_log_kv(FR_LOG_WARN, "file", names[i], "file name longer than %d bytes: ignored", MAX_NAME);
+                ignore_name(fs, names[i]);
+                continue;
+            }
+            start_job(fs, names[i], NULL);
+        }
+    }
+    for (size_t i = 0; i < n; i++)
+        free(names[i]);
+    free(names);
+    if (fs->stopping) {
+        maybe_stopped(fs);
+        return;
+    }
+    if (fs->rescan) {
+        fs->rescan = false;
+        kick(fs, 0);
+    }
+}
+
+static void start_scan(fr_filesrc_t *fs)
+{
+    int rc;
+
+    if (fs->stopping)
+        return;
+    if (fs->scanning) {
+        fs->rescan = true;
+        return;
+    }
+    rc = uv_fs_scandir(&fs->app->loop, &fs->scan_req, fs->inbound, 0, on_scan);
+    if (rc != 0) {
+        fr_log_kv(FR_LOG_WARN, "file", fs->inbound, "cannot list %s: %s", fs->inbound, uv_strerror(rc));
+        return;
+    }
+    fs->scanning = true;
+}
+
+/* Starts files: those left in .processing/ first, then the inbox. */
+static void schedule(fr_filesrc_t *fs)
+{
+    if (fs->stopping)
+        return;
+    while (fs->n_resume > 0 && fs->n_jobs < FR_FILESRC_MAX_JOBS && fr_mono_ms() >= fs->resume_after_ms) {
+        char ulid[ULID_LEN + 1];
+        const char *name;
+        char *entry = fs->resume[0];
+
+        memmove(fs->resume, fs->resume + 1, (fs->n_resume - 1) * sizeof(*fs->resume));
+        fs->n_resume--;
+        if (split_processing_name(entry, ulid, &name) && !name_active(fs, name)) {
+            fr_log_kv(FR_LOG_INFO, "file", name, "resuming %s/%s", fs->processing, entry);
+            start_job(fs, name, ulid);
+        }
+        free(entry);
+    }
+    /* Entries still listed are waiting for their retry delay: don't let
+     * them hold up the inbox. */
+    if (fs->n_jobs < FR_FILESRC_MAX_JOBS)
+        start_scan(fs);
+}
+
+static void on_timer(uv_timer_t *t)
+{
+    schedule(fr_container_of(t, fr_filesrc_t, timer));
+}
+
+static uint64_t scan_interval(const fr_filesrc_t *fs)
+{
+    return fs->src->scan_interval_ms ? fs->src->scan_interval_ms : 1000;
+}
+
+/* Runs schedule() from the loop after delay_ms (0: next turn), never
+ * re-entrantly from a completion. */
+static void kick(fr_filesrc_t *fs, uint64_t delay_ms)
+{
+    if (fs->stopping || !fs->timer_init)
+        return;
+    if (uv_is_active((uv_handle_t *)&fs->timer) && uv_timer_get_due_in(&fs->timer) <= delay_ms)
+        return; /* already due as soon */
+    (void)uv_timer_start(&fs->timer, on_timer, delay_ms, scan_interval(fs));
+}
+
+static void on_watch(uv_fs_event_t *h, const char *filename, int events, int status)
+{
+    fr_filesrc_t *fs = fr_container_of(h, fr_filesrc_t, watch);
+
+    (void)events;
+    if (status < 0) {
+        fr_log_kv(FR_LOG_WARN, "file", fs->inbound, "watch error: %s (rescans continue)", uv_strerror(status));
+        return;
+    }
+    if (filename && skip_name(filename))
+        return;
+    kick(fs, 0);
+}
+
+static void on_item_done(struct fr_pub_item *it, bool ok, void *data)
+{
+    struct job *j = data;
+
+    (void)it;
+    j->outstanding--;
+    if (!ok)
+        j->lost = true;
+    job_check(j);
+}
+
+static void log_result(struct job *j, const char *what)
+{
+    fr_log_kv(FR_LOG_INFO, "file", j->name,
+              "%s: %" PRIu64 " rows ok, %" PRIu64 " rows rejected, %" PRIu64 " batches, %" PRIu64 " bytes, %" PRIu64
+              " ms%s%s",
+              what, j->rows_ok, j->rows_rejected, j->batches, j->bytes, fr_mono_ms() - j->t0_ms,
+              j->outcome == OUT_REJECTED ? "; reason: " : "", j->outcome == OUT_REJECTED ? j->reason : "");
+}
+
+static void publish_file_rejected(struct job *j)
+{
+    fr_filesrc_t *fs = j->fs;
+    struct fr_buf b;
+
+    fr_buf_init(&b, 0);
+    (void)fr_buf_puts(&b, "{\"type\":\"file.rejected\",");
+    (void)fr_ingest_event_ts(&b);
+    (void)fr_buf_puts(&b, ",\"dataset\":");
+    (void)fr_buf_json_str(&b, fs->ds->qname, strlen(fs->ds->qname));
+    (void)fr_buf_puts(&b, ",\"file\":");
+    (void)fr_buf_json_str(&b, j->name, strlen(j->name));
+    (void)fr_buf_puts(&b, ",\"reason\":");
+    (void)fr_buf_json_str(&b, j->reason, strlen(j->reason));
+    (void)fr_buf_putc(&b, '}');
+    fr_ingest_event(fs->app, b.data, b.len);
+    fr_buf_deinit(&b);
+}
+
+static void publish_source_failed(struct job *j)
+{
+    fr_filesrc_t *fs = j->fs;
+    struct fr_buf b;
+
+    fr_buf_init(&b, 0);
+    (void)fr_buf_puts(&b, "{\"type\":\"source.failed\",");
+    (void)fr_ingest_event_ts(&b);
+    (void)fr_buf_puts(&b, ",\"pipeline\":");
+    (void)fr_buf_json_str(&b, fs->pl->name, strlen(fs->pl->name));
+    (void)fr_buf_puts(&b, ",\"source\":");
+    (void)fr_buf_json_str(&b, fs->src->name, strlen(fs->src->name));
+    (void)fr_buf_puts(&b, ",\"file\":");
+    (void)fr_buf_json_str(&b, j->name, strlen(j->name));
+    (void)fr_buf_puts(&b, ",\"reason\":");
+    (void)fr_buf_json_str(&b, j->reason, strlen(j->reason));
+    (void)fr_buf_putc(&b, '}');
+    fr_ingest_event(fs->app, b.data, b.len);
+    fr_buf_deinit(&b);
+}
+
+static void after_fin_cb(uv_work_t *req, int status)
+{
+    struct job *j = fr_container_of(req, struct job, fin);
+    fr_filesrc_t *fs = j->fs;
+
+    (void)status;
+    if (j->fin_err != 0) {
+        /* Its batches are in Redis; leave it in .processing/ so the next
+         * start resumes it (the ledger ignores the repeated ids). */
+        fr_log_kv(FR_LOG_ERROR, "file", j->name, "cannot move %s-%s out of .processing: %s", j->ulid, j->name,
+                  strerror(j->fin_err));
+    } else if (j->outcome == OUT_DONE) {
+        (*fs->m_files_done)++;
+        (*fs->m_bytes) += j->bytes;
+        log_result(j, "done");
+    } else {
+        (*fs->m_files_rejected)++;
+        (*fs->m_bytes) += j->bytes;
+        log_result(j, "rejected");
+        publish_file_rejected(j);
+    }
+    job_free(j);
+    kick(fs, 0); /* more files may be waiting */
+}
+
+/* Loop: decides what happens to a job once its worker ended and every item
+ * it produced is settled. May free j. */
+static void job_check(struct job *j)
+{
+    fr_filesrc_t *fs = j->fs;
+    size_t qlen;
+    int rc;
+
+    if (!j->worker_done || j->finishing)
+        return;
+    uv_mutex_lock(&j->mu);
+    qlen = j->qlen;
+    if (fs->stopping && qlen > 0) {
+        /* Not sent and never will be: the file stays in .processing/. */
+        while (j->qhead) {
+            struct fr_pub_item *it = j->qhead;
+            j->qhead = it->next;
+            fr_pub_item_free(it);
+        }
+        j->qtail = NULL;
+        j->qlen = qlen = 0;
+        j->lost = true;
+    }
+    uv_mutex_unlock(&j->mu);
+    if (qlen > 0 || j->outstanding > 0)
+        return;
+
+    switch (j->outcome) {
+    case OUT_DONE:
+    case OUT_REJECTED:
+        if (j->lost) {
+            fr_log_kv(FR_LOG_INFO, "file", j->name, "stopped before all its batches were published; resumes on next start");
+            job_free(j);
+            return;
+        }
+        j->finishing = true;
+        rc = uv_queue_work(&fs->app->loop, &j->fin, fin_cb, after_fin_cb);
+        if (rc != 0) {
+            fr_log_kv(FR_LOG_ERROR, "file", j->name, "cannot queue the final move: %s", uv_strerror(rc));
+            job_free(j);
+        }
+        return;
+    case OUT_DEFERRED:
+        job_free(j);
+        kick(fs, RECHECK_MS);
+        return;
+    case OUT_IGNORED:
+        ignore_name(fs, j->name);
+        job_free(j);
+        return;
+    case OUT_STOPPED:
+        fr_log_kv(FR_LOG_INFO, "file", j->name, "stopped mid-file (%" PRIu64 " batches produced); resumes on next start",
+                  j->batches);
+        job_free(j);
+        return;
+    case OUT_FAILED: {
+        char *entry = fr_xasprintf("%s-%s", j->ulid, j->name);
+        bool claimed = j->claimed;
+
+        fr_log_kv(FR_LOG_ERROR, "file", j->name, "failed: %s; retrying in %d ms", j->reason, FAILED_RETRY_MS);
+        publish_source_failed(j);
+        if (claimed && !fs->stopping)
+            add_resume(fs, entry);
+        free(entry);
+        fs->resume_after_ms = fr_mono_ms() + FAILED_RETRY_MS;
+        job_free(j);
+        kick(fs, FAILED_RETRY_MS);
+        return;
+    }
+    case OUT_GONE:
+    case OUT_NONE:
+    default:
+        job_free(j);
+        kick(fs, 0);
+        return;
+    }
+}
+
+static void after_work_cb(uv_work_t *req, int status)
+{
+    struct job *j = fr_container_of(req, struct job, work);
+
+    if (status < 0 && j->outcome == OUT_NONE)
+        set_outcome(j, OUT_STOPPED, NULL); /* cancelled before it ran */
+    j->worker_done = true;
+    fr_filesrc_pump(j->fs);
+}
+
+void fr_filesrc_pump(fr_filesrc_t *fs)
+{
+    struct job *j, *next;
+
+    for (j = fs->jobs; j; j = next) {
+        next = j->next;
+        while (!fs->stopping && fr_publisher_has_room(fs->pub)) {
+            struct fr_pub_item *it;
+
+            uv_mutex_lock(&j->mu);
+            it = j->qhead;
+            if (it) {
+                j->qhead = it->next;
+                if (j->qhead == NULL)
+                    j->qtail = NULL;
+                j->qlen--;
+                uv_cond_signal(&j->cond);
+            }
+            uv_mutex_unlock(&j->mu);
+            if (it == NULL)
+                break;
+            it->on_done = on_item_done;
+            it->done_data = j;
+            j->outstanding++;
+            fr_publisher_submit(fs->pub, it);
+        }
+        job_check(j); /* may free j */
+    }
+    update_depth(fs);
+}
+
+/* ================================================================= public */
+
+static void on_handle_closed(uv_handle_t *h)
+{
+    fr_filesrc_t *fs = h->data;
+
+    fs->open_handles--;
+    maybe_stopped(fs);
+}
+
+fr_filesrc_t *fr_filesrc_new(struct fr_app *app, const struct fr_pipeline *p, const struct fr_source *src,
+                             fr_publisher_t *pub, uv_async_t *wake, char err[FR_ERR_LEN])
+{
+    fr_filesrc_t *fs;
+    const char *dirs[5];
+    char labels[256];
+    int rc;
+
+    fs = fr_xcalloc(1, sizeof(*fs));
+    fs->app = app;
+    fs->pl = p;
+    fs->src = src;
+    fs->pub = pub;
+    fs->wake = wake;
+    fs->ds = fr_pipeline_dataset(p, src->dataset);
+    fs->label = fr_xasprintf("%s.%s", p->name, src->name);
+    if (fs->ds == NULL) {
+        snprintf(err, FR_ERR_LEN, "source %s: unknown dataset %s", fs->label, src->dataset);
+        goto out_free;
+    }
+    if (src->dir == NULL || src->dir[0] == '\0') {
+        snprintf(err, FR_ERR_LEN, "source %s: no inbound dir", fs->label);
+        goto out_free;
+    }
+    fs->inbound = fr_xasprintf("%s/%s", app->settings.data_dir, src->dir);
+    fs->processing = fr_xasprintf("%s/.processing", fs->inbound);
+    fs->done = fr_xasprintf("%s/done", fs->inbound);
+    fs->rejected = fr_xasprintf("%s/rejected", fs->inbound);
+    fs->landing_rel = fr_xasprintf("landing/%s/%s", p->name, src->name);
+    fs->landing = fr_xasprintf("%s/%s", app->settings.data_dir, fs->landing_rel);
+    dirs[0] = fs->inbound;
+    dirs[1] = fs->processing;
+    dirs[2] = fs->done;
+    dirs[3] = fs->rejected;
+    dirs[4] = fs->landing;
+    for (size_t i = 0; i < FR_ARRAY_LEN(dirs); i++) {
+        rc = fr_mkdirs(dirs[i], 0755);
+        if (rc != 0) {
+            snprintf(err, FR_ERR_LEN, "source %s: cannot create %s: %s", fs->label, dirs[i], strerror(-rc));
+            goto out_free;
+        }
+    }
+    fs->m_files_done = fr_metrics_counter(app->metrics, "ingest_files_total", "Files finished, by result",
+                                          "result=\"done\"");
+    fs->m_files_rejected = fr_metrics_counter(app->metrics, "ingest_files_total", "Files finished, by result",
+                                              "result=\"rejected\"");
+    fs->m_bytes = fr_metrics_counter(app->metrics, "ingest_bytes_total", "Raw bytes of finished files", NULL);
+    snprintf(labels, sizeof(labels), "source=\"%s\"", fs->label);
+    fs->m_queue_depth = fr_metrics_gauge(app->metrics, "ingest_queue_depth",
+                                         "Items (batches, rejected rows) parsed and not yet accepted by Redis",
+                                         labels);
+    return fs;
+
+out_free:
+    fr_filesrc_free(fs);
+    return NULL;
+}
+
+int fr_filesrc_start(fr_filesrc_t *fs)
+{
+    DIR *d;
+    struct dirent *de;
+    int rc;
+
+    /* Startup: a blocking listing of .processing/ is fine here. */
+    d = opendir(fs->processing);
+    if (d) {
+        while ((de = readdir(d)) != NULL) {
+            char ulid[ULID_LEN + 1];
+            const char *name;
+
+            if (de->d_name[0] == '.')
+                continue;
+            if (!split_processing_name(de->d_name, ulid, &name)) {
+                fr_log_kv(FR_LOG_WARN, "file", de->d_name, "unexpected file in %s: left alone", fs->processing);
+                continue;
+            }
+            add_resume(fs, de->d_name);
+        }
+        closedir(d);
+        if (fs->n_resume > 1)
+            qsort(fs->resume, fs->n_resume, sizeof(*fs->resume), cmp_str);
+    }
+
+    uv_timer_init(&fs->app->loop, &fs->timer);
+    fs->timer.data = fs;
+    fs->timer_init = true;
+    fs->open_handles++;
+    uv_fs_event_init(&fs->app->loop, &fs->watch);
+    fs->watch.data = fs;
+    fs->watch_init = true;
+    fs->open_handles++;
+    rc = uv_fs_event_start(&fs->watch, on_watch, fs->inbound, 0);
+    if (rc != 0)
+        fr_log_kv(FR_LOG_WARN, "file", fs->inbound, "cannot watch %s: %s; relying on rescans every %" PRIu64 " ms",
+                  fs->inbound, uv_strerror(rc), scan_interval(fs));
+    fs->started = true;
+    fr_info("source %s: watching %s (%zu file(s) to resume)", fs->label, fs->inbound, fs->n_resume);
+    return uv_timer_start(&fs->timer, on_timer, 0, scan_interval(fs));
+}
+
+void fr_filesrc_stop(fr_filesrc_t *fs, void (*cb)(void *data), void *data)
+{
+    struct job *j, *next;
+
+    if (fs->stopping)
+        return;
+    fs->stopping = true;
+    fs->stop_cb = cb;
+    fs->stop_data = data;
+    if (fs->watch_init && !uv_is_closing((uv_handle_t *)&fs->watch)) {
+        uv_fs_event_stop(&fs->watch);
+        uv_close((uv_handle_t *)&fs->watch, on_handle_closed);
+    }
+    if (fs->timer_init && !uv_is_closing((uv_handle_t *)&fs->timer)) {
+        uv_timer_stop(&fs->timer);
+        uv_close((uv_handle_t *)&fs->timer, on_handle_closed);
+    }
+    for (j = fs->jobs; j; j = j->next) {
+        uv_mutex_lock(&j->mu);
+        j->stop = true;
+        uv_cond_broadcast(&j->cond);
+        uv_mutex_unlock(&j->mu);
+    }
+    for (j = fs->jobs; j; j = next) {
+        next = j->next;
+        job_check(j); /* drops what finished workers left queued; may free j */
+    }
+    maybe_stopped(fs);
+}
+
+void fr_filesrc_free(fr_filesrc_t *fs)
+{
+    if (fs == NULL)
+        return;
+    for (size_t i = 0; i < fs->n_resume; i++)
+        free(fs->resume[i]);
+    free(fs->resume);
+    for (size_t i = 0; i < fs->n_ignored; i++)
+        free(fs->ignored[i]);
+    free(fs->ignored);
+    free(fs->label);
+    free(fs->inbound);
+    free(fs->processing);
+    free(fs->done);
+    free(fs->rejected);
+    free(fs->landing);
+    free(fs->landing_rel);
+    free(fs);
+}

@@ -1,0 +1,267 @@
+/* freshet-ingest: runs the `file` sources of every pipeline (SPEC §3, §4):
+ * watches inbound/{...}/ directories, lands raw files with their SHA-256,
+ * parses them into freshet.Batch messages and publishes them to Redis
+ * streams; SIGTERM drains and exits 0. main.c owns the daemon context
+ * (struct ingest around struct fr_app), setup and the drain sequence.
+ *
+ * Wire details added to the shared contracts (services.md):
+ *  - Claim: inbound/NAME is renamed to inbound/.processing/{ulid}-NAME; the
+ *    ulid is the claim's (fr_ulid) and prefixes every batch id of the file:
+ *    "{ulid}-{chunk:06d}", chunk from 0. A file found in .processing/ at
+ *    start is resumed first with the same ulid, so its batches get the same
+ *    ids (the loader's ledger drops the repeats; its dead-letter entries may
+ *    repeat).
+ *  - Landing: data_dir/landing/{pipeline}/{source}/{YYYY-MM-DD}/{ulid}-NAME
+ *    (the day of the ulid's time, so a resume lands at the same path) and a
+ *    sidecar {ulid}-NAME.sha256 holding "<hex>  {ulid}-NAME\n" (sha256sum -c
+ *    format). The batch's raw ref path is relative to data_dir.
+ *  - Batch entries: XADD fr:stream:{qname} * batch <Batch> id <id> rows <n>,
+ *    preceded on each connection by XGROUP CREATE fr:stream:{qname} loader 0
+ *    MKSTREAM (BUSYGROUP ignored). Then PUBLISH fr:events
+ *    {"type":"batch.published","ts","dataset":qname,"batch","rows","file":raw path}.
+ *  - Rejected rows: XADD fr:dlq:{qname} * kind row file <inbound file name>
+ *    line <n> reason <text> raw <row, <= 4 KiB>. A fatal format error after
+ *    some good rows is one more entry with line 0 (the file still goes to
+ *    done/: its good rows loaded).
+ *  - Results: done/NAME, or rejected/NAME + rejected/NAME.reason.txt when the
+ *    file has no loadable row (unreadable, unknown or unaccepted extension,
+ *    header lacking a required column, every row invalid, empty); a name
+ *    already taken gets ".{ulid}" appended. PUBLISH fr:events
+ *    {"type":"file.rejected","ts","dataset":qname,"file":NAME,"reason"}. A
+ *    failure on our side (disk) keeps the file in .processing/, retries it
+ *    every 5 s and publishes {"type":"source.failed","ts","pipeline",
+ *    "source","file","reason"}.
+ *  - Ignored in inbound/: dotfiles, directories, *.tmp, *.part, *.partial,
+ *    *~, and files modified in the last 200 ms (picked up once settled).
+ *  - Metrics (admin port, default 127.0.0.1:9101): ingest_files_total{result},
+ *    ingest_rows_total, ingest_rows_rejected_total,
+ *    ingest_batches_published_total, ingest_bytes_total,
+ *    ingest_queue_depth{source}, ingest_publish_retries_total.
+ *  - UV_THREADPOOL_SIZE, when unset, is raised so every source's workers
+ *    plus the final moves fit (2 per file source + 4). */
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "app.h"
+#include "filesrc.h"
+#include "log.h"
+#include "publish.h"
+
+/* The daemon: the app plus what ingest adds. Reached from the loop through
+ * fr_container_of(app, struct ingest, app). */
+struct ingest {
+    struct fr_app app;       /* embedded: loop->data points at it */
+    fr_publisher_t *pub;     /* owned */
+    fr_filesrc_t **srcs;     /* owned */
+    size_t n_srcs;
+    uv_async_t wake;         /* embedded: workers signal queued items */
+    bool wake_init;
+    uv_check_t watchdog;     /* embedded: notices an app shutdown that skipped on_drain */
+    bool watchdog_init;
+    size_t n_running;        /* sources not yet stopped (drain) */
+    bool pub_closed;
+    bool draining;
+};
+
+static const char usage[] =
+    "freshet-ingest runs the file sources of the pipelines: it watches\n"
+    "FRESHET_DATA_DIR/inbound/..., lands and parses dropped CSV/NDJSON/JSON files\n"
+    "and publishes their rows as batches to Redis streams fr:stream:{pipeline}.{dataset}.\n";
+
+static void pump_all(struct ingest *in)
+{
+    for (size_t i = 0; i < in->n_srcs; i++)
+        fr_filesrc_pump(in->srcs[i]);
+}
+
+static void on_wake(uv_async_t *h)
+{
+    pump_all(fr_container_of(h, struct ingest, wake));
+}
+
+static void on_room(void *data)
+{
+    pump_all(data);
+}
+
+static void on_wake_closed(uv_handle_t *h)
+{
+    struct ingest *in = fr_container_of((uv_async_t *)h, struct ingest, wake);
+
+    fr_info("drained");
+    fr_app_shutdown(&in->app, 0);
+}
+
+/* Every source stopped (no worker can signal `wake` any more) and the
+ * publisher has nothing in flight: close the last handle, then the app. */
+static void maybe_drained(struct ingest *in)
+{
+    if (!in->draining || in->n_running > 0 || !in->pub_closed)
+        return;
+    if (in->wake_init && !uv_is_closing((uv_handle_t *)&in->wake))
+        uv_close((uv_handle_t *)&in->wake, on_wake_closed);
+    else if (!in->wake_init)
+        fr_app_shutdown(&in->app, 0);
+}
+
+static void on_src_stopped(void *data)
+{
+    struct ingest *in = data;
+
+    in->n_running--;
+    maybe_drained(in);
+}
+
+static void on_pub_closed(void *data)
+{
+    struct ingest *in = data;
+
+    in->pub_closed = true;
+    maybe_drained(in);
+}
+
+static void on_drain(struct fr_app *app, void *data)
+{
+    struct ingest *in = data;
+
+    (void)app;
+    if (in->draining)
+        return;
+    in->draining = true;
+    if (in->watchdog_init && !uv_is_closing((uv_handle_t *)&in->watchdog))
+        uv_close((uv_handle_t *)&in->watchdog, NULL); /* embedded: nothing to free */
+    in->n_running = in->n_srcs;
+    /* Sources first: they stop claiming and stop their workers; then the
+     * publisher drops what was not sent and waits for the XADDs in flight. */
+    for (size_t i = 0; i < in->n_srcs; i++)
+        fr_filesrc_stop(in->srcs[i], on_src_stopped, in);
+    if (in->pub)
+        fr_publisher_close(in->pub, on_pub_closed, in);
+    else
+        in->pub_closed = true;
+    maybe_drained(in);
+}
+
+/* fr_app_run and the second signal end the app with fr_app_shutdown
+ * without calling on_drain (e.g. the admin port is taken): our sources and
+ * workers must still be stopped, or the loop never empties. */
+static void on_watchdog(uv_check_t *h)
+{
+    struct ingest *in = fr_container_of(h, struct ingest, watchdog);
+
+    if (in->app.stopping && !in->draining) {
+        fr_warn("the daemon is shutting down: stopping the file sources");
+        on_drain(&in->app, in);
+    }
+}
+
+static void set_threadpool_size(size_t n_srcs)
+{
+    char v[16];
+    size_t n = 2 * n_srcs + 4;
+
+    if (getenv("UV_THREADPOOL_SIZE") != NULL)
+        return;
+    if (n > 128)
+        n = 128;
+    snprintf(v, sizeof(v), "%zu", n);
+    (void)setenv("UV_THREADPOOL_SIZE", v, 0); /* read by libuv on first use */
+}
+
+static int setup(struct ingest *in, int rest_argc, char **rest_argv)
+{
+    struct fr_app *app = &in->app;
+    char err[FR_ERR_LEN];
+    size_t n = 0;
+
+    if (rest_argc > 0) {
+        fr_error("unknown argument '%s' (see --help)", rest_argv[0]);
+        return -EINVAL;
+    }
+    for (size_t i = 0; i < app->n_pipelines; i++)
+        for (size_t k = 0; k < app->pipelines[i]->n_sources; k++)
+            if (app->pipelines[i]->sources[k].kind == FR_SRC_FILE)
+                n++;
+    set_threadpool_size(n);
+
+    app->on_drain = on_drain;
+    app->drain_data = in;
+    if (uv_async_init(&app->loop, &in->wake, on_wake) != 0) {
+        fr_error("cannot create the wake-up handle");
+        return -ENOMEM;
+    }
+    in->wake_init = true;
+    if (uv_check_init(&app->loop, &in->watchdog) == 0) {
+        in->watchdog_init = true;
+        (void)uv_check_start(&in->watchdog, on_watchdog);
+        uv_unref((uv_handle_t *)&in->watchdog);
+    }
+    in->pub = fr_publisher_new(app, on_room, in);
+    in->srcs = fr_xcalloc(n ? n : 1, sizeof(*in->srcs));
+    for (size_t i = 0; i < app->n_pipelines; i++) {
+        const struct fr_pipeline *p = app->pipelines[i];
+
+        for (size_t k = 0; k < p->n_sources; k++) {
+            const struct fr_source *src = &p->sources[k];
+            fr_filesrc_t *fs;
+
+            if (src->kind != FR_SRC_FILE)
+                continue;
+            fs = fr_filesrc_new(app, p, src, in->pub, &in->wake, err);
+            if (fs == NULL) {
+                fr_error("%s", err);
+                return -EINVAL;
+            }
+            in->srcs[in->n_srcs++] = fs;
+        }
+    }
+    for (size_t i = 0; i < in->n_srcs; i++) {
+        int rc = fr_filesrc_start(in->srcs[i]);
+        if (rc != 0) {
+            fr_error("cannot start file source: %s", uv_strerror(rc));
+            return rc;
+        }
+    }
+    if (in->n_srcs == 0)
+        fr_warn("no file source in the loaded pipelines: nothing to do until stopped");
+    fr_info("freshet-ingest %s: %zu pipeline(s), %zu file source(s), data dir %s", FR_VERSION, app->n_pipelines,
+            in->n_srcs, app->settings.data_dir);
+    return 0;
+}
+
+int main(int argc, char **argv)
+{
+    struct ingest *in = fr_xcalloc(1, sizeof(*in));
+    char err[FR_ERR_LEN];
+    int rest_argc = 0;
+    char **rest_argv = NULL;
+    enum fr_settings_result r;
+    int rc;
+
+    err[0] = '\0';
+    r = fr_app_init(&in->app, "ingest", usage, "127.0.0.1:9101", FR_APP_REDIS | FR_APP_ADMIN, argc, argv, &rest_argc,
+                    &rest_argv, err);
+    if (r != FR_SETTINGS_OK) {
+        free(in);
+        if (r == FR_SETTINGS_EXIT_OK)
+            return 0;
+        fprintf(stderr, "freshet-ingest: %s\n", err);
+        return 2;
+    }
+    if (setup(in, rest_argc, rest_argv) != 0) {
+        /* Close what was opened through the normal drain, exit code 2. */
+        fr_app_shutdown(&in->app, 2);
+        on_drain(&in->app, in);
+    }
+    rc = fr_app_run(&in->app);
+
+    for (size_t i = 0; i < in->n_srcs; i++)
+        fr_filesrc_free(in->srcs[i]);
+    free(in->srcs);
+    fr_publisher_free(in->pub);
+    fr_app_deinit(&in->app);
+    free(in);
+    return rc;
+}
