@@ -18,10 +18,10 @@ typedef struct fr_http_server fr_http_server_t;
 typedef struct fr_http_req fr_http_req_t;
 
 struct fr_http_limits {
-    uint32_t max_header_bytes; /* request line + headers; over → 431. Default 8192 */
-    uint32_t max_body_bytes;   /* over → 413. Default 1 MiB */
-    uint32_t max_conns;        /* over → accept and close at once. Default 10000 */
-    uint32_t idle_timeout_ms;  /* keep-alive idle. Default 60000 */
+    uint32_t max_header_bytes;   /* request line + headers; over → 431. Default 8192 */
+    uint32_t max_body_bytes;     /* over → 413. Default 1 MiB */
+    uint32_t max_conns;          /* over → accept and close at once. Default 10000 */
+    uint32_t idle_timeout_ms;    /* keep-alive idle. Default 60000 */
     uint32_t request_timeout_ms; /* first byte to full request; over → 408. Default 10000 */
 };
 void fr_http_limits_default(struct fr_http_limits *l);
@@ -41,15 +41,15 @@ void fr_http_server_close(fr_http_server_t *s, uint32_t drain_ms, void (*cb)(voi
 size_t fr_http_server_conns(const fr_http_server_t *s);
 
 /* Request accessors; returned pointers live as long as the request. */
-const char *fr_http_req_method(const fr_http_req_t *req);      /* "GET" */
-const char *fr_http_req_path(const fr_http_req_t *req);        /* raw path, no query, NUL-terminated */
-const char *fr_http_req_query(const fr_http_req_t *req);       /* raw query after '?', "" if none */
+const char *fr_http_req_method(const fr_http_req_t *req);                   /* "GET" */
+const char *fr_http_req_path(const fr_http_req_t *req);                     /* raw path, no query, NUL-terminated */
+const char *fr_http_req_query(const fr_http_req_t *req);                    /* raw query after '?', "" if none */
 const char *fr_http_req_header(const fr_http_req_t *req, const char *name); /* case-insensitive; NULL if absent */
 const char *fr_http_req_body(const fr_http_req_t *req, size_t *len);
 /* Decoded query parameter (percent and '+' decoding), NULL if absent; an
  * empty "?a=" gives "". The first occurrence wins. */
 const char *fr_http_req_param(fr_http_req_t *req, const char *name);
-uint64_t fr_http_req_id(const fr_http_req_t *req);  /* per-server sequence, for logs */
+uint64_t fr_http_req_id(const fr_http_req_t *req);       /* per-server sequence, for logs */
 uint64_t fr_http_req_start_ns(const fr_http_req_t *req); /* monotonic ns when the request was complete */
 /* Request-scoped allocation, freed when the request ends. */
 void *fr_http_req_alloc(fr_http_req_t *req, size_t n);

@@ -1,0 +1,1380 @@
+/* http: HTTP/1.1 server on libuv + llhttp. Owns the listener, every
+ * connection (uv_tcp_t + timer + llhttp parser + input buffer) and every
+ * request object until it is answered. The request parsing code (llhttp
+ * settings, bounded accumulation, limits) is shared between the socket path
+ * and fr_http_parse_each(), which the tests and the fuzzer drive. */
+#include "http.h"
+
+#include <errno.h>
+#include <limits.h>
+#include <llhttp.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <sys/socket.h>
+
+#include "log.h"
+
+#define READ_CHUNK        16384u          /* bytes offered per read */
+#define IN_MAX            (256u * 1024u)  /* cap on buffered unparsed input */
+#define WQ_MAX            (1024u * 1024u) /* unsent response bytes before we stop parsing */
+#define LINGER_MS         2000u           /* read-and-discard after a closing response */
+#define LISTEN_BACKLOG    1024
+#define ARENA_BLOCK       4096u
+#define HDR_LINE_OVERHEAD 4u /* ": " + CRLF per header line */
+#define REQ_LINE_OVERHEAD 4u /* two spaces + CRLF */
+
+/* ---------------------------------------------------------------- arena */
+
+struct arena_block {
+    struct arena_block *next; /* owned */
+    size_t size;              /* usable bytes in data */
+    size_t used;              /* bytes handed out */
+    _Alignas(16) unsigned char data[];
+};
+
+static void *arena_alloc(struct arena_block **head, size_t n)
+{
+    size_t need = (n + 15u) & ~(size_t)15u;
+    if (need < n)
+        abort(); /* overflow: programmer error, sizes come from our code */
+    struct arena_block *b = *head;
+    if (b == NULL || b->size - b->used < need) {
+        size_t size = need > ARENA_BLOCK ? need : ARENA_BLOCK;
+        struct arena_block *nb = fr_xmalloc(sizeof(*nb) + size);
+        nb->size = size;
+        nb->used = 0;
+        if (b != NULL && need > ARENA_BLOCK) {
+            /* a big one-off: keep the current block as the head */
+            nb->next = b->next;
+            b->next = nb;
+            nb->used = need;
+            return nb->data;
+        }
+        nb->next = b;
+        *head = nb;
+        b = nb;
+    }
+    void *p = b->data + b->used;
+    b->used += need;
+    return p;
+}
+
+static void arena_free(struct arena_block *b)
+{
+    while (b != NULL) {
+        struct arena_block *next = b->next;
+        free(b);
+        b = next;
+    }
+}
+
+static char *arena_strndup(struct arena_block **head, const char *s, size_t n)
+{
+    char *p = arena_alloc(head, n + 1);
+    if (n > 0)
+        memcpy(p, s, n);
+    p[n] = '\0';
+    return p;
+}
+
+/* ------------------------------------------------------------- requests */
+
+struct conn;
+
+struct fr_http_req {
+    struct conn *conn;         /* borrowed + one reference; NULL when parsed without a socket */
+    struct arena_block *arena; /* owned */
+    const char *method;        /* static (llhttp) */
+    const char *path;          /* arena, or a literal "" */
+    const char *query;         /* arena, or a literal "" */
+    struct fr_buf url;         /* owned: raw request target */
+    struct fr_buf hdrs;        /* owned: "name\0value\0" pairs */
+    struct fr_buf body;        /* owned */
+    struct fr_buf resp_hdrs;   /* owned: extra response header lines */
+    size_t value_start;        /* offset in hdrs of its value */
+    uint64_t id;               /* per-server sequence */
+    uint64_t start_ns;         /* monotonic, when complete */
+    void *user;                /* borrowed */
+    bool keep_alive;           /* connection may stay open after the answer */
+    bool head;                 /* HEAD: answer without a body */
+};
+
+static fr_http_req_t *req_new(const struct fr_http_limits *l)
+{
+    fr_http_req_t *r = fr_xcalloc(1, sizeof(*r));
+    fr_buf_init(&r->url, l->max_header_bytes);
+    fr_buf_init(&r->hdrs, (size_t)l->max_header_bytes + 64u);
+    fr_buf_init(&r->body, l->max_body_bytes);
+    fr_buf_init(&r->resp_hdrs, 0);
+    r->path = "";
+    r->query = "";
+    r->method = "";
+    return r;
+}
+
+static void req_free(fr_http_req_t *r)
+{
+    if (r == NULL)
+        return;
+    fr_buf_deinit(&r->url);
+    fr_buf_deinit(&r->hdrs);
+    fr_buf_deinit(&r->body);
+    fr_buf_deinit(&r->resp_hdrs);
+    arena_free(r->arena);
+    free(r);
+}
+
+/* -------------------------------------------------------------- parsing */
+
+/* The shared request parser: one per connection (or per parse_each call). */
+struct reqparse {
+    llhttp_t p;                               /* p.data = this */
+    const struct fr_http_limits *lim;         /* borrowed */
+    fr_http_req_t *req;                       /* owned: being accumulated */
+    fr_http_req_t *done;                      /* owned: completed, taken by the driver after HPE_PAUSED */
+    size_t header_bytes;                      /* request line + headers seen so far */
+    int err_status;                           /* 0, or 400/413/431 set by a callback */
+    const char *err_detail;                   /* static */
+    bool in_message;                          /* between message begin and complete */
+    void (*on_continue)(struct reqparse *rp); /* "Expect: 100-continue" hook, may be NULL */
+};
+
+static struct reqparse *rp_of(llhttp_t *p)
+{
+    return fr_container_of(p, struct reqparse, p);
+}
+
+static int fail(struct reqparse *rp, int status, const char *detail)
+{
+    rp->err_status = status;
+    rp->err_detail = detail;
+    return HPE_USER;
+}
+
+static int count_header(struct reqparse *rp, size_t n)
+{
+    rp->header_bytes += n;
+    if (rp->header_bytes > rp->lim->max_header_bytes)
+        return fail(rp, 431, "request header fields too large");
+    return 0;
+}
+
+static int on_message_begin(llhttp_t *p)
+{
+    struct reqparse *rp = rp_of(p);
+    req_free(rp->req);
+    rp->req = req_new(rp->lim);
+    rp->header_bytes = REQ_LINE_OVERHEAD;
+    rp->in_message = true;
+    return 0;
+}
+
+static int on_method(llhttp_t *p, const char *at, size_t n)
+{
+    (void)at;
+    return count_header(rp_of(p), n);
+}
+
+static int on_version(llhttp_t *p, const char *at, size_t n)
+{
+    (void)at;
+    return count_header(rp_of(p), n);
+}
+
+static int on_url(llhttp_t *p, const char *at, size_t n)
+{
+    struct reqparse *rp = rp_of(p);
+    int rc = count_header(rp, n);
+    if (rc != 0)
+        return rc;
+    if (fr_buf_append(&rp->req->url, at, n) < 0)
+        return fail(rp, 431, "request header fields too large");
+    return 0;
+}
+
+static int hdr_append(struct reqparse *rp, const char *at, size_t n)
+{
+    int rc = count_header(rp, n);
+    if (rc != 0)
+        return rc;
+    if (fr_buf_append(&rp->req->hdrs, at, n) < 0)
+        return fail(rp, 431, "request header fields too large");
+    return 0;
+}
+
+static int on_header_field(llhttp_t *p, const char *at, size_t n)
+{
+    /* llhttp 8.1 lets a space inside a field name through; a name is a token */
+    if (memchr(at, ' ', n) != NULL || memchr(at, '\t', n) != NULL)
+        return fail(rp_of(p), 400, "invalid header name");
+    return hdr_append(rp_of(p), at, n);
+}
+
+static int on_header_field_complete(llhttp_t *p)
+{
+    struct reqparse *rp = rp_of(p);
+    int rc = count_header(rp, HDR_LINE_OVERHEAD);
+    if (rc != 0)
+        return rc;
+    if (fr_buf_putc(&rp->req->hdrs, '\0') < 0)
+        return fail(rp, 431, "request header fields too large");
+    rp->req->value_start = rp->req->hdrs.len;
+    return 0;
+}
+
+static int on_header_value(llhttp_t *p, const char *at, size_t n)
+{
+    return hdr_append(rp_of(p), at, n);
+}
+
+static int on_header_value_complete(llhttp_t *p)
+{
+    struct reqparse *rp = rp_of(p);
+    struct fr_buf *h = &rp->req->hdrs;
+    /* trim trailing optional whitespace of the value */
+    while (h->len > rp->req->value_start && (h->data[h->len - 1] == ' ' || h->data[h->len - 1] == '\t'))
+        h->len--;
+    if (fr_buf_putc(h, '\0') < 0)
+        return fail(rp, 431, "request header fields too large");
+    return 0;
+}
+
+static const char *hdr_find(const struct fr_buf *h, const char *name)
+{
+    size_t i = 0;
+    while (i < h->len) {
+        const char *k = h->data + i;
+        size_t kl = strnlen(k, h->len - i);
+        size_t vi = i + kl + 1;
+        if (vi >= h->len)
+            return NULL; /* incomplete pair (parse in progress) */
+        const char *v = h->data + vi;
+        size_t vl = strnlen(v, h->len - vi);
+        if (vi + vl >= h->len)
+            return NULL; /* value not terminated yet */
+        if (strcasecmp(k, name) == 0)
+            return v;
+        i = vi + vl + 1;
+    }
+    return NULL;
+}
+
+static void split_url(fr_http_req_t *r)
+{
+    const char *u = r->url.data != NULL ? r->url.data : "";
+    size_t n = r->url.len;
+    size_t frag = n;
+    const char *hash = memchr(u, '#', n);
+    if (hash != NULL)
+        frag = (size_t)(hash - u);
+    const char *q = memchr(u, '?', frag);
+    if (q != NULL) {
+        size_t pl = (size_t)(q - u);
+        r->path = arena_strndup(&r->arena, u, pl);
+        r->query = arena_strndup(&r->arena, q + 1, frag - pl - 1);
+    } else {
+        r->path = arena_strndup(&r->arena, u, frag);
+        r->query = "";
+    }
+}
+
+static int on_headers_complete(llhttp_t *p)
+{
+    struct reqparse *rp = rp_of(p);
+    fr_http_req_t *r = rp->req;
+    r->method = llhttp_method_name((llhttp_method_t)p->method);
+    r->head = p->method == HTTP_HEAD;
+    split_url(r);
+    if ((p->flags & F_CONTENT_LENGTH) && p->content_length > rp->lim->max_body_bytes) {
+        fail(rp, 413, "request body too large");
+        return HPE_USER;
+    }
+    if (rp->on_continue != NULL && p->http_major == 1 && p->http_minor >= 1) {
+        const char *e = hdr_find(&r->hdrs, "expect");
+        if (e != NULL && strcasecmp(e, "100-continue") == 0)
+            rp->on_continue(rp);
+    }
+    return 0;
+}
+
+static int on_body(llhttp_t *p, const char *at, size_t n)
+{
+    struct reqparse *rp = rp_of(p);
+    if (fr_buf_append(&rp->req->body, at, n) < 0)
+        return fail(rp, 413, "request body too large");
+    return 0;
+}
+
+static int on_message_complete(llhttp_t *p)
+{
+    struct reqparse *rp = rp_of(p);
+    fr_http_req_t *r = rp->req;
+    rp->req = NULL;
+    rp->in_message = false;
+    r->keep_alive = llhttp_should_keep_alive(p) != 0 && !p->upgrade;
+    r->start_ns = fr_mono_ns();
+    rp->done = r;
+    return HPE_PAUSED;
+}
+
+/* Constant: shared by every parser on every thread. */
+static const llhttp_settings_t g_settings = {
+    .on_message_begin = on_message_begin,
+    .on_method = on_method,
+    .on_version = on_version,
+    .on_url = on_url,
+    .on_header_field = on_header_field,
+    .on_header_field_complete = on_header_field_complete,
+    .on_header_value = on_header_value,
+    .on_header_value_complete = on_header_value_complete,
+    .on_headers_complete = on_headers_complete,
+    .on_body = on_body,
+    .on_message_complete = on_message_complete,
+};
+
+static void rp_init(struct reqparse *rp, const struct fr_http_limits *l)
+{
+    memset(rp, 0, sizeof(*rp));
+    llhttp_init(&rp->p, HTTP_REQUEST, &g_settings);
+    rp->lim = l;
+}
+
+static void rp_deinit(struct reqparse *rp)
+{
+    req_free(rp->req);
+    rp->req = NULL;
+    req_free(rp->done);
+    rp->done = NULL;
+}
+
+enum rp_result {
+    RP_NEED_MORE, /* all bytes consumed, no complete request */
+    RP_REQUEST,   /* rp->done holds a request; parser paused */
+    RP_ERROR,     /* err_status/err_detail set */
+    RP_STOP,      /* upgrade: nothing more to parse on this connection */
+};
+
+/* Feeds data[0..n) to the parser; *used gets the bytes consumed. */
+static enum rp_result rp_feed(struct reqparse *rp, const char *data, size_t n, size_t *used)
+{
+    llhttp_errno_t e = llhttp_execute(&rp->p, data, n);
+    switch (e) {
+    case HPE_OK:
+        *used = n;
+        return RP_NEED_MORE;
+    case HPE_PAUSED: {
+        const char *pos = llhttp_get_error_pos(&rp->p);
+        *used = pos != NULL && pos >= data && pos <= data + n ? (size_t)(pos - data) : n;
+        if (rp->done == NULL) {
+            /* a pause we did not ask for cannot happen; treat as error */
+            rp->err_status = 400;
+            rp->err_detail = "unexpected parser pause";
+            return RP_ERROR;
+        }
+        llhttp_resume(&rp->p);
+        return RP_REQUEST;
+    }
+    case HPE_PAUSED_UPGRADE:
+        *used = n;
+        return RP_STOP;
+    default:
+        *used = n;
+        if (rp->err_status == 0) {
+            rp->err_status = 400;
+            rp->err_detail = llhttp_get_error_reason(&rp->p);
+            if (rp->err_detail == NULL || rp->err_detail[0] == '\0')
+                rp->err_detail = llhttp_errno_name(e);
+        }
+        return RP_ERROR;
+    }
+}
+
+int fr_http_parse_each(const char *buf, size_t len, const struct fr_http_limits *l,
+                       void (*cb)(fr_http_req_t *req, void *data), void *data, int *status_out)
+{
+    struct fr_http_limits def;
+    if (l == NULL) {
+        fr_http_limits_default(&def);
+        l = &def;
+    }
+    struct reqparse rp;
+    rp_init(&rp, l);
+    int count = 0;
+    int status = 0;
+    size_t off = 0;
+    while (off < len) {
+        size_t used = 0;
+        enum rp_result res = rp_feed(&rp, buf + off, len - off, &used);
+        off += used;
+        if (res == RP_REQUEST) {
+            fr_http_req_t *r = rp.done;
+            rp.done = NULL;
+            count++;
+            if (cb != NULL)
+                cb(r, data);
+            bool keep = r->keep_alive;
+            req_free(r);
+            if (!keep)
+                break; /* the server closes here; the rest is not parsed */
+            continue;
+        }
+        if (res == RP_ERROR)
+            status = rp.err_status;
+        break;
+    }
+    rp_deinit(&rp);
+    if (status_out != NULL)
+        *status_out = status;
+    return count;
+}
+
+int fr_http_parse_once(const char *buf, size_t len, const struct fr_http_limits *l, int *status_out)
+{
+    return fr_http_parse_each(buf, len, l, NULL, NULL, status_out);
+}
+
+/* ----------------------------------------------------- server and conns */
+
+enum conn_state {
+    C_OPEN,     /* reading and answering */
+    C_DRAINING, /* a closing response is queued: wait for writes, shut down, discard input */
+    C_CLOSING,  /* uv_close called on the handles */
+};
+
+enum timer_mode {
+    T_NONE,
+    T_IDLE,    /* keep-alive idle */
+    T_REQUEST, /* request in progress */
+    T_DRAIN,   /* closing response being written */
+    T_LINGER,  /* after shutdown: read and discard */
+};
+
+struct conn {
+    uv_tcp_t tcp;             /* embedded; fr_container_of */
+    uv_timer_t timer;         /* embedded */
+    uv_shutdown_t shutdown;   /* embedded */
+    fr_http_server_t *srv;    /* borrowed; NULL once detached */
+    struct conn *prev, *next; /* server list */
+    struct reqparse rp;       /* owned */
+    struct fr_buf in;         /* owned: input, parsed from in_off */
+    size_t in_off;            /* bytes of in already parsed */
+    fr_http_req_t *pending;   /* borrowed: dispatched and not answered */
+    unsigned refs;            /* handles (1) + unanswered request (1) + writes in flight + shutdown */
+    unsigned writes;          /* writes in flight */
+    int handles_open;         /* initialised handles not yet closed */
+    enum conn_state state;
+    enum timer_mode tmode;
+    bool reading;    /* uv_read_start active */
+    bool in_process; /* process() is on the stack */
+    bool shut;       /* shutdown requested */
+};
+
+struct fr_http_server {
+    uv_loop_t *loop; /* borrowed */
+    struct fr_http_limits lim;
+    fr_http_handler handler;
+    void *data;        /* borrowed */
+    uv_tcp_t listener; /* embedded */
+    uv_timer_t drain;  /* embedded */
+    bool listener_init;
+    bool drain_init;
+    bool closing;
+    bool finished;
+    int handles_open;   /* listener + drain timer still open */
+    struct conn *conns; /* list head */
+    size_t nconns;
+    uint64_t next_id;
+    void (*close_cb)(void *data);
+    void *close_data;
+};
+
+struct wreq {
+    uv_write_t w;   /* embedded */
+    struct conn *c; /* reference held */
+    size_t len;
+    char data[]; /* headers then body */
+};
+
+static void conn_close(struct conn *c);
+static void write_cb(uv_write_t *req, int status);
+static void process(struct conn *c);
+static void server_maybe_finish(fr_http_server_t *s);
+
+void fr_http_limits_default(struct fr_http_limits *l)
+{
+    l->max_header_bytes = 8192;
+    l->max_body_bytes = 1024u * 1024u;
+    l->max_conns = 10000;
+    l->idle_timeout_ms = 60000;
+    l->request_timeout_ms = 10000;
+}
+
+fr_http_server_t *fr_http_server_new(uv_loop_t *loop, const struct fr_http_limits *limits, fr_http_handler handler,
+                                     void *data)
+{
+    fr_http_server_t *s = fr_xcalloc(1, sizeof(*s));
+    s->loop = loop;
+    if (limits != NULL)
+        s->lim = *limits;
+    else
+        fr_http_limits_default(&s->lim);
+    s->handler = handler;
+    s->data = data;
+    return s;
+}
+
+size_t fr_http_server_conns(const fr_http_server_t *s)
+{
+    return s->nconns;
+}
+
+int fr_http_server_port(const fr_http_server_t *s)
+{
+    if (!s->listener_init)
+        return UV_EINVAL;
+    struct sockaddr_storage ss;
+    int len = (int)sizeof(ss);
+    int rc = uv_tcp_getsockname(&s->listener, (struct sockaddr *)&ss, &len);
+    if (rc < 0)
+        return rc;
+    if (ss.ss_family == AF_INET)
+        return ntohs(((struct sockaddr_in *)&ss)->sin_port);
+    if (ss.ss_family == AF_INET6)
+        return ntohs(((struct sockaddr_in6 *)&ss)->sin6_port);
+    return UV_EINVAL;
+}
+
+static void conn_unref(struct conn *c)
+{
+    if (c->refs == 0)
+        abort();
+    if (--c->refs > 0)
+        return;
+    rp_deinit(&c->rp);
+    fr_buf_deinit(&c->in);
+    free(c);
+}
+
+static void conn_detach(struct conn *c)
+{
+    fr_http_server_t *s = c->srv;
+    if (s == NULL)
+        return;
+    if (c->prev != NULL)
+        c->prev->next = c->next;
+    else
+        s->conns = c->next;
+    if (c->next != NULL)
+        c->next->prev = c->prev;
+    c->prev = c->next = NULL;
+    c->srv = NULL;
+    s->nconns--;
+    server_maybe_finish(s);
+}
+
+static void conn_handle_closed(uv_handle_t *h)
+{
+    struct conn *c = h->data;
+    if (--c->handles_open > 0)
+        return;
+    conn_detach(c);
+    conn_unref(c);
+}
+
+static void conn_close(struct conn *c)
+{
+    if (c->state == C_CLOSING)
+        return;
+    c->state = C_CLOSING;
+    c->reading = false;
+    if (!uv_is_closing((uv_handle_t *)&c->timer)) {
+        uv_timer_stop(&c->timer);
+        uv_close((uv_handle_t *)&c->timer, conn_handle_closed);
+    }
+    if (!uv_is_closing((uv_handle_t *)&c->tcp)) {
+        uv_read_stop((uv_stream_t *)&c->tcp);
+        uv_close((uv_handle_t *)&c->tcp, conn_handle_closed);
+    }
+}
+
+static void on_timer(uv_timer_t *t);
+
+static void set_timer(struct conn *c, enum timer_mode m)
+{
+    if (c->state == C_CLOSING)
+        return;
+    fr_http_server_t *s = c->srv;
+    if (m == c->tmode && m != T_IDLE)
+        return;
+    c->tmode = m;
+    uint64_t ms = 0;
+    switch (m) {
+    case T_NONE:
+        uv_timer_stop(&c->timer);
+        return;
+    case T_IDLE:
+        ms = s != NULL ? s->lim.idle_timeout_ms : 0;
+        break;
+    case T_REQUEST:
+        ms = s != NULL ? s->lim.request_timeout_ms : 0;
+        break;
+    case T_DRAIN:
+        ms = s != NULL && s->lim.idle_timeout_ms > LINGER_MS ? s->lim.idle_timeout_ms : LINGER_MS;
+        break;
+    case T_LINGER:
+        ms = LINGER_MS;
+        break;
+    }
+    if (ms == 0) {
+        uv_timer_stop(&c->timer);
+        return;
+    }
+    uv_timer_start(&c->timer, on_timer, ms, 0);
+}
+
+/* Builds and writes one response; the bytes are copied. */
+static void write_response(struct conn *c, int status, const char *ctype, const char *extra, size_t extra_len,
+                           const char *body, size_t body_len, bool send_body, bool keep_alive)
+{
+    char head[512];
+    bool no_body = status == 204 || status == 304 || (status >= 100 && status < 200);
+    int hl;
+    if (no_body) {
+        hl = snprintf(head, sizeof(head), "HTTP/1.1 %d %s\r\nConnection: %s\r\n", status, fr_http_status_text(status),
+                      keep_alive ? "keep-alive" : "close");
+        send_body = false;
+    } else {
+        hl = snprintf(head, sizeof(head), "HTTP/1.1 %d %s\r\n%s%s%sContent-Length: %zu\r\nConnection: %s\r\n", status,
+                      fr_http_status_text(status), ctype != NULL ? "Content-Type: " : "", ctype != NULL ? ctype : "",
+                      ctype != NULL ? "\r\n" : "", body_len, keep_alive ? "keep-alive" : "close");
+    }
+    if (hl < 0 || (size_t)hl >= sizeof(head)) {
+        /* only an absurd content type gets here */
+        hl = snprintf(head, sizeof(head), "HTTP/1.1 %d %s\r\nContent-Length: %zu\r\nConnection: %s\r\n", status,
+                      fr_http_status_text(status), no_body ? (size_t)0 : body_len,
+                      keep_alive ? "keep-alive" : "close");
+    }
+    size_t blen = send_body ? body_len : 0;
+    size_t total = (size_t)hl + extra_len + 2 + blen;
+    struct wreq *w = fr_xmalloc(sizeof(*w) + total);
+    char *p = w->data;
+    memcpy(p, head, (size_t)hl);
+    p += hl;
+    if (extra_len > 0) {
+        memcpy(p, extra, extra_len);
+        p += extra_len;
+    }
+    memcpy(p, "\r\n", 2);
+    p += 2;
+    if (blen > 0)
+        memcpy(p, body, blen);
+    w->len = total;
+    w->c = c;
+    uv_buf_t bufs[2];
+    unsigned nbufs = 1;
+    bufs[0] = uv_buf_init(w->data, (unsigned)(total - blen));
+    if (blen > 0) {
+        bufs[1] = uv_buf_init(w->data + (total - blen), (unsigned)blen);
+        nbufs = 2;
+    }
+    int rc = uv_write(&w->w, (uv_stream_t *)&c->tcp, bufs, nbufs, write_cb);
+    if (rc < 0) {
+        free(w);
+        conn_close(c);
+        return;
+    }
+    c->refs++;
+    c->writes++;
+}
+
+static void begin_drain(struct conn *c)
+{
+    if (c->state != C_OPEN)
+        return;
+    c->state = C_DRAINING;
+    set_timer(c, T_DRAIN);
+    /* input from now on is discarded; buffered bytes are dropped */
+    c->in.len = 0;
+    c->in_off = 0;
+}
+
+static void on_shutdown(uv_shutdown_t *req, int status)
+{
+    struct conn *c = fr_container_of(req, struct conn, shutdown);
+    if (status < 0)
+        conn_close(c);
+    else if (c->state == C_DRAINING)
+        set_timer(c, T_LINGER);
+    conn_unref(c);
+}
+
+static void alloc_cb(uv_handle_t *h, size_t suggested, uv_buf_t *buf);
+static void read_cb(uv_stream_t *st, ssize_t nread, const uv_buf_t *buf);
+
+static void ensure_reading(struct conn *c, bool on)
+{
+    if (c->state == C_CLOSING || on == c->reading)
+        return;
+    if (on) {
+        if (uv_read_start((uv_stream_t *)&c->tcp, alloc_cb, read_cb) == 0)
+            c->reading = true;
+        else
+            conn_close(c);
+    } else {
+        uv_read_stop((uv_stream_t *)&c->tcp);
+        c->reading = false;
+    }
+}
+
+/* Called when writes may have finished in DRAINING: shut down then linger. */
+static void drain_progress(struct conn *c)
+{
+    if (c->state != C_DRAINING || c->writes > 0 || c->shut)
+        return;
+    c->shut = true;
+    if (uv_shutdown(&c->shutdown, (uv_stream_t *)&c->tcp, on_shutdown) < 0) {
+        conn_close(c);
+        return;
+    }
+    c->refs++;
+    ensure_reading(c, true);
+}
+
+static void write_cb(uv_write_t *req, int status)
+{
+    struct wreq *w = fr_container_of(req, struct wreq, w);
+    struct conn *c = w->c;
+    free(w);
+    c->writes--;
+    if (status < 0) {
+        conn_close(c);
+    } else if (c->state == C_DRAINING) {
+        drain_progress(c);
+    } else if (c->state == C_OPEN && c->srv != NULL && c->srv->closing && c->pending == NULL && c->writes == 0) {
+        conn_close(c);
+    } else if (c->state == C_OPEN && c->pending == NULL && !c->reading) {
+        process(c); /* was blocked on the write queue */
+    }
+    conn_unref(c);
+}
+
+static void send_error(struct conn *c, int status, const char *detail)
+{
+    struct fr_buf b;
+    fr_buf_init(&b, 0);
+    (void)fr_buf_puts(&b, "{\"detail\": ");
+    (void)fr_buf_json_str(&b, detail != NULL ? detail : "", detail != NULL ? strlen(detail) : 0);
+    (void)fr_buf_putc(&b, '}');
+    write_response(c, status, "application/json", NULL, 0, b.data, b.len, true, false);
+    fr_buf_deinit(&b);
+    begin_drain(c);
+    drain_progress(c);
+}
+
+static void on_continue(struct reqparse *rp)
+{
+    struct conn *c = fr_container_of(rp, struct conn, rp);
+    if (c->state != C_OPEN)
+        return;
+    static const char msg[] = "HTTP/1.1 100 Continue\r\n\r\n";
+    struct wreq *w = fr_xmalloc(sizeof(*w) + sizeof(msg));
+    memcpy(w->data, msg, sizeof(msg) - 1);
+    w->len = sizeof(msg) - 1;
+    w->c = c;
+    uv_buf_t b = uv_buf_init(w->data, (unsigned)w->len);
+    if (uv_write(&w->w, (uv_stream_t *)&c->tcp, &b, 1, write_cb) < 0) {
+        free(w);
+        return;
+    }
+    c->refs++;
+    c->writes++;
+}
+
+static void on_timer(uv_timer_t *t)
+{
+    struct conn *c = fr_container_of(t, struct conn, timer);
+    enum timer_mode m = c->tmode;
+    c->tmode = T_NONE;
+    if (m == T_REQUEST && c->state == C_OPEN && c->pending == NULL) {
+        send_error(c, 408, "request timeout");
+        return;
+    }
+    conn_close(c);
+}
+
+/* A client that pipelines without reading its answers stops being parsed. */
+static bool write_blocked(const struct conn *c)
+{
+    return uv_stream_get_write_queue_size((const uv_stream_t *)&c->tcp) > WQ_MAX;
+}
+
+/* Parses buffered input and dispatches requests, one at a time. */
+static void process(struct conn *c)
+{
+    if (c->in_process)
+        return;
+    c->in_process = true;
+    while (c->state == C_OPEN && c->pending == NULL && !write_blocked(c) && c->in_off < c->in.len) {
+        size_t used = 0;
+        enum rp_result res = rp_feed(&c->rp, c->in.data + c->in_off, c->in.len - c->in_off, &used);
+        c->in_off += used;
+        if (res == RP_NEED_MORE)
+            break;
+        if (res == RP_ERROR) {
+            send_error(c, c->rp.err_status, c->rp.err_detail);
+            break;
+        }
+        if (res == RP_STOP) {
+            begin_drain(c);
+            drain_progress(c);
+            break;
+        }
+        fr_http_req_t *r = c->rp.done;
+        c->rp.done = NULL;
+        fr_http_server_t *s = c->srv;
+        r->conn = c;
+        c->refs++;
+        c->pending = r;
+        r->id = ++s->next_id;
+        set_timer(c, T_NONE);
+        s->handler(r, s->data); /* may answer at once: pending becomes NULL */
+    }
+    if (c->in_off >= c->in.len) {
+        c->in.len = 0;
+        c->in_off = 0;
+    }
+    if (c->state == C_OPEN) {
+        if (c->pending != NULL) {
+            set_timer(c, T_NONE);
+            ensure_reading(c, c->in_off >= c->in.len); /* backpressure */
+        } else if (write_blocked(c)) {
+            set_timer(c, T_IDLE); /* resumed by write_cb; a peer that never reads times out */
+            ensure_reading(c, false);
+        } else {
+            set_timer(c, c->rp.in_message ? T_REQUEST : T_IDLE);
+            ensure_reading(c, true);
+            if (c->in.len == 0 && c->in.cap > 0) {
+                /* idle keep-alive connections hold no input buffer */
+                fr_buf_deinit(&c->in);
+                fr_buf_init(&c->in, IN_MAX);
+            }
+        }
+    }
+    c->in_process = false;
+}
+
+static void alloc_cb(uv_handle_t *h, size_t suggested, uv_buf_t *buf)
+{
+    (void)suggested;
+    struct conn *c = fr_container_of((uv_tcp_t *)h, struct conn, tcp);
+    if (c->state == C_DRAINING) {
+        c->in.len = 0;
+        c->in_off = 0;
+    } else if (c->in_off > 0) {
+        memmove(c->in.data, c->in.data + c->in_off, c->in.len - c->in_off);
+        c->in.len -= c->in_off;
+        c->in_off = 0;
+    }
+    if (fr_buf_reserve(&c->in, READ_CHUNK) < 0) {
+        buf->base = NULL;
+        buf->len = 0; /* libuv reports UV_ENOBUFS */
+        return;
+    }
+    buf->base = c->in.data + c->in.len;
+    buf->len = c->in.cap - c->in.len - 1; /* keep room for the NUL */
+}
+
+static void read_cb(uv_stream_t *st, ssize_t nread, const uv_buf_t *buf)
+{
+    (void)buf; /* points into c->in */
+    struct conn *c = fr_container_of((uv_tcp_t *)st, struct conn, tcp);
+    if (nread < 0) {
+        /* EOF or error: a pending request still gets answered into the void */
+        conn_close(c);
+        return;
+    }
+    if (nread == 0)
+        return;
+    if (c->state == C_DRAINING)
+        return; /* discard */
+    c->in.len += (size_t)nread;
+    c->in.data[c->in.len] = '\0';
+    if (c->pending == NULL && !c->rp.in_message)
+        set_timer(c, T_REQUEST); /* first byte of a new request */
+    process(c);
+}
+
+static void on_reject_closed(uv_handle_t *h)
+{
+    free(h);
+}
+
+static void on_connection(uv_stream_t *server, int status)
+{
+    fr_http_server_t *s = fr_container_of((uv_tcp_t *)server, fr_http_server_t, listener);
+    if (status < 0) {
+        fr_warn("http accept: %s", uv_strerror(status));
+        return;
+    }
+    if (s->closing)
+        return;
+    if (s->nconns >= s->lim.max_conns) {
+        uv_tcp_t *t = fr_xmalloc(sizeof(*t));
+        if (uv_tcp_init(s->loop, t) < 0) {
+            free(t);
+            return;
+        }
+        (void)uv_accept(server, (uv_stream_t *)t);
+        uv_close((uv_handle_t *)t, on_reject_closed);
+        return;
+    }
+    struct conn *c = fr_xcalloc(1, sizeof(*c));
+    if (uv_tcp_init(s->loop, &c->tcp) < 0) {
+        free(c);
+        return;
+    }
+    c->tcp.data = c;
+    if (uv_timer_init(s->loop, &c->timer) < 0) {
+        uv_close((uv_handle_t *)&c->tcp, on_reject_closed); /* tcp is the first member */
+        return;
+    }
+    c->timer.data = c;
+    c->handles_open = 2;
+    c->refs = 1;
+    c->srv = s;
+    c->state = C_OPEN;
+    rp_init(&c->rp, &s->lim);
+    c->rp.on_continue = on_continue;
+    fr_buf_init(&c->in, IN_MAX);
+    c->next = s->conns;
+    if (s->conns != NULL)
+        s->conns->prev = c;
+    s->conns = c;
+    s->nconns++;
+    int rc = uv_accept(server, (uv_stream_t *)&c->tcp);
+    if (rc < 0) {
+        conn_close(c);
+        return;
+    }
+    (void)uv_tcp_nodelay(&c->tcp, 1);
+    set_timer(c, T_IDLE);
+    ensure_reading(c, true);
+}
+
+static int parse_addr(const char *addr, struct sockaddr_storage *ss)
+{
+    char host[64];
+    const char *port_s;
+    const char *colon = strrchr(addr, ':');
+    if (colon == NULL) {
+        snprintf(host, sizeof(host), "0.0.0.0");
+        port_s = addr;
+    } else {
+        size_t hl = (size_t)(colon - addr);
+        if (hl == 0) {
+            snprintf(host, sizeof(host), "0.0.0.0");
+        } else {
+            if (addr[0] == '[' && hl >= 2 && addr[hl - 1] == ']') {
+                addr++;
+                hl -= 2;
+            }
+            if (hl >= sizeof(host))
+                return UV_EINVAL;
+            memcpy(host, addr, hl);
+            host[hl] = '\0';
+        }
+        port_s = colon + 1;
+    }
+    char *end = NULL;
+    errno = 0;
+    long port = strtol(port_s, &end, 10);
+    if (*port_s == '\0' || end == NULL || *end != '\0' || errno != 0 || port < 0 || port > 65535)
+        return UV_EINVAL;
+    memset(ss, 0, sizeof(*ss));
+    if (strchr(host, ':') != NULL)
+        return uv_ip6_addr(host, (int)port, (struct sockaddr_in6 *)ss);
+    return uv_ip4_addr(host, (int)port, (struct sockaddr_in *)ss);
+}
+
+static void on_listener_closed(uv_handle_t *h)
+{
+    fr_http_server_t *s = fr_container_of((uv_tcp_t *)h, fr_http_server_t, listener);
+    s->handles_open--;
+    server_maybe_finish(s);
+}
+
+int fr_http_listen(fr_http_server_t *s, const char *addr, bool reuseport)
+{
+    if (s->listener_init || s->closing)
+        return UV_EINVAL;
+    struct sockaddr_storage ss;
+    int rc = parse_addr(addr, &ss);
+    if (rc < 0)
+        return rc;
+    rc = uv_tcp_init_ex(s->loop, &s->listener, ss.ss_family);
+    if (rc < 0)
+        return rc;
+    s->listener_init = true;
+    s->handles_open++;
+    if (reuseport) {
+        uv_os_fd_t fd;
+        rc = uv_fileno((uv_handle_t *)&s->listener, &fd);
+        if (rc < 0)
+            goto out_close;
+        int one = 1;
+        if (setsockopt(fd, SOL_SOCKET, SO_REUSEPORT, &one, sizeof(one)) < 0) {
+            rc = -errno;
+            goto out_close;
+        }
+    }
+    rc = uv_tcp_bind(&s->listener, (const struct sockaddr *)&ss, 0);
+    if (rc < 0)
+        goto out_close;
+    rc = uv_listen((uv_stream_t *)&s->listener, LISTEN_BACKLOG, on_connection);
+    if (rc < 0)
+        goto out_close;
+    return 0;
+
+out_close:
+    /* the handle is closed; the server can still be closed normally */
+    uv_close((uv_handle_t *)&s->listener, on_listener_closed);
+    return rc;
+}
+
+static void on_drain_closed(uv_handle_t *h)
+{
+    fr_http_server_t *s = fr_container_of((uv_timer_t *)h, fr_http_server_t, drain);
+    s->handles_open--;
+    server_maybe_finish(s);
+}
+
+static void on_drain_timeout(uv_timer_t *t)
+{
+    fr_http_server_t *s = fr_container_of(t, fr_http_server_t, drain);
+    struct conn *c = s->conns;
+    while (c != NULL) {
+        struct conn *next = c->next;
+        conn_close(c);
+        c = next;
+    }
+}
+
+static void server_maybe_finish(fr_http_server_t *s)
+{
+    if (!s->closing || s->finished || s->nconns > 0)
+        return;
+    if (s->drain_init && !uv_is_closing((uv_handle_t *)&s->drain)) {
+        uv_timer_stop(&s->drain);
+        uv_close((uv_handle_t *)&s->drain, on_drain_closed);
+        return;
+    }
+    if (s->handles_open > 0)
+        return;
+    s->finished = true;
+    void (*cb)(void *) = s->close_cb;
+    void *data = s->close_data;
+    free(s);
+    if (cb != NULL)
+        cb(data);
+}
+
+void fr_http_server_close(fr_http_server_t *s, uint32_t drain_ms, void (*cb)(void *data), void *data)
+{
+    if (s == NULL || s->closing)
+        return;
+    s->closing = true;
+    s->close_cb = cb;
+    s->close_data = data;
+    if (s->listener_init && !uv_is_closing((uv_handle_t *)&s->listener))
+        uv_close((uv_handle_t *)&s->listener, on_listener_closed);
+    /* idle connections go now; busy ones after their answer */
+    struct conn *c = s->conns;
+    while (c != NULL) {
+        struct conn *next = c->next;
+        if (c->state == C_OPEN && c->pending == NULL && c->writes == 0)
+            conn_close(c);
+        c = next;
+    }
+    if (uv_timer_init(s->loop, &s->drain) == 0) {
+        s->drain_init = true;
+        s->handles_open++;
+        uv_timer_start(&s->drain, on_drain_timeout, drain_ms, 0);
+    } else {
+        on_drain_timeout(&s->drain);
+    }
+    server_maybe_finish(s);
+}
+
+/* ------------------------------------------------------------ responses */
+
+void fr_http_respond(fr_http_req_t *req, int status, const char *content_type, const char *body, size_t len)
+{
+    if (req == NULL)
+        return;
+    struct conn *c = req->conn;
+    if (c == NULL) {
+        req_free(req);
+        return;
+    }
+    if (c->state == C_OPEN && c->pending == req) {
+        bool keep = req->keep_alive && c->srv != NULL && !c->srv->closing;
+        write_response(c, status, content_type, req->resp_hdrs.data, req->resp_hdrs.len, body, len, !req->head, keep);
+        c->pending = NULL;
+        if (c->state == C_OPEN) {
+            if (!keep) {
+                begin_drain(c);
+                drain_progress(c);
+            } else {
+                process(c); /* next pipelined request, or idle */
+            }
+        }
+    } else if (c->pending == req) {
+        c->pending = NULL;
+    }
+    req_free(req);
+    conn_unref(c);
+}
+
+void fr_http_respond_json(fr_http_req_t *req, int status, const struct fr_buf *body)
+{
+    fr_http_respond(req, status, "application/json", body != NULL ? body->data : NULL, body != NULL ? body->len : 0);
+}
+
+void fr_http_respond_detail(fr_http_req_t *req, int status, const char *msg)
+{
+    struct fr_buf b;
+    fr_buf_init(&b, 0);
+    (void)fr_buf_puts(&b, "{\"detail\": ");
+    (void)fr_buf_json_str(&b, msg != NULL ? msg : "", msg != NULL ? strlen(msg) : 0);
+    (void)fr_buf_putc(&b, '}');
+    fr_http_respond(req, status, "application/json", b.data, b.len);
+    fr_buf_deinit(&b);
+}
+
+static void put_sanitised(struct fr_buf *b, const char *s)
+{
+    for (; *s != '\0'; s++) {
+        char ch = *s;
+        if (ch == '\r' || ch == '\n')
+            ch = ' '; /* no header injection */
+        (void)fr_buf_putc(b, ch);
+    }
+}
+
+void fr_http_add_header(fr_http_req_t *req, const char *name, const char *value)
+{
+    if (req == NULL || name == NULL || value == NULL)
+        return;
+    put_sanitised(&req->resp_hdrs, name);
+    (void)fr_buf_puts(&req->resp_hdrs, ": ");
+    put_sanitised(&req->resp_hdrs, value);
+    (void)fr_buf_puts(&req->resp_hdrs, "\r\n");
+}
+
+const char *fr_http_status_text(int status)
+{
+    switch (status) {
+    case 100:
+        return "Continue";
+    case 200:
+        return "OK";
+    case 201:
+        return "Created";
+    case 202:
+        return "Accepted";
+    case 204:
+        return "No Content";
+    case 301:
+        return "Moved Permanently";
+    case 302:
+        return "Found";
+    case 304:
+        return "Not Modified";
+    case 400:
+        return "Bad Request";
+    case 401:
+        return "Unauthorized";
+    case 403:
+        return "Forbidden";
+    case 404:
+        return "Not Found";
+    case 405:
+        return "Method Not Allowed";
+    case 408:
+        return "Request Timeout";
+    case 409:
+        return "Conflict";
+    case 410:
+        return "Gone";
+    case 413:
+        return "Payload Too Large";
+    case 415:
+        return "Unsupported Media Type";
+    case 422:
+        return "Unprocessable Entity";
+    case 429:
+        return "Too Many Requests";
+    case 431:
+        return "Request Header Fields Too Large";
+    case 500:
+        return "Internal Server Error";
+    case 502:
+        return "Bad Gateway";
+    case 503:
+        return "Service Unavailable";
+    case 504:
+        return "Gateway Timeout";
+    default:
+        return "Unknown";
+    }
+}
+
+/* ------------------------------------------------------------ accessors */
+
+const char *fr_http_req_method(const fr_http_req_t *req)
+{
+    return req->method;
+}
+
+const char *fr_http_req_path(const fr_http_req_t *req)
+{
+    return req->path;
+}
+
+const char *fr_http_req_query(const fr_http_req_t *req)
+{
+    return req->query;
+}
+
+const char *fr_http_req_header(const fr_http_req_t *req, const char *name)
+{
+    return hdr_find(&req->hdrs, name);
+}
+
+const char *fr_http_req_body(const fr_http_req_t *req, size_t *len)
+{
+    if (len != NULL)
+        *len = req->body.len;
+    return req->body.data != NULL ? req->body.data : "";
+}
+
+uint64_t fr_http_req_id(const fr_http_req_t *req)
+{
+    return req->id;
+}
+
+uint64_t fr_http_req_start_ns(const fr_http_req_t *req)
+{
+    return req->start_ns;
+}
+
+void *fr_http_req_alloc(fr_http_req_t *req, size_t n)
+{
+    return arena_alloc(&req->arena, n == 0 ? 1 : n);
+}
+
+void fr_http_req_set_data(fr_http_req_t *req, void *p)
+{
+    req->user = p;
+}
+
+void *fr_http_req_data(const fr_http_req_t *req)
+{
+    return req->user;
+}
+
+const char *fr_http_req_param(fr_http_req_t *req, const char *name)
+{
+    struct fr_buf out;
+    fr_buf_init(&out, 0);
+    const char *res = NULL;
+    if (fr_http_query_get(req->query, strlen(req->query), name, &out))
+        res = arena_strndup(&req->arena, out.data != NULL ? out.data : "", out.len);
+    fr_buf_deinit(&out);
+    return res;
+}
+
+/* ------------------------------------------------------- query decoding */
+
+static int hexval(char ch)
+{
+    if (ch >= '0' && ch <= '9')
+        return ch - '0';
+    if (ch >= 'a' && ch <= 'f')
+        return ch - 'a' + 10;
+    if (ch >= 'A' && ch <= 'F')
+        return ch - 'A' + 10;
+    return -1;
+}
+
+/* Decodes the byte at s[*i] (with %XX and '+'), advancing *i. */
+static char dec_next(const char *s, size_t n, size_t *i)
+{
+    char ch = s[*i];
+    if (ch == '+') {
+        (*i)++;
+        return ' ';
+    }
+    if (ch == '%' && n - *i >= 3) {
+        int hi = hexval(s[*i + 1]);
+        int lo = hexval(s[*i + 2]);
+        if (hi >= 0 && lo >= 0) {
+            *i += 3;
+            return (char)(hi * 16 + lo);
+        }
+    }
+    (*i)++;
+    return ch;
+}
+
+bool fr_http_query_get(const char *q, size_t qlen, const char *name, struct fr_buf *out)
+{
+    if (q == NULL || name == NULL)
+        return false;
+    size_t nl = strlen(name);
+    size_t i = 0;
+    while (i <= qlen) {
+        size_t start = i;
+        size_t end = start;
+        while (end < qlen && q[end] != '&')
+            end++;
+        size_t eq = start;
+        while (eq < end && q[eq] != '=')
+            eq++;
+        if (end > start) {
+            /* compare the decoded key with name */
+            size_t k = start;
+            size_t m = 0;
+            bool match = true;
+            while (k < eq) {
+                char ch = dec_next(q, eq, &k);
+                if (m >= nl || ch != name[m]) {
+                    match = false;
+                    break;
+                }
+                m++;
+            }
+            if (match && m == nl) {
+                if (out != NULL) {
+                    fr_buf_reset(out);
+                    if (fr_buf_reserve(out, 1) < 0)
+                        return false;
+                    out->data[0] = '\0';
+                    size_t v = eq < end ? eq + 1 : end;
+                    while (v < end) {
+                        char ch = dec_next(q, end, &v);
+                        if (fr_buf_putc(out, ch) < 0)
+                            return false;
+                    }
+                }
+                return true;
+            }
+        }
+        i = end + 1;
+    }
+    return false;
+}
