@@ -30,20 +30,20 @@ typedef void (*fr_app_drain_cb)(struct fr_app *app, void *data);
 
 struct fr_app {
     uv_loop_t loop;
-    const char *daemon;               /* borrowed: "ingest" */
+    const char *daemon; /* borrowed: "ingest" */
     struct fr_settings settings;
-    struct fr_pipeline **pipelines;   /* owned */
+    struct fr_pipeline **pipelines; /* owned */
     size_t n_pipelines;
-    fr_metrics_t *metrics;            /* owned */
-    fr_redis_t *redis;                /* owned or NULL */
-    fr_pg_t *pg;                      /* owned or NULL */
-    fr_http_server_t *admin;          /* owned or NULL */
+    fr_metrics_t *metrics;   /* owned */
+    fr_redis_t *redis;       /* owned or NULL */
+    fr_pg_t *pg;             /* owned or NULL */
+    fr_http_server_t *admin; /* owned or NULL */
     uv_signal_t sigterm;
     uv_signal_t sigint;
     fr_app_drain_cb on_drain;
     void *drain_data;
-    bool stopping;                    /* a signal arrived or shutdown began */
-    bool drain_started;               /* on_drain has been called */
+    bool stopping;      /* a signal arrived or shutdown began */
+    bool drain_started; /* on_drain has been called */
     int exit_code;
     /* extra admin routes: return true if handled */
     bool (*admin_route)(struct fr_app *app, fr_http_req_t *req);
@@ -67,6 +67,9 @@ int fr_app_run(struct fr_app *app);
 void fr_app_shutdown(struct fr_app *app, int exit_code);
 void fr_app_deinit(struct fr_app *app);
 
-static inline struct fr_app *fr_app_from_loop(uv_loop_t *loop) { return (struct fr_app *)loop->data; }
+static inline struct fr_app *fr_app_from_loop(uv_loop_t *loop)
+{
+    return (struct fr_app *)loop->data;
+}
 
 #endif

@@ -13,8 +13,8 @@
 #include "util.h"
 
 #define FR_BATCH_MAX_BYTES (64u << 20) /* largest encoded batch we accept */
-#define FR_BATCH_ID_LEN 64
-#define FR_BATCH_MAX_COLS 1600       /* PostgreSQL's own column limit; decode rejects more */
+#define FR_BATCH_ID_LEN    64
+#define FR_BATCH_MAX_COLS  1600 /* PostgreSQL's own column limit; decode rejects more */
 
 enum fr_batch_op {
     FR_OP_UPSERT = 0,
@@ -69,9 +69,9 @@ enum fr_type fr_batch_col_type(const fr_batch_t *b, size_t col);
 /* The value at (col, row), NULL when null; *len gets its length. */
 const char *fr_batch_value(const fr_batch_t *b, size_t col, size_t row, size_t *len);
 uint32_t fr_batch_line(const fr_batch_t *b, size_t row); /* 0 if unknown */
-const char *fr_batch_raw_path(const fr_batch_t *b);       /* "" if none */
-const char *fr_batch_raw_sha256(const fr_batch_t *b);     /* "" if none */
-uint64_t fr_batch_raw_size(const fr_batch_t *b);          /* 0 if none */
+const char *fr_batch_raw_path(const fr_batch_t *b);      /* "" if none */
+const char *fr_batch_raw_sha256(const fr_batch_t *b);    /* "" if none */
+uint64_t fr_batch_raw_size(const fr_batch_t *b);         /* 0 if none */
 uint32_t fr_batch_schema_version(const fr_batch_t *b);
 
 /* Appends rows [from, to) in PostgreSQL COPY text format (tab-separated,

@@ -17,9 +17,9 @@
 #include "log.h"
 
 #define MAX_YAML_BYTES (4u << 20) /* a pipeline file */
-#define MAX_SQL_BYTES (1u << 20)  /* a model's SQL file */
-#define MAX_DEPTH 16              /* nesting of YAML collections */
-#define MAX_IDENT 63              /* PostgreSQL identifier length */
+#define MAX_SQL_BYTES  (1u << 20) /* a model's SQL file */
+#define MAX_DEPTH      16         /* nesting of YAML collections */
+#define MAX_IDENT      63         /* PostgreSQL identifier length */
 
 #ifndef FR_VERSION /* set by CMakeLists.txt */
 #define FR_VERSION "0.0.0"
@@ -29,8 +29,8 @@
 
 static const char *const type_names[] = {"text", "int",         "bigint", "float", "numeric",
                                          "bool", "timestamptz", "date",   "json"};
-static const char *const type_sqls[] = {"text",    "integer",     "bigint", "double precision", "numeric",
-                                        "boolean", "timestamptz", "date",   "jsonb"};
+static const char *const type_sqls[] = {"text",        "integer", "bigint", "double precision", "numeric", "boolean",
+                                        "timestamptz", "date",    "jsonb"};
 #define TYPE_LIST "text, int, bigint, float, numeric, bool, timestamptz, date, json"
 
 const char *fr_type_name(enum fr_type t)
@@ -133,8 +133,7 @@ struct ctx {
 static bool fail_at(struct ctx *c, const yaml_mark_t *m, const char *fmt, ...) FR_PRINTF(3, 4);
 static bool fail_at(struct ctx *c, const yaml_mark_t *m, const char *fmt, ...)
 {
-    int n = snprintf(c->err, FR_ERR_LEN, "%s:%zu:%zu: ", c->file, m ? m->line + 1 : 1,
-                     m ? m->column + 1 : 1);
+    int n = snprintf(c->err, FR_ERR_LEN, "%s:%zu:%zu: ", c->file, m ? m->line + 1 : 1, m ? m->column + 1 : 1);
     if (n < 0 || n >= FR_ERR_LEN)
         return false;
     va_list ap;
@@ -228,8 +227,7 @@ static bool subst(struct ctx *c, const yaml_node_t *n, const char *in, size_t le
             r = fr_buf_append(&b, in + name_end + 2, j - (name_end + 2));
         else {
             fr_buf_deinit(&b);
-            return fail(c, n, "environment variable %s is not set; set it or write ${%s:-default}", name,
-                        name);
+            return fail(c, n, "environment variable %s is not set; set it or write ${%s:-default}", name, name);
         }
         if (r < 0)
             goto out_too_big;
@@ -261,8 +259,10 @@ static bool get_ident(struct ctx *c, const yaml_node_t *n, const char *what, cha
     if (!get_str(c, n, what, &s))
         return false;
     if (!is_ident(s)) {
-        fail(c, n, "%s '%.60s' is not a valid name; use 1-63 characters of a-z, 0-9 and _, not starting "
-                   "with a digit", what, s);
+        fail(c, n,
+             "%s '%.60s' is not a valid name; use 1-63 characters of a-z, 0-9 and _, not starting "
+             "with a digit",
+             what, s);
         free(s);
         return false;
     }
@@ -286,8 +286,7 @@ static bool get_bool(struct ctx *c, const yaml_node_t *n, const char *what, bool
     return ok;
 }
 
-static bool get_u32(struct ctx *c, const yaml_node_t *n, const char *what, uint32_t min, uint32_t max,
-                    uint32_t *out)
+static bool get_u32(struct ctx *c, const yaml_node_t *n, const char *what, uint32_t min, uint32_t max, uint32_t *out)
 {
     char *s;
     if (!get_str(c, n, what, &s))
@@ -295,8 +294,7 @@ static bool get_u32(struct ctx *c, const yaml_node_t *n, const char *what, uint3
     int64_t v;
     bool ok = true;
     if (!fr_parse_i64(s, strlen(s), &v))
-        ok = fail(c, n, "%s must be a whole number, not '%.40s'; use a number from %u to %u", what, s, min,
-                  max);
+        ok = fail(c, n, "%s must be a whole number, not '%.40s'; use a number from %u to %u", what, s, min, max);
     else if (v < (int64_t)min || v > (int64_t)max)
         ok = fail(c, n, "%s %lld is out of range; use a number from %u to %u", what, (long long)v, min, max);
     else
@@ -402,14 +400,18 @@ static yaml_node_t *map_get(struct ctx *c, const yaml_node_t *n, const char *key
 static bool check_named_map(struct ctx *c, const yaml_node_t *n, const char *what)
 {
     if (n->type != YAML_MAPPING_NODE)
-        return fail(c, n, "%s must be a mapping of name: {...}; write each entry as 'name:' with its keys "
-                          "indented below", what);
+        return fail(c, n,
+                    "%s must be a mapping of name: {...}; write each entry as 'name:' with its keys "
+                    "indented below",
+                    what);
     for (size_t i = 0; i < map_len(n); i++) {
         yaml_node_t *k = node_at(c, n->data.mapping.pairs.start[i].key);
         const char *ks = scalar_of(k);
         if (!ks || !is_ident(ks))
-            return fail(c, k, "%s name '%.60s' is not valid; use 1-63 characters of a-z, 0-9 and _, not "
-                              "starting with a digit", what, ks ? ks : "?");
+            return fail(c, k,
+                        "%s name '%.60s' is not valid; use 1-63 characters of a-z, 0-9 and _, not "
+                        "starting with a digit",
+                        what, ks ? ks : "?");
         for (size_t j = 0; j < i; j++) {
             const char *prev = scalar_of(node_at(c, n->data.mapping.pairs.start[j].key));
             if (prev && strcmp(prev, ks) == 0)
@@ -428,8 +430,7 @@ static bool parse_columns(struct ctx *c, const yaml_node_t *n, const char *owner
 {
     char what[128];
     if (n->type != YAML_SEQUENCE_NODE)
-        return fail(c, n, "columns of %s must be a list; write each column as '- {name: x, type: text}'",
-                    owner);
+        return fail(c, n, "columns of %s must be a list; write each column as '- {name: x, type: text}'", owner);
     size_t total = (size_t)(n->data.sequence.items.top - n->data.sequence.items.start);
     if (total == 0)
         return fail(c, n, "%s has no columns; add at least one '- {name: x, type: text}'", owner);
@@ -513,14 +514,16 @@ out_free:
 }
 
 /* Checks that every name in `names` is a column; fills idx when not NULL. */
-static bool check_key_columns(struct ctx *c, const yaml_node_t *n, const char *owner, char **names,
-                              size_t count, const struct fr_column *cols, size_t n_cols, int *idx)
+static bool check_key_columns(struct ctx *c, const yaml_node_t *n, const char *owner, char **names, size_t count,
+                              const struct fr_column *cols, size_t n_cols, int *idx)
 {
     for (size_t i = 0; i < count; i++) {
         int k = fr_column_index(cols, n_cols, names[i]);
         if (k < 0)
-            return fail(c, n, "key column '%s' of %s is not one of its columns; add the column or fix the "
-                              "name", names[i], owner);
+            return fail(c, n,
+                        "key column '%s' of %s is not one of its columns; add the column or fix the "
+                        "name",
+                        names[i], owner);
         if (idx)
             idx[i] = k;
     }
@@ -557,8 +560,10 @@ static bool parse_dataset(struct ctx *c, struct fr_pipeline *p, const char *name
             return false;
         int k = fr_column_index(d->columns, d->n_columns, d->version);
         if (k < 0)
-            return fail(c, v, "version column '%s' of %s is not one of its columns; add the column or fix "
-                              "the name", d->version, what);
+            return fail(c, v,
+                        "version column '%s' of %s is not one of its columns; add the column or fix "
+                        "the name",
+                        d->version, what);
         if (d->n_key == 0)
             return fail(c, v, "version needs a key in %s; add key: [..] or remove version", what);
     }
@@ -567,8 +572,8 @@ static bool parse_dataset(struct ctx *c, struct fr_pipeline *p, const char *name
     return true;
 }
 
-static const char *const source_keys[] = {"type",    "dataset", "dir",   "formats", "csv_header",
-                                          "batch",   "scan_interval_ms", NULL};
+static const char *const source_keys[] = {"type",  "dataset",          "dir", "formats", "csv_header",
+                                          "batch", "scan_interval_ms", NULL};
 static const char *const batch_keys[] = {"rows", "bytes", "latency_ms", NULL};
 
 static bool parse_formats(struct ctx *c, const yaml_node_t *n, unsigned *out)
@@ -666,15 +671,13 @@ static bool parse_source(struct ctx *c, struct fr_pipeline *p, const char *name,
             return false;
         if ((b = map_get(c, v, "bytes")) && !get_u32(c, b, "batch bytes", 1024, 1u << 30, &s->batch_bytes))
             return false;
-        if ((b = map_get(c, v, "latency_ms")) &&
-            !get_u32(c, b, "batch latency_ms", 0, 600000, &s->batch_latency_ms))
+        if ((b = map_get(c, v, "latency_ms")) && !get_u32(c, b, "batch latency_ms", 0, 600000, &s->batch_latency_ms))
             return false;
     }
     return true;
 }
 
-static const char *const model_keys[] = {"sql",   "inputs",      "key",     "daily",
-                                         "coalesce_ms", "columns", NULL};
+static const char *const model_keys[] = {"sql", "inputs", "key", "daily", "coalesce_ms", "columns", NULL};
 
 static bool parse_model(struct ctx *c, struct fr_pipeline *p, const char *name, const yaml_node_t *n,
                         struct fr_model *m)
@@ -717,8 +720,7 @@ static bool parse_model(struct ctx *c, struct fr_pipeline *p, const char *name, 
         return false;
     v = map_get(c, n, "sql");
     if (!v)
-        return fail(c, n, "%s has no sql; add sql: models/%s.sql (relative to the pipeline directory)", what,
-                    name);
+        return fail(c, n, "%s has no sql; add sql: models/%s.sql (relative to the pipeline directory)", what, name);
     char *rel;
     if (!get_str(c, v, "sql", &rel))
         return false;
@@ -811,22 +813,22 @@ static const char *const pipeline_keys[] = {"pipeline", "description", "now",   
 
 /* Iterates a name: {...} section, calling fn for each entry into an array of
  * `size`-byte structs. */
-#define PARSE_SECTION(c, p, root, secname, arr, count, fn, label)                                 \
-    do {                                                                                      \
-        yaml_node_t *sec_ = map_get((c), (root), (secname));                                      \
-        if (sec_ && !is_null(sec_)) {                                                         \
-            if (!check_named_map((c), sec_, (secname)))                                           \
-                goto label;                                                                   \
-            size_t total_ = map_len(sec_);                                                    \
-            (arr) = fr_xcalloc(total_ ? total_ : 1, sizeof(*(arr)));                          \
-            for (size_t i_ = 0; i_ < total_; i_++) {                                          \
-                yaml_node_pair_t *pair_ = &sec_->data.mapping.pairs.start[i_];                \
-                const char *name_ = scalar_of(node_at((c), pair_->key));                      \
-                (count)++;                                                                    \
-                if (!fn((c), (p), name_, node_at((c), pair_->value), &(arr)[i_]))             \
-                    goto label;                                                               \
-            }                                                                                 \
-        }                                                                                     \
+#define PARSE_SECTION(c, p, root, secname, arr, count, fn, label)                                                    \
+    do {                                                                                                             \
+        yaml_node_t *sec_ = map_get((c), (root), (secname));                                                         \
+        if (sec_ && !is_null(sec_)) {                                                                                \
+            if (!check_named_map((c), sec_, (secname)))                                                              \
+                goto label;                                                                                          \
+            size_t total_ = map_len(sec_);                                                                           \
+            (arr) = fr_xcalloc(total_ ? total_ : 1, sizeof(*(arr)));                                                 \
+            for (size_t i_ = 0; i_ < total_; i_++) {                                                                 \
+                yaml_node_pair_t *pair_ = &sec_->data.mapping.pairs.start[i_];                                       \
+                const char *name_ = scalar_of(node_at((c), pair_->key));                                             \
+                (count)++;                                                                                           \
+                if (!fn((c), (p), name_, node_at((c), pair_->value), &(arr)[i_]))                                    \
+                    goto label;                                                                                      \
+            }                                                                                                        \
+        }                                                                                                            \
     } while (0)
 
 /* Rejects aliases and deep nesting before building the document: our schema
@@ -1088,16 +1090,26 @@ static const struct setting_def settings_table[S_COUNT] = {
 static const char *setting_default(enum setting_id id, const char *admin_default)
 {
     switch (id) {
-    case S_REDIS_URL: return "redis://127.0.0.1:6379/0";
-    case S_DATABASE_URL: return "postgresql://freshet@127.0.0.1:5432/freshet";
-    case S_API_ADDR: return "0.0.0.0:8000";
-    case S_ADMIN_ADDR: return admin_default ? admin_default : "127.0.0.1:9101";
-    case S_PIPELINES: return NULL;
-    case S_PIPELINES_DIR: return "pipelines";
-    case S_DATA_DIR: return "./var";
-    case S_NOW: return NULL;
-    case S_LOG_LEVEL: return "info";
-    case S_COUNT: break;
+    case S_REDIS_URL:
+        return "redis://127.0.0.1:6379/0";
+    case S_DATABASE_URL:
+        return "postgresql://freshet@127.0.0.1:5432/freshet";
+    case S_API_ADDR:
+        return "0.0.0.0:8000";
+    case S_ADMIN_ADDR:
+        return admin_default ? admin_default : "127.0.0.1:9101";
+    case S_PIPELINES:
+        return NULL;
+    case S_PIPELINES_DIR:
+        return "pipelines";
+    case S_DATA_DIR:
+        return "./var";
+    case S_NOW:
+        return NULL;
+    case S_LOG_LEVEL:
+        return "info";
+    case S_COUNT:
+        break;
     }
     return NULL;
 }
@@ -1137,9 +1149,9 @@ static void print_help(const char *daemon, const char *usage, const char *admin_
     fflush(stdout);
 }
 
-static const char *const settings_file_keys[] = {"redis_url", "database_url",  "api_addr", "admin_addr",
-                                                 "pipelines", "pipelines_dir", "data_dir", "now",
-                                                 "log_level", NULL};
+static const char *const settings_file_keys[] = {
+    "redis_url",     "database_url", "api_addr", "admin_addr", "pipelines",
+    "pipelines_dir", "data_dir",     "now",      "log_level",  NULL};
 
 static bool load_settings_file(const char *path, char *vals[S_COUNT], char err[FR_ERR_LEN])
 {
@@ -1184,8 +1196,7 @@ static bool load_settings_file(const char *path, char *vals[S_COUNT], char err[F
             if (i == S_NOW) {
                 int64_t us;
                 if (s[0] && !fr_parse_timestamp(s, strlen(s), &us)) {
-                    ok = fail(&c, v, "now '%.60s' is not an ISO-8601 timestamp; use e.g. 2024-06-17T12:00:00Z",
-                              s);
+                    ok = fail(&c, v, "now '%.60s' is not an ISO-8601 timestamp; use e.g. 2024-06-17T12:00:00Z", s);
                     free(s);
                     break;
                 }
@@ -1213,8 +1224,8 @@ static bool check_value(enum setting_id id, const char *val, const char *src, ch
     if (id == S_NOW) {
         int64_t us;
         if (val[0] && !fr_parse_timestamp(val, strlen(val), &us)) {
-            snprintf(err, FR_ERR_LEN, "%s: '%.60s' is not an ISO-8601 timestamp; use e.g. 2024-06-17T12:00:00Z",
-                     src, val);
+            snprintf(err, FR_ERR_LEN, "%s: '%.60s' is not an ISO-8601 timestamp; use e.g. 2024-06-17T12:00:00Z", src,
+                     val);
             return false;
         }
     } else if (id == S_LOG_LEVEL) {
@@ -1248,8 +1259,8 @@ static bool match_flag(const char *arg, const char *name, const char **inline_va
 }
 
 enum fr_settings_result fr_settings_load(struct fr_settings *s, const char *daemon, const char *usage,
-                                         const char *default_admin_addr, int argc, char **argv,
-                                         int *rest_argc, char ***rest_argv, char err[FR_ERR_LEN])
+                                         const char *default_admin_addr, int argc, char **argv, int *rest_argc,
+                                         char ***rest_argv, char err[FR_ERR_LEN])
 {
     char *vals[S_COUNT] = {0};
     char *config_path = NULL;
@@ -1418,8 +1429,10 @@ static int pipeline_paths(const struct fr_settings *s, char ***out, size_t *n, c
                     v[count++] = item;
                 } else {
                     if (!is_ident(item)) {
-                        snprintf(err, FR_ERR_LEN, "FRESHET_PIPELINES: '%.60s' is not a pipeline name; use names "
-                                                  "of directories under %.80s, or paths", item, pdir);
+                        snprintf(err, FR_ERR_LEN,
+                                 "FRESHET_PIPELINES: '%.60s' is not a pipeline name; use names "
+                                 "of directories under %.80s, or paths",
+                                 item, pdir);
                         free(item);
                         free_strv(v, count);
                         return -EINVAL;

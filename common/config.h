@@ -27,31 +27,31 @@ enum fr_type {
     FR_T_DATE,
     FR_T_JSON,
 };
-const char *fr_type_name(enum fr_type t);    /* "text", "int", ... (YAML spelling) */
-const char *fr_type_sql(enum fr_type t);     /* "text", "integer", "bigint", "double precision", ... */
+const char *fr_type_name(enum fr_type t); /* "text", "int", ... (YAML spelling) */
+const char *fr_type_sql(enum fr_type t);  /* "text", "integer", "bigint", "double precision", ... */
 bool fr_type_parse(const char *s, enum fr_type *out);
 
 struct fr_column {
-    char *name;            /* owned; [a-z_][a-z0-9_]* */
+    char *name; /* owned; [a-z_][a-z0-9_]* */
     enum fr_type type;
-    bool required;         /* empty/missing value rejects the row */
-    bool upper;            /* text: upper-case it before checks */
-    uint32_t length;       /* text: exact length in bytes, 0 = any */
-    char **allowed;        /* owned: text values allowed, NULL = any */
+    bool required;   /* empty/missing value rejects the row */
+    bool upper;      /* text: upper-case it before checks */
+    uint32_t length; /* text: exact length in bytes, 0 = any */
+    char **allowed;  /* owned: text values allowed, NULL = any */
     size_t n_allowed;
 };
 
 struct fr_dataset {
-    char *name;            /* owned: name inside the pipeline, "events" */
-    char *qname;           /* owned: "{pipeline}.{name}", the stream/ledger name */
-    char *table;           /* owned: SQL identifier, "players.events" (schema = pipeline) */
+    char *name;                /* owned: name inside the pipeline, "events" */
+    char *qname;               /* owned: "{pipeline}.{name}", the stream/ledger name */
+    char *table;               /* owned: SQL identifier, "players.events" (schema = pipeline) */
     struct fr_column *columns; /* owned */
     size_t n_columns;
-    char **key;            /* owned: key column names; n_key == 0 means append-only */
+    char **key; /* owned: key column names; n_key == 0 means append-only */
     size_t n_key;
-    char *version;         /* owned or NULL: upserts are monotonic on this column */
+    char *version; /* owned or NULL: upserts are monotonic on this column */
     uint32_t schema_version;
-    int *key_index;        /* owned: index in columns[] of each key column */
+    int *key_index; /* owned: index in columns[] of each key column */
 };
 
 enum fr_source_kind {
@@ -67,58 +67,62 @@ enum fr_file_format {
 };
 
 struct fr_source {
-    char *name;            /* owned */
+    char *name; /* owned */
     enum fr_source_kind kind;
-    char *dataset;         /* owned: dataset name inside the pipeline */
+    char *dataset; /* owned: dataset name inside the pipeline */
     /* file */
-    char *dir;             /* owned: inbound dir relative to FRESHET_DATA_DIR, "inbound/players/events" */
-    unsigned formats;      /* FR_FMT_* bits */
-    bool csv_header;       /* CSV files start with a header row (default true) */
+    char *dir;        /* owned: inbound dir relative to FRESHET_DATA_DIR, "inbound/players/events" */
+    unsigned formats; /* FR_FMT_* bits */
+    bool csv_header;  /* CSV files start with a header row (default true) */
     /* batching of good rows: flush at whichever comes first */
-    uint32_t batch_rows;   /* default 50000 */
-    uint32_t batch_bytes;  /* default 8 MiB */
+    uint32_t batch_rows;       /* default 50000 */
+    uint32_t batch_bytes;      /* default 8 MiB */
     uint32_t batch_latency_ms; /* default 20 */
     uint32_t scan_interval_ms; /* rescan of the directory besides inotify, default 1000 */
 };
 
 struct fr_model {
-    char *name;            /* owned: "user_panel" */
-    char *table;           /* owned: "players.user_panel" */
+    char *name;                /* owned: "user_panel" */
+    char *table;               /* owned: "players.user_panel" */
     struct fr_column *columns; /* owned: the model's output columns, in SELECT order */
     size_t n_columns;
-    char **key;            /* owned: key columns (incremental refresh by these) */
+    char **key; /* owned: key columns (incremental refresh by these) */
     size_t n_key;
-    char **inputs;         /* owned: dataset names whose batches make this model stale */
+    char **inputs; /* owned: dataset names whose batches make this model stale */
     size_t n_inputs;
-    char *sql_path;        /* owned: path of the SQL file */
-    char *sql;             /* owned: the SELECT. $1 is a text[] of keys to recompute
-                              (NULL = all), $2 is "now" as timestamptz. */
-    bool daily;            /* depends on "now": refresh everything when the UTC day turns */
-    uint32_t coalesce_ms;  /* wait this long for more batches before refreshing, default 50 */
+    char *sql_path;       /* owned: path of the SQL file */
+    char *sql;            /* owned: the SELECT. $1 is a text[] of keys to recompute
+                             (NULL = all), $2 is "now" as timestamptz. */
+    bool daily;           /* depends on "now": refresh everything when the UTC day turns */
+    uint32_t coalesce_ms; /* wait this long for more batches before refreshing, default 50 */
 };
 
 enum fr_cache_kind {
-    FR_CACHE_HASH = 0,     /* one field per column, absent field = null */
-    FR_CACHE_JSON,         /* a string holding the row as a JSON object */
+    FR_CACHE_HASH = 0, /* one field per column, absent field = null */
+    FR_CACHE_JSON,     /* a string holding the row as a JSON object */
 };
 
 struct fr_cache {
-    char *name;            /* owned: key prefix, "user_panel" -> "user_panel:{key}" */
-    char *model;           /* owned: model (or dataset) name that fills it */
-    char *key_column;      /* owned */
+    char *name;       /* owned: key prefix, "user_panel" -> "user_panel:{key}" */
+    char *model;      /* owned: model (or dataset) name that fills it */
+    char *key_column; /* owned */
     enum fr_cache_kind kind;
-    uint32_t ttl_s;        /* 0 = no expiry */
+    uint32_t ttl_s; /* 0 = no expiry */
 };
 
 struct fr_pipeline {
-    char *name;            /* owned: "players"; also the SQL schema name */
-    char *dir;             /* owned: the pipeline's directory */
-    char *path;            /* owned: the YAML file */
-    int64_t now_us;        /* the pinned "now" (UTC µs), 0 = wall clock */
-    struct fr_dataset *datasets; size_t n_datasets; /* owned */
-    struct fr_source *sources;   size_t n_sources;  /* owned */
-    struct fr_model *models;     size_t n_models;   /* owned */
-    struct fr_cache *caches;     size_t n_caches;   /* owned */
+    char *name;     /* owned: "players"; also the SQL schema name */
+    char *dir;      /* owned: the pipeline's directory */
+    char *path;     /* owned: the YAML file */
+    int64_t now_us; /* the pinned "now" (UTC µs), 0 = wall clock */
+    struct fr_dataset *datasets;
+    size_t n_datasets; /* owned */
+    struct fr_source *sources;
+    size_t n_sources; /* owned */
+    struct fr_model *models;
+    size_t n_models; /* owned */
+    struct fr_cache *caches;
+    size_t n_caches; /* owned */
 };
 
 /* Loads pipelines/NAME/pipeline.yaml (or the YAML file at `path`).
@@ -145,23 +149,23 @@ int fr_column_index(const struct fr_column *cols, size_t n, const char *name); /
  * --config file, environment, command-line flag. An empty environment
  * variable counts as unset. */
 struct fr_settings {
-    char *redis_url;       /* owned: FRESHET_REDIS_URL, default redis://127.0.0.1:6379/0 */
-    char *database_url;    /* owned: FRESHET_DATABASE_URL, default postgresql://freshet@127.0.0.1:5432/freshet */
-    char *api_addr;        /* owned: FRESHET_API_ADDR, default 0.0.0.0:8000 */
-    char *admin_addr;      /* owned: FRESHET_ADMIN_ADDR, metrics/health of ingest and loader;
-                              default 127.0.0.1:9101 (ingest), :9102 (loader) */
-    char *pipelines;       /* owned: FRESHET_PIPELINES, comma-separated; NULL = all */
-    char *pipelines_dir;   /* owned: FRESHET_PIPELINES_DIR, default "pipelines" */
-    char *data_dir;        /* owned: FRESHET_DATA_DIR, default ./var */
-    int64_t now_us;        /* FRESHET_NOW, 0 = unset */
-    char *log_level;       /* owned: FRESHET_LOG_LEVEL, default info */
-    char *config_path;     /* owned: --config FILE (YAML with the same keys in lower case), NULL = none */
+    char *redis_url;     /* owned: FRESHET_REDIS_URL, default redis://127.0.0.1:6379/0 */
+    char *database_url;  /* owned: FRESHET_DATABASE_URL, default postgresql://freshet@127.0.0.1:5432/freshet */
+    char *api_addr;      /* owned: FRESHET_API_ADDR, default 0.0.0.0:8000 */
+    char *admin_addr;    /* owned: FRESHET_ADMIN_ADDR, metrics/health of ingest and loader;
+                            default 127.0.0.1:9101 (ingest), :9102 (loader) */
+    char *pipelines;     /* owned: FRESHET_PIPELINES, comma-separated; NULL = all */
+    char *pipelines_dir; /* owned: FRESHET_PIPELINES_DIR, default "pipelines" */
+    char *data_dir;      /* owned: FRESHET_DATA_DIR, default ./var */
+    int64_t now_us;      /* FRESHET_NOW, 0 = unset */
+    char *log_level;     /* owned: FRESHET_LOG_LEVEL, default info */
+    char *config_path;   /* owned: --config FILE (YAML with the same keys in lower case), NULL = none */
 };
 
 enum fr_settings_result {
     FR_SETTINGS_OK = 0,
-    FR_SETTINGS_EXIT_OK,   /* --help or --version printed: exit 0 */
-    FR_SETTINGS_ERROR,     /* err filled: exit 2 */
+    FR_SETTINGS_EXIT_OK, /* --help or --version printed: exit 0 */
+    FR_SETTINGS_ERROR,   /* err filled: exit 2 */
 };
 
 /* Parses environment then argv (--redis-url, --database-url, --api-addr,
@@ -178,8 +182,8 @@ enum fr_settings_result {
  * *s (fr_settings_deinit); on the other results *s holds nothing (deinit is
  * still safe). */
 enum fr_settings_result fr_settings_load(struct fr_settings *s, const char *daemon, const char *usage,
-                                         const char *default_admin_addr, int argc, char **argv,
-                                         int *rest_argc, char ***rest_argv, char err[FR_ERR_LEN]);
+                                         const char *default_admin_addr, int argc, char **argv, int *rest_argc,
+                                         char ***rest_argv, char err[FR_ERR_LEN]);
 void fr_settings_deinit(struct fr_settings *s);
 
 /* Loads the pipelines named by settings (all directories under

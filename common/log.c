@@ -9,7 +9,7 @@
 #include <string.h>
 #include <unistd.h>
 
-#define LOG_MSG_MAX 4096  /* bytes of formatted message kept; longer is cut */
+#define LOG_MSG_MAX  4096 /* bytes of formatted message kept; longer is cut */
 #define LOG_LINE_MAX 8192 /* bytes of one whole line */
 
 static char log_daemon[64] = "freshet";

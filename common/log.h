@@ -23,25 +23,24 @@ bool fr_log_enabled(enum fr_log_level level);
 
 /* Writes one line. `key`/`val` add one extra string field (e.g. "batch",
  * id; "file", path) when key is not NULL. Thread-safe (one write(2)). */
-void fr__log_write(enum fr_log_level level, const char *key, const char *val, const char *fmt, ...)
-    FR_PRINTF(4, 5);
+void fr__log_write(enum fr_log_level level, const char *key, const char *val, const char *fmt, ...) FR_PRINTF(4, 5);
 
-#define fr_log(level, ...)                                   \
-    do {                                                     \
-        if (fr_log_enabled(level))                           \
-            fr__log_write((level), NULL, NULL, __VA_ARGS__); \
+#define fr_log(level, ...)                                                                                           \
+    do {                                                                                                             \
+        if (fr_log_enabled(level))                                                                                   \
+            fr__log_write((level), NULL, NULL, __VA_ARGS__);                                                         \
     } while (0)
 
 /* Same, with one context field: fr_log_kv(FR_LOG_INFO, "batch", id, "loaded %d rows", n). */
-#define fr_log_kv(level, key, val, ...)                       \
-    do {                                                      \
-        if (fr_log_enabled(level))                            \
-            fr__log_write((level), (key), (val), __VA_ARGS__); \
+#define fr_log_kv(level, key, val, ...)                                                                              \
+    do {                                                                                                             \
+        if (fr_log_enabled(level))                                                                                   \
+            fr__log_write((level), (key), (val), __VA_ARGS__);                                                       \
     } while (0)
 
 #define fr_debug(...) fr_log(FR_LOG_DEBUG, __VA_ARGS__)
-#define fr_info(...) fr_log(FR_LOG_INFO, __VA_ARGS__)
-#define fr_warn(...) fr_log(FR_LOG_WARN, __VA_ARGS__)
+#define fr_info(...)  fr_log(FR_LOG_INFO, __VA_ARGS__)
+#define fr_warn(...)  fr_log(FR_LOG_WARN, __VA_ARGS__)
 #define fr_error(...) fr_log(FR_LOG_ERROR, __VA_ARGS__)
 
 #endif

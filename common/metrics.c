@@ -19,9 +19,8 @@ enum kind {
 static const char *const kind_names[] = {"counter", "gauge", "histogram"};
 
 /* Upper bounds of the histogram buckets, in seconds; +Inf is implicit. */
-static const double bucket_bounds[FR_HIST_BUCKETS] = {0.0001, 0.00025, 0.0005, 0.001, 0.0025,
-                                                      0.005,  0.01,    0.025,  0.05,  0.1,
-                                                      0.25,   0.5,     1,      10};
+static const double bucket_bounds[FR_HIST_BUCKETS] = {0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01,
+                                                      0.025,  0.05,    0.1,    0.25,  0.5,    1,     10};
 static const char *const bucket_le[FR_HIST_BUCKETS] = {"0.0001", "0.00025", "0.0005", "0.001", "0.0025",
                                                        "0.005",  "0.01",    "0.025",  "0.05",  "0.1",
                                                        "0.25",   "0.5",     "1",      "10"};
@@ -37,10 +36,10 @@ struct series {
 };
 
 struct family {
-    char *name;             /* owned */
-    char *help;             /* owned */
+    char *name; /* owned */
+    char *help; /* owned */
     enum kind kind;
-    struct series *series;  /* owned array; the values it points to are separate allocations */
+    struct series *series; /* owned array; the values it points to are separate allocations */
     size_t n_series;
     size_t cap_series;
 };
@@ -116,9 +115,15 @@ static struct series *series_get(fr_metrics_t *m, const char *name, const char *
     struct series *s = &f->series[f->n_series++];
     s->labels = fr_xstrdup(labels);
     switch (kind) {
-    case K_COUNTER: s->v.counter = fr_xcalloc(1, sizeof(uint64_t)); break;
-    case K_GAUGE: s->v.gauge = fr_xcalloc(1, sizeof(int64_t)); break;
-    case K_HISTOGRAM: s->v.hist = fr_xcalloc(1, sizeof(struct fr_histogram)); break;
+    case K_COUNTER:
+        s->v.counter = fr_xcalloc(1, sizeof(uint64_t));
+        break;
+    case K_GAUGE:
+        s->v.gauge = fr_xcalloc(1, sizeof(int64_t));
+        break;
+    case K_HISTOGRAM:
+        s->v.hist = fr_xcalloc(1, sizeof(struct fr_histogram));
+        break;
     }
     *created = true;
     return s;
@@ -136,8 +141,7 @@ int64_t *fr_metrics_gauge(fr_metrics_t *m, const char *name, const char *help, c
     return series_get(m, name, help, labels, K_GAUGE, &created)->v.gauge;
 }
 
-struct fr_histogram *fr_metrics_histogram(fr_metrics_t *m, const char *name, const char *help,
-                                          const char *labels)
+struct fr_histogram *fr_metrics_histogram(fr_metrics_t *m, const char *name, const char *help, const char *labels)
 {
     bool created;
     return series_get(m, name, help, labels, K_HISTOGRAM, &created)->v.hist;
@@ -270,8 +274,12 @@ int fr_metrics_render_many(const fr_metrics_t *const *ms, size_t n, struct fr_bu
                 bool created;
                 struct series *d = series_get(sum, f->name, f->help, s->labels, f->kind, &created);
                 switch (f->kind) {
-                case K_COUNTER: *d->v.counter += *s->v.counter; break;
-                case K_GAUGE: *d->v.gauge += *s->v.gauge; break;
+                case K_COUNTER:
+                    *d->v.counter += *s->v.counter;
+                    break;
+                case K_GAUGE:
+                    *d->v.gauge += *s->v.gauge;
+                    break;
                 case K_HISTOGRAM:
                     for (size_t b = 0; b <= FR_HIST_BUCKETS; b++)
                         d->v.hist->buckets[b] += s->v.hist->buckets[b];

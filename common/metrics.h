@@ -31,8 +31,7 @@ void fr_metrics_free(fr_metrics_t *m);
  * first time a name is seen. */
 uint64_t *fr_metrics_counter(fr_metrics_t *m, const char *name, const char *help, const char *labels);
 int64_t *fr_metrics_gauge(fr_metrics_t *m, const char *name, const char *help, const char *labels);
-struct fr_histogram *fr_metrics_histogram(fr_metrics_t *m, const char *name, const char *help,
-                                          const char *labels);
+struct fr_histogram *fr_metrics_histogram(fr_metrics_t *m, const char *name, const char *help, const char *labels);
 void fr_histogram_observe(struct fr_histogram *h, double seconds);
 
 /* Appends the exposition text of one registry, or of several whose series

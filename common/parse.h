@@ -16,7 +16,8 @@
 #define FR_PARSE_MAX_LINE (1u << 20) /* a record longer than this is rejected */
 
 /* One accepted row, in dataset column order. All pointers borrowed for the
- * duration of the callback. */
+ * duration of the callback. Each non-null vals[i] is also NUL-terminated
+ * (lens[i] bytes before the NUL); a null one is "". */
 struct fr_row {
     const char *const *vals;
     const size_t *lens;
@@ -25,7 +26,9 @@ struct fr_row {
 };
 
 /* Return 0 to go on, a negative value to stop parsing (fr_parser_feed then
- * returns that value). */
+ * returns that value, and so does every later feed/finish call). Either
+ * callback may be NULL. For FR_FMT_JSON, "line" is the 1-based index of the
+ * element in the top-level array. */
 typedef int (*fr_row_cb)(void *data, const struct fr_row *row);
 /* A rejected row: `raw` is the record as read (borrowed, may be truncated). */
 typedef int (*fr_reject_cb)(void *data, uint32_t line, const char *reason, const char *raw, size_t raw_len);
@@ -51,11 +54,17 @@ uint64_t fr_parser_rows_ok(const fr_parser_t *p);
 uint64_t fr_parser_rows_rejected(const fr_parser_t *p);
 
 /* Validates one value for a column and writes its canonical text form to
- * out (appended): text as is (upper-cased if col->upper), integers in
- * decimal, floats with round-trip precision ("%.17g"), bools "t"/"f",
- * timestamps "YYYY-MM-DDTHH:MM:SS[.ffffff]Z" (UTC), dates "YYYY-MM-DD", json
- * compacted. Returns false and fills reason ("country: must be 2 letters")
- * when invalid. An empty value is null: allowed unless col->required. */
+ * out (appended): text as is (upper-cased if col->upper, which also demands
+ * ASCII letters only; valid UTF-8 without NUL bytes), integers in decimal
+ * (int: 32-bit range), floats finite, in the shortest of "%.15g".."%.17g"
+ * that reads back exactly, numeric kept as written after a decimal syntax
+ * check, bools "t"/"f" (true/false/t/f/1/0/yes/no/y/n/on/off, any case),
+ * timestamps "YYYY-MM-DDTHH:MM:SS[.f]Z" (UTC, fraction as fr_format_timestamp
+ * prints it), dates "YYYY-MM-DD", json compacted. Values of non-text types
+ * are trimmed of ASCII white space first. Returns false and fills reason,
+ * which starts with the column name ("country: must be 2 letters, got
+ * 'USA'"), when invalid; out is then unchanged. An empty value is null
+ * (*is_null, nothing appended): allowed unless col->required. */
 bool fr_value_canon(const struct fr_column *col, const char *s, size_t n, struct fr_buf *out, bool *is_null,
                     char reason[FR_ERR_LEN]);
 

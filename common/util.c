@@ -24,8 +24,7 @@
 static void oom(size_t n)
 {
     char msg[128];
-    int len = snprintf(msg, sizeof(msg),
-                       "{\"level\":\"error\",\"msg\":\"out of memory allocating %zu bytes\"}\n", n);
+    int len = snprintf(msg, sizeof(msg), "{\"level\":\"error\",\"msg\":\"out of memory allocating %zu bytes\"}\n", n);
     if (len > 0) {
         ssize_t w = write(STDERR_FILENO, msg, (size_t)len < sizeof(msg) ? (size_t)len : sizeof(msg) - 1);
         (void)w;
@@ -254,13 +253,27 @@ int fr_buf_json_str(struct fr_buf *b, const char *s, size_t n)
         size_t elen = 2;
         esc[0] = '\\';
         switch (c) {
-        case '"': esc[1] = '"'; break;
-        case '\\': esc[1] = '\\'; break;
-        case '\n': esc[1] = 'n'; break;
-        case '\r': esc[1] = 'r'; break;
-        case '\t': esc[1] = 't'; break;
-        case '\b': esc[1] = 'b'; break;
-        case '\f': esc[1] = 'f'; break;
+        case '"':
+            esc[1] = '"';
+            break;
+        case '\\':
+            esc[1] = '\\';
+            break;
+        case '\n':
+            esc[1] = 'n';
+            break;
+        case '\r':
+            esc[1] = 'r';
+            break;
+        case '\t':
+            esc[1] = 't';
+            break;
+        case '\b':
+            esc[1] = 'b';
+            break;
+        case '\f':
+            esc[1] = 'f';
+            break;
         default:
             esc[1] = 'u';
             esc[2] = '0';

@@ -9,10 +9,10 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#define FR_MUST_CHECK __attribute__((warn_unused_result))
-#define FR_PRINTF(f, a) __attribute__((format(printf, f, a)))
-#define FR_ERR_LEN 256
-#define FR_ARRAY_LEN(a) (sizeof(a) / sizeof((a)[0]))
+#define FR_MUST_CHECK                      __attribute__((warn_unused_result))
+#define FR_PRINTF(f, a)                    __attribute__((format(printf, f, a)))
+#define FR_ERR_LEN                         256
+#define FR_ARRAY_LEN(a)                    (sizeof(a) / sizeof((a)[0]))
 #define fr_container_of(ptr, type, member) ((type *)(void *)((char *)(ptr)-offsetof(type, member)))
 
 /* Allocation: log and abort on out-of-memory, never return NULL. */
@@ -49,9 +49,9 @@ int fr_buf_json_str(struct fr_buf *b, const char *s, size_t n);
 int fr_buf_csv_field(struct fr_buf *b, const char *s, size_t n);
 
 /* Clocks. */
-uint64_t fr_mono_ms(void);   /* monotonic milliseconds */
-uint64_t fr_mono_ns(void);   /* monotonic nanoseconds */
-int64_t fr_wall_us(void);    /* UTC microseconds since the epoch */
+uint64_t fr_mono_ms(void); /* monotonic milliseconds */
+uint64_t fr_mono_ns(void); /* monotonic nanoseconds */
+int64_t fr_wall_us(void);  /* UTC microseconds since the epoch */
 
 /* Time parsing and formatting, UTC everywhere. fr_parse_timestamp accepts
  * ISO-8601 "YYYY-MM-DD[T ]HH:MM[:SS[.ffffff]][Z|+HH[:MM]|-HH[:MM]]" and a bare

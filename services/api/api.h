@@ -18,9 +18,9 @@
 #include "util.h"
 
 enum fr_api_route {
-    FR_API_R_ATTR = 0,  /* GET /player/attribute */
-    FR_API_R_PLAYER,    /* GET /player/{player_id} */
-    FR_API_R_ATTRS,     /* POST /player/attributes */
+    FR_API_R_ATTR = 0, /* GET /player/attribute */
+    FR_API_R_PLAYER,   /* GET /player/{player_id} */
+    FR_API_R_ATTRS,    /* POST /player/attributes */
     FR_API_R_HEALTHZ,
     FR_API_R_READYZ,
     FR_API_R_METRICS,
@@ -28,9 +28,9 @@ enum fr_api_route {
     FR_API_R_COUNT,
 };
 
-#define FR_API_METHODS 8   /* GET POST PUT DELETE PATCH HEAD OPTIONS other */
-#define FR_API_STATUSES 16 /* see status_slot() in routes.c */
-#define FR_API_MAX_IDS 1000
+#define FR_API_METHODS       8  /* GET POST PUT DELETE PATCH HEAD OPTIONS other */
+#define FR_API_STATUSES      16 /* see status_slot() in routes.c */
+#define FR_API_MAX_IDS       1000
 #define FR_API_CACHE_ENTRIES 200000
 
 /* The players routes' view of the pipeline that has a cache "user_panel". */
@@ -42,24 +42,24 @@ struct fr_api_players {
     const char **attrs;                 /* owned array of borrowed names, model order */
     enum fr_type *types;                /* owned */
     size_t n_attrs;
-    char *valid_list;                   /* owned: "country, avg_price_10, ..." */
+    char *valid_list; /* owned: "country, avg_price_10, ..." */
 };
 
 struct fr_api_worker {
-    struct fr_app *app;                 /* borrowed */
-    fr_metrics_t *metrics;              /* borrowed: this worker's registry */
-    fr_http_server_t *http;             /* owned until closed in the drain */
-    fr_redis_t *sub;                    /* owned until closed: fr:events subscription */
-    fr_store_t *store;                  /* owned, NULL when no players pipeline is loaded */
+    struct fr_app *app;     /* borrowed */
+    fr_metrics_t *metrics;  /* borrowed: this worker's registry */
+    fr_http_server_t *http; /* owned until closed in the drain */
+    fr_redis_t *sub;        /* owned until closed: fr:events subscription */
+    fr_store_t *store;      /* owned, NULL when no players pipeline is loaded */
     bool has_players;
     struct fr_api_players players;
-    bool sub_connected;                 /* the invalidation channel is up */
-    size_t inflight;                    /* requests waiting on a lookup */
-    struct fr_buf out;                  /* response scratch, reused */
-    struct fr_buf q1;                   /* query parameter scratch */
+    bool sub_connected; /* the invalidation channel is up */
+    size_t inflight;    /* requests waiting on a lookup */
+    struct fr_buf out;  /* response scratch, reused */
+    struct fr_buf q1;   /* query parameter scratch */
     struct fr_buf q2;
     uint64_t *req_total[FR_API_R_COUNT][FR_API_METHODS][FR_API_STATUSES]; /* borrowed, lazily looked up */
-    struct fr_histogram *latency[FR_API_R_COUNT];                          /* borrowed */
+    struct fr_histogram *latency[FR_API_R_COUNT];                         /* borrowed */
 };
 
 /* Fills w (zeroed by the caller): finds the players pipeline (a cache named

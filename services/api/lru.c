@@ -13,10 +13,10 @@ struct fr_lru_entry {
     struct fr_lru_entry *prev;  /* borrowed: more recently used */
     struct fr_lru_entry *next;  /* borrowed: less recently used */
     uint64_t hash;
-    uint32_t klen;              /* key bytes */
-    uint32_t dlen;              /* value bytes */
-    uint32_t n_vals;            /* same as the cache's; kept for fr_lru_entry_row */
-    uint32_t off[];             /* n_vals + 1 offsets into the values; then key, NUL, values */
+    uint32_t klen;   /* key bytes */
+    uint32_t dlen;   /* value bytes */
+    uint32_t n_vals; /* same as the cache's; kept for fr_lru_entry_row */
+    uint32_t off[];  /* n_vals + 1 offsets into the values; then key, NUL, values */
 };
 
 struct fr_lru {
@@ -25,8 +25,8 @@ struct fr_lru {
     size_t count;
     size_t max_entries;
     size_t n_vals;
-    struct fr_lru_entry *head;     /* most recently used */
-    struct fr_lru_entry *tail;     /* least recently used: evicted first */
+    struct fr_lru_entry *head; /* most recently used */
+    struct fr_lru_entry *tail; /* least recently used: evicted first */
 };
 
 static uint64_t hash_key(const char *s, size_t n)

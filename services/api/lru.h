@@ -17,8 +17,8 @@ struct fr_lru_entry;
 /* A borrowed view of one row of JSON fragments: value i is
  * base[off[i] .. off[i+1]). Used for cache entries and lookup results alike. */
 struct fr_row_view {
-    const char *base;     /* borrowed */
-    const uint32_t *off;  /* borrowed: n_vals + 1 offsets into base */
+    const char *base;    /* borrowed */
+    const uint32_t *off; /* borrowed: n_vals + 1 offsets into base */
 };
 
 /* A cache of at most max_entries rows of n_vals values each (max_entries

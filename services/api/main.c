@@ -31,7 +31,7 @@
 #include "api.h"
 #include "log.h"
 
-#define DRAIN_MS 5000
+#define DRAIN_MS       5000
 #define EVENTS_CHANNEL "fr:events"
 
 static const char usage[] = "Serves the pipelines' read routes over HTTP on FRESHET_API_ADDR (--api-addr).\n"

@@ -16,12 +16,12 @@
 static const char *const route_names[FR_API_R_COUNT] = {
     "/player/attribute", "/player/{player_id}", "/player/attributes", "/healthz", "/readyz", "/metrics", "unmatched",
 };
-static const char *const method_names[FR_API_METHODS] = {"GET", "POST", "PUT", "DELETE", "PATCH", "HEAD", "OPTIONS",
-                                                        "other"};
+static const char *const method_names[FR_API_METHODS] = {"GET",   "POST", "PUT",     "DELETE",
+                                                         "PATCH", "HEAD", "OPTIONS", "other"};
 enum { M_GET = 0, M_POST = 1, M_OTHER = FR_API_METHODS - 1 };
 /* statuses with a cached counter slot; others are looked up each time */
 static const int status_slots[FR_API_STATUSES] = {200, 201, 202, 204, 400, 401, 403, 404,
-                                                   405, 408, 413, 422, 429, 500, 502, 503};
+                                                  405, 408, 413, 422, 429, 500, 502, 503};
 
 /* An async players request: lives in the request's arena until answered. */
 struct preq {
@@ -29,8 +29,8 @@ struct preq {
     fr_http_req_t *req;      /* borrowed until answered */
     uint8_t route;
     uint8_t method;
-    int attr;                /* FR_API_R_ATTR: the attribute */
-    const uint32_t *sel;     /* FR_API_R_ATTRS: selected attributes (arena) */
+    int attr;            /* FR_API_R_ATTR: the attribute */
+    const uint32_t *sel; /* FR_API_R_ATTRS: selected attributes (arena) */
     size_t n_sel;
 };
 
@@ -60,8 +60,8 @@ static uint64_t *req_counter(struct fr_api_worker *w, int route, int m, int stat
 
     if (s >= 0 && w->req_total[route][m][s])
         return w->req_total[route][m][s];
-    snprintf(labels, sizeof(labels), "route=\"%s\",method=\"%s\",status=\"%d\"", route_names[route],
-             method_names[m], status);
+    snprintf(labels, sizeof(labels), "route=\"%s\",method=\"%s\",status=\"%d\"", route_names[route], method_names[m],
+             status);
     c = fr_metrics_counter(w->metrics, "http_requests_total", "HTTP requests by route, method and status", labels);
     if (s >= 0)
         w->req_total[route][m][s] = c;
@@ -93,8 +93,7 @@ static void finish_json(struct fr_api_worker *w, fr_http_req_t *req, int route, 
     finish(w, req, route, m, status, "application/json", b->data, b->len);
 }
 
-static void finish_detail(struct fr_api_worker *w, fr_http_req_t *req, int route, int m, int status,
-                          const char *msg)
+static void finish_detail(struct fr_api_worker *w, fr_http_req_t *req, int route, int m, int status, const char *msg)
 {
     struct fr_buf *b = &w->out;
 
@@ -753,8 +752,8 @@ static int find_players(struct fr_api_worker *w, char err[FR_ERR_LEN])
     }
     key = fr_column_index(cols, n_cols, cache->key_column);
     if (key < 0) {
-        snprintf(err, FR_ERR_LEN, "%s: cache user_panel key '%s' is not a column of '%s'", p->path,
-                 cache->key_column, cache->model);
+        snprintf(err, FR_ERR_LEN, "%s: cache user_panel key '%s' is not a column of '%s'", p->path, cache->key_column,
+                 cache->model);
         return -EINVAL;
     }
     pl->pipeline = p;
@@ -787,8 +786,7 @@ static size_t cache_entries_setting(void)
     if (s && fr_parse_i64(s, strlen(s), &v) && v >= 1 && v <= 100000000)
         return (size_t)v;
     if (s)
-        fr_warn("FRESHET_API_CACHE_ENTRIES '%s' is not a number in 1..100000000: using %d", s,
-                FR_API_CACHE_ENTRIES);
+        fr_warn("FRESHET_API_CACHE_ENTRIES '%s' is not a number in 1..100000000: using %d", s, FR_API_CACHE_ENTRIES);
     return FR_API_CACHE_ENTRIES;
 }
 

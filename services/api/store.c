@@ -17,30 +17,30 @@
 #include "render.h"
 
 #define REDIS_TIMEOUT_MS 1000
-#define PG_STMT_ONE "fr_api_get_one"
-#define PG_STMT_MANY "fr_api_get_many"
-#define WARN_EVERY_MS 5000
-#define LOOKUP_BUF_MAX (64u << 20) /* fragments of one lookup: far above 1000 rows */
+#define PG_STMT_ONE      "fr_api_get_one"
+#define PG_STMT_MANY     "fr_api_get_many"
+#define WARN_EVERY_MS    5000
+#define LOOKUP_BUF_MAX   (64u << 20) /* fragments of one lookup: far above 1000 rows */
 
 struct fr_store {
     fr_redis_t *const *redis_ref; /* borrowed: &app->redis */
     fr_pg_t *const *pg_ref;       /* borrowed: &app->pg */
     char *cache;                  /* owned */
     size_t cache_len;
-    char **attrs;                 /* owned */
-    enum fr_type *types;          /* owned */
+    char **attrs;        /* owned */
+    enum fr_type *types; /* owned */
     size_t n_attrs;
-    char *sql_one;                /* owned: SELECT ... WHERE key = $1 */
-    char *sql_many;               /* owned: SELECT ... WHERE key = ANY($1) */
-    bool prepared;                /* both statements registered with the pg client */
-    bool prepared_broken;         /* the server lacks them: plain queries */
-    fr_lru_t *lru;                /* owned */
+    char *sql_one;        /* owned: SELECT ... WHERE key = $1 */
+    char *sql_many;       /* owned: SELECT ... WHERE key = ANY($1) */
+    bool prepared;        /* both statements registered with the pg client */
+    bool prepared_broken; /* the server lacks them: plain queries */
+    fr_lru_t *lru;        /* owned */
     bool caching;
-    uint64_t gen;                 /* bumped by every invalidation */
-    const char **tmp_vals;        /* owned: scratch, n_attrs */
-    size_t *tmp_lens;             /* owned: scratch, n_attrs */
+    uint64_t gen;          /* bumped by every invalidation */
+    const char **tmp_vals; /* owned: scratch, n_attrs */
+    size_t *tmp_lens;      /* owned: scratch, n_attrs */
     size_t live_lookups;
-    uint64_t warn_redis_ms;       /* last warning, for rate limiting */
+    uint64_t warn_redis_ms; /* last warning, for rate limiting */
     uint64_t warn_pg_ms;
     uint64_t *c_proc_hit, *c_proc_miss; /* borrowed from the registry */
     uint64_t *c_redis_hit, *c_redis_miss;
@@ -59,25 +59,25 @@ struct lk_item {
     fr_store_lookup_t *lk; /* borrowed: back pointer, the Redis callback's data */
     uint32_t key_off;      /* into lk->keys */
     uint32_t key_len;
-    uint8_t state;         /* enum fr_store_item */
+    uint8_t state; /* enum fr_store_item */
 };
 
 struct fr_store_lookup {
-    fr_store_t *s;          /* borrowed */
+    fr_store_t *s; /* borrowed */
     enum lk_state state;
-    struct lk_item *items;  /* owned */
+    struct lk_item *items; /* owned */
     size_t n, cap;
-    struct fr_buf keys;     /* key bytes, each NUL-terminated */
-    struct fr_buf vals;     /* JSON fragments of found rows */
-    uint32_t *offs;         /* owned: (n_attrs + 1) per item, into vals */
-    uint32_t *slots;        /* owned: open-addressing index, item + 1 (0 = empty) */
+    struct fr_buf keys; /* key bytes, each NUL-terminated */
+    struct fr_buf vals; /* JSON fragments of found rows */
+    uint32_t *offs;     /* owned: (n_attrs + 1) per item, into vals */
+    uint32_t *slots;    /* owned: open-addressing index, item + 1 (0 = empty) */
     size_t slot_mask;
-    size_t outstanding;     /* Redis commands in flight */
-    bool issuing;           /* inside the Redis send loop */
-    bool redis_failed;      /* some Redis read failed */
-    bool used_prepared;     /* the PostgreSQL query in flight is a prepared one */
-    uint64_t gen;           /* s->gen when the backends were asked */
-    const char *error;      /* static, or NULL */
+    size_t outstanding; /* Redis commands in flight */
+    bool issuing;       /* inside the Redis send loop */
+    bool redis_failed;  /* some Redis read failed */
+    bool used_prepared; /* the PostgreSQL query in flight is a prepared one */
+    uint64_t gen;       /* s->gen when the backends were asked */
+    const char *error;  /* static, or NULL */
     fr_store_cb cb;
     void *data;
 };

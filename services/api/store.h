@@ -25,11 +25,11 @@
 #define FR_STORE_MAX_KEY 256 /* key bytes; longer keys are the caller's 422 */
 
 struct fr_store_schema {
-    const char *cache;            /* borrowed: Redis key prefix, "user_panel" */
-    const char *table;            /* borrowed: "players.user_panel" */
-    const char *key_column;       /* borrowed: "player_id" */
-    const char *const *attrs;     /* borrowed: attribute (column) names */
-    const enum fr_type *types;    /* borrowed: their types */
+    const char *cache;         /* borrowed: Redis key prefix, "user_panel" */
+    const char *table;         /* borrowed: "players.user_panel" */
+    const char *key_column;    /* borrowed: "player_id" */
+    const char *const *attrs;  /* borrowed: attribute (column) names */
+    const enum fr_type *types; /* borrowed: their types */
     size_t n_attrs;
 };
 

@@ -21,13 +21,13 @@
 #include "log.h"
 #include "parse.h"
 
-#define IO_CHUNK (256u * 1024u)     /* read size for landing and parsing */
-#define SETTLE_MS 200               /* a file modified more recently is left for later */
-#define RECHECK_MS 100              /* rescan delay after a file was not ready */
-#define FAILED_RETRY_MS 5000        /* a file that failed on our side is retried after this */
-#define MAX_NAME 200                /* longest inbound file name we claim */
-#define MAX_IGNORED 256             /* names remembered as not ours to process */
-#define ULID_LEN 26
+#define IO_CHUNK        (256u * 1024u) /* read size for landing and parsing */
+#define SETTLE_MS       200            /* a file modified more recently is left for later */
+#define RECHECK_MS      100            /* rescan delay after a file was not ready */
+#define FAILED_RETRY_MS 5000           /* a file that failed on our side is retried after this */
+#define MAX_NAME        200            /* longest inbound file name we claim */
+#define MAX_IGNORED     256            /* names remembered as not ours to process */
+#define ULID_LEN        26
 
 enum job_outcome {
     OUT_NONE = 0,
@@ -41,27 +41,27 @@ enum job_outcome {
 };
 
 struct job {
-    fr_filesrc_t *fs;         /* borrowed back pointer */
-    char *name;               /* owned: inbound file name */
-    char ulid[ULID_LEN + 1];  /* the claim's ulid: prefix of every batch id */
-    bool resume;              /* already in .processing/ (crash recovery) */
-    uint64_t t0_ms;           /* monotonic start */
-    uv_work_t work;           /* processing worker */
-    uv_work_t fin;            /* final rename worker */
-    bool worker_done;         /* after_work ran */
-    bool finishing;           /* fin queued */
-    bool lost;                /* an item was dropped (stopping): the file is not finished */
-    bool claimed;             /* worker: the file is in .processing/ (set before after_work) */
+    fr_filesrc_t *fs;        /* borrowed back pointer */
+    char *name;              /* owned: inbound file name */
+    char ulid[ULID_LEN + 1]; /* the claim's ulid: prefix of every batch id */
+    bool resume;             /* already in .processing/ (crash recovery) */
+    uint64_t t0_ms;          /* monotonic start */
+    uv_work_t work;          /* processing worker */
+    uv_work_t fin;           /* final rename worker */
+    bool worker_done;        /* after_work ran */
+    bool finishing;          /* fin queued */
+    bool lost;               /* an item was dropped (stopping): the file is not finished */
+    bool claimed;            /* worker: the file is in .processing/ (set before after_work) */
     /* Written by the worker, read by the loop after after_work. */
     enum job_outcome outcome;
     char reason[FR_ERR_LEN];
     uint64_t rows_ok;
     uint64_t rows_rejected;
     uint64_t batches;
-    uint64_t bytes;           /* raw file size */
+    uint64_t bytes; /* raw file size */
     /* Written by the fin worker. */
-    char *final_name;         /* owned: name inside done/ or rejected/ */
-    int fin_err;              /* errno of a failed rename, 0 = ok */
+    char *final_name; /* owned: name inside done/ or rejected/ */
+    int fin_err;      /* errno of a failed rename, 0 = ok */
     /* The queue shared with the worker (mu guards q*, stop). */
     uv_mutex_t mu;
     uv_cond_t cond;
@@ -70,45 +70,45 @@ struct job {
     size_t qlen;
     bool stop;
     /* Loop side. */
-    size_t outstanding;       /* items in the publisher, not yet done */
+    size_t outstanding; /* items in the publisher, not yet done */
     struct job *next;
 };
 
 struct fr_filesrc {
-    struct fr_app *app;               /* borrowed */
-    const struct fr_pipeline *pl;     /* borrowed */
-    const struct fr_source *src;      /* borrowed */
-    const struct fr_dataset *ds;      /* borrowed */
-    fr_publisher_t *pub;              /* borrowed */
-    uv_async_t *wake;                 /* borrowed: workers signal it */
-    char *label;                      /* owned: "pipeline.source" for logs */
-    char *inbound;                    /* owned: data_dir/dir */
-    char *processing;                 /* owned: inbound/.processing */
-    char *done;                       /* owned: inbound/done */
-    char *rejected;                   /* owned: inbound/rejected */
-    char *landing;                    /* owned: data_dir/landing/{pipeline}/{source} */
-    char *landing_rel;                /* owned: landing/{pipeline}/{source} */
-    uv_fs_event_t watch;              /* embedded */
-    uv_timer_t timer;                 /* embedded: rescan + deferred kicks */
+    struct fr_app *app;           /* borrowed */
+    const struct fr_pipeline *pl; /* borrowed */
+    const struct fr_source *src;  /* borrowed */
+    const struct fr_dataset *ds;  /* borrowed */
+    fr_publisher_t *pub;          /* borrowed */
+    uv_async_t *wake;             /* borrowed: workers signal it */
+    char *label;                  /* owned: "pipeline.source" for logs */
+    char *inbound;                /* owned: data_dir/dir */
+    char *processing;             /* owned: inbound/.processing */
+    char *done;                   /* owned: inbound/done */
+    char *rejected;               /* owned: inbound/rejected */
+    char *landing;                /* owned: data_dir/landing/{pipeline}/{source} */
+    char *landing_rel;            /* owned: landing/{pipeline}/{source} */
+    uv_fs_event_t watch;          /* embedded */
+    uv_timer_t timer;             /* embedded: rescan + deferred kicks */
     bool watch_init;
     bool timer_init;
-    int open_handles;                 /* initialised handles not yet closed */
-    uv_fs_t scan_req;                 /* embedded */
+    int open_handles; /* initialised handles not yet closed */
+    uv_fs_t scan_req; /* embedded */
     bool scanning;
-    bool rescan;                      /* a scan was asked for while one ran */
-    struct job *jobs;                 /* owned */
+    bool rescan;      /* a scan was asked for while one ran */
+    struct job *jobs; /* owned */
     size_t n_jobs;
-    char **resume;                    /* owned: .processing names to (re)process first */
+    char **resume; /* owned: .processing names to (re)process first */
     size_t n_resume;
-    uint64_t resume_after_ms;         /* monotonic: don't retry failed files before */
-    char **ignored;                   /* owned: names not to look at again */
+    uint64_t resume_after_ms; /* monotonic: don't retry failed files before */
+    char **ignored;           /* owned: names not to look at again */
     size_t n_ignored;
     bool started;
     bool stopping;
     bool stop_fired;
     void (*stop_cb)(void *data);
-    void *stop_data;                  /* borrowed */
-    uint64_t *m_files_done;           /* borrowed from app->metrics */
+    void *stop_data;        /* borrowed */
+    uint64_t *m_files_done; /* borrowed from app->metrics */
     uint64_t *m_files_rejected;
     uint64_t *m_bytes;
     int64_t *m_queue_depth;
@@ -161,8 +161,8 @@ static bool has_suffix(const char *s, const char *suf)
 /* Names a writer is probably still producing (or that are not data). */
 static bool skip_name(const char *name)
 {
-    return name[0] == '.' || has_suffix(name, ".tmp") || has_suffix(name, ".part") ||
-           has_suffix(name, ".partial") || has_suffix(name, "~");
+    return name[0] == '.' || has_suffix(name, ".tmp") || has_suffix(name, ".part") || has_suffix(name, ".partial") ||
+           has_suffix(name, "~");
 }
 
 static int write_all(int fd, const char *p, size_t n)
@@ -252,11 +252,11 @@ static int push(struct job *j, struct fr_pub_item *it)
 /* State of one file's parse, on the worker's stack. */
 struct wctx {
     struct job *j;
-    fr_batch_builder_t *builder;  /* owned */
-    uint32_t chunk;               /* next batch number */
-    struct fr_raw_ref raw;        /* borrowed strings */
-    const char *landing_rel;      /* borrowed */
-    int err;                      /* first internal error */
+    fr_batch_builder_t *builder; /* owned */
+    uint32_t chunk;              /* next batch number */
+    struct fr_raw_ref raw;       /* borrowed strings */
+    const char *landing_rel;     /* borrowed */
+    int err;                     /* first internal error */
 };
 
 static int flush_batch(struct wctx *w)
@@ -338,8 +338,7 @@ static void set_outcome(struct job *j, enum job_outcome o, const char *fmt, ...)
  * hashing it, and writes the sidecar "<hex>  <name>\n". Fills sha and size.
  * Returns 0, or sets the outcome (REJECTED: unreadable; FAILED: our side;
  * STOPPED) and returns -1. */
-static int land(struct job *j, const char *proc_path, const char *land_path, const char *land_name,
-                char sha[65])
+static int land(struct job *j, const char *proc_path, const char *land_path, const char *land_name, char sha[65])
 {
     struct fr_sha256 h;
     char *tmp = fr_xasprintf("%s.tmp", land_path);
@@ -524,8 +523,8 @@ out:
 static void accepted_formats(unsigned f, char *out, size_t n)
 {
     snprintf(out, n, "%s%s%s%s%s", (f & FR_FMT_CSV) ? ".csv" : "", (f & FR_FMT_CSV) && (f & ~FR_FMT_CSV) ? ", " : "",
-             (f & FR_FMT_NDJSON) ? ".ndjson/.jsonl" : "",
-             (f & FR_FMT_NDJSON) && (f & FR_FMT_JSON) ? ", " : "", (f & FR_FMT_JSON) ? ".json" : "");
+             (f & FR_FMT_NDJSON) ? ".ndjson/.jsonl" : "", (f & FR_FMT_NDJSON) && (f & FR_FMT_JSON) ? ", " : "",
+             (f & FR_FMT_JSON) ? ".json" : "");
 }
 
 /* Worker thread: claim, land, parse. Touches no loop handle; talks to the
@@ -758,8 +757,7 @@ static void on_scan(uv_fs_t *req)
 
     fs->scanning = false;
     if (req->result < 0) {
-        fr_log_kv(FR_LOG_WARN, "file", fs->inbound, "cannot list %s: %s", fs->inbound,
-                  uv_strerror((int)req->result));
+        fr_log_kv(FR_LOG_WARN, "file", fs->inbound, "cannot list %s: %s", fs->inbound, uv_strerror((int)req->result));
         uv_fs_req_cleanup(req);
         maybe_stopped(fs);
         return;
@@ -991,7 +989,8 @@ static void job_check(struct job *j)
     case OUT_DONE:
     case OUT_REJECTED:
         if (j->lost) {
-            fr_log_kv(FR_LOG_INFO, "file", j->name, "stopped before all its batches were published; resumes on next start");
+            fr_log_kv(FR_LOG_INFO, "file", j->name,
+                      "stopped before all its batches were published; resumes on next start");
             job_free(j);
             return;
         }
@@ -1011,8 +1010,8 @@ static void job_check(struct job *j)
         job_free(j);
         return;
     case OUT_STOPPED:
-        fr_log_kv(FR_LOG_INFO, "file", j->name, "stopped mid-file (%" PRIu64 " batches produced); resumes on next start",
-                  j->batches);
+        fr_log_kv(FR_LOG_INFO, "file", j->name,
+                  "stopped mid-file (%" PRIu64 " batches produced); resumes on next start", j->batches);
         job_free(j);
         return;
     case OUT_FAILED: {
@@ -1131,15 +1130,15 @@ fr_filesrc_t *fr_filesrc_new(struct fr_app *app, const struct fr_pipeline *p, co
             goto out_free;
         }
     }
-    fs->m_files_done = fr_metrics_counter(app->metrics, "ingest_files_total", "Files finished, by result",
-                                          "result=\"done\"");
-    fs->m_files_rejected = fr_metrics_counter(app->metrics, "ingest_files_total", "Files finished, by result",
-                                              "result=\"rejected\"");
+    fs->m_files_done =
+        fr_metrics_counter(app->metrics, "ingest_files_total", "Files finished, by result", "result=\"done\"");
+    fs->m_files_rejected =
+        fr_metrics_counter(app->metrics, "ingest_files_total", "Files finished, by result", "result=\"rejected\"");
     fs->m_bytes = fr_metrics_counter(app->metrics, "ingest_bytes_total", "Raw bytes of finished files", NULL);
     snprintf(labels, sizeof(labels), "source=\"%s\"", fs->label);
-    fs->m_queue_depth = fr_metrics_gauge(app->metrics, "ingest_queue_depth",
-                                         "Items (batches, rejected rows) parsed and not yet accepted by Redis",
-                                         labels);
+    fs->m_queue_depth =
+        fr_metrics_gauge(app->metrics, "ingest_queue_depth",
+                         "Items (batches, rejected rows) parsed and not yet accepted by Redis", labels);
     return fs;
 
 out_free:

@@ -15,8 +15,8 @@
 #include "config.h"
 #include "publish.h"
 
-#define FR_FILESRC_MAX_JOBS 2   /* files processed at once per source */
-#define FR_FILESRC_QUEUE_CAP 4  /* items a worker may queue ahead of the loop */
+#define FR_FILESRC_MAX_JOBS  2 /* files processed at once per source */
+#define FR_FILESRC_QUEUE_CAP 4 /* items a worker may queue ahead of the loop */
 
 typedef struct fr_filesrc fr_filesrc_t;
 

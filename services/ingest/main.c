@@ -52,23 +52,22 @@
 /* The daemon: the app plus what ingest adds. Reached from the loop through
  * fr_container_of(app, struct ingest, app). */
 struct ingest {
-    struct fr_app app;       /* embedded: loop->data points at it */
-    fr_publisher_t *pub;     /* owned */
-    fr_filesrc_t **srcs;     /* owned */
+    struct fr_app app;   /* embedded: loop->data points at it */
+    fr_publisher_t *pub; /* owned */
+    fr_filesrc_t **srcs; /* owned */
     size_t n_srcs;
-    uv_async_t wake;         /* embedded: workers signal queued items */
+    uv_async_t wake; /* embedded: workers signal queued items */
     bool wake_init;
-    uv_check_t watchdog;     /* embedded: notices an app shutdown that skipped on_drain */
+    uv_check_t watchdog; /* embedded: notices an app shutdown that skipped on_drain */
     bool watchdog_init;
-    size_t n_running;        /* sources not yet stopped (drain) */
+    size_t n_running; /* sources not yet stopped (drain) */
     bool pub_closed;
     bool draining;
 };
 
-static const char usage[] =
-    "freshet-ingest runs the file sources of the pipelines: it watches\n"
-    "FRESHET_DATA_DIR/inbound/..., lands and parses dropped CSV/NDJSON/JSON files\n"
-    "and publishes their rows as batches to Redis streams fr:stream:{pipeline}.{dataset}.\n";
+static const char usage[] = "freshet-ingest runs the file sources of the pipelines: it watches\n"
+                            "FRESHET_DATA_DIR/inbound/..., lands and parses dropped CSV/NDJSON/JSON files\n"
+                            "and publishes their rows as batches to Redis streams fr:stream:{pipeline}.{dataset}.\n";
 
 static void pump_all(struct ingest *in)
 {

@@ -27,29 +27,29 @@ enum group_state {
 };
 
 struct group {
-    char *key;             /* owned: "fr:stream:{qname}" */
+    char *key; /* owned: "fr:stream:{qname}" */
     enum group_state state;
     struct fr_publisher *pub; /* borrowed back pointer (XGROUP callback data) */
     struct group *next;
 };
 
 struct fr_publisher {
-    struct fr_app *app;          /* borrowed */
-    struct fr_pub_item *head;    /* owned list, submission order */
+    struct fr_app *app;       /* borrowed */
+    struct fr_pub_item *head; /* owned list, submission order */
     struct fr_pub_item *tail;
-    size_t n_items;              /* queued + in flight */
+    size_t n_items; /* queued + in flight */
     size_t n_inflight;
-    bool blocked;                /* a send failed: wait for reconnect or the retry timer */
+    bool blocked; /* a send failed: wait for reconnect or the retry timer */
     bool closing;
     bool timer_closed;
     bool close_cb_fired;
-    uv_timer_t retry;            /* embedded */
-    struct group *groups;        /* owned */
+    uv_timer_t retry;     /* embedded */
+    struct group *groups; /* owned */
     void (*on_room)(void *data);
-    void *room_data;             /* borrowed */
+    void *room_data; /* borrowed */
     void (*close_cb)(void *data);
-    void *close_data;            /* borrowed */
-    uint64_t *m_batches;         /* borrowed from app->metrics */
+    void *close_data;    /* borrowed */
+    uint64_t *m_batches; /* borrowed from app->metrics */
     uint64_t *m_rows;
     uint64_t *m_rows_rejected;
     uint64_t *m_retries;
@@ -278,11 +278,11 @@ static int send_item(fr_publisher_t *p, struct fr_pub_item *it)
     int argc = 0;
     int rc;
 
-#define ARG(s, n)                      \
-    do {                               \
-        argv[argc] = (s);              \
-        argvlen[argc] = (n);           \
-        argc++;                        \
+#define ARG(s, n)                                                                                                    \
+    do {                                                                                                             \
+        argv[argc] = (s);                                                                                            \
+        argvlen[argc] = (n);                                                                                         \
+        argc++;                                                                                                      \
     } while (0)
 #define ARGS(s) ARG((s), strlen(s))
 

@@ -17,9 +17,9 @@
 #include "batch.h"
 #include "util.h"
 
-#define FR_PUB_MAX_ITEMS 8    /* items held (queued + in flight) */
-#define FR_PUB_MAX_INFLIGHT 4 /* XADDs sent and not yet answered */
-#define FR_PUB_RAW_MAX 4096   /* rejected rows are truncated to this in the DLQ */
+#define FR_PUB_MAX_ITEMS    8    /* items held (queued + in flight) */
+#define FR_PUB_MAX_INFLIGHT 4    /* XADDs sent and not yet answered */
+#define FR_PUB_RAW_MAX      4096 /* rejected rows are truncated to this in the DLQ */
 
 enum fr_pub_kind {
     FR_PUB_BATCH = 0, /* XADD fr:stream:{qname} * batch .. id .. rows .. + batch.published */
@@ -33,21 +33,21 @@ typedef void (*fr_pub_done_cb)(struct fr_pub_item *it, bool ok, void *data);
 
 struct fr_pub_item {
     enum fr_pub_kind kind;
-    const char *qname;          /* borrowed: dataset qname (pipeline config outlives items) */
-    char id[FR_BATCH_ID_LEN];   /* batch id (FR_PUB_BATCH) */
-    struct fr_buf payload;      /* owned: packed freshet.Batch (FR_PUB_BATCH) */
-    uint32_t rows;              /* rows in the batch */
-    char *file;                 /* owned: landing path (batch) or inbound file name (row) */
-    uint32_t line;              /* FR_PUB_ROW: 1-based line, 0 = whole file */
-    char *reason;               /* owned: FR_PUB_ROW */
-    char *raw;                  /* owned: FR_PUB_ROW, the row as read (<= FR_PUB_RAW_MAX) */
-    size_t raw_len;             /* bytes in raw */
-    fr_pub_done_cb on_done;     /* may be NULL */
-    void *done_data;            /* borrowed, for on_done */
+    const char *qname;        /* borrowed: dataset qname (pipeline config outlives items) */
+    char id[FR_BATCH_ID_LEN]; /* batch id (FR_PUB_BATCH) */
+    struct fr_buf payload;    /* owned: packed freshet.Batch (FR_PUB_BATCH) */
+    uint32_t rows;            /* rows in the batch */
+    char *file;               /* owned: landing path (batch) or inbound file name (row) */
+    uint32_t line;            /* FR_PUB_ROW: 1-based line, 0 = whole file */
+    char *reason;             /* owned: FR_PUB_ROW */
+    char *raw;                /* owned: FR_PUB_ROW, the row as read (<= FR_PUB_RAW_MAX) */
+    size_t raw_len;           /* bytes in raw */
+    fr_pub_done_cb on_done;   /* may be NULL */
+    void *done_data;          /* borrowed, for on_done */
     /* publisher private */
-    struct fr_pub_item *next;   /* queue link (job queue or publisher list) */
-    int state;                  /* publisher state: queued / in flight */
-    struct fr_publisher *pub;   /* borrowed back pointer while in flight */
+    struct fr_pub_item *next; /* queue link (job queue or publisher list) */
+    int state;                /* publisher state: queued / in flight */
+    struct fr_publisher *pub; /* borrowed back pointer while in flight */
 };
 
 /* Allocates a zeroed item of this kind (any thread). */

@@ -104,8 +104,7 @@ static void test_players_pipeline(void **state)
     assert_true(d->columns[ci].upper);
     assert_int_equal(d->columns[ci].length, 2);
     assert_int_equal(d->columns[fr_column_index(d->columns, d->n_columns, "date_utc")].type, FR_T_DATE);
-    assert_int_equal(d->columns[fr_column_index(d->columns, d->n_columns, "timestamp_utc")].type,
-                     FR_T_TIMESTAMPTZ);
+    assert_int_equal(d->columns[fr_column_index(d->columns, d->n_columns, "timestamp_utc")].type, FR_T_TIMESTAMPTZ);
     assert_int_equal(d->columns[fr_column_index(d->columns, d->n_columns, "deposit_amount")].type, FR_T_FLOAT);
     assert_false(d->columns[fr_column_index(d->columns, d->n_columns, "platform")].required);
     assert_int_equal(fr_column_index(d->columns, d->n_columns, "nope"), -1);
@@ -170,8 +169,8 @@ static void test_types(void **state)
 {
     (void)state;
     enum fr_type t;
-    static const char *const names[] = {"text", "int", "bigint", "float", "numeric",
-                                        "bool", "timestamptz", "date", "json"};
+    static const char *const names[] = {"text", "int",         "bigint", "float", "numeric",
+                                        "bool", "timestamptz", "date",   "json"};
     for (size_t i = 0; i < FR_ARRAY_LEN(names); i++) {
         assert_true(fr_type_parse(names[i], &t));
         assert_int_equal(t, (int)i);
@@ -280,7 +279,9 @@ static void test_errors_top(void **state)
     expect_error(COLS "now: ${1BAD}\n", "${1BAD", "bad variable reference");
     expect_error("pipeline: t\ndatasets:\n  ev:\n    columns:\n      - {name: id, type: text\n", NULL,
                  "YAML syntax error");
-    expect_error("pipeline: t\npipeline: u\n" "datasets: {}\n", "pipeline: u", "appears twice");
+    expect_error("pipeline: t\npipeline: u\n"
+                 "datasets: {}\n",
+                 "pipeline: u", "appears twice");
     expect_error("", NULL, "empty");
     expect_error("- a\n- b\n", "- a", "must be a mapping");
     expect_error("base: &b {name: id, type: text}\n", "base", "unknown key");
@@ -301,12 +302,13 @@ static void test_errors_sources(void **state)
     expect_error(SRC "    dataset: ev\n", "dataset: ev\n", "has no type");
     expect_error(SRC "    type: file\n    dataset: evv\n", "evv", "unknown dataset 'evv'");
     expect_error(SRC "    type: file\n", "type: file", "has no dataset");
-    expect_error(SRC "    type: file\n    dataset: ev\n    formats: [csv, xml]\n", "[csv", "unknown file format 'xml'");
+    expect_error(SRC "    type: file\n    dataset: ev\n    formats: [csv, xml]\n", "[csv",
+                 "unknown file format 'xml'");
     expect_error(SRC "    type: file\n    dataset: ev\n    batch: {rows: 0}\n", "0}", "batch rows 0 is out of range");
     expect_error(SRC "    type: file\n    dataset: ev\n    batch: {rows: 1e3}\n", "1e3", "whole number");
     expect_error(SRC "    type: file\n    dataset: ev\n    batch: {bytes: 99999999999}\n", "999", "out of range");
-    expect_error(SRC "    type: file\n    dataset: ev\n    batch: {row: 5}\n", "row:",
-                 "valid keys: rows, bytes, latency_ms");
+    expect_error(SRC "    type: file\n    dataset: ev\n    batch: {row: 5}\n",
+                 "row:", "valid keys: rows, bytes, latency_ms");
     expect_error(SRC "    type: push\n    dataset: ev\n    dir: x\n", "x\n", "file sources only");
     expect_error(SRC "    type: file\n    dataset: ev\n    dirr: x\n", "dirr", "unknown key 'dirr' in source 's'");
     expect_error(SRC "    type: file\n    dataset: ev\n    csv_header: 1\n", "1\n", "true or false");
@@ -319,10 +321,12 @@ static void test_errors_models(void **state)
     (void)state;
     expect_error(MODEL "    sql: models/m.sql\n    inputs: [nope]\n    columns:\n      - {name: id, type: text}\n",
                  "[nope]", "reads unknown dataset 'nope'");
-    expect_error(MODEL "    sql: models/missing.sql\n    inputs: [ev]\n    columns:\n      - {name: id, type: text}\n",
+    expect_error(MODEL
+                 "    sql: models/missing.sql\n    inputs: [ev]\n    columns:\n      - {name: id, type: text}\n",
                  "models/missing.sql", "cannot read the SQL of model 'm'");
     expect_error(MODEL "    inputs: [ev]\n    columns:\n      - {name: id, type: text}\n", "inputs", "has no sql");
-    expect_error(MODEL "    sql: models/m.sql\n    columns:\n      - {name: id, type: text}\n", "sql", "has no inputs");
+    expect_error(MODEL "    sql: models/m.sql\n    columns:\n      - {name: id, type: text}\n", "sql",
+                 "has no inputs");
     expect_error(MODEL "    sql: models/m.sql\n    inputs: [ev]\n    key: [v]\n    columns:\n"
                        "      - {name: id, type: text}\n",
                  "[v]", "key column 'v' of model 'm'");
@@ -335,8 +339,9 @@ static void test_errors_models(void **state)
                  "sql", "name of a dataset");
 }
 
-#define CACHE MODEL "    sql: models/m.sql\n    inputs: [ev]\n    key: [id]\n    columns:\n" \
-                    "      - {name: id, type: text}\n      - {name: v, type: int}\ncaches:\n  c:\n"
+#define CACHE                                                                                                        \
+    MODEL "    sql: models/m.sql\n    inputs: [ev]\n    key: [id]\n    columns:\n"                                   \
+          "      - {name: id, type: text}\n      - {name: v, type: int}\ncaches:\n  c:\n"
 
 static void test_errors_caches(void **state)
 {
@@ -431,15 +436,16 @@ static void test_full_and_defaults(void **state)
 static enum fr_settings_result load(struct fr_settings *s, int argc, char **argv, int *rc, char ***rv,
                                     char err[FR_ERR_LEN])
 {
-    return fr_settings_load(s, "loader", "commands:\n  backup --dataset NAME", "127.0.0.1:9102", argc, argv, rc,
-                            rv, err);
+    return fr_settings_load(s, "loader", "commands:\n  backup --dataset NAME", "127.0.0.1:9102", argc, argv, rc, rv,
+                            err);
 }
 
 static void clear_env(void)
 {
-    static const char *const vars[] = {"FRESHET_REDIS_URL", "FRESHET_DATABASE_URL", "FRESHET_API_ADDR",
-                                       "FRESHET_ADMIN_ADDR", "FRESHET_PIPELINES", "FRESHET_PIPELINES_DIR",
-                                       "FRESHET_DATA_DIR", "FRESHET_NOW", "FRESHET_LOG_LEVEL", "FRESHET_CONFIG"};
+    static const char *const vars[] = {"FRESHET_REDIS_URL",  "FRESHET_DATABASE_URL", "FRESHET_API_ADDR",
+                                       "FRESHET_ADMIN_ADDR", "FRESHET_PIPELINES",    "FRESHET_PIPELINES_DIR",
+                                       "FRESHET_DATA_DIR",   "FRESHET_NOW",          "FRESHET_LOG_LEVEL",
+                                       "FRESHET_CONFIG"};
     for (size_t i = 0; i < FR_ARRAY_LEN(vars); i++)
         unsetenv(vars[i]);
 }
@@ -483,8 +489,17 @@ static void test_settings_precedence(void **state)
     setenv("FRESHET_PIPELINES", "players", 1);
     char a_cfg[300];
     snprintf(a_cfg, sizeof(a_cfg), "--config=%s", cfg);
-    char *argv[] = {(char *)"freshet-loader", (char *)"backup", a_cfg, (char *)"--redis-url", (char *)"redis://flag:3/0", (char *)"--dataset",
-                    (char *)"players.events", (char *)"--admin-addr=127.0.0.1:1", (char *)"--", (char *)"--data-dir", NULL};
+    char *argv[] = {(char *)"freshet-loader",
+                    (char *)"backup",
+                    a_cfg,
+                    (char *)"--redis-url",
+                    (char *)"redis://flag:3/0",
+                    (char *)"--dataset",
+                    (char *)"players.events",
+                    (char *)"--admin-addr=127.0.0.1:1",
+                    (char *)"--",
+                    (char *)"--data-dir",
+                    NULL};
     int argc = (int)FR_ARRAY_LEN(argv) - 1;
     struct fr_settings s;
     char err[FR_ERR_LEN];
@@ -493,8 +508,8 @@ static void test_settings_precedence(void **state)
     if (load(&s, argc, argv, &rc, &rv, err) != FR_SETTINGS_OK)
         fail_msg("settings failed: %s", err);
     assert_string_equal(s.redis_url, "redis://flag:3/0"); /* flag > env > file */
-    assert_string_equal(s.api_addr, "env:2");              /* env > file */
-    assert_string_equal(s.data_dir, "/from/file");         /* file > default */
+    assert_string_equal(s.api_addr, "env:2");             /* env > file */
+    assert_string_equal(s.data_dir, "/from/file");        /* file > default */
     assert_string_equal(s.log_level, "debug");
     assert_string_equal(s.admin_addr, "127.0.0.1:1");
     assert_string_equal(s.pipelines, "players");

@@ -27,8 +27,8 @@ static void test_counter_gauge(void **state)
 {
     (void)state;
     fr_metrics_t *m = fr_metrics_new();
-    uint64_t *ok = fr_metrics_counter(m, "fr_http_requests_total", "HTTP requests.",
-                                      "route=\"/player/{id}\",status=\"200\"");
+    uint64_t *ok =
+        fr_metrics_counter(m, "fr_http_requests_total", "HTTP requests.", "route=\"/player/{id}\",status=\"200\"");
     uint64_t *nf = fr_metrics_counter(m, "fr_http_requests_total", "ignored the second time",
                                       "route=\"/player/{id}\",status=\"404\"");
     int64_t *g = fr_metrics_gauge(m, "fr_stream_lag", "Entries not yet consumed.", NULL);
@@ -38,8 +38,8 @@ static void test_counter_gauge(void **state)
     *g = -2;
     *plain = 7;
     /* same name + labels returns the same pointer */
-    assert_ptr_equal(ok, fr_metrics_counter(m, "fr_http_requests_total", NULL,
-                                            "route=\"/player/{id}\",status=\"200\""));
+    assert_ptr_equal(ok,
+                     fr_metrics_counter(m, "fr_http_requests_total", NULL, "route=\"/player/{id}\",status=\"200\""));
     assert_ptr_equal(plain, fr_metrics_counter(m, "fr_batches_total", NULL, ""));
     char *s = render(m);
     assert_string_equal(s, "# HELP fr_http_requests_total HTTP requests.\n"
@@ -200,7 +200,7 @@ static void test_help_escaping(void **state)
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_counter_gauge),    cmocka_unit_test(test_histogram),
+        cmocka_unit_test(test_counter_gauge),     cmocka_unit_test(test_histogram),
         cmocka_unit_test(test_pointer_stability), cmocka_unit_test(test_render_many),
         cmocka_unit_test(test_help_escaping),
     };

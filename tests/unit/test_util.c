@@ -71,12 +71,34 @@ static void test_timestamp_invalid(void **state)
 {
     (void)state;
     static const char *const bad[] = {
-        "", "2024", "2024-06", "2024-6-17", "24-06-17", "2024-13-01", "2024-00-10", "2024-06-31",
-        "2023-02-29", "1900-02-29", "2024-02-30", "2024-06-17T24:00:00Z", "2024-06-17T12:60:00Z",
-        "2024-06-17T12:00:61Z", "2024-06-17T12Z", "2024-06-17T12:00:00.Z", "2024-06-17T12:00:00.1234567890Z",
-        "2024-06-17T12:00:00+2", "2024-06-17T12:00:00+24:00", "2024-06-17T12:00:00+02:60",
-        "2024-06-17T12:00:00ZZ", "2024-06-17T12:00:00 ", " 2024-06-17", "2024-06-17X12:00:00",
-        "2024-06-17T12:00:00+02:0", "abcd-ef-gh", "2024-06-17T12:00:00Q", "2024-06-17T1:00:00Z",
+        "",
+        "2024",
+        "2024-06",
+        "2024-6-17",
+        "24-06-17",
+        "2024-13-01",
+        "2024-00-10",
+        "2024-06-31",
+        "2023-02-29",
+        "1900-02-29",
+        "2024-02-30",
+        "2024-06-17T24:00:00Z",
+        "2024-06-17T12:60:00Z",
+        "2024-06-17T12:00:61Z",
+        "2024-06-17T12Z",
+        "2024-06-17T12:00:00.Z",
+        "2024-06-17T12:00:00.1234567890Z",
+        "2024-06-17T12:00:00+2",
+        "2024-06-17T12:00:00+24:00",
+        "2024-06-17T12:00:00+02:60",
+        "2024-06-17T12:00:00ZZ",
+        "2024-06-17T12:00:00 ",
+        " 2024-06-17",
+        "2024-06-17X12:00:00",
+        "2024-06-17T12:00:00+02:0",
+        "abcd-ef-gh",
+        "2024-06-17T12:00:00Q",
+        "2024-06-17T1:00:00Z",
     };
     for (size_t i = 0; i < FR_ARRAY_LEN(bad); i++) {
         int64_t us = 42;
@@ -138,10 +160,10 @@ static void test_parse_i64(void **state)
 {
     (void)state;
     int64_t v;
-#define I64_OK(s, want)                               \
-    do {                                              \
-        assert_true(fr_parse_i64((s), strlen(s), &v)); \
-        assert_int_equal(v, (want));                  \
+#define I64_OK(s, want)                                                                                              \
+    do {                                                                                                             \
+        assert_true(fr_parse_i64((s), strlen(s), &v));                                                               \
+        assert_int_equal(v, (want));                                                                                 \
     } while (0)
     I64_OK("0", 0);
     I64_OK("42", 42);
@@ -149,8 +171,19 @@ static void test_parse_i64(void **state)
     I64_OK("+7", 7);
     I64_OK("9223372036854775807", INT64_MAX);
     I64_OK("-9223372036854775808", INT64_MIN);
-    static const char *const bad[] = {"", "-", "+", " 1", "1 ", "1.0", "1e3", "0x10", "9223372036854775808",
-                                      "-9223372036854775809", "12a", "--1", "99999999999999999999"};
+    static const char *const bad[] = {"",
+                                      "-",
+                                      "+",
+                                      " 1",
+                                      "1 ",
+                                      "1.0",
+                                      "1e3",
+                                      "0x10",
+                                      "9223372036854775808",
+                                      "-9223372036854775809",
+                                      "12a",
+                                      "--1",
+                                      "99999999999999999999"};
     for (size_t i = 0; i < FR_ARRAY_LEN(bad); i++)
         if (fr_parse_i64(bad[i], strlen(bad[i]), &v))
             fail_msg("accepted invalid integer '%s'", bad[i]);
@@ -163,10 +196,10 @@ static void test_parse_double(void **state)
 {
     (void)state;
     double v;
-#define DBL_OK(s, want)                                   \
-    do {                                                  \
-        assert_true(fr_parse_double((s), strlen(s), &v)); \
-        assert_true(v == (want));                         \
+#define DBL_OK(s, want)                                                                                              \
+    do {                                                                                                             \
+        assert_true(fr_parse_double((s), strlen(s), &v));                                                            \
+        assert_true(v == (want));                                                                                    \
     } while (0)
     DBL_OK("0", 0.0);
     DBL_OK("1e3", 1000.0);
@@ -176,8 +209,8 @@ static void test_parse_double(void **state)
     DBL_OK("5.", 5.0);
     DBL_OK("1E-2", 0.01);
     DBL_OK("+2.5e+1", 25.0);
-    static const char *const bad[] = {"", " 1", "1 ", "inf", "-inf", "nan", "NaN", "1e", "1e+", ".", "-",
-                                      "0x1p3", "1,5", "1e400", "-1e400", "1.2.3", "e5", "1..2"};
+    static const char *const bad[] = {"",  " 1", "1 ",    "inf", "-inf",  "nan",    "NaN",   "1e", "1e+",
+                                      ".", "-",  "0x1p3", "1,5", "1e400", "-1e400", "1.2.3", "e5", "1..2"};
     for (size_t i = 0; i < FR_ARRAY_LEN(bad); i++)
         if (fr_parse_double(bad[i], strlen(bad[i]), &v))
             fail_msg("accepted invalid double '%s'", bad[i]);
@@ -210,14 +243,21 @@ static void test_json_escape(void **state)
     assert_string_equal(json("caf\xc3\xa9 \xe2\x82\xac \xf0\x9f\x98\x80", 14),
                         "\"caf\xc3\xa9 \xe2\x82\xac \xf0\x9f\x98\x80\"");
     /* invalid bytes become U+FFFD, one per bad byte */
-    assert_string_equal(json("a\xff" "b", 3), "\"a\xef\xbf\xbd" "b\"");
-    assert_string_equal(json("\xc3", 1), "\"\xef\xbf\xbd\"");                   /* truncated */
-    assert_string_equal(json("\xc0\xaf", 2), "\"\xef\xbf\xbd\xef\xbf\xbd\"");  /* overlong */
-    assert_string_equal(json("\xed\xa0\x80", 3),                                 /* surrogate */
+    assert_string_equal(json("a\xff"
+                             "b",
+                             3),
+                        "\"a\xef\xbf\xbd"
+                        "b\"");
+    assert_string_equal(json("\xc3", 1), "\"\xef\xbf\xbd\"");                 /* truncated */
+    assert_string_equal(json("\xc0\xaf", 2), "\"\xef\xbf\xbd\xef\xbf\xbd\""); /* overlong */
+    assert_string_equal(json("\xed\xa0\x80", 3),                              /* surrogate */
                         "\"\xef\xbf\xbd\xef\xbf\xbd\xef\xbf\xbd\"");
-    assert_string_equal(json("\xf4\x90\x80\x80", 4),                             /* > U+10FFFF */
+    assert_string_equal(json("\xf4\x90\x80\x80", 4), /* > U+10FFFF */
                         "\"\xef\xbf\xbd\xef\xbf\xbd\xef\xbf\xbd\xef\xbf\xbd\"");
-    assert_string_equal(json("\xe2\x82" "x", 3), "\"\xef\xbf\xbd\xef\xbf\xbdx\"");
+    assert_string_equal(json("\xe2\x82"
+                             "x",
+                             3),
+                        "\"\xef\xbf\xbd\xef\xbf\xbdx\"");
 }
 
 static void test_csv_field(void **state)
@@ -401,7 +441,7 @@ static void test_clocks(void **state)
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_timestamp_valid), cmocka_unit_test(test_timestamp_invalid),
+        cmocka_unit_test(test_timestamp_valid),  cmocka_unit_test(test_timestamp_invalid),
         cmocka_unit_test(test_timestamp_format), cmocka_unit_test(test_dates),
         cmocka_unit_test(test_parse_i64),        cmocka_unit_test(test_parse_double),
         cmocka_unit_test(test_json_escape),      cmocka_unit_test(test_csv_field),
