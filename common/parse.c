@@ -1,0 +1,1101 @@
+/* parse: streaming CSV / NDJSON / JSON-array readers that turn untrusted
+ * bytes into canonical rows of a dataset. A record that fits in one fed
+ * chunk is parsed in place; only a record straddling chunks is copied into
+ * a pending buffer capped at FR_PARSE_MAX_LINE. Canonical values of a row
+ * go to one reusable buffer, so a row costs no allocation. */
+#include "parse.h"
+
+#include <errno.h>
+#include <jansson.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#define RAW_TRUNC 1024 /* bytes of a too-long record passed to on_reject */
+#define QUOTE_MAX 64   /* bytes of a bad value quoted in a reason */
+
+enum csv_state {
+    CSV_START = 0, /* at the start of a field */
+    CSV_UNQ,       /* inside an unquoted field */
+    CSV_Q,         /* inside a quoted field */
+    CSV_QEND,      /* just after a quote inside a quoted field */
+};
+
+struct fr_parser {
+    const struct fr_dataset *ds; /* borrowed */
+    enum fr_file_format fmt;
+    bool csv_header;  /* CSV: the first record names the columns */
+    bool header_done; /* CSV header read (or none expected) */
+    fr_row_cb on_row;
+    fr_reject_cb on_reject;
+    void *data;           /* borrowed: passed to the callbacks */
+    char err[FR_ERR_LEN]; /* fatal error, "" if none */
+    int failed;           /* sticky: -EINVAL or a callback's stop value */
+    uint64_t rows_ok;
+    uint64_t rows_rejected;
+
+    unsigned char head[3]; /* first bytes of the stream, held to spot a BOM */
+    size_t n_head;
+    bool started; /* BOM decided; bytes flow to the format readers */
+
+    struct fr_buf pend;    /* owned: a record straddling chunks, <= FR_PARSE_MAX_LINE */
+    enum csv_state cstate; /* CSV scanner state at the end of pend */
+    bool skipping;         /* dropping a too-long record up to the next LF */
+    uint32_t line;         /* physical line of the next byte, 1-based */
+    uint32_t rec_line;     /* line where the pending record started */
+
+    const char **fptr;     /* owned array: fields of the current CSV record (borrowed bytes) */
+    size_t *flen;          /* owned array */
+    size_t cap_f;          /* entries in fptr/flen */
+    struct fr_buf scratch; /* owned: unescaped quoted fields */
+    int *colmap;           /* owned: per dataset column, CSV field index or -1 */
+    size_t n_fields;       /* CSV: fields each record must have */
+
+    struct fr_buf rowbuf; /* owned: canonical values of the current row, NUL-separated */
+    size_t *offs;         /* owned: per column, offset in rowbuf */
+    const char **vals;    /* owned array: per column, points into rowbuf */
+    size_t *lens;         /* owned */
+    bool *nulls;          /* owned */
+
+    struct fr_buf whole; /* owned: FR_FMT_JSON document, capped at FR_PARSE_MAX_JSON */
+};
+
+/* ---- value canonicalisation -------------------------------------------- */
+
+static bool is_space(char c)
+{
+    return c == ' ' || c == '\t' || c == '\r' || c == '\n' || c == '\f' || c == '\v';
+}
+
+static bool is_digit(char c)
+{
+    return c >= '0' && c <= '9';
+}
+
+static bool is_alpha(char c)
+{
+    return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z');
+}
+
+static char lower(char c)
+{
+    return (c >= 'A' && c <= 'Z') ? (char)(c - 'A' + 'a') : c;
+}
+
+static bool utf8_valid(const unsigned char *s, size_t n)
+{
+    size_t i = 0;
+    while (i < n) {
+        if (n - i >= 8) {
+            uint64_t w;
+            memcpy(&w, s + i, 8);
+            if (!(w & UINT64_C(0x8080808080808080))) {
+                i += 8;
+                continue;
+            }
+        }
+        unsigned c = s[i];
+        if (c < 0x80) {
+            i++;
+            continue;
+        }
+        size_t need;
+        unsigned lo = 0x80, hi = 0xBF;
+        if (c >= 0xC2 && c <= 0xDF) {
+            need = 1;
+        } else if (c >= 0xE0 && c <= 0xEF) {
+            need = 2;
+            if (c == 0xE0)
+                lo = 0xA0;
+            else if (c == 0xED)
+                hi = 0x9F;
+        } else if (c >= 0xF0 && c <= 0xF4) {
+            need = 3;
+            if (c == 0xF0)
+                lo = 0x90;
+            else if (c == 0xF4)
+                hi = 0x8F;
+        } else {
+            return false;
+        }
+        if (n - i - 1 < need)
+            return false;
+        if (s[i + 1] < lo || s[i + 1] > hi)
+            return false;
+        for (size_t k = 2; k <= need; k++)
+            if (s[i + k] < 0x80 || s[i + k] > 0xBF)
+                return false;
+        i += need + 1;
+    }
+    return true;
+}
+
+/* Appends n bytes, reserving room for the NUL too. */
+static bool put(struct fr_buf *out, const void *p, size_t n)
+{
+    return fr_buf_append(out, p, n) >= 0;
+}
+
+/* Parses a whole optionally signed decimal integer. */
+static bool parse_int(const char *s, size_t n, int64_t *out)
+{
+    size_t i = 0;
+    bool neg = false;
+    if (i < n && (s[i] == '+' || s[i] == '-')) {
+        neg = s[i] == '-';
+        i++;
+    }
+    if (i == n)
+        return false;
+    uint64_t v = 0;
+    uint64_t limit = neg ? (uint64_t)INT64_MAX + 1 : (uint64_t)INT64_MAX;
+    for (; i < n; i++) {
+        if (!is_digit(s[i]))
+            return false;
+        unsigned d = (unsigned)(s[i] - '0');
+        if (v > (limit - d) / 10)
+            return false;
+        v = v * 10 + d;
+    }
+    *out = neg ? (int64_t)(0 - v) : (int64_t)v;
+    return true;
+}
+
+/* Shortest "%.*g" (15..17 digits) that reads back as d. */
+static int fmt_double(double d, char out[40])
+{
+    int n = 0;
+    for (int prec = 15; prec <= 17; prec++) {
+        n = snprintf(out, 40, "%.*g", prec, d);
+        if (prec == 17 || strtod(out, NULL) == d)
+            break;
+    }
+    return n;
+}
+
+static bool parse_float(const char *s, size_t n, double *out)
+{
+    char tmp[128];
+    if (n == 0 || n >= sizeof(tmp))
+        return false;
+    bool digit = false;
+    for (size_t i = 0; i < n; i++) {
+        char c = s[i];
+        if (is_digit(c))
+            digit = true;
+        else if (c != '+' && c != '-' && c != '.' && c != 'e' && c != 'E')
+            return false;
+    }
+    if (!digit)
+        return false;
+    memcpy(tmp, s, n);
+    tmp[n] = '\0';
+    char *end = NULL;
+    double d = strtod(tmp, &end);
+    if (end != tmp + n || !isfinite(d))
+        return false;
+    *out = d;
+    return true;
+}
+
+/* [+-]? (digits [. digits?] | . digits) ([eE] [+-]? digits)? */
+static bool numeric_syntax(const char *s, size_t n)
+{
+    size_t i = 0, d = 0;
+    if (i < n && (s[i] == '+' || s[i] == '-'))
+        i++;
+    while (i < n && is_digit(s[i]))
+        i++, d++;
+    if (i < n && s[i] == '.') {
+        i++;
+        while (i < n && is_digit(s[i]))
+            i++, d++;
+    }
+    if (d == 0)
+        return false;
+    if (i < n && (s[i] == 'e' || s[i] == 'E')) {
+        i++;
+        if (i < n && (s[i] == '+' || s[i] == '-'))
+            i++;
+        size_t e = 0;
+        while (i < n && is_digit(s[i]))
+            i++, e++;
+        if (e == 0)
+            return false;
+    }
+    return i == n;
+}
+
+static bool ieq(const char *s, size_t n, const char *lit)
+{
+    size_t m = strlen(lit);
+    if (m != n)
+        return false;
+    for (size_t i = 0; i < n; i++)
+        if (lower(s[i]) != lit[i])
+            return false;
+    return true;
+}
+
+static int qlen(size_t n)
+{
+    return (int)(n > QUOTE_MAX ? QUOTE_MAX : n);
+}
+
+static bool put_or_fail(const struct fr_column *col, struct fr_buf *out, const char *s, size_t n,
+                        char reason[FR_ERR_LEN])
+{
+    if (put(out, s, n))
+        return true;
+    snprintf(reason, FR_ERR_LEN, "%s: value does not fit", col->name);
+    return false;
+}
+
+/* Decimal rendering of v into out (>= 21 bytes); returns the length. */
+static int fmt_i64(int64_t v, char *out)
+{
+    char rev[24];
+    int n = 0;
+    uint64_t u = v < 0 ? (uint64_t)0 - (uint64_t)v : (uint64_t)v;
+    do {
+        rev[n++] = (char)('0' + u % 10);
+        u /= 10;
+    } while (u);
+    int k = 0;
+    if (v < 0)
+        out[k++] = '-';
+    while (n)
+        out[k++] = rev[--n];
+    out[k] = '\0';
+    return k;
+}
+
+/* -?(0|[1-9][0-9]*)(.[0-9]*[1-9])? with at most 15 significant digits and
+ * value 0 or >= 1e-4: exactly what "%.15g" prints for the double it reads as
+ * (15 digits always round-trip), so such input is kept as is. */
+static bool plain_decimal15(const char *s, size_t n)
+{
+    size_t i = 0;
+    if (i < n && s[i] == '-')
+        i++;
+    if (i == n || !is_digit(s[i]))
+        return false;
+    size_t int_start = i;
+    while (i < n && is_digit(s[i]))
+        i++;
+    size_t int_digits = i - int_start;
+    bool zero_int = int_digits == 1 && s[int_start] == '0';
+    if (int_digits > 1 && s[int_start] == '0')
+        return false;
+    if (int_digits > 15)
+        return false;
+    if (i == n)
+        return true;
+    if (s[i] != '.' || i + 1 == n || s[n - 1] == '0')
+        return false;
+    size_t frac_start = ++i;
+    while (i < n && is_digit(s[i]))
+        i++;
+    if (i != n)
+        return false;
+    size_t lead = 0;
+    if (zero_int) {
+        while (frac_start + lead < n && s[frac_start + lead] == '0')
+            lead++;
+        if (lead >= 4)
+            return false;
+        return n - frac_start - lead <= 15;
+    }
+    return int_digits + (n - frac_start) <= 15;
+}
+
+static bool canon_text(const struct fr_column *col, const char *s, size_t n, struct fr_buf *out,
+                       char reason[FR_ERR_LEN])
+{
+    if (memchr(s, '\0', n)) {
+        snprintf(reason, FR_ERR_LEN, "%s: contains a NUL byte", col->name);
+        return false;
+    }
+    if (!utf8_valid((const unsigned char *)s, n)) {
+        snprintf(reason, FR_ERR_LEN, "%s: is not valid UTF-8", col->name);
+        return false;
+    }
+    size_t start = out->len;
+    if (!put(out, s, n)) {
+        snprintf(reason, FR_ERR_LEN, "%s: value does not fit", col->name);
+        return false;
+    }
+    char *v = out->data + start;
+    if (col->upper) {
+        bool letters = true;
+        for (size_t i = 0; i < n; i++) {
+            if (!is_alpha(v[i]))
+                letters = false;
+            else if (v[i] >= 'a')
+                v[i] = (char)(v[i] - 'a' + 'A');
+        }
+        if (!letters || (col->length && n != col->length)) {
+            if (col->length)
+                snprintf(reason, FR_ERR_LEN, "%s: must be %u letters, got '%.*s'", col->name, (unsigned)col->length,
+                         qlen(n), s);
+            else
+                snprintf(reason, FR_ERR_LEN, "%s: must be letters only, got '%.*s'", col->name, qlen(n), s);
+            goto out_rollback;
+        }
+    } else if (col->length && n != col->length) {
+        snprintf(reason, FR_ERR_LEN, "%s: must be %u characters long, got %zu in '%.*s'", col->name,
+                 (unsigned)col->length, n, qlen(n), s);
+        goto out_rollback;
+    }
+    if (col->allowed) {
+        for (size_t i = 0; i < col->n_allowed; i++) {
+            if (strncmp(col->allowed[i], v, n) == 0 && col->allowed[i][n] == '\0')
+                return true;
+        }
+        int w = snprintf(reason, FR_ERR_LEN, "%s: '%.*s' is not one of ", col->name, qlen(n), v);
+        for (size_t i = 0; i < col->n_allowed && w >= 0 && w < FR_ERR_LEN; i++)
+            w += snprintf(reason + w, (size_t)(FR_ERR_LEN - w), "%s%s", i ? ", " : "", col->allowed[i]);
+        goto out_rollback;
+    }
+    return true;
+
+out_rollback:
+    out->len = start;
+    out->data[start] = '\0';
+    return false;
+}
+
+bool fr_value_canon(const struct fr_column *col, const char *s, size_t n, struct fr_buf *out, bool *is_null,
+                    char reason[FR_ERR_LEN])
+{
+    *is_null = false;
+    if (col->type != FR_T_TEXT) {
+        while (n && is_space(s[0]))
+            s++, n--;
+        while (n && is_space(s[n - 1]))
+            n--;
+    }
+    if (n == 0) {
+        if (col->required) {
+            snprintf(reason, FR_ERR_LEN, "%s: is required but empty", col->name);
+            return false;
+        }
+        *is_null = true;
+        return true;
+    }
+    char tmp[40];
+    int tn;
+    switch (col->type) {
+    case FR_T_TEXT:
+        return canon_text(col, s, n, out, reason);
+    case FR_T_INT:
+    case FR_T_BIGINT: {
+        int64_t v;
+        if (!parse_int(s, n, &v)) {
+            snprintf(reason, FR_ERR_LEN, "%s: '%.*s' is not an integer", col->name, qlen(n), s);
+            return false;
+        }
+        if (col->type == FR_T_INT && (v < INT32_MIN || v > INT32_MAX)) {
+            snprintf(reason, FR_ERR_LEN, "%s: %.*s is out of range for int", col->name, qlen(n), s);
+            return false;
+        }
+        tn = fmt_i64(v, tmp);
+        break;
+    }
+    case FR_T_FLOAT: {
+        double d;
+        if (plain_decimal15(s, n))
+            return put_or_fail(col, out, s, n, reason); /* already what %.15g would print */
+        if (!parse_float(s, n, &d)) {
+            snprintf(reason, FR_ERR_LEN, "%s: '%.*s' is not a number", col->name, qlen(n), s);
+            return false;
+        }
+        tn = fmt_double(d, tmp);
+        break;
+    }
+    case FR_T_NUMERIC:
+        if (!numeric_syntax(s, n)) {
+            snprintf(reason, FR_ERR_LEN, "%s: '%.*s' is not a decimal number", col->name, qlen(n), s);
+            return false;
+        }
+        if (!put(out, s, n)) {
+            snprintf(reason, FR_ERR_LEN, "%s: value does not fit", col->name);
+            return false;
+        }
+        return true;
+    case FR_T_BOOL: {
+        static const char *const yes[] = {"true", "t", "1", "yes", "y", "on"};
+        static const char *const no[] = {"false", "f", "0", "no", "n", "off"};
+        tn = -1;
+        for (size_t i = 0; i < FR_ARRAY_LEN(yes) && tn < 0; i++) {
+            if (ieq(s, n, yes[i]))
+                tn = snprintf(tmp, sizeof(tmp), "t");
+            else if (ieq(s, n, no[i]))
+                tn = snprintf(tmp, sizeof(tmp), "f");
+        }
+        if (tn < 0) {
+            snprintf(reason, FR_ERR_LEN, "%s: '%.*s' is not a boolean (true/false)", col->name, qlen(n), s);
+            return false;
+        }
+        break;
+    }
+    case FR_T_TIMESTAMPTZ: {
+        int64_t us;
+        if (!fr_parse_timestamp(s, n, &us)) {
+            snprintf(reason, FR_ERR_LEN, "%s: '%.*s' is not an ISO-8601 timestamp", col->name, qlen(n), s);
+            return false;
+        }
+        /* Fast path: a whole-second UTC time is canonical once it reads
+         * "YYYY-MM-DDTHH:MM:SSZ"; anything else is reformatted. */
+        if ((n == 19 || (n == 20 && (s[19] == 'Z' || s[19] == 'z'))) && s[4] == '-' && s[7] == '-' && s[13] == ':' &&
+            s[16] == ':' && s[17] < '6') {
+            memcpy(tmp, s, 19);
+            tmp[10] = 'T';
+            tmp[19] = 'Z';
+            tn = 20;
+            break;
+        }
+        tn = (int)fr_format_timestamp(us, tmp);
+        break;
+    }
+    case FR_T_DATE: {
+        int32_t days;
+        if (!fr_parse_date(s, n, &days)) {
+            snprintf(reason, FR_ERR_LEN, "%s: '%.*s' is not a date (YYYY-MM-DD)", col->name, qlen(n), s);
+            return false;
+        }
+        if (n == 10 && s[4] == '-' && s[7] == '-')
+            return put_or_fail(col, out, s, n, reason); /* already canonical */
+        tn = (int)fr_format_date(days, tmp);
+        break;
+    }
+    case FR_T_JSON: {
+        json_error_t jerr;
+        json_t *j = json_loadb(s, n, JSON_DECODE_ANY | JSON_REJECT_DUPLICATES, &jerr);
+        if (!j) {
+            snprintf(reason, FR_ERR_LEN, "%s: invalid JSON: %s", col->name, jerr.text);
+            return false;
+        }
+        char *d = json_dumps(j, JSON_COMPACT | JSON_ENCODE_ANY);
+        json_decref(j);
+        bool ok = d && put(out, d, strlen(d));
+        free(d);
+        if (!ok) {
+            snprintf(reason, FR_ERR_LEN, "%s: value does not fit", col->name);
+            return false;
+        }
+        return true;
+    }
+    default:
+        snprintf(reason, FR_ERR_LEN, "%s: unknown column type %d", col->name, (int)col->type);
+        return false;
+    }
+    if (tn < 0 || !put(out, tmp, (size_t)tn)) {
+        snprintf(reason, FR_ERR_LEN, "%s: value does not fit", col->name);
+        return false;
+    }
+    return true;
+}
+
+enum fr_file_format fr_format_from_name(const char *name)
+{
+    const char *dot = strrchr(name, '.');
+    if (!dot)
+        return 0;
+    size_t n = strlen(dot + 1);
+    if (ieq(dot + 1, n, "csv"))
+        return FR_FMT_CSV;
+    if (ieq(dot + 1, n, "ndjson") || ieq(dot + 1, n, "jsonl"))
+        return FR_FMT_NDJSON;
+    if (ieq(dot + 1, n, "json"))
+        return FR_FMT_JSON;
+    return 0;
+}
+
+/* ---- parser lifecycle ------------------------------------------------- */
+
+fr_parser_t *fr_parser_new(const struct fr_dataset *ds, enum fr_file_format fmt, bool csv_header, fr_row_cb on_row,
+                           fr_reject_cb on_reject, void *data)
+{
+    fr_parser_t *p = fr_xcalloc(1, sizeof(*p));
+    size_t nc = ds->n_columns ? ds->n_columns : 1;
+    p->ds = ds;
+    p->fmt = fmt;
+    p->csv_header = fmt == FR_FMT_CSV && csv_header;
+    p->header_done = !p->csv_header;
+    p->on_row = on_row;
+    p->on_reject = on_reject;
+    p->data = data;
+    p->line = 1;
+    fr_buf_init(&p->pend, 0);
+    fr_buf_init(&p->scratch, 0);
+    fr_buf_init(&p->rowbuf, 0);
+    fr_buf_init(&p->whole, FR_PARSE_MAX_JSON);
+    p->colmap = fr_xmalloc(nc * sizeof(*p->colmap));
+    for (size_t i = 0; i < ds->n_columns; i++)
+        p->colmap[i] = (int)i;
+    p->n_fields = ds->n_columns;
+    p->offs = fr_xcalloc(nc, sizeof(*p->offs));
+    p->vals = fr_xcalloc(nc, sizeof(*p->vals));
+    p->lens = fr_xcalloc(nc, sizeof(*p->lens));
+    p->nulls = fr_xcalloc(nc, sizeof(*p->nulls));
+    return p;
+}
+
+void fr_parser_free(fr_parser_t *p)
+{
+    if (!p)
+        return;
+    fr_buf_deinit(&p->pend);
+    fr_buf_deinit(&p->scratch);
+    fr_buf_deinit(&p->rowbuf);
+    fr_buf_deinit(&p->whole);
+    free(p->fptr);
+    free(p->flen);
+    free(p->colmap);
+    free(p->offs);
+    free(p->vals);
+    free(p->lens);
+    free(p->nulls);
+    free(p);
+}
+
+const char *fr_parser_error(const fr_parser_t *p)
+{
+    return p->err;
+}
+
+uint64_t fr_parser_rows_ok(const fr_parser_t *p)
+{
+    return p->rows_ok;
+}
+
+uint64_t fr_parser_rows_rejected(const fr_parser_t *p)
+{
+    return p->rows_rejected;
+}
+
+static int fatal(fr_parser_t *p, const char *fmt, ...) FR_PRINTF(2, 3);
+static int fatal(fr_parser_t *p, const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(p->err, sizeof(p->err), fmt, ap);
+    va_end(ap);
+    p->failed = -EINVAL;
+    return -EINVAL;
+}
+
+static int reject(fr_parser_t *p, uint32_t line, const char *reason, const char *raw, size_t raw_len)
+{
+    p->rows_rejected++;
+    if (!p->on_reject)
+        return 0;
+    int rc = p->on_reject(p->data, line, reason, raw, raw_len);
+    if (rc < 0) {
+        p->failed = rc;
+        return rc;
+    }
+    return 0;
+}
+
+/* ---- rows ------------------------------------------------------------- */
+
+static void row_begin(fr_parser_t *p)
+{
+    fr_buf_reset(&p->rowbuf);
+}
+
+/* Canonicalises the value of column i into the row; false + reason if bad. */
+static bool row_put(fr_parser_t *p, size_t i, const char *s, size_t n, char reason[FR_ERR_LEN])
+{
+    const struct fr_column *col = &p->ds->columns[i];
+    p->offs[i] = p->rowbuf.len;
+    bool is_null;
+    if (!fr_value_canon(col, s, n, &p->rowbuf, &is_null, reason))
+        return false;
+    p->nulls[i] = is_null;
+    p->lens[i] = p->rowbuf.len - p->offs[i];
+    if (fr_buf_putc(&p->rowbuf, '\0') < 0) {
+        snprintf(reason, FR_ERR_LEN, "%s: value does not fit", col->name);
+        return false;
+    }
+    return true;
+}
+
+/* A json value (not null, not a string) given as raw canonical text. */
+static bool row_put_raw(fr_parser_t *p, size_t i, const char *s, size_t n)
+{
+    p->offs[i] = p->rowbuf.len;
+    p->nulls[i] = false;
+    p->lens[i] = n;
+    return put(&p->rowbuf, s, n) && fr_buf_putc(&p->rowbuf, '\0') >= 0;
+}
+
+static int row_end(fr_parser_t *p, uint32_t line)
+{
+    for (size_t i = 0; i < p->ds->n_columns; i++)
+        p->vals[i] = p->nulls[i] ? "" : p->rowbuf.data + p->offs[i];
+    struct fr_row row = {
+        .vals = p->vals,
+        .lens = p->lens,
+        .nulls = p->nulls,
+        .line = line,
+    };
+    p->rows_ok++;
+    if (!p->on_row)
+        return 0;
+    int rc = p->on_row(p->data, &row);
+    if (rc < 0) {
+        p->failed = rc;
+        return rc;
+    }
+    return 0;
+}
+
+/* ---- CSV -------------------------------------------------------------- */
+
+/* Scans [s, end) for the LF ending the current record, honouring quotes;
+ * counts LFs inside quotes. Returns the LF or NULL (state saved). */
+static const char *csv_scan(fr_parser_t *p, const char *s, const char *end)
+{
+    enum csv_state st = p->cstate;
+    /* Fast path: outside quotes, an LF with no quote before it ends the
+     * record whatever the fields are. */
+    if (st == CSV_START || st == CSV_UNQ) {
+        const char *nl = memchr(s, '\n', (size_t)(end - s));
+        if (nl && !memchr(s, '"', (size_t)(nl - s))) {
+            p->cstate = CSV_START;
+            return nl;
+        }
+    }
+    while (s < end) {
+        switch (st) {
+        case CSV_START:
+            if (*s == '"') {
+                st = CSV_Q;
+                s++;
+                break;
+            }
+            st = CSV_UNQ;
+            /* fall through */
+        case CSV_UNQ:
+            while (s < end && *s != ',' && *s != '\n')
+                s++;
+            if (s == end)
+                break;
+            if (*s == '\n') {
+                p->cstate = CSV_START;
+                return s;
+            }
+            st = CSV_START;
+            s++;
+            break;
+        case CSV_Q:
+            while (s < end && *s != '"') {
+                if (*s == '\n')
+                    p->line++;
+                s++;
+            }
+            if (s == end)
+                break;
+            st = CSV_QEND;
+            s++;
+            break;
+        case CSV_QEND:
+            if (*s == '\n') {
+                p->cstate = CSV_START;
+                return s;
+            }
+            st = *s == '"' ? CSV_Q : *s == ',' ? CSV_START : CSV_UNQ;
+            s++;
+            break;
+        }
+    }
+    p->cstate = st;
+    return NULL;
+}
+
+static void fields_reserve(fr_parser_t *p, size_t n)
+{
+    if (n <= p->cap_f)
+        return;
+    size_t ncap = p->cap_f ? p->cap_f : 16;
+    while (ncap < n)
+        ncap *= 2;
+    p->fptr = fr_xrealloc(p->fptr, ncap * sizeof(*p->fptr));
+    p->flen = fr_xrealloc(p->flen, ncap * sizeof(*p->flen));
+    p->cap_f = ncap;
+}
+
+/* Splits record r[0..n) into fields; stores the first store_max, counts
+ * all in *nf. Returns NULL or why the record is malformed. */
+static const char *csv_split(fr_parser_t *p, const char *r, size_t n, size_t store_max, size_t *nf_out)
+{
+    fr_buf_reset(&p->scratch);
+    if (fr_buf_reserve(&p->scratch, n + 1) < 0)
+        return "record does not fit in memory";
+    char *sc = p->scratch.data; /* stable: reserved for the whole record */
+    size_t sl = 0;
+    size_t nf = 0, i = 0;
+    for (;;) {
+        const char *fs;
+        size_t fl;
+        if (i < n && r[i] == '"') {
+            i++;
+            const char *q = memchr(r + i, '"', n - i);
+            if (q && (q + 1 == r + n || q[1] != '"')) {
+                fs = r + i;
+                fl = (size_t)(q - fs);
+                i = (size_t)(q - r) + 1;
+            } else {
+                char *d = sc + sl;
+                size_t dl = 0;
+                for (;;) {
+                    if (i >= n)
+                        return "unterminated quoted field";
+                    if (r[i] == '"') {
+                        if (i + 1 < n && r[i + 1] == '"') {
+                            d[dl++] = '"';
+                            i += 2;
+                            continue;
+                        }
+                        i++;
+                        break;
+                    }
+                    d[dl++] = r[i++];
+                }
+                fs = d;
+                fl = dl;
+                sl += dl;
+            }
+            if (i < n && r[i] != ',')
+                return "malformed quoted field (text after the closing quote)";
+        } else {
+            const char *c = memchr(r + i, ',', n - i);
+            size_t e = c ? (size_t)(c - r) : n;
+            fs = r + i;
+            fl = e - i;
+            i = e;
+        }
+        if (nf < store_max) {
+            fields_reserve(p, nf + 1);
+            p->fptr[nf] = fs;
+            p->flen[nf] = fl;
+        }
+        nf++;
+        if (i >= n)
+            break;
+        i++; /* the comma; a trailing one makes one more, empty field */
+    }
+    *nf_out = nf;
+    return NULL;
+}
+
+static int csv_header_row(fr_parser_t *p, const char *r, size_t n)
+{
+    size_t nf;
+    const char *why = csv_split(p, r, n, SIZE_MAX, &nf);
+    if (why)
+        return fatal(p, "CSV header (line %u): %s", p->rec_line, why);
+    const struct fr_dataset *ds = p->ds;
+    size_t matched = 0;
+    for (size_t c = 0; c < ds->n_columns; c++) {
+        p->colmap[c] = -1;
+        const char *name = ds->columns[c].name;
+        for (size_t f = 0; f < nf; f++) {
+            const char *s = p->fptr[f];
+            size_t l = p->flen[f];
+            while (l && is_space(*s))
+                s++, l--;
+            while (l && is_space(s[l - 1]))
+                l--;
+            if (!ieq(s, l, name))
+                continue;
+            if (p->colmap[c] >= 0)
+                return fatal(p, "CSV header names column %s twice", name);
+            p->colmap[c] = (int)f;
+        }
+        if (p->colmap[c] >= 0)
+            matched++;
+        else if (ds->columns[c].required)
+            return fatal(p, "CSV header lacks required column %s", name);
+    }
+    if (matched == 0)
+        return fatal(p, "CSV header names none of the dataset's columns (is the header missing?)");
+    p->n_fields = nf;
+    p->header_done = true;
+    return 0;
+}
+
+/* One complete CSV record (without its LF) starting at p->rec_line. */
+static int csv_record(fr_parser_t *p, const char *r, size_t n)
+{
+    if (n && r[n - 1] == '\r')
+        n--;
+    if (n == 0)
+        return 0;
+    if (!p->header_done)
+        return csv_header_row(p, r, n);
+    char reason[FR_ERR_LEN];
+    size_t nf;
+    const char *why = csv_split(p, r, n, p->n_fields, &nf);
+    if (why)
+        return reject(p, p->rec_line, why, r, n);
+    if (nf != p->n_fields) {
+        snprintf(reason, sizeof(reason), "record has %zu fields, %s %zu", nf,
+                 p->csv_header ? "the header has" : "expected", p->n_fields);
+        return reject(p, p->rec_line, reason, r, n);
+    }
+    row_begin(p);
+    for (size_t c = 0; c < p->ds->n_columns; c++) {
+        int f = p->colmap[c];
+        const char *s = f >= 0 ? p->fptr[f] : "";
+        size_t l = f >= 0 ? p->flen[f] : 0;
+        if (!row_put(p, c, s, l, reason))
+            return reject(p, p->rec_line, reason, r, n);
+    }
+    return row_end(p, p->rec_line);
+}
+
+/* ---- JSON ------------------------------------------------------------- */
+
+static const char *json_kind(const json_t *v)
+{
+    return json_is_object(v) ? "an object" : json_is_array(v) ? "an array" : "a value";
+}
+
+/* Builds and emits the row of object o; a bad value rejects it with raw (or
+ * o dumped when raw is NULL). */
+static int json_row(fr_parser_t *p, json_t *o, uint32_t line, const char *raw, size_t raw_len)
+{
+    char reason[FR_ERR_LEN];
+    char tmp[40];
+    row_begin(p);
+    for (size_t c = 0; c < p->ds->n_columns; c++) {
+        const struct fr_column *col = &p->ds->columns[c];
+        json_t *v = json_object_get(o, col->name);
+        bool ok;
+        if (!v || json_is_null(v)) {
+            ok = row_put(p, c, "", 0, reason);
+        } else if (col->type == FR_T_JSON) {
+            char *d = json_dumps(v, JSON_COMPACT | JSON_ENCODE_ANY);
+            ok = d && row_put_raw(p, c, d, strlen(d));
+            if (!ok)
+                snprintf(reason, sizeof(reason), "%s: value does not fit", col->name);
+            free(d);
+        } else if (json_is_string(v)) {
+            ok = row_put(p, c, json_string_value(v), json_string_length(v), reason);
+        } else if (json_is_integer(v)) {
+            int n = snprintf(tmp, sizeof(tmp), "%" JSON_INTEGER_FORMAT, json_integer_value(v));
+            ok = row_put(p, c, tmp, (size_t)n, reason);
+        } else if (json_is_real(v)) {
+            int n = fmt_double(json_real_value(v), tmp);
+            ok = row_put(p, c, tmp, (size_t)n, reason);
+        } else if (json_is_boolean(v)) {
+            ok = row_put(p, c, json_is_true(v) ? "true" : "false", json_is_true(v) ? 4 : 5, reason);
+        } else {
+            snprintf(reason, sizeof(reason), "%s: must be a %s, not %s", col->name, fr_type_name(col->type),
+                     json_kind(v));
+            ok = false;
+        }
+        if (!ok) {
+            if (raw)
+                return reject(p, line, reason, raw, raw_len);
+            char *d = json_dumps(o, JSON_COMPACT);
+            int rc = reject(p, line, reason, d ? d : "", d ? strlen(d) : 0);
+            free(d);
+            return rc;
+        }
+    }
+    return row_end(p, line);
+}
+
+static int ndjson_record(fr_parser_t *p, const char *r, size_t n)
+{
+    if (n && r[n - 1] == '\r')
+        n--;
+    size_t i = 0;
+    while (i < n && is_space(r[i]))
+        i++;
+    if (i == n)
+        return 0;
+    json_error_t jerr;
+    json_t *v = json_loadb(r, n, JSON_DECODE_ANY | JSON_REJECT_DUPLICATES, &jerr);
+    if (!v) {
+        char reason[FR_ERR_LEN];
+        snprintf(reason, sizeof(reason), "invalid JSON at column %d: %s", jerr.column, jerr.text);
+        return reject(p, p->rec_line, reason, r, n);
+    }
+    int rc;
+    if (!json_is_object(v))
+        rc = reject(p, p->rec_line, "line is not a JSON object", r, n);
+    else
+        rc = json_row(p, v, p->rec_line, r, n);
+    json_decref(v);
+    return rc;
+}
+
+static int json_document(fr_parser_t *p)
+{
+    json_error_t jerr;
+    json_t *doc = json_loadb(p->whole.data ? p->whole.data : "", p->whole.len, JSON_REJECT_DUPLICATES, &jerr);
+    if (!doc)
+        return fatal(p, "invalid JSON at line %d column %d: %s", jerr.line, jerr.column, jerr.text);
+    int rc = 0;
+    if (!json_is_array(doc)) {
+        rc = fatal(p, "JSON document is not an array of objects");
+        goto out_decref;
+    }
+    for (size_t i = 0; i < json_array_size(doc) && rc == 0; i++) {
+        json_t *o = json_array_get(doc, i);
+        uint32_t line = i + 1 > UINT32_MAX ? UINT32_MAX : (uint32_t)(i + 1);
+        if (!json_is_object(o)) {
+            char *d = json_dumps(o, JSON_COMPACT | JSON_ENCODE_ANY);
+            rc = reject(p, line, "element is not a JSON object", d ? d : "", d ? strlen(d) : 0);
+            free(d);
+        } else {
+            rc = json_row(p, o, line, NULL, 0);
+        }
+    }
+out_decref:
+    json_decref(doc);
+    return rc;
+}
+
+/* ---- line splitting shared by CSV and NDJSON -------------------------- */
+
+static int record(fr_parser_t *p, const char *r, size_t n)
+{
+    return p->fmt == FR_FMT_CSV ? csv_record(p, r, n) : ndjson_record(p, r, n);
+}
+
+static int feed_lines(fr_parser_t *p, const char *s, size_t len)
+{
+    const char *end = s + len;
+    while (s < end) {
+        if (p->skipping) {
+            const char *q = memchr(s, '\n', (size_t)(end - s));
+            if (!q)
+                return 0;
+            p->line++;
+            s = q + 1;
+            p->skipping = false;
+            continue;
+        }
+        if (p->pend.len == 0) {
+            p->rec_line = p->line;
+            p->cstate = CSV_START;
+        }
+        size_t room = FR_PARSE_MAX_LINE + 1 - p->pend.len;
+        const char *lim = (size_t)(end - s) > room ? s + room : end;
+        const char *q;
+        if (p->fmt == FR_FMT_CSV)
+            q = csv_scan(p, s, lim);
+        else
+            q = memchr(s, '\n', (size_t)(lim - s));
+        if (q) {
+            const char *r = s;
+            size_t n = (size_t)(q - s);
+            if (p->pend.len) {
+                if (fr_buf_append(&p->pend, s, n) < 0)
+                    return fatal(p, "out of buffer space");
+                r = p->pend.data;
+                n = p->pend.len;
+            }
+            p->line++;
+            s = q + 1;
+            int rc = record(p, r, n);
+            fr_buf_reset(&p->pend);
+            if (rc < 0)
+                return rc;
+            continue;
+        }
+        if (p->pend.len + (size_t)(lim - s) > FR_PARSE_MAX_LINE) {
+            char reason[FR_ERR_LEN];
+            snprintf(reason, sizeof(reason), "record is longer than %u bytes", (unsigned)FR_PARSE_MAX_LINE);
+            const char *raw = p->pend.len ? p->pend.data : s;
+            size_t raw_len = p->pend.len ? p->pend.len : (size_t)(lim - s);
+            int rc = reject(p, p->rec_line, reason, raw, raw_len > RAW_TRUNC ? RAW_TRUNC : raw_len);
+            fr_buf_reset(&p->pend);
+            p->skipping = true;
+            s = lim;
+            if (rc < 0)
+                return rc;
+            continue;
+        }
+        if (fr_buf_append(&p->pend, s, (size_t)(end - s)) < 0)
+            return fatal(p, "out of buffer space");
+        s = end;
+    }
+    return 0;
+}
+
+static int feed_body(fr_parser_t *p, const char *s, size_t n)
+{
+    if (n == 0)
+        return 0;
+    if (p->fmt == FR_FMT_JSON) {
+        if (fr_buf_append(&p->whole, s, n) < 0)
+            return fatal(p, "JSON document is larger than %u bytes", (unsigned)FR_PARSE_MAX_JSON);
+        return 0;
+    }
+    return feed_lines(p, s, n);
+}
+
+static const unsigned char BOM[3] = {0xEF, 0xBB, 0xBF};
+
+int fr_parser_feed(fr_parser_t *p, const char *buf, size_t len)
+{
+    if (p->failed)
+        return p->failed;
+    if (p->fmt != FR_FMT_CSV && p->fmt != FR_FMT_NDJSON && p->fmt != FR_FMT_JSON)
+        return fatal(p, "unknown input format %d", (int)p->fmt);
+    if (!p->started) {
+        while (len && p->n_head < sizeof(p->head)) {
+            p->head[p->n_head++] = (unsigned char)*buf++;
+            len--;
+        }
+        if (p->n_head < sizeof(p->head))
+            return 0;
+        p->started = true;
+        if (memcmp(p->head, BOM, sizeof(BOM)) != 0) {
+            int rc = feed_body(p, (const char *)p->head, p->n_head);
+            if (rc < 0)
+                return rc;
+        }
+    }
+    return feed_body(p, buf, len);
+}
+
+int fr_parser_finish(fr_parser_t *p)
+{
+    if (p->failed)
+        return p->failed;
+    if (p->fmt != FR_FMT_CSV && p->fmt != FR_FMT_NDJSON && p->fmt != FR_FMT_JSON)
+        return fatal(p, "unknown input format %d", (int)p->fmt);
+    int rc;
+    if (!p->started) {
+        p->started = true;
+        rc = feed_body(p, (const char *)p->head, p->n_head);
+        if (rc < 0)
+            return rc;
+    }
+    if (p->fmt == FR_FMT_JSON) {
+        rc = json_document(p);
+        fr_buf_deinit(&p->whole);
+        fr_buf_init(&p->whole, FR_PARSE_MAX_JSON);
+        return rc;
+    }
+    if (!p->skipping && p->pend.len) {
+        rc = record(p, p->pend.data, p->pend.len);
+        fr_buf_reset(&p->pend);
+        if (rc < 0)
+            return rc;
+    }
+    p->skipping = false;
+    if (!p->header_done)
+        return fatal(p, "CSV file has no header row");
+    return 0;
+}

@@ -1,0 +1,545 @@
+/* Unit tests of common/parse.c over the real players pipeline dataset
+ * (pipelines/players/pipeline.yaml): CSV with and without header in any
+ * chunking, NDJSON, JSON arrays, rejects with their lines and reasons, and
+ * fr_value_canon for every type. */
+#include <errno.h>
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <cmocka.h>
+
+#include "config.h"
+#include "parse.h"
+
+static struct fr_pipeline *g_pl;
+static const struct fr_dataset *g_ds;
+
+/* The repository root, from this file's path (CMake passes it absolute). */
+static char *pipeline_path(void)
+{
+    const char *f = __FILE__;
+    const char *cut = strstr(f, "tests/unit/test_parse.c");
+    if (!cut)
+        return fr_xstrdup("pipelines/players/pipeline.yaml");
+    return fr_xasprintf("%.*spipelines/players/pipeline.yaml", (int)(cut - f), f);
+}
+
+static int setup(void **state)
+{
+    (void)state;
+    char err[FR_ERR_LEN] = "";
+    char *path = pipeline_path();
+    g_pl = fr_pipeline_load(path, err);
+    free(path);
+    if (!g_pl) {
+        fprintf(stderr, "fr_pipeline_load: %s\n", err);
+        return -1;
+    }
+    g_ds = fr_pipeline_dataset(g_pl, "events");
+    return g_ds ? 0 : -1;
+}
+
+static int teardown(void **state)
+{
+    (void)state;
+    fr_pipeline_free(g_pl);
+    return 0;
+}
+
+/* ---- a log of what the parser produced -------------------------------- */
+
+struct log {
+    const struct fr_dataset *ds;
+    struct fr_buf b;
+    int stop_after; /* on_row returns -42 once this many rows were seen; 0 = never */
+    int rows;
+};
+
+static int log_row(void *data, const struct fr_row *r)
+{
+    struct log *l = data;
+    fr_buf_printf(&l->b, "%u:", r->line);
+    for (size_t i = 0; i < l->ds->n_columns; i++) {
+        if (i)
+            fr_buf_putc(&l->b, '|');
+        if (r->nulls[i]) {
+            fr_buf_puts(&l->b, "~");
+        } else {
+            assert_int_equal(strlen(r->vals[i]), r->lens[i]); /* NUL-terminated too */
+            fr_buf_append(&l->b, r->vals[i], r->lens[i]);
+        }
+    }
+    fr_buf_putc(&l->b, '\n');
+    l->rows++;
+    if (l->stop_after && l->rows >= l->stop_after)
+        return -42;
+    return 0;
+}
+
+static int log_reject(void *data, uint32_t line, const char *reason, const char *raw, size_t raw_len)
+{
+    struct log *l = data;
+    fr_buf_printf(&l->b, "%u! %s [%.*s]\n", line, reason, (int)(raw_len > 40 ? 40 : raw_len), raw);
+    return 0;
+}
+
+/* Parses `in` fed in chunks of `chunk` bytes (0 = whole, -1 = random sizes).
+ * Returns the log (caller frees); *rc gets the first nonzero result. */
+static char *run(const struct fr_dataset *ds, enum fr_file_format fmt, bool header, const char *in, size_t n,
+                 long chunk, int *rc, char *err_out)
+{
+    struct log l = {.ds = ds};
+    fr_buf_init(&l.b, 0);
+    fr_buf_puts(&l.b, "");
+    fr_parser_t *p = fr_parser_new(ds, fmt, header, log_row, log_reject, &l);
+    *rc = 0;
+    size_t off = 0;
+    while (off < n && *rc == 0) {
+        size_t k = n - off;
+        if (chunk > 0 && (size_t)chunk < k)
+            k = (size_t)chunk;
+        else if (chunk < 0)
+            k = 1 + (size_t)rand() % (k < 64 ? k : 64);
+        /* an exact-size copy so ASan catches reads past the chunk */
+        char *cp = malloc(k);
+        assert_non_null(cp);
+        memcpy(cp, in + off, k);
+        *rc = fr_parser_feed(p, cp, k);
+        free(cp);
+        off += k;
+    }
+    if (*rc == 0)
+        *rc = fr_parser_finish(p);
+    if (err_out)
+        snprintf(err_out, FR_ERR_LEN, "%s", fr_parser_error(p));
+    fr_buf_printf(&l.b, "ok=%llu rejected=%llu\n", (unsigned long long)fr_parser_rows_ok(p),
+                  (unsigned long long)fr_parser_rows_rejected(p));
+    fr_parser_free(p);
+    return l.b.data;
+}
+
+static void expect_same_any_chunking(const struct fr_dataset *ds, enum fr_file_format fmt, bool header,
+                                     const char *in, size_t n, const char *want)
+{
+    int rc;
+    char *whole = run(ds, fmt, header, in, n, 0, &rc, NULL);
+    assert_int_equal(rc, 0);
+    if (strcmp(whole, want) != 0) {
+        fprintf(stderr, "got:\n%s\nwant:\n%s", whole, want);
+        fail();
+    }
+    char *bytewise = run(ds, fmt, header, in, n, 1, &rc, NULL);
+    assert_int_equal(rc, 0);
+    assert_string_equal(bytewise, whole);
+    free(bytewise);
+    for (int i = 0; i < 20; i++) {
+        char *rnd = run(ds, fmt, header, in, n, -1, &rc, NULL);
+        assert_int_equal(rc, 0);
+        assert_string_equal(rnd, whole);
+        free(rnd);
+    }
+    free(whole);
+}
+
+/* ---- CSV -------------------------------------------------------------- */
+
+static const char CSV_SAMPLE[] =
+    "\xEF\xBB\xBF"
+    "name,player_id,date_utc,country,platform,timestamp_utc,deposit_amount,tournament_score,extra\r\n"
+    "srvTournamentJoined,p1,2024-06-10,us,ios,2024-06-10 23:59:30,,,x\r\n"
+    "srvTransactionCompleted,p2,2024-06-11,DE,android,2024-06-11T01:02:03Z,4.99,,\r\n"
+    "\"srvTournamentFinished\",\"p "
+    "\"\"3\"\"\",,FR,\"web\nbrowser\",2024-06-11T05:00:00.250+02:00,,1234.5,\"multi\nline\"\n"
+    "\n"
+    "srvTournamentJoined,p4,2024-06-12,USA,ios,2024-06-12T00:00:00Z,,,\n"
+    "srvBogus,p5,2024-06-12,US,ios,2024-06-12T00:00:00Z,,,\n"
+    "srvTournamentFinished,p6,2024-06-12,US,ios,not-a-time,,,\n"
+    "srvTransactionCompleted,p7,2024-06-12,US,ios,2024-06-12T00:00:00Z,abc,,\n"
+    "srvTournamentJoined,p8,US\n"
+    "srvTournamentJoined,,2024-06-12,US,ios,2024-06-12T00:00:00Z,,,\n"
+    "srvTournamentJoined,p9,2024-06-12,u1,ios,2024-06-12T00:00:00Z,,,\n"
+    "srvTournamentJoined,p10,2024-13-12,US,ios,2024-06-12T00:00:00Z,,,\n"
+    "\"srvTournamentJoined\"x,p11,2024-06-12,US,ios,2024-06-12T00:00:00Z,,,\n"
+    "srvTournamentJoined,p12,2024-06-12,gb,pc,2024-06-12T10:00:00Z,,7,last";
+
+static const char CSV_WANT[] =
+    "2:srvTournamentJoined|p1|2024-06-10|US|ios|2024-06-10T23:59:30Z|~|~\n"
+    "3:srvTransactionCompleted|p2|2024-06-11|DE|android|2024-06-11T01:02:03Z|4.99|~\n"
+    "4:srvTournamentFinished|p \"3\"|~|FR|web\nbrowser|2024-06-11T03:00:00.25Z|~|1234.5\n"
+    "8! country: must be 2 letters, got 'USA' [srvTournamentJoined,p4,2024-06-12,USA,io]\n"
+    "9! name: 'srvBogus' is not one of srvTournamentJoined, srvTournamentFinished, srvTransactionCompleted "
+    "[srvBogus,p5,2024-06-12,US,ios,2024-06-12]\n"
+    "10! timestamp_utc: 'not-a-time' is not an ISO-8601 timestamp [srvTournamentFinished,p6,2024-06-12,US,i]\n"
+    "11! deposit_amount: 'abc' is not a number [srvTransactionCompleted,p7,2024-06-12,US]\n"
+    "12! record has 3 fields, the header has 9 [srvTournamentJoined,p8,US]\n"
+    "13! player_id: is required but empty [srvTournamentJoined,,2024-06-12,US,ios,2]\n"
+    "14! country: must be 2 letters, got 'u1' [srvTournamentJoined,p9,2024-06-12,u1,ios]\n"
+    "15! date_utc: '2024-13-12' is not a date (YYYY-MM-DD) [srvTournamentJoined,p10,2024-13-12,US,io]\n"
+    "16! malformed quoted field (text after the closing quote) [\"srvTournamentJoined\"x,p11,2024-06-12,US]\n"
+    "17:srvTournamentJoined|p12|2024-06-12|GB|pc|2024-06-12T10:00:00Z|~|7\n"
+    "ok=4 rejected=9\n";
+
+static void test_csv_header_any_chunking(void **state)
+{
+    (void)state;
+    srand(7);
+    expect_same_any_chunking(g_ds, FR_FMT_CSV, true, CSV_SAMPLE, sizeof(CSV_SAMPLE) - 1, CSV_WANT);
+}
+
+static void test_csv_header_by_name(void **state)
+{
+    (void)state;
+    /* reordered, case and spaces in names, optional columns missing */
+    static const char in[] = "Country , timestamp_utc,player_id,NAME\n"
+                             "fr,2024-01-02T03:04:05Z,px,srvTournamentJoined\n";
+    expect_same_any_chunking(g_ds, FR_FMT_CSV, true, in, sizeof(in) - 1,
+                             "2:srvTournamentJoined|px|~|FR|~|2024-01-02T03:04:05Z|~|~\nok=1 rejected=0\n");
+}
+
+static void test_csv_header_missing_required(void **state)
+{
+    (void)state;
+    static const char in[] = "name,date_utc,country,timestamp_utc\nsrvTournamentJoined,,US,2024-01-01\n";
+    int rc;
+    char err[FR_ERR_LEN];
+    char *log = run(g_ds, FR_FMT_CSV, true, in, sizeof(in) - 1, 0, &rc, err);
+    assert_int_equal(rc, -EINVAL);
+    assert_string_equal(err, "CSV header lacks required column player_id");
+    assert_string_equal(log, "ok=0 rejected=0\n");
+    free(log);
+    /* a file with no header at all */
+    log = run(g_ds, FR_FMT_CSV, true, "\n\r\n", 3, 0, &rc, err);
+    assert_int_equal(rc, -EINVAL);
+    assert_non_null(strstr(err, "no header"));
+    free(log);
+    /* a header naming a column twice */
+    static const char dup[] = "name,player_id,country,timestamp_utc,country\n";
+    log = run(g_ds, FR_FMT_CSV, true, dup, sizeof(dup) - 1, 0, &rc, err);
+    assert_int_equal(rc, -EINVAL);
+    assert_non_null(strstr(err, "country twice"));
+    free(log);
+}
+
+static void test_csv_no_header(void **state)
+{
+    (void)state;
+    static const char in[] = "srvTournamentJoined,p1,2024-06-10,us,ios,2024-06-10T00:00:00Z,,\n"
+                             "srvTournamentJoined,p1,2024-06-10,us,ios,2024-06-10T00:00:00Z,,,\n"
+                             "srvTournamentFinished,p2,,se,,2024-06-10T00:00:01Z,,-3.5e1\r\n"
+                             "\"unterminated,p3";
+    expect_same_any_chunking(g_ds, FR_FMT_CSV, false, in, sizeof(in) - 1,
+                             "1:srvTournamentJoined|p1|2024-06-10|US|ios|2024-06-10T00:00:00Z|~|~\n"
+                             "2! record has 9 fields, expected 8 [srvTournamentJoined,p1,2024-06-10,us,ios]\n"
+                             "3:srvTournamentFinished|p2|~|SE|~|2024-06-10T00:00:01Z|~|-35\n"
+                             "4! unterminated quoted field [\"unterminated,p3]\n"
+                             "ok=2 rejected=2\n");
+}
+
+static void test_csv_too_long(void **state)
+{
+    (void)state;
+    struct fr_buf in;
+    fr_buf_init(&in, 0);
+    fr_buf_puts(&in, "name,player_id,country,timestamp_utc\n");
+    fr_buf_puts(&in, "srvTournamentJoined,a,US,2024-01-01\n");
+    fr_buf_puts(&in, "srvTournamentJoined,");
+    for (size_t i = 0; i < FR_PARSE_MAX_LINE; i++)
+        fr_buf_putc(&in, i % 1000 == 999 ? '"' : 'x'); /* stray quotes must not matter */
+    fr_buf_puts(&in, ",US,2024-01-01\n");
+    fr_buf_puts(&in, "srvTournamentJoined,b,US,2024-01-02\n");
+    /* exactly at the cap is fine */
+    size_t at = in.len;
+    fr_buf_puts(&in, "srvTournamentJoined,");
+    size_t pad = FR_PARSE_MAX_LINE - strlen("srvTournamentJoined,") - strlen(",US,2024-01-03");
+    for (size_t i = 0; i < pad; i++)
+        fr_buf_putc(&in, 'y');
+    fr_buf_puts(&in, ",US,2024-01-03\n");
+    assert_int_equal(in.len - at - 1, FR_PARSE_MAX_LINE);
+    fr_buf_puts(&in, "srvTournamentJoined,c,US,2024-01-04");
+
+    struct log l = {.ds = g_ds};
+    for (int mode = 0; mode < 3; mode++) {
+        fr_buf_init(&l.b, 0);
+        fr_parser_t *p = fr_parser_new(g_ds, FR_FMT_CSV, true, log_row, log_reject, &l);
+        size_t chunk = mode == 0 ? in.len : mode == 1 ? 4096 : 777777;
+        for (size_t off = 0; off < in.len; off += chunk) {
+            size_t k = in.len - off < chunk ? in.len - off : chunk;
+            assert_int_equal(fr_parser_feed(p, in.data + off, k), 0);
+        }
+        assert_int_equal(fr_parser_finish(p), 0);
+        assert_int_equal(fr_parser_rows_ok(p), 4);
+        assert_int_equal(fr_parser_rows_rejected(p), 1);
+        const char *s = l.b.data;
+        assert_memory_equal(s, "2:srvTournamentJoined|a|", strlen("2:srvTournamentJoined|a|"));
+        assert_non_null(strstr(s, "\n3! record is longer than 1048576 bytes [srvTournamentJoined,xxx"));
+        assert_non_null(strstr(s, "\n4:srvTournamentJoined|b|~|US|~|2024-01-02T00:00:00Z|~|~\n"));
+        assert_non_null(strstr(s, "\n5:srvTournamentJoined|yyyy"));
+        assert_non_null(strstr(s, "\n6:srvTournamentJoined|c|~|US|~|2024-01-04T00:00:00Z|~|~\n"));
+        fr_parser_free(p);
+        fr_buf_deinit(&l.b);
+    }
+    fr_buf_deinit(&in);
+}
+
+static void test_callback_stops(void **state)
+{
+    (void)state;
+    struct log l = {.ds = g_ds, .stop_after = 2};
+    fr_buf_init(&l.b, 0);
+    fr_parser_t *p = fr_parser_new(g_ds, FR_FMT_CSV, true, log_row, log_reject, &l);
+    assert_int_equal(fr_parser_feed(p, CSV_SAMPLE, sizeof(CSV_SAMPLE) - 1), -42);
+    assert_int_equal(l.rows, 2);
+    assert_int_equal(fr_parser_feed(p, "x\n", 2), -42);
+    assert_int_equal(fr_parser_finish(p), -42);
+    fr_parser_free(p);
+    fr_buf_deinit(&l.b);
+}
+
+/* ---- NDJSON and JSON ---------------------------------------------------- */
+
+static const char ND_SAMPLE[] =
+    "\xEF\xBB\xBF{\"name\":\"srvTransactionCompleted\",\"player_id\":\"p1\",\"date_utc\":\"2024-06-10\","
+    "\"country\":\"us\",\"platform\":\"ios\",\"timestamp_utc\":\"2024-06-10T10:00:00Z\",\"deposit_amount\":4.99,"
+    "\"tournament_score\":null,\"extra\":{\"a\":1}}\n"
+    "  \r\n"
+    "[1,2]\n"
+    "\"str\"\n"
+    "{\"name\":\"srvTournamentFinished\",\"player_id\":\"p2\",\"country\":\"DE\","
+    "\"timestamp_utc\":\"2024-06-10 10:00:00\",\"tournament_score\":77}\r\n"
+    "{\"name\":\"srvTournamentFinished\",\"player_id\":\"p3\",\"country\":\"DE\","
+    "\"timestamp_utc\":\"2024-06-10T10:00:00Z\",\"tournament_score\":\"abc\"}\n"
+    "{\"name\":\"srvTournamentFinished\",\"player_id\":{\"x\":1},\"country\":\"DE\","
+    "\"timestamp_utc\":\"2024-06-10T10:00:00Z\"}\n"
+    "{\"name\":\"srvTournamentFinished\"\n"
+    "{\"name\":\"srvTournamentJoined\",\"player_id\":\"p4\",\"country\":\"DE\","
+    "\"timestamp_utc\":\"2024-06-10T10:00:00Z\",\"deposit_amount\":1e2,\"platform\":true}\n"
+    "{\"name\":null,\"player_id\":\"p5\",\"country\":\"DE\",\"timestamp_utc\":\"2024-06-10T10:00:00Z\"}\n"
+    "{\"player_id\":12345,\"name\":\"srvTournamentJoined\",\"country\":\"fr\","
+    "\"timestamp_utc\":\"2024-06-10T10:00:00Z\",\"tournament_score\":0.1}\n"
+    "{\"name\":\"srvTournamentJoined\",\"name\":\"srvTournamentJoined\"}\n"
+    "{\"name\":\"srvTournamentJoined\",\"player_id\":\"p6\",\"country\":\"FR\",\"timestamp_utc\":\"2024-06-10\"}";
+
+static const char ND_WANT[] =
+    "1:srvTransactionCompleted|p1|2024-06-10|US|ios|2024-06-10T10:00:00Z|4.99|~\n"
+    "3! line is not a JSON object [[1,2]]\n"
+    "4! line is not a JSON object [\"str\"]\n"
+    "5:srvTournamentFinished|p2|~|DE|~|2024-06-10T10:00:00Z|~|77\n"
+    "6! tournament_score: 'abc' is not a number [{\"name\":\"srvTournamentFinished\",\"player_]\n"
+    "7! player_id: must be a text, not an object [{\"name\":\"srvTournamentFinished\",\"player_]\n"
+    "8! invalid JSON at column 31: '}' expected near end of file [{\"name\":\"srvTournamentFinished\"]\n"
+    "9:srvTournamentJoined|p4|~|DE|true|2024-06-10T10:00:00Z|100|~\n"
+    "10! name: is required but empty [{\"name\":null,\"player_id\":\"p5\",\"country\":]\n"
+    "11:srvTournamentJoined|12345|~|FR|~|2024-06-10T10:00:00Z|~|0.1\n"
+    "12! invalid JSON at column 36: duplicate object key near '\"name\"' "
+    "[{\"name\":\"srvTournamentJoined\",\"name\":\"sr]\n"
+    "13:srvTournamentJoined|p6|~|FR|~|2024-06-10T00:00:00Z|~|~\n"
+    "ok=5 rejected=7\n";
+
+static void test_ndjson(void **state)
+{
+    (void)state;
+    srand(11);
+    expect_same_any_chunking(g_ds, FR_FMT_NDJSON, false, ND_SAMPLE, sizeof(ND_SAMPLE) - 1, ND_WANT);
+}
+
+static void test_json_array(void **state)
+{
+    (void)state;
+    static const char in[] = "[{\"name\":\"srvTournamentJoined\",\"player_id\":\"a\",\"country\":\"se\","
+                             "\"timestamp_utc\":\"2024-06-10T10:00:00Z\"},\n 5,\n"
+                             "{\"name\":\"srvTournamentJoined\",\"player_id\":\"\",\"country\":\"se\","
+                             "\"timestamp_utc\":\"2024-06-10T10:00:00Z\"}]";
+    expect_same_any_chunking(g_ds, FR_FMT_JSON, false, in, sizeof(in) - 1,
+                             "1:srvTournamentJoined|a|~|SE|~|2024-06-10T10:00:00Z|~|~\n"
+                             "2! element is not a JSON object [5]\n"
+                             "3! player_id: is required but empty [{\"name\":\"srvTournamentJoined\",\"player_id]\n"
+                             "ok=1 rejected=2\n");
+    int rc;
+    char err[FR_ERR_LEN];
+    char *log = run(g_ds, FR_FMT_JSON, false, "{\"a\":1}", 7, 0, &rc, err);
+    assert_int_equal(rc, -EINVAL);
+    assert_string_equal(err, "JSON document is not an array of objects");
+    free(log);
+    log = run(g_ds, FR_FMT_JSON, false, "[{", 2, 0, &rc, err);
+    assert_int_equal(rc, -EINVAL);
+    assert_non_null(strstr(err, "invalid JSON"));
+    free(log);
+}
+
+/* ---- values ----------------------------------------------------------- */
+
+static void expect_canon(const struct fr_column *col, const char *in, const char *want)
+{
+    struct fr_buf out;
+    fr_buf_init(&out, 0);
+    fr_buf_puts(&out, "pre:");
+    bool is_null = true;
+    char reason[FR_ERR_LEN] = "";
+    bool ok = fr_value_canon(col, in, strlen(in), &out, &is_null, reason);
+    if (!ok)
+        fail_msg("%s '%s': rejected: %s", col->name, in, reason);
+    if (!want) {
+        assert_true(is_null);
+        assert_string_equal(out.data, "pre:");
+    } else {
+        assert_false(is_null);
+        if (strcmp(out.data + 4, want) != 0)
+            fail_msg("%s '%s': got '%s', want '%s'", col->name, in, out.data + 4, want);
+    }
+    fr_buf_deinit(&out);
+}
+
+static void expect_bad(const struct fr_column *col, const char *in, size_t n, const char *want_reason)
+{
+    struct fr_buf out;
+    fr_buf_init(&out, 0);
+    fr_buf_puts(&out, "pre:");
+    bool is_null = false;
+    char reason[FR_ERR_LEN] = "";
+    if (fr_value_canon(col, in, n, &out, &is_null, reason))
+        fail_msg("%s '%.*s' accepted as '%s'", col->name, (int)n, in, out.data);
+    assert_string_equal(out.data, "pre:"); /* nothing left behind */
+    if (strcmp(reason, want_reason) != 0)
+        fail_msg("%s '%.*s': reason '%s', want '%s'", col->name, (int)n, in, reason, want_reason);
+    fr_buf_deinit(&out);
+}
+
+static void test_value_canon(void **state)
+{
+    (void)state;
+    struct fr_column c = {.name = (char *)"v"};
+
+    c.type = FR_T_TEXT;
+    expect_canon(&c, "  keep spaces ", "  keep spaces ");
+    expect_canon(&c, "", NULL);
+    expect_canon(&c, "ünïcödé", "ünïcödé");
+    expect_bad(&c, "a\0b", 3, "v: contains a NUL byte");
+    expect_bad(&c, "bad \xff utf8", 10, "v: is not valid UTF-8");
+    expect_bad(&c, "\xed\xa0\x80", 3, "v: is not valid UTF-8"); /* surrogate */
+    expect_bad(&c, "\xc3", 1, "v: is not valid UTF-8");
+    c.required = true;
+    expect_bad(&c, "", 0, "v: is required but empty");
+    c.required = false;
+    c.length = 3;
+    expect_canon(&c, "abc", "abc");
+    expect_bad(&c, "abcd", 4, "v: must be 3 characters long, got 4 in 'abcd'");
+    c.upper = true;
+    c.length = 2;
+    expect_canon(&c, "us", "US");
+    expect_canon(&c, "gB", "GB");
+    expect_bad(&c, "u1", 2, "v: must be 2 letters, got 'u1'");
+    expect_bad(&c, "\xc3\xa9", 2, "v: must be 2 letters, got '\xc3\xa9'");
+    c.length = 0;
+    expect_canon(&c, "abcDEF", "ABCDEF");
+    expect_bad(&c, "ab c", 4, "v: must be letters only, got 'ab c'");
+    c.upper = false;
+    char *allowed[] = {(char *)"x", (char *)"yy"};
+    c.allowed = allowed;
+    c.n_allowed = 2;
+    expect_canon(&c, "yy", "yy");
+    expect_bad(&c, "y", 1, "v: 'y' is not one of x, yy");
+    c.allowed = NULL;
+    c.n_allowed = 0;
+
+    c.type = FR_T_INT;
+    expect_canon(&c, "42", "42");
+    expect_canon(&c, " -7 ", "-7");
+    expect_canon(&c, "+007", "7");
+    expect_canon(&c, "-2147483648", "-2147483648");
+    expect_canon(&c, "   ", NULL);
+    expect_bad(&c, "2147483648", 10, "v: 2147483648 is out of range for int");
+    expect_bad(&c, "1.0", 3, "v: '1.0' is not an integer");
+    expect_bad(&c, "-", 1, "v: '-' is not an integer");
+    expect_bad(&c, "12a", 3, "v: '12a' is not an integer");
+    c.type = FR_T_BIGINT;
+    expect_canon(&c, "9223372036854775807", "9223372036854775807");
+    expect_canon(&c, "-9223372036854775808", "-9223372036854775808");
+    expect_bad(&c, "9223372036854775808", 19, "v: '9223372036854775808' is not an integer");
+
+    c.type = FR_T_FLOAT;
+    expect_canon(&c, "4.99", "4.99");
+    expect_canon(&c, "0.1", "0.1");
+    expect_canon(&c, "1e3", "1000");
+    expect_canon(&c, "-0.5", "-0.5");
+    expect_canon(&c, "0.30000000000000004", "0.30000000000000004");
+    expect_canon(&c, "12", "12");
+    expect_bad(&c, "nan", 3, "v: 'nan' is not a number");
+    expect_bad(&c, "inf", 3, "v: 'inf' is not a number");
+    expect_bad(&c, "1e999", 5, "v: '1e999' is not a number");
+    expect_bad(&c, "0x10", 4, "v: '0x10' is not a number");
+    expect_bad(&c, "1,5", 3, "v: '1,5' is not a number");
+    expect_bad(&c, "1.2.3", 5, "v: '1.2.3' is not a number");
+
+    c.type = FR_T_NUMERIC;
+    expect_canon(&c, "123.4500", "123.4500");
+    expect_canon(&c, "-.5", "-.5");
+    expect_canon(&c, "5.", "5.");
+    expect_canon(&c, "1.5e-3", "1.5e-3");
+    expect_bad(&c, "1e", 2, "v: '1e' is not a decimal number");
+    expect_bad(&c, ".", 1, "v: '.' is not a decimal number");
+    expect_bad(&c, "NaN", 3, "v: 'NaN' is not a decimal number");
+
+    c.type = FR_T_BOOL;
+    expect_canon(&c, "TRUE", "t");
+    expect_canon(&c, "t", "t");
+    expect_canon(&c, "1", "t");
+    expect_canon(&c, "Yes", "t");
+    expect_canon(&c, "false", "f");
+    expect_canon(&c, "F", "f");
+    expect_canon(&c, "0", "f");
+    expect_canon(&c, "no", "f");
+    expect_bad(&c, "maybe", 5, "v: 'maybe' is not a boolean (true/false)");
+
+    c.type = FR_T_TIMESTAMPTZ;
+    expect_canon(&c, "2024-06-10 23:59:30", "2024-06-10T23:59:30Z");
+    expect_canon(&c, "2024-06-10T23:59:30Z", "2024-06-10T23:59:30Z");
+    expect_canon(&c, "2024-06-10T23:59:30.5+01:00", "2024-06-10T22:59:30.5Z");
+    expect_canon(&c, "2024-06-10", "2024-06-10T00:00:00Z");
+    expect_bad(&c, "yesterday", 9, "v: 'yesterday' is not an ISO-8601 timestamp");
+    expect_bad(&c, "2024-02-30T00:00:00Z", 20, "v: '2024-02-30T00:00:00Z' is not an ISO-8601 timestamp");
+
+    c.type = FR_T_DATE;
+    expect_canon(&c, "2024-02-29", "2024-02-29");
+    expect_bad(&c, "2023-02-29", 10, "v: '2023-02-29' is not a date (YYYY-MM-DD)");
+    expect_bad(&c, "20240101", 8, "v: '20240101' is not a date (YYYY-MM-DD)");
+
+    c.type = FR_T_JSON;
+    expect_canon(&c, "{ \"a\" : [1, 2.5, \"x\"], \"b\": null }", "{\"a\":[1,2.5,\"x\"],\"b\":null}");
+    expect_canon(&c, "\"str\"", "\"str\"");
+    expect_canon(&c, " 12 ", "12");
+    expect_bad(&c, "{", 1, "v: invalid JSON: string or '}' expected near end of file");
+}
+
+static void test_format_from_name(void **state)
+{
+    (void)state;
+    assert_int_equal(fr_format_from_name("a/b/events-1.csv"), FR_FMT_CSV);
+    assert_int_equal(fr_format_from_name("X.CSV"), FR_FMT_CSV);
+    assert_int_equal(fr_format_from_name("e.ndjson"), FR_FMT_NDJSON);
+    assert_int_equal(fr_format_from_name("e.jsonl"), FR_FMT_NDJSON);
+    assert_int_equal(fr_format_from_name("e.json"), FR_FMT_JSON);
+    assert_int_equal(fr_format_from_name("e.txt"), 0);
+    assert_int_equal(fr_format_from_name("csv"), 0);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_csv_header_any_chunking),
+        cmocka_unit_test(test_csv_header_by_name),
+        cmocka_unit_test(test_csv_header_missing_required),
+        cmocka_unit_test(test_csv_no_header),
+        cmocka_unit_test(test_csv_too_long),
+        cmocka_unit_test(test_callback_stops),
+        cmocka_unit_test(test_ndjson),
+        cmocka_unit_test(test_json_array),
+        cmocka_unit_test(test_value_canon),
+        cmocka_unit_test(test_format_from_name),
+    };
+    return cmocka_run_group_tests(tests, setup, teardown);
+}
