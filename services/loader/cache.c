@@ -1,0 +1,389 @@
+/* cache: writes model rows into their Redis cache keys "{cache}:{key}" and
+ * resyncs whole caches. Each key is replaced atomically (DEL + HSET, or SET
+ * for JSON caches, inside MULTI/EXEC groups of up to LD_CACHE_GROUP keys), so
+ * readers see the old row or the new one, never half of it; a NULL column is
+ * an absent field. Commands of a group are pipelined and their replies
+ * counted. A resync writes every row of the model, then SCANs the cache's
+ * keys and deletes those the model no longer has. Uses app->redis. */
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "loader_int.h"
+#include "log.h"
+
+#define SCAN_COUNT "1000"
+
+static void group_done(struct ld_cachew *cw);
+static void scan_next(struct ld_cachew *cw);
+
+static void finish(struct ld_cachew *cw, int status)
+{
+    struct loader *ld = cw->ld;
+    ld_cachew_cb done = cw->done;
+
+    fr__rows_deinit(&cw->own_rows);
+    fr__keyset_deinit(&cw->present);
+    free(cw->cursor);
+    cw->cursor = NULL;
+    cw->done = NULL;
+    if (done)
+        done(ld, status);
+}
+
+static void on_reply(fr_redis_t *r, redisReply *reply, void *data)
+{
+    struct ld_cachew *cw = data;
+
+    (void)r;
+    if (fr__loader_gone(cw->ld))
+        return;
+    if (!reply)
+        cw->failed = true;
+    else if (reply->type == REDIS_REPLY_ERROR)
+        fr_warn("cache %s: Redis error: %s", cw->cache->c->name, reply->str);
+    if (--cw->outstanding == 0)
+        group_done(cw);
+}
+
+static bool queue_cmd(struct ld_cachew *cw, int argc, const char **argv, const size_t *lens)
+{
+    if (cw->failed)
+        return false;
+    if (fr_redis_commandv(cw->ld->app->redis, 0, on_reply, cw, argc, argv, lens) != 0) {
+        cw->failed = true;
+        return false;
+    }
+    cw->outstanding++;
+    return true;
+}
+
+static bool is_number_text(const char *v)
+{
+    double d;
+    return fr_parse_double(v, strlen(v), &d);
+}
+
+static void row_json(const struct ld_cachew *cw, size_t row, struct fr_buf *j)
+{
+    const struct fr_model *m = cw->cache->model->m;
+    bool first = true;
+
+    (void)fr_buf_putc(j, '{');
+    for (size_t c = 0; c < cw->rows->n_cols && c < m->n_columns; c++) {
+        int len;
+        const char *v = fr__rows_val(cw->rows, row, c, &len);
+
+        if (!first)
+            (void)fr_buf_putc(j, ',');
+        first = false;
+        (void)fr_buf_json_str(j, m->columns[c].name, strlen(m->columns[c].name));
+        (void)fr_buf_putc(j, ':');
+        if (!v) {
+            (void)fr_buf_puts(j, "null");
+            continue;
+        }
+        switch (m->columns[c].type) {
+        case FR_T_INT:
+        case FR_T_BIGINT:
+        case FR_T_FLOAT:
+        case FR_T_NUMERIC:
+            if (is_number_text(v))
+                (void)fr_buf_append(j, v, (size_t)len);
+            else
+                (void)fr_buf_json_str(j, v, (size_t)len); /* NaN, Infinity */
+            break;
+        case FR_T_BOOL:
+            (void)fr_buf_puts(j, v[0] == 't' ? "true" : "false");
+            break;
+        case FR_T_JSON:
+            (void)fr_buf_append(j, v, (size_t)len);
+            break;
+        default:
+            (void)fr_buf_json_str(j, v, (size_t)len);
+            break;
+        }
+    }
+    (void)fr_buf_putc(j, '}');
+}
+
+/* Queues the commands of one row. */
+static void write_row(struct ld_cachew *cw, size_t row)
+{
+    const struct fr_cache *c = cw->cache->c;
+    const struct fr_model *m = cw->cache->model->m;
+    const struct ld_rows *rows = cw->rows;
+    int klen;
+    const char *kv = fr__rows_val(rows, row, (size_t)cw->cache->key_col, &klen);
+    char *key;
+    char ttl[16];
+
+    if (!kv)
+        return;
+    key = fr_xasprintf("%s:%s", c->name, kv);
+    snprintf(ttl, sizeof(ttl), "%u", c->ttl_s);
+    {
+        const char *argv[] = {"DEL", key};
+        if (!queue_cmd(cw, 2, argv, NULL))
+            goto out_key;
+    }
+    if (rows->deleted[row])
+        goto out_key;
+    if (c->kind == FR_CACHE_JSON) {
+        struct fr_buf j;
+        const char *argv[5] = {"SET", key, NULL, "EX", ttl};
+        size_t lens[5];
+        fr_buf_init(&j, 0);
+        row_json(cw, row, &j);
+        argv[2] = j.data;
+        for (int i = 0; i < 5; i++)
+            lens[i] = i == 2 ? j.len : strlen(argv[i]);
+        (void)queue_cmd(cw, c->ttl_s ? 5 : 3, argv, lens);
+        fr_buf_deinit(&j);
+    } else {
+        size_t n = rows->n_cols < m->n_columns ? rows->n_cols : m->n_columns;
+        const char **argv = fr_xcalloc(2 + 2 * n, sizeof(*argv));
+        size_t *lens = fr_xcalloc(2 + 2 * n, sizeof(*lens));
+        int argc = 0;
+
+        argv[argc] = "HSET";
+        lens[argc++] = 4;
+        argv[argc] = key;
+        lens[argc++] = strlen(key);
+        for (size_t col = 0; col < n; col++) {
+            int len;
+            const char *v = fr__rows_val(rows, row, col, &len);
+            if (!v)
+                continue; /* null: an absent field */
+            argv[argc] = m->columns[col].name;
+            lens[argc++] = strlen(m->columns[col].name);
+            argv[argc] = v;
+            lens[argc++] = (size_t)len;
+        }
+        if (argc > 2)
+            (void)queue_cmd(cw, argc, argv, lens);
+        free(argv);
+        free(lens);
+        if (c->ttl_s) {
+            const char *ex[] = {"EXPIRE", key, ttl};
+            (void)queue_cmd(cw, 3, ex, NULL);
+        }
+    }
+    (*cw->ld->m_cache_keys)++;
+out_key:
+    free(key);
+}
+
+static void write_group(struct ld_cachew *cw)
+{
+    size_t end;
+
+    if (cw->next >= cw->rows->n_rows) {
+        if (cw->resync) {
+            free(cw->cursor);
+            cw->cursor = fr_xstrdup("0");
+            scan_next(cw);
+        } else {
+            finish(cw, 0);
+        }
+        return;
+    }
+    end = cw->next + LD_CACHE_GROUP;
+    if (end > cw->rows->n_rows)
+        end = cw->rows->n_rows;
+    cw->outstanding = 1; /* held while sending */
+    {
+        const char *multi[] = {"MULTI"};
+        (void)queue_cmd(cw, 1, multi, NULL);
+    }
+    for (; cw->next < end && !cw->failed; cw->next++)
+        write_row(cw, cw->next);
+    {
+        const char *exec[] = {"EXEC"};
+        (void)queue_cmd(cw, 1, exec, NULL);
+    }
+    if (--cw->outstanding == 0)
+        group_done(cw);
+}
+
+static void group_done(struct ld_cachew *cw)
+{
+    if (cw->failed) {
+        fr_warn("cache %s: Redis lost while writing; a resync follows the reconnect", cw->cache->c->name);
+        finish(cw, -EIO);
+        return;
+    }
+    write_group(cw);
+}
+
+void fr__cache_write(struct loader *ld, struct ld_cache *c, const struct ld_rows *rows, ld_cachew_cb done)
+{
+    struct ld_cachew *cw = &ld->cw;
+
+    memset(cw, 0, sizeof(*cw));
+    cw->ld = ld;
+    cw->cache = c;
+    cw->rows = rows;
+    cw->done = done;
+    fr__keyset_init(&cw->present);
+    write_group(cw);
+}
+
+/* ---- resync ---------------------------------------------------------------------- */
+
+static void on_del(fr_redis_t *r, redisReply *reply, void *data)
+{
+    struct ld_cachew *cw = data;
+
+    (void)r;
+    if (reply && reply->type == REDIS_REPLY_ERROR)
+        fr_warn("cache %s: DEL of stale keys failed: %s", cw->cache->c->name, reply->str);
+}
+
+static void on_scan(fr_redis_t *r, redisReply *reply, void *data)
+{
+    struct ld_cachew *cw = data;
+    struct loader *ld = cw->ld;
+    const char *name = cw->cache->c->name;
+    size_t plen = strlen(name) + 1;
+    const redisReply *keys;
+    const char **argv;
+    size_t *lens;
+    int argc = 0;
+
+    (void)r;
+    if (fr__loader_gone(ld))
+        return;
+    if (!reply || reply->type != REDIS_REPLY_ARRAY || reply->elements < 2 ||
+        reply->element[0]->type != REDIS_REPLY_STRING || reply->element[1]->type != REDIS_REPLY_ARRAY) {
+        if (reply && reply->type == REDIS_REPLY_ERROR)
+            fr_warn("cache %s: SCAN failed: %s", name, reply->str);
+        finish(cw, -EIO);
+        return;
+    }
+    free(cw->cursor);
+    cw->cursor = fr_xstrndup(reply->element[0]->str, reply->element[0]->len);
+    keys = reply->element[1];
+    argv = fr_xcalloc(keys->elements + 1, sizeof(*argv));
+    lens = fr_xcalloc(keys->elements + 1, sizeof(*lens));
+    argv[argc] = "DEL";
+    lens[argc++] = 3;
+    for (size_t i = 0; i < keys->elements; i++) {
+        const redisReply *k = keys->element[i];
+        if (k->type != REDIS_REPLY_STRING || k->len < plen || memcmp(k->str, name, plen - 1) != 0 ||
+            k->str[plen - 1] != ':')
+            continue;
+        if (fr__keyset_has(&cw->present, k->str + plen, k->len - plen))
+            continue;
+        argv[argc] = k->str;
+        lens[argc++] = k->len;
+    }
+    if (argc > 1) {
+        fr_info("cache %s: deleting %d stale keys", name, argc - 1);
+        /* The SCAN sent next is answered after this DEL on the same
+         * connection, so it alone drives the resync. */
+        if (fr_redis_commandv(ld->app->redis, 0, on_del, cw, argc, argv, lens) != 0) {
+            free(argv);
+            free(lens);
+            finish(cw, -EIO);
+            return;
+        }
+    }
+    free(argv);
+    free(lens);
+    scan_next(cw);
+}
+
+static void scan_next(struct ld_cachew *cw)
+{
+    struct loader *ld = cw->ld;
+    char *pattern;
+
+    if (strcmp(cw->cursor, "0") == 0 && cw->scanning) {
+        struct ld_cache *c = cw->cache;
+        fr_info("cache %s resynced: %zu keys", c->c->name, cw->rows->n_rows);
+        c->need_resync = false;
+        {
+            struct fr_buf j;
+            fr_buf_init(&j, 0);
+            fr__event_begin(&j, "cache.refreshed");
+            (void)fr_buf_puts(&j, ",\"cache\":");
+            (void)fr_buf_json_str(&j, c->c->name, strlen(c->c->name));
+            (void)fr_buf_puts(&j, ",\"pipeline\":");
+            (void)fr_buf_json_str(&j, c->p->name, strlen(c->p->name));
+            (void)fr_buf_puts(&j, ",\"all\":true}");
+            fr__loader_publish(ld, &j);
+            fr_buf_deinit(&j);
+        }
+        finish(cw, 0);
+        return;
+    }
+    cw->scanning = true;
+    pattern = fr_xasprintf("%s:*", cw->cache->c->name);
+    {
+        const char *argv[] = {"SCAN", cw->cursor, "MATCH", pattern, "COUNT", SCAN_COUNT};
+        if (fr_redis_commandv(ld->app->redis, 0, on_scan, cw, (int)FR_ARRAY_LEN(argv), argv, NULL) != 0) {
+            free(pattern);
+            finish(cw, -EIO);
+            return;
+        }
+    }
+    free(pattern);
+}
+
+static void on_select(fr_pg_t *pg, PGresult *res, void *data)
+{
+    struct ld_cachew *cw = data;
+
+    (void)pg;
+    if (fr__loader_gone(cw->ld))
+        return;
+    if (!res) {
+        finish(cw, -ENOTCONN);
+        return;
+    }
+    if (PQresultStatus(res) != PGRES_TUPLES_OK) {
+        fr_error("cache %s: cannot read model %s: %s", cw->cache->c->name, cw->cache->model->m->table,
+                 PQresultErrorMessage(res));
+        finish(cw, -EPROTO);
+        return;
+    }
+    fr__rows_from_result(&cw->own_rows, res, false);
+    cw->rows = &cw->own_rows;
+    for (size_t i = 0; i < cw->own_rows.n_rows; i++) {
+        int len;
+        const char *v = fr__rows_val(&cw->own_rows, i, (size_t)cw->cache->key_col, &len);
+        if (v)
+            (void)fr__keyset_add(&cw->present, v, (size_t)len);
+    }
+    write_group(cw);
+}
+
+void fr__cache_resync(struct loader *ld, struct ld_cache *c, ld_cachew_cb done)
+{
+    struct ld_cachew *cw = &ld->cw;
+    const struct fr_model *m = c->model->m;
+    struct fr_buf s;
+    int rc;
+
+    memset(cw, 0, sizeof(*cw));
+    cw->ld = ld;
+    cw->cache = c;
+    cw->done = done;
+    cw->resync = true;
+    fr__keyset_init(&cw->present);
+    fr_buf_init(&s, 0);
+    (void)fr_buf_puts(&s, "SELECT ");
+    for (size_t i = 0; i < m->n_columns; i++) {
+        if (i)
+            (void)fr_buf_puts(&s, ", ");
+        fr__sql_ident(&s, m->columns[i].name);
+    }
+    (void)fr_buf_puts(&s, " FROM ");
+    fr__sql_ident(&s, m->table);
+    rc = fr_pg_query(ld->app->pg, s.data, 0, NULL, NULL, on_select, cw);
+    fr_buf_deinit(&s);
+    if (rc != 0)
+        finish(cw, -ENOTCONN);
+}

@@ -1,0 +1,365 @@
+/* loader_int: internals shared by the files of freshet-loader: the one
+ * struct loader (the daemon's state, reached from main.c's scheduler), the
+ * stream/model/cache descriptors built from the pipelines at start, and the
+ * cross-file functions (fr__loader_*). Loop thread only, everywhere. */
+#ifndef FR_LOADER_INT_H
+#define FR_LOADER_INT_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <uv.h>
+
+#include "app.h"
+#include "batch.h"
+#include "config.h"
+#include "metrics.h"
+#include "pg.h"
+#include "redis.h"
+#include "util.h"
+
+#define LD_GROUP             "loader"    /* consumer group on every fr:stream:* */
+#define LD_READ_COUNT        64          /* entries per stream per XREADGROUP */
+#define LD_READ_BYTES        (64u << 20) /* aim of one read's total batch bytes (COUNT adapts) */
+#define LD_BLOCK_MS          1000        /* XREADGROUP BLOCK */
+#define LD_XREAD_TIMEOUT_MS  6000        /* command timeout of the stream connection (> block) */
+#define LD_MAX_ATTEMPTS      5           /* failed loads of one entry before it is dead-lettered */
+#define LD_RETRY_STEP_MS     200         /* backoff = step x attempts */
+#define LD_CLAIM_EVERY_MS    10000       /* XAUTOCLAIM period */
+#define LD_CLAIM_IDLE_MS     30000       /* entries idle longer than this are claimed */
+#define LD_LAG_EVERY_MS      5000        /* loader_stream_lag sampling period */
+#define LD_FULL_REFRESH_KEYS 5000        /* more touched keys than this: refresh the whole model */
+#define LD_EVENT_KEYS        100         /* events list keys only up to this many */
+#define LD_BULK_REFRESH_MS   1000        /* refresh at least this often during bulk loads */
+#define LD_CACHE_GROUP       500         /* keys per MULTI/EXEC group */
+#define LD_PG_TIMEOUT_MS     300000      /* per statement: full refreshes can be long */
+#define LD_RETRY_MS          1000        /* retry of migrations / groups / refresh after an error */
+#define LD_DLQ_RAW_MAX       4096        /* bytes of "raw" in a dead letter */
+
+/* ---- a set of strings (touched keys) ------------------------------------ */
+
+/* Open addressing, owned copies. Iterate with: for i < cap, if slots[i]. */
+struct fr_keyset {
+    char **slots; /* owned: cap entries, NULL = empty; each an owned NUL-terminated string */
+    size_t cap;   /* power of two, 0 before the first add */
+    size_t n;     /* strings held */
+};
+void fr__keyset_init(struct fr_keyset *s);
+void fr__keyset_deinit(struct fr_keyset *s);
+void fr__keyset_clear(struct fr_keyset *s);
+/* Adds a copy of s[0..len); true if it was not there yet. */
+bool fr__keyset_add(struct fr_keyset *s, const char *k, size_t len);
+bool fr__keyset_has(const struct fr_keyset *s, const char *k, size_t len);
+/* Moves every string of `from` into `to` (from ends empty). */
+void fr__keyset_merge(struct fr_keyset *to, struct fr_keyset *from);
+
+/* ---- a copied result set ------------------------------------------------ */
+
+/* Rows copied out of a PGresult (results are only borrowed in callbacks). */
+struct ld_rows {
+    size_t n_rows;
+    size_t n_cols;
+    struct fr_buf data; /* owned: every value, NUL-terminated, back to back */
+    size_t *off;        /* owned: n_rows*n_cols offsets into data */
+    int *len;           /* owned: n_rows*n_cols lengths, -1 = SQL null */
+    bool *deleted;      /* owned: per row; true = key deleted from the model */
+};
+/* Copies res; when flag_col, column 0 is a boolean "deleted" flag ('t'/'f')
+ * and is not part of the copied columns. */
+void fr__rows_from_result(struct ld_rows *r, const PGresult *res, bool flag_col);
+void fr__rows_deinit(struct ld_rows *r);
+static inline const char *fr__rows_val(const struct ld_rows *r, size_t row, size_t col, int *len)
+{
+    size_t i = row * r->n_cols + col;
+    *len = r->len[i];
+    return r->len[i] < 0 ? NULL : r->data.data + r->off[i];
+}
+
+/* ---- SQL and JSON helpers ----------------------------------------------- */
+
+/* Appends "a" or "schema"."table" for "schema.table" (identifiers quoted). */
+void fr__sql_ident(struct fr_buf *b, const char *name);
+/* Appends the elements as a PostgreSQL array literal {"a","b"}. */
+void fr__sql_text_array(struct fr_buf *b, const struct fr_keyset *keys);
+/* Appends ,"keys":[...] when 0 < n <= LD_EVENT_KEYS. */
+void fr__json_keys(struct fr_buf *b, const char *field, const struct fr_keyset *keys);
+
+/* ---- configuration views ------------------------------------------------- */
+
+struct loader;
+
+struct ld_stream {
+    struct loader *ld;           /* borrowed: back pointer */
+    const struct fr_pipeline *p; /* borrowed */
+    const struct fr_dataset *ds; /* borrowed */
+    char *key;                   /* owned: "fr:stream:{qname}" */
+    char *dlq;                   /* owned: "fr:dlq:{qname}" */
+    char *fail_id;               /* owned or NULL: entry whose load failed last */
+    char *fail_reason;           /* owned or NULL: its last error */
+    unsigned attempts;           /* failed loads of fail_id */
+    uint64_t *m_loaded;          /* borrowed from the registry: loader_batches_total{result=loaded} */
+    uint64_t *m_duplicate;
+    uint64_t *m_failed;
+    uint64_t *m_dead;
+    uint64_t *m_rows; /* loader_rows_total */
+    int64_t *m_lag;   /* loader_stream_lag */
+};
+
+struct ld_cache;
+
+struct ld_model {
+    const struct fr_pipeline *p; /* borrowed */
+    const struct fr_model *m;    /* borrowed */
+    char *state_name;            /* owned: "{pipeline}.{model}", key of freshet.model_state */
+    char *refresh_sql;           /* owned: the CTE statement (see model.c) */
+    int key_col;                 /* index in m->columns of the single key column, -1 when composite */
+    struct fr_keyset touched;    /* keys to recompute */
+    bool all;                    /* recompute everything (day turn, start, too many keys) */
+    uint64_t first_touch_ms;     /* monotonic, 0 = nothing pending */
+    uint64_t last_touch_ms;
+    uint64_t retry_at_ms;     /* after a failed refresh, 0 = none */
+    int32_t day;              /* UTC day (days since epoch) of the last full refresh, INT32_MIN = unknown */
+    struct ld_cache **caches; /* owned array of borrowed: caches filled from this model */
+    size_t n_caches;
+    struct fr_histogram *m_secs; /* model_refresh_seconds{model} */
+};
+
+struct ld_cache {
+    const struct fr_pipeline *p; /* borrowed */
+    const struct fr_cache *c;    /* borrowed */
+    struct ld_model *model;      /* borrowed */
+    int key_col;                 /* index in the model's columns */
+    bool need_resync;            /* write every key and drop stale ones */
+};
+
+/* ---- the per-batch load (load.c) ----------------------------------------- */
+
+enum ld_load_state {
+    LOAD_IDLE = 0,
+    LOAD_BEGIN,    /* BEGIN sent */
+    LOAD_LEDGER,   /* INSERT INTO freshet.batches ... RETURNING sent */
+    LOAD_STAGE,    /* CREATE TEMP TABLE fr_stage sent (keyed datasets) */
+    LOAD_COPY,     /* COPY ... FROM STDIN sent */
+    LOAD_MERGE,    /* INSERT .. ON CONFLICT / DELETE from the stage sent */
+    LOAD_COMMIT,   /* COMMIT sent */
+    LOAD_ROLLBACK, /* ROLLBACK sent (duplicate or error) */
+    LOAD_DLQ,      /* XADD fr:dlq:* sent */
+    LOAD_ACK,      /* XACK sent */
+    LOAD_DONE,
+};
+
+enum ld_outcome {
+    LD_OUT_LOADED = 0, /* committed (and acked unless redis_lost) */
+    LD_OUT_DUPLICATE,  /* already in the ledger: acked */
+    LD_OUT_FAILED,     /* PG refused it: rolled back, left pending, retry later */
+    LD_OUT_DEAD,       /* dead-lettered and acked */
+    LD_OUT_PG_LOST,    /* PostgreSQL connection lost: left pending */
+    LD_OUT_REDIS_LOST, /* Redis lost during DLQ/ack: left pending */
+};
+
+/* One stream entry, copied out of the XREADGROUP reply. */
+struct ld_entry {
+    struct ld_entry *next; /* owned: queue link */
+    struct ld_stream *st;  /* borrowed */
+    char *id;              /* owned: stream entry id */
+    char *batch_id;        /* owned or NULL: the entry's "id" field */
+    char *batch;           /* owned or NULL (entry deleted from the stream) */
+    size_t batch_len;
+};
+void fr__entry_free(struct ld_entry *e);
+
+struct ld_load {
+    struct loader *ld; /* borrowed: back pointer */
+    enum ld_load_state state;
+    enum ld_load_state prev;    /* state before the current one (logs) */
+    enum ld_load_state rb_next; /* after ROLLBACK: LOAD_ACK (duplicate) or LOAD_DONE/LOAD_DLQ */
+    struct ld_entry *e;         /* owned while running */
+    fr_batch_t *b;              /* owned or NULL (undecodable) */
+    enum ld_outcome outcome;
+    bool ack_lost;         /* committed, but the XACK got no reply (Redis lost) */
+    bool keyed;            /* dataset has a key */
+    char reason[1024];     /* why it failed / was dead-lettered */
+    uint64_t t0_ns;        /* start, for loader_batch_seconds */
+    struct fr_keyset keys; /* distinct dataset/model keys for batch.loaded */
+};
+/* Starts loading entry e (ownership taken). Completion: fr__loader_load_done. */
+void fr__load_start(struct loader *ld, struct ld_entry *e);
+const char *fr__load_state_name(enum ld_load_state s);
+
+/* ---- model refresh and caches (model.c, cache.c) -------------------------- */
+
+struct ld_refresh {
+    struct ld_model *model; /* borrowed: model being refreshed */
+    struct fr_keyset keys;  /* keys being recomputed (moved from model->touched) */
+    bool all;               /* NULL keys */
+    struct ld_rows rows;    /* changed / deleted rows */
+    size_t cache_i;         /* next cache of the model to write */
+    uint64_t t0_ns;
+    int32_t day;  /* day of "now" used */
+    char now[32]; /* "now" passed as $2 */
+};
+
+struct ld_cachew;
+typedef void (*ld_cachew_cb)(struct loader *ld, int status);
+
+/* Cache writer/resync job. */
+struct ld_cachew {
+    struct loader *ld;          /* borrowed */
+    struct ld_cache *cache;     /* borrowed */
+    const struct ld_rows *rows; /* borrowed (write) or &own_rows (resync) */
+    struct ld_rows own_rows;    /* resync: the whole model */
+    struct fr_keyset present;   /* resync: key values in the model */
+    size_t next;                /* next row to write */
+    size_t outstanding;         /* replies awaited in the current group */
+    bool failed;                /* a reply came back NULL (Redis lost) */
+    bool resync;                /* full resync mode */
+    bool scanning;              /* resync: SCAN started */
+    char *cursor;               /* owned: SCAN cursor */
+    ld_cachew_cb done;
+};
+/* Writes rows (changed rows, or deleted keys when rows->deleted) of the
+ * model into cache c, MULTI/EXEC groups, pipelined. done(ld, 0 | -EIO). */
+void fr__cache_write(struct loader *ld, struct ld_cache *c, const struct ld_rows *rows, ld_cachew_cb done);
+/* Full resync of one cache (SELECT the model, write every key, delete stale
+ * keys, publish cache.refreshed all). done(ld, 0 | -EIO | -EPROTO). */
+void fr__cache_resync(struct loader *ld, struct ld_cache *c, ld_cachew_cb done);
+
+/* Starts a refresh of model m (its touched keys or all). Completion:
+ * fr__loader_job_done. */
+void fr__model_refresh(struct loader *ld, struct ld_model *m);
+/* Builds m->refresh_sql. */
+void fr__model_build_sql(struct ld_model *m);
+/* Adds the keys batch b touches to every model fed by its dataset. */
+void fr__model_touch(struct loader *ld, const struct ld_stream *st, const fr_batch_t *b);
+/* True when a model refresh is due now; *wait_ms gets the time until the
+ * next one otherwise (UINT64_MAX = none pending). */
+struct ld_model *fr__model_due(struct loader *ld, bool stream_idle, uint64_t *wait_ms);
+/* Day-turn check (1 s tick). */
+void fr__model_day_check(struct loader *ld);
+/* Loads freshet.model_state. Completion: fr__loader_job_done. */
+void fr__model_load_state(struct loader *ld);
+
+/* ---- migrations (migrate.c) ------------------------------------------------ */
+
+struct ld_migrate {
+    char **sql; /* owned: statements, BEGIN .. COMMIT */
+    size_t n;
+    size_t i;          /* statement in flight */
+    bool rolling_back; /* ROLLBACK after an error is in flight */
+};
+
+/* Runs the idempotent migrations in one transaction. Completion:
+ * fr__loader_job_done(ld, 0 | -EIO (PG error) | -ENOTCONN). */
+void fr__migrate_start(struct loader *ld);
+
+/* ---- stream consumption (consume.c) ---------------------------------------- */
+
+void fr__consume_groups(struct loader *ld); /* XGROUP CREATE all; job */
+void fr__consume_read(struct loader *ld);   /* one XREADGROUP on the stream connection */
+void fr__consume_claim(struct loader *ld);  /* XAUTOCLAIM every stream */
+void fr__consume_sample_lag(struct loader *ld);
+/* XACK st id. cb fires once (NULL reply = Redis lost). */
+FR_MUST_CHECK int fr__consume_ack(struct loader *ld, struct ld_stream *st, const char *id, fr_redis_cb cb,
+                                  void *data);
+/* XADD fr:dlq:{qname} * kind batch batch <id> file <raw path> reason <r> raw <bytes>. */
+FR_MUST_CHECK int fr__consume_dlq(struct loader *ld, struct ld_stream *st, const char *batch_id, const char *file,
+                                  const char *reason, const char *raw, size_t raw_len, fr_redis_cb cb, void *data);
+
+/* ---- the daemon ------------------------------------------------------------- */
+
+enum ld_job {
+    JOB_NONE = 0,
+    JOB_MIGRATE,
+    JOB_STATE, /* loading freshet.model_state */
+    JOB_GROUPS,
+    JOB_LOAD,
+    JOB_REFRESH,
+    JOB_RESYNC,
+};
+
+struct loader {
+    struct fr_app *app;        /* borrowed */
+    fr_redis_t *xread;         /* owned: blocking stream reads only */
+    char consumer[256];        /* consumer name in the group */
+    struct ld_stream *streams; /* owned */
+    size_t n_streams;
+    struct ld_model *models; /* owned */
+    size_t n_models;
+    struct ld_cache *caches; /* owned */
+    size_t n_caches;
+
+    struct ld_entry *q_head; /* owned: entries read, not yet loaded */
+    struct ld_entry *q_tail; /* borrowed */
+    size_t q_len;
+    bool reading;              /* an XREADGROUP is outstanding */
+    bool read_pending;         /* next read uses id 0 (our pending entries) */
+    uint64_t pending_gen;      /* bumped each time read_pending is asked for */
+    bool last_read_full;       /* the last read returned COUNT entries for some stream */
+    unsigned read_count;       /* COUNT of the next read, 1..LD_READ_COUNT */
+    uint64_t read_gen;         /* bumped when the queue is dropped: stale reads are ignored */
+    size_t groups_outstanding; /* XGROUP CREATE replies awaited */
+    int groups_status;         /* 0, or the first failure of the groups job */
+
+    bool pg_up;                /* app->pg connected */
+    bool redis_up;             /* app->redis connected */
+    bool xread_up;             /* xread connected */
+    bool need_migrate;         /* migrations before any batch */
+    bool need_state;           /* load freshet.model_state */
+    bool need_groups;          /* XGROUP CREATE */
+    bool started;              /* first migration done */
+    enum ld_job job;           /* the one job running */
+    uint64_t backoff_until_ms; /* no load/read before this (monotonic ms) */
+    uint64_t retry_at_ms;      /* migrations/groups retry not before this */
+
+    bool draining;           /* SIGTERM: finish in flight, then stop */
+    bool closed;             /* handles closed, app shut down */
+    bool crash_after_commit; /* FRESHET_TEST_CRASH_AFTER_COMMIT=1 */
+
+    uv_timer_t tick; /* 1 s: day turn, claim, lag */
+    uv_timer_t wake; /* runs the scheduler (0 ms kick or a wait) */
+    uint64_t last_claim_ms;
+    uint64_t last_lag_ms;
+    uint64_t last_refresh_ms; /* end of the last model refresh */
+
+    struct ld_migrate mig;         /* the migration in flight */
+    struct ld_load load;           /* the batch in flight */
+    struct ld_refresh refresh;     /* the model refresh in flight */
+    struct ld_cachew cw;           /* the cache write / resync in flight */
+    struct ld_cache *resync_cache; /* borrowed: cache being resynced */
+
+    struct fr_histogram *m_batch_secs; /* loader_batch_seconds */
+    uint64_t *m_cache_keys;            /* cache_keys_written_total */
+    uint64_t *m_retries;               /* loader_retries_total */
+};
+
+/* Asks for a read of our pending entries (a pending read already in flight
+ * may have missed what made us ask). */
+static inline void fr__want_pending(struct loader *ld)
+{
+    ld->read_pending = true;
+    ld->pending_gen++;
+}
+
+/* True once the loader or the app is shutting down: callbacks then return
+ * without touching anything (app->pg / app->redis may be NULL already). */
+static inline bool fr__loader_gone(const struct loader *ld)
+{
+    return ld->closed || !ld->app->pg || !ld->app->redis;
+}
+
+/* Runs the scheduler on the next loop turn. */
+void fr__loader_kick(struct loader *ld);
+/* A job (migration, state load, groups, refresh, resync) ended. status 0 ok,
+ * -ENOTCONN connection lost, other < 0 error (retried later). */
+void fr__loader_job_done(struct loader *ld, enum ld_job job, int status);
+/* The batch load ended (ld->load holds the outcome). */
+void fr__loader_load_done(struct loader *ld);
+/* PUBLISH fr:events json (fire and forget). */
+void fr__loader_publish(struct loader *ld, const struct fr_buf *json);
+/* Appends {"type":"<type>","ts":"<now>" (no closing brace). */
+void fr__event_begin(struct fr_buf *b, const char *type);
+/* The connection state callbacks note losses here. */
+void fr__loader_pg_lost(struct loader *ld);
+void fr__loader_redis_lost(struct loader *ld);
+
+#endif

@@ -1,0 +1,628 @@
+/* freshet-loader: consumes the batch streams, loads every batch exactly
+ * once into PostgreSQL (ledger + rows in one transaction), refreshes the
+ * models the batches feed and writes their Redis caches, and announces each
+ * step on fr:events. This file holds the setup, the scheduler that runs one
+ * job at a time (migrations, consumer groups, a batch, a model refresh, a
+ * cache resync) and the SIGTERM drain.
+ *
+ * Wire details this daemon adds to the shared contracts:
+ *  - Consumer name in group "loader": env FRESHET_CONSUMER, else the host
+ *    name (stable across restarts, so a restarted loader finds its own
+ *    pending entries first). Entries idle > 30 s in other consumers are
+ *    XAUTOCLAIMed every 10 s.
+ *  - freshet.model_state.model is "{pipeline}.{model}"; `day` is the UTC day
+ *    of the pipeline's "now" at the last FULL refresh (incremental refreshes
+ *    only move refreshed_at).
+ *  - Every model is recomputed in full at start, and every cache resynced
+ *    (also after Redis comes back), so a crash between COMMIT and the
+ *    refresh never leaves a stale model row or cache key behind.
+ *  - A cache key is replaced with MULTI; DEL; HSET (non-null columns)
+ *    [; EXPIRE]; ... EXEC (groups of up to 500 keys): a NULL column is an
+ *    absent field, and stale fields of removed columns go away too.
+ *  - Dead letters of kind "batch" carry: batch, file (landing path of the
+ *    raw payload, "" if none), line "0", reason, raw (the landing path).
+ *  - Test hook: FRESHET_TEST_CRASH_AFTER_COMMIT=1 raises SIGKILL right after
+ *    the first successful COMMIT of a batch, before its XACK.
+ * Admin port (default 127.0.0.1:9102): /metrics /healthz /readyz. */
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "loader_int.h"
+#include "log.h"
+
+static const char usage[] = "freshet-loader: loads batches from fr:stream:{pipeline}.{dataset} into PostgreSQL,\n"
+                            "refreshes models and their Redis caches.\n"
+                            "Environment: FRESHET_CONSUMER (consumer name, default the host name),\n"
+                            "  FRESHET_TEST_CRASH_AFTER_COMMIT=1 (test hook: die after the first COMMIT).\n";
+
+static void pump(struct loader *ld);
+
+static void on_wake(uv_timer_t *t)
+{
+    pump(fr_container_of(t, struct loader, wake));
+}
+
+void fr__loader_kick(struct loader *ld)
+{
+    if (ld->closed)
+        return;
+    uv_timer_start(&ld->wake, on_wake, 0, 0);
+}
+
+static void arm(struct loader *ld, uint64_t ms)
+{
+    if (ld->closed)
+        return;
+    uv_timer_start(&ld->wake, on_wake, ms, 0);
+}
+
+static void drop_queue(struct loader *ld)
+{
+    while (ld->q_head) {
+        struct ld_entry *e = ld->q_head;
+        ld->q_head = e->next;
+        fr__entry_free(e);
+    }
+    ld->q_tail = NULL;
+    ld->q_len = 0;
+    ld->read_gen++;
+    fr__want_pending(ld);
+}
+
+static void on_publish(fr_redis_t *r, redisReply *reply, void *data)
+{
+    (void)r;
+    (void)data;
+    if (reply && reply->type == REDIS_REPLY_ERROR)
+        fr_warn("PUBLISH failed: %s", reply->str);
+}
+
+void fr__loader_publish(struct loader *ld, const struct fr_buf *json)
+{
+    const char *argv[] = {"PUBLISH", "fr:events", json->data};
+    size_t lens[] = {7, 9, json->len};
+
+    if (ld->closed || !ld->app->redis)
+        return;
+    if (fr_redis_commandv(ld->app->redis, 0, on_publish, NULL, 3, argv, lens) != 0)
+        fr_debug("event not published (Redis down): %s", json->data);
+}
+
+/* ---- shutdown ------------------------------------------------------------------- */
+
+static void close_loader(struct loader *ld, int code)
+{
+    if (ld->closed)
+        return;
+    ld->closed = true;
+    if (!uv_is_closing((uv_handle_t *)&ld->tick))
+        uv_close((uv_handle_t *)&ld->tick, NULL);
+    if (!uv_is_closing((uv_handle_t *)&ld->wake))
+        uv_close((uv_handle_t *)&ld->wake, NULL);
+    if (ld->xread) {
+        fr_redis_close(ld->xread, NULL, NULL);
+        ld->xread = NULL;
+    }
+    drop_queue(ld);
+    fr_info("loader stopped");
+    fr_app_shutdown(ld->app, code);
+}
+
+static void on_drain(struct fr_app *app, void *data)
+{
+    struct loader *ld = data;
+
+    (void)app;
+    fr_info("draining: finishing the batch in flight");
+    ld->draining = true;
+    fr__loader_kick(ld);
+}
+
+/* ---- completions ------------------------------------------------------------------ */
+
+static void retry_later(struct loader *ld, uint64_t ms)
+{
+    uint64_t t = fr_mono_ms() + ms;
+    if (t > ld->retry_at_ms)
+        ld->retry_at_ms = t;
+}
+
+void fr__loader_job_done(struct loader *ld, enum ld_job job, int status)
+{
+    if (fr__loader_gone(ld))
+        return;
+    ld->job = JOB_NONE;
+    switch (job) {
+    case JOB_MIGRATE:
+        if (status == 0) {
+            ld->need_migrate = false;
+            if (!ld->started) {
+                ld->started = true;
+                ld->need_state = true;
+            }
+        } else {
+            retry_later(ld, status == -ENOTCONN ? LD_RETRY_MS : 5 * LD_RETRY_MS);
+        }
+        break;
+    case JOB_STATE:
+        if (status == 0)
+            ld->need_state = false;
+        else
+            retry_later(ld, LD_RETRY_MS);
+        break;
+    case JOB_GROUPS:
+        if (status == 0)
+            ld->need_groups = false;
+        else
+            retry_later(ld, LD_RETRY_MS);
+        break;
+    case JOB_RESYNC:
+        if (status == -EPROTO && ld->resync_cache) {
+            ld->resync_cache->need_resync = false; /* the model table is unreadable: logged */
+        } else if (status != 0) {
+            retry_later(ld, LD_RETRY_MS);
+        }
+        ld->resync_cache = NULL;
+        break;
+    case JOB_REFRESH:
+    case JOB_LOAD:
+    case JOB_NONE:
+        break;
+    }
+    fr__loader_kick(ld);
+}
+
+void fr__loader_load_done(struct loader *ld)
+{
+    struct ld_load *l = &ld->load;
+    struct ld_entry *e = l->e;
+    uint64_t now = fr_mono_ms();
+
+    l->e = NULL;
+    ld->job = JOB_NONE;
+    switch (l->outcome) {
+    case LD_OUT_LOADED:
+        if (l->ack_lost) {
+            drop_queue(ld);
+            ld->backoff_until_ms = now + LD_RETRY_MS;
+        }
+        break;
+    case LD_OUT_DUPLICATE:
+    case LD_OUT_DEAD:
+        break;
+    case LD_OUT_FAILED:
+        /* Left pending: re-read our pending entries (this one first) after
+         * a backoff growing with its attempts. */
+        (*ld->m_retries)++;
+        drop_queue(ld);
+        ld->backoff_until_ms = now + (uint64_t)LD_RETRY_STEP_MS * (e->st->attempts ? e->st->attempts : 1);
+        break;
+    case LD_OUT_PG_LOST:
+        drop_queue(ld);
+        ld->need_migrate = true;
+        ld->backoff_until_ms = now + LD_RETRY_STEP_MS;
+        break;
+    case LD_OUT_REDIS_LOST:
+        drop_queue(ld);
+        ld->backoff_until_ms = now + LD_RETRY_MS;
+        break;
+    }
+    fr__entry_free(e);
+    fr__loader_kick(ld);
+}
+
+static void on_resync_done(struct loader *ld, int status)
+{
+    fr__loader_job_done(ld, JOB_RESYNC, status);
+}
+
+/* ---- connection states ---------------------------------------------------------------- */
+
+void fr__loader_pg_lost(struct loader *ld)
+{
+    ld->pg_up = false;
+    ld->need_migrate = true;
+}
+
+void fr__loader_redis_lost(struct loader *ld)
+{
+    ld->redis_up = false;
+    ld->need_groups = true;
+    for (size_t i = 0; i < ld->n_caches; i++)
+        ld->caches[i].need_resync = true;
+}
+
+static void on_pg_state(fr_pg_t *pg, bool connected, void *data)
+{
+    struct loader *ld = data;
+
+    (void)pg;
+    if (ld->closed)
+        return;
+    if (connected) {
+        ld->pg_up = true;
+        ld->need_migrate = true; /* before any batch, after every (re)connect */
+    } else {
+        fr__loader_pg_lost(ld);
+    }
+    fr__loader_kick(ld);
+}
+
+static void on_redis_state(fr_redis_t *r, bool connected, void *data)
+{
+    struct loader *ld = data;
+
+    (void)r;
+    if (ld->closed)
+        return;
+    if (connected) {
+        ld->redis_up = true;
+        ld->need_groups = true;
+    } else {
+        fr__loader_redis_lost(ld);
+    }
+    fr__loader_kick(ld);
+}
+
+static void on_xread_state(fr_redis_t *r, bool connected, void *data)
+{
+    struct loader *ld = data;
+
+    (void)r;
+    if (ld->closed)
+        return;
+    ld->xread_up = connected;
+    fr__want_pending(ld); /* entries of a lost read are pending for us */
+    fr__loader_kick(ld);
+}
+
+/* ---- the scheduler ----------------------------------------------------------------------- */
+
+static void pump(struct loader *ld)
+{
+    uint64_t now = fr_mono_ms();
+    uint64_t wait = UINT64_MAX;
+    bool up;
+    struct ld_model *m;
+
+    if (ld->closed)
+        return;
+    if (!ld->app->pg || !ld->app->redis) {
+        /* The app shut down without our drain (second signal). */
+        close_loader(ld, 0);
+        return;
+    }
+    if (ld->job != JOB_NONE)
+        return;
+    up = ld->pg_up && ld->redis_up && fr_pg_connected(ld->app->pg) && fr_redis_connected(ld->app->redis);
+
+    if (ld->draining) {
+        /* The batch in flight is done (job is none): refresh the keys it
+         * touched, then stop. Entries read but not loaded stay pending. A
+         * pending full refresh is left to the next start, which does one. */
+        if (up && !ld->need_migrate) {
+            for (size_t i = 0; i < ld->n_models; i++) {
+                m = &ld->models[i];
+                if (!m->all && m->touched.n > 0 && m->retry_at_ms == 0) {
+                    ld->job = JOB_REFRESH;
+                    fr__model_refresh(ld, m);
+                    return;
+                }
+            }
+        }
+        close_loader(ld, 0);
+        return;
+    }
+    if (!up)
+        return; /* a state callback kicks us */
+    if (now < ld->retry_at_ms) {
+        arm(ld, ld->retry_at_ms - now);
+        return;
+    }
+    if (ld->need_migrate) {
+        ld->job = JOB_MIGRATE;
+        fr__migrate_start(ld);
+        return;
+    }
+    if (ld->need_state) {
+        ld->job = JOB_STATE;
+        fr__model_load_state(ld);
+        return;
+    }
+    if (ld->need_groups) {
+        ld->job = JOB_GROUPS;
+        fr__consume_groups(ld);
+        return;
+    }
+    m = fr__model_due(ld, ld->q_len == 0 && !ld->last_read_full, &wait);
+    if (m) {
+        ld->job = JOB_REFRESH;
+        fr__model_refresh(ld, m);
+        return;
+    }
+    for (size_t i = 0; i < ld->n_caches; i++) {
+        if (ld->caches[i].need_resync) {
+            ld->job = JOB_RESYNC;
+            ld->resync_cache = &ld->caches[i];
+            fr__cache_resync(ld, &ld->caches[i], on_resync_done);
+            return;
+        }
+    }
+    if (now < ld->backoff_until_ms) {
+        if (ld->backoff_until_ms - now < wait)
+            wait = ld->backoff_until_ms - now;
+    } else if (ld->q_head) {
+        struct ld_entry *e = ld->q_head;
+        ld->q_head = e->next;
+        if (!ld->q_head)
+            ld->q_tail = NULL;
+        ld->q_len--;
+        e->next = NULL;
+        ld->job = JOB_LOAD;
+        fr__load_start(ld, e);
+        return;
+    } else if (!ld->reading && ld->xread_up) {
+        fr__consume_read(ld);
+        if (!ld->reading && LD_RETRY_MS < wait)
+            wait = LD_RETRY_MS;
+    }
+    if (wait != UINT64_MAX)
+        arm(ld, wait);
+}
+
+static void on_tick(uv_timer_t *t)
+{
+    struct loader *ld = fr_container_of(t, struct loader, tick);
+    uint64_t now = fr_mono_ms();
+
+    if (ld->closed)
+        return;
+    if (!ld->app->pg && !ld->app->redis) {
+        /* The app was shut down without our drain (second signal, start
+         * failure): close our own handles so the loop can end. */
+        close_loader(ld, 0);
+        return;
+    }
+    if (ld->started)
+        fr__model_day_check(ld);
+    if (ld->redis_up && !ld->need_groups && !ld->draining) {
+        if (now - ld->last_claim_ms >= LD_CLAIM_EVERY_MS) {
+            ld->last_claim_ms = now;
+            fr__consume_claim(ld);
+        }
+        if (now - ld->last_lag_ms >= LD_LAG_EVERY_MS) {
+            ld->last_lag_ms = now;
+            fr__consume_sample_lag(ld);
+        }
+    }
+    fr__loader_kick(ld);
+}
+
+/* ---- setup -------------------------------------------------------------------------------- */
+
+static void init_metrics_stream(struct loader *ld, struct ld_stream *st)
+{
+    fr_metrics_t *mx = ld->app->metrics;
+    const char *help = "Batches handled by the loader, by dataset and result";
+    char *l;
+
+    l = fr_xasprintf("dataset=\"%s\",result=\"loaded\"", st->ds->qname);
+    st->m_loaded = fr_metrics_counter(mx, "loader_batches_total", help, l);
+    free(l);
+    l = fr_xasprintf("dataset=\"%s\",result=\"duplicate\"", st->ds->qname);
+    st->m_duplicate = fr_metrics_counter(mx, "loader_batches_total", help, l);
+    free(l);
+    l = fr_xasprintf("dataset=\"%s\",result=\"failed\"", st->ds->qname);
+    st->m_failed = fr_metrics_counter(mx, "loader_batches_total", help, l);
+    free(l);
+    l = fr_xasprintf("dataset=\"%s\",result=\"dead\"", st->ds->qname);
+    st->m_dead = fr_metrics_counter(mx, "loader_batches_total", help, l);
+    free(l);
+    l = fr_xasprintf("dataset=\"%s\"", st->ds->qname);
+    st->m_rows = fr_metrics_counter(mx, "loader_rows_total", "Rows loaded, by dataset", l);
+    st->m_lag = fr_metrics_gauge(mx, "loader_stream_lag", "Entries of the stream not yet loaded (lag + pending)", l);
+    free(l);
+}
+
+static int loader_init(struct loader *ld, struct fr_app *app, char err[FR_ERR_LEN])
+{
+    const char *consumer = getenv("FRESHET_CONSUMER");
+    const char *crash = getenv("FRESHET_TEST_CRASH_AFTER_COMMIT");
+    size_t ns = 0;
+    size_t nm = 0;
+    size_t nc = 0;
+
+    memset(ld, 0, sizeof(*ld));
+    ld->app = app;
+    if (consumer && *consumer) {
+        snprintf(ld->consumer, sizeof(ld->consumer), "%s", consumer);
+    } else if (gethostname(ld->consumer, sizeof(ld->consumer) - 1) != 0 || !ld->consumer[0]) {
+        snprintf(ld->consumer, sizeof(ld->consumer), "loader");
+    }
+    ld->crash_after_commit = crash && strcmp(crash, "1") == 0;
+    ld->need_migrate = true;
+    ld->need_groups = true;
+    fr__want_pending(ld);
+
+    for (size_t i = 0; i < app->n_pipelines; i++) {
+        ns += app->pipelines[i]->n_datasets;
+        nm += app->pipelines[i]->n_models;
+        nc += app->pipelines[i]->n_caches;
+    }
+    ld->streams = fr_xcalloc(ns + 1, sizeof(*ld->streams));
+    ld->models = fr_xcalloc(nm + 1, sizeof(*ld->models));
+    ld->caches = fr_xcalloc(nc + 1, sizeof(*ld->caches));
+
+    ld->m_batch_secs =
+        fr_metrics_histogram(app->metrics, "loader_batch_seconds", "Time to load one batch (decode to ack)", NULL);
+    ld->m_cache_keys = fr_metrics_counter(app->metrics, "cache_keys_written_total", "Cache keys written", NULL);
+    ld->m_retries =
+        fr_metrics_counter(app->metrics, "loader_retries_total", "Batch loads retried after an error", NULL);
+
+    for (size_t pi = 0; pi < app->n_pipelines; pi++) {
+        const struct fr_pipeline *p = app->pipelines[pi];
+        for (size_t d = 0; d < p->n_datasets; d++) {
+            struct ld_stream *st = &ld->streams[ld->n_streams++];
+            st->ld = ld;
+            st->p = p;
+            st->ds = &p->datasets[d];
+            st->key = fr_xasprintf("fr:stream:%s", st->ds->qname);
+            st->dlq = fr_xasprintf("fr:dlq:%s", st->ds->qname);
+            init_metrics_stream(ld, st);
+        }
+        for (size_t mi = 0; mi < p->n_models; mi++) {
+            struct ld_model *m = &ld->models[ld->n_models++];
+            char *l;
+            m->p = p;
+            m->m = &p->models[mi];
+            m->state_name = fr_xasprintf("%s.%s", p->name, m->m->name);
+            m->key_col = m->m->n_key == 1 ? fr_column_index(m->m->columns, m->m->n_columns, m->m->key[0]) : -1;
+            m->day = INT32_MIN;
+            fr__keyset_init(&m->touched);
+            if (m->m->n_key == 0) {
+                snprintf(err, FR_ERR_LEN, "%s: model %s has no key; the loader needs one to upsert it", p->path,
+                         m->m->name);
+                return -EINVAL;
+            }
+            fr__model_build_sql(m);
+            l = fr_xasprintf("model=\"%s\"", m->state_name);
+            m->m_secs = fr_metrics_histogram(app->metrics, "model_refresh_seconds", "Model refresh time", l);
+            free(l);
+        }
+    }
+    for (size_t pi = 0; pi < app->n_pipelines; pi++) {
+        const struct fr_pipeline *p = app->pipelines[pi];
+        for (size_t ci = 0; ci < p->n_caches; ci++) {
+            const struct fr_cache *c = &p->caches[ci];
+            struct ld_model *model = NULL;
+            struct ld_cache *lc;
+            for (size_t mi = 0; mi < ld->n_models; mi++)
+                if (ld->models[mi].p == p && strcmp(ld->models[mi].m->name, c->model) == 0)
+                    model = &ld->models[mi];
+            if (!model) {
+                fr_warn("cache %s of pipeline %s is filled from '%s', which is not a model: the loader does not "
+                        "write it",
+                        c->name, p->name, c->model);
+                continue;
+            }
+            lc = &ld->caches[ld->n_caches++];
+            lc->p = p;
+            lc->c = c;
+            lc->model = model;
+            lc->key_col = fr_column_index(model->m->columns, model->m->n_columns, c->key_column);
+            lc->need_resync = true;
+            if (lc->key_col < 0) {
+                snprintf(err, FR_ERR_LEN, "%s: cache %s: key '%s' is not a column of model %s", p->path, c->name,
+                         c->key_column, model->m->name);
+                return -EINVAL;
+            }
+            model->caches = fr_xrealloc(model->caches, (model->n_caches + 1) * sizeof(*model->caches));
+            model->caches[model->n_caches++] = lc;
+        }
+    }
+
+    fr_pg_set_timeout(app->pg, LD_PG_TIMEOUT_MS);
+    fr_pg_set_state_cb(app->pg, on_pg_state, ld);
+    fr_redis_set_state_cb(app->redis, on_redis_state, ld);
+    ld->xread = fr_redis_new(&app->loop, app->settings.redis_url, "redis-stream", err);
+    if (!ld->xread)
+        return -EINVAL;
+    fr_redis_set_timeout(ld->xread, LD_XREAD_TIMEOUT_MS);
+    fr_redis_set_state_cb(ld->xread, on_xread_state, ld);
+
+    uv_timer_init(&app->loop, &ld->tick);
+    uv_timer_init(&app->loop, &ld->wake);
+    return 0;
+}
+
+static void loader_deinit(struct loader *ld)
+{
+    for (size_t i = 0; i < ld->n_streams; i++) {
+        free(ld->streams[i].key);
+        free(ld->streams[i].dlq);
+        free(ld->streams[i].fail_id);
+        free(ld->streams[i].fail_reason);
+    }
+    for (size_t i = 0; i < ld->n_models; i++) {
+        free(ld->models[i].state_name);
+        free(ld->models[i].refresh_sql);
+        free(ld->models[i].caches);
+        fr__keyset_deinit(&ld->models[i].touched);
+    }
+    free(ld->streams);
+    free(ld->models);
+    free(ld->caches);
+    drop_queue(ld);
+    /* Work abandoned by a shutdown (callbacks returned early). */
+    fr_batch_free(ld->load.b);
+    fr__entry_free(ld->load.e);
+    fr__keyset_deinit(&ld->load.keys);
+    fr__keyset_deinit(&ld->refresh.keys);
+    fr__rows_deinit(&ld->refresh.rows);
+    fr__rows_deinit(&ld->cw.own_rows);
+    fr__keyset_deinit(&ld->cw.present);
+    free(ld->cw.cursor);
+    for (size_t i = 0; i < ld->mig.n; i++)
+        free(ld->mig.sql[i]);
+    free(ld->mig.sql);
+}
+
+int main(int argc, char **argv)
+{
+    struct fr_app app;
+    struct loader ld;
+    char err[FR_ERR_LEN];
+    int rest_argc = 0;
+    char **rest_argv = NULL;
+    enum fr_settings_result sr;
+    int rc;
+
+    sr = fr_app_init(&app, "loader", usage, "127.0.0.1:9102", FR_APP_REDIS | FR_APP_PG | FR_APP_ADMIN, argc, argv,
+                     &rest_argc, &rest_argv, err);
+    if (sr == FR_SETTINGS_EXIT_OK)
+        return 0;
+    if (sr != FR_SETTINGS_OK) {
+        fprintf(stderr, "freshet-loader: %s\n", err);
+        return 2;
+    }
+    for (int i = 0; i < rest_argc; i++) {
+        if (i == 0 && strcmp(rest_argv[i], argv[0]) == 0)
+            continue;
+        fprintf(stderr, "freshet-loader: unknown argument '%s' (see --help)\n", rest_argv[i]);
+        fr_app_shutdown(&app, 2);
+        (void)fr_app_run(&app);
+        fr_app_deinit(&app);
+        return 2;
+    }
+    if (loader_init(&ld, &app, err) != 0) {
+        fprintf(stderr, "freshet-loader: %s\n", err);
+        fr_app_shutdown(&app, 2);
+        loader_deinit(&ld);
+        if (ld.xread)
+            fr_redis_close(ld.xread, NULL, NULL);
+        if (ld.tick.loop)
+            uv_close((uv_handle_t *)&ld.tick, NULL);
+        if (ld.wake.loop)
+            uv_close((uv_handle_t *)&ld.wake, NULL);
+        (void)fr_app_run(&app);
+        fr_app_deinit(&app);
+        return 2;
+    }
+    app.on_drain = on_drain;
+    app.drain_data = &ld;
+    if (fr_redis_start(ld.xread) != 0) {
+        fprintf(stderr, "freshet-loader: cannot start the stream Redis client\n");
+        close_loader(&ld, 1);
+    } else {
+        uv_timer_start(&ld.tick, on_tick, 1000, 1000);
+        fr_info("loader starting: consumer %s, %zu streams, %zu models, %zu caches", ld.consumer, ld.n_streams,
+                ld.n_models, ld.n_caches);
+    }
+    rc = fr_app_run(&app);
+    loader_deinit(&ld);
+    fr_app_deinit(&app);
+    return rc;
+}

@@ -1,0 +1,474 @@
+/* model: keeps model tables fresh. Batches add the model keys they touch;
+ * when a stream goes quiet (after coalesce_ms) or at least every second
+ * during bulk loads, one statement recomputes those keys (or everything)
+ * with the model's SQL and upserts/deletes only rows that changed; the
+ * changed rows then go to the model's caches. Daily models are recomputed
+ * in full when the UTC day of the pipeline's "now" turns. */
+#include <errno.h>
+#include <limits.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "loader_int.h"
+#include "log.h"
+
+#define US_PER_DAY 86400000000LL
+
+static int32_t day_of(int64_t us)
+{
+    int64_t d = us / US_PER_DAY;
+    if (us < 0 && us % US_PER_DAY != 0)
+        d--;
+    return (int32_t)d;
+}
+
+static void put_col_list(struct fr_buf *s, const struct fr_model *m, const char *prefix, const char *suffix)
+{
+    for (size_t i = 0; i < m->n_columns; i++) {
+        if (i)
+            (void)fr_buf_puts(s, ", ");
+        if (prefix)
+            (void)fr_buf_puts(s, prefix);
+        fr__sql_ident(s, m->columns[i].name);
+        if (suffix)
+            (void)fr_buf_puts(s, suffix);
+    }
+}
+
+/* WITH args AS (...),                      -- fixes the types of $1 and $2
+ *      new AS (<model SQL>),
+ *      up AS (INSERT ... ON CONFLICT (key) DO UPDATE ... WHERE changed RETURNING *),
+ *      del AS (DELETE rows of the recomputed keys the model no longer yields RETURNING *)
+ * SELECT false, up.* (as text) UNION ALL SELECT true, del.* (as text) */
+void fr__model_build_sql(struct ld_model *lm)
+{
+    const struct fr_model *m = lm->m;
+    struct fr_buf s;
+    size_t n = strlen(m->sql);
+    bool any_set = false;
+
+    while (n > 0 && (m->sql[n - 1] == ';' || m->sql[n - 1] == ' ' || m->sql[n - 1] == '\n' || m->sql[n - 1] == '\t' ||
+                     m->sql[n - 1] == '\r'))
+        n--;
+    fr_buf_init(&s, 0);
+    (void)fr_buf_puts(&s, "WITH fr_args AS (SELECT $1::text[] AS keys, $2::timestamptz AS now),\nfr_new AS (\n");
+    (void)fr_buf_append(&s, m->sql, n);
+    (void)fr_buf_puts(&s, "\n),\nfr_up AS (INSERT INTO ");
+    fr__sql_ident(&s, m->table);
+    (void)fr_buf_puts(&s, " AS fr_t (");
+    put_col_list(&s, m, NULL, NULL);
+    (void)fr_buf_puts(&s, ") SELECT ");
+    put_col_list(&s, m, NULL, NULL);
+    (void)fr_buf_puts(&s, " FROM fr_new ON CONFLICT (");
+    for (size_t k = 0; k < m->n_key; k++) {
+        if (k)
+            (void)fr_buf_puts(&s, ", ");
+        fr__sql_ident(&s, m->key[k]);
+    }
+    (void)fr_buf_puts(&s, ") DO UPDATE SET ");
+    for (size_t i = 0; i < m->n_columns; i++) {
+        bool is_key = false;
+        for (size_t k = 0; k < m->n_key; k++)
+            is_key = is_key || strcmp(m->key[k], m->columns[i].name) == 0;
+        if (is_key)
+            continue;
+        if (any_set)
+            (void)fr_buf_puts(&s, ", ");
+        any_set = true;
+        fr__sql_ident(&s, m->columns[i].name);
+        (void)fr_buf_puts(&s, " = EXCLUDED.");
+        fr__sql_ident(&s, m->columns[i].name);
+    }
+    if (!any_set) {
+        /* Key-only model: rewrite the conflict clause to "nothing to do". */
+        const char *p = strstr(s.data, ") DO UPDATE SET ");
+        s.len = (size_t)(p - s.data) + 1;
+        s.data[s.len] = '\0';
+        (void)fr_buf_puts(&s, " DO NOTHING");
+    } else {
+        (void)fr_buf_puts(&s, " WHERE (");
+        put_col_list(&s, m, "fr_t.", NULL);
+        (void)fr_buf_puts(&s, ") IS DISTINCT FROM (");
+        put_col_list(&s, m, "EXCLUDED.", NULL);
+        (void)fr_buf_putc(&s, ')');
+    }
+    (void)fr_buf_puts(&s, " RETURNING ");
+    put_col_list(&s, m, "fr_t.", NULL);
+    (void)fr_buf_puts(&s, "),\nfr_del AS (DELETE FROM ");
+    fr__sql_ident(&s, m->table);
+    (void)fr_buf_puts(&s, " AS fr_m WHERE ");
+    if (lm->key_col >= 0) {
+        (void)fr_buf_puts(&s, "($1::text[] IS NULL OR fr_m.");
+        fr__sql_ident(&s, m->key[0]);
+        (void)fr_buf_puts(&s, "::text = ANY ($1::text[]))");
+    } else {
+        (void)fr_buf_puts(&s, "$1::text[] IS NULL");
+    }
+    (void)fr_buf_puts(&s, " AND NOT EXISTS (SELECT 1 FROM fr_new fr_n WHERE ");
+    for (size_t k = 0; k < m->n_key; k++) {
+        if (k)
+            (void)fr_buf_puts(&s, " AND ");
+        (void)fr_buf_puts(&s, "fr_n.");
+        fr__sql_ident(&s, m->key[k]);
+        (void)fr_buf_puts(&s, " = fr_m.");
+        fr__sql_ident(&s, m->key[k]);
+    }
+    (void)fr_buf_puts(&s, ") RETURNING ");
+    put_col_list(&s, m, "fr_m.", NULL);
+    (void)fr_buf_puts(&s, ")\nSELECT false, ");
+    put_col_list(&s, m, NULL, "::text");
+    (void)fr_buf_puts(&s, " FROM fr_up UNION ALL SELECT true, ");
+    put_col_list(&s, m, NULL, "::text");
+    (void)fr_buf_puts(&s, " FROM fr_del");
+    free(lm->refresh_sql);
+    lm->refresh_sql = fr_xstrdup(s.data);
+    fr_buf_deinit(&s);
+}
+
+static void mark_all(struct ld_model *m)
+{
+    m->all = true;
+    fr__keyset_clear(&m->touched);
+    if (!m->first_touch_ms)
+        m->first_touch_ms = 1; /* long ago: due at once */
+    m->last_touch_ms = 1;
+}
+
+void fr__model_touch(struct loader *ld, const struct ld_stream *st, const fr_batch_t *b)
+{
+    uint64_t now = fr_mono_ms();
+
+    for (size_t i = 0; i < ld->n_models; i++) {
+        struct ld_model *m = &ld->models[i];
+        bool fed = false;
+        size_t ci = 0;
+        bool found = false;
+
+        if (m->p != st->p)
+            continue;
+        for (size_t k = 0; k < m->m->n_inputs && !fed; k++)
+            fed = strcmp(m->m->inputs[k], st->ds->name) == 0;
+        if (!fed)
+            continue;
+        if (!m->first_touch_ms)
+            m->first_touch_ms = now;
+        m->last_touch_ms = now;
+        if (m->all)
+            continue;
+        if (m->key_col >= 0) {
+            for (size_t c = 0; c < fr_batch_cols(b) && !found; c++) {
+                if (strcmp(fr_batch_col_name(b, c), m->m->key[0]) == 0) {
+                    ci = c;
+                    found = true;
+                }
+            }
+        }
+        if (!found) {
+            /* Composite key, or the batch does not carry it: recompute all. */
+            m->all = true;
+            fr__keyset_clear(&m->touched);
+            continue;
+        }
+        for (size_t r = 0; r < fr_batch_rows(b); r++) {
+            size_t len;
+            const char *v = fr_batch_value(b, ci, r, &len);
+            if (v)
+                (void)fr__keyset_add(&m->touched, v, len);
+            if (m->touched.n > LD_FULL_REFRESH_KEYS) {
+                m->all = true;
+                fr__keyset_clear(&m->touched);
+                break;
+            }
+        }
+    }
+}
+
+struct ld_model *fr__model_due(struct loader *ld, bool stream_idle, uint64_t *wait_ms)
+{
+    uint64_t now = fr_mono_ms();
+    uint64_t best = UINT64_MAX;
+
+    for (size_t i = 0; i < ld->n_models; i++) {
+        struct ld_model *m = &ld->models[i];
+        uint64_t due;
+
+        if (!m->all && m->touched.n == 0) {
+            if (m->first_touch_ms && !m->all) /* touched with no key values (nulls) */
+                m->first_touch_ms = 0;
+            continue;
+        }
+        due = m->first_touch_ms + LD_BULK_REFRESH_MS;
+        if (stream_idle && m->last_touch_ms + m->m->coalesce_ms < due)
+            due = m->last_touch_ms + m->m->coalesce_ms;
+        if (m->retry_at_ms > due)
+            due = m->retry_at_ms;
+        if (due <= now) {
+            *wait_ms = 0;
+            return m;
+        }
+        if (due - now < best)
+            best = due - now;
+    }
+    *wait_ms = best;
+    return NULL;
+}
+
+void fr__model_day_check(struct loader *ld)
+{
+    for (size_t i = 0; i < ld->n_models; i++) {
+        struct ld_model *m = &ld->models[i];
+        int32_t today;
+
+        if (!m->m->daily || m->all || m->day == INT32_MIN)
+            continue;
+        if (ld->job == JOB_REFRESH && ld->refresh.model == m)
+            continue;
+        today = day_of(fr_pipeline_now(m->p));
+        if (today != m->day) {
+            char d[12];
+            fr_format_date(today, d);
+            fr_info("model %s: the UTC day turned to %s, refreshing every key", m->state_name, d);
+            mark_all(m);
+        }
+    }
+}
+
+/* ---- model_state ---------------------------------------------------------------- */
+
+static void on_state(fr_pg_t *pg, PGresult *res, void *data)
+{
+    struct loader *ld = data;
+
+    (void)pg;
+    if (fr__loader_gone(ld))
+        return;
+    if (!res) {
+        fr__loader_job_done(ld, JOB_STATE, -ENOTCONN);
+        return;
+    }
+    if (PQresultStatus(res) != PGRES_TUPLES_OK) {
+        fr_error("cannot read freshet.model_state: %s", PQresultErrorMessage(res));
+        fr__loader_job_done(ld, JOB_STATE, -EIO);
+        return;
+    }
+    for (int r = 0; r < PQntuples(res); r++) {
+        const char *name = PQgetvalue(res, r, 0);
+        for (size_t i = 0; i < ld->n_models; i++) {
+            int64_t d;
+            const char *v = PQgetvalue(res, r, 1);
+            if (strcmp(ld->models[i].state_name, name) != 0 || PQgetisnull(res, r, 1))
+                continue;
+            if (fr_parse_i64(v, strlen(v), &d))
+                ld->models[i].day = (int32_t)d;
+        }
+    }
+    /* Every model is recomputed in full at start (a model whose last full
+     * refresh was another day must be; and a crash may have left keys of
+     * acknowledged batches unrefreshed), then its caches resynced. */
+    for (size_t i = 0; i < ld->n_models; i++)
+        mark_all(&ld->models[i]);
+    fr__loader_job_done(ld, JOB_STATE, 0);
+}
+
+void fr__model_load_state(struct loader *ld)
+{
+    if (fr_pg_query(ld->app->pg, "SELECT model, (day - DATE '1970-01-01')::text FROM freshet.model_state", 0, NULL,
+                    NULL, on_state, ld) != 0)
+        fr__loader_job_done(ld, JOB_STATE, -ENOTCONN);
+}
+
+/* ---- refresh ----------------------------------------------------------------------- */
+
+static void restore_keys(struct ld_refresh *r)
+{
+    struct ld_model *m = r->model;
+    if (r->all) {
+        mark_all(m);
+    } else {
+        if (!m->all)
+            fr__keyset_merge(&m->touched, &r->keys);
+        if (!m->first_touch_ms)
+            m->first_touch_ms = fr_mono_ms();
+        m->last_touch_ms = m->first_touch_ms;
+    }
+    fr__keyset_deinit(&r->keys);
+}
+
+static void publish_cache_event(struct loader *ld, struct ld_cache *c, const struct ld_rows *rows, bool all)
+{
+    struct fr_buf j;
+    struct fr_keyset keys;
+
+    fr_buf_init(&j, 0);
+    fr__keyset_init(&keys);
+    fr__event_begin(&j, "cache.refreshed");
+    (void)fr_buf_puts(&j, ",\"cache\":");
+    (void)fr_buf_json_str(&j, c->c->name, strlen(c->c->name));
+    (void)fr_buf_puts(&j, ",\"pipeline\":");
+    (void)fr_buf_json_str(&j, c->p->name, strlen(c->p->name));
+    for (size_t i = 0; !all && rows && i < rows->n_rows && keys.n <= LD_EVENT_KEYS; i++) {
+        int len;
+        const char *v = fr__rows_val(rows, i, (size_t)c->key_col, &len);
+        if (v)
+            (void)fr__keyset_add(&keys, v, (size_t)len);
+    }
+    if (all || keys.n > LD_EVENT_KEYS)
+        (void)fr_buf_puts(&j, ",\"all\":true");
+    else
+        fr__json_keys(&j, "keys", &keys);
+    (void)fr_buf_putc(&j, '}');
+    fr__loader_publish(ld, &j);
+    fr__keyset_deinit(&keys);
+    fr_buf_deinit(&j);
+}
+
+static void publish_model_event(struct loader *ld)
+{
+    struct ld_refresh *r = &ld->refresh;
+    struct ld_model *m = r->model;
+    double secs = (double)(fr_mono_ns() - r->t0_ns) / 1e9;
+    struct fr_buf j;
+
+    fr_histogram_observe(m->m_secs, secs);
+    fr_buf_init(&j, 0);
+    fr__event_begin(&j, "model.refreshed");
+    (void)fr_buf_puts(&j, ",\"model\":");
+    (void)fr_buf_json_str(&j, m->m->name, strlen(m->m->name));
+    (void)fr_buf_puts(&j, ",\"pipeline\":");
+    (void)fr_buf_json_str(&j, m->p->name, strlen(m->p->name));
+    if (!r->all)
+        fr__json_keys(&j, "keys", &r->keys);
+    (void)fr_buf_printf(&j, ",\"count\":%zu,\"ms\":%.3f}", r->rows.n_rows, secs * 1e3);
+    fr__loader_publish(ld, &j);
+    fr_buf_deinit(&j);
+    fr_log(r->all ? FR_LOG_INFO : FR_LOG_DEBUG, "model %s refreshed (%s): %zu rows changed in %.1f ms", m->state_name,
+           r->all ? "all keys" : "touched keys", r->rows.n_rows, secs * 1e3);
+}
+
+static void finish_refresh(struct loader *ld)
+{
+    struct ld_refresh *r = &ld->refresh;
+
+    fr__rows_deinit(&r->rows);
+    fr__keyset_deinit(&r->keys);
+    r->model->retry_at_ms = 0;
+    ld->last_refresh_ms = fr_mono_ms();
+    fr__loader_job_done(ld, JOB_REFRESH, 0);
+}
+
+static void next_cache(struct loader *ld);
+
+static void on_cache_written(struct loader *ld, int status)
+{
+    struct ld_refresh *r = &ld->refresh;
+    struct ld_cache *c = r->model->caches[r->cache_i];
+
+    if (fr__loader_gone(ld))
+        return;
+    if (status == 0 && r->rows.n_rows > 0)
+        publish_cache_event(ld, c, &r->rows, false);
+    else if (status != 0)
+        c->need_resync = true; /* Redis lost: the resync after reconnect repairs it */
+    r->cache_i++;
+    next_cache(ld);
+}
+
+static void next_cache(struct loader *ld)
+{
+    struct ld_refresh *r = &ld->refresh;
+
+    if (r->cache_i >= r->model->n_caches || r->rows.n_rows == 0) {
+        finish_refresh(ld);
+        return;
+    }
+    fr__cache_write(ld, r->model->caches[r->cache_i], &r->rows, on_cache_written);
+}
+
+static void on_state_saved(fr_pg_t *pg, PGresult *res, void *data)
+{
+    struct loader *ld = data;
+
+    (void)pg;
+    if (fr__loader_gone(ld))
+        return;
+    if (res && PQresultStatus(res) != PGRES_COMMAND_OK)
+        fr_warn("cannot update freshet.model_state: %s", PQresultErrorMessage(res));
+    /* The model table is committed either way: go on with the caches. */
+    publish_model_event(ld);
+    ld->refresh.cache_i = 0;
+    next_cache(ld);
+}
+
+static void on_refreshed(fr_pg_t *pg, PGresult *res, void *data)
+{
+    struct loader *ld = data;
+    struct ld_refresh *r = &ld->refresh;
+    struct ld_model *m = r->model;
+    const char *params[2];
+    char day[12];
+
+    (void)pg;
+    if (fr__loader_gone(ld))
+        return;
+    if (!res) {
+        restore_keys(r);
+        fr__loader_job_done(ld, JOB_REFRESH, -ENOTCONN);
+        return;
+    }
+    if (PQresultStatus(res) != PGRES_TUPLES_OK) {
+        fr_error("refresh of model %s failed: %s", m->state_name, PQresultErrorMessage(res));
+        restore_keys(r);
+        m->retry_at_ms = fr_mono_ms() + 5 * LD_RETRY_MS;
+        fr__loader_job_done(ld, JOB_REFRESH, -EIO);
+        return;
+    }
+    fr__rows_from_result(&r->rows, res, true);
+    if (r->all)
+        m->day = r->day;
+    fr_format_date(r->day, day);
+    params[0] = m->state_name;
+    params[1] = day;
+    if (fr_pg_query(ld->app->pg,
+                    r->all
+                        ? "INSERT INTO freshet.model_state (model, day, refreshed_at) VALUES ($1, $2::date, now()) "
+                          "ON CONFLICT (model) DO UPDATE SET day = EXCLUDED.day, refreshed_at = EXCLUDED.refreshed_at"
+                        : "INSERT INTO freshet.model_state (model, day, refreshed_at) VALUES ($1, NULL, now()) "
+                          "ON CONFLICT (model) DO UPDATE SET refreshed_at = EXCLUDED.refreshed_at",
+                    r->all ? 2 : 1, params, NULL, on_state_saved, ld) != 0) {
+        publish_model_event(ld);
+        r->cache_i = 0;
+        next_cache(ld);
+    }
+}
+
+void fr__model_refresh(struct loader *ld, struct ld_model *m)
+{
+    struct ld_refresh *r = &ld->refresh;
+    int64_t now = fr_pipeline_now(m->p);
+    const char *params[2];
+    struct fr_buf arr;
+
+    memset(r, 0, sizeof(*r));
+    r->model = m;
+    r->t0_ns = fr_mono_ns();
+    r->all = m->all || m->key_col < 0;
+    r->keys = m->touched;
+    fr__keyset_init(&m->touched);
+    m->all = false;
+    m->first_touch_ms = 0;
+    m->last_touch_ms = 0;
+    r->day = day_of(now);
+    fr_format_timestamp(now, r->now);
+
+    fr_buf_init(&arr, 0);
+    if (!r->all)
+        fr__sql_text_array(&arr, &r->keys);
+    params[0] = r->all ? NULL : arr.data;
+    params[1] = r->now;
+    if (fr_pg_query(ld->app->pg, m->refresh_sql, 2, params, NULL, on_refreshed, ld) != 0) {
+        restore_keys(r);
+        fr__loader_job_done(ld, JOB_REFRESH, -ENOTCONN);
+    }
+    fr_buf_deinit(&arr);
+}
