@@ -127,7 +127,7 @@ def main():
     st["loader"].start(extra_env={"FRESHET_LOG_LEVEL": "info"})
 
     def resync_ms():
-        m = re.search(r'cache resync[^"]*?(\d+) keys[^"]*?in (\d+(?:\.\d+)?) ?ms', st["loader"].log()[log_before:])
+        m = re.search(r'cache user_panel resynced: (\d+) keys in (\d+(?:\.\d+)?) ms', st["loader"].log()[log_before:])
         return m and (int(m.group(1)), float(m.group(2)))
     got = wait_until(resync_ms, 120, interval=0.2, what="loader cache resync log line")
     row("cache fill (hashes/s)", got[0] / (got[1] / 1000.0), len(keys) / pipe_s, "keys/s", ">=0.8x",

@@ -20,7 +20,7 @@
  *    "all": true or without a keys array. While the fr:events subscription
  *    is down the process cache is off (nothing served from it or put in it)
  *    and it is cleared whenever the subscription comes back.
- *  - FRESHET_API_CACHE_ENTRIES (default 200000) bounds the process cache.
+ *  - FRESHET_API_CACHE_ENTRIES (default 200000; 0 = off) bounds the process cache.
  *  - SIGTERM/SIGINT: stop accepting, let requests in flight finish (5 s at
  *    most), close the subscription, then the app; exit 0.
  */
@@ -34,8 +34,9 @@
 #define DRAIN_MS       5000
 #define EVENTS_CHANNEL "fr:events"
 
-static const char usage[] = "Serves the pipelines' read routes over HTTP on FRESHET_API_ADDR (--api-addr).\n"
-                            "Environment: FRESHET_API_CACHE_ENTRIES bounds the in-process cache (default 200000).\n";
+static const char usage[] =
+    "Serves the pipelines' read routes over HTTP on FRESHET_API_ADDR (--api-addr).\n"
+    "Environment: FRESHET_API_CACHE_ENTRIES bounds the in-process cache (default 200000, 0 = off).\n";
 
 static void on_sub_state(fr_redis_t *r, bool connected, void *data)
 {

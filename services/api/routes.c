@@ -783,10 +783,10 @@ static size_t cache_entries_setting(void)
     const char *s = getenv("FRESHET_API_CACHE_ENTRIES");
     int64_t v;
 
-    if (s && fr_parse_i64(s, strlen(s), &v) && v >= 1 && v <= 100000000)
-        return (size_t)v;
+    if (s && fr_parse_i64(s, strlen(s), &v) && v >= 0 && v <= 100000000)
+        return (size_t)v; /* 0 turns the process cache off */
     if (s)
-        fr_warn("FRESHET_API_CACHE_ENTRIES '%s' is not a number in 1..100000000: using %d", s, FR_API_CACHE_ENTRIES);
+        fr_warn("FRESHET_API_CACHE_ENTRIES '%s' is not a number in 0..100000000: using %d", s, FR_API_CACHE_ENTRIES);
     return FR_API_CACHE_ENTRIES;
 }
 

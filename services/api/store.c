@@ -36,6 +36,7 @@ struct fr_store {
     bool prepared_broken; /* the server lacks them: plain queries */
     fr_lru_t *lru;        /* owned */
     bool caching;
+    bool disabled;         /* process cache off by configuration */
     uint64_t gen;          /* bumped by every invalidation */
     const char **tmp_vals; /* owned: scratch, n_attrs */
     size_t *tmp_lens;      /* owned: scratch, n_attrs */
@@ -171,8 +172,9 @@ fr_store_t *fr_store_new(fr_redis_t *const *redis_ref, fr_pg_t *const *pg_ref, c
     s->sql_one = fr_xasprintf("%s = $1", b.data);
     fr_buf_deinit(&b);
 
-    s->lru = fr_lru_new(cache_entries, s->n_attrs);
-    s->caching = true;
+    s->disabled = cache_entries == 0; /* FRESHET_API_CACHE_ENTRIES=0: no process cache */
+    s->lru = fr_lru_new(cache_entries ? cache_entries : 1, s->n_attrs);
+    s->caching = !s->disabled;
     s->c_proc_hit = fr_metrics_counter(m, "api_cache_total", help, "layer=\"process\",result=\"hit\"");
     s->c_proc_miss = fr_metrics_counter(m, "api_cache_total", help, "layer=\"process\",result=\"miss\"");
     s->c_redis_hit = fr_metrics_counter(m, "api_cache_total", help, "layer=\"redis\",result=\"hit\"");
@@ -227,7 +229,7 @@ void fr_store_clear(fr_store_t *s)
 
 void fr_store_set_caching(fr_store_t *s, bool on)
 {
-    s->caching = on;
+    s->caching = on && !s->disabled;
     fr_store_clear(s);
 }
 

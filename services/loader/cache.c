@@ -302,7 +302,8 @@ static void scan_next(struct ld_cachew *cw)
 
     if (strcmp(cw->cursor, "0") == 0 && cw->scanning) {
         struct ld_cache *c = cw->cache;
-        fr_info("cache %s resynced: %zu keys", c->c->name, cw->rows->n_rows);
+        fr_info("cache %s resynced: %zu keys in %.1f ms", c->c->name, cw->rows->n_rows,
+                (double)(fr_mono_ns() - cw->start_ns) / 1e6);
         c->need_resync = false;
         {
             struct fr_buf j;
@@ -372,6 +373,7 @@ void fr__cache_resync(struct loader *ld, struct ld_cache *c, ld_cachew_cb done)
     cw->cache = c;
     cw->done = done;
     cw->resync = true;
+    cw->start_ns = fr_mono_ns();
     fr__keyset_init(&cw->present);
     fr_buf_init(&s, 0);
     (void)fr_buf_puts(&s, "SELECT ");

@@ -215,6 +215,7 @@ struct ld_cachew {
     bool resync;                /* full resync mode */
     bool scanning;              /* resync: SCAN started */
     char *cursor;               /* owned: SCAN cursor */
+    uint64_t start_ns;          /* resync: monotonic start, for the log line */
     ld_cachew_cb done;
 };
 /* Writes rows (changed rows, or deleted keys when rows->deleted) of the
