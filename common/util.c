@@ -64,6 +64,16 @@ char *fr_xstrdup(const char *s)
     return p;
 }
 
+char *fr_xmemdup(const void *p, size_t n)
+{
+    char *d = fr_xmalloc(n + 1);
+
+    if (n)
+        memcpy(d, p, n);
+    d[n] = '\0';
+    return d;
+}
+
 char *fr_xstrndup(const char *s, size_t n)
 {
     size_t len = strnlen(s, n);

@@ -21,6 +21,8 @@ void *fr_xcalloc(size_t n, size_t size);
 void *fr_xrealloc(void *p, size_t n);
 char *fr_xstrdup(const char *s);
 char *fr_xstrndup(const char *s, size_t n);
+/* Copies exactly n bytes (NULs included) and adds a terminating NUL. */
+char *fr_xmemdup(const void *p, size_t n);
 char *fr_xasprintf(const char *fmt, ...) FR_PRINTF(1, 2);
 
 /* A growable byte buffer. `data` is always NUL-terminated past `len` once

@@ -308,7 +308,7 @@ static int push_reject(struct job *j, uint32_t line, const char *reason, const c
     it->file = fr_xstrdup(j->name);
     it->line = line;
     it->reason = fr_xstrdup(reason);
-    it->raw = fr_xstrndup(raw ? raw : "", raw ? raw_len : 0);
+    it->raw = fr_xmemdup(raw ? raw : "", raw ? raw_len : 0); /* binary: the row may hold NULs */
     it->raw_len = raw ? raw_len : 0;
     return push(j, it);
 }
