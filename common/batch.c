@@ -167,7 +167,7 @@ int fr_batch_builder_flush(fr_batch_builder_t *b, const char *id, const struct f
     if (nr > UINT32_MAX)
         return -E2BIG;
 
-    if (b->cap_ptrs < nr * nc) {
+    if (!b->ptrs || b->cap_ptrs < nr * nc) { /* never NULL: an empty flush still indexes it */
         free(b->ptrs);
         b->ptrs = fr_xmalloc((nr * nc + 1) * sizeof(*b->ptrs));
         b->cap_ptrs = nr * nc;

@@ -289,6 +289,26 @@ static void expect_reject(struct msg *m, const char *needle)
         fail_msg("error '%s' lacks '%s'", err, needle);
 }
 
+/* Regression (fuzz_parse finding): flushing a builder with no rows must
+ * not index a NULL pointer array, and must give a valid empty batch. */
+static void test_flush_empty(void **state)
+{
+    (void)state;
+    fr_batch_builder_t *b = fr_batch_builder_new(&g_ds, "s", FR_OP_UPSERT);
+    struct fr_buf out;
+    char err[FR_ERR_LEN];
+
+    fr_buf_init(&out, 0);
+    assert_int_equal(fr_batch_builder_flush(b, "01EMPTY-000000", NULL, &out), 0);
+    fr_batch_t *d = fr_batch_decode(out.data, out.len, err);
+    assert_non_null(d);
+    assert_int_equal(fr_batch_rows(d), 0);
+    assert_int_equal(fr_batch_cols(d), g_ds.n_columns);
+    fr_batch_free(d);
+    fr_buf_deinit(&out);
+    fr_batch_builder_free(b);
+}
+
 static void test_decode_validates(void **state)
 {
     (void)state;
@@ -402,6 +422,7 @@ int main(void)
         cmocka_unit_test(test_round_trip),
         cmocka_unit_test(test_copy_text),
         cmocka_unit_test(test_flush_resets_and_appends),
+        cmocka_unit_test(test_flush_empty),
         cmocka_unit_test(test_decode_validates),
         cmocka_unit_test(test_decode_garbage),
     };
