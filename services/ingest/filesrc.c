@@ -14,6 +14,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/inotify.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -22,7 +23,8 @@
 #include "parse.h"
 
 #define IO_CHUNK        (256u * 1024u) /* read size for landing and parsing */
-#define SETTLE_MS       200            /* a file modified more recently is left for later */
+#define SETTLE_MS       200            /* a file found by a scan and modified more recently is left for later */
+#define MAX_COMPLETE    4096           /* names inotify reported complete, not yet claimed */
 #define RECHECK_MS      100            /* rescan delay after a file was not ready */
 #define FAILED_RETRY_MS 5000           /* a file that failed on our side is retried after this */
 #define MAX_NAME        200            /* longest inbound file name we claim */
@@ -45,6 +47,7 @@ struct job {
     char *name;              /* owned: inbound file name */
     char ulid[ULID_LEN + 1]; /* the claim's ulid: prefix of every batch id */
     bool resume;             /* already in .processing/ (crash recovery) */
+    bool complete;           /* inotify saw it closed after writing or renamed in: no settle wait */
     uint64_t t0_ms;          /* monotonic start */
     uv_work_t work;          /* processing worker */
     uv_work_t fin;           /* final rename worker */
@@ -88,8 +91,11 @@ struct fr_filesrc {
     char *rejected;               /* owned: inbound/rejected */
     char *landing;                /* owned: data_dir/landing/{pipeline}/{source} */
     char *landing_rel;            /* owned: landing/{pipeline}/{source} */
-    uv_fs_event_t watch;          /* embedded */
-    uv_timer_t timer;             /* embedded: rescan + deferred kicks */
+    uv_poll_t watch;              /* embedded: on ino_fd */
+    int ino_fd;                   /* owned: inotify (IN_CLOSE_WRITE | IN_MOVED_TO), -1 = none */
+    char **complete;              /* owned: names reported complete, claimed without settling */
+    size_t n_complete;
+    uv_timer_t timer; /* embedded: rescan + deferred kicks */
     bool watch_init;
     bool timer_init;
     int open_handles; /* initialised handles not yet closed */
@@ -553,7 +559,10 @@ static void work_cb(uv_work_t *req)
             int64_t mtime_us = (int64_t)st.st_mtim.tv_sec * 1000000 + st.st_mtim.tv_nsec / 1000;
             int64_t age_ms = (fr_wall_us() - mtime_us) / 1000;
 
-            if (age_ms > -1000 && age_ms < SETTLE_MS)
+            /* A file inotify saw complete (closed after writing, or renamed
+             * in) is claimed at once; one only found by a scan may still be
+             * being written: wait until it has been quiet for SETTLE_MS. */
+            if (!j->complete && age_ms > -1000 && age_ms < SETTLE_MS)
                 set_outcome(j, OUT_DEFERRED, NULL);
             else if (rename(in_path, proc_path) < 0)
                 set_outcome(j, errno == ENOENT ? OUT_GONE : OUT_FAILED, "cannot claim: %s", strerror(errno));
@@ -709,6 +718,33 @@ static void job_free(struct job *j)
 
 static void after_work_cb(uv_work_t *req, int status);
 
+/* Removes name from the set inotify reported complete; true if it was there. */
+static bool take_complete(fr_filesrc_t *fs, const char *name)
+{
+    for (size_t i = 0; i < fs->n_complete; i++) {
+        if (strcmp(fs->complete[i], name) == 0) {
+            free(fs->complete[i]);
+            fs->complete[i] = fs->complete[--fs->n_complete];
+            return true;
+        }
+    }
+    return false;
+}
+
+static void add_complete(fr_filesrc_t *fs, const char *name)
+{
+    for (size_t i = 0; i < fs->n_complete; i++)
+        if (strcmp(fs->complete[i], name) == 0)
+            return;
+    if (fs->n_complete == MAX_COMPLETE) { /* bounded: forget the oldest (it only costs a settle wait) */
+        free(fs->complete[0]);
+        memmove(fs->complete, fs->complete + 1, (MAX_COMPLETE - 1) * sizeof(*fs->complete));
+        fs->n_complete--;
+    }
+    fs->complete = fr_xrealloc(fs->complete, (fs->n_complete + 1) * sizeof(*fs->complete));
+    fs->complete[fs->n_complete++] = fr_xstrdup(name);
+}
+
 static void start_job(fr_filesrc_t *fs, const char *name, const char *ulid)
 {
     struct job *j = fr_xcalloc(1, sizeof(*j));
@@ -716,6 +752,7 @@ static void start_job(fr_filesrc_t *fs, const char *name, const char *ulid)
 
     j->fs = fs;
     j->name = fr_xstrdup(name);
+    j->complete = take_complete(fs, name);
     if (ulid) {
         memcpy(j->ulid, ulid, ULID_LEN + 1);
         j->resume = true;
@@ -859,17 +896,27 @@ static void kick(fr_filesrc_t *fs, uint64_t delay_ms)
     (void)uv_timer_start(&fs->timer, on_timer, delay_ms, scan_interval(fs));
 }
 
-static void on_watch(uv_fs_event_t *h, const char *filename, int events, int status)
+static void on_watch(uv_poll_t *h, int status, int events)
 {
     fr_filesrc_t *fs = fr_container_of(h, fr_filesrc_t, watch);
+    char buf[8192] __attribute__((aligned(__alignof__(struct inotify_event))));
+    ssize_t n;
 
     (void)events;
     if (status < 0) {
         fr_log_kv(FR_LOG_WARN, "file", fs->inbound, "watch error: %s (rescans continue)", uv_strerror(status));
+        uv_poll_stop(h);
         return;
     }
-    if (filename && skip_name(filename))
-        return;
+    while ((n = read(fs->ino_fd, buf, sizeof(buf))) > 0) {
+        for (char *p = buf; p < buf + n;) {
+            const struct inotify_event *ev = (const struct inotify_event *)(void *)p;
+
+            if (ev->len > 0 && (ev->mask & (IN_CLOSE_WRITE | IN_MOVED_TO)) && !skip_name(ev->name))
+                add_complete(fs, ev->name);
+            p += sizeof(*ev) + ev->len;
+        }
+    }
     kick(fs, 0);
 }
 
@@ -1098,6 +1145,7 @@ fr_filesrc_t *fr_filesrc_new(struct fr_app *app, const struct fr_pipeline *p, co
 
     fs = fr_xcalloc(1, sizeof(*fs));
     fs->app = app;
+    fs->ino_fd = -1;
     fs->pl = p;
     fs->src = src;
     fs->pub = pub;
@@ -1176,11 +1224,18 @@ int fr_filesrc_start(fr_filesrc_t *fs)
     fs->timer.data = fs;
     fs->timer_init = true;
     fs->open_handles++;
-    uv_fs_event_init(&fs->app->loop, &fs->watch);
-    fs->watch.data = fs;
-    fs->watch_init = true;
-    fs->open_handles++;
-    rc = uv_fs_event_start(&fs->watch, on_watch, fs->inbound, 0);
+    /* inotify, not uv_fs_event: we need IN_CLOSE_WRITE / IN_MOVED_TO to know
+     * a file is complete without waiting for it to settle. */
+    fs->ino_fd = inotify_init1(IN_NONBLOCK | IN_CLOEXEC);
+    rc = fs->ino_fd < 0 ? -errno : 0;
+    if (rc == 0 && inotify_add_watch(fs->ino_fd, fs->inbound, IN_CLOSE_WRITE | IN_MOVED_TO) < 0)
+        rc = -errno;
+    if (rc == 0 && (rc = uv_poll_init(&fs->app->loop, &fs->watch, fs->ino_fd)) == 0) {
+        fs->watch.data = fs;
+        fs->watch_init = true;
+        fs->open_handles++;
+        rc = uv_poll_start(&fs->watch, UV_READABLE, on_watch);
+    }
     if (rc != 0)
         fr_log_kv(FR_LOG_WARN, "file", fs->inbound, "cannot watch %s: %s; relying on rescans every %" PRIu64 " ms",
                   fs->inbound, uv_strerror(rc), scan_interval(fs));
@@ -1199,7 +1254,7 @@ void fr_filesrc_stop(fr_filesrc_t *fs, void (*cb)(void *data), void *data)
     fs->stop_cb = cb;
     fs->stop_data = data;
     if (fs->watch_init && !uv_is_closing((uv_handle_t *)&fs->watch)) {
-        uv_fs_event_stop(&fs->watch);
+        uv_poll_stop(&fs->watch); /* before the fd is closed (in fr_filesrc_free) */
         uv_close((uv_handle_t *)&fs->watch, on_handle_closed);
     }
     if (fs->timer_init && !uv_is_closing((uv_handle_t *)&fs->timer)) {
@@ -1229,6 +1284,11 @@ void fr_filesrc_free(fr_filesrc_t *fs)
     for (size_t i = 0; i < fs->n_ignored; i++)
         free(fs->ignored[i]);
     free(fs->ignored);
+    for (size_t i = 0; i < fs->n_complete; i++)
+        free(fs->complete[i]);
+    free(fs->complete);
+    if (fs->ino_fd >= 0)
+        close(fs->ino_fd); /* the poll handle was closed before (handles close before free) */
     free(fs->label);
     free(fs->inbound);
     free(fs->processing);

@@ -1,6 +1,6 @@
 /* model: keeps model tables fresh. Batches add the model keys they touch;
- * when a stream goes quiet (after coalesce_ms) or at least every second
- * during bulk loads, one statement recomputes those keys (or everything)
+ * when a stream goes quiet (after coalesce_ms) or, during bulk loads, every
+ * max(1 s, 4 x the last refresh's duration), one statement recomputes those keys (or everything)
  * with the model's SQL and upserts/deletes only rows that changed; the
  * changed rows then go to the model's caches. Daily models are recomputed
  * in full when the UTC day of the pipeline's "now" turns. */
@@ -198,7 +198,11 @@ struct ld_model *fr__model_due(struct loader *ld, bool stream_idle, uint64_t *wa
                 m->first_touch_ms = 0;
             continue;
         }
+        /* A backlog: coalesce more, so that refreshing (often a full
+         * recompute during a bulk load) cannot starve loading. */
         due = m->first_touch_ms + LD_BULK_REFRESH_MS;
+        if (m->last_cost_ms * LD_BULK_REFRESH_COST > LD_BULK_REFRESH_MS)
+            due = m->first_touch_ms + m->last_cost_ms * LD_BULK_REFRESH_COST;
         if (stream_idle && m->last_touch_ms + m->m->coalesce_ms < due)
             due = m->last_touch_ms + m->m->coalesce_ms;
         if (m->retry_at_ms > due)
@@ -353,6 +357,7 @@ static void finish_refresh(struct loader *ld)
     fr__rows_deinit(&r->rows);
     fr__keyset_deinit(&r->keys);
     r->model->retry_at_ms = 0;
+    r->model->last_cost_ms = (fr_mono_ns() - r->t0_ns) / 1000000u;
     ld->last_refresh_ms = fr_mono_ms();
     fr__loader_job_done(ld, JOB_REFRESH, 0);
 }
