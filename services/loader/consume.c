@@ -262,7 +262,7 @@ void fr__consume_claim(struct loader *ld)
     char idle[16];
     char count[16];
 
-    snprintf(idle, sizeof(idle), "%d", LD_CLAIM_IDLE_MS);
+    snprintf(idle, sizeof(idle), "%u", ld->claim_idle_ms);
     snprintf(count, sizeof(count), "%d", LD_READ_COUNT);
     for (size_t i = 0; i < ld->n_streams; i++) {
         const char *argv[] = {"XAUTOCLAIM", ld->streams[i].key, LD_GROUP, ld->consumer, idle, "0-0", "COUNT", count};

@@ -26,7 +26,7 @@
 #define LD_MAX_ATTEMPTS      5           /* failed loads of one entry before it is dead-lettered */
 #define LD_RETRY_STEP_MS     200         /* backoff = step x attempts */
 #define LD_CLAIM_EVERY_MS    10000       /* XAUTOCLAIM period */
-#define LD_CLAIM_IDLE_MS     30000       /* entries idle longer than this are claimed */
+#define LD_CLAIM_IDLE_MS     30000       /* default: entries idle longer than this are claimed */
 #define LD_LAG_EVERY_MS      5000        /* loader_stream_lag sampling period */
 #define LD_FULL_REFRESH_KEYS 5000        /* more touched keys than this: refresh the whole model */
 #define LD_EVENT_KEYS        100         /* events list keys only up to this many */
@@ -286,6 +286,8 @@ struct loader {
     struct fr_app *app;        /* borrowed */
     fr_redis_t *xread;         /* owned: blocking stream reads only */
     char consumer[256];        /* consumer name in the group */
+    uint32_t claim_idle_ms;    /* FRESHET_CLAIM_IDLE_MS: claim other consumers' entries idle this long */
+    uint32_t claim_every_ms;   /* XAUTOCLAIM period: min(LD_CLAIM_EVERY_MS, claim_idle_ms / 2) */
     struct ld_stream *streams; /* owned */
     size_t n_streams;
     struct ld_model *models; /* owned */

@@ -36,6 +36,7 @@
 static const char usage[] = "freshet-loader: loads batches from fr:stream:{pipeline}.{dataset} into PostgreSQL,\n"
                             "refreshes models and their Redis caches.\n"
                             "Environment: FRESHET_CONSUMER (consumer name, default the host name),\n"
+                            "  FRESHET_CLAIM_IDLE_MS (claim dead consumers' entries idle this long, default 30000),\n"
                             "  FRESHET_TEST_CRASH_AFTER_COMMIT=1 (test hook: die after the first COMMIT).\n";
 
 static void pump(struct loader *ld);
@@ -389,7 +390,7 @@ static void on_tick(uv_timer_t *t)
     if (ld->started)
         fr__model_day_check(ld);
     if (ld->redis_up && !ld->need_groups && !ld->draining) {
-        if (now - ld->last_claim_ms >= LD_CLAIM_EVERY_MS) {
+        if (now - ld->last_claim_ms >= ld->claim_every_ms) {
             ld->last_claim_ms = now;
             fr__consume_claim(ld);
         }
@@ -431,6 +432,8 @@ static int loader_init(struct loader *ld, struct fr_app *app, char err[FR_ERR_LE
 {
     const char *consumer = getenv("FRESHET_CONSUMER");
     const char *crash = getenv("FRESHET_TEST_CRASH_AFTER_COMMIT");
+    const char *idle = getenv("FRESHET_CLAIM_IDLE_MS");
+    int64_t idle_ms = LD_CLAIM_IDLE_MS;
     size_t ns = 0;
     size_t nm = 0;
     size_t nc = 0;
@@ -443,6 +446,13 @@ static int loader_init(struct loader *ld, struct fr_app *app, char err[FR_ERR_LE
         snprintf(ld->consumer, sizeof(ld->consumer), "loader");
     }
     ld->crash_after_commit = crash && strcmp(crash, "1") == 0;
+    if (idle && *idle && (!fr_parse_i64(idle, strlen(idle), &idle_ms) || idle_ms < 100 || idle_ms > 86400000)) {
+        snprintf(err, FR_ERR_LEN, "FRESHET_CLAIM_IDLE_MS '%s' is not a number of milliseconds in 100..86400000",
+                 idle);
+        return -EINVAL;
+    }
+    ld->claim_idle_ms = (uint32_t)idle_ms;
+    ld->claim_every_ms = ld->claim_idle_ms / 2 < LD_CLAIM_EVERY_MS ? ld->claim_idle_ms / 2 : LD_CLAIM_EVERY_MS;
     ld->need_migrate = true;
     ld->need_groups = true;
     fr__want_pending(ld);
