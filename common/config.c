@@ -669,7 +669,8 @@ static bool parse_source(struct ctx *c, struct fr_pipeline *p, const char *name,
         yaml_node_t *b;
         if ((b = map_get(c, v, "rows")) && !get_u32(c, b, "batch rows", 1, 10000000, &s->batch_rows))
             return false;
-        if ((b = map_get(c, v, "bytes")) && !get_u32(c, b, "batch bytes", 1024, 1u << 30, &s->batch_bytes))
+        if ((b = map_get(c, v, "bytes")) &&
+            !get_u32(c, b, "batch bytes", 1024, FR_SOURCE_MAX_BATCH_BYTES, &s->batch_bytes))
             return false;
         if ((b = map_get(c, v, "latency_ms")) && !get_u32(c, b, "batch latency_ms", 0, 600000, &s->batch_latency_ms))
             return false;

@@ -54,6 +54,11 @@ struct fr_dataset {
     int *key_index; /* owned: index in columns[] of each key column */
 };
 
+/* Largest batch_bytes a source may ask for: a batch is flushed after the row
+ * that crosses it, and the codec refuses batches over FR_BATCH_MAX_BYTES
+ * (64 MiB), so the cap leaves room for one more row of the longest line. */
+#define FR_SOURCE_MAX_BATCH_BYTES (32u << 20)
+
 enum fr_source_kind {
     FR_SRC_FILE = 0,
     FR_SRC_PUSH,

@@ -305,6 +305,9 @@ static int on_row(void *data, const struct fr_row *row)
     return 0;
 }
 
+_Static_assert(FR_SOURCE_MAX_BATCH_BYTES + 2 * FR_PARSE_MAX_LINE <= FR_BATCH_MAX_BYTES,
+               "a full batch plus one more row must fit what the codec accepts");
+
 static int push_reject(struct job *j, uint32_t line, const char *reason, const char *raw, size_t raw_len)
 {
     struct fr_pub_item *it = fr_pub_item_new(FR_PUB_ROW, j->fs->ds->qname);

@@ -39,7 +39,8 @@ struct fr_publisher {
     struct fr_pub_item *tail;
     size_t n_items; /* queued + in flight */
     size_t n_inflight;
-    bool blocked; /* a send failed: wait for reconnect or the retry timer */
+    size_t n_batches_inflight; /* at most 1: a failed batch is re-sent before any later one */
+    bool blocked;              /* a send failed: wait for reconnect or the retry timer */
     bool closing;
     bool timer_closed;
     bool close_cb_fired;
@@ -235,6 +236,8 @@ static void on_xadd_reply(fr_redis_t *r, redisReply *reply, void *data)
 
     (void)r;
     p->n_inflight--;
+    if (it->kind == FR_PUB_BATCH)
+        p->n_batches_inflight--;
     if (!ok) {
         if (reply)
             fr_warn("XADD for %s failed: %s; will retry", it->qname, reply->str);
@@ -325,7 +328,10 @@ static int send_item(fr_publisher_t *p, struct fr_pub_item *it)
 }
 
 /* Sends queued items, oldest first, while fewer than FR_PUB_MAX_INFLIGHT
- * are in flight and the connection is usable. */
+ * are in flight and the connection is usable. Batches go one at a time:
+ * with several in flight, a failed one would be retried after the ones
+ * behind it had been accepted, and the loader would apply them out of order
+ * (an older upsert overwriting a newer one). Dead-letter rows may overlap. */
 static void pump(fr_publisher_t *p)
 {
     struct fr_pub_item *it;
@@ -337,12 +343,16 @@ static void pump(fr_publisher_t *p)
     for (it = p->head; it && p->n_inflight < FR_PUB_MAX_INFLIGHT; it = it->next) {
         if (it->state != IT_QUEUED)
             continue;
+        if (it->kind == FR_PUB_BATCH && p->n_batches_inflight > 0)
+            return; /* keeps order: nothing after this batch goes before it */
         if (send_item(p, it) != 0) {
             block(p);
             return;
         }
         it->state = IT_INFLIGHT;
         p->n_inflight++;
+        if (it->kind == FR_PUB_BATCH)
+            p->n_batches_inflight++;
     }
 }
 

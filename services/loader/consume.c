@@ -324,11 +324,13 @@ int fr__consume_ack(struct loader *ld, struct ld_stream *st, const char *id, fr_
     return fr_redis_commandv(ld->app->redis, 0, cb, data, (int)FR_ARRAY_LEN(argv), argv, NULL);
 }
 
-int fr__consume_dlq(struct loader *ld, struct ld_stream *st, const char *batch_id, const char *file,
-                    const char *reason, const char *raw, size_t raw_len, fr_redis_cb cb, void *data)
+int fr__consume_dlq(struct loader *ld, struct ld_stream *st, const char *entry_id, const char *batch_id,
+                    const char *file, const char *reason, const char *raw, size_t raw_len, fr_redis_cb cb, void *data)
 {
-    const char *argv[] = {"XADD", st->dlq, "*", "kind",   "batch", "batch", batch_id, "file",
-                          file,   "line",  "0", "reason", reason,  "raw",   raw};
+    /* "entry" is the stream entry id: after the XACK it still points at the
+     * payload (XRANGE key id id) while the stream keeps it. */
+    const char *argv[] = {"XADD", st->dlq, "*",    "kind", "batch",  "entry", entry_id, "batch", batch_id,
+                          "file", file,    "line", "0",    "reason", reason,  "raw",    raw};
     size_t lens[FR_ARRAY_LEN(argv)];
 
     for (size_t i = 0; i < FR_ARRAY_LEN(argv); i++)

@@ -89,8 +89,9 @@ static void fail_batch_res(struct ld_load *l, const PGresult *res)
     const char *detail = PQresultErrorField(res, PG_DIAG_MESSAGE_DETAIL);
     char buf[sizeof(l->reason)];
 
-    if (!primary) {
-        fail_batch_res(l, res);
+    if (!primary) { /* no diagnostic fields: use the whole message */
+        const char *m = PQresultErrorMessage(res);
+        fail_batch(l, m && *m ? m : PQresStatus(PQresultStatus(res)));
         return;
     }
     if (detail)
@@ -464,7 +465,7 @@ static void enter(struct ld_load *l, enum ld_load_state to)
         const char *path = l->b ? fr_batch_raw_path(l->b) : "";
         const char *id = batch_id_of(l);
         l->outcome = LD_OUT_DEAD;
-        rc = fr__consume_dlq(ld, l->e->st, id, path, l->reason, path, strlen(path), on_redis, l);
+        rc = fr__consume_dlq(ld, l->e->st, l->e->id, id, path, l->reason, path, strlen(path), on_redis, l);
         if (rc != 0) {
             l->outcome = LD_OUT_REDIS_LOST;
             fr_buf_deinit(&s);
@@ -504,12 +505,18 @@ static void enter(struct ld_load *l, enum ld_load_state to)
     }
 }
 
+static void on_rollback_ignored(fr_pg_t *pg, PGresult *res, void *data)
+{
+    (void)pg;
+    (void)res; /* the connection may be gone; a transaction left open is ended either way */
+    (void)data;
+}
+
 static void on_pg(fr_pg_t *pg, PGresult *res, void *data)
 {
     struct ld_load *l = data;
     ExecStatusType st;
 
-    (void)pg;
     if (fr__loader_gone(l->ld))
         return;
     if (!res) {
@@ -525,6 +532,17 @@ static void on_pg(fr_pg_t *pg, PGresult *res, void *data)
         return;
     }
     if (st != PGRES_COMMAND_OK && st != PGRES_TUPLES_OK) {
+        /* Every error the server sends has a SQLSTATE; one without is made
+         * up by libpq (connection closed mid-statement, pipeline aborted):
+         * not the batch's fault, so not counted towards the dead letter. */
+        if (!PQresultErrorField(res, PG_DIAG_SQLSTATE)) {
+            fr_warn("batch %s: %s: treating as a lost connection", l->e->id, PQresultErrorMessage(res));
+            if (fr_pg_connected(pg) && fr_pg_query(pg, "ROLLBACK", 0, NULL, NULL, on_rollback_ignored, NULL) != 0)
+                fr_warn("batch %s: cannot queue ROLLBACK", l->e->id);
+            l->outcome = LD_OUT_PG_LOST;
+            enter(l, LOAD_DONE);
+            return;
+        }
         fail_batch_res(l, res);
         return;
     }

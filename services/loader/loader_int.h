@@ -266,9 +266,10 @@ void fr__consume_sample_lag(struct loader *ld);
 /* XACK st id. cb fires once (NULL reply = Redis lost). */
 FR_MUST_CHECK int fr__consume_ack(struct loader *ld, struct ld_stream *st, const char *id, fr_redis_cb cb,
                                   void *data);
-/* XADD fr:dlq:{qname} * kind batch batch <id> file <raw path> reason <r> raw <bytes>. */
-FR_MUST_CHECK int fr__consume_dlq(struct loader *ld, struct ld_stream *st, const char *batch_id, const char *file,
-                                  const char *reason, const char *raw, size_t raw_len, fr_redis_cb cb, void *data);
+/* XADD fr:dlq:{qname} * kind batch entry <stream entry id> batch <id> file <raw path> reason <r> raw <bytes>. */
+FR_MUST_CHECK int fr__consume_dlq(struct loader *ld, struct ld_stream *st, const char *entry_id, const char *batch_id,
+                                  const char *file, const char *reason, const char *raw, size_t raw_len,
+                                  fr_redis_cb cb, void *data);
 
 /* ---- the daemon ------------------------------------------------------------- */
 

@@ -78,6 +78,8 @@ def main(t):
     dead = wait_until(lambda: [f for _, f in r.xrange(DLQ) if f.get(b"kind") == b"batch"], 60,
                       what="poison batch in the DLQ")
     t.check(b"no_poison" in dead[0].get(b"reason", b""), "DLQ reason names the constraint: %r" % dead[0])
+    entry = dead[0].get(b"entry", b"").decode()
+    t.check(len(r.xrange(STREAM, entry, entry)) == 1, "the dead letter points at its stream entry (%r)" % entry)
     wait_until(lambda: 11 in items(stack), 30, what="the batch behind the poison one loads")
     t.check(10 not in items(stack), "poison row not loaded")
     st, m = stack.admin("loader", "/metrics")

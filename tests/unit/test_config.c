@@ -307,6 +307,8 @@ static void test_errors_sources(void **state)
     expect_error(SRC "    type: file\n    dataset: ev\n    batch: {rows: 0}\n", "0}", "batch rows 0 is out of range");
     expect_error(SRC "    type: file\n    dataset: ev\n    batch: {rows: 1e3}\n", "1e3", "whole number");
     expect_error(SRC "    type: file\n    dataset: ev\n    batch: {bytes: 99999999999}\n", "999", "out of range");
+    /* over FR_SOURCE_MAX_BATCH_BYTES: the codec would refuse such batches */
+    expect_error(SRC "    type: file\n    dataset: ev\n    batch: {bytes: 67108864}\n", "67108864", "out of range");
     expect_error(SRC "    type: file\n    dataset: ev\n    batch: {row: 5}\n",
                  "row:", "valid keys: rows, bytes, latency_ms");
     expect_error(SRC "    type: push\n    dataset: ev\n    dir: x\n", "x\n", "file sources only");

@@ -10,11 +10,22 @@ WITH ev AS (
 today AS (
     SELECT ($2::timestamptz AT TIME ZONE 'UTC')::date AS d
 ),
-players AS (
-    -- country of the latest event (ties broken deterministically)
-    SELECT DISTINCT ON (player_id) player_id, country
+latest AS (
+    SELECT player_id, max(timestamp_utc) AS ts
     FROM ev
-    ORDER BY player_id, timestamp_utc DESC, country DESC
+    GROUP BY player_id
+),
+players AS (
+    -- country of the latest event (ties broken deterministically: the greatest);
+    -- two hash aggregates instead of sorting every event
+    SELECT e.player_id, max(e.country) AS country
+    FROM ev e
+    JOIN latest l ON l.player_id = e.player_id AND l.ts = e.timestamp_utc
+    GROUP BY e.player_id
+),
+player_days AS (
+    SELECT DISTINCT player_id, day
+    FROM ev
 ),
 purchases AS (
     SELECT player_id, deposit_amount, timestamp_utc,
@@ -35,10 +46,11 @@ last_purchase AS (
     GROUP BY player_id
 ),
 active_since AS (
+    -- distinct days with any event strictly after the day of the latest purchase, up to today
     SELECT lp.player_id,
-           count(DISTINCT e.day) FILTER (WHERE e.day > lp.day AND e.day <= (SELECT d FROM today)) AS n
+           count(pd.day) FILTER (WHERE pd.day > lp.day AND pd.day <= (SELECT d FROM today)) AS n
     FROM last_purchase lp
-    LEFT JOIN ev e ON e.player_id = lp.player_id
+    LEFT JOIN player_days pd ON pd.player_id = lp.player_id
     GROUP BY lp.player_id
 ),
 match_days AS (
