@@ -346,6 +346,45 @@ uint64_t fr_mono_ns(void)
     return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
 }
 
+static void sql_ident_part(struct fr_buf *b, const char *s, size_t n)
+{
+    (void)fr_buf_putc(b, '"');
+    for (size_t i = 0; i < n; i++) {
+        if (s[i] == '"')
+            (void)fr_buf_putc(b, '"');
+        (void)fr_buf_putc(b, s[i]);
+    }
+    (void)fr_buf_putc(b, '"');
+}
+
+void fr_buf_sql_ident(struct fr_buf *b, const char *name)
+{
+    const char *dot = strchr(name, '.');
+
+    if (dot) {
+        sql_ident_part(b, name, (size_t)(dot - name));
+        (void)fr_buf_putc(b, '.');
+        sql_ident_part(b, dot + 1, strlen(dot + 1));
+    } else {
+        sql_ident_part(b, name, strlen(name));
+    }
+}
+
+uint64_t fr_hash64(const void *p, size_t n)
+{
+    const unsigned char *s = p;
+    uint64_t h = 1469598103934665603ull;
+
+    for (size_t i = 0; i < n; i++) {
+        h ^= s[i];
+        h *= 1099511628211ull;
+    }
+    h ^= h >> 33;
+    h *= 0xff51afd7ed558ccdull;
+    h ^= h >> 33;
+    return h;
+}
+
 uint64_t fr_mono_ms(void)
 {
     return fr_mono_ns() / 1000000u;

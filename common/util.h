@@ -47,8 +47,15 @@ int fr_buf_vprintf(struct fr_buf *b, const char *fmt, va_list ap) FR_PRINTF(2, 0
 /* Appends `s[0..n)` as a quoted JSON string ("..." with escapes). Invalid
  * UTF-8 bytes are replaced by U+FFFD. */
 int fr_buf_json_str(struct fr_buf *b, const char *s, size_t n);
+/* Appends a PostgreSQL identifier, double-quoted ("" for "), a dotted
+ * "schema.table" as "schema"."table". For validated config names only. */
+void fr_buf_sql_ident(struct fr_buf *b, const char *name);
 /* Appends `s[0..n)` as one CSV field (quoted when it holds , " CR or LF). */
 int fr_buf_csv_field(struct fr_buf *b, const char *s, size_t n);
+
+/* FNV-1a 64-bit with a final mix, so the low bits suit power-of-two tables.
+ * Not for untrusted keys where collisions could be chosen at scale. */
+uint64_t fr_hash64(const void *p, size_t n);
 
 /* Clocks. */
 uint64_t fr_mono_ms(void); /* monotonic milliseconds */

@@ -29,20 +29,6 @@ struct fr_lru {
     struct fr_lru_entry *tail; /* least recently used: evicted first */
 };
 
-static uint64_t hash_key(const char *s, size_t n)
-{
-    /* FNV-1a, 64-bit, with a final mix so the low bits are usable. */
-    uint64_t h = 1469598103934665603ull;
-    for (size_t i = 0; i < n; i++) {
-        h ^= (unsigned char)s[i];
-        h *= 1099511628211ull;
-    }
-    h ^= h >> 33;
-    h *= 0xff51afd7ed558ccdull;
-    h ^= h >> 33;
-    return h;
-}
-
 static char *entry_key(struct fr_lru_entry *e)
 {
     return (char *)(e->off + e->n_vals + 1);
@@ -124,7 +110,7 @@ static void remove_at(fr_lru_t *l, struct fr_lru_entry **link)
 
 const struct fr_lru_entry *fr_lru_get(fr_lru_t *l, const char *key, size_t klen)
 {
-    uint64_t h = hash_key(key, klen);
+    uint64_t h = fr_hash64(key, klen);
     struct fr_lru_entry *e = *find_link(l, key, klen, h);
 
     if (!e)
@@ -147,7 +133,7 @@ int fr_lru_put(fr_lru_t *l, const char *key, size_t klen, const char *base, cons
 
     if (end < start || klen > UINT32_MAX / 2)
         return -EINVAL;
-    h = hash_key(key, klen);
+    h = fr_hash64(key, klen);
     link = find_link(l, key, klen, h);
     if (*link)
         remove_at(l, link);
@@ -177,7 +163,7 @@ int fr_lru_put(fr_lru_t *l, const char *key, size_t klen, const char *base, cons
 
 bool fr_lru_del(fr_lru_t *l, const char *key, size_t klen)
 {
-    struct fr_lru_entry **link = find_link(l, key, klen, hash_key(key, klen));
+    struct fr_lru_entry **link = find_link(l, key, klen, fr_hash64(key, klen));
 
     if (!*link)
         return false;

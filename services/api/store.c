@@ -85,17 +85,6 @@ struct fr_store_lookup {
 
 /* ---------------------------------------------------------------- helpers */
 
-static uint64_t hash_bytes(const char *s, size_t n)
-{
-    uint64_t h = 1469598103934665603ull;
-    for (size_t i = 0; i < n; i++) {
-        h ^= (unsigned char)s[i];
-        h *= 1099511628211ull;
-    }
-    h ^= h >> 29;
-    return h;
-}
-
 static bool warn_due(uint64_t *last)
 {
     uint64_t now = fr_mono_ms();
@@ -103,30 +92,6 @@ static bool warn_due(uint64_t *last)
         return false;
     *last = now;
     return true;
-}
-
-static void put_ident(struct fr_buf *b, const char *s, size_t n)
-{
-    (void)fr_buf_putc(b, '"');
-    for (size_t i = 0; i < n; i++) {
-        if (s[i] == '"')
-            (void)fr_buf_putc(b, '"');
-        (void)fr_buf_putc(b, s[i]);
-    }
-    (void)fr_buf_putc(b, '"');
-}
-
-/* "schema.table" → "schema"."table" */
-static void put_table(struct fr_buf *b, const char *t)
-{
-    const char *dot = strchr(t, '.');
-    if (dot) {
-        put_ident(b, t, (size_t)(dot - t));
-        (void)fr_buf_putc(b, '.');
-        put_ident(b, dot + 1, strlen(dot + 1));
-    } else {
-        put_ident(b, t, strlen(t));
-    }
 }
 
 /* ---------------------------------------------------------------- store */
@@ -159,15 +124,15 @@ fr_store_t *fr_store_new(fr_redis_t *const *redis_ref, fr_pg_t *const *pg_ref, c
 
     fr_buf_init(&b, 0);
     (void)fr_buf_puts(&b, "SELECT ");
-    put_ident(&b, schema->key_column, strlen(schema->key_column));
+    fr_buf_sql_ident(&b, schema->key_column);
     for (size_t i = 0; i < s->n_attrs; i++) {
         (void)fr_buf_puts(&b, ", ");
-        put_ident(&b, s->attrs[i], strlen(s->attrs[i]));
+        fr_buf_sql_ident(&b, s->attrs[i]);
     }
     (void)fr_buf_puts(&b, " FROM ");
-    put_table(&b, schema->table);
+    fr_buf_sql_ident(&b, schema->table);
     (void)fr_buf_puts(&b, " WHERE ");
-    put_ident(&b, schema->key_column, strlen(schema->key_column));
+    fr_buf_sql_ident(&b, schema->key_column);
     s->sql_many = fr_xasprintf("%s = ANY($1)", b.data);
     s->sql_one = fr_xasprintf("%s = $1", b.data);
     fr_buf_deinit(&b);
@@ -304,7 +269,7 @@ static const char *item_key(const fr_store_lookup_t *lk, const struct lk_item *i
 /* Index of the item with this key, or SIZE_MAX. */
 static size_t index_find(const fr_store_lookup_t *lk, const char *key, size_t klen)
 {
-    size_t pos = hash_bytes(key, klen) & lk->slot_mask;
+    size_t pos = fr_hash64(key, klen) & lk->slot_mask;
 
     for (;;) {
         uint32_t v = lk->slots[pos];
@@ -320,7 +285,7 @@ static size_t index_find(const fr_store_lookup_t *lk, const char *key, size_t kl
 static void index_insert(fr_store_lookup_t *lk, size_t idx)
 {
     const struct lk_item *it = &lk->items[idx];
-    size_t pos = hash_bytes(item_key(lk, it), it->key_len) & lk->slot_mask;
+    size_t pos = fr_hash64(item_key(lk, it), it->key_len) & lk->slot_mask;
 
     while (lk->slots[pos] != 0)
         pos = (pos + 1) & lk->slot_mask;

@@ -380,10 +380,10 @@ void fr__cache_resync(struct loader *ld, struct ld_cache *c, ld_cachew_cb done)
     for (size_t i = 0; i < m->n_columns; i++) {
         if (i)
             (void)fr_buf_puts(&s, ", ");
-        fr__sql_ident(&s, m->columns[i].name);
+        fr_buf_sql_ident(&s, m->columns[i].name);
     }
     (void)fr_buf_puts(&s, " FROM ");
-    fr__sql_ident(&s, m->table);
+    fr_buf_sql_ident(&s, m->table);
     rc = fr_pg_query(ld->app->pg, s.data, 0, NULL, NULL, on_select, cw);
     fr_buf_deinit(&s);
     if (rc != 0)

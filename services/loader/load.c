@@ -184,7 +184,7 @@ static void put_cols(struct fr_buf *s, const fr_batch_t *b, const char *prefix)
             (void)fr_buf_puts(s, ", ");
         if (prefix)
             (void)fr_buf_puts(s, prefix);
-        fr__sql_ident(s, fr_batch_col_name(b, i));
+        fr_buf_sql_ident(s, fr_batch_col_name(b, i));
     }
 }
 
@@ -193,7 +193,7 @@ static void put_keys(struct fr_buf *s, const struct fr_dataset *ds)
     for (size_t k = 0; k < ds->n_key; k++) {
         if (k)
             (void)fr_buf_puts(s, ", ");
-        fr__sql_ident(s, ds->key[k]);
+        fr_buf_sql_ident(s, ds->key[k]);
     }
 }
 
@@ -207,20 +207,20 @@ static void build_merge(const struct ld_load *l, struct fr_buf *s)
 
     if (fr_batch_op(b) == FR_OP_DELETE) {
         (void)fr_buf_puts(s, "DELETE FROM ");
-        fr__sql_ident(s, ds->table);
+        fr_buf_sql_ident(s, ds->table);
         (void)fr_buf_puts(s, " AS fr_t USING fr_stage AS fr_s WHERE ");
         for (size_t k = 0; k < ds->n_key; k++) {
             if (k)
                 (void)fr_buf_puts(s, " AND ");
             (void)fr_buf_puts(s, "fr_t.");
-            fr__sql_ident(s, ds->key[k]);
+            fr_buf_sql_ident(s, ds->key[k]);
             (void)fr_buf_puts(s, " = fr_s.");
-            fr__sql_ident(s, ds->key[k]);
+            fr_buf_sql_ident(s, ds->key[k]);
         }
         return;
     }
     (void)fr_buf_puts(s, "INSERT INTO ");
-    fr__sql_ident(s, ds->table);
+    fr_buf_sql_ident(s, ds->table);
     (void)fr_buf_puts(s, " AS fr_t (");
     put_cols(s, b, NULL);
     (void)fr_buf_puts(s, ") SELECT DISTINCT ON (");
@@ -231,7 +231,7 @@ static void build_merge(const struct ld_load *l, struct fr_buf *s)
     put_keys(s, ds);
     if (has_version) {
         (void)fr_buf_puts(s, ", ");
-        fr__sql_ident(s, ds->version);
+        fr_buf_sql_ident(s, ds->version);
         (void)fr_buf_puts(s, " DESC NULLS LAST");
     }
     /* The stage is filled by one COPY: ctid order is row order, so the last
@@ -249,15 +249,15 @@ static void build_merge(const struct ld_load *l, struct fr_buf *s)
         if (any_set)
             (void)fr_buf_puts(s, ", ");
         any_set = true;
-        fr__sql_ident(s, name);
+        fr_buf_sql_ident(s, name);
         (void)fr_buf_puts(s, " = EXCLUDED.");
-        fr__sql_ident(s, name);
+        fr_buf_sql_ident(s, name);
     }
     if (!any_set) {
         /* Only key columns: nothing to update. */
         fr_buf_reset(s);
         (void)fr_buf_puts(s, "INSERT INTO ");
-        fr__sql_ident(s, ds->table);
+        fr_buf_sql_ident(s, ds->table);
         (void)fr_buf_puts(s, " (");
         put_cols(s, b, NULL);
         (void)fr_buf_puts(s, ") SELECT DISTINCT ");
@@ -267,11 +267,11 @@ static void build_merge(const struct ld_load *l, struct fr_buf *s)
     }
     if (has_version) {
         (void)fr_buf_puts(s, " WHERE fr_t.");
-        fr__sql_ident(s, ds->version);
+        fr_buf_sql_ident(s, ds->version);
         (void)fr_buf_puts(s, " IS NULL OR fr_t.");
-        fr__sql_ident(s, ds->version);
+        fr_buf_sql_ident(s, ds->version);
         (void)fr_buf_puts(s, " <= EXCLUDED.");
-        fr__sql_ident(s, ds->version);
+        fr_buf_sql_ident(s, ds->version);
     }
 }
 
@@ -426,7 +426,7 @@ static void enter(struct ld_load *l, enum ld_load_state to)
     }
     case LOAD_STAGE:
         (void)fr_buf_puts(&s, "CREATE TEMP TABLE fr_stage (LIKE ");
-        fr__sql_ident(&s, ds->table);
+        fr_buf_sql_ident(&s, ds->table);
         (void)fr_buf_puts(&s, " INCLUDING DEFAULTS) ON COMMIT DROP");
         rc = fr_pg_query(ld->app->pg, s.data, 0, NULL, NULL, on_pg, l);
         break;
@@ -436,7 +436,7 @@ static void enter(struct ld_load *l, enum ld_load_state to)
         if (l->keyed)
             (void)fr_buf_puts(&s, "fr_stage");
         else
-            fr__sql_ident(&s, ds->table);
+            fr_buf_sql_ident(&s, ds->table);
         (void)fr_buf_puts(&s, " (");
         put_cols(&s, l->b, NULL);
         (void)fr_buf_puts(&s, ") FROM STDIN");

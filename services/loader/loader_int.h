@@ -80,8 +80,6 @@ static inline const char *fr__rows_val(const struct ld_rows *r, size_t row, size
 
 /* ---- SQL and JSON helpers ----------------------------------------------- */
 
-/* Appends "a" or "schema"."table" for "schema.table" (identifiers quoted). */
-void fr__sql_ident(struct fr_buf *b, const char *name);
 /* Appends the elements as a PostgreSQL array literal {"a","b"}. */
 void fr__sql_text_array(struct fr_buf *b, const struct fr_keyset *keys);
 /* Appends ,"keys":[...] when 0 < n <= LD_EVENT_KEYS. */

@@ -40,12 +40,12 @@ static void add_table(struct ld_migrate *m, struct fr_buf *b, const char *table,
                       size_t n_cols, char *const *key, size_t n_key)
 {
     (void)fr_buf_puts(b, "CREATE TABLE IF NOT EXISTS ");
-    fr__sql_ident(b, table);
+    fr_buf_sql_ident(b, table);
     (void)fr_buf_puts(b, " (");
     for (size_t i = 0; i < n_cols; i++) {
         if (i)
             (void)fr_buf_puts(b, ", ");
-        fr__sql_ident(b, cols[i].name);
+        fr_buf_sql_ident(b, cols[i].name);
         (void)fr_buf_printf(b, " %s", fr_type_sql(cols[i].type));
     }
     if (n_key) {
@@ -53,7 +53,7 @@ static void add_table(struct ld_migrate *m, struct fr_buf *b, const char *table,
         for (size_t i = 0; i < n_key; i++) {
             if (i)
                 (void)fr_buf_puts(b, ", ");
-            fr__sql_ident(b, key[i]);
+            fr_buf_sql_ident(b, key[i]);
         }
         (void)fr_buf_putc(b, ')');
     }
@@ -61,10 +61,10 @@ static void add_table(struct ld_migrate *m, struct fr_buf *b, const char *table,
     add(m, b);
 
     (void)fr_buf_puts(b, "ALTER TABLE ");
-    fr__sql_ident(b, table);
+    fr_buf_sql_ident(b, table);
     for (size_t i = 0; i < n_cols; i++) {
         (void)fr_buf_puts(b, i ? ", ADD COLUMN IF NOT EXISTS " : " ADD COLUMN IF NOT EXISTS ");
-        fr__sql_ident(b, cols[i].name);
+        fr_buf_sql_ident(b, cols[i].name);
         (void)fr_buf_printf(b, " %s", fr_type_sql(cols[i].type));
     }
     add(m, b);
@@ -89,7 +89,7 @@ static void build(struct loader *ld)
         const struct fr_pipeline *p = ld->app->pipelines[pi];
 
         (void)fr_buf_puts(&b, "CREATE SCHEMA IF NOT EXISTS ");
-        fr__sql_ident(&b, p->name);
+        fr_buf_sql_ident(&b, p->name);
         add(m, &b);
         for (size_t d = 0; d < p->n_datasets; d++) {
             const struct fr_dataset *ds = &p->datasets[d];
@@ -119,16 +119,16 @@ static void build(struct loader *ld)
                         name.data[63] = '\0';
                     }
                     (void)fr_buf_puts(&b, "CREATE INDEX IF NOT EXISTS ");
-                    fr__sql_ident(&b, name.data);
+                    fr_buf_sql_ident(&b, name.data);
                     fr_buf_deinit(&name);
                 }
                 (void)fr_buf_puts(&b, " ON ");
-                fr__sql_ident(&b, ds->table);
+                fr_buf_sql_ident(&b, ds->table);
                 (void)fr_buf_puts(&b, " (");
                 for (size_t k = 0; k < mo->n_key; k++) {
                     if (k)
                         (void)fr_buf_puts(&b, ", ");
-                    fr__sql_ident(&b, mo->key[k]);
+                    fr_buf_sql_ident(&b, mo->key[k]);
                 }
                 (void)fr_buf_putc(&b, ')');
                 add(m, &b);

@@ -30,7 +30,7 @@ static void put_col_list(struct fr_buf *s, const struct fr_model *m, const char 
             (void)fr_buf_puts(s, ", ");
         if (prefix)
             (void)fr_buf_puts(s, prefix);
-        fr__sql_ident(s, m->columns[i].name);
+        fr_buf_sql_ident(s, m->columns[i].name);
         if (suffix)
             (void)fr_buf_puts(s, suffix);
     }
@@ -55,7 +55,7 @@ void fr__model_build_sql(struct ld_model *lm)
     (void)fr_buf_puts(&s, "WITH fr_args AS (SELECT $1::text[] AS keys, $2::timestamptz AS now),\nfr_new AS (\n");
     (void)fr_buf_append(&s, m->sql, n);
     (void)fr_buf_puts(&s, "\n),\nfr_up AS (INSERT INTO ");
-    fr__sql_ident(&s, m->table);
+    fr_buf_sql_ident(&s, m->table);
     (void)fr_buf_puts(&s, " AS fr_t (");
     put_col_list(&s, m, NULL, NULL);
     (void)fr_buf_puts(&s, ") SELECT ");
@@ -64,7 +64,7 @@ void fr__model_build_sql(struct ld_model *lm)
     for (size_t k = 0; k < m->n_key; k++) {
         if (k)
             (void)fr_buf_puts(&s, ", ");
-        fr__sql_ident(&s, m->key[k]);
+        fr_buf_sql_ident(&s, m->key[k]);
     }
     (void)fr_buf_puts(&s, ") DO UPDATE SET ");
     for (size_t i = 0; i < m->n_columns; i++) {
@@ -76,9 +76,9 @@ void fr__model_build_sql(struct ld_model *lm)
         if (any_set)
             (void)fr_buf_puts(&s, ", ");
         any_set = true;
-        fr__sql_ident(&s, m->columns[i].name);
+        fr_buf_sql_ident(&s, m->columns[i].name);
         (void)fr_buf_puts(&s, " = EXCLUDED.");
-        fr__sql_ident(&s, m->columns[i].name);
+        fr_buf_sql_ident(&s, m->columns[i].name);
     }
     if (!any_set) {
         /* Key-only model: rewrite the conflict clause to "nothing to do". */
@@ -96,11 +96,11 @@ void fr__model_build_sql(struct ld_model *lm)
     (void)fr_buf_puts(&s, " RETURNING ");
     put_col_list(&s, m, "fr_t.", NULL);
     (void)fr_buf_puts(&s, "),\nfr_del AS (DELETE FROM ");
-    fr__sql_ident(&s, m->table);
+    fr_buf_sql_ident(&s, m->table);
     (void)fr_buf_puts(&s, " AS fr_m WHERE ");
     if (lm->key_col >= 0) {
         (void)fr_buf_puts(&s, "($1::text[] IS NULL OR fr_m.");
-        fr__sql_ident(&s, m->key[0]);
+        fr_buf_sql_ident(&s, m->key[0]);
         (void)fr_buf_puts(&s, "::text = ANY ($1::text[]))");
     } else {
         (void)fr_buf_puts(&s, "$1::text[] IS NULL");
@@ -110,9 +110,9 @@ void fr__model_build_sql(struct ld_model *lm)
         if (k)
             (void)fr_buf_puts(&s, " AND ");
         (void)fr_buf_puts(&s, "fr_n.");
-        fr__sql_ident(&s, m->key[k]);
+        fr_buf_sql_ident(&s, m->key[k]);
         (void)fr_buf_puts(&s, " = fr_m.");
-        fr__sql_ident(&s, m->key[k]);
+        fr_buf_sql_ident(&s, m->key[k]);
     }
     (void)fr_buf_puts(&s, ") RETURNING ");
     put_col_list(&s, m, "fr_m.", NULL);

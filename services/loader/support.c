@@ -8,16 +8,6 @@
 
 /* ---- keyset ---------------------------------------------------------------- */
 
-static uint64_t hash_bytes(const char *s, size_t n)
-{
-    uint64_t h = 1469598103934665603ull; /* FNV-1a */
-    for (size_t i = 0; i < n; i++) {
-        h ^= (unsigned char)s[i];
-        h *= 1099511628211ull;
-    }
-    return h;
-}
-
 void fr__keyset_init(struct fr_keyset *s)
 {
     memset(s, 0, sizeof(*s));
@@ -43,7 +33,7 @@ void fr__keyset_deinit(struct fr_keyset *s)
 static size_t find_slot(const struct fr_keyset *s, const char *k, size_t len)
 {
     size_t mask = s->cap - 1;
-    size_t i = (size_t)hash_bytes(k, len) & mask;
+    size_t i = (size_t)fr_hash64(k, len) & mask;
     while (s->slots[i]) {
         if (strlen(s->slots[i]) == len && memcmp(s->slots[i], k, len) == 0)
             return i;
@@ -154,29 +144,6 @@ void fr__rows_deinit(struct ld_rows *r)
 }
 
 /* ---- SQL --------------------------------------------------------------------- */
-
-static void quote_part(struct fr_buf *b, const char *s, size_t n)
-{
-    (void)fr_buf_putc(b, '"');
-    for (size_t i = 0; i < n; i++) {
-        if (s[i] == '"')
-            (void)fr_buf_putc(b, '"');
-        (void)fr_buf_putc(b, s[i]);
-    }
-    (void)fr_buf_putc(b, '"');
-}
-
-void fr__sql_ident(struct fr_buf *b, const char *name)
-{
-    const char *dot = strchr(name, '.');
-    if (dot) {
-        quote_part(b, name, (size_t)(dot - name));
-        (void)fr_buf_putc(b, '.');
-        quote_part(b, dot + 1, strlen(dot + 1));
-    } else {
-        quote_part(b, name, strlen(name));
-    }
-}
 
 void fr__sql_text_array(struct fr_buf *b, const struct fr_keyset *keys)
 {

@@ -438,6 +438,36 @@ static void test_clocks(void **state)
     assert_true(fr_wall_us() > 1700000000LL * 1000000);
 }
 
+static void test_sql_ident(void **state)
+{
+    struct fr_buf b;
+    (void)state;
+    fr_buf_init(&b, 0);
+    fr_buf_sql_ident(&b, "players.user_panel");
+    assert_string_equal(b.data, "\"players\".\"user_panel\"");
+    fr_buf_reset(&b);
+    fr_buf_sql_ident(&b, "we\"ird");
+    assert_string_equal(b.data, "\"we\"\"ird\"");
+    fr_buf_deinit(&b);
+}
+
+static void test_hash64(void **state)
+{
+    (void)state;
+    assert_true(fr_hash64("p00001", 6) == fr_hash64("p00001", 6));
+    assert_true(fr_hash64("p00001", 6) != fr_hash64("p00002", 6));
+    assert_true(fr_hash64("ab", 2) != fr_hash64("ab", 1));
+    /* low bits spread: 1000 sequential keys over 64 buckets leave none empty */
+    unsigned seen[64] = {0};
+    char k[16];
+    for (int i = 0; i < 1000; i++) {
+        int n = snprintf(k, sizeof(k), "p%05d", i);
+        seen[fr_hash64(k, (size_t)n) & 63]++;
+    }
+    for (int i = 0; i < 64; i++)
+        assert_true(seen[i] > 0);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -448,6 +478,7 @@ int main(void)
         cmocka_unit_test(test_buf_cap),          cmocka_unit_test(test_ulid),
         cmocka_unit_test(test_sha256),           cmocka_unit_test(test_files),
         cmocka_unit_test(test_xalloc),           cmocka_unit_test(test_clocks),
+        cmocka_unit_test(test_sql_ident),        cmocka_unit_test(test_hash64),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
