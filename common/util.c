@@ -194,9 +194,7 @@ int fr_buf_printf(struct fr_buf *b, const char *fmt, ...)
     return r;
 }
 
-/* Length of the valid UTF-8 sequence at s[0..n), or 0 if invalid (overlong
- * forms, surrogates and code points past U+10FFFF are invalid). */
-static size_t utf8_seq_len(const unsigned char *s, size_t n)
+size_t fr_utf8_seq_len(const unsigned char *s, size_t n)
 {
     unsigned char c = s[0];
     if (c < 0x80)
@@ -230,6 +228,28 @@ static size_t utf8_seq_len(const unsigned char *s, size_t n)
     return len;
 }
 
+bool fr_utf8_valid(const char *str, size_t n)
+{
+    const unsigned char *s = (const unsigned char *)str;
+    size_t i = 0;
+
+    while (i < n) {
+        if (n - i >= 8) {
+            uint64_t w;
+            memcpy(&w, s + i, 8);
+            if (!(w & UINT64_C(0x8080808080808080))) {
+                i += 8;
+                continue;
+            }
+        }
+        size_t len = fr_utf8_seq_len(s + i, n - i);
+        if (len == 0)
+            return false;
+        i += len;
+    }
+    return true;
+}
+
 int fr_buf_json_str(struct fr_buf *b, const char *s, size_t n)
 {
     static const char hex[] = "0123456789abcdef";
@@ -249,7 +269,7 @@ int fr_buf_json_str(struct fr_buf *b, const char *s, size_t n)
         }
         unsigned char c = u[i];
         if (c >= 0x80) {
-            size_t len = utf8_seq_len(u + i, n - i);
+            size_t len = fr_utf8_seq_len(u + i, n - i);
             if (len == 0) {
                 r = fr_buf_append(b, "\xEF\xBF\xBD", 3);
                 i++;

@@ -53,6 +53,12 @@ void fr_buf_sql_ident(struct fr_buf *b, const char *name);
 /* Appends `s[0..n)` as one CSV field (quoted when it holds , " CR or LF). */
 int fr_buf_csv_field(struct fr_buf *b, const char *s, size_t n);
 
+/* Length of the valid UTF-8 sequence at s[0..n) (n >= 1), or 0 when it is
+ * invalid: overlong forms, surrogates and code points past U+10FFFF. */
+size_t fr_utf8_seq_len(const unsigned char *s, size_t n);
+/* True when s[0..n) is entirely valid UTF-8 (ASCII runs checked 8 bytes at a time). */
+bool fr_utf8_valid(const char *s, size_t n);
+
 /* FNV-1a 64-bit with a final mix, so the low bits suit power-of-two tables.
  * Not for untrusted keys where collisions could be chosen at scale. */
 uint64_t fr_hash64(const void *p, size_t n);

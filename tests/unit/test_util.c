@@ -451,6 +451,21 @@ static void test_sql_ident(void **state)
     fr_buf_deinit(&b);
 }
 
+static void test_utf8_valid(void **state)
+{
+    (void)state;
+    assert_true(fr_utf8_valid("plain ascii, longer than eight bytes", 36));
+    assert_true(fr_utf8_valid("Gr\xc3\xbc\xc3\x9f \xe2\x82\xac \xf0\x9f\x8e\xae", 15));
+    assert_true(fr_utf8_valid("", 0));
+    assert_false(fr_utf8_valid("\xc0\xaf", 2));          /* overlong '/' */
+    assert_false(fr_utf8_valid("\xed\xa0\x80", 3));      /* surrogate */
+    assert_false(fr_utf8_valid("\xf4\x90\x80\x80", 4));  /* past U+10FFFF */
+    assert_false(fr_utf8_valid("abcdefgh\xe2\x82", 10)); /* truncated after an ASCII run */
+    assert_false(fr_utf8_valid("\xff", 1));
+    assert_int_equal(fr_utf8_seq_len((const unsigned char *)"\xe2\x82\xac", 3), 3);
+    assert_int_equal(fr_utf8_seq_len((const unsigned char *)"\xe2\x82\xac", 2), 0);
+}
+
 static void test_hash64(void **state)
 {
     (void)state;
@@ -479,6 +494,7 @@ int main(void)
         cmocka_unit_test(test_sha256),           cmocka_unit_test(test_files),
         cmocka_unit_test(test_xalloc),           cmocka_unit_test(test_clocks),
         cmocka_unit_test(test_sql_ident),        cmocka_unit_test(test_hash64),
+        cmocka_unit_test(test_utf8_valid),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
