@@ -250,6 +250,22 @@ static void fail_all(fr_pg_t *pg)
     }
 }
 
+/* Frees the client's own memory (conninfo, name, the struct) once nothing
+ * refers to it any more. */
+static void free_memory(fr_pg_t *pg)
+{
+    if (pg->keys) {
+        for (size_t i = 0; pg->keys[i]; i++) {
+            free(pg->keys[i]);
+            free(pg->vals[i]);
+        }
+    }
+    free(pg->keys);
+    free(pg->vals);
+    free(pg->name);
+    free(pg);
+}
+
 /* ---- handles ------------------------------------------------------------ */
 
 static void free_client(fr_pg_t *pg)
@@ -266,16 +282,7 @@ static void free_client(fr_pg_t *pg)
         free(s->sql);
         free(s);
     }
-    if (pg->keys) {
-        for (size_t i = 0; pg->keys[i]; i++) {
-            free(pg->keys[i]);
-            free(pg->vals[i]);
-        }
-    }
-    free(pg->keys);
-    free(pg->vals);
-    free(pg->name);
-    free(pg);
+    free_memory(pg);
     if (cb)
         cb(data);
 }
@@ -1018,16 +1025,7 @@ fr_pg_t *fr_pg_new(uv_loop_t *loop, const char *conninfo, const char *name, char
     return pg;
 
 out_free:
-    if (pg->keys) {
-        for (size_t i = 0; pg->keys[i]; i++) {
-            free(pg->keys[i]);
-            free(pg->vals[i]);
-        }
-    }
-    free(pg->keys);
-    free(pg->vals);
-    free(pg->name);
-    free(pg);
+    free_memory(pg);
     return NULL;
 }
 

@@ -943,6 +943,13 @@ static void log_result(struct job *j, const char *what)
               j->outcome == OUT_REJECTED ? "; reason: " : "", j->outcome == OUT_REJECTED ? j->reason : "");
 }
 
+/* Appends ,"key":"value" (JSON-escaped). */
+static void json_kv(struct fr_buf *b, const char *key, const char *val)
+{
+    (void)fr_buf_printf(b, ",\"%s\":", key);
+    (void)fr_buf_json_str(b, val, strlen(val));
+}
+
 static void publish_file_rejected(struct job *j)
 {
     fr_filesrc_t *fs = j->fs;
@@ -951,12 +958,9 @@ static void publish_file_rejected(struct job *j)
     fr_buf_init(&b, 0);
     (void)fr_buf_puts(&b, "{\"type\":\"file.rejected\",");
     (void)fr_ingest_event_ts(&b);
-    (void)fr_buf_puts(&b, ",\"dataset\":");
-    (void)fr_buf_json_str(&b, fs->ds->qname, strlen(fs->ds->qname));
-    (void)fr_buf_puts(&b, ",\"file\":");
-    (void)fr_buf_json_str(&b, j->name, strlen(j->name));
-    (void)fr_buf_puts(&b, ",\"reason\":");
-    (void)fr_buf_json_str(&b, j->reason, strlen(j->reason));
+    json_kv(&b, "dataset", fs->ds->qname);
+    json_kv(&b, "file", j->name);
+    json_kv(&b, "reason", j->reason);
     (void)fr_buf_putc(&b, '}');
     fr_ingest_event(fs->app, b.data, b.len);
     fr_buf_deinit(&b);
@@ -970,14 +974,10 @@ static void publish_source_failed(struct job *j)
     fr_buf_init(&b, 0);
     (void)fr_buf_puts(&b, "{\"type\":\"source.failed\",");
     (void)fr_ingest_event_ts(&b);
-    (void)fr_buf_puts(&b, ",\"pipeline\":");
-    (void)fr_buf_json_str(&b, fs->pl->name, strlen(fs->pl->name));
-    (void)fr_buf_puts(&b, ",\"source\":");
-    (void)fr_buf_json_str(&b, fs->src->name, strlen(fs->src->name));
-    (void)fr_buf_puts(&b, ",\"file\":");
-    (void)fr_buf_json_str(&b, j->name, strlen(j->name));
-    (void)fr_buf_puts(&b, ",\"reason\":");
-    (void)fr_buf_json_str(&b, j->reason, strlen(j->reason));
+    json_kv(&b, "pipeline", fs->pl->name);
+    json_kv(&b, "source", fs->src->name);
+    json_kv(&b, "file", j->name);
+    json_kv(&b, "reason", j->reason);
     (void)fr_buf_putc(&b, '}');
     fr_ingest_event(fs->app, b.data, b.len);
     fr_buf_deinit(&b);
