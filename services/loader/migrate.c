@@ -77,6 +77,10 @@ static void build(struct loader *ld)
 
     free_sql(m);
     fr_buf_init(&b, 0);
+    /* Session-wide, before the transaction (so a rollback cannot undo it):
+     * a COMMIT we XACK after must be durable whatever the server's default,
+     * or a server crash could undo a batch already acknowledged. */
+    add_str(m, "SET synchronous_commit = on");
     add_str(m, "BEGIN");
     add_str(m, "SET LOCAL client_min_messages = warning"); /* no "already exists, skipping" noise */
     add_str(m, "SELECT pg_advisory_xact_lock(" MIGRATE_LOCK_ID ")");
