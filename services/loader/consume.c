@@ -188,6 +188,8 @@ static void on_read(fr_redis_t *r, redisReply *reply, void *data)
         ld->read_count = c < 1 ? 1 : c > LD_READ_COUNT ? LD_READ_COUNT : (unsigned)c;
     }
     ld->last_read_full = full;
+    if (!was_pending)
+        ld->read_new_once = true;
     if (was_pending && total == 0) {
         fr_debug("no pending entries left: reading new ones");
         ld->read_pending = false;

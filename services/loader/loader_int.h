@@ -301,6 +301,7 @@ struct loader {
     bool read_pending;         /* next read uses id 0 (our pending entries) */
     uint64_t pending_gen;      /* bumped each time read_pending is asked for */
     bool last_read_full;       /* the last read returned COUNT entries for some stream */
+    bool read_new_once;        /* a read of new entries (">") has completed since start */
     unsigned read_count;       /* COUNT of the next read, 1..LD_READ_COUNT */
     uint64_t read_gen;         /* bumped when the queue is dropped: stale reads are ignored */
     size_t groups_outstanding; /* XGROUP CREATE replies awaited */

@@ -338,7 +338,9 @@ static void pump(struct loader *ld)
         fr__consume_groups(ld);
         return;
     }
-    m = fr__model_due(ld, ld->q_len == 0 && !ld->last_read_full, &wait);
+    /* Idle only once the streams have been read: the start's full refresh
+     * then waits behind a backlog like any other refresh. */
+    m = fr__model_due(ld, ld->read_new_once && ld->q_len == 0 && !ld->last_read_full, &wait);
     if (m) {
         ld->job = JOB_REFRESH;
         fr__model_refresh(ld, m);
