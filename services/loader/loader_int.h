@@ -30,7 +30,7 @@
 #define LD_LAG_EVERY_MS      5000        /* loader_stream_lag sampling period */
 #define LD_FULL_REFRESH_KEYS 5000        /* more touched keys than this: refresh the whole model */
 #define LD_EVENT_KEYS        100         /* events list keys only up to this many */
-#define LD_BULK_REFRESH_MS   1000        /* during bulk loads, refresh at most this often ... */
+#define LD_BULK_REFRESH_MS   10000       /* during a backlog, refresh at most this often ... */
 #define LD_BULK_REFRESH_COST                                                                                         \
     4                           /* ... and no sooner than this many times the last refresh's                         \
                                    duration, so refreshes take at most ~1/(1+N) of a backlog */

@@ -1,6 +1,6 @@
 /* model: keeps model tables fresh. Batches add the model keys they touch;
  * when a stream goes quiet (after coalesce_ms) or, during bulk loads, every
- * max(1 s, 4 x the last refresh's duration), one statement recomputes those keys (or everything)
+ * max(10 s, 4 x the last refresh's duration), one statement recomputes those keys (or everything)
  * with the model's SQL and upserts/deletes only rows that changed; the
  * changed rows then go to the model's caches. Daily models are recomputed
  * in full when the UTC day of the pipeline's "now" turns. */
