@@ -104,8 +104,7 @@ struct fr_pg {
     struct pg_oplist inflight; /* ops sent, awaiting results, in order */
     struct pg_stmt *stmts;     /* owned: prepared statements to (re)prepare */
     uint32_t timeout_ms;       /* per operation, 0 = none */
-    uint32_t backoff_ms;       /* next reconnect delay before jitter */
-    uint64_t rng;              /* xorshift state for jitter */
+    struct fr_backoff backoff; /* reconnect delays; reset on success */
     bool flush_pending;        /* PQflush returned 1: wait for writable */
     bool copy_blocked;         /* PQputCopyData/End returned 0: wait for writable */
     int driving;               /* >0 while drive() is on the stack */
@@ -167,16 +166,6 @@ static void set_state(fr_pg_t *pg, enum pg_state to)
         return;
     }
     pg->state = to;
-}
-
-static uint64_t rng_next(fr_pg_t *pg)
-{
-    uint64_t x = pg->rng;
-    x ^= x << 13;
-    x ^= x >> 7;
-    x ^= x << 17;
-    pg->rng = x;
-    return x;
 }
 
 static void list_push(struct pg_oplist *l, struct pg_op *op)
@@ -368,8 +357,7 @@ static void on_timer(uv_timer_t *t);
 static void drop_connection(fr_pg_t *pg, const char *why)
 {
     bool was_ready = pg->state == PG_READY;
-    uint64_t base = pg->backoff_ms;
-    uint64_t delay = base / 2 + rng_next(pg) % (base / 2 + 1); /* [base/2, base] */
+    uint64_t delay;
     size_t n = strlen(why);
 
     if (pg->state != PG_READY && pg->state != PG_CONNECTING)
@@ -386,7 +374,7 @@ static void drop_connection(fr_pg_t *pg, const char *why)
     pg->copy_blocked = false;
     pg->mode = PG_MODE_PIPELINE;
     set_state(pg, PG_BACKOFF);
-    pg->backoff_ms = pg->backoff_ms * 2 > PG_BACKOFF_MAX_MS ? PG_BACKOFF_MAX_MS : pg->backoff_ms * 2;
+    delay = fr_backoff_next(&pg->backoff);
     uv_timer_start(&pg->timer, on_timer, delay, 0);
     fail_all(pg);
     if (was_ready && pg->state == PG_BACKOFF && pg->state_cb)
@@ -427,7 +415,7 @@ static void connected(fr_pg_t *pg)
     uv_timer_stop(&pg->timer);
     set_state(pg, PG_READY);
     pg->mode = PG_MODE_PIPELINE;
-    pg->backoff_ms = PG_BACKOFF_MIN_MS;
+    fr_backoff_reset(&pg->backoff);
     fr_log_kv(FR_LOG_INFO, "pg", pg->name, "connected (server %d, backend pid %d)", PQserverVersion(pg->conn),
               PQbackendPID(pg->conn));
     /* The queue is empty here (submissions need PG_READY), so the prepares
@@ -1010,10 +998,7 @@ fr_pg_t *fr_pg_new(uv_loop_t *loop, const char *conninfo, const char *name, char
     pg->name = fr_xstrdup(name ? name : "pg");
     pg->poll_fd = -1;
     pg->timeout_ms = PG_DEFAULT_TIMEOUT_MS;
-    pg->backoff_ms = PG_BACKOFF_MIN_MS;
-    pg->rng = fr_mono_ns() ^ (uint64_t)(uintptr_t)pg ^ 0x9e3779b97f4a7c15ull;
-    if (pg->rng == 0)
-        pg->rng = 1;
+    fr_backoff_init(&pg->backoff, PG_BACKOFF_MIN_MS, PG_BACKOFF_MAX_MS);
     if (parse_conninfo(pg, conninfo, err) < 0)
         goto out_free;
     /* Timers last: after this point only fr_pg_close may release pg. */

@@ -85,14 +85,13 @@ struct fr_redis {
     uint32_t connect_timeout_ms; /* TCP connect + handshake timeout */
 
     enum conn_state state;
-    redisAsyncContext *ac; /* owned (freed via hiredis); NULL when detached */
-    uint64_t gen;          /* connection generation, bumped per connect attempt */
-    uint64_t drop_gen;     /* generation a deferred drop applies to; 0 = none */
-    const char *drop_why;  /* static string: reason of the deferred drop */
-    unsigned hs_pending;   /* handshake replies still awaited */
-    unsigned attempts;     /* failed connects since the last success */
+    redisAsyncContext *ac;     /* owned (freed via hiredis); NULL when detached */
+    uint64_t gen;              /* connection generation, bumped per connect attempt */
+    uint64_t drop_gen;         /* generation a deferred drop applies to; 0 = none */
+    const char *drop_why;      /* static string: reason of the deferred drop */
+    unsigned hs_pending;       /* handshake replies still awaited */
+    struct fr_backoff backoff; /* reconnect delays; reset on success */
     bool ever_connected;
-    uint64_t rng; /* xorshift state for jitter */
 
     uv_timer_t timer; /* connect timeout, or reconnect backoff */
     uv_timer_t defer; /* 0 ms timer: drops and close outside hiredis callbacks */
@@ -447,24 +446,6 @@ size_t fr_redis_pending(const fr_redis_t *r)
 
 /* ---- connection lifecycle --------------------------------------------- */
 
-static uint32_t backoff_ms(fr_redis_t *r)
-{
-    uint32_t d = BACKOFF_MIN_MS;
-    uint64_t x;
-
-    for (unsigned i = 0; i < r->attempts && d < BACKOFF_MAX_MS; i++)
-        d *= 2;
-    if (d > BACKOFF_MAX_MS)
-        d = BACKOFF_MAX_MS;
-    /* Jitter into [d/2, d] so a fleet does not reconnect in lockstep. */
-    x = r->rng;
-    x ^= x << 13;
-    x ^= x >> 7;
-    x ^= x << 17;
-    r->rng = x;
-    return d / 2 + (uint32_t)(x % (d / 2 + 1));
-}
-
 static void on_timer(uv_timer_t *t)
 {
     fr_redis_t *r = fr_container_of(t, fr_redis_t, timer);
@@ -487,9 +468,7 @@ static void conn_lost(fr_redis_t *r, const char *why)
     if (r->state == ST_CLOSING)
         return;
     set_state(r, ST_BACKOFF);
-    delay = backoff_ms(r);
-    if (r->attempts < 64)
-        r->attempts++;
+    delay = fr_backoff_next(&r->backoff);
     (void)uv_timer_start(&r->timer, on_timer, delay, 0);
     if (was_connected) {
         fr_log_kv(FR_LOG_WARN, "redis", r->name, "redis connection to %s:%d lost (%s); reconnecting in %u ms",
@@ -548,7 +527,7 @@ static void become_connected(fr_redis_t *r)
 {
     uv_timer_stop(&r->timer);
     set_state(r, ST_CONNECTED);
-    r->attempts = 0;
+    fr_backoff_reset(&r->backoff);
     if (r->ever_connected)
         fr_log_kv(FR_LOG_INFO, "redis", r->name, "redis connection to %s:%d restored", r->host, r->port);
     else
@@ -895,7 +874,7 @@ fr_redis_t *fr_redis_new(uv_loop_t *loop, const char *url, const char *name, cha
     r->timeout_ms = DEFAULT_TIMEOUT_MS;
     r->connect_timeout_ms = CONNECT_TIMEOUT_MS;
     r->state = ST_IDLE;
-    r->rng = (fr_mono_ns() ^ (uint64_t)(uintptr_t)r) | 1;
+    fr_backoff_init(&r->backoff, BACKOFF_MIN_MS, BACKOFF_MAX_MS);
     if (!parse_url(r, url, err))
         goto out_free;
     if (uv_timer_init(loop, &r->timer) != 0 || uv_timer_init(loop, &r->defer) != 0) {

@@ -405,6 +405,32 @@ uint64_t fr_hash64(const void *p, size_t n)
     return h;
 }
 
+void fr_backoff_init(struct fr_backoff *b, uint32_t min_ms, uint32_t max_ms)
+{
+    b->min_ms = min_ms ? min_ms : 1;
+    b->max_ms = max_ms < b->min_ms ? b->min_ms : max_ms;
+    b->cur_ms = b->min_ms;
+    b->rng = (fr_mono_ns() ^ (uint64_t)(uintptr_t)b ^ 0x9e3779b97f4a7c15ull) | 1;
+}
+
+uint32_t fr_backoff_next(struct fr_backoff *b)
+{
+    uint32_t d = b->cur_ms;
+    uint64_t x = b->rng;
+
+    x ^= x << 13;
+    x ^= x >> 7;
+    x ^= x << 17;
+    b->rng = x;
+    b->cur_ms = d > b->max_ms / 2 ? b->max_ms : d * 2;
+    return d / 2 + (uint32_t)(x % (d / 2 + 1));
+}
+
+void fr_backoff_reset(struct fr_backoff *b)
+{
+    b->cur_ms = b->min_ms;
+}
+
 uint64_t fr_mono_ms(void)
 {
     return fr_mono_ns() / 1000000u;

@@ -63,6 +63,21 @@ bool fr_utf8_valid(const char *s, size_t n);
  * Not for untrusted keys where collisions could be chosen at scale. */
 uint64_t fr_hash64(const void *p, size_t n);
 
+/* Reconnect backoff: exponential from min_ms to max_ms, each delay
+ * jittered into [d/2, d] so a fleet does not reconnect in lockstep. Plain
+ * data, embedded in its owner; one per connection. */
+struct fr_backoff {
+    uint32_t min_ms; /* first delay */
+    uint32_t max_ms; /* cap */
+    uint32_t cur_ms; /* next delay before jitter */
+    uint64_t rng;    /* xorshift64 state, never 0 */
+};
+void fr_backoff_init(struct fr_backoff *b, uint32_t min_ms, uint32_t max_ms);
+/* The delay to wait now; the next one doubles (up to max_ms). */
+uint32_t fr_backoff_next(struct fr_backoff *b);
+/* After a success: the next failure starts again from min_ms. */
+void fr_backoff_reset(struct fr_backoff *b);
+
 /* Clocks. */
 uint64_t fr_mono_ms(void); /* monotonic milliseconds */
 uint64_t fr_mono_ns(void); /* monotonic nanoseconds */

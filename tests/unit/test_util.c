@@ -466,6 +466,31 @@ static void test_utf8_valid(void **state)
     assert_int_equal(fr_utf8_seq_len((const unsigned char *)"\xe2\x82\xac", 2), 0);
 }
 
+static void test_backoff(void **state)
+{
+    struct fr_backoff b;
+    uint32_t want[] = {100, 200, 400, 800, 1600, 3200, 5000, 5000, 5000};
+    (void)state;
+    fr_backoff_init(&b, 100, 5000);
+    for (size_t i = 0; i < sizeof(want) / sizeof(want[0]); i++) {
+        uint32_t d = fr_backoff_next(&b);
+        assert_true(d >= want[i] / 2 && d <= want[i]); /* jittered into [d/2, d], capped */
+    }
+    fr_backoff_reset(&b);
+    assert_true(fr_backoff_next(&b) <= 100);
+    /* jitter actually varies */
+    uint32_t first = 0, differs = 0;
+    for (int i = 0; i < 50; i++) {
+        fr_backoff_reset(&b);
+        uint32_t d = fr_backoff_next(&b);
+        if (i == 0)
+            first = d;
+        else if (d != first)
+            differs++;
+    }
+    assert_true(differs > 0);
+}
+
 static void test_hash64(void **state)
 {
     (void)state;
@@ -494,7 +519,7 @@ int main(void)
         cmocka_unit_test(test_sha256),           cmocka_unit_test(test_files),
         cmocka_unit_test(test_xalloc),           cmocka_unit_test(test_clocks),
         cmocka_unit_test(test_sql_ident),        cmocka_unit_test(test_hash64),
-        cmocka_unit_test(test_utf8_valid),
+        cmocka_unit_test(test_backoff),          cmocka_unit_test(test_utf8_valid),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
