@@ -4,7 +4,9 @@
  * readers see the old row or the new one, never half of it; a NULL column is
  * an absent field. Commands of a group are pipelined and their replies
  * counted. A resync writes every row of the model, then SCANs the cache's
- * keys and deletes those the model no longer has. Uses app->redis. */
+ * keys and deletes those the model no longer has. Uses app->redis, and one
+ * writer (ld->cw): a refresh's writes and a resync never overlap, as the
+ * scheduler runs a resync only when no refresh is in flight. */
 #include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>

@@ -227,8 +227,9 @@ void fr__cache_write(struct loader *ld, struct ld_cache *c, const struct ld_rows
  * keys, publish cache.refreshed all). done(ld, 0 | -EIO | -EPROTO). */
 void fr__cache_resync(struct loader *ld, struct ld_cache *c, ld_cachew_cb done);
 
-/* Starts a refresh of model m (its touched keys or all). Completion:
- * fr__loader_job_done. */
+/* Starts a refresh of model m (its touched keys or all) on ld->refresh_pg,
+ * then writes its caches through ld->cw. Completion:
+ * fr__loader_job_done(ld, JOB_REFRESH, ...), which frees the refresh slot. */
 void fr__model_refresh(struct loader *ld, struct ld_model *m);
 /* Builds m->refresh_sql. */
 void fr__model_build_sql(struct ld_model *m);
@@ -271,19 +272,23 @@ FR_MUST_CHECK int fr__consume_dlq(struct loader *ld, struct ld_stream *st, const
 
 /* ---- the daemon ------------------------------------------------------------- */
 
+/* ld->job holds the exclusive jobs and the batch load; a model refresh has
+ * its own slot (ld->refreshing, on ld->refresh_pg) and may overlap a load,
+ * but never an exclusive job (migrate, state, groups, resync). */
 enum ld_job {
     JOB_NONE = 0,
     JOB_MIGRATE,
     JOB_STATE, /* loading freshet.model_state */
     JOB_GROUPS,
     JOB_LOAD,
-    JOB_REFRESH,
+    JOB_REFRESH, /* only as fr__loader_job_done's argument: never in ld->job */
     JOB_RESYNC,
 };
 
 struct loader {
     struct fr_app *app;        /* borrowed */
     fr_redis_t *xread;         /* owned: blocking stream reads only */
+    fr_pg_t *refresh_pg;       /* owned: model refreshes and their model_state updates */
     char consumer[256];        /* consumer name in the group */
     uint32_t claim_idle_ms;    /* FRESHET_CLAIM_IDLE_MS: claim other consumers' entries idle this long */
     uint32_t claim_every_ms;   /* XAUTOCLAIM period: min(LD_CLAIM_EVERY_MS, claim_idle_ms / 2) */
@@ -308,13 +313,15 @@ struct loader {
     int groups_status;         /* 0, or the first failure of the groups job */
 
     bool pg_up;                /* app->pg connected */
+    bool refresh_pg_up;        /* refresh_pg connected */
     bool redis_up;             /* app->redis connected */
     bool xread_up;             /* xread connected */
     bool need_migrate;         /* migrations before any batch */
     bool need_state;           /* load freshet.model_state */
     bool need_groups;          /* XGROUP CREATE */
     bool started;              /* first migration done */
-    enum ld_job job;           /* the one job running */
+    enum ld_job job;           /* the exclusive job or the batch load running */
+    bool refreshing;           /* a model refresh is running (ld->refresh, on refresh_pg) */
     uint64_t backoff_until_ms; /* no load/read before this (monotonic ms) */
     uint64_t retry_at_ms;      /* migrations/groups retry not before this */
 
@@ -331,7 +338,7 @@ struct loader {
     struct ld_migrate mig;         /* the migration in flight */
     struct ld_load load;           /* the batch in flight */
     struct ld_refresh refresh;     /* the model refresh in flight */
-    struct ld_cachew cw;           /* the cache write / resync in flight */
+    struct ld_cachew cw;           /* the refresh's cache write or the resync in flight (never both) */
     struct ld_cache *resync_cache; /* borrowed: cache being resynced */
 
     struct fr_histogram *m_batch_secs; /* loader_batch_seconds */
@@ -356,7 +363,8 @@ static inline bool fr__loader_gone(const struct loader *ld)
 
 /* Runs the scheduler on the next loop turn. */
 void fr__loader_kick(struct loader *ld);
-/* A job (migration, state load, groups, refresh, resync) ended. status 0 ok,
+/* A job (migration, state load, groups, refresh, resync) ended: frees its
+ * slot (ld->job, or ld->refreshing for JOB_REFRESH). status 0 ok,
  * -ENOTCONN connection lost, other < 0 error (retried later). */
 void fr__loader_job_done(struct loader *ld, enum ld_job job, int status);
 /* The batch load ended (ld->load holds the outcome). */

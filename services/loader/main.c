@@ -1,9 +1,13 @@
 /* freshet-loader: consumes the batch streams, loads every batch exactly
  * once into PostgreSQL (ledger + rows in one transaction), refreshes the
  * models the batches feed and writes their Redis caches, and announces each
- * step on fr:events. This file holds the setup, the scheduler that runs one
- * job at a time (migrations, consumer groups, a batch, a model refresh, a
- * cache resync) and the SIGTERM drain.
+ * step on fr:events. This file holds the setup, the scheduler and the
+ * SIGTERM drain. The scheduler has two slots: ld->job runs one exclusive
+ * job (migrations, model_state, consumer groups, a cache resync) or one
+ * batch load on app->pg; ld->refreshing runs one model refresh on the
+ * loader's second connection (refresh_pg), beside a batch load but never
+ * beside an exclusive job: those wait for the refresh to end, and no
+ * refresh or load starts while one is wanted.
  *
  * Wire details this daemon adds to the shared contracts:
  *  - Consumer name in group "loader": env FRESHET_CONSUMER, else the host
@@ -107,6 +111,12 @@ static void close_loader(struct loader *ld, int code)
         fr_redis_close(ld->xread, NULL, NULL);
         ld->xread = NULL;
     }
+    if (ld->refresh_pg) {
+        /* A refresh in flight completes with NULL and returns at once
+         * (closed is set): its leftovers are freed by loader_deinit. */
+        fr_pg_close(ld->refresh_pg, NULL, NULL);
+        ld->refresh_pg = NULL;
+    }
     drop_queue(ld);
     fr_info("loader stopped");
     fr_app_shutdown(ld->app, code);
@@ -117,7 +127,7 @@ static void on_drain(struct fr_app *app, void *data)
     struct loader *ld = data;
 
     (void)app;
-    fr_info("draining: finishing the batch in flight");
+    fr_info("draining: finishing the batch and the refresh in flight");
     ld->draining = true;
     fr__loader_kick(ld);
 }
@@ -135,7 +145,10 @@ void fr__loader_job_done(struct loader *ld, enum ld_job job, int status)
 {
     if (fr__loader_gone(ld))
         return;
-    ld->job = JOB_NONE;
+    if (job == JOB_REFRESH)
+        ld->refreshing = false;
+    else
+        ld->job = JOB_NONE;
     switch (job) {
     case JOB_MIGRATE:
         if (status == 0) {
@@ -252,6 +265,20 @@ static void on_pg_state(fr_pg_t *pg, bool connected, void *data)
     fr__loader_kick(ld);
 }
 
+static void on_refresh_pg_state(fr_pg_t *pg, bool connected, void *data)
+{
+    struct loader *ld = data;
+
+    (void)pg;
+    if (ld->closed)
+        return;
+    /* A refresh in flight completes with NULL on a loss and retries after
+     * LD_RETRY_MS once this connection is back. No migration here: the
+     * main connection runs them before any batch. */
+    ld->refresh_pg_up = connected;
+    fr__loader_kick(ld);
+}
+
 static void on_redis_state(fr_redis_t *r, bool connected, void *data)
 {
     struct loader *ld = data;
@@ -282,47 +309,22 @@ static void on_xread_state(fr_redis_t *r, bool connected, void *data)
 
 /* ---- the scheduler ----------------------------------------------------------------------- */
 
-static void pump(struct loader *ld)
+/* True when an exclusive job is wanted: it then goes first, so no refresh
+ * or load starts until it has run. */
+static bool exclusive_wanted(const struct loader *ld)
 {
-    uint64_t now = fr_mono_ms();
-    uint64_t wait = UINT64_MAX;
-    bool up;
-    struct ld_model *m;
+    if (ld->need_migrate || ld->need_state || ld->need_groups)
+        return true;
+    for (size_t i = 0; i < ld->n_caches; i++)
+        if (ld->caches[i].need_resync)
+            return true;
+    return false;
+}
 
-    if (ld->closed)
-        return;
-    if (!ld->app->pg || !ld->app->redis) {
-        /* The app shut down without our drain (second signal). */
-        close_loader(ld, 0);
-        return;
-    }
-    if (ld->job != JOB_NONE)
-        return;
-    up = ld->pg_up && ld->redis_up && fr_pg_connected(ld->app->pg) && fr_redis_connected(ld->app->redis);
-
-    if (ld->draining) {
-        /* The batch in flight is done (job is none): refresh the keys it
-         * touched, then stop. Entries read but not loaded stay pending. A
-         * pending full refresh is left to the next start, which does one. */
-        if (up && !ld->need_migrate) {
-            for (size_t i = 0; i < ld->n_models; i++) {
-                m = &ld->models[i];
-                if (!m->all && m->touched.n > 0 && m->retry_at_ms == 0) {
-                    ld->job = JOB_REFRESH;
-                    fr__model_refresh(ld, m);
-                    return;
-                }
-            }
-        }
-        close_loader(ld, 0);
-        return;
-    }
-    if (!up)
-        return; /* a state callback kicks us */
-    if (now < ld->retry_at_ms) {
-        arm(ld, ld->retry_at_ms - now);
-        return;
-    }
+/* Starts the first exclusive job wanted. ld->job is JOB_NONE and no
+ * refresh runs. */
+static void start_exclusive(struct loader *ld)
+{
     if (ld->need_migrate) {
         ld->job = JOB_MIGRATE;
         fr__migrate_start(ld);
@@ -338,14 +340,6 @@ static void pump(struct loader *ld)
         fr__consume_groups(ld);
         return;
     }
-    /* Idle only once the streams have been read: the start's full refresh
-     * then waits behind a backlog like any other refresh. */
-    m = fr__model_due(ld, ld->read_new_once && ld->q_len == 0 && !ld->last_read_full, &wait);
-    if (m) {
-        ld->job = JOB_REFRESH;
-        fr__model_refresh(ld, m);
-        return;
-    }
     for (size_t i = 0; i < ld->n_caches; i++) {
         if (ld->caches[i].need_resync) {
             ld->job = JOB_RESYNC;
@@ -353,6 +347,92 @@ static void pump(struct loader *ld)
             fr__cache_resync(ld, &ld->caches[i], on_resync_done);
             return;
         }
+    }
+}
+
+/* Starts a refresh of m in the refresh slot. It may complete before this
+ * returns (refresh_pg not connected): the model then has a retry time. */
+static void start_refresh(struct loader *ld, struct ld_model *m)
+{
+    ld->refreshing = true;
+    fr__model_refresh(ld, m);
+}
+
+static void pump(struct loader *ld)
+{
+    uint64_t now = fr_mono_ms();
+    uint64_t wait = UINT64_MAX;
+    bool up;
+    bool refresh_up;
+    struct ld_model *m;
+
+    if (ld->closed)
+        return;
+    if (!ld->app->pg || !ld->app->redis) {
+        /* The app shut down without our drain (second signal). */
+        close_loader(ld, 0);
+        return;
+    }
+    up = ld->pg_up && ld->redis_up && fr_pg_connected(ld->app->pg) && fr_redis_connected(ld->app->redis);
+    /* Refreshes need the schema (first migration) and the model state, and
+     * write the caches through app->redis. */
+    refresh_up = ld->refresh_pg_up && fr_pg_connected(ld->refresh_pg) && ld->redis_up &&
+                 fr_redis_connected(ld->app->redis) && ld->started && !ld->need_state;
+
+    if (ld->draining) {
+        /* Wait for the batch and the refresh in flight; then refresh the
+         * keys they touched, and stop. Entries read but not loaded stay
+         * pending. A pending full refresh is left to the next start, which
+         * does one. */
+        if (ld->job != JOB_NONE || ld->refreshing)
+            return; /* their completion kicks us */
+        if (refresh_up) {
+            for (size_t i = 0; i < ld->n_models; i++) {
+                m = &ld->models[i];
+                if (!m->all && m->touched.n > 0 && m->retry_at_ms == 0) {
+                    start_refresh(ld, m);
+                    if (!ld->refreshing)
+                        fr__loader_kick(ld); /* done already: look again */
+                    return;
+                }
+            }
+        }
+        close_loader(ld, 0);
+        return;
+    }
+
+    if (up && exclusive_wanted(ld)) {
+        /* Exclusive: after the load and the refresh in flight. */
+        if (ld->job != JOB_NONE || ld->refreshing)
+            return; /* their completion kicks us */
+        if (now < ld->retry_at_ms) {
+            arm(ld, ld->retry_at_ms - now);
+            return;
+        }
+        start_exclusive(ld);
+        return;
+    }
+
+    /* The refresh slot: beside a batch load, never beside an exclusive job
+     * (one still in flight after its connection dropped, say). */
+    if (!ld->refreshing && (ld->job == JOB_NONE || ld->job == JOB_LOAD) && refresh_up) {
+        /* Idle only once the streams have been read: the start's full
+         * refresh then waits behind a backlog like any other refresh. */
+        m = fr__model_due(ld, ld->read_new_once && ld->q_len == 0 && !ld->last_read_full, &wait);
+        if (m) {
+            start_refresh(ld, m);
+            /* Then the load slot, on the next turn (a refresh that ended
+             * already has its retry time, so this cannot spin). */
+            fr__loader_kick(ld);
+            return;
+        }
+    }
+
+    /* The load slot. */
+    if (ld->job != JOB_NONE || !up) {
+        if (wait != UINT64_MAX)
+            arm(ld, wait); /* a refresh falls due; completions and state callbacks kick us too */
+        return;
     }
     if (now < ld->backoff_until_ms) {
         if (ld->backoff_until_ms - now < wait)
@@ -366,6 +446,9 @@ static void pump(struct loader *ld)
         e->next = NULL;
         ld->job = JOB_LOAD;
         fr__load_start(ld, e);
+        /* A load done already has kicked us: keep that kick. */
+        if (ld->job == JOB_LOAD && wait != UINT64_MAX)
+            arm(ld, wait);
         return;
     } else if (!ld->reading && ld->xread_up) {
         fr__consume_read(ld);
@@ -538,6 +621,11 @@ static int loader_init(struct loader *ld, struct fr_app *app, char err[FR_ERR_LE
 
     fr_pg_set_timeout(app->pg, LD_PG_TIMEOUT_MS);
     fr_pg_set_state_cb(app->pg, on_pg_state, ld);
+    ld->refresh_pg = fr_pg_new(&app->loop, app->settings.database_url, "postgres-refresh", err);
+    if (!ld->refresh_pg)
+        return -EINVAL;
+    fr_pg_set_timeout(ld->refresh_pg, LD_PG_TIMEOUT_MS);
+    fr_pg_set_state_cb(ld->refresh_pg, on_refresh_pg_state, ld);
     fr_redis_set_state_cb(app->redis, on_redis_state, ld);
     ld->xread = fr_redis_new(&app->loop, app->settings.redis_url, "redis-stream", err);
     if (!ld->xread)
@@ -615,6 +703,7 @@ int main(int argc, char **argv)
         loader_deinit(&ld);
         if (ld.xread)
             fr_redis_close(ld.xread, NULL, NULL);
+        fr_pg_close(ld.refresh_pg, NULL, NULL);
         if (ld.tick.loop)
             uv_close((uv_handle_t *)&ld.tick, NULL);
         if (ld.wake.loop)
@@ -627,6 +716,9 @@ int main(int argc, char **argv)
     app.drain_data = &ld;
     if (fr_redis_start(ld.xread) != 0) {
         fprintf(stderr, "freshet-loader: cannot start the stream Redis client\n");
+        close_loader(&ld, 1);
+    } else if (fr_pg_start(ld.refresh_pg) != 0) {
+        fprintf(stderr, "freshet-loader: cannot start the refresh PostgreSQL client\n");
         close_loader(&ld, 1);
     } else {
         uv_timer_start(&ld.tick, on_tick, 1000, 1000);

@@ -3,7 +3,10 @@
  * max(10 s, 4 x the last refresh's duration), one statement recomputes those keys (or everything)
  * with the model's SQL and upserts/deletes only rows that changed; the
  * changed rows then go to the model's caches. Daily models are recomputed
- * in full when the UTC day of the pipeline's "now" turns. */
+ * in full when the UTC day of the pipeline's "now" turns. Refreshes run on
+ * the loader's own connection (ld->refresh_pg), beside the batch loads on
+ * app->pg: they read committed data only, and keys touched meanwhile wait
+ * in the model for the next refresh. */
 #include <errno.h>
 #include <limits.h>
 #include <stdio.h>
@@ -226,7 +229,7 @@ void fr__model_day_check(struct loader *ld)
 
         if (!m->m->daily || m->all || m->day == INT32_MIN)
             continue;
-        if (ld->job == JOB_REFRESH && ld->refresh.model == m)
+        if (ld->refreshing && ld->refresh.model == m)
             continue;
         today = day_of(fr_pipeline_now(m->p));
         if (today != m->day) {
@@ -417,7 +420,10 @@ static void on_refreshed(fr_pg_t *pg, PGresult *res, void *data)
     if (fr__loader_gone(ld))
         return;
     if (!res) {
+        /* refresh_pg lost (or timed out): retry after the reconnect, never
+         * at once. */
         restore_keys(r);
+        m->retry_at_ms = fr_mono_ms() + LD_RETRY_MS;
         fr__loader_job_done(ld, JOB_REFRESH, -ENOTCONN);
         return;
     }
@@ -434,7 +440,7 @@ static void on_refreshed(fr_pg_t *pg, PGresult *res, void *data)
     fr_format_date(r->day, day);
     params[0] = m->state_name;
     params[1] = day;
-    if (fr_pg_query(ld->app->pg,
+    if (fr_pg_query(ld->refresh_pg,
                     r->all
                         ? "INSERT INTO freshet.model_state (model, day, refreshed_at) VALUES ($1, $2::date, now()) "
                           "ON CONFLICT (model) DO UPDATE SET day = EXCLUDED.day, refreshed_at = EXCLUDED.refreshed_at"
@@ -471,8 +477,9 @@ void fr__model_refresh(struct loader *ld, struct ld_model *m)
         fr__sql_text_array(&arr, &r->keys);
     params[0] = r->all ? NULL : arr.data;
     params[1] = r->now;
-    if (fr_pg_query(ld->app->pg, m->refresh_sql, 2, params, NULL, on_refreshed, ld) != 0) {
+    if (fr_pg_query(ld->refresh_pg, m->refresh_sql, 2, params, NULL, on_refreshed, ld) != 0) {
         restore_keys(r);
+        m->retry_at_ms = fr_mono_ms() + LD_RETRY_MS;
         fr__loader_job_done(ld, JOB_REFRESH, -ENOTCONN);
     }
     fr_buf_deinit(&arr);
