@@ -6,8 +6,10 @@
  * job (migrations, model_state, consumer groups, a cache resync) or one
  * batch load on app->pg; ld->refreshing runs one model refresh on the
  * loader's second connection (refresh_pg), beside a batch load but never
- * beside an exclusive job: those wait for the refresh to end, and no
- * refresh or load starts while one is wanted.
+ * beside an exclusive job: those wait for both slots to be empty. While
+ * migrations, model_state or groups are wanted nothing else starts; while a
+ * cache resync is wanted no load starts (a refresh already due may go
+ * first, as before the split).
  *
  * Wire details this daemon adds to the shared contracts:
  *  - Consumer name in group "loader": env FRESHET_CONSUMER, else the host
@@ -309,12 +311,18 @@ static void on_xread_state(fr_redis_t *r, bool connected, void *data)
 
 /* ---- the scheduler ----------------------------------------------------------------------- */
 
-/* True when an exclusive job is wanted: it then goes first, so no refresh
- * or load starts until it has run. */
-static bool exclusive_wanted(const struct loader *ld)
+/* Migrations, model_state or consumer groups are wanted: they go first,
+ * so no refresh or load starts until they have run. */
+static bool setup_wanted(const struct loader *ld)
 {
-    if (ld->need_migrate || ld->need_state || ld->need_groups)
-        return true;
+    return ld->need_migrate || ld->need_state || ld->need_groups;
+}
+
+/* A cache resync is wanted: it goes before any load, after a refresh that
+ * is due (as when one slot ran everything: at start, the full refresh, then
+ * the resyncs), and never beside a refresh (they share ld->cw). */
+static bool resync_wanted(const struct loader *ld)
+{
     for (size_t i = 0; i < ld->n_caches; i++)
         if (ld->caches[i].need_resync)
             return true;
@@ -401,7 +409,7 @@ static void pump(struct loader *ld)
         return;
     }
 
-    if (up && exclusive_wanted(ld)) {
+    if (up && setup_wanted(ld)) {
         /* Exclusive: after the load and the refresh in flight. */
         if (ld->job != JOB_NONE || ld->refreshing)
             return; /* their completion kicks us */
@@ -426,6 +434,21 @@ static void pump(struct loader *ld)
             fr__loader_kick(ld);
             return;
         }
+    }
+
+    if (up && resync_wanted(ld)) {
+        /* Exclusive: after the load and the refresh in flight. */
+        if (ld->job != JOB_NONE || ld->refreshing) {
+            if (wait != UINT64_MAX)
+                arm(ld, wait);
+            return; /* their completion kicks us */
+        }
+        if (now < ld->retry_at_ms) {
+            arm(ld, ld->retry_at_ms - now < wait ? ld->retry_at_ms - now : wait);
+            return;
+        }
+        start_exclusive(ld);
+        return;
     }
 
     /* The load slot. */
