@@ -19,7 +19,7 @@ import sys
 import time
 
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "tests", "lib"))
-from harness import SRC, Stack, free_port, tmpdir, wait_until  # noqa: E402
+from harness import SRC, Stack, free_port, rss_kb, tmpdir, wait_until  # noqa: E402
 
 EVENTS = int(os.environ.get("BENCH_EVENTS", "1000000"))
 SECONDS = int(os.environ.get("BENCH_SECONDS", "5"))
@@ -61,13 +61,6 @@ http { access_log off; keepalive_requests 1000000;
                                       capture_output=True).returncode == 0, 10, what="nginx")
     return p, port
 
-
-def rss_kb(pid):
-    with open("/proc/%d/status" % pid) as f:
-        for line in f:
-            if line.startswith("VmRSS:"):
-                return int(line.split()[1])
-    return 0
 
 
 def main():

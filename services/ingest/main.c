@@ -58,8 +58,6 @@ struct ingest {
     size_t n_srcs;
     uv_async_t wake; /* embedded: workers signal queued items */
     bool wake_init;
-    uv_check_t watchdog; /* embedded: notices an app shutdown that skipped on_drain */
-    bool watchdog_init;
     size_t n_running; /* sources not yet stopped (drain) */
     bool pub_closed;
     bool draining;
@@ -129,8 +127,6 @@ static void on_drain(struct fr_app *app, void *data)
     if (in->draining)
         return;
     in->draining = true;
-    if (in->watchdog_init && !uv_is_closing((uv_handle_t *)&in->watchdog))
-        uv_close((uv_handle_t *)&in->watchdog, NULL); /* embedded: nothing to free */
     in->n_running = in->n_srcs;
     /* Sources first: they stop claiming and stop their workers; then the
      * publisher drops what was not sent and waits for the XADDs in flight. */
@@ -141,19 +137,6 @@ static void on_drain(struct fr_app *app, void *data)
     else
         in->pub_closed = true;
     maybe_drained(in);
-}
-
-/* fr_app_run and the second signal end the app with fr_app_shutdown
- * without calling on_drain (e.g. the admin port is taken): our sources and
- * workers must still be stopped, or the loop never empties. */
-static void on_watchdog(uv_check_t *h)
-{
-    struct ingest *in = fr_container_of(h, struct ingest, watchdog);
-
-    if (in->app.stopping && !in->draining) {
-        fr_warn("the daemon is shutting down: stopping the file sources");
-        on_drain(&in->app, in);
-    }
 }
 
 static void set_threadpool_size(size_t n_srcs)
@@ -192,11 +175,6 @@ static int setup(struct ingest *in, int rest_argc, char **rest_argv)
         return -ENOMEM;
     }
     in->wake_init = true;
-    if (uv_check_init(&app->loop, &in->watchdog) == 0) {
-        in->watchdog_init = true;
-        (void)uv_check_start(&in->watchdog, on_watchdog);
-        uv_unref((uv_handle_t *)&in->watchdog);
-    }
     in->pub = fr_publisher_new(app, on_room, in);
     in->srcs = fr_xcalloc(n ? n : 1, sizeof(*in->srcs));
     for (size_t i = 0; i < app->n_pipelines; i++) {

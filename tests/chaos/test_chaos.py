@@ -50,6 +50,7 @@ import time
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "lib"))
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "e2e"))
 from harness import BIN, PGBIN, Stack, TestRun, wait_until  # noqa: E402
+from harness import rss_kb as harness_rss_kb  # noqa: E402
 import players_ref  # noqa: E402
 
 UTC = dt.timezone.utc
@@ -222,13 +223,7 @@ class RssSampler:
         self.stopping = threading.Event()
         self.thread = threading.Thread(target=self._run, daemon=True)
 
-    @staticmethod
-    def rss_kb(pid):
-        with open("/proc/%d/status" % pid) as f:
-            for line in f:
-                if line.startswith("VmRSS:"):
-                    return int(line.split()[1])
-        return 0
+    rss_kb = staticmethod(harness_rss_kb)
 
     def sample(self):
         out = {}

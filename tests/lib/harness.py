@@ -47,6 +47,18 @@ def free_port():
     return p
 
 
+def rss_kb(pid):
+    """Resident set size of a process in KiB (0 if it is gone)."""
+    try:
+        with open("/proc/%d/status" % pid) as f:
+            for line in f:
+                if line.startswith("VmRSS:"):
+                    return int(line.split()[1])
+    except OSError:
+        pass
+    return 0
+
+
 def wait_until(fn, timeout=30.0, interval=0.05, what="condition"):
     deadline = time.time() + timeout
     last = None
