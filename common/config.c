@@ -3,6 +3,7 @@
  * structs. Every map is checked against a table of valid keys; every error
  * names "file:line:col: what is wrong; how to fix it". Owns nothing global. */
 #include "config.h"
+#include "config_int.h"
 
 #include <dirent.h>
 #include <errno.h>
@@ -56,7 +57,7 @@ bool fr_type_parse(const char *s, enum fr_type *out)
 
 /* ----------------------------------------------------------------- freeing */
 
-static void free_strv(char **v, size_t n)
+void fr_cfg_free_strv(char **v, size_t n)
 {
     if (!v)
         return;
@@ -65,13 +66,14 @@ static void free_strv(char **v, size_t n)
     free(v);
 }
 
-static void free_columns(struct fr_column *c, size_t n)
+void fr_cfg_free_columns(struct fr_column *c, size_t n)
 {
     if (!c)
         return;
     for (size_t i = 0; i < n; i++) {
         free(c[i].name);
-        free_strv(c[i].allowed, c[i].n_allowed);
+        fr_cfg_free_strv(c[i].allowed, c[i].n_allowed);
+        free(c[i].references);
     }
     free(c);
 }
@@ -85,10 +87,12 @@ void fr_pipeline_free(struct fr_pipeline *p)
         free(d->name);
         free(d->qname);
         free(d->table);
-        free_columns(d->columns, d->n_columns);
-        free_strv(d->key, d->n_key);
+        fr_cfg_free_columns(d->columns, d->n_columns);
+        fr_cfg_free_strv(d->key, d->n_key);
         free(d->version);
         free(d->key_index);
+        fr_cfg_free_strv(d->retention_columns, d->n_retention_columns);
+        free(d->soft_delete);
     }
     free(p->datasets);
     for (size_t i = 0; i < p->n_sources; i++) {
@@ -96,15 +100,16 @@ void fr_pipeline_free(struct fr_pipeline *p)
         free(s->name);
         free(s->dataset);
         free(s->dir);
+        fr_http_source_free(s->http);
     }
     free(p->sources);
     for (size_t i = 0; i < p->n_models; i++) {
         struct fr_model *m = &p->models[i];
         free(m->name);
         free(m->table);
-        free_columns(m->columns, m->n_columns);
-        free_strv(m->key, m->n_key);
-        free_strv(m->inputs, m->n_inputs);
+        fr_cfg_free_columns(m->columns, m->n_columns);
+        fr_cfg_free_strv(m->key, m->n_key);
+        fr_cfg_free_strv(m->inputs, m->n_inputs);
         free(m->sql_path);
         free(m->sql);
     }
@@ -116,6 +121,16 @@ void fr_pipeline_free(struct fr_pipeline *p)
         free(c->key_column);
     }
     free(p->caches);
+    for (size_t i = 0; i < p->n_exports; i++) {
+        struct fr_export *e = &p->exports[i];
+        free(e->name);
+        free(e->sql_path);
+        free(e->sql);
+        fr_cfg_free_strv(e->after, e->n_after);
+        free(e->path);
+    }
+    free(p->exports);
+    fr_routes_free(p->routes, p->n_routes);
     free(p->name);
     free(p->dir);
     free(p->path);
@@ -124,14 +139,7 @@ void fr_pipeline_free(struct fr_pipeline *p)
 
 /* ----------------------------------------------------------- YAML helpers */
 
-struct ctx {
-    yaml_document_t *doc; /* borrowed */
-    const char *file;     /* borrowed: file name used in messages */
-    char *err;            /* borrowed: FR_ERR_LEN bytes */
-};
-
-static bool fail_at(struct ctx *c, const yaml_mark_t *m, const char *fmt, ...) FR_PRINTF(3, 4);
-static bool fail_at(struct ctx *c, const yaml_mark_t *m, const char *fmt, ...)
+bool fr_cfg_fail_at(struct fr_cfg *c, const yaml_mark_t *m, const char *fmt, ...)
 {
     int n = snprintf(c->err, FR_ERR_LEN, "%s:%zu:%zu: ", c->file, m ? m->line + 1 : 1, m ? m->column + 1 : 1);
     if (n < 0 || n >= FR_ERR_LEN)
@@ -143,14 +151,14 @@ static bool fail_at(struct ctx *c, const yaml_mark_t *m, const char *fmt, ...)
     return false;
 }
 
-#define fail(c, node, ...) fail_at((c), (node) ? &(node)->start_mark : NULL, __VA_ARGS__)
+#define fail fr_cfg_fail
 
-static yaml_node_t *node_at(struct ctx *c, int idx)
+yaml_node_t *fr_cfg_node_at(struct fr_cfg *c, int idx)
 {
     return yaml_document_get_node(c->doc, idx);
 }
 
-static bool is_ident(const char *s)
+bool fr_cfg_is_ident(const char *s)
 {
     size_t n = strlen(s);
     if (n == 0 || n > MAX_IDENT)
@@ -165,7 +173,7 @@ static bool is_ident(const char *s)
     return true;
 }
 
-static bool is_null(const yaml_node_t *n)
+bool fr_cfg_is_null(const yaml_node_t *n)
 {
     if (!n || n->type != YAML_SCALAR_NODE || n->data.scalar.style != YAML_PLAIN_SCALAR_STYLE)
         return false;
@@ -174,7 +182,7 @@ static bool is_null(const yaml_node_t *n)
 }
 
 /* ${VAR} and ${VAR:-default} from the environment. */
-static bool subst(struct ctx *c, const yaml_node_t *n, const char *in, size_t len, char **out)
+static bool subst(struct fr_cfg *c, const yaml_node_t *n, const char *in, size_t len, char **out)
 {
     struct fr_buf b;
     fr_buf_init(&b, MAX_YAML_BYTES);
@@ -245,7 +253,7 @@ out_too_big:
 }
 
 /* A scalar's value after ${VAR} substitution; owned by the caller. */
-static bool get_str(struct ctx *c, const yaml_node_t *n, const char *what, char **out)
+bool fr_cfg_get_str(struct fr_cfg *c, const yaml_node_t *n, const char *what, char **out)
 {
     if (!n || n->type != YAML_SCALAR_NODE)
         return fail(c, n, "%s must be a single value, not a %s; write it as key: value", what,
@@ -253,12 +261,12 @@ static bool get_str(struct ctx *c, const yaml_node_t *n, const char *what, char 
     return subst(c, n, (const char *)n->data.scalar.value, n->data.scalar.length, out);
 }
 
-static bool get_ident(struct ctx *c, const yaml_node_t *n, const char *what, char **out)
+bool fr_cfg_get_ident(struct fr_cfg *c, const yaml_node_t *n, const char *what, char **out)
 {
     char *s;
-    if (!get_str(c, n, what, &s))
+    if (!fr_cfg_get_str(c, n, what, &s))
         return false;
-    if (!is_ident(s)) {
+    if (!fr_cfg_is_ident(s)) {
         fail(c, n,
              "%s '%.60s' is not a valid name; use 1-63 characters of a-z, 0-9 and _, not starting "
              "with a digit",
@@ -270,10 +278,10 @@ static bool get_ident(struct ctx *c, const yaml_node_t *n, const char *what, cha
     return true;
 }
 
-static bool get_bool(struct ctx *c, const yaml_node_t *n, const char *what, bool *out)
+bool fr_cfg_get_bool(struct fr_cfg *c, const yaml_node_t *n, const char *what, bool *out)
 {
     char *s;
-    if (!get_str(c, n, what, &s))
+    if (!fr_cfg_get_str(c, n, what, &s))
         return false;
     bool ok = true;
     if (strcmp(s, "true") == 0 || strcmp(s, "yes") == 0 || strcmp(s, "on") == 0)
@@ -286,10 +294,11 @@ static bool get_bool(struct ctx *c, const yaml_node_t *n, const char *what, bool
     return ok;
 }
 
-static bool get_u32(struct ctx *c, const yaml_node_t *n, const char *what, uint32_t min, uint32_t max, uint32_t *out)
+bool fr_cfg_get_u32(struct fr_cfg *c, const yaml_node_t *n, const char *what, uint32_t min, uint32_t max,
+                    uint32_t *out)
 {
     char *s;
-    if (!get_str(c, n, what, &s))
+    if (!fr_cfg_get_str(c, n, what, &s))
         return false;
     int64_t v;
     bool ok = true;
@@ -304,7 +313,7 @@ static bool get_u32(struct ctx *c, const yaml_node_t *n, const char *what, uint3
 }
 
 /* A list of scalars, or one scalar taken as a list of one. */
-static bool get_str_list(struct ctx *c, const yaml_node_t *n, const char *what, bool idents, char ***out,
+bool fr_cfg_get_str_list(struct fr_cfg *c, const yaml_node_t *n, const char *what, bool idents, char ***out,
                          size_t *count)
 {
     *out = NULL;
@@ -313,7 +322,7 @@ static bool get_str_list(struct ctx *c, const yaml_node_t *n, const char *what, 
         return fail(c, n, "%s must be a list; write it as [a, b]", what);
     if (n->type == YAML_SCALAR_NODE) {
         char *s;
-        if (!(idents ? get_ident(c, n, what, &s) : get_str(c, n, what, &s)))
+        if (!(idents ? fr_cfg_get_ident(c, n, what, &s) : fr_cfg_get_str(c, n, what, &s)))
             return false;
         *out = fr_xmalloc(sizeof(char *));
         (*out)[0] = s;
@@ -323,15 +332,15 @@ static bool get_str_list(struct ctx *c, const yaml_node_t *n, const char *what, 
     size_t total = (size_t)(n->data.sequence.items.top - n->data.sequence.items.start);
     char **v = fr_xcalloc(total ? total : 1, sizeof(char *));
     for (size_t i = 0; i < total; i++) {
-        yaml_node_t *item = node_at(c, n->data.sequence.items.start[i]);
-        if (!item || !(idents ? get_ident(c, item, what, &v[i]) : get_str(c, item, what, &v[i]))) {
-            free_strv(v, i);
+        yaml_node_t *item = fr_cfg_node_at(c, n->data.sequence.items.start[i]);
+        if (!item || !(idents ? fr_cfg_get_ident(c, item, what, &v[i]) : fr_cfg_get_str(c, item, what, &v[i]))) {
+            fr_cfg_free_strv(v, i);
             return false;
         }
         for (size_t k = 0; k < i; k++) {
             if (strcmp(v[k], v[i]) == 0) {
                 fail(c, item, "%s lists '%.60s' twice; remove the duplicate", what, v[i]);
-                free_strv(v, i + 1);
+                fr_cfg_free_strv(v, i + 1);
                 return false;
             }
         }
@@ -341,25 +350,25 @@ static bool get_str_list(struct ctx *c, const yaml_node_t *n, const char *what, 
     return true;
 }
 
-static size_t map_len(const yaml_node_t *n)
+size_t fr_cfg_map_len(const yaml_node_t *n)
 {
     return (size_t)(n->data.mapping.pairs.top - n->data.mapping.pairs.start);
 }
 
-static const char *scalar_of(const yaml_node_t *n)
+const char *fr_cfg_scalar_of(const yaml_node_t *n)
 {
     return n && n->type == YAML_SCALAR_NODE ? (const char *)n->data.scalar.value : NULL;
 }
 
 /* Checks that n is a mapping whose keys are all in `valid` (NULL-terminated),
  * each once. */
-static bool check_map(struct ctx *c, const yaml_node_t *n, const char *what, const char *const *valid)
+bool fr_cfg_check_map(struct fr_cfg *c, const yaml_node_t *n, const char *what, const char *const *valid)
 {
     if (!n || n->type != YAML_MAPPING_NODE)
         return fail(c, n, "%s must be a mapping (key: value lines); indent its keys under it", what);
-    for (size_t i = 0; i < map_len(n); i++) {
-        yaml_node_t *k = node_at(c, n->data.mapping.pairs.start[i].key);
-        const char *ks = scalar_of(k);
+    for (size_t i = 0; i < fr_cfg_map_len(n); i++) {
+        yaml_node_t *k = fr_cfg_node_at(c, n->data.mapping.pairs.start[i].key);
+        const char *ks = fr_cfg_scalar_of(k);
         if (!ks)
             return fail(c, k, "%s has a key that is not a plain name; use name: value", what);
         bool known = false;
@@ -378,7 +387,7 @@ static bool check_map(struct ctx *c, const yaml_node_t *n, const char *what, con
             return fail(c, k, "unknown key '%.40s' in %s; valid keys: %s", ks, what, list);
         }
         for (size_t j = 0; j < i; j++) {
-            const char *prev = scalar_of(node_at(c, n->data.mapping.pairs.start[j].key));
+            const char *prev = fr_cfg_scalar_of(fr_cfg_node_at(c, n->data.mapping.pairs.start[j].key));
             if (prev && strcmp(prev, ks) == 0)
                 return fail(c, k, "key '%.40s' appears twice in %s; keep one", ks, what);
         }
@@ -386,34 +395,34 @@ static bool check_map(struct ctx *c, const yaml_node_t *n, const char *what, con
     return true;
 }
 
-static yaml_node_t *map_get(struct ctx *c, const yaml_node_t *n, const char *key)
+yaml_node_t *fr_cfg_map_get(struct fr_cfg *c, const yaml_node_t *n, const char *key)
 {
-    for (size_t i = 0; i < map_len(n); i++) {
-        const char *ks = scalar_of(node_at(c, n->data.mapping.pairs.start[i].key));
+    for (size_t i = 0; i < fr_cfg_map_len(n); i++) {
+        const char *ks = fr_cfg_scalar_of(fr_cfg_node_at(c, n->data.mapping.pairs.start[i].key));
         if (ks && strcmp(ks, key) == 0)
-            return node_at(c, n->data.mapping.pairs.start[i].value);
+            return fr_cfg_node_at(c, n->data.mapping.pairs.start[i].value);
     }
     return NULL;
 }
 
 /* A mapping of name: {...} (datasets, sources, ...). */
-static bool check_named_map(struct ctx *c, const yaml_node_t *n, const char *what)
+bool fr_cfg_check_named_map(struct fr_cfg *c, const yaml_node_t *n, const char *what)
 {
     if (n->type != YAML_MAPPING_NODE)
         return fail(c, n,
                     "%s must be a mapping of name: {...}; write each entry as 'name:' with its keys "
                     "indented below",
                     what);
-    for (size_t i = 0; i < map_len(n); i++) {
-        yaml_node_t *k = node_at(c, n->data.mapping.pairs.start[i].key);
-        const char *ks = scalar_of(k);
-        if (!ks || !is_ident(ks))
+    for (size_t i = 0; i < fr_cfg_map_len(n); i++) {
+        yaml_node_t *k = fr_cfg_node_at(c, n->data.mapping.pairs.start[i].key);
+        const char *ks = fr_cfg_scalar_of(k);
+        if (!ks || !fr_cfg_is_ident(ks))
             return fail(c, k,
                         "%s name '%.60s' is not valid; use 1-63 characters of a-z, 0-9 and _, not "
                         "starting with a digit",
                         what, ks ? ks : "?");
         for (size_t j = 0; j < i; j++) {
-            const char *prev = scalar_of(node_at(c, n->data.mapping.pairs.start[j].key));
+            const char *prev = fr_cfg_scalar_of(fr_cfg_node_at(c, n->data.mapping.pairs.start[j].key));
             if (prev && strcmp(prev, ks) == 0)
                 return fail(c, k, "%s '%s' is defined twice; rename or remove one", what, ks);
         }
@@ -423,9 +432,11 @@ static bool check_named_map(struct ctx *c, const yaml_node_t *n, const char *wha
 
 /* --------------------------------------------------------------- sections */
 
-static const char *const column_keys[] = {"name", "type", "required", "upper", "length", "allowed", NULL};
+static const char *const column_keys[] = {"name",    "type",       "required", "upper", "length",
+                                          "allowed", "references", "unique",   "merge", NULL};
+static const char *const merge_names[] = {"replace", "min", "max", "keep", "coalesce"};
 
-static bool parse_columns(struct ctx *c, const yaml_node_t *n, const char *owner, struct fr_column **out,
+bool fr_cfg_parse_columns(struct fr_cfg *c, const yaml_node_t *n, const char *owner, struct fr_column **out,
                           size_t *count)
 {
     char what[128];
@@ -438,16 +449,16 @@ static bool parse_columns(struct ctx *c, const yaml_node_t *n, const char *owner
     size_t done = 0;
     for (; done < total; done++) {
         struct fr_column *col = &cols[done];
-        yaml_node_t *item = node_at(c, n->data.sequence.items.start[done]);
+        yaml_node_t *item = fr_cfg_node_at(c, n->data.sequence.items.start[done]);
         snprintf(what, sizeof(what), "column %zu of %s", done + 1, owner);
-        if (!check_map(c, item, what, column_keys))
+        if (!fr_cfg_check_map(c, item, what, column_keys))
             goto out_free;
-        yaml_node_t *v = map_get(c, item, "name");
+        yaml_node_t *v = fr_cfg_map_get(c, item, "name");
         if (!v) {
             fail(c, item, "%s has no name; add name: <column>", what);
             goto out_free;
         }
-        if (!get_ident(c, v, "column name", &col->name))
+        if (!fr_cfg_get_ident(c, v, "column name", &col->name))
             goto out_free;
         for (size_t k = 0; k < done; k++) {
             if (strcmp(cols[k].name, col->name) == 0) {
@@ -457,14 +468,14 @@ static bool parse_columns(struct ctx *c, const yaml_node_t *n, const char *owner
             }
         }
         snprintf(what, sizeof(what), "column '%s' of %s", col->name, owner);
-        v = map_get(c, item, "type");
+        v = fr_cfg_map_get(c, item, "type");
         if (!v) {
             fail(c, item, "%s has no type; add type: <one of " TYPE_LIST ">", what);
             done++;
             goto out_free;
         }
         char *ts;
-        if (!get_str(c, v, "type", &ts)) {
+        if (!fr_cfg_get_str(c, v, "type", &ts)) {
             done++;
             goto out_free;
         }
@@ -477,27 +488,47 @@ static bool parse_columns(struct ctx *c, const yaml_node_t *n, const char *owner
             goto out_free;
         }
         bool bad = false;
-        if ((v = map_get(c, item, "required")) && !get_bool(c, v, "required", &col->required))
+        if ((v = fr_cfg_map_get(c, item, "required")) && !fr_cfg_get_bool(c, v, "required", &col->required))
             bad = true;
-        if (!bad && (v = map_get(c, item, "upper"))) {
+        if (!bad && (v = fr_cfg_map_get(c, item, "upper"))) {
             if (col->type != FR_T_TEXT)
                 bad = !fail(c, v, "upper applies to text columns only; remove it from %s", what);
             else
-                bad = !get_bool(c, v, "upper", &col->upper);
+                bad = !fr_cfg_get_bool(c, v, "upper", &col->upper);
         }
-        if (!bad && (v = map_get(c, item, "length"))) {
+        if (!bad && (v = fr_cfg_map_get(c, item, "length"))) {
             if (col->type != FR_T_TEXT)
                 bad = !fail(c, v, "length applies to text columns only; remove it from %s", what);
             else
-                bad = !get_u32(c, v, "length", 1, 1u << 20, &col->length);
+                bad = !fr_cfg_get_u32(c, v, "length", 1, 1u << 20, &col->length);
         }
-        if (!bad && (v = map_get(c, item, "allowed"))) {
+        if (!bad && (v = fr_cfg_map_get(c, item, "allowed"))) {
             if (col->type != FR_T_TEXT)
                 bad = !fail(c, v, "allowed applies to text columns only; remove it from %s", what);
-            else if (!get_str_list(c, v, "allowed", false, &col->allowed, &col->n_allowed))
+            else if (!fr_cfg_get_str_list(c, v, "allowed", false, &col->allowed, &col->n_allowed))
                 bad = true;
             else if (col->n_allowed == 0)
                 bad = !fail(c, v, "allowed of %s is empty; list the values or remove it", what);
+        }
+        if (!bad && (v = fr_cfg_map_get(c, item, "references")))
+            bad = !fr_cfg_get_ident(c, v, "references", &col->references);
+        if (!bad && (v = fr_cfg_map_get(c, item, "unique")))
+            bad = !fr_cfg_get_bool(c, v, "unique", &col->unique);
+        if (!bad && (v = fr_cfg_map_get(c, item, "merge"))) {
+            char *ms;
+            if (!fr_cfg_get_str(c, v, "merge", &ms)) {
+                bad = true;
+            } else {
+                size_t k = 0;
+                while (k < FR_ARRAY_LEN(merge_names) && strcmp(ms, merge_names[k]) != 0)
+                    k++;
+                if (k == FR_ARRAY_LEN(merge_names))
+                    bad = !fail(c, v, "unknown merge rule '%.40s' for %s; use replace, min, max, keep or coalesce",
+                                ms, what);
+                else
+                    col->merge = (enum fr_merge)k;
+                free(ms);
+            }
         }
         if (bad) {
             done++;
@@ -509,12 +540,12 @@ static bool parse_columns(struct ctx *c, const yaml_node_t *n, const char *owner
     return true;
 
 out_free:
-    free_columns(cols, done);
+    fr_cfg_free_columns(cols, done);
     return false;
 }
 
 /* Checks that every name in `names` is a column; fills idx when not NULL. */
-static bool check_key_columns(struct ctx *c, const yaml_node_t *n, const char *owner, char **names, size_t count,
+bool fr_cfg_check_key_columns(struct fr_cfg *c, const yaml_node_t *n, const char *owner, char **names, size_t count,
                               const struct fr_column *cols, size_t n_cols, int *idx)
 {
     for (size_t i = 0; i < count; i++) {
@@ -530,9 +561,91 @@ static bool check_key_columns(struct ctx *c, const yaml_node_t *n, const char *o
     return true;
 }
 
-static const char *const dataset_keys[] = {"columns", "key", "version", "schema_version", NULL};
+static const char *const dataset_keys[] = {"columns", "key",       "version",     "schema_version",
+                                           "drift",   "retention", "soft_delete", NULL};
+static const char *const drift_keys[] = {"missing", "type", "extra", NULL};
+static const char *const retention_keys[] = {"columns", "days", NULL};
 
-static bool parse_dataset(struct ctx *c, struct fr_pipeline *p, const char *name, const yaml_node_t *n,
+static bool parse_drift_action(struct fr_cfg *c, const yaml_node_t *n, const char *what, bool extra,
+                               enum fr_drift_action *out)
+{
+    char *s;
+    if (!fr_cfg_get_str(c, n, what, &s))
+        return false;
+    bool ok = true;
+    if (strcmp(s, "reject") == 0)
+        *out = FR_DRIFT_REJECT;
+    else if (strcmp(s, "null") == 0)
+        *out = FR_DRIFT_NULL;
+    else if (strcmp(s, "fail") == 0)
+        *out = FR_DRIFT_FAIL;
+    else if (extra && strcmp(s, "ignore") == 0)
+        *out = FR_DRIFT_IGNORE;
+    else
+        ok = fail(c, n, "unknown drift action '%.40s' for %s; use reject, null, fail%s", s, what,
+                  extra ? " or ignore" : "");
+    free(s);
+    return ok;
+}
+
+static bool parse_dataset_extras(struct fr_cfg *c, struct fr_dataset *d, const yaml_node_t *n, const char *what)
+{
+    yaml_node_t *v, *w;
+    d->drift.missing = FR_DRIFT_REJECT;
+    d->drift.type = FR_DRIFT_REJECT;
+    d->drift.extra = FR_DRIFT_IGNORE;
+    if ((v = fr_cfg_map_get(c, n, "drift")) && !fr_cfg_is_null(v)) {
+        if (!fr_cfg_check_map(c, v, "drift", drift_keys))
+            return false;
+        if ((w = fr_cfg_map_get(c, v, "missing")) &&
+            !parse_drift_action(c, w, "drift missing", false, &d->drift.missing))
+            return false;
+        if ((w = fr_cfg_map_get(c, v, "type")) && !parse_drift_action(c, w, "drift type", false, &d->drift.type))
+            return false;
+        if ((w = fr_cfg_map_get(c, v, "extra")) && !parse_drift_action(c, w, "drift extra", true, &d->drift.extra))
+            return false;
+    }
+    if ((v = fr_cfg_map_get(c, n, "retention")) && !fr_cfg_is_null(v)) {
+        if (!fr_cfg_check_map(c, v, "retention", retention_keys))
+            return false;
+        if (!(w = fr_cfg_map_get(c, v, "columns")))
+            return fail(c, v,
+                        "retention of %s has no columns; name the timestamp columns whose greatest is the "
+                        "row's age",
+                        what);
+        if (!fr_cfg_get_str_list(c, w, "retention columns", true, &d->retention_columns, &d->n_retention_columns))
+            return false;
+        for (size_t i = 0; i < d->n_retention_columns; i++) {
+            int k = fr_column_index(d->columns, d->n_columns, d->retention_columns[i]);
+            if (k < 0 || (d->columns[k].type != FR_T_TIMESTAMPTZ && d->columns[k].type != FR_T_DATE))
+                return fail(c, w, "retention column '%s' of %s is not a timestamptz or date column; fix the name",
+                            d->retention_columns[i], what);
+        }
+        if (!(w = fr_cfg_map_get(c, v, "days")))
+            return fail(c, v, "retention of %s has no days; add days: 365", what);
+        if (!fr_cfg_get_u32(c, w, "retention days", 1, 100000, &d->retention_days))
+            return false;
+    }
+    if ((v = fr_cfg_map_get(c, n, "soft_delete")) && !fr_cfg_is_null(v)) {
+        if (!fr_cfg_get_ident(c, v, "soft_delete", &d->soft_delete))
+            return false;
+        int k = fr_column_index(d->columns, d->n_columns, d->soft_delete);
+        if (k < 0 || d->columns[k].type != FR_T_TIMESTAMPTZ)
+            return fail(c, v, "soft_delete column '%s' of %s must be one of its timestamptz columns", d->soft_delete,
+                        what);
+        if (d->n_key == 0)
+            return fail(c, v, "soft_delete needs a key in %s; add key: [..]", what);
+    }
+    for (size_t i = 0; i < d->n_columns; i++) {
+        const struct fr_column *col = &d->columns[i];
+        if ((col->merge != FR_MERGE_REPLACE || col->unique) && d->n_key == 0)
+            return fail(c, n, "column '%s' of %s has merge or unique but the dataset has no key; add key: [..]",
+                        col->name, what);
+    }
+    return true;
+}
+
+static bool parse_dataset(struct fr_cfg *c, struct fr_pipeline *p, const char *name, const yaml_node_t *n,
                           struct fr_dataset *d)
 {
     char what[96];
@@ -541,22 +654,22 @@ static bool parse_dataset(struct ctx *c, struct fr_pipeline *p, const char *name
     d->qname = fr_xasprintf("%s.%s", p->name, name);
     d->table = fr_xasprintf("%s.%s", p->name, name);
     d->schema_version = 1;
-    if (!check_map(c, n, what, dataset_keys))
+    if (!fr_cfg_check_map(c, n, what, dataset_keys))
         return false;
-    yaml_node_t *v = map_get(c, n, "columns");
+    yaml_node_t *v = fr_cfg_map_get(c, n, "columns");
     if (!v)
         return fail(c, n, "%s has no columns; add columns: with '- {name: x, type: text}' items", what);
-    if (!parse_columns(c, v, what, &d->columns, &d->n_columns))
+    if (!fr_cfg_parse_columns(c, v, what, &d->columns, &d->n_columns))
         return false;
-    if ((v = map_get(c, n, "key")) && !is_null(v)) {
-        if (!get_str_list(c, v, "key", true, &d->key, &d->n_key))
+    if ((v = fr_cfg_map_get(c, n, "key")) && !fr_cfg_is_null(v)) {
+        if (!fr_cfg_get_str_list(c, v, "key", true, &d->key, &d->n_key))
             return false;
         d->key_index = fr_xcalloc(d->n_key ? d->n_key : 1, sizeof(int));
-        if (!check_key_columns(c, v, what, d->key, d->n_key, d->columns, d->n_columns, d->key_index))
+        if (!fr_cfg_check_key_columns(c, v, what, d->key, d->n_key, d->columns, d->n_columns, d->key_index))
             return false;
     }
-    if ((v = map_get(c, n, "version")) && !is_null(v)) {
-        if (!get_ident(c, v, "version column", &d->version))
+    if ((v = fr_cfg_map_get(c, n, "version")) && !fr_cfg_is_null(v)) {
+        if (!fr_cfg_get_ident(c, v, "version column", &d->version))
             return false;
         int k = fr_column_index(d->columns, d->n_columns, d->version);
         if (k < 0)
@@ -567,20 +680,21 @@ static bool parse_dataset(struct ctx *c, struct fr_pipeline *p, const char *name
         if (d->n_key == 0)
             return fail(c, v, "version needs a key in %s; add key: [..] or remove version", what);
     }
-    if ((v = map_get(c, n, "schema_version")) && !get_u32(c, v, "schema_version", 1, 1000000, &d->schema_version))
+    if ((v = fr_cfg_map_get(c, n, "schema_version")) &&
+        !fr_cfg_get_u32(c, v, "schema_version", 1, 1000000, &d->schema_version))
         return false;
-    return true;
+    return parse_dataset_extras(c, d, n, what);
 }
 
 static const char *const source_keys[] = {"type",  "dataset",          "dir", "formats", "csv_header",
                                           "batch", "scan_interval_ms", NULL};
 static const char *const batch_keys[] = {"rows", "bytes", "latency_ms", NULL};
 
-static bool parse_formats(struct ctx *c, const yaml_node_t *n, unsigned *out)
+static bool parse_formats(struct fr_cfg *c, const yaml_node_t *n, unsigned *out)
 {
     char **v;
     size_t count;
-    if (!get_str_list(c, n, "formats", false, &v, &count))
+    if (!fr_cfg_get_str_list(c, n, "formats", false, &v, &count))
         return false;
     unsigned bits = 0;
     bool ok = count > 0 || fail(c, n, "formats is empty; list csv, ndjson or json");
@@ -594,12 +708,12 @@ static bool parse_formats(struct ctx *c, const yaml_node_t *n, unsigned *out)
         else
             ok = fail(c, n, "unknown file format '%.40s'; use csv, ndjson or json", v[i]);
     }
-    free_strv(v, count);
+    fr_cfg_free_strv(v, count);
     *out = bits;
     return ok;
 }
 
-static bool parse_source(struct ctx *c, struct fr_pipeline *p, const char *name, const yaml_node_t *n,
+static bool parse_source(struct fr_cfg *c, struct fr_pipeline *p, const char *name, const yaml_node_t *n,
                          struct fr_source *s)
 {
     char what[96];
@@ -611,30 +725,42 @@ static bool parse_source(struct ctx *c, struct fr_pipeline *p, const char *name,
     s->batch_bytes = 8u << 20;
     s->batch_latency_ms = 20;
     s->scan_interval_ms = 1000;
-    if (!check_map(c, n, what, source_keys))
+    yaml_node_t *v = fr_cfg_map_get(c, n, "type");
+    const char *ts = v ? fr_cfg_scalar_of(v) : NULL;
+    if (ts && strcmp(ts, "http_json") == 0) {
+        /* config_http.c checks its own keys, type/dataset/batch included. */
+        s->kind = FR_SRC_HTTP_JSON;
+        yaml_node_t *dv = fr_cfg_map_get(c, n, "dataset");
+        if (!dv)
+            return fail(c, n, "%s has no dataset; add dataset: <one of the pipeline's datasets>", what);
+        if (!fr_cfg_get_ident(c, dv, "dataset", &s->dataset))
+            return false;
+        if (!fr_pipeline_dataset(p, s->dataset))
+            return fail(c, dv, "%s loads unknown dataset '%s'; define it under datasets: or fix the name", what,
+                        s->dataset);
+        return fr_cfg_parse_http_source(c, p, s, n);
+    }
+    if (!fr_cfg_check_map(c, n, what, source_keys))
         return false;
-    yaml_node_t *v = map_get(c, n, "type");
     if (!v)
-        return fail(c, n, "%s has no type; add type: file or type: push", what);
+        return fail(c, n, "%s has no type; add type: file, http_json or push", what);
     char *t;
-    if (!get_str(c, v, "type", &t))
+    if (!fr_cfg_get_str(c, v, "type", &t))
         return false;
     bool ok = true;
     if (strcmp(t, "file") == 0)
         s->kind = FR_SRC_FILE;
     else if (strcmp(t, "push") == 0)
         s->kind = FR_SRC_PUSH;
-    else if (strcmp(t, "http_json") == 0)
-        ok = fail(c, v, "source type http_json is not supported yet; use file or push");
     else
-        ok = fail(c, v, "unknown source type '%.40s'; use file or push", t);
+        ok = fail(c, v, "unknown source type '%.40s'; use file, http_json or push", t);
     free(t);
     if (!ok)
         return false;
-    v = map_get(c, n, "dataset");
+    v = fr_cfg_map_get(c, n, "dataset");
     if (!v)
         return fail(c, n, "%s has no dataset; add dataset: <one of the pipeline's datasets>", what);
-    if (!get_ident(c, v, "dataset", &s->dataset))
+    if (!fr_cfg_get_ident(c, v, "dataset", &s->dataset))
         return false;
     if (!fr_pipeline_dataset(p, s->dataset))
         return fail(c, v, "%s loads unknown dataset '%s'; define it under datasets: or fix the name", what,
@@ -642,37 +768,38 @@ static bool parse_source(struct ctx *c, struct fr_pipeline *p, const char *name,
     static const char *const file_only[] = {"dir", "formats", "csv_header", "scan_interval_ms"};
     if (s->kind != FR_SRC_FILE) {
         for (size_t i = 0; i < FR_ARRAY_LEN(file_only); i++)
-            if ((v = map_get(c, n, file_only[i])))
+            if ((v = fr_cfg_map_get(c, n, file_only[i])))
                 return fail(c, v, "%s applies to file sources only; remove it from %s", file_only[i], what);
     } else {
-        if ((v = map_get(c, n, "dir"))) {
-            if (!get_str(c, v, "dir", &s->dir))
+        if ((v = fr_cfg_map_get(c, n, "dir"))) {
+            if (!fr_cfg_get_str(c, v, "dir", &s->dir))
                 return false;
             if (s->dir[0] == '\0')
                 return fail(c, v, "dir of %s is empty; give a directory relative to FRESHET_DATA_DIR", what);
         } else {
             s->dir = fr_xasprintf("inbound/%s/%s", p->name, s->dataset);
         }
-        if ((v = map_get(c, n, "formats")) && !parse_formats(c, v, &s->formats))
+        if ((v = fr_cfg_map_get(c, n, "formats")) && !parse_formats(c, v, &s->formats))
             return false;
-        if ((v = map_get(c, n, "csv_header")) && !get_bool(c, v, "csv_header", &s->csv_header))
+        if ((v = fr_cfg_map_get(c, n, "csv_header")) && !fr_cfg_get_bool(c, v, "csv_header", &s->csv_header))
             return false;
-        if ((v = map_get(c, n, "scan_interval_ms")) &&
-            !get_u32(c, v, "scan_interval_ms", 10, 3600000, &s->scan_interval_ms))
+        if ((v = fr_cfg_map_get(c, n, "scan_interval_ms")) &&
+            !fr_cfg_get_u32(c, v, "scan_interval_ms", 10, 3600000, &s->scan_interval_ms))
             return false;
     }
-    if ((v = map_get(c, n, "batch"))) {
+    if ((v = fr_cfg_map_get(c, n, "batch"))) {
         char bwhat[128];
         snprintf(bwhat, sizeof(bwhat), "batch of %s", what);
-        if (!check_map(c, v, bwhat, batch_keys))
+        if (!fr_cfg_check_map(c, v, bwhat, batch_keys))
             return false;
         yaml_node_t *b;
-        if ((b = map_get(c, v, "rows")) && !get_u32(c, b, "batch rows", 1, 10000000, &s->batch_rows))
+        if ((b = fr_cfg_map_get(c, v, "rows")) && !fr_cfg_get_u32(c, b, "batch rows", 1, 10000000, &s->batch_rows))
             return false;
-        if ((b = map_get(c, v, "bytes")) &&
-            !get_u32(c, b, "batch bytes", 1024, FR_SOURCE_MAX_BATCH_BYTES, &s->batch_bytes))
+        if ((b = fr_cfg_map_get(c, v, "bytes")) &&
+            !fr_cfg_get_u32(c, b, "batch bytes", 1024, FR_SOURCE_MAX_BATCH_BYTES, &s->batch_bytes))
             return false;
-        if ((b = map_get(c, v, "latency_ms")) && !get_u32(c, b, "batch latency_ms", 0, 600000, &s->batch_latency_ms))
+        if ((b = fr_cfg_map_get(c, v, "latency_ms")) &&
+            !fr_cfg_get_u32(c, b, "batch latency_ms", 0, 600000, &s->batch_latency_ms))
             return false;
     }
     return true;
@@ -680,7 +807,7 @@ static bool parse_source(struct ctx *c, struct fr_pipeline *p, const char *name,
 
 static const char *const model_keys[] = {"sql", "inputs", "key", "daily", "coalesce_ms", "columns", NULL};
 
-static bool parse_model(struct ctx *c, struct fr_pipeline *p, const char *name, const yaml_node_t *n,
+static bool parse_model(struct fr_cfg *c, struct fr_pipeline *p, const char *name, const yaml_node_t *n,
                         struct fr_model *m)
 {
     char what[96];
@@ -688,26 +815,26 @@ static bool parse_model(struct ctx *c, struct fr_pipeline *p, const char *name, 
     m->name = fr_xstrdup(name);
     m->table = fr_xasprintf("%s.%s", p->name, name);
     m->coalesce_ms = 50;
-    if (!check_map(c, n, what, model_keys))
+    if (!fr_cfg_check_map(c, n, what, model_keys))
         return false;
     if (fr_pipeline_dataset(p, name))
         return fail(c, n, "%s has the name of a dataset (both would be table %s.%s); rename one", what, p->name,
                     name);
-    yaml_node_t *v = map_get(c, n, "columns");
+    yaml_node_t *v = fr_cfg_map_get(c, n, "columns");
     if (!v)
         return fail(c, n, "%s has no columns; list its output columns in SELECT order", what);
-    if (!parse_columns(c, v, what, &m->columns, &m->n_columns))
+    if (!fr_cfg_parse_columns(c, v, what, &m->columns, &m->n_columns))
         return false;
-    if ((v = map_get(c, n, "key")) && !is_null(v)) {
-        if (!get_str_list(c, v, "key", true, &m->key, &m->n_key))
+    if ((v = fr_cfg_map_get(c, n, "key")) && !fr_cfg_is_null(v)) {
+        if (!fr_cfg_get_str_list(c, v, "key", true, &m->key, &m->n_key))
             return false;
-        if (!check_key_columns(c, v, what, m->key, m->n_key, m->columns, m->n_columns, NULL))
+        if (!fr_cfg_check_key_columns(c, v, what, m->key, m->n_key, m->columns, m->n_columns, NULL))
             return false;
     }
-    v = map_get(c, n, "inputs");
+    v = fr_cfg_map_get(c, n, "inputs");
     if (!v)
         return fail(c, n, "%s has no inputs; add inputs: [dataset, ...] naming the datasets it reads", what);
-    if (!get_str_list(c, v, "inputs", true, &m->inputs, &m->n_inputs))
+    if (!fr_cfg_get_str_list(c, v, "inputs", true, &m->inputs, &m->n_inputs))
         return false;
     if (m->n_inputs == 0)
         return fail(c, v, "inputs of %s is empty; name the datasets it reads", what);
@@ -715,15 +842,15 @@ static bool parse_model(struct ctx *c, struct fr_pipeline *p, const char *name, 
         if (!fr_pipeline_dataset(p, m->inputs[i]))
             return fail(c, v, "%s reads unknown dataset '%s'; define it under datasets: or fix the name", what,
                         m->inputs[i]);
-    if ((v = map_get(c, n, "daily")) && !get_bool(c, v, "daily", &m->daily))
+    if ((v = fr_cfg_map_get(c, n, "daily")) && !fr_cfg_get_bool(c, v, "daily", &m->daily))
         return false;
-    if ((v = map_get(c, n, "coalesce_ms")) && !get_u32(c, v, "coalesce_ms", 0, 600000, &m->coalesce_ms))
+    if ((v = fr_cfg_map_get(c, n, "coalesce_ms")) && !fr_cfg_get_u32(c, v, "coalesce_ms", 0, 600000, &m->coalesce_ms))
         return false;
-    v = map_get(c, n, "sql");
+    v = fr_cfg_map_get(c, n, "sql");
     if (!v)
         return fail(c, n, "%s has no sql; add sql: models/%s.sql (relative to the pipeline directory)", what, name);
     char *rel;
-    if (!get_str(c, v, "sql", &rel))
+    if (!fr_cfg_get_str(c, v, "sql", &rel))
         return false;
     if (rel[0] == '\0') {
         free(rel);
@@ -744,18 +871,18 @@ static bool parse_model(struct ctx *c, struct fr_pipeline *p, const char *name, 
 
 static const char *const cache_keys[] = {"from", "key", "type", "ttl_s", NULL};
 
-static bool parse_cache(struct ctx *c, struct fr_pipeline *p, const char *name, const yaml_node_t *n,
+static bool parse_cache(struct fr_cfg *c, struct fr_pipeline *p, const char *name, const yaml_node_t *n,
                         struct fr_cache *k)
 {
     char what[96];
     snprintf(what, sizeof(what), "cache '%s'", name);
     k->name = fr_xstrdup(name);
-    if (!check_map(c, n, what, cache_keys))
+    if (!fr_cfg_check_map(c, n, what, cache_keys))
         return false;
-    yaml_node_t *v = map_get(c, n, "from");
+    yaml_node_t *v = fr_cfg_map_get(c, n, "from");
     if (!v)
         return fail(c, n, "%s has no from; add from: <model or dataset name>", what);
-    if (!get_ident(c, v, "from", &k->model))
+    if (!fr_cfg_get_ident(c, v, "from", &k->model))
         return false;
     const struct fr_column *cols;
     size_t n_cols;
@@ -777,8 +904,8 @@ static bool parse_cache(struct ctx *c, struct fr_pipeline *p, const char *name, 
         return fail(c, v, "%s is filled from unknown model '%s'; define it under models: or fix the name", what,
                     k->model);
     }
-    if ((v = map_get(c, n, "key"))) {
-        if (!get_ident(c, v, "cache key column", &k->key_column))
+    if ((v = fr_cfg_map_get(c, n, "key"))) {
+        if (!fr_cfg_get_ident(c, v, "cache key column", &k->key_column))
             return false;
         if (fr_column_index(cols, n_cols, k->key_column) < 0)
             return fail(c, v, "key column '%s' of %s is not a column of '%s'; use one of its columns", k->key_column,
@@ -789,9 +916,9 @@ static bool parse_cache(struct ctx *c, struct fr_pipeline *p, const char *name, 
         return fail(c, n, "%s needs a key column ('%s' has no key); add key: <column>", what, k->model);
     }
     k->kind = FR_CACHE_HASH;
-    if ((v = map_get(c, n, "type"))) {
+    if ((v = fr_cfg_map_get(c, n, "type"))) {
         char *t;
-        if (!get_str(c, v, "type", &t))
+        if (!fr_cfg_get_str(c, v, "type", &t))
             return false;
         bool ok = true;
         if (strcmp(t, "hash") == 0)
@@ -804,29 +931,93 @@ static bool parse_cache(struct ctx *c, struct fr_pipeline *p, const char *name, 
         if (!ok)
             return false;
     }
-    if ((v = map_get(c, n, "ttl_s")) && !get_u32(c, v, "ttl_s", 0, 365u * 86400u, &k->ttl_s))
+    if ((v = fr_cfg_map_get(c, n, "ttl_s")) && !fr_cfg_get_u32(c, v, "ttl_s", 0, 365u * 86400u, &k->ttl_s))
         return false;
     return true;
 }
 
-static const char *const pipeline_keys[] = {"pipeline", "description", "now",    "datasets",
-                                            "sources",  "models",      "caches", NULL};
+static const char *const pipeline_keys[] = {"pipeline", "description", "now",     "datasets", "sources",
+                                            "models",   "caches",      "exports", "routes",   NULL};
+
+static const char *const export_keys[] = {"sql", "after", "path", NULL};
+
+static bool parse_export(struct fr_cfg *c, struct fr_pipeline *p, const char *name, const yaml_node_t *n,
+                         struct fr_export *e)
+{
+    char what[96];
+    snprintf(what, sizeof(what), "export '%s'", name);
+    e->name = fr_xstrdup(name);
+    if (!fr_cfg_check_map(c, n, what, export_keys))
+        return false;
+    yaml_node_t *v = fr_cfg_map_get(c, n, "after");
+    if (!v)
+        return fail(c, n, "%s has no after; add after: [model or dataset names] that trigger it", what);
+    if (!fr_cfg_get_str_list(c, v, "after", true, &e->after, &e->n_after))
+        return false;
+    for (size_t i = 0; i < e->n_after; i++)
+        if (!fr_pipeline_model(p, e->after[i]) && !fr_pipeline_dataset(p, e->after[i]))
+            return fail(c, v, "%s runs after unknown model or dataset '%s'; fix the name", what, e->after[i]);
+    if (!(v = fr_cfg_map_get(c, n, "path")))
+        return fail(c, n, "%s has no path; add path: output/%s/%s-{ts}.csv (relative to FRESHET_DATA_DIR)", what,
+                    p->name, name);
+    if (!fr_cfg_get_str(c, v, "path", &e->path))
+        return false;
+    if (e->path[0] == '\0' || e->path[0] == '/' || strstr(e->path, ".."))
+        return fail(c, v, "path of %s must be relative to FRESHET_DATA_DIR, without '..'", what);
+    if (!(v = fr_cfg_map_get(c, n, "sql")))
+        return fail(c, n, "%s has no sql; add sql: reports/%s.sql", what, name);
+    char *rel;
+    if (!fr_cfg_get_str(c, v, "sql", &rel))
+        return false;
+    e->sql_path = rel[0] == '/' ? fr_xstrdup(rel) : fr_xasprintf("%s/%s", p->dir, rel);
+    free(rel);
+    char ferr[FR_ERR_LEN];
+    size_t len;
+    e->sql = fr_read_file(e->sql_path, MAX_SQL_BYTES, &len, ferr);
+    if (!e->sql)
+        return fail(c, v, "cannot read the SQL of %s (%.120s); check the path, relative to %.60s", what, ferr,
+                    p->dir);
+    if (strlen(e->sql) != len)
+        return fail(c, v, "SQL file of %s contains a NUL byte; save it as text", what);
+    return true;
+}
+
+/* References name a keyed dataset of the same pipeline (checked once all
+ * datasets are known, so order in the file does not matter). */
+static bool check_references(struct fr_cfg *c, struct fr_pipeline *p, const yaml_node_t *root)
+{
+    for (size_t i = 0; i < p->n_datasets; i++) {
+        const struct fr_dataset *d = &p->datasets[i];
+        for (size_t j = 0; j < d->n_columns; j++) {
+            const char *r = d->columns[j].references;
+            if (!r)
+                continue;
+            const struct fr_dataset *t = fr_pipeline_dataset(p, r);
+            if (!t || t->n_key != 1)
+                return fail(c, fr_cfg_map_get(c, root, "datasets"),
+                            "column '%s' of dataset '%s' references '%s', which is not a dataset with a one-column "
+                            "key; fix the name",
+                            d->columns[j].name, d->name, r);
+        }
+    }
+    return true;
+}
 
 /* Iterates a name: {...} section, calling fn for each entry into an array of
  * `size`-byte structs. */
 #define PARSE_SECTION(c, p, root, secname, arr, count, fn, label)                                                    \
     do {                                                                                                             \
-        yaml_node_t *sec_ = map_get((c), (root), (secname));                                                         \
-        if (sec_ && !is_null(sec_)) {                                                                                \
-            if (!check_named_map((c), sec_, (secname)))                                                              \
+        yaml_node_t *sec_ = fr_cfg_map_get((c), (root), (secname));                                                  \
+        if (sec_ && !fr_cfg_is_null(sec_)) {                                                                         \
+            if (!fr_cfg_check_named_map((c), sec_, (secname)))                                                       \
                 goto label;                                                                                          \
-            size_t total_ = map_len(sec_);                                                                           \
+            size_t total_ = fr_cfg_map_len(sec_);                                                                    \
             (arr) = fr_xcalloc(total_ ? total_ : 1, sizeof(*(arr)));                                                 \
             for (size_t i_ = 0; i_ < total_; i_++) {                                                                 \
                 yaml_node_pair_t *pair_ = &sec_->data.mapping.pairs.start[i_];                                       \
-                const char *name_ = scalar_of(node_at((c), pair_->key));                                             \
+                const char *name_ = fr_cfg_scalar_of(fr_cfg_node_at((c), pair_->key));                               \
                 (count)++;                                                                                           \
-                if (!fn((c), (p), name_, node_at((c), pair_->value), &(arr)[i_]))                                    \
+                if (!fn((c), (p), name_, fr_cfg_node_at((c), pair_->value), &(arr)[i_]))                             \
                     goto label;                                                                                      \
             }                                                                                                        \
         }                                                                                                            \
@@ -834,28 +1025,28 @@ static const char *const pipeline_keys[] = {"pipeline", "description", "now",   
 
 /* Rejects aliases and deep nesting before building the document: our schema
  * never needs them, and they are how small inputs become large or recursive. */
-static bool prescan(struct ctx *c, const char *yaml, size_t len)
+static bool prescan(struct fr_cfg *c, const char *yaml, size_t len)
 {
     yaml_parser_t parser;
     if (!yaml_parser_initialize(&parser))
-        return fail_at(c, NULL, "out of memory initialising the YAML parser; retry");
+        return fr_cfg_fail_at(c, NULL, "out of memory initialising the YAML parser; retry");
     yaml_parser_set_input_string(&parser, (const unsigned char *)yaml, len);
     bool ok = true;
     int depth = 0;
     for (;;) {
         yaml_event_t ev;
         if (!yaml_parser_parse(&parser, &ev)) {
-            ok = fail_at(c, &parser.problem_mark, "YAML syntax error: %s%s%s; fix the indentation or quoting",
-                         parser.problem ? parser.problem : "invalid YAML", parser.context ? " " : "",
-                         parser.context ? parser.context : "");
+            ok = fr_cfg_fail_at(c, &parser.problem_mark, "YAML syntax error: %s%s%s; fix the indentation or quoting",
+                                parser.problem ? parser.problem : "invalid YAML", parser.context ? " " : "",
+                                parser.context ? parser.context : "");
             break;
         }
         yaml_event_type_t t = ev.type;
         if (t == YAML_ALIAS_EVENT) {
-            ok = fail_at(c, &ev.start_mark, "YAML aliases (*name) are not supported; write the value out");
+            ok = fr_cfg_fail_at(c, &ev.start_mark, "YAML aliases (*name) are not supported; write the value out");
         } else if (t == YAML_SEQUENCE_START_EVENT || t == YAML_MAPPING_START_EVENT) {
             if (++depth > MAX_DEPTH)
-                ok = fail_at(c, &ev.start_mark, "nesting deeper than %d levels; flatten the file", MAX_DEPTH);
+                ok = fr_cfg_fail_at(c, &ev.start_mark, "nesting deeper than %d levels; flatten the file", MAX_DEPTH);
         } else if (t == YAML_SEQUENCE_END_EVENT || t == YAML_MAPPING_END_EVENT) {
             depth--;
         } else if (t == YAML_DOCUMENT_END_EVENT) {
@@ -885,11 +1076,11 @@ static char *basename_dup(const char *path)
 static struct fr_pipeline *parse_impl(const char *yaml, size_t len, const char *file, const char *dir,
                                       const char *fallback_name, char err[FR_ERR_LEN])
 {
-    struct ctx c = {.doc = NULL, .file = file, .err = err};
+    struct fr_cfg c = {.doc = NULL, .file = file, .err = err};
     struct fr_pipeline *p = NULL;
     err[0] = '\0';
     if (len > MAX_YAML_BYTES) {
-        fail_at(&c, NULL, "file is larger than %u bytes; split it", MAX_YAML_BYTES);
+        fr_cfg_fail_at(&c, NULL, "file is larger than %u bytes; split it", MAX_YAML_BYTES);
         return NULL;
     }
     if (!prescan(&c, yaml, len))
@@ -898,50 +1089,50 @@ static struct fr_pipeline *parse_impl(const char *yaml, size_t len, const char *
     yaml_parser_t parser;
     yaml_document_t doc;
     if (!yaml_parser_initialize(&parser)) {
-        fail_at(&c, NULL, "out of memory initialising the YAML parser; retry");
+        fr_cfg_fail_at(&c, NULL, "out of memory initialising the YAML parser; retry");
         return NULL;
     }
     yaml_parser_set_input_string(&parser, (const unsigned char *)yaml, len);
     if (!yaml_parser_load(&parser, &doc)) {
-        fail_at(&c, &parser.problem_mark, "YAML syntax error: %s; fix the indentation or quoting",
-                parser.problem ? parser.problem : "invalid YAML");
+        fr_cfg_fail_at(&c, &parser.problem_mark, "YAML syntax error: %s; fix the indentation or quoting",
+                       parser.problem ? parser.problem : "invalid YAML");
         yaml_parser_delete(&parser);
         return NULL;
     }
     c.doc = &doc;
     yaml_node_t *root = yaml_document_get_root_node(&doc);
-    if (!root || is_null(root)) {
-        fail_at(&c, NULL, "the pipeline file is empty; start with 'pipeline: <name>' and 'datasets:'");
+    if (!root || fr_cfg_is_null(root)) {
+        fr_cfg_fail_at(&c, NULL, "the pipeline file is empty; start with 'pipeline: <name>' and 'datasets:'");
         goto out_doc;
     }
-    if (!check_map(&c, root, "the pipeline file", pipeline_keys))
+    if (!fr_cfg_check_map(&c, root, "the pipeline file", pipeline_keys))
         goto out_doc;
 
     p = fr_xcalloc(1, sizeof(*p));
     p->dir = fr_xstrdup(dir && dir[0] ? dir : ".");
     p->path = fr_xstrdup(file);
-    yaml_node_t *v = map_get(&c, root, "pipeline");
+    yaml_node_t *v = fr_cfg_map_get(&c, root, "pipeline");
     if (v) {
-        if (!get_ident(&c, v, "pipeline name", &p->name))
+        if (!fr_cfg_get_ident(&c, v, "pipeline name", &p->name))
             goto out_free;
     } else {
         char *base = fallback_name ? fr_xstrdup(fallback_name) : basename_dup(p->dir);
-        if (!is_ident(base)) {
+        if (!fr_cfg_is_ident(base)) {
             free(base);
             fail(&c, root, "the pipeline has no name; add pipeline: <name> (a-z, 0-9, _)");
             goto out_free;
         }
         p->name = base;
     }
-    if ((v = map_get(&c, root, "description"))) {
+    if ((v = fr_cfg_map_get(&c, root, "description"))) {
         char *d;
-        if (!get_str(&c, v, "description", &d))
+        if (!fr_cfg_get_str(&c, v, "description", &d))
             goto out_free;
         free(d);
     }
-    if ((v = map_get(&c, root, "now")) && !is_null(v)) {
+    if ((v = fr_cfg_map_get(&c, root, "now")) && !fr_cfg_is_null(v)) {
         char *s;
-        if (!get_str(&c, v, "now", &s))
+        if (!fr_cfg_get_str(&c, v, "now", &s))
             goto out_free;
         bool ok = s[0] == '\0' || fr_parse_timestamp(s, strlen(s), &p->now_us);
         if (!ok)
@@ -950,8 +1141,8 @@ static struct fr_pipeline *parse_impl(const char *yaml, size_t len, const char *
         if (!ok)
             goto out_free;
     }
-    yaml_node_t *ds = map_get(&c, root, "datasets");
-    if (!ds || is_null(ds) || (ds->type == YAML_MAPPING_NODE && map_len(ds) == 0)) {
+    yaml_node_t *ds = fr_cfg_map_get(&c, root, "datasets");
+    if (!ds || fr_cfg_is_null(ds) || (ds->type == YAML_MAPPING_NODE && fr_cfg_map_len(ds) == 0)) {
         fail(&c, ds ? ds : root, "the pipeline has no datasets; add datasets: with at least one dataset");
         goto out_free;
     }
@@ -959,6 +1150,11 @@ static struct fr_pipeline *parse_impl(const char *yaml, size_t len, const char *
     PARSE_SECTION(&c, p, root, "sources", p->sources, p->n_sources, parse_source, out_free);
     PARSE_SECTION(&c, p, root, "models", p->models, p->n_models, parse_model, out_free);
     PARSE_SECTION(&c, p, root, "caches", p->caches, p->n_caches, parse_cache, out_free);
+    PARSE_SECTION(&c, p, root, "exports", p->exports, p->n_exports, parse_export, out_free);
+    if (!check_references(&c, p, root))
+        goto out_free;
+    if ((v = fr_cfg_map_get(&c, root, "routes")) && !fr_cfg_is_null(v) && !fr_cfg_parse_routes(&c, p, v))
+        goto out_free;
     yaml_document_delete(&doc);
     yaml_parser_delete(&parser);
     return p;
@@ -1004,7 +1200,7 @@ struct fr_pipeline *fr_pipeline_load(const char *path, char err[FR_ERR_LEN])
         goto out;
     }
     char *base = basename_dup(dir);
-    p = parse_impl(text, len, file, dir, is_ident(base) ? base : NULL, err);
+    p = parse_impl(text, len, file, dir, fr_cfg_is_ident(base) ? base : NULL, err);
     free(base);
     free(text);
 out:
@@ -1163,34 +1359,34 @@ static bool load_settings_file(const char *path, char *vals[S_COUNT], char err[F
         snprintf(err, FR_ERR_LEN, "--config: %.200s; give an existing YAML file", ferr);
         return false;
     }
-    struct ctx c = {.doc = NULL, .file = path, .err = err};
+    struct fr_cfg c = {.doc = NULL, .file = path, .err = err};
     bool ok = prescan(&c, text, len);
     yaml_parser_t parser;
     yaml_document_t doc;
     if (ok && !yaml_parser_initialize(&parser))
-        ok = fail_at(&c, NULL, "out of memory initialising the YAML parser; retry");
+        ok = fr_cfg_fail_at(&c, NULL, "out of memory initialising the YAML parser; retry");
     if (!ok) {
         free(text);
         return false;
     }
     yaml_parser_set_input_string(&parser, (const unsigned char *)text, len);
     if (!yaml_parser_load(&parser, &doc)) {
-        fail_at(&c, &parser.problem_mark, "YAML syntax error: %s; fix the indentation or quoting",
-                parser.problem ? parser.problem : "invalid YAML");
+        fr_cfg_fail_at(&c, &parser.problem_mark, "YAML syntax error: %s; fix the indentation or quoting",
+                       parser.problem ? parser.problem : "invalid YAML");
         yaml_parser_delete(&parser);
         free(text);
         return false;
     }
     c.doc = &doc;
     yaml_node_t *root = yaml_document_get_root_node(&doc);
-    if (root && !is_null(root)) {
-        ok = check_map(&c, root, "the settings file", settings_file_keys);
+    if (root && !fr_cfg_is_null(root)) {
+        ok = fr_cfg_check_map(&c, root, "the settings file", settings_file_keys);
         for (size_t i = 0; ok && i < S_COUNT; i++) {
-            yaml_node_t *v = map_get(&c, root, settings_table[i].key);
+            yaml_node_t *v = fr_cfg_map_get(&c, root, settings_table[i].key);
             if (!v)
                 continue;
             char *s;
-            if (!get_str(&c, v, settings_table[i].key, &s)) {
+            if (!fr_cfg_get_str(&c, v, settings_table[i].key, &s)) {
                 ok = false;
                 break;
             }
@@ -1429,13 +1625,13 @@ static int pipeline_paths(const struct fr_settings *s, char ***out, size_t *n, c
                 if (memchr(item, '/', len)) {
                     v[count++] = item;
                 } else {
-                    if (!is_ident(item)) {
+                    if (!fr_cfg_is_ident(item)) {
                         snprintf(err, FR_ERR_LEN,
                                  "FRESHET_PIPELINES: '%.60s' is not a pipeline name; use names "
                                  "of directories under %.80s, or paths",
                                  item, pdir);
                         free(item);
-                        free_strv(v, count);
+                        fr_cfg_free_strv(v, count);
                         return -EINVAL;
                     }
                     v[count++] = fr_xasprintf("%s/%s/pipeline.yaml", pdir, item);
@@ -1514,14 +1710,14 @@ int fr_pipelines_load_all(const struct fr_settings *s, struct fr_pipeline ***out
         if (s->now_us)
             ps[loaded]->now_us = s->now_us;
     }
-    free_strv(paths, count);
+    fr_cfg_free_strv(paths, count);
     *out = ps;
     *n = count;
     return 0;
 
 out_free:
     fr_pipelines_free(ps, loaded);
-    free_strv(paths, count);
+    fr_cfg_free_strv(paths, count);
     return rc;
 }
 

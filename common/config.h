@@ -31,6 +31,17 @@ const char *fr_type_name(enum fr_type t); /* "text", "int", ... (YAML spelling) 
 const char *fr_type_sql(enum fr_type t);  /* "text", "integer", "bigint", "double precision", ... */
 bool fr_type_parse(const char *s, enum fr_type *out);
 
+/* How a keyed upsert combines a new value with the stored one (merge rules
+ * for partial rows, e.g. a session's end arriving before its start). Null
+ * values never overwrite under min/max/keep. */
+enum fr_merge {
+    FR_MERGE_REPLACE = 0, /* the newer row's value (default) */
+    FR_MERGE_MIN,         /* least of the two, nulls ignored */
+    FR_MERGE_MAX,         /* greatest of the two, nulls ignored */
+    FR_MERGE_KEEP,        /* the stored value unless it is null (first non-null wins) */
+    FR_MERGE_COALESCE,    /* the newer value unless it is null */
+};
+
 struct fr_column {
     char *name; /* owned; [a-z_][a-z0-9_]* */
     enum fr_type type;
@@ -39,6 +50,26 @@ struct fr_column {
     uint32_t length; /* text: exact length in bytes, 0 = any */
     char **allowed;  /* owned: text values allowed, NULL = any */
     size_t n_allowed;
+    enum fr_merge merge; /* keyed datasets: how an upsert combines values */
+    char *references;    /* owned or NULL: dataset name (same pipeline) whose key this column holds;
+                            a row pointing at a missing (or soft-deleted) row is rejected */
+    bool unique;         /* no two live rows share a value: a conflicting row is rejected */
+};
+
+/* Schema drift policy of a dataset: what parsing does with a row whose
+ * fields do not match the declared columns. Every case is reported (DLQ
+ * entry and a batch.rejected/row event); none is a crash. */
+enum fr_drift_action {
+    FR_DRIFT_REJECT = 0, /* the row goes to the dead-letter stream, the rest loads */
+    FR_DRIFT_NULL,       /* the field is loaded as null (missing/type) or dropped (extra) */
+    FR_DRIFT_FAIL,       /* the whole batch (file or response) is rejected */
+    FR_DRIFT_IGNORE,     /* extra fields only: silently dropped (default for extra) */
+};
+
+struct fr_drift {
+    enum fr_drift_action missing; /* a required field is absent or empty; default reject */
+    enum fr_drift_action type;    /* a value does not parse as its type; default reject */
+    enum fr_drift_action extra;   /* a field (NDJSON/JSON key) not among the columns; default ignore */
 };
 
 struct fr_dataset {
@@ -52,6 +83,14 @@ struct fr_dataset {
     char *version; /* owned or NULL: upserts are monotonic on this column */
     uint32_t schema_version;
     int *key_index; /* owned: index in columns[] of each key column */
+    struct fr_drift drift;
+    /* Retention: rows whose greatest retention column is older than now -
+     * retention_days are deleted (daily and after loads). 0 = keep forever. */
+    char **retention_columns; /* owned */
+    size_t n_retention_columns;
+    uint32_t retention_days;
+    char *soft_delete; /* owned or NULL: timestamptz column set by a soft DELETE; rows with it
+                          set are "gone" (410) and do not satisfy references */
 };
 
 /* Largest batch_bytes a source may ask for: a batch is flushed after the row
@@ -71,6 +110,9 @@ enum fr_file_format {
     FR_FMT_JSON = 1u << 2,
 };
 
+struct fr_http_source; /* config_http.h */
+struct fr_route;       /* config_route.h */
+
 struct fr_source {
     char *name; /* owned */
     enum fr_source_kind kind;
@@ -84,6 +126,8 @@ struct fr_source {
     uint32_t batch_bytes;      /* default 8 MiB */
     uint32_t batch_latency_ms; /* default 20 */
     uint32_t scan_interval_ms; /* rescan of the directory besides inotify, default 1000 */
+    /* http_json: URL, paging, fan-out, windows, rate limits, schedule */
+    struct fr_http_source *http; /* owned, NULL unless kind == FR_SRC_HTTP_JSON */
 };
 
 struct fr_model {
@@ -115,6 +159,17 @@ struct fr_cache {
     uint32_t ttl_s; /* 0 = no expiry */
 };
 
+/* An export: a SQL query written to a file after the models it reads are
+ * refreshed (the football summary CSV). */
+struct fr_export {
+    char *name;     /* owned */
+    char *sql_path; /* owned */
+    char *sql;      /* owned: a SELECT; $1 is "now" as timestamptz */
+    char **after;   /* owned: dataset/model names whose refresh triggers it */
+    size_t n_after;
+    char *path; /* owned: relative to FRESHET_DATA_DIR; "{ts}" becomes the UTC time, 20240617T120000Z */
+};
+
 struct fr_pipeline {
     char *name;     /* owned: "players"; also the SQL schema name */
     char *dir;      /* owned: the pipeline's directory */
@@ -128,6 +183,10 @@ struct fr_pipeline {
     size_t n_models; /* owned */
     struct fr_cache *caches;
     size_t n_caches; /* owned */
+    struct fr_export *exports;
+    size_t n_exports; /* owned */
+    struct fr_route *routes;
+    size_t n_routes; /* owned (config_route.h) */
 };
 
 /* Loads pipelines/NAME/pipeline.yaml (or the YAML file at `path`).

@@ -297,8 +297,7 @@ static void test_errors_top(void **state)
 static void test_errors_sources(void **state)
 {
     (void)state;
-    expect_error(SRC "    type: ftp\n    dataset: ev\n", "ftp", "unknown source type 'ftp'; use file or push");
-    expect_error(SRC "    type: http_json\n    dataset: ev\n", "http_json", "not supported yet");
+    expect_error(SRC "    type: ftp\n    dataset: ev\n", "ftp", "unknown source type 'ftp'; use file, http_json or push");
     expect_error(SRC "    dataset: ev\n", "dataset: ev\n", "has no type");
     expect_error(SRC "    type: file\n    dataset: evv\n", "evv", "unknown dataset 'evv'");
     expect_error(SRC "    type: file\n", "type: file", "has no dataset");
