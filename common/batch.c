@@ -199,7 +199,7 @@ int fr_batch_builder_flush(fr_batch_builder_t *b, const char *id, const struct f
     msg.source = b->source;
     msg.schema_version = b->ds->schema_version;
     msg.produced_at_us = fr_wall_us();
-    msg.op = b->op == FR_OP_DELETE ? FRESHET__OP__OP_DELETE : FRESHET__OP__OP_UPSERT;
+    msg.op = (Freshet__Op)b->op; /* enum fr_batch_op mirrors freshet.Op */
     msg.n_rows = (uint32_t)nr;
     msg.n_columns = nc;
     msg.columns = colp;
@@ -321,7 +321,7 @@ static bool validate(const Freshet__Batch *m, char err[FR_ERR_LEN])
         snprintf(err, FR_ERR_LEN, "batch %s has no dataset", m->id);
         return false;
     }
-    if ((int)m->op != FRESHET__OP__OP_UPSERT && (int)m->op != FRESHET__OP__OP_DELETE) {
+    if ((int)m->op < FRESHET__OP__OP_UPSERT || (int)m->op > FRESHET__OP__OP_REPLACED) {
         snprintf(err, FR_ERR_LEN, "batch %s has unknown op %d", m->id, (int)m->op);
         return false;
     }
@@ -422,7 +422,7 @@ const char *fr_batch_source(const fr_batch_t *b)
 
 enum fr_batch_op fr_batch_op(const fr_batch_t *b)
 {
-    return b->msg->op == FRESHET__OP__OP_DELETE ? FR_OP_DELETE : FR_OP_UPSERT;
+    return (enum fr_batch_op)b->msg->op; /* checked by decode */
 }
 
 int64_t fr_batch_produced_at_us(const fr_batch_t *b)

@@ -18,7 +18,9 @@
 
 enum fr_batch_op {
     FR_OP_UPSERT = 0,
-    FR_OP_DELETE = 1,
+    FR_OP_DELETE = 1,      /* soft delete when the dataset has soft_delete, else delete */
+    FR_OP_HARD_DELETE = 2, /* delete, also in soft_delete datasets */
+    FR_OP_REPLACED = 3,    /* no rows: the table was replaced (restore) */
 };
 
 struct fr_raw_ref {

@@ -350,8 +350,13 @@ bool fr_cfg_get_str_list(struct fr_cfg *c, const yaml_node_t *n, const char *wha
     return true;
 }
 
+/* 0 for anything but a mapping, so lookups on a null or scalar node (a
+ * user's "s:" with no value) find nothing instead of reading a union member
+ * that is not there. */
 size_t fr_cfg_map_len(const yaml_node_t *n)
 {
+    if (!n || n->type != YAML_MAPPING_NODE)
+        return 0;
     return (size_t)(n->data.mapping.pairs.top - n->data.mapping.pairs.start);
 }
 

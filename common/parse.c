@@ -6,6 +6,7 @@
 #include "parse.h"
 
 #include <errno.h>
+#include <inttypes.h>
 #include <jansson.h>
 #include <math.h>
 #include <stdio.h>
@@ -59,6 +60,19 @@ struct fr_parser {
     bool *nulls;          /* owned */
 
     struct fr_buf whole; /* owned: FR_FMT_JSON document, capped at FR_PARSE_MAX_JSON */
+
+    bool *is_key;                                /* owned: per column, part of the dataset's key */
+    struct fr_drift_tally drift[FR_DRIFT_KINDS]; /* occurrences per kind */
+    bool drift_failed;                           /* the fatal error is a drift `fail` */
+    uint32_t csv_extra;                          /* CSV header columns not in the dataset (action null) */
+};
+
+/* What canon() made of a value. */
+enum canon_res {
+    CANON_OK = 0,
+    CANON_MISSING, /* required and empty: drift "missing" */
+    CANON_TYPE,    /* does not parse as the column's type: drift "type" */
+    CANON_INVALID, /* breaks a rule of the column (text rules, size): always a reject */
 };
 
 /* ---- value canonicalisation -------------------------------------------- */
@@ -318,8 +332,8 @@ out_rollback:
     return false;
 }
 
-bool fr_value_canon(const struct fr_column *col, const char *s, size_t n, struct fr_buf *out, bool *is_null,
-                    char reason[FR_ERR_LEN])
+static enum canon_res canon(const struct fr_column *col, const char *s, size_t n, struct fr_buf *out, bool *is_null,
+                            char reason[FR_ERR_LEN])
 {
     *is_null = false;
     if (col->type != FR_T_TEXT) {
@@ -331,26 +345,26 @@ bool fr_value_canon(const struct fr_column *col, const char *s, size_t n, struct
     if (n == 0) {
         if (col->required) {
             snprintf(reason, FR_ERR_LEN, "%s: is required but empty", col->name);
-            return false;
+            return CANON_MISSING;
         }
         *is_null = true;
-        return true;
+        return CANON_OK;
     }
     char tmp[40];
     int tn;
     switch (col->type) {
     case FR_T_TEXT:
-        return canon_text(col, s, n, out, reason);
+        return canon_text(col, s, n, out, reason) ? CANON_OK : CANON_INVALID;
     case FR_T_INT:
     case FR_T_BIGINT: {
         int64_t v;
         if (!parse_int(s, n, &v)) {
             snprintf(reason, FR_ERR_LEN, "%s: '%.*s' is not an integer", col->name, qlen(n), s);
-            return false;
+            return CANON_TYPE;
         }
         if (col->type == FR_T_INT && (v < INT32_MIN || v > INT32_MAX)) {
             snprintf(reason, FR_ERR_LEN, "%s: %.*s is out of range for int", col->name, qlen(n), s);
-            return false;
+            return CANON_TYPE;
         }
         tn = fmt_i64(v, tmp);
         break;
@@ -358,10 +372,10 @@ bool fr_value_canon(const struct fr_column *col, const char *s, size_t n, struct
     case FR_T_FLOAT: {
         double d;
         if (plain_decimal15(s, n))
-            return put_or_fail(col, out, s, n, reason); /* already what %.15g would print */
+            return put_or_fail(col, out, s, n, reason) ? CANON_OK : CANON_INVALID; /* as %.15g prints it */
         if (!parse_float(s, n, &d)) {
             snprintf(reason, FR_ERR_LEN, "%s: '%.*s' is not a number", col->name, qlen(n), s);
-            return false;
+            return CANON_TYPE;
         }
         tn = fmt_double(d, tmp);
         break;
@@ -369,13 +383,13 @@ bool fr_value_canon(const struct fr_column *col, const char *s, size_t n, struct
     case FR_T_NUMERIC:
         if (!numeric_syntax(s, n)) {
             snprintf(reason, FR_ERR_LEN, "%s: '%.*s' is not a decimal number", col->name, qlen(n), s);
-            return false;
+            return CANON_TYPE;
         }
         if (!put(out, s, n)) {
             snprintf(reason, FR_ERR_LEN, "%s: value does not fit", col->name);
-            return false;
+            return CANON_INVALID;
         }
-        return true;
+        return CANON_OK;
     case FR_T_BOOL: {
         static const char *const yes[] = {"true", "t", "1", "yes", "y", "on"};
         static const char *const no[] = {"false", "f", "0", "no", "n", "off"};
@@ -388,7 +402,7 @@ bool fr_value_canon(const struct fr_column *col, const char *s, size_t n, struct
         }
         if (tn < 0) {
             snprintf(reason, FR_ERR_LEN, "%s: '%.*s' is not a boolean (true/false)", col->name, qlen(n), s);
-            return false;
+            return CANON_TYPE;
         }
         break;
     }
@@ -396,7 +410,7 @@ bool fr_value_canon(const struct fr_column *col, const char *s, size_t n, struct
         int64_t us;
         if (!fr_parse_timestamp(s, n, &us)) {
             snprintf(reason, FR_ERR_LEN, "%s: '%.*s' is not an ISO-8601 timestamp", col->name, qlen(n), s);
-            return false;
+            return CANON_TYPE;
         }
         /* Fast path: a whole-second UTC time is canonical once it reads
          * "YYYY-MM-DDTHH:MM:SSZ"; anything else is reformatted. */
@@ -415,10 +429,10 @@ bool fr_value_canon(const struct fr_column *col, const char *s, size_t n, struct
         int32_t days;
         if (!fr_parse_date(s, n, &days)) {
             snprintf(reason, FR_ERR_LEN, "%s: '%.*s' is not a date (YYYY-MM-DD)", col->name, qlen(n), s);
-            return false;
+            return CANON_TYPE;
         }
         if (n == 10 && s[4] == '-' && s[7] == '-')
-            return put_or_fail(col, out, s, n, reason); /* already canonical */
+            return put_or_fail(col, out, s, n, reason) ? CANON_OK : CANON_INVALID; /* already canonical */
         tn = (int)fr_format_date(days, tmp);
         break;
     }
@@ -427,7 +441,7 @@ bool fr_value_canon(const struct fr_column *col, const char *s, size_t n, struct
         json_t *j = json_loadb(s, n, JSON_DECODE_ANY | JSON_REJECT_DUPLICATES, &jerr);
         if (!j) {
             snprintf(reason, FR_ERR_LEN, "%s: invalid JSON: %s", col->name, jerr.text);
-            return false;
+            return CANON_TYPE;
         }
         char *d = json_dumps(j, JSON_COMPACT | JSON_ENCODE_ANY);
         json_decref(j);
@@ -435,19 +449,25 @@ bool fr_value_canon(const struct fr_column *col, const char *s, size_t n, struct
         free(d);
         if (!ok) {
             snprintf(reason, FR_ERR_LEN, "%s: value does not fit", col->name);
-            return false;
+            return CANON_INVALID;
         }
-        return true;
+        return CANON_OK;
     }
     default:
         snprintf(reason, FR_ERR_LEN, "%s: unknown column type %d", col->name, (int)col->type);
-        return false;
+        return CANON_INVALID;
     }
     if (tn < 0 || !put(out, tmp, (size_t)tn)) {
         snprintf(reason, FR_ERR_LEN, "%s: value does not fit", col->name);
-        return false;
+        return CANON_INVALID;
     }
-    return true;
+    return CANON_OK;
+}
+
+bool fr_value_canon(const struct fr_column *col, const char *s, size_t n, struct fr_buf *out, bool *is_null,
+                    char reason[FR_ERR_LEN])
+{
+    return canon(col, s, n, out, is_null, reason) == CANON_OK;
 }
 
 enum fr_file_format fr_format_from_name(const char *name)
@@ -492,6 +512,10 @@ fr_parser_t *fr_parser_new(const struct fr_dataset *ds, enum fr_file_format fmt,
     p->vals = fr_xcalloc(nc, sizeof(*p->vals));
     p->lens = fr_xcalloc(nc, sizeof(*p->lens));
     p->nulls = fr_xcalloc(nc, sizeof(*p->nulls));
+    p->is_key = fr_xcalloc(nc, sizeof(*p->is_key));
+    for (size_t i = 0; i < ds->n_key && ds->key_index; i++)
+        if (ds->key_index[i] >= 0 && (size_t)ds->key_index[i] < ds->n_columns)
+            p->is_key[ds->key_index[i]] = true;
     return p;
 }
 
@@ -510,6 +534,7 @@ void fr_parser_free(fr_parser_t *p)
     free(p->vals);
     free(p->lens);
     free(p->nulls);
+    free(p->is_key);
     free(p);
 }
 
@@ -526,6 +551,106 @@ uint64_t fr_parser_rows_ok(const fr_parser_t *p)
 uint64_t fr_parser_rows_rejected(const fr_parser_t *p)
 {
     return p->rows_rejected;
+}
+
+/* ---- schema drift ----------------------------------------------------- */
+
+const struct fr_drift_tally *fr_parser_drift(const fr_parser_t *p, enum fr_drift_kind k)
+{
+    return &p->drift[(unsigned)k < FR_DRIFT_KINDS ? k : 0];
+}
+
+bool fr_parser_drift_failed(const fr_parser_t *p)
+{
+    return p->drift_failed;
+}
+
+bool fr_drift_has_fail(const struct fr_drift *d)
+{
+    return d->missing == FR_DRIFT_FAIL || d->type == FR_DRIFT_FAIL || d->extra == FR_DRIFT_FAIL;
+}
+
+enum fr_drift_action fr_drift_action_of(const struct fr_drift *d, enum fr_drift_kind k)
+{
+    return k == FR_DRIFT_MISSING ? d->missing : k == FR_DRIFT_TYPE ? d->type : d->extra;
+}
+
+const char *fr_drift_kind_name(enum fr_drift_kind k)
+{
+    return k == FR_DRIFT_MISSING ? "missing" : k == FR_DRIFT_TYPE ? "type" : "extra";
+}
+
+const char *fr_drift_action_name(enum fr_drift_action a)
+{
+    switch (a) {
+    case FR_DRIFT_REJECT:
+        return "reject";
+    case FR_DRIFT_NULL:
+        return "null";
+    case FR_DRIFT_FAIL:
+        return "fail";
+    case FR_DRIFT_IGNORE:
+        return "ignore";
+    }
+    return "reject";
+}
+
+/* Counts `add` occurrences of drift kind k on field name[0..n) at line. */
+static void tally(fr_parser_t *p, enum fr_drift_kind k, const char *name, size_t n, uint32_t line, uint64_t add)
+{
+    struct fr_drift_tally *t = &p->drift[k];
+    if (t->count == 0)
+        t->first_line = line;
+    t->count += add;
+    if (n >= FR_DRIFT_FIELD_LEN) {
+        n = FR_DRIFT_FIELD_LEN - 1;
+        while (n && ((unsigned char)name[n] & 0xC0) == 0x80)
+            n--; /* cut on a UTF-8 character boundary */
+    }
+    for (uint32_t i = 0; i < t->n_fields; i++)
+        if (strncmp(t->fields[i], name, n) == 0 && t->fields[i][n] == '\0')
+            return;
+    if (t->n_fields == FR_DRIFT_FIELDS) {
+        t->more_fields = true;
+        return;
+    }
+    memcpy(t->fields[t->n_fields], name, n);
+    t->fields[t->n_fields][n] = '\0';
+    t->n_fields++;
+}
+
+/* Appends " (schema drift: KIND, action ACTION...)" to reason. */
+static void drift_note(char reason[FR_ERR_LEN], enum fr_drift_kind k, enum fr_drift_action a, const char *extra)
+{
+    size_t l = strnlen(reason, FR_ERR_LEN - 1);
+    snprintf(reason + l, FR_ERR_LEN - l, " (schema drift: %s, action %s%s)", fr_drift_kind_name(k),
+             fr_drift_action_name(a), extra);
+}
+
+bool fr_drift_event_json(struct fr_buf *b, const char *pipeline, const char *dataset, const char *file,
+                         enum fr_drift_kind k, const struct fr_drift_tally *t, enum fr_drift_action a)
+{
+    char ts[40];
+    if (t->count == 0 || a == FR_DRIFT_IGNORE)
+        return false;
+    fr_format_timestamp(fr_wall_us(), ts);
+    (void)fr_buf_printf(b, "{\"type\":\"schema.drift\",\"ts\":\"%s\",\"pipeline\":", ts);
+    (void)fr_buf_json_str(b, pipeline, strlen(pipeline));
+    (void)fr_buf_puts(b, ",\"dataset\":");
+    (void)fr_buf_json_str(b, dataset, strlen(dataset));
+    (void)fr_buf_puts(b, ",\"file\":");
+    (void)fr_buf_json_str(b, file, strlen(file));
+    (void)fr_buf_printf(b, ",\"kind\":\"%s\",\"field\":", fr_drift_kind_name(k));
+    (void)fr_buf_json_str(b, t->n_fields ? t->fields[0] : "", t->n_fields ? strlen(t->fields[0]) : 0);
+    (void)fr_buf_puts(b, ",\"fields\":[");
+    for (uint32_t i = 0; i < t->n_fields; i++) {
+        if (i)
+            (void)fr_buf_putc(b, ',');
+        (void)fr_buf_json_str(b, t->fields[i], strlen(t->fields[i]));
+    }
+    (void)fr_buf_printf(b, "],\"more_fields\":%s,\"count\":%" PRIu64 ",\"line\":%" PRIu32 ",\"action\":\"%s\"}",
+                        t->more_fields ? "true" : "false", t->count, t->first_line, fr_drift_action_name(a));
+    return true;
 }
 
 static int fatal(fr_parser_t *p, const char *fmt, ...) FR_PRINTF(2, 3);
@@ -559,21 +684,83 @@ static void row_begin(fr_parser_t *p)
     fr_buf_reset(&p->rowbuf);
 }
 
-/* Canonicalises the value of column i into the row; false + reason if bad. */
-static bool row_put(fr_parser_t *p, size_t i, const char *s, size_t n, char reason[FR_ERR_LEN])
+/* What became of one value of a row. */
+enum put_res {
+    PUT_OK = 0, /* in the row (maybe as a null the drift policy put there) */
+    PUT_REJECT, /* the row is rejected with reason */
+    PUT_FAIL,   /* a drift `fail`: the whole input is rejected with reason */
+};
+
+static enum put_res row_put_null(fr_parser_t *p, size_t i, char reason[FR_ERR_LEN])
+{
+    p->offs[i] = p->rowbuf.len;
+    p->nulls[i] = true;
+    p->lens[i] = 0;
+    if (fr_buf_putc(&p->rowbuf, '\0') < 0) {
+        snprintf(reason, FR_ERR_LEN, "%s: value does not fit", p->ds->columns[i].name);
+        return PUT_REJECT;
+    }
+    return PUT_OK;
+}
+
+/* Applies the drift policy to a value of column i found to be drift of
+ * kind k (reason already says why): counts it, then rejects the row, fails
+ * the input, or loads a null (never into a key column). */
+static enum put_res drift_value(fr_parser_t *p, size_t i, enum fr_drift_kind k, uint32_t line,
+                                char reason[FR_ERR_LEN])
+{
+    const struct fr_column *col = &p->ds->columns[i];
+    enum fr_drift_action a = fr_drift_action_of(&p->ds->drift, k);
+    tally(p, k, col->name, strlen(col->name), line, 1);
+    if (a == FR_DRIFT_FAIL) {
+        drift_note(reason, k, a, ": the whole file is rejected");
+        return PUT_FAIL;
+    }
+    if (a != FR_DRIFT_NULL)
+        return PUT_REJECT;
+    if (p->is_key[i]) {
+        drift_note(reason, k, a, "; a key column cannot be null");
+        return PUT_REJECT;
+    }
+    return row_put_null(p, i, reason);
+}
+
+/* Canonicalises the value of column i into the row, applying the drift
+ * policy to a missing or mistyped value. */
+static enum put_res row_put(fr_parser_t *p, size_t i, const char *s, size_t n, uint32_t line, char reason[FR_ERR_LEN])
 {
     const struct fr_column *col = &p->ds->columns[i];
     p->offs[i] = p->rowbuf.len;
     bool is_null;
-    if (!fr_value_canon(col, s, n, &p->rowbuf, &is_null, reason))
-        return false;
+    switch (canon(col, s, n, &p->rowbuf, &is_null, reason)) {
+    case CANON_OK:
+        break;
+    case CANON_MISSING:
+        return drift_value(p, i, FR_DRIFT_MISSING, line, reason);
+    case CANON_TYPE:
+        return drift_value(p, i, FR_DRIFT_TYPE, line, reason);
+    case CANON_INVALID:
+    default:
+        return PUT_REJECT;
+    }
     p->nulls[i] = is_null;
     p->lens[i] = p->rowbuf.len - p->offs[i];
     if (fr_buf_putc(&p->rowbuf, '\0') < 0) {
         snprintf(reason, FR_ERR_LEN, "%s: value does not fit", col->name);
-        return false;
+        return PUT_REJECT;
     }
-    return true;
+    return PUT_OK;
+}
+
+/* A drift `fail`: reports the record once through on_reject, then stops
+ * the whole input with a fatal error. */
+static int drift_fail(fr_parser_t *p, uint32_t line, const char *reason, const char *raw, size_t raw_len)
+{
+    p->drift_failed = true;
+    int rc = reject(p, line, reason, raw, raw_len);
+    if (rc < 0)
+        return rc;
+    return fatal(p, "line %" PRIu32 ": %s", line, reason);
 }
 
 /* A json value (not null, not a string) given as raw canonical text. */
@@ -769,14 +956,53 @@ static int csv_header_row(fr_parser_t *p, const char *r, size_t n)
                 return fatal(p, "CSV header names column %s twice", name);
             p->colmap[c] = (int)f;
         }
-        if (p->colmap[c] >= 0)
+        if (p->colmap[c] >= 0) {
             matched++;
-        else if (ds->columns[c].required)
-            return fatal(p, "CSV header lacks required column %s", name);
+        } else if (ds->columns[c].required && (ds->drift.missing != FR_DRIFT_NULL || p->is_key[c])) {
+            /* every row would lack it: the file fails at its header (with
+             * action null, each row gets a null and counts as drift) */
+            char reason[FR_ERR_LEN];
+            snprintf(reason, sizeof(reason), "CSV header lacks required column %s", name);
+            drift_note(reason, FR_DRIFT_MISSING, ds->drift.missing,
+                       ds->drift.missing == FR_DRIFT_NULL ? "; a key column cannot be null"
+                                                          : ": the whole file is rejected");
+            tally(p, FR_DRIFT_MISSING, name, strlen(name), p->rec_line, 1);
+            return drift_fail(p, p->rec_line, reason, r, n);
+        }
     }
     if (matched == 0)
         return fatal(p, "CSV header names none of the dataset's columns (is the header missing?)");
     p->n_fields = nf;
+    p->csv_extra = 0;
+    for (size_t f = 0; f < nf && ds->drift.extra != FR_DRIFT_IGNORE; f++) {
+        bool known = false;
+        for (size_t c = 0; c < ds->n_columns && !known; c++)
+            known = p->colmap[c] == (int)f;
+        if (known)
+            continue;
+        const char *s = p->fptr[f];
+        size_t l = p->flen[f];
+        char unnamed[32];
+        while (l && is_space(*s))
+            s++, l--;
+        while (l && is_space(s[l - 1]))
+            l--;
+        if (l == 0) {
+            l = (size_t)snprintf(unnamed, sizeof(unnamed), "#%zu", f + 1);
+            s = unnamed;
+        }
+        if (ds->drift.extra == FR_DRIFT_NULL) {
+            tally(p, FR_DRIFT_EXTRA, s, l, p->rec_line, 0); /* counted per row */
+            p->csv_extra++;
+            continue;
+        }
+        char reason[FR_ERR_LEN];
+        snprintf(reason, sizeof(reason), "%.*s: CSV header column is not a column of %s", qlen(l), s,
+                 ds->qname ? ds->qname : ds->name);
+        drift_note(reason, FR_DRIFT_EXTRA, ds->drift.extra, ": the whole file is rejected");
+        tally(p, FR_DRIFT_EXTRA, s, l, p->rec_line, 1);
+        return drift_fail(p, p->rec_line, reason, r, n);
+    }
     p->header_done = true;
     return 0;
 }
@@ -800,12 +1026,16 @@ static int csv_record(fr_parser_t *p, const char *r, size_t n)
                  p->csv_header ? "the header has" : "expected", p->n_fields);
         return reject(p, p->rec_line, reason, r, n);
     }
+    p->drift[FR_DRIFT_EXTRA].count += p->csv_extra; /* header columns dropped (action null) */
     row_begin(p);
     for (size_t c = 0; c < p->ds->n_columns; c++) {
         int f = p->colmap[c];
         const char *s = f >= 0 ? p->fptr[f] : "";
         size_t l = f >= 0 ? p->flen[f] : 0;
-        if (!row_put(p, c, s, l, reason))
+        enum put_res res = row_put(p, c, s, l, p->rec_line, reason);
+        if (res == PUT_FAIL)
+            return drift_fail(p, p->rec_line, reason, r, n);
+        if (res != PUT_OK)
             return reject(p, p->rec_line, reason, r, n);
     }
     return row_end(p, p->rec_line);
@@ -818,50 +1048,79 @@ static const char *json_kind(const json_t *v)
     return json_is_object(v) ? "an object" : json_is_array(v) ? "an array" : "a value";
 }
 
+/* Keys of object o that are not columns, per the drift policy: counted,
+ * then dropped (null), or the row rejected (reject) or the input failed
+ * (fail). Not even looked at under `ignore` (the default). */
+static enum put_res json_extra(fr_parser_t *p, json_t *o, uint32_t line, char reason[FR_ERR_LEN])
+{
+    enum fr_drift_action a = p->ds->drift.extra;
+    enum put_res res = PUT_OK;
+    const char *key;
+    json_t *v;
+    if (a == FR_DRIFT_IGNORE)
+        return PUT_OK;
+    json_object_foreach(o, key, v)
+    {
+        if (fr_column_index(p->ds->columns, p->ds->n_columns, key) >= 0)
+            continue;
+        size_t kl = strlen(key);
+        tally(p, FR_DRIFT_EXTRA, key, kl, line, 1);
+        if (a == FR_DRIFT_NULL || res != PUT_OK)
+            continue;
+        snprintf(reason, FR_ERR_LEN, "%.*s: is not a column of %s", qlen(kl), key,
+                 p->ds->qname ? p->ds->qname : p->ds->name);
+        drift_note(reason, FR_DRIFT_EXTRA, a, a == FR_DRIFT_FAIL ? ": the whole file is rejected" : "");
+        res = a == FR_DRIFT_FAIL ? PUT_FAIL : PUT_REJECT;
+    }
+    (void)v;
+    return res;
+}
+
 /* Builds and emits the row of object o; a bad value rejects it with raw (or
  * o dumped when raw is NULL). */
 static int json_row(fr_parser_t *p, json_t *o, uint32_t line, const char *raw, size_t raw_len)
 {
     char reason[FR_ERR_LEN];
     char tmp[40];
+    enum put_res res = json_extra(p, o, line, reason);
     row_begin(p);
-    for (size_t c = 0; c < p->ds->n_columns; c++) {
+    for (size_t c = 0; c < p->ds->n_columns && res == PUT_OK; c++) {
         const struct fr_column *col = &p->ds->columns[c];
         json_t *v = json_object_get(o, col->name);
-        bool ok;
         if (!v || json_is_null(v)) {
-            ok = row_put(p, c, "", 0, reason);
+            res = row_put(p, c, "", 0, line, reason);
         } else if (col->type == FR_T_JSON) {
             char *d = json_dumps(v, JSON_COMPACT | JSON_ENCODE_ANY);
-            ok = d && row_put_raw(p, c, d, strlen(d));
-            if (!ok)
+            res = d && row_put_raw(p, c, d, strlen(d)) ? PUT_OK : PUT_REJECT;
+            if (res != PUT_OK)
                 snprintf(reason, sizeof(reason), "%s: value does not fit", col->name);
             free(d);
         } else if (json_is_string(v)) {
-            ok = row_put(p, c, json_string_value(v), json_string_length(v), reason);
+            res = row_put(p, c, json_string_value(v), json_string_length(v), line, reason);
         } else if (json_is_integer(v)) {
             int n = snprintf(tmp, sizeof(tmp), "%" JSON_INTEGER_FORMAT, json_integer_value(v));
-            ok = row_put(p, c, tmp, (size_t)n, reason);
+            res = row_put(p, c, tmp, (size_t)n, line, reason);
         } else if (json_is_real(v)) {
             int n = fmt_double(json_real_value(v), tmp);
-            ok = row_put(p, c, tmp, (size_t)n, reason);
+            res = row_put(p, c, tmp, (size_t)n, line, reason);
         } else if (json_is_boolean(v)) {
-            ok = row_put(p, c, json_is_true(v) ? "true" : "false", json_is_true(v) ? 4 : 5, reason);
+            res = row_put(p, c, json_is_true(v) ? "true" : "false", json_is_true(v) ? 4 : 5, line, reason);
         } else {
             snprintf(reason, sizeof(reason), "%s: must be a %s, not %s", col->name, fr_type_name(col->type),
                      json_kind(v));
-            ok = false;
-        }
-        if (!ok) {
-            if (raw)
-                return reject(p, line, reason, raw, raw_len);
-            char *d = json_dumps(o, JSON_COMPACT);
-            int rc = reject(p, line, reason, d ? d : "", d ? strlen(d) : 0);
-            free(d);
-            return rc;
+            res = drift_value(p, c, FR_DRIFT_TYPE, line, reason);
         }
     }
-    return row_end(p, line);
+    if (res == PUT_OK)
+        return row_end(p, line);
+    char *d = raw ? NULL : json_dumps(o, JSON_COMPACT);
+    if (!raw) {
+        raw = d ? d : "";
+        raw_len = d ? strlen(d) : 0;
+    }
+    int rc = res == PUT_FAIL ? drift_fail(p, line, reason, raw, raw_len) : reject(p, line, reason, raw, raw_len);
+    free(d);
+    return rc;
 }
 
 static int ndjson_record(fr_parser_t *p, const char *r, size_t n)

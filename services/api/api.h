@@ -10,6 +10,7 @@
 #include <stdint.h>
 
 #include "app.h"
+#include "auth.h"
 #include "config.h"
 #include "http.h"
 #include "metrics.h"
@@ -60,7 +61,20 @@ struct fr_api_worker {
     struct fr_buf q2;
     uint64_t *req_total[FR_API_R_COUNT][FR_API_METHODS][FR_API_STATUSES]; /* borrowed, lazily looked up */
     struct fr_histogram *latency[FR_API_R_COUNT];                         /* borrowed */
+    /* auth (auth_gate.c): the process-wide keys, NULL when FRESHET_API_AUTH=off */
+    fr_auth_t *auth; /* borrowed: shared by every worker */
+    /* the role a request's route declares (set by the route engine); NULL:
+     * fr_api_auth_default_role */
+    enum fr_auth_role (*route_role)(struct fr_api_worker *w, fr_http_req_t *req);
+    struct fr_api_pool *pool;     /* borrowed: workers.c's pool, NULL with one worker */
+    struct fr_api_push *push;     /* owned by push.c: writes waiting for their batch (lazily made) */
+    bool push_closed;             /* the worker drains: no new writes */
+    struct fr_api_engine *engine; /* owned: the routes of every pipeline (engine.c) */
 };
+
+/* The cache handlers (routes.c) behind the engine's cache_field,
+ * cache_hash and cache_multi routes; seg is the raw last path segment. */
+void fr_api_cache_route(struct fr_api_worker *w, fr_http_req_t *req, int handler, const char *seg, size_t seg_len);
 
 /* Fills w (zeroed by the caller): finds the players pipeline (a cache named
  * "user_panel"), builds the store and registers the metrics. Returns 0, or

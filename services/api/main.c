@@ -29,14 +29,20 @@
 #include <string.h>
 
 #include "api.h"
+#include "auth_gate.h"
 #include "log.h"
+#include "push.h"
+#include "workers.h"
 
 #define DRAIN_MS       5000
 #define EVENTS_CHANNEL "fr:events"
 
 static const char usage[] =
     "Serves the pipelines' read routes over HTTP on FRESHET_API_ADDR (--api-addr).\n"
-    "Environment: FRESHET_API_CACHE_ENTRIES bounds the in-process cache (default 200000, 0 = off).\n";
+    "Environment: FRESHET_API_CACHE_ENTRIES bounds the in-process cache (default 200000, 0 = off).\n"
+    "  FRESHET_API_WORKERS (default: CPUs), FRESHET_API_MAX_CONNS (per worker), FRESHET_API_AUTH=on|off,\n"
+    "  FRESHET_API_KEYS_FILE (name:role:sha256hex lines; see docs/api-auth.md).\n"
+    "Commands: freshet-api hash-key  (reads a key on stdin, prints its SHA-256 for the keys file)\n";
 
 static void on_sub_state(fr_redis_t *r, bool connected, void *data)
 {
@@ -59,6 +65,7 @@ static void on_sub_message(fr_redis_t *r, const char *channel, const char *paylo
     (void)r;
     (void)channel;
     fr_api_on_event(data, payload, len);
+    fr_api_push_on_event(data, payload, len);
 }
 
 static void on_sub_closed(void *data)
@@ -88,6 +95,8 @@ static void on_drain(struct fr_app *app, void *data)
     fr_http_server_t *http = w->http;
     (void)app;
 
+    fr_api_pool_detach(w->pool, w);
+    fr_api_push_drain(w);
     if (http)
         fr_http_server_close(http, DRAIN_MS, on_http_closed, w); /* w->http cleared in the callback */
     else
@@ -122,12 +131,17 @@ int main(int argc, char **argv)
     struct fr_app app;
     struct fr_api_worker w;
     struct fr_http_limits lim;
+    fr_auth_t *auth = NULL;
+    fr_api_pool_t *pool = NULL;
+    size_t n_workers = 1;
     char err[FR_ERR_LEN] = "";
     int rest_argc = 0;
     char **rest_argv = NULL;
     enum fr_settings_result sr;
     int rc;
 
+    if (argc >= 2 && strcmp(argv[1], "hash-key") == 0)
+        return fr_api_hash_key_main();
     sr = fr_app_init(&app, "api", usage, "127.0.0.1:9103", FR_APP_REDIS | FR_APP_PG, argc, argv, &rest_argc,
                      &rest_argv, err);
     if (sr == FR_SETTINGS_EXIT_OK)
@@ -141,14 +155,17 @@ int main(int argc, char **argv)
         snprintf(err, sizeof(err), "unknown argument '%s' (see --help)", rest_argv[0]);
         goto out_fail;
     }
+    if (fr_api_auth_setup(&auth, err) != 0 || fr_api_workers_setting(&n_workers, err) != 0 ||
+        fr_api_http_limits(&lim, err) != 0)
+        goto out_fail;
     if (fr_api_worker_init(&w, &app, err) != 0)
         goto out_fail;
+    w.auth = auth;
     /* Reads give up on Redis quickly (PostgreSQL backs them) and on
      * PostgreSQL before a client would. */
     fr_pg_set_timeout(app.pg, 5000);
 
-    fr_http_limits_default(&lim);
-    w.http = fr_http_server_new(&app.loop, &lim, fr_api_handle, &w);
+    w.http = fr_http_server_new(&app.loop, &lim, fr_api_front, &w);
     rc = fr_http_listen(w.http, app.settings.api_addr, true);
     if (rc != 0) {
         snprintf(err, sizeof(err), "cannot listen on %s: %s", app.settings.api_addr, uv_strerror(rc));
@@ -156,13 +173,22 @@ int main(int argc, char **argv)
     }
     if (start_subscriber(&w, err) != 0)
         goto out_fail;
+    if (fr_api_pool_start(&pool, &w, n_workers, argc, argv, auth, &lim, err) != 0)
+        goto out_fail;
     app.on_drain = on_drain;
     app.drain_data = &w;
-    fr_info("listening on %s%s", app.settings.api_addr, w.has_players ? " (players routes on)" : "");
+    fr_info("listening on %s with %zu worker(s)%s%s", app.settings.api_addr, n_workers,
+            w.has_players ? " (players routes on)" : "", auth ? " (API keys required)" : "");
 
     rc = fr_app_run(&app);
+    {
+        int prc = fr_api_pool_join(pool);
+        if (rc == 0)
+            rc = prc;
+    }
     fr_api_worker_deinit(&w);
     fr_app_deinit(&app);
+    fr_auth_free(auth);
     return rc;
 
 out_fail:
@@ -177,5 +203,6 @@ out_fail:
     (void)fr_app_run(&app); /* runs the loop until every handle is closed */
     fr_api_worker_deinit(&w);
     fr_app_deinit(&app);
+    fr_auth_free(auth);
     return 2;
 }

@@ -11,6 +11,8 @@
 #include <string.h>
 
 #include "api.h"
+#include "auth_gate.h"
+#include "engine.h"
 #include "log.h"
 
 static const char *const route_names[FR_API_R_COUNT] = {
@@ -620,30 +622,21 @@ void fr_api_handle(fr_http_req_t *req, void *data)
     const char *path = fr_http_req_path(req);
     int m = method_slot(fr_http_req_method(req));
 
-    if (w->has_players && strncmp(path, "/player/", 8) == 0) {
-        const char *seg = path + 8;
-        bool attrs = strcmp(seg, "attributes") == 0;
-
-        if (strcmp(seg, "attribute") == 0) {
-            if (m == M_GET)
-                handle_attr(w, req, m);
-            else
-                finish_405(w, req, FR_API_R_ATTR, m, "GET");
+    /* Declared routes first (engine.c): the players routes are among them. */
+    if (fr_api_engine_handle(w->engine, req))
+        return;
+    if (strcmp(path, "/openapi.json") == 0) {
+        if (m != M_GET) {
+            finish_405(w, req, FR_API_R_UNMATCHED, m, "GET");
             return;
         }
-        if (attrs && m == M_POST) {
-            handle_attrs(w, req, m);
-            return;
-        }
-        if (seg[0] != '\0' && !strchr(seg, '/')) {
-            /* like FastAPI, GET /player/attributes is the player "attributes" */
-            if (m == M_GET)
-                handle_player(w, req, m, seg);
-            else
-                finish_405(w, req, attrs ? FR_API_R_ATTRS : FR_API_R_PLAYER, m, attrs ? "GET, POST" : "GET");
-            return;
-        }
-    } else if (strcmp(path, "/healthz") == 0) {
+        fr_buf_reset(&w->out);
+        fr_api_openapi((const struct fr_pipeline *const *)w->app->pipelines, w->app->n_pipelines, w->auth != NULL,
+                       &w->out);
+        finish_json(w, req, FR_API_R_UNMATCHED, m, 200, &w->out);
+        return;
+    }
+    if (strcmp(path, "/healthz") == 0) {
         static const char ok[] = "{\"status\":\"ok\"}";
         if (m == M_GET)
             finish(w, req, FR_API_R_HEALTHZ, m, 200, "application/json", ok, sizeof(ok) - 1);
@@ -664,6 +657,32 @@ void fr_api_handle(fr_http_req_t *req, void *data)
         return;
     }
     finish_detail(w, req, FR_API_R_UNMATCHED, m, 404, "Not Found");
+}
+
+void fr_api_cache_route(struct fr_api_worker *w, fr_http_req_t *req, int handler, const char *seg, size_t seg_len)
+{
+    int m = method_slot(fr_http_req_method(req));
+    (void)seg_len; /* seg is the path's last segment: NUL-terminated at the path's end */
+    if (!w->has_players) {
+        finish_detail(w, req, FR_API_R_UNMATCHED, m, 503, "the cache behind this route is not configured");
+        return;
+    }
+    if (handler == FR_RH_CACHE_FIELD)
+        handle_attr(w, req, m);
+    else if (handler == FR_RH_CACHE_HASH)
+        handle_player(w, req, m, seg);
+    else
+        handle_attrs(w, req, m);
+}
+
+static enum fr_auth_role route_role(struct fr_api_worker *w, fr_http_req_t *req)
+{
+    const char *method = fr_http_req_method(req), *path = fr_http_req_path(req);
+    const char *role = fr_api_engine_role(w->engine, method, path);
+    enum fr_auth_role r;
+    if (role && fr_auth_role_parse(role, strlen(role), &r))
+        return r;
+    return fr_api_auth_default_role(method, path);
 }
 
 /* ---------------------------------------------------------------- events */
@@ -714,7 +733,6 @@ out:
 
 static int find_players(struct fr_api_worker *w, char err[FR_ERR_LEN])
 {
-    struct fr_app *app = w->app;
     struct fr_api_players *pl = &w->players;
     const struct fr_cache *cache = NULL;
     const struct fr_pipeline *p = NULL;
@@ -723,12 +741,11 @@ static int find_players(struct fr_api_worker *w, char err[FR_ERR_LEN])
     int key;
     struct fr_buf list;
 
-    for (size_t i = 0; i < app->n_pipelines && !cache; i++) {
-        p = app->pipelines[i];
-        cache = fr_pipeline_cache(p, "user_panel");
-    }
+    const struct fr_route *cr = fr_api_engine_cache_route(w->engine, &p);
+    if (cr)
+        cache = fr_pipeline_cache(p, cr->cache);
     if (!cache) {
-        fr_info("no pipeline has a cache named user_panel: the /player routes are off");
+        fr_debug("no route reads a cache: the cache handlers are off");
         return 0;
     }
     if (cache->kind != FR_CACHE_HASH) {
@@ -805,6 +822,10 @@ int fr_api_worker_init(struct fr_api_worker *w, struct fr_app *app, char err[FR_
         w->latency[r] = fr_metrics_histogram(w->metrics, "http_request_duration_seconds",
                                              "HTTP request latency by route", labels);
     }
+    w->engine = fr_api_engine_new(w, err);
+    if (!w->engine)
+        return -EINVAL;
+    w->route_role = route_role;
     rc = find_players(w, err);
     if (rc != 0)
         return rc;
@@ -826,6 +847,8 @@ int fr_api_worker_init(struct fr_api_worker *w, struct fr_app *app, char err[FR_
 
 void fr_api_worker_deinit(struct fr_api_worker *w)
 {
+    fr_api_engine_free(w->engine);
+    w->engine = NULL;
     fr_store_free(w->store);
     w->store = NULL;
     free(w->players.attrs);

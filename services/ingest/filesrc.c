@@ -61,7 +61,8 @@ struct job {
     uint64_t rows_ok;
     uint64_t rows_rejected;
     uint64_t batches;
-    uint64_t bytes; /* raw file size */
+    uint64_t bytes;                              /* raw file size */
+    struct fr_drift_tally drift[FR_DRIFT_KINDS]; /* schema drift seen, announced when the file is finished */
     /* Written by the fin worker. */
     char *final_name; /* owned: name inside done/ or rejected/ */
     int fin_err;      /* errno of a failed rename, 0 = ok */
@@ -433,6 +434,86 @@ out_hash:
     return rc;
 }
 
+/* The checking pass: keeps the last rejected record (a drift `fail`
+ * reports its record through on_reject right before stopping). */
+struct check_ctx {
+    uint32_t line;
+    char reason[FR_ERR_LEN];
+    char *raw; /* owned, <= FR_PUB_RAW_MAX bytes */
+    size_t raw_len;
+};
+
+static int on_check_reject(void *data, uint32_t line, const char *reason, const char *raw, size_t raw_len)
+{
+    struct check_ctx *c = data;
+
+    if (raw_len > FR_PUB_RAW_MAX)
+        raw_len = FR_PUB_RAW_MAX;
+    c->line = line;
+    snprintf(c->reason, sizeof(c->reason), "%s", reason);
+    free(c->raw);
+    c->raw = fr_xmemdup(raw ? raw : "", raw ? raw_len : 0);
+    c->raw_len = raw ? raw_len : 0;
+    return 0;
+}
+
+/* A dataset whose drift policy has a `fail` action must not publish a row
+ * of a file that fails later on: parse the landing copy once without output
+ * first. Returns 1 when the file fails (outcome REJECTED, the failing
+ * record queued as a dead letter, tallies kept), 0 to go on, -1 when the
+ * outcome was set otherwise (stopping, our side failed). */
+static int check_drift(struct job *j, enum fr_file_format fmt, const char *land_path)
+{
+    fr_filesrc_t *fs = j->fs;
+    struct check_ctx c;
+    fr_parser_t *parser;
+    char *buf;
+    ssize_t n;
+    int fd, rc = 0, ret = 0;
+
+    memset(&c, 0, sizeof(c));
+    fd = open(land_path, O_RDONLY | O_CLOEXEC);
+    if (fd < 0) {
+        set_outcome(j, OUT_FAILED, "cannot open landing copy %s: %s", land_path, strerror(errno));
+        return -1;
+    }
+    parser = fr_parser_new(fs->ds, fmt, fs->src->csv_header, NULL, on_check_reject, &c);
+    buf = fr_xmalloc(IO_CHUNK);
+    for (;;) {
+        if (job_stopping(j)) {
+            set_outcome(j, OUT_STOPPED, NULL);
+            ret = -1;
+            break;
+        }
+        n = read_some(fd, buf, IO_CHUNK);
+        if (n < 0) {
+            set_outcome(j, OUT_FAILED, "cannot read landing copy %s: %s", land_path, strerror((int)-n));
+            ret = -1;
+            break;
+        }
+        rc = n == 0 ? fr_parser_finish(parser) : fr_parser_feed(parser, buf, (size_t)n);
+        if (rc != 0 || n == 0)
+            break;
+    }
+    if (ret == 0 && rc != 0 && fr_parser_drift_failed(parser)) {
+        for (int k = 0; k < FR_DRIFT_KINDS; k++)
+            j->drift[k] = *fr_parser_drift(parser, (enum fr_drift_kind)k);
+        if (push_reject(j, c.line, c.reason, c.raw, c.raw_len) != 0) {
+            set_outcome(j, OUT_STOPPED, NULL);
+            ret = -1;
+        } else {
+            j->rows_rejected++;
+            set_outcome(j, OUT_REJECTED, "%s", fr_parser_error(parser));
+            ret = 1;
+        }
+    }
+    free(buf);
+    free(c.raw);
+    fr_parser_free(parser);
+    close(fd);
+    return ret;
+}
+
 /* Parses the landing copy into batches and dead letters. */
 static void parse_landed(struct job *j, enum fr_file_format fmt, const char *land_path, const char *land_rel,
                          const char *sha)
@@ -452,6 +533,8 @@ static void parse_landed(struct job *j, enum fr_file_format fmt, const char *lan
     w.raw.sha256 = sha;
     w.raw.size = j->bytes;
 
+    if (fr_drift_has_fail(&fs->ds->drift) && check_drift(j, fmt, land_path) != 0)
+        return;
     fd = open(land_path, O_RDONLY | O_CLOEXEC);
     if (fd < 0) {
         set_outcome(j, OUT_FAILED, "cannot open landing copy %s: %s", land_path, strerror(errno));
@@ -524,6 +607,8 @@ static void parse_landed(struct job *j, enum fr_file_format fmt, const char *lan
     else
         set_outcome(j, OUT_REJECTED, "no loadable row: the file holds no rows");
 out:
+    for (int k = 0; parser && k < FR_DRIFT_KINDS; k++)
+        j->drift[k] = *fr_parser_drift(parser, (enum fr_drift_kind)k);
     fr_parser_free(parser);
     fr_batch_builder_free(w.builder);
     close(fd);
@@ -983,6 +1068,29 @@ static void publish_source_failed(struct job *j)
     fr_buf_deinit(&b);
 }
 
+/* One schema.drift event per kind the file showed (not for `ignore`). */
+static void publish_drift(struct job *j)
+{
+    fr_filesrc_t *fs = j->fs;
+    struct fr_buf b;
+
+    fr_buf_init(&b, 0);
+    for (int k = 0; k < FR_DRIFT_KINDS; k++) {
+        enum fr_drift_kind kind = (enum fr_drift_kind)k;
+
+        fr_buf_reset(&b);
+        if (!fr_drift_event_json(&b, fs->pl->name, fs->ds->qname, j->name, kind, &j->drift[k],
+                                 fr_drift_action_of(&fs->ds->drift, kind)))
+            continue;
+        fr_log_kv(FR_LOG_WARN, "file", j->name,
+                  "schema drift (%s, action %s): %" PRIu64 " times, first at line %" PRIu32 ", field %s",
+                  fr_drift_kind_name(kind), fr_drift_action_name(fr_drift_action_of(&fs->ds->drift, kind)),
+                  j->drift[k].count, j->drift[k].first_line, j->drift[k].n_fields ? j->drift[k].fields[0] : "");
+        fr_ingest_event(fs->app, b.data, b.len);
+    }
+    fr_buf_deinit(&b);
+}
+
 static void after_fin_cb(uv_work_t *req, int status)
 {
     struct job *j = fr_container_of(req, struct job, fin);
@@ -998,10 +1106,12 @@ static void after_fin_cb(uv_work_t *req, int status)
         (*fs->m_files_done)++;
         (*fs->m_bytes) += j->bytes;
         log_result(j, "done");
+        publish_drift(j);
     } else {
         (*fs->m_files_rejected)++;
         (*fs->m_bytes) += j->bytes;
         log_result(j, "rejected");
+        publish_drift(j);
         publish_file_rejected(j);
     }
     job_free(j);

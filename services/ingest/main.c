@@ -1,4 +1,6 @@
-/* freshet-ingest: runs the `file` sources of every pipeline (SPEC §3, §4):
+/* freshet-ingest: runs the `file` and `http_json` (http_source.c,
+ * docs/sources.md) sources of every pipeline (SPEC §3, §4), and the
+ * commands run / backfill / replay:
  * watches inbound/{...}/ directories, lands raw files with their SHA-256,
  * parses them into freshet.Batch messages and publishes them to Redis
  * streams; SIGTERM drains and exits 0. main.c owns the daemon context
@@ -44,10 +46,14 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include <curl/curl.h>
+
 #include "app.h"
 #include "filesrc.h"
+#include "http_source.h"
 #include "log.h"
 #include "publish.h"
+#include "replay.h"
 
 /* The daemon: the app plus what ingest adds. Reached from the loop through
  * fr_container_of(app, struct ingest, app). */
@@ -61,16 +67,28 @@ struct ingest {
     size_t n_running; /* sources not yet stopped (drain) */
     bool pub_closed;
     bool draining;
+    fr_httpsrcs_t *http; /* owned: the http_json sources */
+    fr_cmdrun_t *cmd;    /* owned: `run` command client */
+    fr_replay_t *replay; /* owned: `replay` command */
 };
 
-static const char usage[] = "freshet-ingest runs the file sources of the pipelines: it watches\n"
-                            "FRESHET_DATA_DIR/inbound/..., lands and parses dropped CSV/NDJSON/JSON files\n"
-                            "and publishes their rows as batches to Redis streams fr:stream:{pipeline}.{dataset}.\n";
+static const char usage[] =
+    "freshet-ingest runs the file and http_json sources of the pipelines: it watches\n"
+    "FRESHET_DATA_DIR/inbound/..., pulls APIs on their schedules, lands raw payloads, parses them\n"
+    "and publishes their rows as batches to Redis streams fr:stream:{pipeline}.{dataset}.\n"
+    "Commands:\n"
+    "  run PIPELINE SOURCE [--timeout S]      trigger a run in the daemon (fr:control), wait for it; exit 0/1\n"
+    "  backfill PIPELINE SOURCE --from ISO --to ISO   fetch the windows of that range, then exit\n"
+    "  replay PIPELINE [--dataset D | --source S] [--from DATE --to DATE]   re-publish landed payloads\n";
 
 static void pump_all(struct ingest *in)
 {
     for (size_t i = 0; i < in->n_srcs; i++)
         fr_filesrc_pump(in->srcs[i]);
+    if (in->http)
+        fr_httpsrcs_pump(in->http);
+    if (in->replay)
+        fr_replay_pump(in->replay);
 }
 
 static void on_wake(uv_async_t *h)
@@ -127,7 +145,13 @@ static void on_drain(struct fr_app *app, void *data)
     if (in->draining)
         return;
     in->draining = true;
-    in->n_running = in->n_srcs;
+    in->n_running = in->n_srcs + (in->http != NULL) + (in->cmd != NULL) + (in->replay != NULL);
+    if (in->replay)
+        fr_replay_stop(in->replay, on_src_stopped, in);
+    if (in->http)
+        fr_httpsrcs_stop(in->http, on_src_stopped, in);
+    if (in->cmd)
+        fr_cmdrun_close(in->cmd, on_src_stopped, in);
     /* Sources first: they stop claiming and stop their workers; then the
      * publisher drops what was not sent and waits for the XADDs in flight. */
     for (size_t i = 0; i < in->n_srcs; i++)
@@ -152,12 +176,103 @@ static void set_threadpool_size(size_t n_srcs)
     (void)setenv("UV_THREADPOOL_SIZE", v, 0); /* read by libuv on first use */
 }
 
+static void on_cmd_done(bool ok, void *data)
+{
+    struct ingest *in = data;
+
+    fr_app_shutdown(&in->app, ok ? 0 : 1);
+}
+
+/* `run PIPELINE SOURCE [--timeout S]` and `backfill PIPELINE SOURCE --from
+ * ISO --to ISO`: one job, then exit 0 (ok) or 1. */
+static int setup_command(struct ingest *in, int argc, char **argv)
+{
+    struct fr_app *app = &in->app;
+    char err[FR_ERR_LEN];
+    const char *from = NULL, *to = NULL, *dataset = NULL, *source = NULL;
+    uint32_t timeout_s = 3600;
+    bool replay = strcmp(argv[0], "replay") == 0;
+
+    if (replay && argc >= 2) {
+        for (int i = 2; i < argc; i++) {
+            if (i + 1 < argc && strcmp(argv[i], "--from") == 0)
+                from = argv[++i];
+            else if (i + 1 < argc && strcmp(argv[i], "--to") == 0)
+                to = argv[++i];
+            else if (i + 1 < argc && strcmp(argv[i], "--dataset") == 0)
+                dataset = argv[++i];
+            else if (i + 1 < argc && strcmp(argv[i], "--source") == 0)
+                source = argv[++i];
+            else {
+                fr_error("unknown argument '%s' of replay (see --help)", argv[i]);
+                return -EINVAL;
+            }
+        }
+        app->on_drain = on_drain;
+        app->drain_data = in;
+        in->pub = fr_publisher_new(app, on_room, in);
+        in->replay = fr_replay_start(app, in->pub, argv[1], dataset, source, from, to, on_cmd_done, in, err);
+        if (in->replay == NULL) {
+            fr_error("%s", err);
+            return -EINVAL;
+        }
+        return 0;
+    }
+    if (argc < 3) {
+        fr_error("usage: freshet-ingest %s PIPELINE SOURCE%s", argv[0],
+                 strcmp(argv[0], "backfill") == 0 ? " --from ISO --to ISO" : " [--timeout SECONDS]");
+        return -EINVAL;
+    }
+    for (int i = 3; i < argc; i++) {
+        if (i + 1 < argc && strcmp(argv[i], "--from") == 0)
+            from = argv[++i];
+        else if (i + 1 < argc && strcmp(argv[i], "--to") == 0)
+            to = argv[++i];
+        else if (i + 1 < argc && strcmp(argv[i], "--timeout") == 0)
+            timeout_s = (uint32_t)strtoul(argv[++i], NULL, 10);
+        else {
+            fr_error("unknown argument '%s' of %s (see --help)", argv[i], argv[0]);
+            return -EINVAL;
+        }
+    }
+    app->on_drain = on_drain;
+    app->drain_data = in;
+    if (strcmp(argv[0], "run") == 0) {
+        in->cmd = fr_cmdrun_start(app, argv[1], argv[2], timeout_s ? timeout_s : 3600, on_cmd_done, in, err);
+        if (in->cmd == NULL) {
+            fr_error("%s", err);
+            return -EINVAL;
+        }
+        return 0;
+    }
+    int64_t from_us, to_us;
+    if (!from || !to || !fr_parse_timestamp(from, strlen(from), &from_us) ||
+        !fr_parse_timestamp(to, strlen(to), &to_us)) {
+        fr_error("backfill needs --from ISO-8601 and --to ISO-8601 (e.g. --from 2024-01-01 --to 2024-02-01T00:00Z)");
+        return -EINVAL;
+    }
+    in->pub = fr_publisher_new(app, on_room, in);
+    in->http = fr_httpsrcs_new(app, in->pub, err);
+    if (in->http == NULL) {
+        fr_error("%s", err);
+        return -EINVAL;
+    }
+    if (fr_httpsrcs_backfill(in->http, argv[1], argv[2], from_us, to_us, on_cmd_done, in, err) != 0) {
+        fr_error("%s", err);
+        return -EINVAL;
+    }
+    return 0;
+}
+
 static int setup(struct ingest *in, int rest_argc, char **rest_argv)
 {
     struct fr_app *app = &in->app;
     char err[FR_ERR_LEN];
     size_t n = 0;
 
+    if (rest_argc > 0 && (strcmp(rest_argv[0], "run") == 0 || strcmp(rest_argv[0], "backfill") == 0 ||
+                          strcmp(rest_argv[0], "replay") == 0))
+        return setup_command(in, rest_argc, rest_argv);
     if (rest_argc > 0) {
         fr_error("unknown argument '%s' (see --help)", rest_argv[0]);
         return -EINVAL;
@@ -201,8 +316,17 @@ static int setup(struct ingest *in, int rest_argc, char **rest_argv)
             return rc;
         }
     }
-    if (in->n_srcs == 0)
-        fr_warn("no file source in the loaded pipelines: nothing to do until stopped");
+    in->http = fr_httpsrcs_new(app, in->pub, err);
+    if (in->http == NULL) {
+        fr_error("%s", err);
+        return -EINVAL;
+    }
+    if (fr_httpsrcs_start(in->http) != 0) {
+        fr_error("cannot start the http_json sources");
+        return -EINVAL;
+    }
+    if (in->n_srcs == 0 && fr_httpsrcs_count(in->http) == 0)
+        fr_warn("no file or http_json source in the loaded pipelines: nothing to do until stopped");
     fr_info("freshet-ingest %s: %zu pipeline(s), %zu file source(s), data dir %s", FR_VERSION, app->n_pipelines,
             in->n_srcs, app->settings.data_dir);
     return 0;
@@ -218,8 +342,12 @@ int main(int argc, char **argv)
     int rc;
 
     err[0] = '\0';
-    r = fr_app_init(&in->app, "ingest", usage, "127.0.0.1:9101", FR_APP_REDIS | FR_APP_ADMIN, argc, argv, &rest_argc,
-                    &rest_argv, err);
+    unsigned needs = FR_APP_REDIS | FR_APP_ADMIN;
+    for (int i = 1; i < argc; i++)
+        if (strcmp(argv[i], "run") == 0 || strcmp(argv[i], "backfill") == 0 || strcmp(argv[i], "replay") == 0)
+            needs = FR_APP_REDIS; /* a command: no admin port (the daemon holds it) */
+    curl_global_init(CURL_GLOBAL_DEFAULT);
+    r = fr_app_init(&in->app, "ingest", usage, "127.0.0.1:9101", needs, argc, argv, &rest_argc, &rest_argv, err);
     if (r != FR_SETTINGS_OK) {
         free(in);
         if (r == FR_SETTINGS_EXIT_OK)
@@ -237,8 +365,12 @@ int main(int argc, char **argv)
     for (size_t i = 0; i < in->n_srcs; i++)
         fr_filesrc_free(in->srcs[i]);
     free(in->srcs);
+    fr_httpsrcs_free(in->http);
+    fr_cmdrun_free(in->cmd);
+    fr_replay_free(in->replay);
     fr_publisher_free(in->pub);
     fr_app_deinit(&in->app);
+    curl_global_cleanup();
     free(in);
     return rc;
 }

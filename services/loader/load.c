@@ -16,9 +16,20 @@
 #include "log.h"
 
 static const char *const state_names[] = {
-    [LOAD_IDLE] = "idle",       [LOAD_BEGIN] = "begin", [LOAD_LEDGER] = "ledger", [LOAD_STAGE] = "stage",
-    [LOAD_COPY] = "copy",       [LOAD_MERGE] = "merge", [LOAD_COMMIT] = "commit", [LOAD_ROLLBACK] = "rollback",
-    [LOAD_DLQ] = "dead-letter", [LOAD_ACK] = "ack",     [LOAD_DONE] = "done",
+    [LOAD_IDLE] = "idle",
+    [LOAD_BEGIN] = "begin",
+    [LOAD_LEDGER] = "ledger",
+    [LOAD_STAGE] = "stage",
+    [LOAD_COPY] = "copy",
+    [LOAD_CHECK] = "check",
+    [LOAD_ROWDLQ] = "row-dead-letter",
+    [LOAD_MERGE] = "merge",
+    [LOAD_RETAIN] = "retention",
+    [LOAD_COMMIT] = "commit",
+    [LOAD_ROLLBACK] = "rollback",
+    [LOAD_DLQ] = "dead-letter",
+    [LOAD_ACK] = "ack",
+    [LOAD_DONE] = "done",
 };
 
 const char *fr__load_state_name(enum ld_load_state s)
@@ -32,10 +43,13 @@ const char *fr__load_state_name(enum ld_load_state s)
 static const unsigned allowed[] = {
     [LOAD_IDLE] = B(LOAD_BEGIN) | B(LOAD_DLQ) | B(LOAD_ACK),
     [LOAD_BEGIN] = B(LOAD_LEDGER) | B(LOAD_ROLLBACK) | B(LOAD_DONE),
-    [LOAD_LEDGER] = B(LOAD_STAGE) | B(LOAD_COPY) | B(LOAD_ROLLBACK) | B(LOAD_DONE),
+    [LOAD_LEDGER] = B(LOAD_STAGE) | B(LOAD_COPY) | B(LOAD_COMMIT) | B(LOAD_ROLLBACK) | B(LOAD_DONE),
     [LOAD_STAGE] = B(LOAD_COPY) | B(LOAD_ROLLBACK) | B(LOAD_DONE),
-    [LOAD_COPY] = B(LOAD_MERGE) | B(LOAD_COMMIT) | B(LOAD_ROLLBACK) | B(LOAD_DONE),
-    [LOAD_MERGE] = B(LOAD_COMMIT) | B(LOAD_ROLLBACK) | B(LOAD_DONE),
+    [LOAD_COPY] = B(LOAD_CHECK) | B(LOAD_MERGE) | B(LOAD_COMMIT) | B(LOAD_ROLLBACK) | B(LOAD_DONE),
+    [LOAD_CHECK] = B(LOAD_ROWDLQ) | B(LOAD_MERGE) | B(LOAD_ROLLBACK) | B(LOAD_DONE),
+    [LOAD_ROWDLQ] = B(LOAD_MERGE) | B(LOAD_ROLLBACK) | B(LOAD_DONE),
+    [LOAD_MERGE] = B(LOAD_RETAIN) | B(LOAD_COMMIT) | B(LOAD_ROLLBACK) | B(LOAD_DONE),
+    [LOAD_RETAIN] = B(LOAD_COMMIT) | B(LOAD_ROLLBACK) | B(LOAD_DONE),
     [LOAD_COMMIT] = B(LOAD_ACK) | B(LOAD_ROLLBACK) | B(LOAD_DONE),
     [LOAD_ROLLBACK] = B(LOAD_ACK) | B(LOAD_DLQ) | B(LOAD_DONE),
     [LOAD_DLQ] = B(LOAD_ACK) | B(LOAD_DONE),
@@ -49,6 +63,7 @@ static void enter(struct ld_load *l, enum ld_load_state to);
 static void on_pg(fr_pg_t *pg, PGresult *res, void *data);
 static void fail_counted(struct ld_load *l);
 static void on_redis(fr_redis_t *r, redisReply *reply, void *data);
+static int send_row_dlq(struct ld_load *l);
 
 static const struct fr_dataset *ds_of(const struct ld_load *l)
 {
@@ -132,6 +147,8 @@ static bool check_batch(struct ld_load *l)
                  l->e->st->key);
         return false;
     }
+    if (fr_batch_op(l->b) == FR_OP_REPLACED)
+        return true; /* no rows: a restore replaced the table */
     if (nc == 0) {
         snprintf(l->reason, sizeof(l->reason), "batch has no columns");
         return false;
@@ -159,7 +176,7 @@ static bool check_batch(struct ld_load *l)
             return false;
         }
     }
-    if (ds->n_key == 0 && fr_batch_op(l->b) == FR_OP_DELETE) {
+    if (ds->n_key == 0 && (fr_batch_op(l->b) == FR_OP_DELETE || fr_batch_op(l->b) == FR_OP_HARD_DELETE)) {
         snprintf(l->reason, sizeof(l->reason), "delete batch for dataset %s, which has no key", ds->qname);
         return false;
     }
@@ -197,61 +214,232 @@ static void put_keys(struct fr_buf *s, const struct fr_dataset *ds)
     }
 }
 
-static void build_merge(const struct ld_load *l, struct fr_buf *s)
+static bool is_key_col(const struct fr_dataset *ds, const char *name)
+{
+    for (size_t k = 0; k < ds->n_key; k++)
+        if (strcmp(ds->key[k], name) == 0)
+            return true;
+    return false;
+}
+
+static const struct fr_column *ds_col(const struct fr_dataset *ds, const char *name)
+{
+    int i = fr_column_index(ds->columns, ds->n_columns, name);
+    return i < 0 ? NULL : &ds->columns[i];
+}
+
+/* fr_t.k = <alias>.k AND ... */
+static void put_key_match(struct fr_buf *s, const struct fr_dataset *ds, const char *a, const char *b)
+{
+    for (size_t k = 0; k < ds->n_key; k++) {
+        if (k)
+            (void)fr_buf_puts(s, " AND ");
+        (void)fr_buf_printf(s, "%s.", a);
+        fr_buf_sql_ident(s, ds->key[k]);
+        (void)fr_buf_printf(s, " = %s.", b);
+        fr_buf_sql_ident(s, ds->key[k]);
+    }
+}
+
+/* (a.k1, a.k2) IS DISTINCT FROM (b.k1, b.k2) */
+static void put_key_distinct(struct fr_buf *s, const struct fr_dataset *ds, const char *a, const char *b)
+{
+    (void)fr_buf_puts(s, "ROW(");
+    for (size_t k = 0; k < ds->n_key; k++) {
+        (void)fr_buf_printf(s, "%s%s.", k ? ", " : "", a);
+        fr_buf_sql_ident(s, ds->key[k]);
+    }
+    (void)fr_buf_puts(s, ") IS DISTINCT FROM ROW(");
+    for (size_t k = 0; k < ds->n_key; k++) {
+        (void)fr_buf_printf(s, "%s%s.", k ? ", " : "", b);
+        fr_buf_sql_ident(s, ds->key[k]);
+    }
+    (void)fr_buf_putc(s, ')');
+}
+
+/* True when some non-key column of the batch has a merge rule other than
+ * replace: rows of one key are then combined with GROUP BY. */
+static bool batch_has_merge_rules(const struct fr_dataset *ds, const fr_batch_t *b)
+{
+    for (size_t i = 0; i < fr_batch_cols(b); i++) {
+        const struct fr_column *c = ds_col(ds, fr_batch_col_name(b, i));
+        if (c && !is_key_col(ds, c->name) && c->merge != FR_MERGE_REPLACE)
+            return true;
+    }
+    return false;
+}
+
+/* The in-batch combination of column `name` over the rows of one key. */
+static void put_group_agg(struct fr_buf *s, const struct fr_dataset *ds, const fr_batch_t *b, const char *name,
+                          bool has_version)
+{
+    const struct fr_column *c = ds_col(ds, name);
+    enum fr_merge m = c ? c->merge : FR_MERGE_REPLACE;
+
+    switch (m) {
+    case FR_MERGE_MIN:
+    case FR_MERGE_MAX:
+        (void)fr_buf_puts(s, m == FR_MERGE_MIN ? "min(" : "max(");
+        fr_buf_sql_ident(s, name);
+        (void)fr_buf_putc(s, ')');
+        break;
+    case FR_MERGE_KEEP:
+    case FR_MERGE_COALESCE:
+        (void)fr_buf_puts(s, "(array_agg(");
+        fr_buf_sql_ident(s, name);
+        (void)fr_buf_puts(s, m == FR_MERGE_KEEP ? " ORDER BY fr_row) FILTER (WHERE "
+                                                : " ORDER BY fr_row DESC) FILTER (WHERE ");
+        fr_buf_sql_ident(s, name);
+        (void)fr_buf_puts(s, " IS NOT NULL))[1]");
+        break;
+    case FR_MERGE_REPLACE:
+        (void)fr_buf_puts(s, "(array_agg(");
+        fr_buf_sql_ident(s, name);
+        (void)fr_buf_puts(s, " ORDER BY ");
+        if (has_version) {
+            fr_buf_sql_ident(s, ds->version);
+            (void)fr_buf_puts(s, " DESC NULLS LAST, ");
+        }
+        (void)fr_buf_puts(s, "fr_row DESC))[1]");
+        break;
+    }
+    (void)b;
+}
+
+/* The SET expression of column `name` against the stored row. */
+static void put_set(struct fr_buf *s, const struct fr_dataset *ds, const char *name, bool has_version, bool guard)
+{
+    const struct fr_column *c = ds_col(ds, name);
+    enum fr_merge m = c ? c->merge : FR_MERGE_REPLACE;
+    static const char *const fn[] = {
+        [FR_MERGE_MIN] = "LEAST",
+        [FR_MERGE_MAX] = "GREATEST",
+        [FR_MERGE_KEEP] = "COALESCE",
+        [FR_MERGE_COALESCE] = "COALESCE",
+    };
+
+    fr_buf_sql_ident(s, name);
+    (void)fr_buf_puts(s, " = ");
+    if (m == FR_MERGE_REPLACE) {
+        if (has_version && guard) {
+            /* Mixed with merge rules: no WHERE on the whole row, so guard
+             * each replaced column by the version. */
+            (void)fr_buf_puts(s, "CASE WHEN fr_t.");
+            fr_buf_sql_ident(s, ds->version);
+            (void)fr_buf_puts(s, " IS NULL OR fr_t.");
+            fr_buf_sql_ident(s, ds->version);
+            (void)fr_buf_puts(s, " <= EXCLUDED.");
+            fr_buf_sql_ident(s, ds->version);
+            (void)fr_buf_puts(s, " THEN EXCLUDED.");
+            fr_buf_sql_ident(s, name);
+            (void)fr_buf_puts(s, " ELSE fr_t.");
+            fr_buf_sql_ident(s, name);
+            (void)fr_buf_puts(s, " END");
+        } else {
+            (void)fr_buf_puts(s, "EXCLUDED.");
+            fr_buf_sql_ident(s, name);
+        }
+        return;
+    }
+    (void)fr_buf_printf(s, "%s(%s.", fn[m], m == FR_MERGE_COALESCE ? "EXCLUDED" : "fr_t");
+    fr_buf_sql_ident(s, name);
+    (void)fr_buf_printf(s, ", %s.", m == FR_MERGE_COALESCE ? "fr_t" : "EXCLUDED");
+    fr_buf_sql_ident(s, name);
+    (void)fr_buf_putc(s, ')');
+}
+
+/* Delete batches: a soft delete (UPDATE ... SET soft_delete = $1, the
+ * batch's produced time) or a DELETE; $1 unused by the DELETE. */
+static bool build_delete(const struct ld_load *l, struct fr_buf *s)
+{
+    const struct fr_dataset *ds = ds_of(l);
+
+    if (ds->soft_delete && fr_batch_op(l->b) == FR_OP_DELETE) {
+        (void)fr_buf_puts(s, "UPDATE ");
+        fr_buf_sql_ident(s, ds->table);
+        (void)fr_buf_puts(s, " AS fr_t SET ");
+        fr_buf_sql_ident(s, ds->soft_delete);
+        (void)fr_buf_puts(s, " = $1::timestamptz FROM fr_stage AS fr_s WHERE ");
+        put_key_match(s, ds, "fr_t", "fr_s");
+        (void)fr_buf_puts(s, " AND fr_t.");
+        fr_buf_sql_ident(s, ds->soft_delete);
+        (void)fr_buf_puts(s, " IS NULL");
+        return true;
+    }
+    (void)fr_buf_puts(s, "DELETE FROM ");
+    fr_buf_sql_ident(s, ds->table);
+    (void)fr_buf_puts(s, " AS fr_t USING fr_stage AS fr_s WHERE ");
+    put_key_match(s, ds, "fr_t", "fr_s");
+    return false;
+}
+
+/* The upsert (or delete) of the stage into the table. Returns true when
+ * the statement takes $1 (the batch time). */
+static bool build_merge(const struct ld_load *l, struct fr_buf *s)
 {
     const struct fr_dataset *ds = ds_of(l);
     const fr_batch_t *b = l->b;
     size_t vi;
     bool has_version = ds->version && batch_has_col(b, ds->version, &vi);
+    bool grouped = batch_has_merge_rules(ds, b);
+    bool reactivate = ds->soft_delete && !batch_has_col(b, ds->soft_delete, &vi);
     bool any_set = false;
 
-    if (fr_batch_op(b) == FR_OP_DELETE) {
-        (void)fr_buf_puts(s, "DELETE FROM ");
-        fr_buf_sql_ident(s, ds->table);
-        (void)fr_buf_puts(s, " AS fr_t USING fr_stage AS fr_s WHERE ");
-        for (size_t k = 0; k < ds->n_key; k++) {
-            if (k)
-                (void)fr_buf_puts(s, " AND ");
-            (void)fr_buf_puts(s, "fr_t.");
-            fr_buf_sql_ident(s, ds->key[k]);
-            (void)fr_buf_puts(s, " = fr_s.");
-            fr_buf_sql_ident(s, ds->key[k]);
-        }
-        return;
-    }
+    if (fr_batch_op(b) != FR_OP_UPSERT)
+        return build_delete(l, s);
     (void)fr_buf_puts(s, "INSERT INTO ");
     fr_buf_sql_ident(s, ds->table);
     (void)fr_buf_puts(s, " AS fr_t (");
     put_cols(s, b, NULL);
-    (void)fr_buf_puts(s, ") SELECT DISTINCT ON (");
-    put_keys(s, ds);
-    (void)fr_buf_puts(s, ") ");
-    put_cols(s, b, NULL);
-    (void)fr_buf_puts(s, " FROM fr_stage ORDER BY ");
-    put_keys(s, ds);
-    if (has_version) {
-        (void)fr_buf_puts(s, ", ");
-        fr_buf_sql_ident(s, ds->version);
-        (void)fr_buf_puts(s, " DESC NULLS LAST");
+    if (grouped) {
+        /* Rows of one key combine by the merge rules, whatever their order. */
+        (void)fr_buf_puts(s, ") SELECT ");
+        for (size_t i = 0; i < fr_batch_cols(b); i++) {
+            const char *name = fr_batch_col_name(b, i);
+            if (i)
+                (void)fr_buf_puts(s, ", ");
+            if (is_key_col(ds, name))
+                fr_buf_sql_ident(s, name);
+            else
+                put_group_agg(s, ds, b, name, has_version);
+        }
+        (void)fr_buf_puts(s, " FROM fr_stage GROUP BY ");
+        put_keys(s, ds);
+    } else {
+        (void)fr_buf_puts(s, ") SELECT DISTINCT ON (");
+        put_keys(s, ds);
+        (void)fr_buf_puts(s, ") ");
+        put_cols(s, b, NULL);
+        (void)fr_buf_puts(s, " FROM fr_stage ORDER BY ");
+        put_keys(s, ds);
+        if (has_version) {
+            (void)fr_buf_puts(s, ", ");
+            fr_buf_sql_ident(s, ds->version);
+            (void)fr_buf_puts(s, " DESC NULLS LAST");
+        }
+        /* fr_row is the row's index in the batch: the last row wins among
+         * equal versions. */
+        (void)fr_buf_puts(s, ", fr_row DESC");
     }
-    /* The stage is filled by one COPY: ctid order is row order, so the last
-     * row of the batch wins among equal versions. */
-    (void)fr_buf_puts(s, ", ctid DESC ON CONFLICT (");
+    (void)fr_buf_puts(s, " ON CONFLICT (");
     put_keys(s, ds);
     (void)fr_buf_puts(s, ") DO UPDATE SET ");
     for (size_t i = 0; i < fr_batch_cols(b); i++) {
         const char *name = fr_batch_col_name(b, i);
-        bool is_key = false;
-        for (size_t k = 0; k < ds->n_key; k++)
-            is_key = is_key || strcmp(ds->key[k], name) == 0;
-        if (is_key)
+        if (is_key_col(ds, name))
             continue;
         if (any_set)
             (void)fr_buf_puts(s, ", ");
         any_set = true;
-        fr_buf_sql_ident(s, name);
-        (void)fr_buf_puts(s, " = EXCLUDED.");
-        fr_buf_sql_ident(s, name);
+        put_set(s, ds, name, has_version, grouped);
+    }
+    if (reactivate) {
+        /* A write of a soft-deleted key brings it back. */
+        if (any_set)
+            (void)fr_buf_puts(s, ", ");
+        any_set = true;
+        fr_buf_sql_ident(s, ds->soft_delete);
+        (void)fr_buf_puts(s, " = NULL");
     }
     if (!any_set) {
         /* Only key columns: nothing to update. */
@@ -263,9 +451,9 @@ static void build_merge(const struct ld_load *l, struct fr_buf *s)
         (void)fr_buf_puts(s, ") SELECT DISTINCT ");
         put_cols(s, b, NULL);
         (void)fr_buf_puts(s, " FROM fr_stage ON CONFLICT DO NOTHING");
-        return;
+        return false;
     }
-    if (has_version) {
+    if (has_version && !grouped) {
         (void)fr_buf_puts(s, " WHERE fr_t.");
         fr_buf_sql_ident(s, ds->version);
         (void)fr_buf_puts(s, " IS NULL OR fr_t.");
@@ -273,6 +461,129 @@ static void build_merge(const struct ld_load *l, struct fr_buf *s)
         (void)fr_buf_puts(s, " <= EXCLUDED.");
         fr_buf_sql_ident(s, ds->version);
     }
+    return false;
+}
+
+/* True when the batch must go through LOAD_CHECK: an upsert carrying a
+ * references or unique column. */
+static bool needs_check(const struct ld_load *l)
+{
+    const struct fr_dataset *ds = ds_of(l);
+
+    if (!l->keyed || fr_batch_op(l->b) != FR_OP_UPSERT)
+        return false;
+    for (size_t i = 0; i < fr_batch_cols(l->b); i++) {
+        const struct fr_column *c = ds_col(ds, fr_batch_col_name(l->b, i));
+        if (c && (c->references || c->unique))
+            return true;
+    }
+    return false;
+}
+
+/* One statement: finds the rows breaking a references/unique constraint
+ * (one reason per row, the first column's), deletes them from the stage,
+ * records them in the ledger row ($1 = batch id) and returns them as
+ * fr_row, field, value, kind, reason. Names inside the string literals are
+ * identifiers validated by config ([a-z_][a-z0-9_]*). */
+static void build_check(const struct ld_load *l, struct fr_buf *s)
+{
+    const struct fr_dataset *ds = ds_of(l);
+    const struct fr_pipeline *p = l->e->st->p;
+    bool first = true;
+
+    (void)fr_buf_puts(s, "WITH fr_bad AS (");
+    for (size_t i = 0; i < fr_batch_cols(l->b); i++) {
+        const char *name = fr_batch_col_name(l->b, i);
+        const struct fr_column *c = ds_col(ds, name);
+        const struct fr_dataset *ref = c && c->references ? fr_pipeline_dataset(p, c->references) : NULL;
+
+        if (ref && ref->n_key == 1) {
+            if (!first)
+                (void)fr_buf_puts(s, " UNION ALL ");
+            first = false;
+            (void)fr_buf_printf(s, "SELECT fr_s.fr_row, %zu AS fr_ci, '%s'::text AS field, fr_s.", i, name);
+            fr_buf_sql_ident(s, name);
+            (void)fr_buf_printf(s,
+                                "::text AS value, 'reference'::text AS kind, format('%%s %%s does not exist in %s', "
+                                "'%s'::text, fr_s.",
+                                ref->name, name);
+            fr_buf_sql_ident(s, name);
+            (void)fr_buf_puts(s, ") AS reason FROM fr_stage fr_s WHERE fr_s.");
+            fr_buf_sql_ident(s, name);
+            (void)fr_buf_puts(s, " IS NOT NULL AND NOT EXISTS (SELECT 1 FROM ");
+            fr_buf_sql_ident(s, ref->table);
+            (void)fr_buf_puts(s, " fr_r WHERE fr_r.");
+            fr_buf_sql_ident(s, ref->key[0]);
+            (void)fr_buf_puts(s, " = fr_s.");
+            fr_buf_sql_ident(s, name);
+            if (ref->soft_delete) {
+                (void)fr_buf_puts(s, " AND fr_r.");
+                fr_buf_sql_ident(s, ref->soft_delete);
+                (void)fr_buf_puts(s, " IS NULL");
+            }
+            (void)fr_buf_putc(s, ')');
+        }
+        if (c && c->unique) {
+            if (!first)
+                (void)fr_buf_puts(s, " UNION ALL ");
+            first = false;
+            (void)fr_buf_printf(s, "SELECT fr_s.fr_row, %zu AS fr_ci, '%s'::text AS field, fr_s.", i, name);
+            fr_buf_sql_ident(s, name);
+            (void)fr_buf_printf(s,
+                                "::text AS value, 'unique'::text AS kind, format('%%s %%s is already used by "
+                                "another row of %s', '%s'::text, fr_s.",
+                                ds->name, name);
+            fr_buf_sql_ident(s, name);
+            (void)fr_buf_puts(s, ") AS reason FROM fr_stage fr_s WHERE fr_s.");
+            fr_buf_sql_ident(s, name);
+            (void)fr_buf_puts(s, " IS NOT NULL AND (EXISTS (SELECT 1 FROM ");
+            fr_buf_sql_ident(s, ds->table);
+            (void)fr_buf_puts(s, " fr_o WHERE fr_o.");
+            fr_buf_sql_ident(s, name);
+            (void)fr_buf_puts(s, " = fr_s.");
+            fr_buf_sql_ident(s, name);
+            (void)fr_buf_puts(s, " AND ");
+            put_key_distinct(s, ds, "fr_o", "fr_s");
+            if (ds->soft_delete) {
+                (void)fr_buf_puts(s, " AND fr_o.");
+                fr_buf_sql_ident(s, ds->soft_delete);
+                (void)fr_buf_puts(s, " IS NULL");
+            }
+            (void)fr_buf_puts(s, ") OR EXISTS (SELECT 1 FROM fr_stage fr_e WHERE fr_e.");
+            fr_buf_sql_ident(s, name);
+            (void)fr_buf_puts(s, " = fr_s.");
+            fr_buf_sql_ident(s, name);
+            (void)fr_buf_puts(s, " AND fr_e.fr_row < fr_s.fr_row AND ");
+            put_key_distinct(s, ds, "fr_e", "fr_s");
+            (void)fr_buf_puts(s, "))");
+        }
+    }
+    (void)fr_buf_puts(
+        s, "),\nfr_one AS (SELECT DISTINCT ON (fr_row) fr_row, field, value, kind, reason FROM fr_bad "
+           "ORDER BY fr_row, fr_ci),\n"
+           "fr_del AS (DELETE FROM fr_stage WHERE fr_row IN (SELECT fr_row FROM fr_one)),\n"
+           "fr_led AS (UPDATE freshet.batches SET rejected = COALESCE((SELECT jsonb_agg(jsonb_build_object("
+           "'row', fr_row, 'field', field, 'value', value, 'kind', kind, 'reason', reason) ORDER BY "
+           "fr_row) FROM fr_one), '[]'::jsonb) WHERE batch_id = $1)\n"
+           "SELECT fr_row::text, field, value, kind, reason FROM fr_one ORDER BY fr_row");
+}
+
+/* Retention of the batch's keys: DELETE the rows whose greatest retention
+ * column is before $1 (the cutoff). */
+static void build_retain(const struct ld_load *l, struct fr_buf *s)
+{
+    const struct fr_dataset *ds = ds_of(l);
+
+    (void)fr_buf_puts(s, "DELETE FROM ");
+    fr_buf_sql_ident(s, ds->table);
+    (void)fr_buf_puts(s, " AS fr_t USING fr_stage AS fr_s WHERE ");
+    put_key_match(s, ds, "fr_t", "fr_s");
+    (void)fr_buf_puts(s, " AND GREATEST(");
+    for (size_t i = 0; i < ds->n_retention_columns; i++) {
+        (void)fr_buf_puts(s, i ? ", fr_t." : "fr_t.");
+        fr_buf_sql_ident(s, ds->retention_columns[i]);
+    }
+    (void)fr_buf_puts(s, ") < $1::timestamptz");
 }
 
 /* Distinct keys for the batch.loaded event: the dataset key when it is one
@@ -307,6 +618,99 @@ static void event_keys(struct ld_load *l)
     }
 }
 
+static const char *op_name(enum fr_batch_op op)
+{
+    switch (op) {
+    case FR_OP_UPSERT:
+        return "upsert";
+    case FR_OP_DELETE:
+        return "delete";
+    case FR_OP_HARD_DELETE:
+        return "hard_delete";
+    case FR_OP_REPLACED:
+        return "replaced";
+    }
+    return "?";
+}
+
+/* [{"row":i,"field":..,"value":..,"kind":..,"reason":..}] from LOAD_CHECK's rows. */
+static void put_rejected_json(struct fr_buf *j, const struct ld_rows *rej)
+{
+    static const char *const names[] = {"row", "field", "value", "kind", "reason"};
+
+    (void)fr_buf_putc(j, '[');
+    for (size_t r = 0; r < rej->n_rows; r++) {
+        (void)fr_buf_puts(j, r ? ",{" : "{");
+        for (size_t c = 0; c < rej->n_cols && c < FR_ARRAY_LEN(names); c++) {
+            int len;
+            const char *v = fr__rows_val(rej, r, c, &len);
+            (void)fr_buf_printf(j, "%s\"%s\":", c ? "," : "", names[c]);
+            if (!v)
+                (void)fr_buf_puts(j, "null");
+            else if (c == 0)
+                (void)fr_buf_append(j, v, (size_t)len); /* an integer */
+            else
+                (void)fr_buf_json_str(j, v, (size_t)len);
+        }
+        (void)fr_buf_putc(j, '}');
+    }
+    (void)fr_buf_putc(j, ']');
+}
+
+/* XADD fr:dlq:{qname} * kind row batch <id> row <i> field <f> value <v>
+ * file <raw path> line <n> reason <r>, one per rejected row, pipelined;
+ * on_redis counts the replies. 0, or -ENOTCONN when nothing could be sent. */
+static int send_row_dlq(struct ld_load *l)
+{
+    struct loader *ld = l->ld;
+    const char *id = fr_batch_id(l->b);
+    const char *file = fr_batch_raw_path(l->b);
+
+    l->dlq_out = 0;
+    l->dlq_failed = false;
+    for (size_t r = 0; r < l->rej.n_rows; r++) {
+        int len;
+        const char *row = fr__rows_val(&l->rej, r, 0, &len);
+        const char *field = fr__rows_val(&l->rej, r, 1, &len);
+        const char *value = fr__rows_val(&l->rej, r, 2, &len);
+        const char *reason = fr__rows_val(&l->rej, r, 4, &len);
+        int64_t ri = 0;
+        char line[16];
+        const char *argv[] = {"XADD",
+                              l->e->st->dlq,
+                              "*",
+                              "kind",
+                              "row",
+                              "batch",
+                              id,
+                              "row",
+                              row ? row : "0",
+                              "field",
+                              field ? field : "",
+                              "value",
+                              value ? value : "",
+                              "file",
+                              file,
+                              "line",
+                              line,
+                              "reason",
+                              reason ? reason : ""};
+        if (row)
+            (void)fr_parse_i64(row, strlen(row), &ri);
+        snprintf(line, sizeof(line), "%u",
+                 ri >= 0 && (size_t)ri < fr_batch_rows(l->b) ? fr_batch_line(l->b, (size_t)ri) : 0u);
+        if (fr_redis_commandv(ld->app->redis, 0, on_redis, l, (int)FR_ARRAY_LEN(argv), argv, NULL) != 0) {
+            l->dlq_failed = true;
+            break;
+        }
+        l->dlq_out++;
+    }
+    if (l->dlq_out == 0)
+        return -ENOTCONN;
+    /* Some sent, some not: the replies still come; dlq_failed rolls back. */
+    return 0;
+}
+
 static void publish_outcome(struct ld_load *l)
 {
     struct loader *ld = l->ld;
@@ -322,7 +726,11 @@ static void publish_outcome(struct ld_load *l)
         (void)fr_buf_json_str(&j, ds_of(l)->qname, strlen(ds_of(l)->qname));
         (void)fr_buf_puts(&j, ",\"batch\":");
         (void)fr_buf_json_str(&j, id, strlen(id));
-        (void)fr_buf_printf(&j, ",\"rows\":%zu,\"commit_time\":\"%s\"", fr_batch_rows(l->b), ts);
+        (void)fr_buf_printf(&j,
+                            ",\"op\":\"%s\",\"rows\":%zu,\"loaded\":%zu,\"rejected\":", op_name(fr_batch_op(l->b)),
+                            fr_batch_rows(l->b), fr_batch_rows(l->b) - l->rej.n_rows);
+        put_rejected_json(&j, &l->rej);
+        (void)fr_buf_printf(&j, ",\"commit_time\":\"%s\"", ts);
         event_keys(l);
         fr__json_keys(&j, "keys", &l->keys);
         (void)fr_buf_putc(&j, '}');
@@ -351,7 +759,7 @@ static void finish(struct ld_load *l)
     switch (l->outcome) {
     case LD_OUT_LOADED:
         (*st->m_loaded)++;
-        *st->m_rows += fr_batch_rows(l->b);
+        *st->m_rows += fr_batch_rows(l->b) - l->rej.n_rows;
         fr_histogram_observe(ld->m_batch_secs, secs);
         fr_log_kv(FR_LOG_DEBUG, "batch", id, "loaded %zu rows into %s in %.1f ms", fr_batch_rows(l->b),
                   ds_of(l)->table, secs * 1e3);
@@ -425,9 +833,12 @@ static void enter(struct ld_load *l, enum ld_load_state to)
         break;
     }
     case LOAD_STAGE:
+        /* fr_row: the row's 0-based index in the batch (one COPY fills the
+         * identity in row order). */
         (void)fr_buf_puts(&s, "CREATE TEMP TABLE fr_stage (LIKE ");
         fr_buf_sql_ident(&s, ds->table);
-        (void)fr_buf_puts(&s, " INCLUDING DEFAULTS) ON COMMIT DROP");
+        (void)fr_buf_puts(&s, " INCLUDING DEFAULTS, fr_row integer GENERATED ALWAYS AS IDENTITY (START WITH 0 "
+                              "MINVALUE 0)) ON COMMIT DROP");
         rc = fr_pg_query(ld->app->pg, s.data, 0, NULL, NULL, on_pg, l);
         break;
     case LOAD_COPY: {
@@ -451,10 +862,42 @@ static void enter(struct ld_load *l, enum ld_load_state to)
         fr_buf_deinit(&data);
         break;
     }
-    case LOAD_MERGE:
-        build_merge(l, &s);
-        rc = fr_pg_query(ld->app->pg, s.data, 0, NULL, NULL, on_pg, l);
+    case LOAD_CHECK: {
+        const char *params[1] = {fr_batch_id(l->b)};
+        build_check(l, &s);
+        rc = fr_pg_query(ld->app->pg, s.data, 1, params, NULL, on_pg, l);
         break;
+    }
+    case LOAD_ROWDLQ:
+        rc = send_row_dlq(l);
+        if (rc != 0) {
+            /* Redis is down: roll back, the batch stays pending. */
+            l->outcome = LD_OUT_REDIS_LOST;
+            l->rb_next = LOAD_DONE;
+            fr_buf_deinit(&s);
+            enter(l, LOAD_ROLLBACK);
+            return;
+        }
+        break;
+    case LOAD_MERGE: {
+        char ts[40];
+        const char *params[1] = {ts};
+        fr_format_timestamp(fr_batch_produced_at_us(l->b) ? fr_batch_produced_at_us(l->b) : fr_wall_us(), ts);
+        if (build_merge(l, &s))
+            rc = fr_pg_query(ld->app->pg, s.data, 1, params, NULL, on_pg, l);
+        else
+            rc = fr_pg_query(ld->app->pg, s.data, 0, NULL, NULL, on_pg, l);
+        break;
+    }
+    case LOAD_RETAIN: {
+        char ts[40];
+        const char *params[1] = {ts};
+        int64_t cutoff = fr_pipeline_now(l->e->st->p) - (int64_t)ds->retention_days * 86400000000LL;
+        fr_format_timestamp(cutoff, ts);
+        build_retain(l, &s);
+        rc = fr_pg_query(ld->app->pg, s.data, 1, params, NULL, on_pg, l);
+        break;
+    }
     case LOAD_COMMIT:
         rc = fr_pg_query(ld->app->pg, "COMMIT", 0, NULL, NULL, on_pg, l);
         break;
@@ -491,6 +934,7 @@ static void enter(struct ld_load *l, enum ld_load_state to)
         fr_batch_free(l->b);
         l->b = NULL;
         fr__keyset_deinit(&l->keys);
+        fr__rows_deinit(&l->rej);
         l->state = LOAD_IDLE;
         fr__loader_load_done(ld);
         return;
@@ -560,15 +1004,29 @@ static void on_pg(fr_pg_t *pg, PGresult *res, void *data)
             enter(l, LOAD_ROLLBACK);
             return;
         }
-        enter(l, l->keyed ? LOAD_STAGE : LOAD_COPY);
+        if (fr_batch_op(l->b) == FR_OP_REPLACED)
+            enter(l, LOAD_COMMIT);
+        else
+            enter(l, l->keyed ? LOAD_STAGE : LOAD_COPY);
         return;
     case LOAD_STAGE:
         enter(l, LOAD_COPY);
         return;
     case LOAD_COPY:
-        enter(l, l->keyed ? LOAD_MERGE : LOAD_COMMIT);
+        enter(l, needs_check(l) ? LOAD_CHECK : l->keyed ? LOAD_MERGE : LOAD_COMMIT);
+        return;
+    case LOAD_CHECK:
+        fr__rows_deinit(&l->rej);
+        fr__rows_from_result(&l->rej, res, false);
+        enter(l, l->rej.n_rows > 0 ? LOAD_ROWDLQ : LOAD_MERGE);
         return;
     case LOAD_MERGE:
+        if (ds_of(l)->n_retention_columns > 0 && ds_of(l)->retention_days > 0 && fr_batch_op(l->b) == FR_OP_UPSERT)
+            enter(l, LOAD_RETAIN);
+        else
+            enter(l, LOAD_COMMIT);
+        return;
+    case LOAD_RETAIN:
         enter(l, LOAD_COMMIT);
         return;
     case LOAD_COMMIT:
@@ -578,7 +1036,11 @@ static void on_pg(fr_pg_t *pg, PGresult *res, void *data)
             raise(SIGKILL);
         }
         l->outcome = LD_OUT_LOADED;
-        fr__model_touch(l->ld, l->e->st, l->b);
+        if (fr_batch_op(l->b) == FR_OP_REPLACED)
+            fr__model_touch_all(l->ld, l->e->st);
+        else
+            fr__model_touch(l->ld, l->e->st, l->b);
+        fr__export_touch(l->ld, l->e->st->p, ds_of(l)->name);
         enter(l, LOAD_ACK);
         return;
     default:
@@ -594,6 +1056,24 @@ static void on_redis(fr_redis_t *r, redisReply *reply, void *data)
     (void)r;
     if (fr__loader_gone(l->ld))
         return;
+    if (l->state == LOAD_ROWDLQ) {
+        if (!reply || reply->type == REDIS_REPLY_ERROR) {
+            if (reply)
+                fr_warn("dead letter of a row of %s failed: %s", l->e->id, reply->str);
+            l->dlq_failed = true;
+        }
+        if (--l->dlq_out > 0)
+            return;
+        if (l->dlq_failed) {
+            /* Not all dead letters are in: roll back, retry the batch. */
+            l->outcome = LD_OUT_REDIS_LOST;
+            l->rb_next = LOAD_DONE;
+            enter(l, LOAD_ROLLBACK);
+        } else {
+            enter(l, LOAD_MERGE);
+        }
+        return;
+    }
     if (!reply || reply->type == REDIS_REPLY_ERROR) {
         if (reply)
             fr_warn("%s of %s failed: %s", fr__load_state_name(l->state), l->e->id, reply->str);

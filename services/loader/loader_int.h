@@ -102,8 +102,17 @@ struct ld_stream {
     uint64_t *m_duplicate;
     uint64_t *m_failed;
     uint64_t *m_dead;
-    uint64_t *m_rows; /* loader_rows_total */
-    int64_t *m_lag;   /* loader_stream_lag */
+    uint64_t *m_rows;        /* loader_rows_total */
+    int64_t *m_lag;          /* loader_stream_lag */
+    int32_t retain_day;      /* UTC day of the last full retention run, INT32_MIN = none yet */
+    int32_t retain_next_day; /* day of the run in flight */
+};
+
+/* A pipeline export, pending after a refresh/load of one of its `after`. */
+struct ld_export {
+    const struct fr_pipeline *p; /* borrowed */
+    const struct fr_export *x;   /* borrowed */
+    bool pending;
 };
 
 struct ld_cache;
@@ -142,7 +151,10 @@ enum ld_load_state {
     LOAD_LEDGER,   /* INSERT INTO freshet.batches ... RETURNING sent */
     LOAD_STAGE,    /* CREATE TEMP TABLE fr_stage sent (keyed datasets) */
     LOAD_COPY,     /* COPY ... FROM STDIN sent */
-    LOAD_MERGE,    /* INSERT .. ON CONFLICT / DELETE from the stage sent */
+    LOAD_CHECK,    /* per-row constraints: bad rows out of the stage, into the ledger row */
+    LOAD_ROWDLQ,   /* XADD fr:dlq:* of each rejected row sent (before COMMIT: at least once) */
+    LOAD_MERGE,    /* INSERT .. ON CONFLICT / DELETE / soft-delete UPDATE from the stage sent */
+    LOAD_RETAIN,   /* retention of the batch's keys sent */
     LOAD_COMMIT,   /* COMMIT sent */
     LOAD_ROLLBACK, /* ROLLBACK sent (duplicate or error) */
     LOAD_DLQ,      /* XADD fr:dlq:* sent */
@@ -183,6 +195,9 @@ struct ld_load {
     char reason[1024];     /* why it failed / was dead-lettered */
     uint64_t t0_ns;        /* start, for loader_batch_seconds */
     struct fr_keyset keys; /* distinct dataset/model keys for batch.loaded */
+    struct ld_rows rej;    /* rows rejected by LOAD_CHECK: fr_row, field, value, kind, reason */
+    size_t dlq_out;        /* LOAD_ROWDLQ: replies awaited */
+    bool dlq_failed;       /* LOAD_ROWDLQ: a reply was NULL or an error */
 };
 /* Starts loading entry e (ownership taken). Completion: fr__loader_load_done. */
 void fr__load_start(struct loader *ld, struct ld_entry *e);
@@ -235,6 +250,9 @@ void fr__model_refresh(struct loader *ld, struct ld_model *m);
 void fr__model_build_sql(struct ld_model *m);
 /* Adds the keys batch b touches to every model fed by its dataset. */
 void fr__model_touch(struct loader *ld, const struct ld_stream *st, const fr_batch_t *b);
+/* Every model fed by the dataset of st must be recomputed in full (restore,
+ * retention). */
+void fr__model_touch_all(struct loader *ld, const struct ld_stream *st);
 /* True when a model refresh is due now; *wait_ms gets the time until the
  * next one otherwise (UINT64_MAX = none pending). */
 struct ld_model *fr__model_due(struct loader *ld, bool stream_idle, uint64_t *wait_ms);
@@ -242,6 +260,21 @@ struct ld_model *fr__model_due(struct loader *ld, bool stream_idle, uint64_t *wa
 void fr__model_day_check(struct loader *ld);
 /* Loads freshet.model_state. Completion: fr__loader_job_done. */
 void fr__model_load_state(struct loader *ld);
+
+/* ---- exports and daily retention (export.c) ---------------------------------- */
+
+/* A model or dataset `name` of pipeline p changed: its exports are due. */
+void fr__export_touch(struct loader *ld, const struct fr_pipeline *p, const char *name);
+/* Starts one upkeep job (a due export, else a due daily retention) in the
+ * refresh slot; true when started (ld->refreshing set; completion
+ * fr__loader_job_done(ld, JOB_REFRESH, ...)). */
+bool fr__upkeep_start(struct loader *ld);
+
+/* ---- commands (command.c) ----------------------------------------------------- */
+
+/* Runs `backup ...` or `restore ...` (argv[0] is the command), blocking;
+ * returns the exit code. The app's clients are never started. */
+int fr__loader_command(struct fr_app *app, int argc, char **argv);
 
 /* ---- migrations (migrate.c) ------------------------------------------------ */
 
@@ -298,6 +331,10 @@ struct loader {
     size_t n_models;
     struct ld_cache *caches; /* owned */
     size_t n_caches;
+    struct ld_export *exports; /* owned */
+    size_t n_exports;
+    struct ld_export *export_run; /* borrowed: export in the refresh slot */
+    struct ld_stream *retain_run; /* borrowed: daily retention in the refresh slot */
 
     struct ld_entry *q_head; /* owned: entries read, not yet loaded */
     struct ld_entry *q_tail; /* borrowed */

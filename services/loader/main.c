@@ -31,6 +31,7 @@
  *    the first successful COMMIT of a batch, before its XACK.
  * Admin port (default 127.0.0.1:9102): /metrics /healthz /readyz. */
 #include <errno.h>
+#include <limits.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -43,7 +44,10 @@ static const char usage[] = "freshet-loader: loads batches from fr:stream:{pipel
                             "refreshes models and their Redis caches.\n"
                             "Environment: FRESHET_CONSUMER (consumer name, default the host name),\n"
                             "  FRESHET_CLAIM_IDLE_MS (claim dead consumers' entries idle this long, default 30000),\n"
-                            "  FRESHET_TEST_CRASH_AFTER_COMMIT=1 (test hook: die after the first COMMIT).\n";
+                            "  FRESHET_TEST_CRASH_AFTER_COMMIT=1 (test hook: die after the first COMMIT).\n"
+                            "Commands (instead of the daemon; docs/loader.md):\n"
+                            "  backup --dataset PIPELINE.NAME --out FILE   the table to an Avro file\n"
+                            "  restore --dataset PIPELINE.NAME --in FILE   replace the table from an Avro file\n";
 
 static void pump(struct loader *ld);
 
@@ -434,6 +438,11 @@ static void pump(struct loader *ld)
             fr__loader_kick(ld);
             return;
         }
+        /* Exports and daily retention, when no refresh is due. */
+        if (fr__upkeep_start(ld)) {
+            fr__loader_kick(ld);
+            return;
+        }
     }
 
     if (up && resync_wanted(ld)) {
@@ -573,6 +582,12 @@ static int loader_init(struct loader *ld, struct fr_app *app, char err[FR_ERR_LE
     ld->streams = fr_xcalloc(ns + 1, sizeof(*ld->streams));
     ld->models = fr_xcalloc(nm + 1, sizeof(*ld->models));
     ld->caches = fr_xcalloc(nc + 1, sizeof(*ld->caches));
+    for (size_t i = 0; i < app->n_pipelines; i++) {
+        const struct fr_pipeline *p = app->pipelines[i];
+        ld->exports = fr_xrealloc(ld->exports, (ld->n_exports + p->n_exports + 1) * sizeof(*ld->exports));
+        for (size_t x = 0; x < p->n_exports; x++)
+            ld->exports[ld->n_exports++] = (struct ld_export){.p = p, .x = &p->exports[x]};
+    }
 
     ld->m_batch_secs =
         fr_metrics_histogram(app->metrics, "loader_batch_seconds", "Time to load one batch (decode to ack)", NULL);
@@ -589,6 +604,7 @@ static int loader_init(struct loader *ld, struct fr_app *app, char err[FR_ERR_LE
             st->ds = &p->datasets[d];
             st->key = fr_xasprintf("fr:stream:%s", st->ds->qname);
             st->dlq = fr_xasprintf("fr:dlq:%s", st->ds->qname);
+            st->retain_day = INT32_MIN;
             init_metrics_stream(ld, st);
         }
         for (size_t mi = 0; mi < p->n_models; mi++) {
@@ -678,6 +694,7 @@ static void loader_deinit(struct loader *ld)
     free(ld->streams);
     free(ld->models);
     free(ld->caches);
+    free(ld->exports);
     drop_queue(ld);
     /* Work abandoned by a shutdown (callbacks returned early). */
     fr_batch_free(ld->load.b);
@@ -710,6 +727,16 @@ int main(int argc, char **argv)
     if (sr != FR_SETTINGS_OK) {
         fprintf(stderr, "freshet-loader: %s\n", err);
         return 2;
+    }
+    {
+        int a = rest_argc > 0 && strcmp(rest_argv[0], argv[0]) == 0 ? 1 : 0;
+        if (rest_argc > a && (strcmp(rest_argv[a], "backup") == 0 || strcmp(rest_argv[a], "restore") == 0)) {
+            rc = fr__loader_command(&app, rest_argc - a, rest_argv + a);
+            fr_app_shutdown(&app, rc);
+            (void)fr_app_run(&app);
+            fr_app_deinit(&app);
+            return rc;
+        }
     }
     for (int i = 0; i < rest_argc; i++) {
         if (i == 0 && strcmp(rest_argv[i], argv[0]) == 0)

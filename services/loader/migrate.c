@@ -70,6 +70,28 @@ static void add_table(struct ld_migrate *m, struct fr_buf *b, const char *table,
     add(m, b);
 }
 
+/* CREATE INDEX IF NOT EXISTS {dsname}_{col}_idx ON table (col). */
+static void add_index(struct ld_migrate *m, struct fr_buf *b, const char *dsname, const char *col, const char *table)
+{
+    struct fr_buf name;
+
+    fr_buf_init(&name, 0);
+    (void)fr_buf_printf(&name, "%s_%s_idx", dsname, col);
+    if (name.len > 63) { /* PostgreSQL's NAMEDATALEN - 1 */
+        name.len = 63;
+        name.data[63] = '\0';
+    }
+    (void)fr_buf_puts(b, "CREATE INDEX IF NOT EXISTS ");
+    fr_buf_sql_ident(b, name.data);
+    (void)fr_buf_puts(b, " ON ");
+    fr_buf_sql_ident(b, table);
+    (void)fr_buf_puts(b, " (");
+    fr_buf_sql_ident(b, col);
+    (void)fr_buf_putc(b, ')');
+    fr_buf_deinit(&name);
+    add(m, b);
+}
+
 static void build(struct loader *ld)
 {
     struct ld_migrate *m = &ld->mig;
@@ -87,6 +109,8 @@ static void build(struct loader *ld)
     add_str(m, "CREATE SCHEMA IF NOT EXISTS freshet");
     add_str(m, "CREATE TABLE IF NOT EXISTS freshet.batches (batch_id text PRIMARY KEY, dataset text NOT NULL, "
                "rows integer NOT NULL, loaded_at timestamptz NOT NULL DEFAULT now())");
+    /* Rows of a batch not inserted (constraints): docs/loader.md. */
+    add_str(m, "ALTER TABLE freshet.batches ADD COLUMN IF NOT EXISTS rejected jsonb NOT NULL DEFAULT '[]'::jsonb");
     add_str(m, "CREATE TABLE IF NOT EXISTS freshet.model_state (model text PRIMARY KEY, day date, "
                "refreshed_at timestamptz)");
     for (size_t pi = 0; pi < ld->app->n_pipelines; pi++) {
@@ -98,6 +122,13 @@ static void build(struct loader *ld)
         for (size_t d = 0; d < p->n_datasets; d++) {
             const struct fr_dataset *ds = &p->datasets[d];
             add_table(m, &b, ds->table, ds->columns, ds->n_columns, ds->key, ds->n_key);
+            /* unique columns are checked per row by the load: index them
+             * (not a unique index: soft-deleted rows may share a value). */
+            for (size_t c = 0; c < ds->n_columns; c++) {
+                if (!ds->columns[c].unique)
+                    continue;
+                add_index(m, &b, ds->name, ds->columns[c].name, ds->table);
+            }
         }
         for (size_t mi = 0; mi < p->n_models; mi++) {
             const struct fr_model *mo = &p->models[mi];

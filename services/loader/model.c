@@ -187,6 +187,23 @@ void fr__model_touch(struct loader *ld, const struct ld_stream *st, const fr_bat
     }
 }
 
+void fr__model_touch_all(struct loader *ld, const struct ld_stream *st)
+{
+    for (size_t i = 0; i < ld->n_models; i++) {
+        struct ld_model *m = &ld->models[i];
+        if (m->p != st->p)
+            continue;
+        for (size_t k = 0; k < m->m->n_inputs; k++) {
+            if (strcmp(m->m->inputs[k], st->ds->name) == 0) {
+                mark_all(m);
+                m->first_touch_ms = fr_mono_ms(); /* coalesce like any batch */
+                m->last_touch_ms = m->first_touch_ms;
+                break;
+            }
+        }
+    }
+}
+
 struct ld_model *fr__model_due(struct loader *ld, bool stream_idle, uint64_t *wait_ms)
 {
     uint64_t now = fr_mono_ms();
@@ -361,6 +378,7 @@ static void finish_refresh(struct loader *ld)
     fr__keyset_deinit(&r->keys);
     r->model->retry_at_ms = 0;
     r->model->last_cost_ms = (fr_mono_ns() - r->t0_ns) / 1000000u;
+    fr__export_touch(ld, r->model->p, r->model->m->name);
     ld->last_refresh_ms = fr_mono_ms();
     fr__loader_job_done(ld, JOB_REFRESH, 0);
 }

@@ -12,7 +12,10 @@ While it runs, in turn:
     in flight), restarting each time; plus one loader death between COMMIT
     and XACK (FRESHET_TEST_CRASH_AFTER_COMMIT=1);
  2. restart Redis (SIGTERM, then SIGKILL: AOF with appendfsync always) and
-    PostgreSQL (fast, then immediate shutdown) under the load;
+    PostgreSQL (fast, then immediate shutdown) under the load; then drop
+    connections mid-transaction: pg_terminate_backend of the loader's
+    backend while its COPY is in flight, and Redis CLIENT KILL of every
+    daemon connection, CHAOS_CONN_DROPS times each;
  3. backpressure: hold ACCESS EXCLUSIVE on players.events for CHAOS_HOLD_S
     seconds while files keep arriving; every daemon's RSS must stay below
     CHAOS_RSS_LIMIT_MB, the api must keep answering;
@@ -42,6 +45,7 @@ import datetime as dt
 import json
 import os
 import random
+import re
 import signal
 import sys
 import threading
@@ -80,13 +84,14 @@ def is_asan_build():
 
 ASAN = is_asan_build()
 SLOW = 2.0 if ASAN else 1.0  # timeout multiplier
-KILLS = env_int("CHAOS_KILLS", 8)
+KILLS = env_int("CHAOS_KILLS", 20)
+CONN_DROPS = env_int("CHAOS_CONN_DROPS", 5)  # pg_terminate_backend and redis CLIENT KILL rounds
 SEED = env_int("CHAOS_SEED", int(time.time()) % 100000)
 N_PLAYERS = env_int("CHAOS_PLAYERS", 800)
 ROWS_MIN, ROWS_MAX = env_int("CHAOS_ROWS_MIN", 20), env_int("CHAOS_ROWS_MAX", 200)
 IV_MIN, IV_MAX = env_int("CHAOS_INTERVAL_MS_MIN", 50), env_int("CHAOS_INTERVAL_MS_MAX", 100)
 HOLD_S = float(os.environ.get("CHAOS_HOLD_S") or 5)
-RSS_LIMIT_MB = env_int("CHAOS_RSS_LIMIT_MB", 400 if ASAN else 100)
+RSS_LIMIT_MB = env_int("CHAOS_RSS_LIMIT_MB", 400 if ASAN else 200)
 BAD_EVERY = env_int("CHAOS_BAD_ROW_EVERY", 25)  # one file in N carries an invalid row
 
 
@@ -438,6 +443,57 @@ def main(t):
     probe("postgres restart (immediate)", t0)
     all_ready("after postgres crash")
 
+    # ---- 2b. connections dropped mid-transaction ----------------------------------------
+    # PostgreSQL: pg_terminate_backend of the backend running the loader's COPY
+    # (a big file is dropped first so a COPY is in flight); the transaction is
+    # rolled back, the batch must be retried after the reconnect (not counted
+    # as a failure) and land exactly once. Redis: CLIENT KILL of every daemon
+    # connection (commands, blocking XREADGROUP, pub/sub) while files flow.
+    phase["connection drops"] = time.time()
+    copy_caught = 0
+    watcher = stack.pg.connect()
+    wcur = watcher.cursor()
+    for i in range(CONN_DROPS):
+        load.drop(rnd.randint(15000, 30000), rnd=rnd, prefix="big")  # one long COPY
+        load.big_files += 1
+        victim = None
+        deadline = time.time() + 5 * SLOW
+        while victim is None and time.time() < deadline:
+            wcur.execute("SELECT pid FROM pg_stat_activity WHERE pid <> pg_backend_pid() "
+                         "AND state = 'active' AND query ILIKE 'COPY %%FROM STDIN%%'")
+            rows = wcur.fetchall()
+            victim = rows[0][0] if rows else None
+            if victim is None:
+                time.sleep(0.002)
+        if victim is None:  # no COPY seen in time: the loader's open transaction, else any of its backends
+            rows = stack.pg.query("SELECT pid FROM pg_stat_activity WHERE pid <> pg_backend_pid() "
+                                  "AND datname = 'freshet' AND backend_type = 'client backend' "
+                                  "ORDER BY (state = 'idle in transaction') DESC, (state = 'active') DESC LIMIT 1")
+            victim = rows[0][0] if rows else None
+        else:
+            copy_caught += 1
+        t0 = time.time()
+        faults.append((t0, "pg_terminate_backend %s" % victim))
+        if victim is not None:
+            stack.pg.query("SELECT pg_terminate_backend(%s)", (victim,))
+        probe("pg backend terminated %d" % (i + 1), t0)
+    watcher.close()
+    t.check(copy_caught > 0 or CONN_DROPS == 0, "a COPY in flight was terminated at least once (%d of %d)"
+            % (copy_caught, CONN_DROPS))
+    rc_ = stack.redis.client()
+    for i in range(CONN_DROPS):
+        if i % 2 == 1:
+            load.drop(rnd.randint(3000, 8000), rnd=rnd, prefix="big")
+            load.big_files += 1
+        time.sleep(rnd.uniform(0.05, 0.5))
+        t0 = time.time()
+        faults.append((t0, "redis CLIENT KILL"))
+        killed = rc_.execute_command("CLIENT", "KILL", "TYPE", "normal", "SKIPME", "yes")
+        killed += rc_.execute_command("CLIENT", "KILL", "TYPE", "pubsub")
+        t.check(killed >= 3, "redis CLIENT KILL %d dropped the daemons' connections (%d)" % (i + 1, killed))
+        probe("redis clients killed %d" % (i + 1), t0)
+    all_ready("after connection drops")
+
     # ---- 3. backpressure: players.events locked ----------------------------------------
     phase["lock"] = time.time()
     r = stack.redis.client()
@@ -653,6 +709,18 @@ def main(t):
     ok = [s for _, s in recov if s is not None]
     if ok:
         print("  recovery max %.2f s, median %.2f s" % (max(ok), sorted(ok)[len(ok) // 2]))
+    by_kind = collections.OrderedDict()
+    for label, s in recov:
+        kind = re.sub(r" \d+$", "", re.sub(r" \(live [^)]*\)", "", label))
+        by_kind.setdefault(kind, []).append(s)
+    print("  recovery per fault (n, median, max, failed):")
+    for kind, vals in by_kind.items():
+        good = sorted(v for v in vals if v is not None)
+        print("    %-32s n=%-3d median %s  max %s  failed %d"
+              % (kind, len(vals), "%.2f s" % good[len(good) // 2] if good else "-",
+                 "%.2f s" % good[-1] if good else "-", len(vals) - len(good)))
+    print("  connection drops: %d pg backends terminated (%d during a COPY), %d redis CLIENT KILL rounds"
+          % (CONN_DROPS, copy_caught, CONN_DROPS))
     marks = sorted(phase.items(), key=lambda kv: kv[1])
     for (label, a), (_, b) in zip(marks, marks[1:]):
         print("  api answers during %-18s %s" % (label + ":", dict(reader.summary(a, b))))

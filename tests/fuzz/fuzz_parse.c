@@ -1,8 +1,12 @@
 /* libFuzzer target for common/parse.c, the production entry point of every
  * untrusted file. Input: byte 0 picks the format (CSV with header, CSV
- * without, NDJSON, JSON array) and where the rest is cut into two chunks.
- * Accepted rows must be well formed and canonical (canonicalising a value
- * again gives the same bytes), and must survive the batch codec. */
+ * without, NDJSON, JSON array) and where the rest is cut into two chunks;
+ * byte 1 the schema drift policy (bits 0-1 missing, 2-3 type: reject, null,
+ * fail; bits 4-5 extra: ignore, reject, null, fail; bit 6: `name` is the
+ * key). Accepted rows must be well formed and canonical (canonicalising a
+ * value again gives the same bytes), respect the policy (no null in a
+ * required column unless missing is `null`, never in the key), and survive
+ * the batch codec; drift tallies must be consistent and render as events. */
 #include <errno.h>
 #include <stdbool.h>
 #include <stddef.h>
@@ -29,6 +33,7 @@ static struct fr_column g_cols[] = {
     {.name = (char *)"d", .type = FR_T_DATE},
     {.name = (char *)"j", .type = FR_T_JSON},
 };
+static int g_key_index[] = {0};
 static struct fr_dataset g_ds = {
     .name = (char *)"ev",
     .qname = (char *)"fz.ev",
@@ -51,8 +56,10 @@ static int on_row(void *data, const struct fr_row *row)
         __builtin_trap();
     for (size_t i = 0; i < g_ds.n_columns; i++) {
         if (row->nulls[i]) {
-            if (g_cols[i].required)
+            if (g_cols[i].required && g_ds.drift.missing != FR_DRIFT_NULL)
                 __builtin_trap();
+            if (g_ds.n_key && i == 0)
+                __builtin_trap(); /* a key column is never null */
             continue;
         }
         if (strlen(row->vals[i]) != row->lens[i])
@@ -99,12 +106,21 @@ static void feed_copy(fr_parser_t *p, const uint8_t *s, size_t n)
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
-    if (size < 1)
+    if (size < 2)
         return 0;
     static const enum fr_file_format fmts[4] = {FR_FMT_CSV, FR_FMT_CSV, FR_FMT_NDJSON, FR_FMT_JSON};
+    static const enum fr_drift_action acts[4] = {FR_DRIFT_REJECT, FR_DRIFT_NULL, FR_DRIFT_FAIL, FR_DRIFT_REJECT};
+    static const enum fr_drift_action extras[4] = {FR_DRIFT_IGNORE, FR_DRIFT_REJECT, FR_DRIFT_NULL, FR_DRIFT_FAIL};
     unsigned mode = data[0] & 3;
+    size_t cut = (size - 2) * (data[0] >> 2) / 63;
+    g_ds.drift.missing = acts[data[1] & 3];
+    g_ds.drift.type = acts[(data[1] >> 2) & 3];
+    g_ds.drift.extra = extras[(data[1] >> 4) & 3];
+    g_ds.key_index = (data[1] & 0x40) ? g_key_index : NULL;
+    g_ds.n_key = (data[1] & 0x40) ? 1 : 0;
+    data += 1;
+    size -= 1;
     size_t rest = size - 1;
-    size_t cut = rest * (data[0] >> 2) / 63;
     /* pass 1: everything in one chunk, as a reference */
     struct ctx whole = {0};
     fr_buf_init(&whole.canon, 0);
@@ -131,6 +147,29 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         __builtin_trap();
     if (rc != rc1 || c.log.len != whole.log.len || (c.log.len && memcmp(c.log.data, whole.log.data, c.log.len)))
         __builtin_trap();
+    /* drift: a failure only under a `fail` action (or a CSV header the
+     * policy cannot load), tallies consistent, events well formed */
+    if (fr_parser_drift_failed(p) && (rc != -EINVAL || (!fr_drift_has_fail(&g_ds.drift) && mode != 0)))
+        __builtin_trap();
+    struct fr_buf ev;
+    fr_buf_init(&ev, 0);
+    for (int k = 0; k < FR_DRIFT_KINDS; k++) {
+        const struct fr_drift_tally *t = fr_parser_drift(p, (enum fr_drift_kind)k);
+        if (t->n_fields > FR_DRIFT_FIELDS || (t->count && (!t->n_fields || !t->first_line)))
+            __builtin_trap();
+        if (k == FR_DRIFT_EXTRA && g_ds.drift.extra == FR_DRIFT_IGNORE && t->count)
+            __builtin_trap(); /* ignore does not even look */
+        for (uint32_t i = 0; i < t->n_fields; i++)
+            if (strnlen(t->fields[i], FR_DRIFT_FIELD_LEN) >= FR_DRIFT_FIELD_LEN)
+                __builtin_trap();
+        fr_buf_reset(&ev);
+        enum fr_drift_action a = fr_drift_action_of(&g_ds.drift, (enum fr_drift_kind)k);
+        if (fr_drift_event_json(&ev, "fz", g_ds.qname, "fuzz.csv", (enum fr_drift_kind)k, t, a)) {
+            if (ev.len < 2 || ev.data[0] != '{' || ev.data[ev.len - 1] != '}' || !fr_utf8_valid(ev.data, ev.len))
+                __builtin_trap();
+        }
+    }
+    fr_buf_deinit(&ev);
     fr_buf_deinit(&whole.log);
     fr_buf_deinit(&whole.canon);
 

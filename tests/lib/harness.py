@@ -307,6 +307,57 @@ class Stack:
             print(d.log()[-6000:], file=sys.stderr)
 
 
+class FakeUpstream:
+    """tools/fake_upstream/fake_upstream.py on a free port: the football-data.org
+    and Binance stand-ins. `url` is the base for FOOTBALL_API_URL / BINANCE_API_URL;
+    control() posts to /_control (fault injection, clock), requests() reads /_requests,
+    dump('football'|'crypto') runs --dump with the same seed/now."""
+
+    SCRIPT = os.path.join(SRC, "tools", "fake_upstream", "fake_upstream.py")
+
+    def __init__(self, seed=42, now=None, args=()):
+        self.seed = seed
+        self.now = now
+        self.args = ["--seed", str(seed)] + (["--now", now] if now else []) + list(args)
+        self.proc = None
+        self.port = None
+        _cleanups.append(self.stop)
+
+    def start(self):
+        self.proc = subprocess.Popen(["/usr/bin/python3", self.SCRIPT, "--port", "0"] + self.args,
+                                     stdout=subprocess.PIPE, text=True)
+        self.port = int(self.proc.stdout.readline().strip())
+        self.url = "http://127.0.0.1:%d" % self.port
+        return self
+
+    def stop(self):
+        if self.proc and self.proc.poll() is None:
+            self.proc.terminate()
+            self.proc.wait(10)
+        self.proc = None
+
+    def _call(self, method, path, body=None):
+        c = http.client.HTTPConnection("127.0.0.1", self.port, timeout=30)
+        try:
+            c.request(method, path, body=json.dumps(body) if body is not None else None,
+                      headers={"Content-Type": "application/json"})
+            r = c.getresponse()
+            return json.loads(r.read())
+        finally:
+            c.close()
+
+    def control(self, **kw):
+        return self._call("POST", "/_control", kw)
+
+    def requests(self):
+        return self._call("GET", "/_requests")
+
+    def dump(self, kind, *extra):
+        out = subprocess.check_output(["/usr/bin/python3", self.SCRIPT, "--dump", kind, "--seed", str(self.seed)] +
+                                      (["--now", self.now] if self.now else []) + list(extra))
+        return json.loads(out)
+
+
 class TestRun:
     """Minimal runner: each check prints ok/FAIL; ends with 'N passed, N failed'."""
 

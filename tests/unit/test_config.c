@@ -297,8 +297,11 @@ static void test_errors_top(void **state)
 static void test_errors_sources(void **state)
 {
     (void)state;
-    expect_error(SRC "    type: ftp\n    dataset: ev\n", "ftp", "unknown source type 'ftp'; use file, http_json or push");
+    expect_error(SRC "    type: ftp\n    dataset: ev\n", "ftp",
+                 "unknown source type 'ftp'; use file, http_json or push");
     expect_error(SRC "    dataset: ev\n", "dataset: ev\n", "has no type");
+    /* A source with no value at all (fuzz regression: read as a mapping). */
+    expect_error(COLS "sources:\n  src: ~\n", "~", "must be a mapping");
     expect_error(SRC "    type: file\n    dataset: evv\n", "evv", "unknown dataset 'evv'");
     expect_error(SRC "    type: file\n", "type: file", "has no dataset");
     expect_error(SRC "    type: file\n    dataset: ev\n    formats: [csv, xml]\n", "[csv",

@@ -12,12 +12,14 @@
 #include <string.h>
 
 #include <cmocka.h>
+#include <jansson.h>
 
 #include "config.h"
 #include "parse.h"
 
 static struct fr_pipeline *g_pl;
 static const struct fr_dataset *g_ds;
+static bool g_log_drift; /* run() appends the drift tallies to its log */
 
 /* The repository root, from this file's path (CMake passes it absolute). */
 static char *pipeline_path(void)
@@ -119,6 +121,18 @@ static char *run(const struct fr_dataset *ds, enum fr_file_format fmt, bool head
         snprintf(err_out, FR_ERR_LEN, "%s", fr_parser_error(p));
     fr_buf_printf(&l.b, "ok=%llu rejected=%llu\n", (unsigned long long)fr_parser_rows_ok(p),
                   (unsigned long long)fr_parser_rows_rejected(p));
+    for (int k = 0; g_log_drift && k < FR_DRIFT_KINDS; k++) {
+        const struct fr_drift_tally *t = fr_parser_drift(p, (enum fr_drift_kind)k);
+        if (t->count == 0 && t->n_fields == 0)
+            continue;
+        fr_buf_printf(&l.b, "drift %s=%llu@%u", fr_drift_kind_name((enum fr_drift_kind)k),
+                      (unsigned long long)t->count, t->first_line);
+        for (uint32_t i = 0; i < t->n_fields; i++)
+            fr_buf_printf(&l.b, "%c%s", i ? ',' : ' ', t->fields[i]);
+        fr_buf_putc(&l.b, '\n');
+    }
+    if (g_log_drift && fr_parser_drift_failed(p))
+        fr_buf_puts(&l.b, "drift failed\n");
     fr_parser_free(p);
     return l.b.data;
 }
@@ -209,8 +223,10 @@ static void test_csv_header_missing_required(void **state)
     char err[FR_ERR_LEN];
     char *log = run(g_ds, FR_FMT_CSV, true, in, sizeof(in) - 1, 0, &rc, err);
     assert_int_equal(rc, -EINVAL);
-    assert_string_equal(err, "CSV header lacks required column player_id");
-    assert_string_equal(log, "ok=0 rejected=0\n");
+    assert_string_equal(err, "line 1: CSV header lacks required column player_id (schema drift: missing, action "
+                             "reject: the whole file is rejected)");
+    assert_string_equal(log, "1! CSV header lacks required column player_id (schema drift: missing, action reject: "
+                             "the whole file is rejected) [name,date_utc,country,timestamp_utc]\nok=0 rejected=1\n");
     free(log);
     /* a file with no header at all */
     log = run(g_ds, FR_FMT_CSV, true, "\n\r\n", 3, 0, &rc, err);
@@ -527,6 +543,264 @@ static void test_format_from_name(void **state)
     assert_int_equal(fr_format_from_name("csv"), 0);
 }
 
+/* ---- schema drift (issue 3) ------------------------------------------- */
+
+/* A keyed dataset `dt.ev` (key id) with the given drift actions, loaded
+ * through the YAML parser like any pipeline. */
+static struct fr_pipeline *drift_pipeline(const char *missing, const char *type, const char *extra)
+{
+    char err[FR_ERR_LEN] = "";
+    char *yaml = fr_xasprintf("pipeline: dt\n"
+                              "datasets:\n"
+                              "  ev:\n"
+                              "    key: [id]\n"
+                              "    drift: {missing: %s, type: %s, extra: %s}\n"
+                              "    columns:\n"
+                              "      - {name: id, type: bigint, required: true}\n"
+                              "      - {name: name, type: text, required: true}\n"
+                              "      - {name: score, type: int}\n"
+                              "      - {name: note, type: text, length: 2}\n"
+                              "sources:\n"
+                              "  drop: {type: file, dataset: ev, formats: [csv, ndjson, json]}\n",
+                              missing, type, extra);
+    struct fr_pipeline *pl = fr_pipeline_parse(yaml, strlen(yaml), "drift.yaml", ".", err);
+    free(yaml);
+    if (!pl)
+        fprintf(stderr, "drift pipeline: %s\n", err);
+    assert_non_null(pl);
+    return pl;
+}
+
+/* Runs `in` through a parser of dt.ev with the given policy (whole and in
+ * random chunks: same log) and compares the log with tallies. */
+static void expect_drift(const char *missing, const char *type, const char *extra, enum fr_file_format fmt,
+                         const char *in, int want_rc, const char *want)
+{
+    struct fr_pipeline *pl = drift_pipeline(missing, type, extra);
+    const struct fr_dataset *ds = fr_pipeline_dataset(pl, "ev");
+    int rc;
+    g_log_drift = true;
+    char *log = run(ds, fmt, true, in, strlen(in), 0, &rc, NULL);
+    if (strcmp(log, want) != 0)
+        fprintf(stderr, "--- got:\n%s--- want:\n%s", log, want);
+    assert_string_equal(log, want);
+    assert_int_equal(rc, want_rc);
+    if (fmt != FR_FMT_JSON) {
+        char *pieces = run(ds, fmt, true, in, strlen(in), -1, &rc, NULL);
+        assert_string_equal(pieces, want);
+        free(pieces);
+    }
+    g_log_drift = false;
+    free(log);
+    fr_pipeline_free(pl);
+}
+
+static const char NDJ[] = "{\"id\":1,\"name\":\"a\",\"score\":5}\n"
+                          "{\"id\":2,\"score\":6}\n"                         /* name missing */
+                          "{\"id\":3,\"name\":\"c\",\"score\":\"x7\"}\n"     /* score mistyped */
+                          "{\"name\":\"d\"}\n"                               /* key missing */
+                          "{\"id\":\"five\",\"name\":\"e\"}\n"               /* key mistyped */
+                          "{\"id\":6,\"name\":\"f\",\"note\":\"toolong\"}\n" /* validation, not drift */
+                          "{\"id\":7,\"name\":\"g\",\"zz\":1,\"yy\":2}\n";   /* two extra keys */
+
+static void test_drift_default_policy(void **state)
+{
+    (void)state;
+    /* reject, reject, ignore: the reasons are the plain ones, extra keys unseen */
+    expect_drift(
+        "reject", "reject", "ignore", FR_FMT_NDJSON, NDJ, 0,
+        "1:1|a|5|~\n"
+        "2! name: is required but empty [{\"id\":2,\"score\":6}]\n"
+        "3! score: 'x7' is not an integer [{\"id\":3,\"name\":\"c\",\"score\":\"x7\"}]\n"
+        "4! id: is required but empty [{\"name\":\"d\"}]\n"
+        "5! id: 'five' is not an integer [{\"id\":\"five\",\"name\":\"e\"}]\n"
+        "6! note: must be 2 characters long, got 7 in 'toolong' [{\"id\":6,\"name\":\"f\",\"note\":\"toolong\"}]\n"
+        "7:7|g|~|~\n"
+        "ok=2 rejected=5\n"
+        "drift missing=2@2 name,id\n"
+        "drift type=2@3 score,id\n");
+}
+
+static void test_drift_null(void **state)
+{
+    (void)state;
+    /* null: non-key values load as null, key columns still reject, extra keys dropped and counted */
+    expect_drift(
+        "null", "null", "null", FR_FMT_NDJSON, NDJ, 0,
+        "1:1|a|5|~\n"
+        "2:2|~|6|~\n"
+        "3:3|c|~|~\n"
+        "4! id: is required but empty (schema drift: missing, action null; a key column cannot be null) "
+        "[{\"name\":\"d\"}]\n"
+        "5! id: 'five' is not an integer (schema drift: type, action null; a key column cannot be null) "
+        "[{\"id\":\"five\",\"name\":\"e\"}]\n"
+        "6! note: must be 2 characters long, got 7 in 'toolong' [{\"id\":6,\"name\":\"f\",\"note\":\"toolong\"}]\n"
+        "7:7|g|~|~\n"
+        "ok=4 rejected=3\n"
+        "drift missing=2@2 name,id\n"
+        "drift type=2@3 score,id\n"
+        "drift extra=2@7 zz,yy\n");
+    /* a JSON value of the wrong kind is type drift too */
+    expect_drift("reject", "null", "ignore", FR_FMT_JSON,
+                 "[{\"id\":1,\"name\":\"a\",\"score\":{\"v\":1}},{\"id\":[2],\"name\":\"b\"}]", 0,
+                 "1:1|a|~|~\n"
+                 "2! id: must be a bigint, not an array (schema drift: type, action null; a key column cannot be "
+                 "null) [{\"id\":[2],\"name\":\"b\"}]\n"
+                 "ok=1 rejected=1\n"
+                 "drift type=2@1 score,id\n");
+}
+
+static void test_drift_fail(void **state)
+{
+    (void)state;
+    /* type fail: the first mistyped value stops everything; on_reject sees it once */
+    expect_drift("reject", "fail", "ignore", FR_FMT_NDJSON, NDJ, -EINVAL,
+                 "1:1|a|5|~\n"
+                 "2! name: is required but empty [{\"id\":2,\"score\":6}]\n"
+                 "3! score: 'x7' is not an integer (schema drift: type, action fail: the whole file is rejected) "
+                 "[{\"id\":3,\"name\":\"c\",\"score\":\"x7\"}]\n"
+                 "ok=1 rejected=2\n"
+                 "drift missing=1@2 name\n"
+                 "drift type=1@3 score\n"
+                 "drift failed\n");
+    expect_drift("fail", "reject", "ignore", FR_FMT_NDJSON, NDJ, -EINVAL,
+                 "1:1|a|5|~\n"
+                 "2! name: is required but empty (schema drift: missing, action fail: the whole file is rejected) "
+                 "[{\"id\":2,\"score\":6}]\n"
+                 "ok=1 rejected=1\n"
+                 "drift missing=1@2 name\n"
+                 "drift failed\n");
+    /* extra fail in a JSON array */
+    expect_drift("reject", "reject", "fail", FR_FMT_JSON,
+                 "[{\"id\":1,\"name\":\"a\"},{\"id\":2,\"name\":\"b\",\"q\":0}]", -EINVAL,
+                 "1:1|a|~|~\n"
+                 "2! q: is not a column of dt.ev (schema drift: extra, action fail: the whole file is rejected) "
+                 "[{\"id\":2,\"name\":\"b\",\"q\":0}]\n"
+                 "ok=1 rejected=1\n"
+                 "drift extra=1@2 q\n"
+                 "drift failed\n");
+    /* the error names line, field and kind */
+    struct fr_pipeline *pl = drift_pipeline("reject", "fail", "ignore");
+    fr_parser_t *p = fr_parser_new(fr_pipeline_dataset(pl, "ev"), FR_FMT_CSV, true, NULL, NULL, NULL);
+    static const char csv[] = "id,name,score\n1,a,2\n2,b,zz\n3,c,4\n";
+    assert_int_equal(fr_parser_feed(p, csv, sizeof(csv) - 1), -EINVAL);
+    assert_true(fr_parser_drift_failed(p));
+    assert_string_equal(fr_parser_error(p), "line 3: score: 'zz' is not an integer (schema drift: type, action fail: "
+                                            "the whole file is rejected)");
+    assert_int_equal(fr_parser_finish(p), -EINVAL);
+    fr_parser_free(p);
+    assert_true(fr_drift_has_fail(&fr_pipeline_dataset(pl, "ev")->drift));
+    fr_pipeline_free(pl);
+}
+
+static void test_drift_extra_reject(void **state)
+{
+    (void)state;
+    expect_drift(
+        "reject", "reject", "reject", FR_FMT_NDJSON, NDJ, 0,
+        "1:1|a|5|~\n"
+        "2! name: is required but empty [{\"id\":2,\"score\":6}]\n"
+        "3! score: 'x7' is not an integer [{\"id\":3,\"name\":\"c\",\"score\":\"x7\"}]\n"
+        "4! id: is required but empty [{\"name\":\"d\"}]\n"
+        "5! id: 'five' is not an integer [{\"id\":\"five\",\"name\":\"e\"}]\n"
+        "6! note: must be 2 characters long, got 7 in 'toolong' [{\"id\":6,\"name\":\"f\",\"note\":\"toolong\"}]\n"
+        "7! zz: is not a column of dt.ev (schema drift: extra, action reject) [{\"id\":7,\"name\":\"g\",\"zz\""
+        ":1,\"yy\":2}]\n"
+        "ok=1 rejected=6\n"
+        "drift missing=2@2 name,id\n"
+        "drift type=2@3 score,id\n"
+        "drift extra=2@7 zz,yy\n");
+}
+
+static void test_drift_csv_header(void **state)
+{
+    (void)state;
+    /* an undeclared header column: ignore (default) loads, null drops and counts per row */
+    static const char extra[] = "id,name,bonus,score\n1,a,x,2\n2,b,y,3\n";
+    expect_drift("reject", "reject", "ignore", FR_FMT_CSV, extra, 0, "2:1|a|2|~\n3:2|b|3|~\nok=2 rejected=0\n");
+    expect_drift("reject", "reject", "null", FR_FMT_CSV, extra, 0,
+                 "2:1|a|2|~\n3:2|b|3|~\nok=2 rejected=0\ndrift extra=2@1 bonus\n");
+    /* reject or fail: the header fails the file (every row would be rejected) */
+    expect_drift(
+        "reject", "reject", "reject", FR_FMT_CSV, extra, -EINVAL,
+        "1! bonus: CSV header column is not a column of dt.ev (schema drift: extra, action reject: the whole "
+        "file is rejected) [id,name,bonus,score]\n"
+        "ok=0 rejected=1\ndrift extra=1@1 bonus\ndrift failed\n");
+    /* a required column absent from the header: null fills it, unless it is the key */
+    expect_drift("null", "reject", "ignore", FR_FMT_CSV, "id,score\r\n1,2\r\n2,\r\n", 0,
+                 "2:1|~|2|~\n3:2|~|~|~\nok=2 rejected=0\ndrift missing=2@2 name\n");
+    expect_drift("null", "reject", "ignore", FR_FMT_CSV, "name,score\n1,2\n", -EINVAL,
+                 "1! CSV header lacks required column id (schema drift: missing, action null; a key column cannot be "
+                 "null) [name,score]\nok=0 rejected=1\ndrift missing=1@1 id\ndrift failed\n");
+    /* an empty header name is an extra column too */
+    expect_drift("reject", "reject", "null", FR_FMT_CSV, "id,name,\n1,a,\n", 0,
+                 "2:1|a|~|~\nok=1 rejected=0\ndrift extra=1@1 #3\n");
+}
+
+static void test_drift_event_json(void **state)
+{
+    (void)state;
+    struct fr_drift_tally t = {.count = 12, .first_line = 7, .n_fields = 2, .fields = {"score", "na\"me"}};
+    struct fr_buf b;
+    fr_buf_init(&b, 0);
+    assert_true(fr_drift_event_json(&b, "players", "players.events", "a.csv", FR_DRIFT_TYPE, &t, FR_DRIFT_NULL));
+    json_error_t jerr;
+    json_t *j = json_loadb(b.data, b.len, 0, &jerr);
+    assert_non_null(j);
+    assert_string_equal(json_string_value(json_object_get(j, "type")), "schema.drift");
+    assert_string_equal(json_string_value(json_object_get(j, "pipeline")), "players");
+    assert_string_equal(json_string_value(json_object_get(j, "dataset")), "players.events");
+    assert_string_equal(json_string_value(json_object_get(j, "file")), "a.csv");
+    assert_string_equal(json_string_value(json_object_get(j, "kind")), "type");
+    assert_string_equal(json_string_value(json_object_get(j, "field")), "score");
+    assert_string_equal(json_string_value(json_array_get(json_object_get(j, "fields"), 1)), "na\"me");
+    assert_int_equal(json_integer_value(json_object_get(j, "count")), 12);
+    assert_int_equal(json_integer_value(json_object_get(j, "line")), 7);
+    assert_string_equal(json_string_value(json_object_get(j, "action")), "null");
+    assert_non_null(json_object_get(j, "ts"));
+    json_decref(j);
+    /* nothing to say: no count, or ignore */
+    size_t len = b.len;
+    assert_false(fr_drift_event_json(&b, "p", "p.d", "f", FR_DRIFT_EXTRA, &t, FR_DRIFT_IGNORE));
+    t.count = 0;
+    assert_false(fr_drift_event_json(&b, "p", "p.d", "f", FR_DRIFT_TYPE, &t, FR_DRIFT_REJECT));
+    assert_int_equal(b.len, len);
+    fr_buf_deinit(&b);
+    /* names are cut at FR_DRIFT_FIELD_LEN on a character boundary; more than FR_DRIFT_FIELDS are flagged */
+    struct fr_pipeline *pl = drift_pipeline("reject", "reject", "null");
+    fr_parser_t *p = fr_parser_new(fr_pipeline_dataset(pl, "ev"), FR_FMT_NDJSON, false, NULL, NULL, NULL);
+    struct fr_buf in;
+    fr_buf_init(&in, 0);
+    fr_buf_puts(&in, "{\"id\":1,\"name\":\"a\"");
+    for (int i = 0; i < 10; i++)
+        fr_buf_printf(&in, ",\"k%d\":%d", i, i);
+    fr_buf_puts(&in, ",\"");
+    for (int i = 0; i < 40; i++)
+        fr_buf_puts(&in, "\xc3\xa9"); /* é x 40 = 80 bytes */
+    fr_buf_puts(&in, "\":0}\n");
+    assert_int_equal(fr_parser_feed(p, in.data, in.len), 0);
+    assert_int_equal(fr_parser_finish(p), 0);
+    const struct fr_drift_tally *x = fr_parser_drift(p, FR_DRIFT_EXTRA);
+    assert_int_equal(x->count, 11);
+    assert_int_equal(x->n_fields, FR_DRIFT_FIELDS);
+    assert_true(x->more_fields);
+    assert_string_equal(x->fields[0], "k0");
+    fr_parser_free(p);
+    fr_buf_reset(&in);
+    p = fr_parser_new(fr_pipeline_dataset(pl, "ev"), FR_FMT_NDJSON, false, NULL, NULL, NULL);
+    fr_buf_puts(&in, "{\"id\":1,\"name\":\"a\",\"");
+    for (int i = 0; i < 40; i++)
+        fr_buf_puts(&in, "\xc3\xa9");
+    fr_buf_puts(&in, "\":0}\n");
+    assert_int_equal(fr_parser_feed(p, in.data, in.len), 0);
+    x = fr_parser_drift(p, FR_DRIFT_EXTRA);
+    assert_int_equal(strlen(x->fields[0]), 62); /* 31 whole characters of 2 bytes */
+    assert_true(fr_utf8_valid(x->fields[0], 62));
+    fr_parser_free(p);
+    fr_buf_deinit(&in);
+    fr_pipeline_free(pl);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -540,6 +814,12 @@ int main(void)
         cmocka_unit_test(test_json_array),
         cmocka_unit_test(test_value_canon),
         cmocka_unit_test(test_format_from_name),
+        cmocka_unit_test(test_drift_default_policy),
+        cmocka_unit_test(test_drift_null),
+        cmocka_unit_test(test_drift_fail),
+        cmocka_unit_test(test_drift_extra_reject),
+        cmocka_unit_test(test_drift_csv_header),
+        cmocka_unit_test(test_drift_event_json),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
 }

@@ -1,0 +1,939 @@
+/* backup: dataset tables to Avro object container files and back.
+ * libavro (avro-c) parses the schema and encodes/decodes every record; the
+ * container's header and block framing are written here because avro-c
+ * 1.11's file writer cannot add user metadata (freshet.*) to the header.
+ * Restore walks the framing itself first (bounds-checked: every block's
+ * size within the file, every sync marker in place, nothing trailing), so a
+ * truncated or corrupt file is refused before avro-c decodes a record. */
+#include "backup.h"
+
+#include <avro.h>
+#include <errno.h>
+#include <hiredis/hiredis.h>
+#include <inttypes.h>
+#include <jansson.h>
+#include <libpq-fe.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "batch.h"
+
+#define BLOCK_BYTES (256u << 10) /* records per container block: up to this many bytes */
+#define SYNC_LEN    16
+
+/* ---- schema ------------------------------------------------------------------ */
+
+/* The Avro type of a column (inside ["null", T]). */
+static const char *avro_type_json(enum fr_type t)
+{
+    switch (t) {
+    case FR_T_TEXT:
+    case FR_T_NUMERIC:
+    case FR_T_JSON:
+        return "\"string\"";
+    case FR_T_INT:
+        return "\"int\"";
+    case FR_T_BIGINT:
+        return "\"long\"";
+    case FR_T_FLOAT:
+        return "\"double\"";
+    case FR_T_BOOL:
+        return "\"boolean\"";
+    case FR_T_TIMESTAMPTZ:
+        return "{\"type\":\"long\",\"logicalType\":\"timestamp-micros\"}";
+    case FR_T_DATE:
+        return "{\"type\":\"int\",\"logicalType\":\"date\"}";
+    }
+    return "\"string\"";
+}
+
+static void schema_json(const struct fr_pipeline *p, const struct fr_dataset *ds, struct fr_buf *b)
+{
+    (void)fr_buf_printf(b, "{\"type\":\"record\",\"name\":\"%s\",\"namespace\":\"freshet.%s\",\"fields\":[", ds->name,
+                        p->name);
+    for (size_t i = 0; i < ds->n_columns; i++)
+        (void)fr_buf_printf(b, "%s{\"name\":\"%s\",\"type\":[\"null\",%s]}", i ? "," : "", ds->columns[i].name,
+                            avro_type_json(ds->columns[i].type));
+    (void)fr_buf_puts(b, "]}");
+}
+
+/* ---- Avro binary primitives (container framing) ---------------------------------- */
+
+static void put_long(struct fr_buf *b, int64_t v)
+{
+    uint64_t z = ((uint64_t)v << 1) ^ (uint64_t)(v >> 63);
+    unsigned char tmp[10];
+    size_t n = 0;
+
+    do {
+        unsigned char c = z & 0x7f;
+        z >>= 7;
+        tmp[n++] = (unsigned char)(c | (z ? 0x80 : 0));
+    } while (z);
+    (void)fr_buf_append(b, tmp, n);
+}
+
+static void put_bytes(struct fr_buf *b, const char *s, size_t n)
+{
+    put_long(b, (int64_t)n);
+    (void)fr_buf_append(b, s, n);
+}
+
+/* A bounds-checked reader over the file. */
+struct cur {
+    const unsigned char *p;
+    size_t n;
+    size_t off;
+};
+
+static bool get_long(struct cur *c, int64_t *out)
+{
+    uint64_t z = 0;
+    for (unsigned shift = 0; shift < 64; shift += 7) {
+        unsigned char b;
+        if (c->off >= c->n)
+            return false;
+        b = c->p[c->off++];
+        z |= (uint64_t)(b & 0x7f) << shift;
+        if (!(b & 0x80)) {
+            *out = (int64_t)(z >> 1) ^ -(int64_t)(z & 1);
+            return true;
+        }
+    }
+    return false;
+}
+
+static bool get_bytes(struct cur *c, const char **s, size_t *n)
+{
+    int64_t len;
+    if (!get_long(c, &len) || len < 0 || (uint64_t)len > c->n - c->off)
+        return false;
+    *s = (const char *)c->p + c->off;
+    *n = (size_t)len;
+    c->off += (size_t)len;
+    return true;
+}
+
+/* ---- PostgreSQL (blocking) ------------------------------------------------------------ */
+
+static PGconn *connect_pg(const char *conninfo, char err[FR_ERR_LEN])
+{
+    PGconn *c = PQconnectdb(conninfo);
+    if (PQstatus(c) != CONNECTION_OK) {
+        snprintf(err, FR_ERR_LEN, "cannot connect to PostgreSQL: %s; check FRESHET_DATABASE_URL",
+                 c ? PQerrorMessage(c) : "out of memory");
+        PQfinish(c);
+        return NULL;
+    }
+    return c;
+}
+
+static bool exec_ok(PGconn *c, const char *sql, char err[FR_ERR_LEN])
+{
+    PGresult *r = PQexec(c, sql);
+    bool ok = PQresultStatus(r) == PGRES_COMMAND_OK || PQresultStatus(r) == PGRES_TUPLES_OK;
+    if (!ok)
+        snprintf(err, FR_ERR_LEN, "%s failed: %s", sql, PQresultErrorMessage(r));
+    PQclear(r);
+    return ok;
+}
+
+/* ---- backup ------------------------------------------------------------------------- */
+
+struct enc {
+    avro_schema_t schema;
+    avro_value_iface_t *iface;
+    avro_value_t rec;
+    struct fr_buf *out;  /* borrowed: the whole file */
+    struct fr_buf block; /* records of the current block */
+    int64_t block_n;
+    char sync[SYNC_LEN];
+};
+
+static void flush_block(struct enc *e)
+{
+    if (e->block_n == 0)
+        return;
+    put_long(e->out, e->block_n);
+    put_long(e->out, (int64_t)e->block.len);
+    (void)fr_buf_append(e->out, e->block.data, e->block.len);
+    (void)fr_buf_append(e->out, e->sync, SYNC_LEN);
+    fr_buf_reset(&e->block);
+    e->block_n = 0;
+}
+
+/* Sets field i of the record from PostgreSQL's text (NULL = null). */
+static int set_field(struct enc *e, const struct fr_column *col, size_t i, const char *v, char err[FR_ERR_LEN])
+{
+    avro_value_t field, branch;
+    int64_t n = 0;
+    int rc;
+
+    if (avro_value_get_by_index(&e->rec, i, &field, NULL) != 0)
+        goto out_avro;
+    if (!v) {
+        if (avro_value_set_branch(&field, 0, &branch) != 0 || avro_value_set_null(&branch) != 0)
+            goto out_avro;
+        return 0;
+    }
+    if (avro_value_set_branch(&field, 1, &branch) != 0)
+        goto out_avro;
+    switch (col->type) {
+    case FR_T_TEXT:
+    case FR_T_NUMERIC:
+    case FR_T_JSON:
+        rc = avro_value_set_string_len(&branch, v, strlen(v) + 1);
+        break;
+    case FR_T_INT:
+    case FR_T_DATE:
+        if (!fr_parse_i64(v, strlen(v), &n) || n < INT32_MIN || n > INT32_MAX)
+            goto out_value;
+        rc = avro_value_set_int(&branch, (int32_t)n);
+        break;
+    case FR_T_BIGINT:
+    case FR_T_TIMESTAMPTZ:
+        if (!fr_parse_i64(v, strlen(v), &n))
+            goto out_value;
+        rc = avro_value_set_long(&branch, n);
+        break;
+    case FR_T_FLOAT: {
+        char *end;
+        double d = strtod(v, &end); /* also "NaN", "Infinity", "-Infinity" */
+        if (*end)
+            goto out_value;
+        rc = avro_value_set_double(&branch, d);
+        break;
+    }
+    case FR_T_BOOL:
+        rc = avro_value_set_boolean(&branch, v[0] == 't');
+        break;
+    default:
+        goto out_value;
+    }
+    if (rc != 0)
+        goto out_avro;
+    return 0;
+out_value:
+    snprintf(err, FR_ERR_LEN, "column %s: cannot encode value '%.60s' as %s", col->name, v, fr_type_name(col->type));
+    return -EINVAL;
+out_avro:
+    snprintf(err, FR_ERR_LEN, "column %s: avro: %s", col->name, avro_strerror());
+    return -EINVAL;
+}
+
+static int append_record(struct enc *e, char err[FR_ERR_LEN])
+{
+    size_t size = 0;
+    avro_writer_t w;
+
+    if (avro_value_sizeof(&e->rec, &size) != 0) {
+        snprintf(err, FR_ERR_LEN, "avro: %s", avro_strerror());
+        return -EINVAL;
+    }
+    if (fr_buf_reserve(&e->block, size) != 0) {
+        snprintf(err, FR_ERR_LEN, "backup too large for memory");
+        return -ENOMEM;
+    }
+    w = avro_writer_memory(e->block.data + e->block.len, (int64_t)size);
+    if (!w || avro_value_write(w, &e->rec) != 0) {
+        snprintf(err, FR_ERR_LEN, "avro: %s", avro_strerror());
+        avro_writer_free(w);
+        return -EINVAL;
+    }
+    avro_writer_free(w);
+    e->block.len += size;
+    e->block_n++;
+    if (e->block.len >= BLOCK_BYTES)
+        flush_block(e);
+    return 0;
+}
+
+/* SELECT list: text for most types, epoch microseconds for timestamptz,
+ * days since 1970-01-01 for date. */
+static void select_sql(const struct fr_dataset *ds, struct fr_buf *s)
+{
+    (void)fr_buf_puts(s, "SELECT ");
+    for (size_t i = 0; i < ds->n_columns; i++) {
+        const struct fr_column *c = &ds->columns[i];
+        if (i)
+            (void)fr_buf_puts(s, ", ");
+        if (c->type == FR_T_TIMESTAMPTZ) {
+            (void)fr_buf_puts(s, "(EXTRACT(EPOCH FROM ");
+            fr_buf_sql_ident(s, c->name);
+            (void)fr_buf_puts(s, ") * 1000000)::bigint");
+        } else if (c->type == FR_T_DATE) {
+            (void)fr_buf_puts(s, "(");
+            fr_buf_sql_ident(s, c->name);
+            (void)fr_buf_puts(s, " - DATE '1970-01-01')");
+        } else {
+            fr_buf_sql_ident(s, c->name);
+        }
+    }
+    (void)fr_buf_puts(s, " FROM ");
+    fr_buf_sql_ident(s, ds->table);
+    if (ds->n_key) {
+        (void)fr_buf_puts(s, " ORDER BY ");
+        for (size_t k = 0; k < ds->n_key; k++) {
+            if (k)
+                (void)fr_buf_puts(s, ", ");
+            fr_buf_sql_ident(s, ds->key[k]);
+        }
+    }
+}
+
+int fr_backup_encode(const char *conninfo, const struct fr_pipeline *p, const struct fr_dataset *ds, char **out,
+                     size_t *len, int64_t *rows, char err[FR_ERR_LEN])
+{
+    struct fr_buf file, js, sql;
+    struct enc e;
+    PGconn *c = NULL;
+    PGresult *r;
+    int64_t n = 0;
+    char sv[16];
+    char seed[80];
+    char hex[65];
+    int rc = -EIO;
+
+    memset(&e, 0, sizeof(e));
+    fr_buf_init(&file, 0);
+    fr_buf_init(&js, 0);
+    fr_buf_init(&sql, 0);
+    fr_buf_init(&e.block, 0);
+    e.out = &file;
+    schema_json(p, ds, &js);
+    if (avro_schema_from_json_length(js.data, js.len, &e.schema) != 0) {
+        snprintf(err, FR_ERR_LEN, "dataset %s: avro schema refused: %s", ds->qname, avro_strerror());
+        rc = -EINVAL;
+        goto out;
+    }
+    e.iface = avro_generic_class_from_schema(e.schema);
+    if (!e.iface || avro_generic_value_new(e.iface, &e.rec) != 0) {
+        snprintf(err, FR_ERR_LEN, "avro: %s", avro_strerror());
+        rc = -EINVAL;
+        goto out;
+    }
+    /* header: magic, metadata, sync marker */
+    snprintf(seed, sizeof(seed), "%s %" PRId64 " %d", ds->qname, fr_wall_us(), (int)getpid());
+    fr_sha256_hex(seed, strlen(seed), hex);
+    for (size_t i = 0; i < SYNC_LEN; i++)
+        e.sync[i] = (char)(unsigned char)strtoul((char[]){hex[2 * i], hex[2 * i + 1], 0}, NULL, 16);
+    (void)fr_buf_append(&file, "Obj\x01", 4);
+    put_long(&file, 5);
+    put_bytes(&file, "avro.schema", 11);
+    put_bytes(&file, js.data, js.len);
+    put_bytes(&file, "avro.codec", 10);
+    put_bytes(&file, "null", 4);
+    put_bytes(&file, "freshet.pipeline", 16);
+    put_bytes(&file, p->name, strlen(p->name));
+    put_bytes(&file, "freshet.dataset", 15);
+    put_bytes(&file, ds->qname, strlen(ds->qname));
+    snprintf(sv, sizeof(sv), "%" PRIu32, ds->schema_version);
+    put_bytes(&file, "freshet.schema_version", 22);
+    put_bytes(&file, sv, strlen(sv));
+    put_long(&file, 0);
+    (void)fr_buf_append(&file, e.sync, SYNC_LEN);
+
+    c = connect_pg(conninfo, err);
+    if (!c)
+        goto out;
+    if (!exec_ok(c, "BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY", err))
+        goto out;
+    select_sql(ds, &sql);
+    if (!PQsendQuery(c, sql.data) || !PQsetSingleRowMode(c)) {
+        snprintf(err, FR_ERR_LEN, "cannot read %s: %s", ds->table, PQerrorMessage(c));
+        goto out;
+    }
+    rc = 0;
+    while ((r = PQgetResult(c))) {
+        ExecStatusType st = PQresultStatus(r);
+        if (st == PGRES_SINGLE_TUPLE && rc == 0) {
+            for (size_t i = 0; i < ds->n_columns && rc == 0; i++)
+                rc = set_field(&e, &ds->columns[i], i, PQgetisnull(r, 0, (int)i) ? NULL : PQgetvalue(r, 0, (int)i),
+                               err);
+            if (rc == 0)
+                rc = append_record(&e, err);
+            n++;
+        } else if (st != PGRES_TUPLES_OK && st != PGRES_SINGLE_TUPLE && rc == 0) {
+            snprintf(err, FR_ERR_LEN, "cannot read %s: %s", ds->table, PQresultErrorMessage(r));
+            rc = -EIO;
+        }
+        PQclear(r);
+    }
+    if (rc != 0)
+        goto out;
+    flush_block(&e);
+    *out = file.data;
+    *len = file.len;
+    file.data = NULL; /* moved out */
+    file.len = 0;
+    if (rows)
+        *rows = n;
+out:
+    if (c)
+        PQfinish(c);
+    if (e.iface) {
+        if (e.rec.iface)
+            avro_value_decref(&e.rec);
+        avro_value_iface_decref(e.iface);
+    }
+    if (e.schema)
+        avro_schema_decref(e.schema);
+    fr_buf_deinit(&e.block);
+    fr_buf_deinit(&sql);
+    fr_buf_deinit(&js);
+    fr_buf_deinit(&file);
+    return rc;
+}
+
+int fr_backup_write(const char *conninfo, const struct fr_pipeline *p, const struct fr_dataset *ds, const char *path,
+                    int64_t *rows, char err[FR_ERR_LEN])
+{
+    char *data = NULL;
+    size_t len = 0;
+    char *tmp;
+    FILE *f;
+    int rc = fr_backup_encode(conninfo, p, ds, &data, &len, rows, err);
+
+    if (rc != 0)
+        return rc;
+    tmp = fr_xasprintf("%s.tmp", path);
+    f = fopen(tmp, "wb");
+    if (!f) {
+        rc = -errno;
+        snprintf(err, FR_ERR_LEN, "cannot create %s: %s; check the directory exists and is writable", tmp,
+                 strerror(-rc));
+        goto out;
+    }
+    if (fwrite(data, 1, len, f) != len || fflush(f) != 0 || fsync(fileno(f)) != 0) {
+        rc = -errno;
+        snprintf(err, FR_ERR_LEN, "cannot write %s: %s", tmp, strerror(-rc));
+        fclose(f);
+        unlink(tmp);
+        goto out;
+    }
+    if (fclose(f) != 0 || rename(tmp, path) != 0) {
+        rc = -errno;
+        snprintf(err, FR_ERR_LEN, "cannot write %s: %s", path, strerror(-rc));
+        unlink(tmp);
+    }
+out:
+    free(tmp);
+    free(data);
+    return rc;
+}
+
+/* ---- restore ------------------------------------------------------------------------------ */
+
+/* Parses the header and checks the framing of every block. Fills the
+ * schema JSON (borrowed from the buffer, not NUL-terminated), the
+ * freshet.dataset value and the record count. */
+static int check_container(const void *avro, size_t len, const char **schema, size_t *schema_len, const char **dsname,
+                           size_t *dsname_len, int64_t *records, char err[FR_ERR_LEN])
+{
+    struct cur c = {.p = avro, .n = len, .off = 0};
+    const unsigned char *sync;
+    int64_t total = 0;
+
+    *schema = NULL;
+    *dsname = NULL;
+    if (len < 4 + 1 + SYNC_LEN || memcmp(avro, "Obj\x01", 4) != 0) {
+        snprintf(err, FR_ERR_LEN, "not an Avro object container file (bad magic)");
+        return -EBADMSG;
+    }
+    c.off = 4;
+    for (;;) {
+        int64_t n;
+        if (!get_long(&c, &n))
+            goto corrupt;
+        if (n == 0)
+            break;
+        if (n < 0) { /* a negative count is followed by the block's byte size */
+            int64_t skip;
+            if (n == INT64_MIN || !get_long(&c, &skip))
+                goto corrupt;
+            n = -n;
+        }
+        for (int64_t i = 0; i < n; i++) {
+            const char *k, *v;
+            size_t kn, vn;
+            if (!get_bytes(&c, &k, &kn) || !get_bytes(&c, &v, &vn))
+                goto corrupt;
+            if (kn == 11 && memcmp(k, "avro.schema", 11) == 0) {
+                *schema = v;
+                *schema_len = vn;
+            } else if (kn == 10 && memcmp(k, "avro.codec", 10) == 0 && !(vn == 4 && memcmp(v, "null", 4) == 0)) {
+                snprintf(err, FR_ERR_LEN,
+                         "Avro codec '%.*s' is not supported (only null); write the file "
+                         "with freshet-loader backup",
+                         (int)(vn > 32 ? 32 : vn), v);
+                return -EPROTO;
+            } else if (kn == 15 && memcmp(k, "freshet.dataset", 15) == 0) {
+                *dsname = v;
+                *dsname_len = vn;
+            }
+        }
+    }
+    if (len - c.off < SYNC_LEN)
+        goto corrupt;
+    sync = c.p + c.off;
+    c.off += SYNC_LEN;
+    if (!*schema) {
+        snprintf(err, FR_ERR_LEN, "Avro file has no avro.schema in its header");
+        return -EBADMSG;
+    }
+    while (c.off < len) {
+        int64_t n, size;
+        if (!get_long(&c, &n) || !get_long(&c, &size) || n < 0 || size < 0 || (uint64_t)size > len - c.off)
+            goto corrupt;
+        c.off += (size_t)size;
+        if (len - c.off < SYNC_LEN || memcmp(c.p + c.off, sync, SYNC_LEN) != 0)
+            goto corrupt;
+        c.off += SYNC_LEN;
+        if (n > INT64_MAX - total)
+            goto corrupt;
+        total += n;
+    }
+    *records = total;
+    return 0;
+corrupt:
+    snprintf(err, FR_ERR_LEN, "corrupt Avro file: framing broken at byte %zu of %zu (truncated or damaged)", c.off,
+             len);
+    return -EBADMSG;
+}
+
+/* Checks the file's schema against the dataset's columns, naming the first
+ * field that differs. */
+static int check_schema(const struct fr_dataset *ds, const char *schema, size_t n, char err[FR_ERR_LEN])
+{
+    json_error_t je;
+    json_t *root = json_loadb(schema, n, 0, &je);
+    json_t *fields;
+    int rc = -EPROTO;
+
+    if (!root || !json_is_object(root) || !(fields = json_object_get(root, "fields")) || !json_is_array(fields)) {
+        snprintf(err, FR_ERR_LEN, "the file's schema is not an Avro record schema");
+        goto out;
+    }
+    for (size_t i = 0; i < ds->n_columns || i < json_array_size(fields); i++) {
+        json_t *f = json_array_get(fields, i);
+        const char *fname = f ? json_string_value(json_object_get(f, "name")) : NULL;
+        char *got = NULL;
+        char want[160];
+
+        if (i >= ds->n_columns) {
+            snprintf(err, FR_ERR_LEN, "schema mismatch: the file has field '%s', which dataset %s does not have",
+                     fname ? fname : "?", ds->qname);
+            goto out;
+        }
+        if (!f) {
+            snprintf(err, FR_ERR_LEN, "schema mismatch: field '%s' of dataset %s is missing from the file",
+                     ds->columns[i].name, ds->qname);
+            goto out;
+        }
+        if (!fname || strcmp(fname, ds->columns[i].name) != 0) {
+            snprintf(err, FR_ERR_LEN, "schema mismatch: field %zu of the file is '%s', dataset %s has '%s' there",
+                     i + 1, fname ? fname : "?", ds->qname, ds->columns[i].name);
+            goto out;
+        }
+        snprintf(want, sizeof(want), "[\"null\",%s]", avro_type_json(ds->columns[i].type));
+        {
+            json_t *w = json_loads(want, 0, &je);
+            bool same = w && json_equal(w, json_object_get(f, "type"));
+            json_decref(w);
+            if (!same) {
+                got = json_dumps(json_object_get(f, "type"), JSON_COMPACT);
+                snprintf(err, FR_ERR_LEN,
+                         "schema mismatch: field '%.40s' has type %.40s in the file, dataset %.40s needs %.60s (%s "
+                         "column)",
+                         fname, got ? got : "?", ds->qname, want, fr_type_name(ds->columns[i].type));
+                free(got);
+                goto out;
+            }
+        }
+    }
+    rc = 0;
+out:
+    json_decref(root);
+    return rc;
+}
+
+/* Appends a value in COPY text format. */
+static void copy_text(struct fr_buf *b, const char *s, size_t n)
+{
+    for (size_t i = 0; i < n; i++) {
+        switch (s[i]) {
+        case '\\':
+            (void)fr_buf_puts(b, "\\\\");
+            break;
+        case '\t':
+            (void)fr_buf_puts(b, "\\t");
+            break;
+        case '\n':
+            (void)fr_buf_puts(b, "\\n");
+            break;
+        case '\r':
+            (void)fr_buf_puts(b, "\\r");
+            break;
+        default:
+            (void)fr_buf_putc(b, s[i]);
+        }
+    }
+}
+
+/* Decodes every record (avro-c) into COPY text. */
+static int decode_all(const struct fr_dataset *ds, const void *avro, size_t len, int64_t expect, struct fr_buf *copy,
+                      int64_t *rows, char err[FR_ERR_LEN])
+{
+    FILE *fp = fmemopen((void *)(uintptr_t)avro, len, "rb");
+    avro_file_reader_t rd = NULL;
+    avro_schema_t sch;
+    avro_value_iface_t *iface = NULL;
+    avro_value_t rec;
+    bool have_rec = false;
+    int64_t n = 0;
+    int rc = -EBADMSG;
+
+    if (!fp) {
+        snprintf(err, FR_ERR_LEN, "cannot read the Avro buffer: %s", strerror(errno));
+        return -errno;
+    }
+    if (avro_file_reader_fp(fp, "backup", 1, &rd) != 0) {
+        snprintf(err, FR_ERR_LEN, "corrupt Avro file: %s", avro_strerror());
+        fclose(fp);
+        return -EBADMSG;
+    }
+    sch = avro_file_reader_get_writer_schema(rd);
+    iface = avro_generic_class_from_schema(sch);
+    if (!iface || avro_generic_value_new(iface, &rec) != 0) {
+        snprintf(err, FR_ERR_LEN, "avro: %s", avro_strerror());
+        goto out;
+    }
+    have_rec = true;
+    for (;;) {
+        int r = avro_file_reader_read_value(rd, &rec);
+        if (r == EOF && n == expect)
+            break;
+        if (r != 0) {
+            snprintf(err, FR_ERR_LEN, "corrupt Avro file: record %" PRId64 ": %s", n + 1,
+                     r == EOF ? "ends early" : avro_strerror());
+            goto out;
+        }
+        if (++n > expect) {
+            snprintf(err, FR_ERR_LEN, "corrupt Avro file: more records than its blocks declare");
+            goto out;
+        }
+        for (size_t i = 0; i < ds->n_columns; i++) {
+            const struct fr_column *col = &ds->columns[i];
+            avro_value_t field, branch;
+            int disc = 0;
+            char tmp[40];
+
+            if (i)
+                (void)fr_buf_putc(copy, '\t');
+            if (avro_value_get_by_index(&rec, i, &field, NULL) != 0 ||
+                avro_value_get_discriminant(&field, &disc) != 0 ||
+                avro_value_get_current_branch(&field, &branch) != 0) {
+                snprintf(err, FR_ERR_LEN, "corrupt Avro file: record %" PRId64 " field %s: %s", n, col->name,
+                         avro_strerror());
+                goto out;
+            }
+            if (disc == 0) {
+                (void)fr_buf_puts(copy, "\\N");
+                continue;
+            }
+            switch (col->type) {
+            case FR_T_TEXT:
+            case FR_T_NUMERIC:
+            case FR_T_JSON: {
+                const char *s = NULL;
+                size_t sz = 0;
+                if (avro_value_get_string(&branch, &s, &sz) != 0)
+                    goto bad_field;
+                sz = sz ? strnlen(s, sz) : 0;
+                if (!fr_utf8_valid(s, sz)) { /* Avro strings are UTF-8: a damaged byte */
+                    snprintf(err, FR_ERR_LEN, "corrupt Avro file: record %" PRId64 " field %s is not UTF-8", n,
+                             col->name);
+                    goto out;
+                }
+                copy_text(copy, s, sz);
+                break;
+            }
+            case FR_T_INT: {
+                int32_t v;
+                if (avro_value_get_int(&branch, &v) != 0)
+                    goto bad_field;
+                (void)fr_buf_printf(copy, "%" PRId32, v);
+                break;
+            }
+            case FR_T_DATE: {
+                int32_t v;
+                if (avro_value_get_int(&branch, &v) != 0)
+                    goto bad_field;
+                fr_format_date(v, tmp);
+                (void)fr_buf_puts(copy, tmp);
+                break;
+            }
+            case FR_T_BIGINT: {
+                int64_t v;
+                if (avro_value_get_long(&branch, &v) != 0)
+                    goto bad_field;
+                (void)fr_buf_printf(copy, "%" PRId64, v);
+                break;
+            }
+            case FR_T_TIMESTAMPTZ: {
+                int64_t v;
+                if (avro_value_get_long(&branch, &v) != 0)
+                    goto bad_field;
+                fr_format_timestamp(v, tmp);
+                (void)fr_buf_puts(copy, tmp);
+                break;
+            }
+            case FR_T_FLOAT: {
+                double v;
+                if (avro_value_get_double(&branch, &v) != 0)
+                    goto bad_field;
+                if (isnan(v))
+                    (void)fr_buf_puts(copy, "NaN");
+                else if (isinf(v))
+                    (void)fr_buf_puts(copy, v > 0 ? "Infinity" : "-Infinity");
+                else
+                    (void)fr_buf_printf(copy, "%.17g", v);
+                break;
+            }
+            case FR_T_BOOL: {
+                int v;
+                if (avro_value_get_boolean(&branch, &v) != 0)
+                    goto bad_field;
+                (void)fr_buf_putc(copy, v ? 't' : 'f');
+                break;
+            }
+            }
+            continue;
+        bad_field:
+            snprintf(err, FR_ERR_LEN, "corrupt Avro file: record %" PRId64 " field %s: %s", n, col->name,
+                     avro_strerror());
+            goto out;
+        }
+        (void)fr_buf_putc(copy, '\n');
+    }
+    *rows = n;
+    rc = 0;
+out:
+    if (have_rec)
+        avro_value_decref(&rec);
+    if (iface)
+        avro_value_iface_decref(iface);
+    avro_schema_decref(sch); /* get_writer_schema returned a new reference */
+    avro_file_reader_close(rd); /* also closes fp */
+    return rc;
+}
+
+int fr_backup_restore_buf(const char *conninfo, const struct fr_pipeline *p, const struct fr_dataset *ds,
+                          const void *avro, size_t len, int64_t *rows, char err[FR_ERR_LEN])
+{
+    const char *schema, *dsname;
+    size_t schema_len = 0, dsname_len = 0;
+    int64_t expect = 0, n = 0;
+    struct fr_buf copy, sql;
+    PGconn *c = NULL;
+    PGresult *r;
+    int rc;
+
+    (void)p;
+    if (len > FR_BACKUP_MAX_BYTES) {
+        snprintf(err, FR_ERR_LEN, "Avro file of %zu bytes is over the %zu-byte limit", len, FR_BACKUP_MAX_BYTES);
+        return -EFBIG;
+    }
+    rc = check_container(avro, len, &schema, &schema_len, &dsname, &dsname_len, &expect, err);
+    if (rc != 0)
+        return rc;
+    if (dsname && (dsname_len != strlen(ds->qname) || memcmp(dsname, ds->qname, dsname_len) != 0)) {
+        snprintf(err, FR_ERR_LEN, "the file is a backup of dataset %.*s, not of %s",
+                 (int)(dsname_len > 80 ? 80 : dsname_len), dsname, ds->qname);
+        return -EPROTO;
+    }
+    rc = check_schema(ds, schema, schema_len, err);
+    if (rc != 0)
+        return rc;
+    fr_buf_init(&copy, 0);
+    fr_buf_init(&sql, 0);
+    rc = decode_all(ds, avro, len, expect, &copy, &n, err);
+    if (rc != 0)
+        goto out;
+    rc = -EIO;
+    c = connect_pg(conninfo, err);
+    if (!c)
+        goto out;
+    if (!exec_ok(c, "BEGIN", err))
+        goto out;
+    (void)fr_buf_puts(&sql, "TRUNCATE ");
+    fr_buf_sql_ident(&sql, ds->table);
+    if (!exec_ok(c, sql.data, err))
+        goto out_rollback;
+    fr_buf_reset(&sql);
+    (void)fr_buf_puts(&sql, "COPY ");
+    fr_buf_sql_ident(&sql, ds->table);
+    (void)fr_buf_puts(&sql, " (");
+    for (size_t i = 0; i < ds->n_columns; i++) {
+        if (i)
+            (void)fr_buf_puts(&sql, ", ");
+        fr_buf_sql_ident(&sql, ds->columns[i].name);
+    }
+    (void)fr_buf_puts(&sql, ") FROM STDIN");
+    r = PQexec(c, sql.data);
+    if (PQresultStatus(r) != PGRES_COPY_IN) {
+        snprintf(err, FR_ERR_LEN, "COPY into %s refused: %s", ds->table, PQresultErrorMessage(r));
+        PQclear(r);
+        goto out_rollback;
+    }
+    PQclear(r);
+    for (size_t off = 0; off < copy.len;) {
+        size_t chunk = copy.len - off > (1u << 20) ? (1u << 20) : copy.len - off;
+        if (PQputCopyData(c, copy.data + off, (int)chunk) != 1) {
+            snprintf(err, FR_ERR_LEN, "COPY into %s: %s", ds->table, PQerrorMessage(c));
+            goto out_rollback;
+        }
+        off += chunk;
+    }
+    if (PQputCopyEnd(c, NULL) != 1) {
+        snprintf(err, FR_ERR_LEN, "COPY into %s: %s", ds->table, PQerrorMessage(c));
+        goto out_rollback;
+    }
+    rc = 0;
+    while ((r = PQgetResult(c))) {
+        if (PQresultStatus(r) != PGRES_COMMAND_OK && rc == 0) {
+            snprintf(err, FR_ERR_LEN, "COPY into %s failed: %s", ds->table, PQresultErrorMessage(r));
+            rc = -EIO;
+        }
+        PQclear(r);
+    }
+    if (rc != 0)
+        goto out_rollback;
+    if (!exec_ok(c, "COMMIT", err)) {
+        rc = -EIO;
+        goto out;
+    }
+    if (rows)
+        *rows = n;
+    goto out;
+out_rollback:
+    rc = -EIO;
+    {
+        char ignored[FR_ERR_LEN];
+        (void)exec_ok(c, "ROLLBACK", ignored);
+    }
+out:
+    if (c)
+        PQfinish(c);
+    fr_buf_deinit(&sql);
+    fr_buf_deinit(&copy);
+    return rc;
+}
+
+int fr_backup_restore_file(const char *conninfo, const struct fr_pipeline *p, const struct fr_dataset *ds,
+                           const char *path, int64_t *rows, char err[FR_ERR_LEN])
+{
+    size_t len = 0;
+    char ferr[FR_ERR_LEN];
+    char *data = fr_read_file(path, FR_BACKUP_MAX_BYTES, &len, ferr);
+    int rc;
+
+    if (!data) {
+        snprintf(err, FR_ERR_LEN, "%.250s", ferr); /* names the file */
+        return -EIO;
+    }
+    rc = fr_backup_restore_buf(conninfo, p, ds, data, len, rows, err);
+    free(data);
+    return rc;
+}
+
+/* ---- notify ------------------------------------------------------------------------------ */
+
+int fr_backup_notify(const char *redis_url, const struct fr_dataset *ds, char err[FR_ERR_LEN])
+{
+    char host[256] = "127.0.0.1";
+    char pass[256] = "";
+    int port = 6379;
+    int db = 0;
+    const char *s = redis_url;
+    const char *at, *end;
+    redisContext *rc_ctx;
+    redisReply *rep;
+    struct timeval tv = {5, 0};
+    fr_batch_builder_t *bb;
+    struct fr_buf msg;
+    char id[27];
+    char key[300];
+    int rc = 0;
+
+    if (strncmp(s, "redis://", 8) != 0) {
+        snprintf(err, FR_ERR_LEN, "Redis URL '%s' must start with redis://", redis_url);
+        return -EINVAL;
+    }
+    s += 8;
+    end = s + strcspn(s, "/");
+    at = memchr(s, '@', (size_t)(end - s));
+    if (at) {
+        const char *colon = memchr(s, ':', (size_t)(at - s));
+        const char *pw = colon ? colon + 1 : s;
+        snprintf(pass, sizeof(pass), "%.*s", (int)(at - pw), pw);
+        s = at + 1;
+    }
+    {
+        const char *colon = memchr(s, ':', (size_t)(end - s));
+        size_t hn = (size_t)((colon ? colon : end) - s);
+        if (hn > 0)
+            snprintf(host, sizeof(host), "%.*s", (int)hn, s);
+        if (colon)
+            port = atoi(colon + 1);
+    }
+    if (*end == '/' && end[1])
+        db = atoi(end + 1);
+    rc_ctx = redisConnectWithTimeout(host, port, tv);
+    if (!rc_ctx || rc_ctx->err) {
+        snprintf(err, FR_ERR_LEN, "cannot connect to Redis %.64s:%d: %.64s; check FRESHET_REDIS_URL", host, port,
+                 rc_ctx ? rc_ctx->errstr : "out of memory");
+        redisFree(rc_ctx);
+        return -ECONNREFUSED;
+    }
+    if (pass[0]) {
+        rep = redisCommand(rc_ctx, "AUTH %s", pass);
+        if (!rep || rep->type == REDIS_REPLY_ERROR)
+            rc = -EACCES;
+        freeReplyObject(rep);
+    }
+    if (rc == 0 && db) {
+        rep = redisCommand(rc_ctx, "SELECT %d", db);
+        if (!rep || rep->type == REDIS_REPLY_ERROR)
+            rc = -EINVAL;
+        freeReplyObject(rep);
+    }
+    if (rc != 0) {
+        snprintf(err, FR_ERR_LEN, "Redis AUTH/SELECT refused; check FRESHET_REDIS_URL");
+        redisFree(rc_ctx);
+        return rc;
+    }
+    fr_ulid(id);
+    fr_buf_init(&msg, 0);
+    bb = fr_batch_builder_new(ds, "restore", FR_OP_REPLACED);
+    if (fr_batch_builder_flush(bb, id, NULL, &msg) != 0) {
+        snprintf(err, FR_ERR_LEN, "cannot encode the replaced-table batch");
+        rc = -EINVAL;
+        goto out;
+    }
+    snprintf(key, sizeof(key), "fr:stream:%s", ds->qname);
+    rep = redisCommand(rc_ctx, "XADD %s * batch %b id %s rows 0", key, msg.data, msg.len, id);
+    if (!rep || rep->type == REDIS_REPLY_ERROR) {
+        snprintf(err, FR_ERR_LEN, "XADD %.100s failed: %.100s", key, rep ? rep->str : rc_ctx->errstr);
+        rc = -EIO;
+    }
+    freeReplyObject(rep);
+out:
+    fr_batch_builder_free(bb);
+    fr_buf_deinit(&msg);
+    redisFree(rc_ctx);
+    return rc;
+}

@@ -1,0 +1,132 @@
+/* auth_gate: the api's front handler and key checks (see auth_gate.h). */
+#include "auth_gate.h"
+
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "api.h"
+#include "batches.h"
+#include "docsui.h"
+#include "log.h"
+#include "push.h"
+#include "workers.h"
+
+#define HASH_KEY_MAX 4096 /* bytes of key read from stdin */
+
+int fr_api_auth_setup(fr_auth_t **out, char err[FR_ERR_LEN])
+{
+    const char *mode = getenv("FRESHET_API_AUTH");
+    const char *path = getenv("FRESHET_API_KEYS_FILE");
+
+    *out = NULL;
+    if (!mode || mode[0] == '\0' || strcmp(mode, "off") == 0)
+        return 0;
+    if (strcmp(mode, "on") != 0) {
+        snprintf(err, FR_ERR_LEN, "FRESHET_API_AUTH='%.32s': use on or off", mode);
+        return -EINVAL;
+    }
+    if (!path || path[0] == '\0') {
+        snprintf(err, FR_ERR_LEN,
+                 "FRESHET_API_AUTH=on needs FRESHET_API_KEYS_FILE (lines name:role:sha256hex; see docs/api-auth.md)");
+        return -EINVAL;
+    }
+    *out = fr_auth_load(path, err);
+    if (!*out)
+        return -EINVAL;
+    fr_info("api keys: %zu loaded from %s", fr_auth_count(*out), path);
+    return 0;
+}
+
+bool fr_api_auth_open_path(const char *path)
+{
+    return strcmp(path, "/healthz") == 0 || strcmp(path, "/readyz") == 0 || strcmp(path, "/metrics") == 0 ||
+           strcmp(path, "/openapi.json") == 0 || fr_api_docsui_path(path);
+}
+
+enum fr_auth_role fr_api_auth_default_role(const char *method, const char *path)
+{
+    if (strncmp(path, "/admin/", 7) == 0)
+        return FR_AUTH_ROLE_ADMIN;
+    if (strcmp(method, "GET") == 0 || strcmp(method, "HEAD") == 0 || strcmp(method, "OPTIONS") == 0)
+        return FR_AUTH_ROLE_READ;
+    return FR_AUTH_ROLE_WRITE;
+}
+
+bool fr_api_auth_gate(fr_auth_t *a, fr_http_req_t *req, enum fr_auth_role need)
+{
+    struct fr_auth_decision d;
+    char retry[16];
+
+    if (!a || need == FR_AUTH_ROLE_NONE)
+        return true;
+    fr_auth_check(a, fr_http_req_header(req, "Authorization"), need, fr_mono_ms(), &d);
+    switch (d.status) {
+    case 0:
+        return true;
+    case 401:
+        fr_http_add_header(req, "WWW-Authenticate", "Bearer realm=\"freshet\"");
+        break;
+    case 429:
+        snprintf(retry, sizeof(retry), "%u", d.retry_after_s);
+        fr_http_add_header(req, "Retry-After", retry);
+        break;
+    default:
+        break;
+    }
+    fr_debug("auth: %d for %s %s (key %s)", d.status, fr_http_req_method(req), fr_http_req_path(req),
+             d.key_name ? d.key_name : "-");
+    fr_http_respond_detail(req, d.status, d.detail);
+    return false;
+}
+
+void fr_api_front(fr_http_req_t *req, void *data)
+{
+    struct fr_api_worker *w = data;
+    const char *path = fr_http_req_path(req);
+
+    if (fr_api_docsui_handle(req))
+        return;
+    if (w->pool && strcmp(path, "/metrics") == 0 && strcmp(fr_http_req_method(req), "GET") == 0 &&
+        fr_api_pool_metrics(w->pool, w, req))
+        return; /* summed over the workers */
+    if (w->auth && !fr_api_auth_open_path(path)) {
+        enum fr_auth_role need =
+            w->route_role ? w->route_role(w, req) : fr_api_auth_default_role(fr_http_req_method(req), path);
+        if (!fr_api_auth_gate(w->auth, req, need))
+            return;
+    }
+    if (fr_api_batches_route(w, req) || fr_api_push_route(w, req))
+        return;
+    fr_api_handle(req, data);
+}
+
+int fr_api_hash_key_main(void)
+{
+    char buf[HASH_KEY_MAX + 1];
+    char hex[65];
+    size_t n = fread(buf, 1, sizeof(buf), stdin);
+    size_t k;
+
+    if (ferror(stdin)) {
+        fprintf(stderr, "freshet-api hash-key: cannot read the key from stdin\n");
+        return 2;
+    }
+    if (n > HASH_KEY_MAX) {
+        fprintf(stderr, "freshet-api hash-key: key longer than %d bytes\n", HASH_KEY_MAX);
+        return 2;
+    }
+    k = n;
+    if (k > 0 && buf[k - 1] == '\n')
+        k--;
+    if (k > 0 && buf[k - 1] == '\r')
+        k--;
+    if (k == 0) {
+        fprintf(stderr, "freshet-api hash-key: empty key (usage: echo -n KEY | freshet-api hash-key)\n");
+        return 2;
+    }
+    fr_auth_hash_key(buf, n, hex);
+    printf("%s\n", hex);
+    return 0;
+}

@@ -1,0 +1,994 @@
+/* engine: routes from configuration (see engine.h, docs/routes.md). */
+#include "engine.h"
+
+#include <errno.h>
+#include <inttypes.h>
+#include <libpq-fe.h>
+#include <regex.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "api.h"
+#include "log.h"
+#include "push.h"
+
+#define MAX_RESULT_BYTES (64u << 20) /* a buffered answer; larger results must paginate */
+#define MAX_VALUE        4096        /* a decoded parameter */
+
+/* PostgreSQL type OIDs (pg_type.h is not in libpq-dev). */
+enum {
+    OID_BOOL = 16,
+    OID_INT8 = 20,
+    OID_INT2 = 21,
+    OID_INT4 = 23,
+    OID_JSON = 114,
+    OID_FLOAT4 = 700,
+    OID_FLOAT8 = 701,
+    OID_DATE = 1082,
+    OID_TIMESTAMP = 1114,
+    OID_TIMESTAMPTZ = 1184,
+    OID_NUMERIC = 1700,
+    OID_JSONB = 3802,
+};
+
+struct eroute {
+    const struct fr_pipeline *p; /* borrowed */
+    const struct fr_route *r;    /* borrowed */
+    const struct fr_dataset *ds; /* push: borrowed */
+    regex_t *re;                 /* owned: one per param, compiled when it has a pattern */
+    size_t n_re;                 /* params[0..n_re) were compiled (those with a pattern) */
+    size_t n_static;             /* static segments: more wins a tie */
+    struct fr_histogram *latency;
+};
+
+struct fr_api_engine {
+    struct fr_api_worker *w; /* borrowed */
+    struct eroute *routes;   /* owned */
+    size_t n;
+};
+
+/* One sql request in flight, in the request's arena. */
+struct sqlreq {
+    struct fr_api_engine *e;
+    struct eroute *er;
+    fr_http_req_t *req;
+    bool csv;
+    bool exists_phase;
+    const char **vals; /* arena: one per param, NULL = absent */
+};
+
+/* ------------------------------------------------------------------ setup */
+
+static void eroute_free(struct eroute *er)
+{
+    if (er->re) {
+        for (size_t i = 0; i < er->n_re; i++)
+            if (er->r->params[i].pattern)
+                regfree(&er->re[i]);
+        free(er->re);
+    }
+}
+
+struct fr_api_engine *fr_api_engine_new(struct fr_api_worker *w, char err[FR_ERR_LEN])
+{
+    struct fr_app *app = w->app;
+    struct fr_api_engine *e = fr_xcalloc(1, sizeof(*e));
+    size_t total = 0;
+    e->w = w;
+    for (size_t i = 0; i < app->n_pipelines; i++)
+        total += app->pipelines[i]->n_routes;
+    e->routes = fr_xcalloc(total ? total : 1, sizeof(*e->routes));
+    for (size_t i = 0; i < app->n_pipelines; i++) {
+        const struct fr_pipeline *p = app->pipelines[i];
+        for (size_t j = 0; j < p->n_routes; j++) {
+            const struct fr_route *r = &p->routes[j];
+            struct eroute *er = &e->routes[e->n++];
+            er->p = p;
+            er->r = r;
+            for (size_t k = 0; k + 1 < e->n; k++) {
+                const struct fr_route *o = e->routes[k].r;
+                if (strcmp(o->path, r->path) == 0 && strcmp(o->method, r->method) == 0) {
+                    snprintf(err, FR_ERR_LEN, "%s: route '%s' serves %s %s, as route '%s' of %s does; remove one",
+                             p->path, r->name, r->method, r->path, o->name, e->routes[k].p->path);
+                    fr_api_engine_free(e);
+                    return NULL;
+                }
+            }
+            if (r->handler == FR_RH_PUSH)
+                er->ds = fr_pipeline_dataset(p, r->dataset);
+            for (size_t k = 0; k < r->n_segs; k++)
+                er->n_static += r->segs[k][0] != '{';
+            er->re = fr_xcalloc(r->n_params ? r->n_params : 1, sizeof(regex_t));
+            for (size_t k = 0; k < r->n_params; k++) {
+                if (r->params[k].pattern &&
+                    regcomp(&er->re[k], r->params[k].pattern, REG_EXTENDED | REG_NOSUB) != 0) {
+                    snprintf(err, FR_ERR_LEN, "%s: pattern of %s in route '%s' does not compile", p->path,
+                             r->params[k].name, r->name);
+                    fr_api_engine_free(e);
+                    return NULL;
+                }
+                er->n_re = k + 1;
+            }
+            char labels[160];
+            snprintf(labels, sizeof(labels), "route=\"%s\"", r->path);
+            er->latency = fr_metrics_histogram(w->metrics, "http_request_duration_seconds",
+                                               "HTTP request latency by route", labels);
+        }
+    }
+    return e;
+}
+
+void fr_api_engine_free(struct fr_api_engine *e)
+{
+    if (!e)
+        return;
+    for (size_t i = 0; i < e->n; i++)
+        eroute_free(&e->routes[i]);
+    free(e->routes);
+    free(e);
+}
+
+/* --------------------------------------------------------------- matching */
+
+static int hexv(char c)
+{
+    if (c >= '0' && c <= '9')
+        return c - '0';
+    if (c >= 'a' && c <= 'f')
+        return c - 'a' + 10;
+    if (c >= 'A' && c <= 'F')
+        return c - 'A' + 10;
+    return -1;
+}
+
+/* Matches path against r's segments; path params (raw) go to segs_out. */
+static bool match_path(const struct fr_route *r, const char *path, const char **seg_start, size_t *seg_len)
+{
+    const char *s = path;
+    size_t i = 0;
+    if (*s != '/')
+        return false;
+    while (*s == '/') {
+        s++;
+        const char *end = strchr(s, '/');
+        size_t len = end ? (size_t)(end - s) : strlen(s);
+        if (i >= r->n_segs)
+            return false;
+        const char *g = r->segs[i];
+        if (g[0] == '{') {
+            if (len == 0)
+                return false;
+        } else if (strlen(g) != len || memcmp(g, s, len) != 0) {
+            return false;
+        }
+        seg_start[i] = s;
+        seg_len[i] = len;
+        i++;
+        s += len;
+    }
+    return *s == '\0' && i == r->n_segs;
+}
+
+static struct eroute *find(struct fr_api_engine *e, const char *method, const char *path, bool *path_matched,
+                           const char **seg_start, size_t *seg_len)
+{
+    struct eroute *best = NULL;
+    const char *ss[64];
+    size_t sl[64];
+    *path_matched = false;
+    for (size_t i = 0; i < e->n; i++) {
+        struct eroute *er = &e->routes[i];
+        if (er->r->n_segs > 64 || !match_path(er->r, path, ss, sl))
+            continue;
+        *path_matched = true;
+        if (strcmp(er->r->method, method) != 0)
+            continue;
+        if (!best || er->n_static > best->n_static) {
+            best = er;
+            memcpy(seg_start, ss, er->r->n_segs * sizeof(*ss));
+            memcpy(seg_len, sl, er->r->n_segs * sizeof(*sl));
+        }
+    }
+    return best;
+}
+
+const char *fr_api_engine_role(struct fr_api_engine *e, const char *method, const char *path)
+{
+    bool pm;
+    const char *ss[64];
+    size_t sl[64];
+    struct eroute *er = e ? find(e, method, path, &pm, ss, sl) : NULL;
+    return er ? er->r->role : NULL;
+}
+
+const struct fr_route *fr_api_engine_cache_route(const struct fr_api_engine *e, const struct fr_pipeline **p)
+{
+    for (size_t i = 0; e && i < e->n; i++) {
+        enum fr_route_handler h = e->routes[i].r->handler;
+        if (h == FR_RH_CACHE_FIELD || h == FR_RH_CACHE_HASH || h == FR_RH_CACHE_MULTI) {
+            *p = e->routes[i].p;
+            return e->routes[i].r;
+        }
+    }
+    return NULL;
+}
+
+/* ---------------------------------------------------------------- answers */
+
+static void respond(struct eroute *er, fr_http_req_t *req, int status, const char *ctype, const char *body,
+                    size_t len, struct fr_api_worker *w)
+{
+    uint64_t now = fr_mono_ns();
+    uint64_t start = fr_http_req_start_ns(req);
+    double secs = now > start ? (double)(now - start) / 1e9 : 0.0;
+    char labels[200];
+    snprintf(labels, sizeof(labels), "route=\"%s\",method=\"%s\",status=\"%d\"", er ? er->r->path : "unmatched",
+             fr_http_req_method(req), status);
+    (*fr_metrics_counter(w->metrics, "http_requests_total", "HTTP requests by route, method and status", labels))++;
+    if (er)
+        fr_histogram_observe(er->latency, secs);
+    fr_http_respond(req, status, ctype, body ? body : "", len);
+}
+
+static void respond_detail(struct eroute *er, fr_http_req_t *req, int status, const char *msg,
+                           struct fr_api_worker *w)
+{
+    struct fr_buf *b = &w->out;
+    fr_buf_reset(b);
+    (void)fr_buf_puts(b, "{\"detail\":");
+    (void)fr_buf_json_str(b, msg, strlen(msg));
+    (void)fr_buf_putc(b, '}');
+    respond(er, req, status, "application/json", b->data, b->len, w);
+}
+
+struct errs {
+    struct fr_buf *b;
+    size_t n;
+};
+
+static void err_add(struct errs *x, const char *where, const char *name, const char *msg, const char *type)
+{
+    (void)fr_buf_puts(x->b, x->n++ ? "," : "{\"detail\":[");
+    (void)fr_buf_puts(x->b, "{\"loc\":[");
+    (void)fr_buf_json_str(x->b, where, strlen(where));
+    (void)fr_buf_putc(x->b, ',');
+    (void)fr_buf_json_str(x->b, name, strlen(name));
+    (void)fr_buf_puts(x->b, "],\"msg\":");
+    (void)fr_buf_json_str(x->b, msg, strlen(msg));
+    (void)fr_buf_puts(x->b, ",\"type\":");
+    (void)fr_buf_json_str(x->b, type, strlen(type));
+    (void)fr_buf_putc(x->b, '}');
+}
+
+/* ------------------------------------------------------------- parameters */
+
+static size_t pct_decode(const char *s, size_t n, char *out, size_t cap)
+{
+    size_t o = 0;
+    for (size_t i = 0; i < n; o++) {
+        char c = s[i];
+        if (c == '%' && i + 2 < n && hexv(s[i + 1]) >= 0 && hexv(s[i + 2]) >= 0) {
+            c = (char)(hexv(s[i + 1]) * 16 + hexv(s[i + 2]));
+            i += 3;
+        } else {
+            i++;
+        }
+        if (o >= cap)
+            return cap + 1;
+        out[o] = c;
+    }
+    return o;
+}
+
+/* Parses one raw value of param p; on success *out is the canonical text to
+ * bind (arena). On failure fills msg/type and returns false. */
+static bool convert(const struct fr_route_param *p, const regex_t *re, const char *raw, size_t n, fr_http_req_t *req,
+                    const char **out, char *msg, size_t msg_cap, const char **type)
+{
+    char *v = fr_http_req_alloc(req, n + (p->suffix ? strlen(p->suffix) : 0) + 40);
+    memcpy(v, raw, n);
+    v[n] = '\0';
+    switch (p->type) {
+    case FR_T_TEXT: {
+        if (p->upper || p->lower)
+            for (size_t i = 0; i < n; i++)
+                v[i] = p->upper ? (char)(v[i] >= 'a' && v[i] <= 'z' ? v[i] - 32 : v[i])
+                                : (char)(v[i] >= 'A' && v[i] <= 'Z' ? v[i] + 32 : v[i]);
+        if (n < p->min_length || (n == 0 && p->required)) {
+            snprintf(msg, msg_cap, "String should have at least %u character%s", p->min_length ? p->min_length : 1,
+                     p->min_length > 1 ? "s" : "");
+            *type = "string_too_short";
+            return false;
+        }
+        if (n > p->max_length) {
+            snprintf(msg, msg_cap, "String should have at most %u characters", p->max_length);
+            *type = "string_too_long";
+            return false;
+        }
+        if (memchr(v, '\0', n) || !fr_utf8_valid(v, n)) {
+            snprintf(msg, msg_cap, "Input should be a valid string");
+            *type = "string_type";
+            return false;
+        }
+        if (p->pattern && regexec(re, v, 0, NULL, 0) != 0) {
+            snprintf(msg, msg_cap, "String should match pattern '%.200s'", p->pattern);
+            *type = "string_pattern_mismatch";
+            return false;
+        }
+        if (p->n_allowed) {
+            bool ok = false;
+            for (size_t i = 0; i < p->n_allowed && !ok; i++)
+                ok = strcmp(p->allowed[i], v) == 0;
+            if (!ok) {
+                size_t off = (size_t)snprintf(msg, msg_cap, "Input should be");
+                for (size_t i = 0; i < p->n_allowed && off < msg_cap; i++)
+                    off += (size_t)snprintf(msg + off, msg_cap - off, "%s'%s'",
+                                            i == 0 ? " " : (i + 1 == p->n_allowed ? " or " : ", "), p->allowed[i]);
+                *type = "enum";
+                return false;
+            }
+        }
+        if (p->suffix) {
+            size_t sl = strlen(p->suffix);
+            if (n < sl || strcmp(v + n - sl, p->suffix) != 0)
+                memcpy(v + n, p->suffix, sl + 1);
+        }
+        *out = v;
+        return true;
+    }
+    case FR_T_INT:
+    case FR_T_BIGINT: {
+        int64_t x;
+        if (!fr_parse_i64(v, n, &x) || (p->type == FR_T_INT && (x < INT32_MIN || x > INT32_MAX))) {
+            snprintf(msg, msg_cap, "Input should be a valid integer, unable to parse string as an integer");
+            *type = "int_parsing";
+            return false;
+        }
+        if (p->has_min && x < p->min) {
+            snprintf(msg, msg_cap, "Input should be greater than or equal to %" PRId64, p->min);
+            *type = "greater_than_equal";
+            return false;
+        }
+        if (p->has_max && x > p->max) {
+            snprintf(msg, msg_cap, "Input should be less than or equal to %" PRId64, p->max);
+            *type = "less_than_equal";
+            return false;
+        }
+        snprintf(v, n + 40, "%" PRId64, x);
+        *out = v;
+        return true;
+    }
+    case FR_T_FLOAT:
+    case FR_T_NUMERIC: {
+        double d;
+        if (!fr_parse_double(v, n, &d)) {
+            snprintf(msg, msg_cap, "Input should be a valid number, unable to parse string as a number");
+            *type = "float_parsing";
+            return false;
+        }
+        *out = v;
+        return true;
+    }
+    case FR_T_BOOL: {
+        static const char *const t[] = {"true", "1", "yes", "on"}, *const f[] = {"false", "0", "no", "off"};
+        for (size_t i = 0; i < 4; i++) {
+            if (strcmp(v, t[i]) == 0)
+                return *out = "true", true;
+            if (strcmp(v, f[i]) == 0)
+                return *out = "false", true;
+        }
+        snprintf(msg, msg_cap, "Input should be a valid boolean, unable to interpret input");
+        *type = "bool_parsing";
+        return false;
+    }
+    case FR_T_DATE: {
+        int32_t days;
+        if (!fr_parse_date(v, n, &days)) {
+            snprintf(msg, msg_cap, "Input should be a valid date in the format YYYY-MM-DD");
+            *type = "date_from_datetime_parsing";
+            return false;
+        }
+        fr_format_date(days, v);
+        *out = v;
+        return true;
+    }
+    case FR_T_TIMESTAMPTZ: {
+        int64_t us, ms;
+        bool digits = n > 0;
+        for (size_t i = 0; i < n; i++)
+            digits = digits && ((v[i] >= '0' && v[i] <= '9') || (i == 0 && v[i] == '-'));
+        if (digits && fr_parse_i64(v, n, &ms) && ms > -62135596800000LL && ms < 253402300800000LL)
+            us = ms * 1000;
+        else if (!fr_parse_timestamp(v, n, &us)) {
+            snprintf(msg, msg_cap, "Input should be a valid datetime (ISO-8601) or epoch milliseconds");
+            *type = "datetime_parsing";
+            return false;
+        }
+        char *t = fr_http_req_alloc(req, 40);
+        fr_format_timestamp(us, t);
+        *out = t;
+        return true;
+    }
+    case FR_T_JSON:
+        break;
+    }
+    *out = v;
+    return true;
+}
+
+/* Fills vals[] (one per param, NULL = absent) or answers 422; returns false
+ * when answered. */
+static bool parse_params(struct fr_api_engine *e, struct eroute *er, fr_http_req_t *req, const char **seg_start,
+                         const size_t *seg_len, const char **vals)
+{
+    const struct fr_route *r = er->r;
+    struct fr_api_worker *w = e->w;
+    const char *q = fr_http_req_query(req);
+    size_t qlen = strlen(q);
+    struct errs x = {.b = &w->out, .n = 0};
+    char msg[512];
+    fr_buf_reset(&w->out);
+    for (size_t i = 0; i < r->n_params; i++) {
+        const struct fr_route_param *p = &r->params[i];
+        const char *where = p->in == FR_PARAM_PATH ? "path" : "query";
+        const char *raw = NULL;
+        size_t n = 0;
+        char dec[MAX_VALUE + 1];
+        if (p->in == FR_PARAM_PATH) {
+            char want[80];
+            snprintf(want, sizeof(want), "{%s}", p->name);
+            for (size_t k = 0; k < r->n_segs; k++) {
+                if (strcmp(r->segs[k], want) == 0) {
+                    n = pct_decode(seg_start[k], seg_len[k], dec, MAX_VALUE);
+                    raw = dec;
+                }
+            }
+        } else if (fr_http_query_get(q, qlen, p->name, &w->q1)) {
+            n = w->q1.len;
+            raw = w->q1.data ? w->q1.data : "";
+        }
+        vals[i] = NULL;
+        if (raw && n > MAX_VALUE) {
+            err_add(&x, where, p->name, "Value is too long", "string_too_long");
+            continue;
+        }
+        if (!raw || (n == 0 && p->type != FR_T_TEXT)) {
+            if (p->def) {
+                if (strcmp(p->def, "now_year") == 0) {
+                    char *y = fr_http_req_alloc(req, 16);
+                    int64_t now = fr_pipeline_now(er->p) / 1000000;
+                    time_t t = (time_t)now;
+                    struct tm tm;
+                    gmtime_r(&t, &tm);
+                    snprintf(y, 16, "%d", tm.tm_year + 1900);
+                    vals[i] = y;
+                } else {
+                    vals[i] = p->def;
+                }
+            } else if (p->required) {
+                err_add(&x, where, p->name, "Field required", "missing");
+            }
+            continue;
+        }
+        const char *type = "value_error";
+        msg[0] = '\0';
+        if (!convert(p, &er->re[i], raw, n, req, &vals[i], msg, sizeof(msg), &type))
+            err_add(&x, where, p->name, msg, type);
+    }
+    for (size_t i = 0; x.n == 0 && i < r->n_checks; i++) {
+        const struct fr_route_check *c = &r->checks[i];
+        const char *a = vals[c->a], *b = vals[c->b];
+        if (!a || !b)
+            continue;
+        const struct fr_route_param *pa = &r->params[c->a];
+        bool bad;
+        if (pa->type == FR_T_INT || pa->type == FR_T_BIGINT || pa->type == FR_T_FLOAT || pa->type == FR_T_NUMERIC)
+            bad = strtod(a, NULL) > strtod(b, NULL);
+        else if (pa->type == FR_T_TIMESTAMPTZ) {
+            int64_t ua = 0, ub = 0;
+            bad = fr_parse_timestamp(a, strlen(a), &ua) && fr_parse_timestamp(b, strlen(b), &ub) && ua > ub;
+        } else
+            bad = strcmp(a, b) > 0;
+        if (bad)
+            err_add(&x, pa->in == FR_PARAM_PATH ? "path" : "query", pa->name, c->msg, "value_error");
+    }
+    if (x.n) {
+        (void)fr_buf_puts(&w->out, "]}");
+        respond(er, req, 422, "application/json", w->out.data, w->out.len, w);
+        return false;
+    }
+    return true;
+}
+
+/* -------------------------------------------------------------- rendering */
+
+static void put_json_value(struct fr_buf *b, const PGresult *res, int row, int col)
+{
+    if (PQgetisnull(res, row, col)) {
+        (void)fr_buf_puts(b, "null");
+        return;
+    }
+    const char *v = PQgetvalue(res, row, col);
+    size_t n = (size_t)PQgetlength(res, row, col);
+    switch (PQftype(res, col)) {
+    case OID_INT2:
+    case OID_INT4:
+    case OID_INT8:
+        (void)fr_buf_append(b, v, n);
+        return;
+    case OID_FLOAT4:
+    case OID_FLOAT8:
+    case OID_NUMERIC: {
+        double d;
+        if (!fr_parse_double(v, n, &d)) /* NaN, Infinity */
+            (void)fr_buf_puts(b, "null");
+        else
+            (void)fr_buf_append(b, v, n);
+        return;
+    }
+    case OID_BOOL:
+        (void)fr_buf_puts(b, v[0] == 't' ? "true" : "false");
+        return;
+    case OID_JSON:
+    case OID_JSONB:
+        (void)fr_buf_append(b, v, n);
+        return;
+    case OID_TIMESTAMPTZ:
+    case OID_TIMESTAMP: {
+        int64_t us;
+        char t[40];
+        if (fr_parse_timestamp(v, n, &us)) {
+            size_t tl = fr_format_timestamp(us, t);
+            (void)fr_buf_json_str(b, t, tl);
+            return;
+        }
+        break;
+    }
+    default:
+        break;
+    }
+    (void)fr_buf_json_str(b, v, n);
+}
+
+static void put_csv_value(struct fr_buf *b, const PGresult *res, int row, int col)
+{
+    if (PQgetisnull(res, row, col))
+        return;
+    const char *v = PQgetvalue(res, row, col);
+    size_t n = (size_t)PQgetlength(res, row, col);
+    Oid t = PQftype(res, col);
+    char ts[40];
+    int64_t us;
+    if ((t == OID_TIMESTAMPTZ || t == OID_TIMESTAMP) && fr_parse_timestamp(v, n, &us)) {
+        n = fr_format_timestamp(us, ts);
+        v = ts;
+    } else if (t == OID_BOOL) {
+        (void)fr_buf_puts(b, v[0] == 't' ? "true" : "false");
+        return;
+    }
+    if (!memchr(v, ',', n) && !memchr(v, '"', n) && !memchr(v, '\n', n) && !memchr(v, '\r', n)) {
+        (void)fr_buf_append(b, v, n);
+        return;
+    }
+    (void)fr_buf_putc(b, '"');
+    for (size_t i = 0; i < n; i++) {
+        if (v[i] == '"')
+            (void)fr_buf_putc(b, '"');
+        (void)fr_buf_putc(b, v[i]);
+    }
+    (void)fr_buf_putc(b, '"');
+}
+
+static void put_row_json(struct fr_buf *b, const PGresult *res, int row)
+{
+    int nf = PQnfields(res);
+    (void)fr_buf_putc(b, '{');
+    for (int c = 0; c < nf; c++) {
+        if (c)
+            (void)fr_buf_putc(b, ',');
+        const char *name = PQfname(res, c);
+        (void)fr_buf_json_str(b, name, strlen(name));
+        (void)fr_buf_putc(b, ':');
+        put_json_value(b, res, row, c);
+    }
+    (void)fr_buf_putc(b, '}');
+}
+
+/* Substitutes {param} in the route's not_found text. */
+static void not_found_msg(const struct eroute *er, const char **vals, struct fr_buf *out)
+{
+    const char *s = er->r->not_found ? er->r->not_found : "Not Found";
+    while (*s) {
+        const char *o = strchr(s, '{');
+        const char *c = o ? strchr(o, '}') : NULL;
+        if (!o || !c) {
+            (void)fr_buf_puts(out, s);
+            break;
+        }
+        (void)fr_buf_append(out, s, (size_t)(o - s));
+        char name[64];
+        size_t nl = (size_t)(c - o - 1);
+        int k = -1;
+        if (nl < sizeof(name)) {
+            memcpy(name, o + 1, nl);
+            name[nl] = '\0';
+            k = fr_route_param_index(er->r, name);
+        }
+        if (k >= 0 && vals[k])
+            (void)fr_buf_puts(out, vals[k]);
+        else
+            (void)fr_buf_append(out, o, (size_t)(c - o + 1));
+        s = c + 1;
+    }
+    (void)fr_buf_putc(out, '\0');
+}
+
+static void render(struct sqlreq *sr, const PGresult *res)
+{
+    struct fr_api_worker *w = sr->e->w;
+    struct eroute *er = sr->er;
+    struct fr_buf *b = &w->out;
+    int rows = PQntuples(res), nf = PQnfields(res);
+    fr_buf_reset(b);
+    if ((er->r->shape == FR_SHAPE_ONE || er->r->shape == FR_SHAPE_VALUE) && rows == 0) {
+        struct fr_buf m;
+        fr_buf_init(&m, 0);
+        not_found_msg(er, sr->vals, &m);
+        respond_detail(er, sr->req, 404, m.data, w);
+        fr_buf_deinit(&m);
+        return;
+    }
+    if (sr->csv) {
+        for (int c = 0; c < nf; c++) {
+            if (c)
+                (void)fr_buf_putc(b, ',');
+            (void)fr_buf_puts(b, PQfname(res, c));
+        }
+        (void)fr_buf_puts(b, "\r\n");
+        int last = er->r->shape == FR_SHAPE_ONE ? (rows > 0 ? 1 : 0) : rows;
+        for (int r = 0; r < last; r++) {
+            for (int c = 0; c < nf; c++) {
+                if (c)
+                    (void)fr_buf_putc(b, ',');
+                put_csv_value(b, res, r, c);
+            }
+            if (fr_buf_puts(b, "\r\n") != 0)
+                break;
+        }
+    } else {
+        switch (er->r->shape) {
+        case FR_SHAPE_ONE:
+            put_row_json(b, res, 0);
+            break;
+        case FR_SHAPE_VALUE:
+            if (nf > 0)
+                put_json_value(b, res, 0, 0);
+            else
+                (void)fr_buf_puts(b, "null");
+            break;
+        case FR_SHAPE_LIST:
+        case FR_SHAPE_ENVELOPE:
+            (void)fr_buf_puts(b, er->r->shape == FR_SHAPE_LIST ? "[" : "{\"items\":[");
+            for (int r = 0; r < rows; r++) {
+                if (r)
+                    (void)fr_buf_putc(b, ',');
+                put_row_json(b, res, r);
+            }
+            if (er->r->shape == FR_SHAPE_LIST)
+                (void)fr_buf_putc(b, ']');
+            else
+                (void)fr_buf_printf(b, "],\"count\":%d}", rows);
+            break;
+        }
+    }
+    if (b->len >= MAX_RESULT_BYTES) {
+        respond_detail(er, sr->req, 500, "result too large to answer at once; paginate with limit/offset", w);
+        return;
+    }
+    respond(er, sr->req, 200, sr->csv ? "text/csv; charset=utf-8" : "application/json", b->data, b->len, w);
+}
+
+/* ------------------------------------------------------------------- sql */
+
+static void run_sql(struct sqlreq *sr);
+
+static void on_sql(fr_pg_t *pg, PGresult *res, void *data)
+{
+    (void)pg;
+    struct sqlreq *sr = data;
+    struct fr_api_worker *w = sr->e->w;
+    w->inflight--;
+    if (!res) {
+        respond_detail(sr->er, sr->req, 503, "database unavailable; retry", w);
+        return;
+    }
+    ExecStatusType st = PQresultStatus(res);
+    if (st != PGRES_TUPLES_OK && st != PGRES_COMMAND_OK) {
+        fr_warn("route %s: query failed: %s", sr->er->r->name, PQresultErrorMessage(res));
+        respond_detail(sr->er, sr->req, 500, "query failed", w);
+        return;
+    }
+    if (sr->exists_phase) {
+        if (PQntuples(res) == 0) {
+            struct fr_buf m;
+            fr_buf_init(&m, 0);
+            not_found_msg(sr->er, sr->vals, &m);
+            respond_detail(sr->er, sr->req, 404, m.data, w);
+            fr_buf_deinit(&m);
+            return;
+        }
+        sr->exists_phase = false;
+        run_sql(sr);
+        return;
+    }
+    render(sr, res);
+}
+
+static void run_sql(struct sqlreq *sr)
+{
+    struct fr_api_worker *w = sr->e->w;
+    const struct fr_route *r = sr->er->r;
+    const char *sql = sr->exists_phase ? r->exists : r->sql;
+    const int *args = sr->exists_phase ? r->exists_args : r->args;
+    size_t n = sr->exists_phase ? r->n_exists_args : r->n_args;
+    const char **params = fr_http_req_alloc(sr->req, (n ? n : 1) * sizeof(char *));
+    for (size_t i = 0; i < n; i++)
+        params[i] = sr->vals[args[i]];
+    fr_pg_t *pg = w->app->pg;
+    if (!pg || !fr_pg_connected(pg) || fr_pg_query(pg, sql, (int)n, params, NULL, on_sql, sr) != 0) {
+        respond_detail(sr->er, sr->req, 503, "database unavailable; retry", w);
+        return;
+    }
+    w->inflight++;
+}
+
+static bool wants_csv(const struct eroute *er, fr_http_req_t *req, struct fr_api_worker *w)
+{
+    const char *q = fr_http_req_query(req);
+    if (fr_http_query_get(q, strlen(q), "format", &w->q2) && w->q2.data)
+        return strcmp(w->q2.data, "csv") == 0;
+    const char *acc = fr_http_req_header(req, "Accept");
+    if (acc && strstr(acc, "text/csv"))
+        return true;
+    return !er->r->json && er->r->csv;
+}
+
+/* ---------------------------------------------------------------- dispatch */
+
+bool fr_api_engine_handle(struct fr_api_engine *e, fr_http_req_t *req)
+{
+    if (!e || e->n == 0)
+        return false;
+    const char *method = fr_http_req_method(req);
+    const char *path = fr_http_req_path(req);
+    const char *ss[64];
+    size_t sl[64];
+    bool pm;
+    struct fr_api_worker *w = e->w;
+    struct eroute *er = find(e, method, path, &pm, ss, sl);
+    if (!er) {
+        if (!pm)
+            return false;
+        char allow[96] = "";
+        size_t off = 0;
+        const char *ss2[64];
+        size_t sl2[64];
+        for (size_t i = 0; i < e->n && off < sizeof(allow) - 10; i++)
+            if (e->routes[i].r->n_segs <= 64 && match_path(e->routes[i].r, path, ss2, sl2) &&
+                !strstr(allow, e->routes[i].r->method))
+                off += (size_t)snprintf(allow + off, sizeof(allow) - off, "%s%s", off ? ", " : "",
+                                        e->routes[i].r->method);
+        fr_http_add_header(req, "Allow", allow);
+        respond_detail(NULL, req, 405, "Method Not Allowed", w);
+        return true;
+    }
+    const struct fr_route *r = er->r;
+    switch (r->handler) {
+    case FR_RH_CACHE_FIELD:
+    case FR_RH_CACHE_HASH:
+    case FR_RH_CACHE_MULTI:
+        fr_api_cache_route(w, req, r->handler, r->n_segs ? ss[r->n_segs - 1] : "", r->n_segs ? sl[r->n_segs - 1] : 0);
+        return true;
+    case FR_RH_STATIC:
+        respond(er, req, 200, "application/json", r->sql, strlen(r->sql), w);
+        return true;
+    case FR_RH_PUSH: {
+        struct fr_api_push_spec spec = {
+            .pipeline = er->p,
+            .ds = er->ds,
+            .min_rows = r->min_rows,
+            .max_rows = r->max_rows,
+            .partial = r->partial,
+            .csv_header = true,
+            .wait_ms = UINT32_MAX,
+            .op = FR_OP_UPSERT,
+        };
+        fr_api_push(w, req, &spec);
+        return true;
+    }
+    case FR_RH_SQL:
+        break;
+    }
+    const char **vals = fr_http_req_alloc(req, (r->n_params ? r->n_params : 1) * sizeof(char *));
+    if (!parse_params(e, er, req, ss, sl, vals))
+        return true;
+    struct sqlreq *sr = fr_http_req_alloc(req, sizeof(*sr));
+    memset(sr, 0, sizeof(*sr));
+    sr->e = e;
+    sr->er = er;
+    sr->req = req;
+    sr->vals = vals;
+    sr->csv = wants_csv(er, req, w);
+    if (sr->csv && !r->csv) {
+        respond_detail(er, req, 406, "this route answers JSON only", w);
+        return true;
+    }
+    if (!sr->csv && !r->json) {
+        respond_detail(er, req, 406, "this route answers CSV only; use ?format=csv", w);
+        return true;
+    }
+    sr->exists_phase = r->exists != NULL;
+    run_sql(sr);
+    return true;
+}
+
+/* ---------------------------------------------------------------- openapi */
+
+static const char *oa_type(enum fr_type t)
+{
+    switch (t) {
+    case FR_T_INT:
+    case FR_T_BIGINT:
+        return "integer";
+    case FR_T_FLOAT:
+    case FR_T_NUMERIC:
+        return "number";
+    case FR_T_BOOL:
+        return "boolean";
+    default:
+        return "string";
+    }
+}
+
+static void oa_str(struct fr_buf *b, const char *s)
+{
+    (void)fr_buf_json_str(b, s, strlen(s));
+}
+
+static void oa_route(struct fr_buf *b, const struct fr_pipeline *p, const struct fr_route *r, bool auth)
+{
+    char lower[8];
+    size_t i = 0;
+    for (; r->method[i] && i < sizeof(lower) - 1; i++)
+        lower[i] = (char)(r->method[i] + ('a' - 'A'));
+    lower[i] = '\0';
+    oa_str(b, lower);
+    (void)fr_buf_puts(b, ":{\"operationId\":");
+    char op[160];
+    snprintf(op, sizeof(op), "%s.%s", p->name, r->name);
+    oa_str(b, op);
+    (void)fr_buf_puts(b, ",\"tags\":[");
+    oa_str(b, p->name);
+    (void)fr_buf_puts(b, "],\"summary\":");
+    oa_str(b, r->summary ? r->summary : r->name);
+    (void)fr_buf_puts(b, ",\"x-role\":");
+    oa_str(b, r->role);
+    if (auth)
+        (void)fr_buf_puts(b, ",\"security\":[{\"bearer\":[]}]");
+    (void)fr_buf_puts(b, ",\"parameters\":[");
+    for (size_t k = 0; k < r->n_params; k++) {
+        const struct fr_route_param *q = &r->params[k];
+        if (k)
+            (void)fr_buf_putc(b, ',');
+        (void)fr_buf_puts(b, "{\"name\":");
+        oa_str(b, q->name);
+        (void)fr_buf_printf(b, ",\"in\":\"%s\",\"required\":%s,\"schema\":{\"type\":\"%s\"",
+                            q->in == FR_PARAM_PATH ? "path" : "query", q->required ? "true" : "false",
+                            oa_type(q->type));
+        if (q->type == FR_T_TIMESTAMPTZ)
+            (void)fr_buf_puts(b, ",\"format\":\"date-time\",\"description\":\"ISO-8601 or epoch milliseconds\"");
+        if (q->type == FR_T_DATE)
+            (void)fr_buf_puts(b, ",\"format\":\"date\"");
+        if (q->has_min)
+            (void)fr_buf_printf(b, ",\"minimum\":%" PRId64, q->min);
+        if (q->has_max)
+            (void)fr_buf_printf(b, ",\"maximum\":%" PRId64, q->max);
+        if (q->pattern) {
+            (void)fr_buf_puts(b, ",\"pattern\":");
+            oa_str(b, q->pattern);
+        }
+        if (q->n_allowed) {
+            (void)fr_buf_puts(b, ",\"enum\":[");
+            for (size_t a = 0; a < q->n_allowed; a++) {
+                if (a)
+                    (void)fr_buf_putc(b, ',');
+                oa_str(b, q->allowed[a]);
+            }
+            (void)fr_buf_putc(b, ']');
+        }
+        if (q->def && strcmp(q->def, "now_year") != 0) {
+            (void)fr_buf_puts(b, ",\"default\":");
+            if (q->type == FR_T_INT || q->type == FR_T_BIGINT)
+                (void)fr_buf_puts(b, q->def);
+            else
+                oa_str(b, q->def);
+        }
+        (void)fr_buf_puts(b, "}}");
+    }
+    (void)fr_buf_putc(b, ']');
+    if (r->handler == FR_RH_PUSH || r->handler == FR_RH_CACHE_MULTI)
+        (void)fr_buf_puts(b, ",\"requestBody\":{\"required\":true,\"content\":{\"application/json\":{\"schema\":{}}"
+                             "}}");
+    (void)fr_buf_puts(b, ",\"responses\":{");
+    if (r->handler == FR_RH_PUSH)
+        (void)fr_buf_puts(b, "\"201\":{\"description\":\"loaded\"},\"202\":{\"description\":\"accepted; see "
+                             "Location\"}");
+    else {
+        (void)fr_buf_puts(b, "\"200\":{\"description\":\"OK\",\"content\":{");
+        if (r->json)
+            (void)fr_buf_puts(b, "\"application/json\":{\"schema\":{}}");
+        if (r->csv)
+            (void)fr_buf_puts(b, r->json ? ",\"text/csv\":{\"schema\":{\"type\":\"string\"}}"
+                                         : "\"text/csv\":{\"schema\":{\"type\":\"string\"}}");
+        (void)fr_buf_puts(b, "}}");
+    }
+    (void)fr_buf_puts(b, ",\"404\":{\"description\":\"Not found\"},\"422\":{\"description\":\"Validation "
+                         "error\",\"content\":{\"application/json\":{\"schema\":{\"$ref\":\"#/components/schemas/"
+                         "HTTPValidationError\"}}}}}}");
+}
+
+void fr_api_openapi(const struct fr_pipeline *const *ps, size_t n, bool auth, struct fr_buf *b)
+{
+    (void)fr_buf_puts(b, "{\"openapi\":\"3.1.0\",\"info\":{\"title\":\"freshet\",\"version\":\"" FR_VERSION
+                         "\"},\"paths\":{");
+    bool first_path = true;
+    /* group by path: every method of a path inside one object */
+    for (size_t i = 0; i < n; i++) {
+        for (size_t j = 0; j < ps[i]->n_routes; j++) {
+            const struct fr_route *r = &ps[i]->routes[j];
+            bool seen = false;
+            for (size_t i2 = 0; i2 <= i && !seen; i2++)
+                for (size_t j2 = 0; j2 < (i2 == i ? j : ps[i2]->n_routes) && !seen; j2++)
+                    seen = strcmp(ps[i2]->routes[j2].path, r->path) == 0;
+            if (seen)
+                continue;
+            if (!first_path)
+                (void)fr_buf_putc(b, ',');
+            first_path = false;
+            oa_str(b, r->path);
+            (void)fr_buf_puts(b, ":{");
+            bool first_m = true;
+            for (size_t i2 = i; i2 < n; i2++)
+                for (size_t j2 = (i2 == i ? j : 0); j2 < ps[i2]->n_routes; j2++) {
+                    if (strcmp(ps[i2]->routes[j2].path, r->path) != 0)
+                        continue;
+                    if (!first_m)
+                        (void)fr_buf_putc(b, ',');
+                    first_m = false;
+                    oa_route(b, ps[i2], &ps[i2]->routes[j2], auth);
+                }
+            (void)fr_buf_putc(b, '}');
+        }
+    }
+    if (!first_path)
+        (void)fr_buf_putc(b, ',');
+    (void)fr_buf_puts(
+        b, "\"/healthz\":{\"get\":{\"operationId\":\"healthz\",\"summary\":\"alive\",\"responses\":{\"200\":{"
+           "\"description\":\"OK\"}}}},"
+           "\"/readyz\":{\"get\":{\"operationId\":\"readyz\",\"summary\":\"Redis and PostgreSQL "
+           "reachable\",\"responses\":{\"200\":{\"description\":\"OK\"},\"503\":{\"description\":\"not "
+           "ready\"}}}},"
+           "\"/v1/batches/{id}\":{\"get\":{\"operationId\":\"batch_status\",\"summary\":\"state of a "
+           "write's batch\",\"parameters\":[{\"name\":\"id\",\"in\":\"path\",\"required\":true,\"schema\":{"
+           "\"type\":\"string\"}}],\"responses\":{\"200\":{\"description\":\"OK\"},\"404\":{"
+           "\"description\":\"unknown\"}}}}");
+    (void)fr_buf_puts(b,
+                      "},\"components\":{\"schemas\":{\"HTTPValidationError\":{\"type\":\"object\",\"properties\":{"
+                      "\"detail\":{\"type\":\"array\",\"items\":{\"type\":\"object\",\"properties\":{\"loc\":{"
+                      "\"type\":\"array\"},\"msg\":{\"type\":\"string\"},\"type\":{\"type\":\"string\"}}}}}}}");
+    if (auth)
+        (void)fr_buf_puts(b, ",\"securitySchemes\":{\"bearer\":{\"type\":\"http\",\"scheme\":\"bearer\"}}");
+    (void)fr_buf_puts(b, "}}");
+}

@@ -1,0 +1,43 @@
+/* engine: the api's route table, compiled once per worker from every
+ * pipeline's `routes:` (common/config_route.h, docs/routes.md). It matches
+ * method + path (static segments win over parameters; a path that matches
+ * with another method is a 405), parses and checks typed parameters
+ * (FastAPI-shaped 422 naming the parameter), and runs the handler:
+ * sql (bound parameters on the worker's PostgreSQL connection; JSON or CSV),
+ * static, push (services/api/push.c) and the cache handlers of routes.c.
+ * It also renders /openapi.json from the same table. Loop thread only. */
+#ifndef FR_API_ENGINE_H
+#define FR_API_ENGINE_H
+
+#include <stdbool.h>
+
+#include "config.h"
+#include "config_route.h"
+#include "http.h"
+#include "util.h"
+
+struct fr_api_worker;
+struct fr_api_engine;
+
+/* Builds the table from w->app's pipelines. NULL + err on a route the
+ * engine cannot serve (e.g. two pipelines declaring the same method and
+ * path). */
+struct fr_api_engine *fr_api_engine_new(struct fr_api_worker *w, char err[FR_ERR_LEN]);
+void fr_api_engine_free(struct fr_api_engine *e);
+
+/* Serves req when a declared route matches its path (any method: a wrong
+ * one is a 405). Returns false, answering nothing, when none matches. */
+bool fr_api_engine_handle(struct fr_api_engine *e, fr_http_req_t *req);
+
+/* The role the matched route declares ("read", "write", "admin"), or NULL
+ * when no route matches (auth then applies its defaults). */
+const char *fr_api_engine_role(struct fr_api_engine *e, const char *method, const char *path);
+
+/* The first cache named by a cache_* route (the cache routes.c serves), or
+ * NULL. */
+const struct fr_route *fr_api_engine_cache_route(const struct fr_api_engine *e, const struct fr_pipeline **p);
+
+/* OpenAPI 3.1 document of every route (plus the built-in ones) into out. */
+void fr_api_openapi(const struct fr_pipeline *const *ps, size_t n, bool auth, struct fr_buf *out);
+
+#endif

@@ -1,0 +1,582 @@
+/* workers: the api's worker pool and the /metrics sum (see workers.h).
+ *
+ * Cross-thread traffic is only jobs in a slot's mutex-guarded inbox plus a
+ * uv_async_send to wake that slot's loop: RENDER (render your registry into
+ * a gather's text, then send DONE back), DONE (one more text is in), STOP
+ * (drain now: a sibling failed to start). A slot marks itself closed under
+ * its lock before closing its async handle, so nobody sends to a closed
+ * handle; jobs that find a slot closed count as answered (RENDER) or are
+ * dropped (DONE to an origin that drained: its request got a 503 then). */
+#include "workers.h"
+
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <uv.h>
+
+#include "api.h"
+#include "auth_gate.h"
+#include "log.h"
+#include "push.h"
+
+#define DRAIN_MS       5000
+#define EVENTS_CHANNEL "fr:events"
+
+enum job_kind { JOB_RENDER, JOB_DONE, JOB_STOP };
+
+struct gather {
+    fr_http_req_t *req;   /* borrowed until answered; NULL after a 503 at drain */
+    size_t origin;        /* slot that answers */
+    size_t remaining;     /* texts still to come (origin thread only) */
+    struct fr_buf *texts; /* owned: one per slot */
+    struct gather *next;  /* origin's open gathers */
+};
+
+struct job {
+    enum job_kind kind;
+    struct gather *g; /* borrowed */
+    struct job *next;
+};
+
+struct slot {
+    struct fr_api_pool *pool; /* borrowed */
+    size_t idx;
+    struct fr_app app;       /* idx > 0: this worker's app */
+    struct fr_api_worker wk; /* idx > 0: this worker */
+    struct fr_api_worker *w; /* borrowed: &wk, or main's worker 0 */
+    bool app_init;           /* app needs fr_app_deinit */
+    bool wk_init;            /* wk needs fr_api_worker_deinit */
+    uv_thread_t tid;
+    bool thread_started;
+    int rc;            /* the thread's exit code */
+    uv_async_t *async; /* owned: freed in its close callback */
+    bool async_open;
+    uv_mutex_t lock;        /* guards inbox and closed */
+    struct job *inbox;      /* owned, LIFO (order does not matter) */
+    bool closed;            /* async handle closed or closing */
+    struct gather *gathers; /* owned: this slot's unanswered /metrics */
+};
+
+struct fr_api_pool {
+    size_t n;
+    struct slot *slots; /* owned, n */
+};
+
+/* ----------------------------------------------------------------- settings */
+
+static int env_u32(const char *name, uint32_t lo, uint32_t hi, uint32_t *out, char err[FR_ERR_LEN])
+{
+    const char *s = getenv(name);
+    int64_t v;
+
+    if (!s || s[0] == '\0')
+        return 0;
+    if (!fr_parse_i64(s, strlen(s), &v) || v < lo || v > hi) {
+        snprintf(err, FR_ERR_LEN, "%s='%.32s': use an integer %u..%u", name, s, lo, hi);
+        return -EINVAL;
+    }
+    *out = (uint32_t)v;
+    return 0;
+}
+
+int fr_api_workers_setting(size_t *n, char err[FR_ERR_LEN])
+{
+    unsigned cpus = uv_available_parallelism();
+    uint32_t v = cpus < 1 ? 1 : (cpus > FR_API_MAX_WORKERS ? FR_API_MAX_WORKERS : cpus);
+    int rc = env_u32("FRESHET_API_WORKERS", 1, FR_API_MAX_WORKERS, &v, err);
+
+    *n = v;
+    return rc;
+}
+
+int fr_api_http_limits(struct fr_http_limits *lim, char err[FR_ERR_LEN])
+{
+    fr_http_limits_default(lim);
+    if (env_u32("FRESHET_API_MAX_CONNS", 1, 1000000, &lim->max_conns, err) != 0 ||
+        env_u32("FRESHET_API_MAX_HEADER_BYTES", 1024, 1u << 20, &lim->max_header_bytes, err) != 0 ||
+        env_u32("FRESHET_API_MAX_BODY_BYTES", 1024, 1u << 30, &lim->max_body_bytes, err) != 0 ||
+        env_u32("FRESHET_API_IDLE_TIMEOUT_MS", 100, 3600000, &lim->idle_timeout_ms, err) != 0 ||
+        env_u32("FRESHET_API_REQUEST_TIMEOUT_MS", 100, 3600000, &lim->request_timeout_ms, err) != 0)
+        return -EINVAL;
+    return 0;
+}
+
+/* ------------------------------------------------------------ metrics sum */
+
+struct series {
+    char *key; /* owned: "name{labels}" */
+    double sum;
+};
+
+struct family {
+    char *name;       /* owned */
+    char *help;       /* owned line or NULL */
+    char *type;       /* owned line or NULL */
+    struct series *s; /* owned */
+    size_t n, cap;
+};
+
+static struct family *family_get(struct family **fams, size_t *nf, size_t *cap, const char *name, size_t len)
+{
+    for (size_t i = 0; i < *nf; i++)
+        if (strlen((*fams)[i].name) == len && memcmp((*fams)[i].name, name, len) == 0)
+            return &(*fams)[i];
+    if (*nf == *cap) {
+        *cap = *cap ? *cap * 2 : 32;
+        *fams = fr_xrealloc(*fams, *cap * sizeof(**fams));
+    }
+    memset(&(*fams)[*nf], 0, sizeof(**fams));
+    (*fams)[*nf].name = fr_xstrndup(name, len);
+    return &(*fams)[(*nf)++];
+}
+
+static void family_add(struct family *f, const char *key, size_t klen, double v)
+{
+    for (size_t i = 0; i < f->n; i++) {
+        if (strlen(f->s[i].key) == klen && memcmp(f->s[i].key, key, klen) == 0) {
+            f->s[i].sum += v;
+            return;
+        }
+    }
+    if (f->n == f->cap) {
+        f->cap = f->cap ? f->cap * 2 : 8;
+        f->s = fr_xrealloc(f->s, f->cap * sizeof(*f->s));
+    }
+    f->s[f->n].key = fr_xstrndup(key, klen);
+    f->s[f->n].sum = v;
+    f->n++;
+}
+
+void fr_api_metrics_sum(const struct fr_buf *texts, size_t n, struct fr_buf *out)
+{
+    struct family *fams = NULL, *cur = NULL;
+    size_t nf = 0, cap = 0;
+
+    for (size_t t = 0; t < n; t++) {
+        const char *p = texts[t].data ? texts[t].data : "", *end = p + texts[t].len;
+        cur = NULL;
+        while (p < end) {
+            const char *nl = memchr(p, '\n', (size_t)(end - p));
+            size_t len = nl ? (size_t)(nl - p) : (size_t)(end - p);
+            const char *line = p;
+
+            p += len + (nl ? 1 : 0);
+            if (len > 7 && (memcmp(line, "# HELP ", 7) == 0 || memcmp(line, "# TYPE ", 7) == 0)) {
+                const char *nm = line + 7, *sp = memchr(nm, ' ', len - 7);
+                size_t nlen = sp ? (size_t)(sp - nm) : len - 7;
+                char **slotp;
+                cur = family_get(&fams, &nf, &cap, nm, nlen);
+                slotp = line[2] == 'H' ? &cur->help : &cur->type;
+                if (!*slotp)
+                    *slotp = fr_xstrndup(line, len);
+            } else if (len > 0 && line[0] != '#') {
+                const char *sp = NULL;
+                double v = 0;
+                for (size_t i = len; i > 0; i--) {
+                    if (line[i - 1] == ' ') {
+                        sp = line + i - 1;
+                        break;
+                    }
+                }
+                if (!sp || !fr_parse_double(sp + 1, (size_t)(line + len - sp - 1), &v))
+                    continue;
+                if (!cur) {
+                    const char *b = memchr(line, '{', (size_t)(sp - line));
+                    cur = family_get(&fams, &nf, &cap, line, b ? (size_t)(b - line) : (size_t)(sp - line));
+                }
+                family_add(cur, line, (size_t)(sp - line), v);
+            }
+        }
+    }
+    for (size_t i = 0; i < nf; i++) {
+        struct family *f = &fams[i];
+        if (f->help)
+            fr_buf_printf(out, "%s\n", f->help);
+        if (f->type)
+            fr_buf_printf(out, "%s\n", f->type);
+        for (size_t j = 0; j < f->n; j++) {
+            double v = f->s[j].sum;
+            if (v == (double)(int64_t)v && v < 9e15 && v > -9e15)
+                fr_buf_printf(out, "%s %lld\n", f->s[j].key, (long long)v);
+            else
+                fr_buf_printf(out, "%s %.17g\n", f->s[j].key, v);
+            free(f->s[j].key);
+        }
+        free(f->s);
+        free(f->name);
+        free(f->help);
+        free(f->type);
+    }
+    free(fams);
+}
+
+/* ------------------------------------------------------------------- jobs */
+
+/* Queues a job on slot s; false when s is closed (job not queued, freed). */
+static bool post(struct slot *s, enum job_kind kind, struct gather *g)
+{
+    struct job *j = fr_xmalloc(sizeof(*j));
+    bool ok;
+
+    j->kind = kind;
+    j->g = g;
+    uv_mutex_lock(&s->lock);
+    ok = !s->closed;
+    if (ok) {
+        j->next = s->inbox;
+        s->inbox = j;
+        uv_async_send(s->async);
+    }
+    uv_mutex_unlock(&s->lock);
+    if (!ok)
+        free(j);
+    return ok;
+}
+
+static void gather_finish(struct slot *s, struct gather *g)
+{
+    struct gather **pp = &s->gathers;
+    struct fr_buf out;
+
+    while (*pp && *pp != g)
+        pp = &(*pp)->next;
+    if (*pp)
+        *pp = g->next;
+    if (g->req) {
+        fr_buf_init(&out, 0);
+        fr_api_metrics_sum(g->texts, s->pool->n, &out);
+        fr_http_respond(g->req, 200, "text/plain; version=0.0.4", out.data, out.len);
+        fr_buf_deinit(&out);
+    }
+    for (size_t i = 0; i < s->pool->n; i++)
+        fr_buf_deinit(&g->texts[i]);
+    free(g->texts);
+    free(g);
+}
+
+static void run_jobs(struct slot *s, struct job *list)
+{
+    while (list) {
+        struct job *j = list;
+        list = j->next;
+        switch (j->kind) {
+        case JOB_RENDER: {
+            struct slot *origin = &s->pool->slots[j->g->origin];
+            (void)fr_metrics_render(s->w->metrics, &j->g->texts[s->idx]);
+            (void)post(origin, JOB_DONE, j->g); /* dropped if the origin drained */
+            break;
+        }
+        case JOB_DONE:
+            if (--j->g->remaining == 0)
+                gather_finish(s, j->g);
+            break;
+        case JOB_STOP:
+            fr_app_shutdown(s->w->app, 0);
+            break;
+        }
+        free(j);
+    }
+}
+
+static struct job *take_inbox(struct slot *s)
+{
+    struct job *list;
+
+    uv_mutex_lock(&s->lock);
+    list = s->inbox;
+    s->inbox = NULL;
+    uv_mutex_unlock(&s->lock);
+    return list;
+}
+
+static void on_async(uv_async_t *a)
+{
+    struct slot *s = a->data;
+    run_jobs(s, take_inbox(s));
+}
+
+static void on_async_closed(uv_handle_t *h)
+{
+    free(h);
+}
+
+static bool slot_open_async(struct slot *s, uv_loop_t *loop)
+{
+    s->async = fr_xmalloc(sizeof(*s->async));
+    if (uv_async_init(loop, s->async, on_async) != 0) {
+        free(s->async);
+        s->async = NULL;
+        return false;
+    }
+    s->async->data = s;
+    s->async_open = true;
+    uv_mutex_lock(&s->lock);
+    s->closed = false;
+    uv_mutex_unlock(&s->lock);
+    return true;
+}
+
+/* Closes s's inbox (its loop thread): later posts fail; jobs already in
+ * are run (renders still answered), open gathers get a 503. */
+static void slot_close_inbox(struct slot *s)
+{
+    struct gather *g;
+
+    if (!s->async_open)
+        return;
+    uv_mutex_lock(&s->lock);
+    s->closed = true;
+    uv_mutex_unlock(&s->lock);
+    run_jobs(s, take_inbox(s));
+    for (g = s->gathers; g; g = g->next) {
+        if (g->req)
+            fr_http_respond_detail(g->req, 503, "shutting down");
+        g->req = NULL; /* freed by nobody once siblings stop answering: shutdown only */
+    }
+    s->gathers = NULL;
+    s->async_open = false;
+    uv_close((uv_handle_t *)s->async, on_async_closed);
+}
+
+bool fr_api_pool_metrics(fr_api_pool_t *p, struct fr_api_worker *w, fr_http_req_t *req)
+{
+    struct slot *s = NULL;
+    struct gather *g;
+
+    if (!p || p->n < 2)
+        return false;
+    for (size_t i = 0; i < p->n && !s; i++)
+        if (p->slots[i].w == w)
+            s = &p->slots[i];
+    if (!s || !s->async_open)
+        return false;
+    g = fr_xcalloc(1, sizeof(*g));
+    g->req = req;
+    g->origin = s->idx;
+    g->texts = fr_xcalloc(p->n, sizeof(*g->texts));
+    for (size_t i = 0; i < p->n; i++)
+        fr_buf_init(&g->texts[i], 0);
+    (void)fr_metrics_render(w->metrics, &g->texts[s->idx]);
+    g->remaining = 1; /* ours, released below */
+    g->next = s->gathers;
+    s->gathers = g;
+    for (size_t i = 0; i < p->n; i++) {
+        if (i != s->idx && post(&p->slots[i], JOB_RENDER, g))
+            g->remaining++;
+    }
+    if (--g->remaining == 0)
+        gather_finish(s, g);
+    return true;
+}
+
+void fr_api_pool_detach(fr_api_pool_t *p, struct fr_api_worker *w)
+{
+    if (!p)
+        return;
+    for (size_t i = 0; i < p->n; i++)
+        if (p->slots[i].w == w)
+            slot_close_inbox(&p->slots[i]);
+}
+
+/* ------------------------------------------------------ workers 1..n-1 */
+
+static void on_sub_state(fr_redis_t *r, bool connected, void *data)
+{
+    struct fr_api_worker *w = data;
+    (void)r;
+
+    if (w->store)
+        fr_store_set_caching(w->store, connected);
+    if (!connected && w->sub_connected)
+        fr_warn("lost the %s subscription: process cache off until it is back", EVENTS_CHANNEL);
+    w->sub_connected = connected;
+}
+
+static void on_sub_message(fr_redis_t *r, const char *channel, const char *payload, size_t len, void *data)
+{
+    (void)r;
+    (void)channel;
+    fr_api_on_event(data, payload, len);
+    fr_api_push_on_event(data, payload, len);
+}
+
+static void on_sub_closed(void *data)
+{
+    struct slot *s = data;
+    fr_app_shutdown(&s->app, 0);
+}
+
+static void on_http_closed(void *data)
+{
+    struct slot *s = data;
+    fr_redis_t *sub = s->wk.sub;
+
+    s->wk.http = NULL;
+    s->wk.sub = NULL;
+    if (sub)
+        fr_redis_close(sub, on_sub_closed, s);
+    else
+        on_sub_closed(s);
+}
+
+static void slot_on_drain(struct fr_app *app, void *data)
+{
+    struct slot *s = data;
+    fr_http_server_t *http = s->wk.http;
+    (void)app;
+
+    slot_close_inbox(s);
+    fr_api_push_drain(&s->wk);
+    if (http)
+        fr_http_server_close(http, DRAIN_MS, on_http_closed, s);
+    else
+        on_http_closed(s);
+}
+
+static void slot_thread(void *arg)
+{
+    struct slot *s = arg;
+    s->rc = fr_app_run(&s->app);
+}
+
+static int slot_setup(struct slot *s, int argc, char **argv, fr_auth_t *auth, const struct fr_http_limits *lim,
+                      char err[FR_ERR_LEN])
+{
+    int rest_argc = 0, rc;
+    char **rest_argv = NULL;
+
+    if (fr_app_init(&s->app, "api", "", "127.0.0.1:9103", FR_APP_REDIS | FR_APP_PG, argc, argv, &rest_argc,
+                    &rest_argv, err) != FR_SETTINGS_OK)
+        return -EINVAL;
+    s->app_init = true;
+    s->w = &s->wk;
+    if (fr_api_worker_init(&s->wk, &s->app, err) != 0) {
+        s->wk_init = true;
+        return -EINVAL;
+    }
+    s->wk_init = true;
+    s->wk.auth = auth;
+    s->wk.pool = s->pool;
+    fr_pg_set_timeout(s->app.pg, 5000);
+    s->wk.http = fr_http_server_new(&s->app.loop, lim, fr_api_front, &s->wk);
+    rc = fr_http_listen(s->wk.http, s->app.settings.api_addr, true);
+    if (rc != 0) {
+        snprintf(err, FR_ERR_LEN, "worker %zu cannot listen on %s: %s", s->idx, s->app.settings.api_addr,
+                 uv_strerror(rc));
+        return rc;
+    }
+    s->wk.sub = fr_redis_new(&s->app.loop, s->app.settings.redis_url, "redis-events", err);
+    if (!s->wk.sub)
+        return -EINVAL;
+    fr_redis_set_state_cb(s->wk.sub, on_sub_state, &s->wk);
+    if (fr_redis_subscribe(s->wk.sub, EVENTS_CHANNEL, on_sub_message, &s->wk) != 0 ||
+        fr_redis_start(s->wk.sub) != 0) {
+        snprintf(err, FR_ERR_LEN, "worker %zu cannot subscribe to %s", s->idx, EVENTS_CHANNEL);
+        return -EINVAL;
+    }
+    if (s->wk.store)
+        fr_store_set_caching(s->wk.store, false); /* until subscribed */
+    s->app.on_drain = slot_on_drain;
+    s->app.drain_data = s;
+    return 0;
+}
+
+/* Undoes a slot whose thread never started (main thread). */
+static void slot_abort(struct slot *s)
+{
+    if (!s->app_init)
+        return;
+    slot_close_inbox(s);
+    if (s->wk.http)
+        fr_http_server_close(s->wk.http, 0, NULL, NULL);
+    s->wk.http = NULL;
+    if (s->wk.sub)
+        fr_redis_close(s->wk.sub, NULL, NULL);
+    s->wk.sub = NULL;
+    fr_app_shutdown(&s->app, 2);
+    (void)fr_app_run(&s->app);
+    if (s->wk_init)
+        fr_api_worker_deinit(&s->wk);
+    fr_app_deinit(&s->app);
+    s->app_init = false;
+}
+
+int fr_api_pool_start(fr_api_pool_t **out, struct fr_api_worker *w0, size_t n, int argc, char **argv, fr_auth_t *auth,
+                      const struct fr_http_limits *lim, char err[FR_ERR_LEN])
+{
+    struct fr_api_pool *p;
+    size_t i;
+    int rc = 0;
+
+    *out = NULL;
+    if (n < 2)
+        return 0;
+    p = fr_xcalloc(1, sizeof(*p));
+    p->n = n;
+    p->slots = fr_xcalloc(n, sizeof(*p->slots));
+    for (i = 0; i < n; i++) {
+        p->slots[i].pool = p;
+        p->slots[i].idx = i;
+        p->slots[i].closed = true; /* until its async handle is open */
+        uv_mutex_init(&p->slots[i].lock);
+    }
+    p->slots[0].w = w0;
+    w0->pool = p;
+    (void)slot_open_async(&p->slots[0], &w0->app->loop);
+    for (i = 1; i < n && rc == 0; i++) {
+        struct slot *s = &p->slots[i];
+        rc = slot_setup(s, argc, argv, auth, lim, err);
+        if (rc == 0)
+            (void)slot_open_async(s, &s->app.loop);
+        if (rc == 0 && uv_thread_create(&s->tid, slot_thread, s) != 0) {
+            snprintf(err, FR_ERR_LEN, "cannot start api worker thread %zu", i);
+            rc = -EAGAIN;
+        }
+        if (rc != 0) {
+            slot_abort(s);
+            break;
+        }
+        s->thread_started = true;
+    }
+    if (rc != 0) {
+        for (size_t j = 1; j < n; j++)
+            if (p->slots[j].thread_started)
+                (void)post(&p->slots[j], JOB_STOP, NULL);
+        w0->pool = NULL;
+        fr_api_pool_detach(p, w0); /* closes slot 0's async; the caller runs the loop */
+        (void)fr_api_pool_join(p);
+        return rc;
+    }
+    *out = p;
+    return 0;
+}
+
+int fr_api_pool_join(fr_api_pool_t *p)
+{
+    int rc = 0;
+
+    if (!p)
+        return 0;
+    for (size_t i = 1; i < p->n; i++) {
+        struct slot *s = &p->slots[i];
+        if (s->thread_started) {
+            uv_thread_join(&s->tid);
+            if (s->rc != 0 && rc == 0)
+                rc = s->rc;
+            fr_api_worker_deinit(&s->wk);
+            fr_app_deinit(&s->app);
+        }
+    }
+    for (size_t i = 0; i < p->n; i++) {
+        while (p->slots[i].inbox) { /* posted after a loop ended: nothing to run them */
+            struct job *j = p->slots[i].inbox;
+            p->slots[i].inbox = j->next;
+            free(j);
+        }
+        uv_mutex_destroy(&p->slots[i].lock);
+    }
+    free(p->slots);
+    free(p);
+    return rc;
+}

@@ -1,0 +1,71 @@
+/* http_source: the http_json sources of the daemon (SPEC §3 "Sources",
+ * docs/sources.md): schedules (every/cron/manual, never overlapping runs of
+ * one source), requests through http_client with rate limits (quota
+ * headers, 429 waits, a per-minute ceiling) and retries with jittered
+ * backoff, landing of raw responses, records -> rows through parse.c (same
+ * validation, drift policy and DLQ as files), publishing through the
+ * publisher, fan-out over values or over another source's records, time
+ * windows with incremental state (state.h), manual triggers on fr:control.
+ * Internal to freshet-ingest; loop thread only. */
+#ifndef FR_INGEST_HTTP_SOURCE_H
+#define FR_INGEST_HTTP_SOURCE_H
+
+#include <stdbool.h>
+#include <stdint.h>
+
+#include <jansson.h>
+
+#include "app.h"
+#include "config_http.h"
+#include "parse.h"
+#include "publish.h"
+
+typedef struct fr_httpsrcs fr_httpsrcs_t;
+
+/* Records (a JSON array) -> rows of ds through parse.c's NDJSON path, so
+ * they get the file sources' validation, drift policy and rejects: each
+ * record becomes {column: value} by the source's fields (field_values[i]
+ * is the expanded `value:` template of field i, NULL for path fields).
+ * Returns 0, a callback's negative value, or -EINVAL (reason filled) on a
+ * fatal parse error (drift policy fail). drift (may be NULL) gets the
+ * schema-drift tallies of the records. Any thread. */
+FR_MUST_CHECK int fr_http_records_to_rows(const struct fr_dataset *ds, const struct fr_source *src,
+                                          const struct fr_http_source *h, json_t *recs,
+                                          const char *const *field_values, fr_row_cb on_row, fr_reject_cb on_reject,
+                                          void *data, struct fr_drift_tally drift[FR_DRIFT_KINDS],
+                                          char reason[FR_ERR_LEN]);
+
+/* Creates one runtime per http_json source of app's pipelines and loads
+ * their state files (blocking: startup only). NULL + err on failure. */
+fr_httpsrcs_t *fr_httpsrcs_new(struct fr_app *app, fr_publisher_t *pub, char err[FR_ERR_LEN]);
+size_t fr_httpsrcs_count(const fr_httpsrcs_t *hs);
+/* Daemon mode: arms the schedules and subscribes to fr:control. */
+FR_MUST_CHECK int fr_httpsrcs_start(fr_httpsrcs_t *hs);
+/* Command mode (`freshet-ingest backfill`): runs the windows of
+ * [from_us, to_us) of one source, independent of and without touching its
+ * state, printing progress to stderr; done(ok) fires once at the end. */
+FR_MUST_CHECK int fr_httpsrcs_backfill(fr_httpsrcs_t *hs, const char *pipeline, const char *source, int64_t from_us,
+                                       int64_t to_us, void (*done)(bool ok, void *data), void *data,
+                                       char err[FR_ERR_LEN]);
+/* Starts a run now (or after the running one). false if unknown. */
+bool fr_httpsrcs_trigger(fr_httpsrcs_t *hs, const char *pipeline, const char *source);
+/* The publisher has room again. */
+void fr_httpsrcs_pump(fr_httpsrcs_t *hs);
+/* Drain: cancels requests and waits, stops workers at their end, closes
+ * timers, the control client and curl; cb once everything is closed. */
+void fr_httpsrcs_stop(fr_httpsrcs_t *hs, void (*cb)(void *data), void *data);
+void fr_httpsrcs_free(fr_httpsrcs_t *hs);
+
+/* `freshet-ingest run PIPELINE SOURCE` (http_cmd.c): subscribes to
+ * fr:events on its own connection, publishes {"cmd":"run",...} on
+ * fr:control through app->redis once subscribed, and calls done(ok) once on
+ * the source's source.finished (ok) or source.failed event, or after
+ * timeout_s (not ok). */
+typedef struct fr_cmdrun fr_cmdrun_t;
+fr_cmdrun_t *fr_cmdrun_start(struct fr_app *app, const char *pipeline, const char *source, uint32_t timeout_s,
+                             void (*done)(bool ok, void *data), void *data, char err[FR_ERR_LEN]);
+/* Closes its client and timer; cb once closed. Then fr_cmdrun_free. */
+void fr_cmdrun_close(fr_cmdrun_t *c, void (*cb)(void *data), void *data);
+void fr_cmdrun_free(fr_cmdrun_t *c);
+
+#endif

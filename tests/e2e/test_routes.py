@@ -1,0 +1,154 @@
+"""e2e: routes declared in YAML (tests/e2e/pipelines/routes, docs/routes.md):
+every handler kind, parameter type and output shape, checked against the
+same query run with psycopg2; FastAPI-shaped 422s naming the parameter;
+404s; 405; CSV; /openapi.json listing the routes."""
+import csv
+import http.client
+import io
+import json
+import os
+import sys
+
+sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "lib"))
+from harness import Stack, TestRun, wait_until  # noqa: E402
+
+PIPE = os.path.join(os.path.dirname(os.path.abspath(__file__)), "pipelines", "routes")
+HEADER = "sym,at,px,qty,ok,note\n"
+
+
+def raw(stack, method, path, body=None, headers=None):
+    """(status, body bytes, {lower-case header: value}) of one request."""
+    c = http.client.HTTPConnection("127.0.0.1", stack.api_port, timeout=30)
+    try:
+        c.request(method, path, body=body, headers=headers or {})
+        r = c.getresponse()
+        return r.status, r.read(), {k.lower(): v for k, v in r.getheaders()}
+    finally:
+        c.close()
+
+
+def body(resp):
+    return json.loads(resp[1]) if resp[1] else None
+
+
+def detail_locs(resp):
+    d = body(resp)["detail"]
+    return [tuple(x["loc"]) for x in d]
+
+
+def iso(ts):
+    s = ts.strftime("%Y-%m-%dT%H:%M:%S")
+    if ts.microsecond:
+        s += (".%06d" % ts.microsecond).rstrip("0")
+    return s + "Z"
+
+
+def main(t):
+    stack = t.stack = Stack(pipelines=PIPE).start("loader", "ingest", "api")
+    stack.drop("rt", "ticks", "a.csv", HEADER +
+               "AUSD,2024-01-01T00:00:00Z,1.5,10,true,plain\n"
+               "AUSD,2024-01-01T01:00:00Z,2.25,20,false,\"with, comma\"\n"
+               "AUSD,2024-01-01T02:00:00.5Z,3,30,,\n"
+               "BUSD,2023-05-01T00:00:00Z,100,1,true,b\n")
+    wait_until(lambda: stack.pg.scalar("SELECT count(*) FROM rt.ticks") == 4, 30, what="ticks loaded")
+
+    # static
+    st, b, _ = raw(stack, "GET", "/rt/health")
+    t.eq((st, json.loads(b)), (200, {"detail": "Healthy"}), "static handler")
+
+    # sql list: path param folded upper + suffix, checked against psycopg2
+    st, b, h = raw(stack, "GET", "/rt/ticks/a")
+    t.eq(st, 200, "GET /rt/ticks/a (a -> AUSD)")
+    rows = stack.pg.query("SELECT sym, at, px::float8, qty, ok, note FROM rt.ticks WHERE sym = 'AUSD' ORDER BY at")
+    want = [{"sym": r[0], "at": iso(r[1]), "px": r[2], "qty": r[3], "ok": r[4], "note": r[5]} for r in rows]
+    t.eq(json.loads(b), want, "rows equal the same query in psycopg2, typed (numbers, ISO Z, bool, null)")
+    st, b, _ = raw(stack, "GET", "/rt/ticks/AUSD?from=2024-01-01T01:00:00Z&to=1704074400500")
+    t.eq([r["at"] for r in json.loads(b)], ["2024-01-01T01:00:00Z", "2024-01-01T02:00:00.5Z"],
+         "from ISO and to epoch ms, inclusive")
+    st, b, _ = raw(stack, "GET", "/rt/ticks/AUSD?limit=1")
+    t.eq(len(json.loads(b)), 1, "limit")
+
+    # CSV by ?format=csv and by Accept
+    st, b, h = raw(stack, "GET", "/rt/ticks/AUSD?format=csv")
+    t.eq(st, 200, "csv 200")
+    t.check(h.get("content-type", "").startswith("text/csv"), "csv content type: %r" % h.get("content-type"))
+    got = list(csv.reader(io.StringIO(b.decode())))
+    t.eq(got[0], ["sym", "at", "px", "qty", "ok", "note"], "csv header")
+    t.eq(got[2][5], "with, comma", "csv quoting")
+    t.eq(len(got), 4, "csv rows")
+    st, b, h = raw(stack, "GET", "/rt/ticks/AUSD", headers={"Accept": "text/csv"})
+    t.check(st == 200 and b.startswith(b"sym,at"), "Accept: text/csv")
+
+    # 422s naming the parameter
+    st, b, _ = raw(stack, "GET", "/rt/ticks/AUSD?limit=0")
+    t.eq((st, detail_locs((st, b))), (422, [("query", "limit")]), "limit below min -> 422 naming limit")
+    st, b, _ = raw(stack, "GET", "/rt/ticks/AUSD?limit=abc")
+    t.eq(json.loads(b)["detail"][0]["type"], "int_parsing", "limit not an int")
+    st, b, _ = raw(stack, "GET", "/rt/ticks/A1B")
+    t.eq((st, detail_locs((st, b))), (422, [("path", "sym")]), "pattern mismatch -> 422 naming sym")
+    st, b, _ = raw(stack, "GET", "/rt/ticks/AUSD?from=yesterday")
+    t.eq((st, detail_locs((st, b))), (422, [("query", "from")]), "bad timestamp -> 422 naming from")
+    st, b, _ = raw(stack, "GET", "/rt/ticks/AUSD?from=2024-02-01T00:00:00Z&to=2024-01-01T00:00:00Z")
+    t.eq((st, detail_locs((st, b))), (422, [("query", "from")]), "from after to -> 422")
+    t.eq(json.loads(b)["detail"][0]["msg"], "from must not be after to", "check message")
+
+    # exists -> 404 with the param substituted
+    st, b, _ = raw(stack, "GET", "/rt/ticks/zz")
+    t.eq((st, json.loads(b)), (404, {"detail": "Unknown symbol ZZUSD"}), "unknown symbol -> 404")
+
+    # one, with a default from the pipeline's now (2024)
+    st, b, _ = raw(stack, "GET", "/rt/count")
+    want = stack.pg.scalar("SELECT count(*) FROM rt.ticks WHERE extract(year FROM at AT TIME ZONE 'UTC') = 2024")
+    t.eq(json.loads(b), {"ticks": want, "year": 2024}, "one row, year defaults to now's year")
+    st, b, _ = raw(stack, "GET", "/rt/count?year=2023")
+    t.eq(json.loads(b)["ticks"], 1, "year=2023")
+    st, b, _ = raw(stack, "GET", "/rt/count?year=2023&format=csv")
+    t.eq(b.decode(), "ticks,year\r\n1,2023\r\n", "one row as CSV")
+
+    # envelope + allowed values
+    st, b, _ = raw(stack, "GET", "/rt/by-sym/AUSD")
+    e = json.loads(b)
+    t.eq((e["count"], len(e["items"]), e["items"][0]["at"]), (2, 2, "2024-01-01T02:00:00.5Z"), "envelope")
+    st, b, _ = raw(stack, "GET", "/rt/by-sym/CUSD")
+    t.eq((st, json.loads(b)["detail"][0]["type"]), (422, "enum"), "allowed values -> 422 enum")
+
+    # value, and its 404
+    st, b, _ = raw(stack, "GET", "/rt/last/BUSD")
+    t.eq((st, json.loads(b)), (200, 100), "value shape")
+    st, b, _ = raw(stack, "GET", "/rt/last/NOPE")
+    t.eq((st, json.loads(b)), (404, {"detail": "no tick for NOPE"}), "value shape 404")
+
+    # CSV-only route
+    st, b, _ = raw(stack, "GET", "/rt/report.csv")
+    t.eq((st, b.decode()), (200, "sym,n\r\nAUSD,3\r\nBUSD,1\r\n"), "csv-only route answers CSV by default")
+
+    # 405 with Allow; unknown path 404
+    st, b, h = raw(stack, "DELETE", "/rt/health")
+    t.eq((st, h.get("allow")), (405, "GET"), "405 with Allow")
+    st, b, _ = raw(stack, "GET", "/rt/nope")
+    t.eq(st, 404, "unknown path")
+
+    # push route: 1..3 rows, loads and is readable at once on 201
+    st, b, h = raw(stack, "POST", "/rt/ticks", json.dumps(
+        [{"sym": "CUSD", "at": "2024-03-01T00:00:00Z", "px": "7", "qty": "1"}]).encode(),
+        headers={"Content-Type": "application/json"})
+    t.check(st in (201, 202), "push answered %d %r" % (st, b[:200]))
+    if st == 201:
+        st2, b2, _ = raw(stack, "GET", "/rt/last/CUSD")
+        t.eq((st2, json.loads(b2)), (200, 7), "a 201 row is readable at once")
+    st, b, _ = raw(stack, "POST", "/rt/ticks", json.dumps(
+        [{"sym": "DUSD", "at": "2024-03-01T00:00:00Z"}] * 4).encode(), headers={"Content-Type": "application/json"})
+    t.eq(st, 422, "4 rows > max_rows 3 -> 422")
+
+    # OpenAPI lists every declared route with its parameters
+    st, b, _ = raw(stack, "GET", "/openapi.json")
+    doc = json.loads(b)
+    t.eq(doc["openapi"], "3.1.0", "openapi version")
+    for p in ["/rt/health", "/rt/ticks/{sym}", "/rt/count", "/rt/by-sym/{sym}", "/rt/last/{sym}", "/rt/ticks"]:
+        t.check(p in doc["paths"], "openapi has %s" % p)
+    lim = [x for x in doc["paths"]["/rt/ticks/{sym}"]["get"]["parameters"] if x["name"] == "limit"][0]
+    t.eq((lim["schema"]["minimum"], lim["schema"]["maximum"]), (1, 1000), "openapi carries bounds")
+
+
+if __name__ == "__main__":
+    TestRun("routes").run(main)
