@@ -147,7 +147,7 @@ struct enc {
     avro_schema_t schema;
     avro_value_iface_t *iface;
     avro_value_t rec;
-    struct fr_buf *out;  /* borrowed: the whole file */
+    struct fr_buf *out;  /* borrowed: the blocks of the file */
     struct fr_buf block; /* records of the current block */
     int64_t block_n;
     char sync[SYNC_LEN];
@@ -287,7 +287,8 @@ static void select_sql(const struct fr_dataset *ds, struct fr_buf *s)
 int fr_backup_encode(const char *conninfo, const struct fr_pipeline *p, const struct fr_dataset *ds, char **out,
                      size_t *len, int64_t *rows, char err[FR_ERR_LEN])
 {
-    struct fr_buf file, js, sql;
+    struct fr_buf file, body, js, sql;
+    char nrows[24];
     struct enc e;
     PGconn *c = NULL;
     PGresult *r;
@@ -299,10 +300,11 @@ int fr_backup_encode(const char *conninfo, const struct fr_pipeline *p, const st
 
     memset(&e, 0, sizeof(e));
     fr_buf_init(&file, 0);
+    fr_buf_init(&body, 0);
     fr_buf_init(&js, 0);
     fr_buf_init(&sql, 0);
     fr_buf_init(&e.block, 0);
-    e.out = &file;
+    e.out = &body;
     schema_json(p, ds, &js);
     if (avro_schema_from_json_length(js.data, js.len, &e.schema) != 0) {
         snprintf(err, FR_ERR_LEN, "dataset %s: avro schema refused: %s", ds->qname, avro_strerror());
@@ -320,21 +322,6 @@ int fr_backup_encode(const char *conninfo, const struct fr_pipeline *p, const st
     fr_sha256_hex(seed, strlen(seed), hex);
     for (size_t i = 0; i < SYNC_LEN; i++)
         e.sync[i] = (char)(unsigned char)strtoul((char[]){hex[2 * i], hex[2 * i + 1], 0}, NULL, 16);
-    (void)fr_buf_append(&file, "Obj\x01", 4);
-    put_long(&file, 5);
-    put_bytes(&file, "avro.schema", 11);
-    put_bytes(&file, js.data, js.len);
-    put_bytes(&file, "avro.codec", 10);
-    put_bytes(&file, "null", 4);
-    put_bytes(&file, "freshet.pipeline", 16);
-    put_bytes(&file, p->name, strlen(p->name));
-    put_bytes(&file, "freshet.dataset", 15);
-    put_bytes(&file, ds->qname, strlen(ds->qname));
-    snprintf(sv, sizeof(sv), "%" PRIu32, ds->schema_version);
-    put_bytes(&file, "freshet.schema_version", 22);
-    put_bytes(&file, sv, strlen(sv));
-    put_long(&file, 0);
-    (void)fr_buf_append(&file, e.sync, SYNC_LEN);
 
     c = connect_pg(conninfo, err);
     if (!c)
@@ -365,6 +352,27 @@ int fr_backup_encode(const char *conninfo, const struct fr_pipeline *p, const st
     if (rc != 0)
         goto out;
     flush_block(&e);
+    /* The header last, once the row count is known: freshet.rows lets a
+     * restore notice a file cut exactly at a block boundary. */
+    (void)fr_buf_append(&file, "Obj\x01", 4);
+    put_long(&file, 6);
+    put_bytes(&file, "avro.schema", 11);
+    put_bytes(&file, js.data, js.len);
+    put_bytes(&file, "avro.codec", 10);
+    put_bytes(&file, "null", 4);
+    put_bytes(&file, "freshet.pipeline", 16);
+    put_bytes(&file, p->name, strlen(p->name));
+    put_bytes(&file, "freshet.dataset", 15);
+    put_bytes(&file, ds->qname, strlen(ds->qname));
+    snprintf(sv, sizeof(sv), "%" PRIu32, ds->schema_version);
+    put_bytes(&file, "freshet.schema_version", 22);
+    put_bytes(&file, sv, strlen(sv));
+    snprintf(nrows, sizeof(nrows), "%" PRId64, n);
+    put_bytes(&file, "freshet.rows", 12);
+    put_bytes(&file, nrows, strlen(nrows));
+    put_long(&file, 0);
+    (void)fr_buf_append(&file, e.sync, SYNC_LEN);
+    (void)fr_buf_append(&file, body.data, body.len);
     *out = file.data;
     *len = file.len;
     file.data = NULL; /* moved out */
@@ -384,6 +392,7 @@ out:
     fr_buf_deinit(&e.block);
     fr_buf_deinit(&sql);
     fr_buf_deinit(&js);
+    fr_buf_deinit(&body);
     fr_buf_deinit(&file);
     return rc;
 }
@@ -436,6 +445,7 @@ static int check_container(const void *avro, size_t len, const char **schema, si
     struct cur c = {.p = avro, .n = len, .off = 0};
     const unsigned char *sync;
     int64_t total = 0;
+    int64_t declared = -1; /* freshet.rows, -1 = absent */
 
     *schema = NULL;
     *dsname = NULL;
@@ -470,6 +480,9 @@ static int check_container(const void *avro, size_t len, const char **schema, si
                          "with freshet-loader backup",
                          (int)(vn > 32 ? 32 : vn), v);
                 return -EPROTO;
+            } else if (kn == 12 && memcmp(k, "freshet.rows", 12) == 0) {
+                if (!fr_parse_i64(v, vn, &declared) || declared < 0)
+                    goto corrupt;
             } else if (kn == 15 && memcmp(k, "freshet.dataset", 15) == 0) {
                 *dsname = v;
                 *dsname_len = vn;
@@ -495,6 +508,12 @@ static int check_container(const void *avro, size_t len, const char **schema, si
         if (n > INT64_MAX - total)
             goto corrupt;
         total += n;
+    }
+    if (declared >= 0 && declared != total) {
+        snprintf(err, FR_ERR_LEN,
+                 "corrupt Avro file: it holds %" PRId64 " records but its header says %" PRId64 " (truncated)", total,
+                 declared);
+        return -EBADMSG;
     }
     *records = total;
     return 0;
@@ -726,7 +745,7 @@ out:
         avro_value_decref(&rec);
     if (iface)
         avro_value_iface_decref(iface);
-    avro_schema_decref(sch); /* get_writer_schema returned a new reference */
+    avro_schema_decref(sch);    /* get_writer_schema returned a new reference */
     avro_file_reader_close(rd); /* also closes fp */
     return rc;
 }

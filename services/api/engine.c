@@ -980,7 +980,8 @@ void fr_api_openapi(const struct fr_pipeline *const *ps, size_t n, bool auth, st
            "\"/readyz\":{\"get\":{\"operationId\":\"readyz\",\"summary\":\"Redis and PostgreSQL "
            "reachable\",\"responses\":{\"200\":{\"description\":\"OK\"},\"503\":{\"description\":\"not "
            "ready\"}}}},"
-           "\"/v1/batches/{id}\":{\"get\":{\"operationId\":\"batch_status\",\"summary\":\"state of a "
+           "\"/v1/batches/{id}\":{\"get\":{\"operationId\":\"batch_status\",\"x-role\":\"read\",\"summary\":\"state "
+           "of a "
            "write's batch\",\"parameters\":[{\"name\":\"id\",\"in\":\"path\",\"required\":true,\"schema\":{"
            "\"type\":\"string\"}}],\"responses\":{\"200\":{\"description\":\"OK\"},\"404\":{"
            "\"description\":\"unknown\"}}}}");

@@ -29,6 +29,7 @@
 #include <string.h>
 
 #include "api.h"
+#include "engine.h"
 #include "auth_gate.h"
 #include "log.h"
 #include "push.h"
@@ -42,7 +43,8 @@ static const char usage[] =
     "Environment: FRESHET_API_CACHE_ENTRIES bounds the in-process cache (default 200000, 0 = off).\n"
     "  FRESHET_API_WORKERS (default: CPUs), FRESHET_API_MAX_CONNS (per worker), FRESHET_API_AUTH=on|off,\n"
     "  FRESHET_API_KEYS_FILE (name:role:sha256hex lines; see docs/api-auth.md).\n"
-    "Commands: freshet-api hash-key  (reads a key on stdin, prints its SHA-256 for the keys file)\n";
+    "Commands: freshet-api hash-key  (reads a key on stdin, prints its SHA-256 for the keys file)\n"
+    "          freshet-api openapi   (prints the OpenAPI document of the configured routes)\n";
 
 static void on_sub_state(fr_redis_t *r, bool connected, void *data)
 {
@@ -151,6 +153,20 @@ int main(int argc, char **argv)
         return 2;
     }
     memset(&w, 0, sizeof(w));
+    if (rest_argc == 1 && strcmp(rest_argv[0], "openapi") == 0) {
+        /* The OpenAPI document of the configured routes, without serving
+         * (scripts/gen-route-docs renders the README's route table from it). */
+        struct fr_buf doc;
+        const char *a = getenv("FRESHET_API_AUTH");
+        fr_buf_init(&doc, 0);
+        fr_api_openapi((const struct fr_pipeline *const *)app.pipelines, app.n_pipelines, a && strcmp(a, "on") == 0,
+                       &doc);
+        fwrite(doc.data, 1, doc.len, stdout);
+        putchar('\n');
+        fr_buf_deinit(&doc);
+        fr_app_deinit(&app);
+        return 0;
+    }
     if (rest_argc > 0) {
         snprintf(err, sizeof(err), "unknown argument '%s' (see --help)", rest_argv[0]);
         goto out_fail;
