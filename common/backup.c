@@ -523,6 +523,100 @@ corrupt:
     return -EBADMSG;
 }
 
+/* Walks every record of every block with bounds checks, for the dataset's
+ * schema (already checked): union index 0/1, string lengths within the
+ * block, ints in range, booleans 0/1, each block consumed exactly. avro-c
+ * then decodes only well-formed records (it trusts lengths: a damaged one
+ * would make it allocate whatever the file claims). */
+static int check_records(const struct fr_dataset *ds, const void *avro, size_t len, char err[FR_ERR_LEN])
+{
+    struct cur c = {.p = avro, .n = len, .off = 4};
+    int64_t rec = 0;
+
+    for (;;) { /* the header's metadata map */
+        int64_t n;
+        if (!get_long(&c, &n))
+            goto corrupt;
+        if (n == 0)
+            break;
+        if (n < 0) {
+            int64_t skip;
+            if (n == INT64_MIN || !get_long(&c, &skip))
+                goto corrupt;
+            n = -n;
+        }
+        for (int64_t i = 0; i < n; i++) {
+            const char *k;
+            size_t kn;
+            if (!get_bytes(&c, &k, &kn) || !get_bytes(&c, &k, &kn))
+                goto corrupt;
+        }
+    }
+    c.off += SYNC_LEN;
+    while (c.off < len) {
+        int64_t n, size;
+        struct cur b;
+        if (!get_long(&c, &n) || !get_long(&c, &size) || n < 0 || size < 0 || (uint64_t)size > len - c.off)
+            goto corrupt;
+        b = (struct cur){.p = c.p + c.off, .n = (size_t)size, .off = 0};
+        for (int64_t r = 0; r < n; r++, rec++) {
+            for (size_t i = 0; i < ds->n_columns; i++) {
+                int64_t u, v;
+                const char *sv;
+                size_t sn;
+                if (!get_long(&b, &u) || (u != 0 && u != 1))
+                    goto bad_record;
+                if (u == 0)
+                    continue;
+                switch (ds->columns[i].type) {
+                case FR_T_TEXT:
+                case FR_T_NUMERIC:
+                case FR_T_JSON:
+                    if (!get_bytes(&b, &sv, &sn))
+                        goto bad_record;
+                    break;
+                case FR_T_INT:
+                case FR_T_DATE:
+                    if (!get_long(&b, &v) || v < INT32_MIN || v > INT32_MAX)
+                        goto bad_record;
+                    break;
+                case FR_T_BIGINT:
+                case FR_T_TIMESTAMPTZ:
+                    if (!get_long(&b, &v))
+                        goto bad_record;
+                    break;
+                case FR_T_FLOAT:
+                    if (b.n - b.off < 8)
+                        goto bad_record;
+                    b.off += 8;
+                    break;
+                case FR_T_BOOL:
+                    if (b.off >= b.n || b.p[b.off] > 1)
+                        goto bad_record;
+                    b.off++;
+                    break;
+                }
+            }
+        }
+        if (b.off != b.n) {
+            snprintf(err, FR_ERR_LEN, "corrupt Avro file: a block of %" PRId64 " records has %zu bytes left over", n,
+                     b.n - b.off);
+            return -EBADMSG;
+        }
+        c.off += (size_t)size + SYNC_LEN; /* the sync marker was checked by check_container */
+        if (c.off > len)
+            goto corrupt;
+    }
+    return 0;
+bad_record:
+    snprintf(err, FR_ERR_LEN, "corrupt Avro file: record %" PRId64 " does not decode as dataset %s", rec + 1,
+             ds->qname);
+    return -EBADMSG;
+corrupt:
+    snprintf(err, FR_ERR_LEN, "corrupt Avro file: framing broken at byte %zu", c.off);
+    return -EBADMSG;
+}
+
 /* Checks the file's schema against the dataset's columns, naming the first
  * field that differs. */
 static int check_schema(const struct fr_dataset *ds, const char *schema, size_t n, char err[FR_ERR_LEN])
@@ -603,150 +697,185 @@ static void copy_text(struct fr_buf *b, const char *s, size_t n)
 }
 
 /* Decodes every record (avro-c) into COPY text. */
-static int decode_all(const struct fr_dataset *ds, const void *avro, size_t len, int64_t expect, struct fr_buf *copy,
-                      int64_t *rows, char err[FR_ERR_LEN])
+/* Skips the header (magic, metadata map, sync marker) of a container that
+ * check_container accepted. */
+static void skip_header(struct cur *c)
 {
-    FILE *fp = fmemopen((void *)(uintptr_t)avro, len, "rb");
-    avro_file_reader_t rd = NULL;
-    avro_schema_t sch;
+    c->off = 4;
+    for (;;) {
+        int64_t n, skip;
+        const char *k;
+        size_t kn;
+        if (!get_long(c, &n) || n == 0)
+            break;
+        if (n < 0) {
+            if (!get_long(c, &skip))
+                break;
+            n = -n;
+        }
+        for (int64_t i = 0; i < n; i++)
+            if (!get_bytes(c, &k, &kn) || !get_bytes(c, &k, &kn))
+                return;
+    }
+    c->off += SYNC_LEN;
+}
+
+/* Decodes every record with avro-c (the dataset's own schema, which
+ * check_schema found equal to the file's) into COPY text. The records were
+ * walked with bounds checks first (check_records). */
+static int decode_all(const struct fr_pipeline *p, const struct fr_dataset *ds, const void *avro, size_t len,
+                      int64_t expect, struct fr_buf *copy, int64_t *rows, char err[FR_ERR_LEN])
+{
+    struct fr_buf js;
+    avro_schema_t sch = NULL;
     avro_value_iface_t *iface = NULL;
     avro_value_t rec;
+    avro_reader_t br = NULL;
     bool have_rec = false;
+    struct cur c = {.p = avro, .n = len, .off = 0};
     int64_t n = 0;
-    int rc = -EBADMSG;
+    int rc = check_records(ds, avro, len, err);
 
-    if (!fp) {
-        snprintf(err, FR_ERR_LEN, "cannot read the Avro buffer: %s", strerror(errno));
-        return -errno;
-    }
-    if (avro_file_reader_fp(fp, "backup", 1, &rd) != 0) {
-        snprintf(err, FR_ERR_LEN, "corrupt Avro file: %s", avro_strerror());
-        fclose(fp);
-        return -EBADMSG;
-    }
-    sch = avro_file_reader_get_writer_schema(rd);
-    iface = avro_generic_class_from_schema(sch);
-    if (!iface || avro_generic_value_new(iface, &rec) != 0) {
+    if (rc != 0)
+        return rc;
+    rc = -EBADMSG;
+    fr_buf_init(&js, 0);
+    schema_json(p, ds, &js);
+    if (avro_schema_from_json_length(js.data, js.len, &sch) != 0 || !(iface = avro_generic_class_from_schema(sch)) ||
+        avro_generic_value_new(iface, &rec) != 0) {
         snprintf(err, FR_ERR_LEN, "avro: %s", avro_strerror());
         goto out;
     }
     have_rec = true;
-    for (;;) {
-        int r = avro_file_reader_read_value(rd, &rec);
-        if (r == EOF && n == expect)
-            break;
-        if (r != 0) {
-            snprintf(err, FR_ERR_LEN, "corrupt Avro file: record %" PRId64 ": %s", n + 1,
-                     r == EOF ? "ends early" : avro_strerror());
-            goto out;
-        }
-        if (++n > expect) {
-            snprintf(err, FR_ERR_LEN, "corrupt Avro file: more records than its blocks declare");
-            goto out;
-        }
-        for (size_t i = 0; i < ds->n_columns; i++) {
-            const struct fr_column *col = &ds->columns[i];
-            avro_value_t field, branch;
-            int disc = 0;
-            char tmp[40];
+    skip_header(&c);
+    while (c.off < len) {
+        int64_t bn = 0, size = 0;
+        (void)get_long(&c, &bn); /* checked by check_container and check_records */
+        (void)get_long(&c, &size);
+        br = avro_reader_memory((const char *)c.p + c.off, size);
+        c.off += (size_t)size + SYNC_LEN;
+        for (int64_t r = 0; r < bn; r++) {
+            if (!br || avro_value_read(br, &rec) != 0) {
+                snprintf(err, FR_ERR_LEN, "corrupt Avro file: record %" PRId64 ": %s", n + 1, avro_strerror());
+                goto out;
+            }
+            if (++n > expect) {
+                snprintf(err, FR_ERR_LEN, "corrupt Avro file: more records than its blocks declare");
+                goto out;
+            }
+            for (size_t i = 0; i < ds->n_columns; i++) {
+                const struct fr_column *col = &ds->columns[i];
+                avro_value_t field, branch;
+                int disc = 0;
+                char tmp[40];
 
-            if (i)
-                (void)fr_buf_putc(copy, '\t');
-            if (avro_value_get_by_index(&rec, i, &field, NULL) != 0 ||
-                avro_value_get_discriminant(&field, &disc) != 0 ||
-                avro_value_get_current_branch(&field, &branch) != 0) {
+                if (i)
+                    (void)fr_buf_putc(copy, '\t');
+                if (avro_value_get_by_index(&rec, i, &field, NULL) != 0 ||
+                    avro_value_get_discriminant(&field, &disc) != 0 ||
+                    avro_value_get_current_branch(&field, &branch) != 0) {
+                    snprintf(err, FR_ERR_LEN, "corrupt Avro file: record %" PRId64 " field %s: %s", n, col->name,
+                             avro_strerror());
+                    goto out;
+                }
+                if (disc == 0) {
+                    (void)fr_buf_puts(copy, "\\N");
+                    continue;
+                }
+                switch (col->type) {
+                case FR_T_TEXT:
+                case FR_T_NUMERIC:
+                case FR_T_JSON: {
+                    const char *s = NULL;
+                    size_t sz = 0;
+                    if (avro_value_get_string(&branch, &s, &sz) != 0)
+                        goto bad_field;
+                    sz = sz ? strnlen(s, sz) : 0;
+                    if (!fr_utf8_valid(s, sz)) { /* Avro strings are UTF-8: a damaged byte */
+                        snprintf(err, FR_ERR_LEN, "corrupt Avro file: record %" PRId64 " field %s is not UTF-8", n,
+                                 col->name);
+                        goto out;
+                    }
+                    copy_text(copy, s, sz);
+                    break;
+                }
+                case FR_T_INT: {
+                    int32_t v;
+                    if (avro_value_get_int(&branch, &v) != 0)
+                        goto bad_field;
+                    (void)fr_buf_printf(copy, "%" PRId32, v);
+                    break;
+                }
+                case FR_T_DATE: {
+                    int32_t v;
+                    if (avro_value_get_int(&branch, &v) != 0)
+                        goto bad_field;
+                    fr_format_date(v, tmp);
+                    (void)fr_buf_puts(copy, tmp);
+                    break;
+                }
+                case FR_T_BIGINT: {
+                    int64_t v;
+                    if (avro_value_get_long(&branch, &v) != 0)
+                        goto bad_field;
+                    (void)fr_buf_printf(copy, "%" PRId64, v);
+                    break;
+                }
+                case FR_T_TIMESTAMPTZ: {
+                    int64_t v;
+                    if (avro_value_get_long(&branch, &v) != 0)
+                        goto bad_field;
+                    fr_format_timestamp(v, tmp);
+                    (void)fr_buf_puts(copy, tmp);
+                    break;
+                }
+                case FR_T_FLOAT: {
+                    double v;
+                    if (avro_value_get_double(&branch, &v) != 0)
+                        goto bad_field;
+                    if (isnan(v))
+                        (void)fr_buf_puts(copy, "NaN");
+                    else if (isinf(v))
+                        (void)fr_buf_puts(copy, v > 0 ? "Infinity" : "-Infinity");
+                    else
+                        (void)fr_buf_printf(copy, "%.17g", v);
+                    break;
+                }
+                case FR_T_BOOL: {
+                    int v;
+                    if (avro_value_get_boolean(&branch, &v) != 0)
+                        goto bad_field;
+                    (void)fr_buf_putc(copy, v ? 't' : 'f');
+                    break;
+                }
+                }
+                continue;
+            bad_field:
                 snprintf(err, FR_ERR_LEN, "corrupt Avro file: record %" PRId64 " field %s: %s", n, col->name,
                          avro_strerror());
                 goto out;
             }
-            if (disc == 0) {
-                (void)fr_buf_puts(copy, "\\N");
-                continue;
-            }
-            switch (col->type) {
-            case FR_T_TEXT:
-            case FR_T_NUMERIC:
-            case FR_T_JSON: {
-                const char *s = NULL;
-                size_t sz = 0;
-                if (avro_value_get_string(&branch, &s, &sz) != 0)
-                    goto bad_field;
-                sz = sz ? strnlen(s, sz) : 0;
-                if (!fr_utf8_valid(s, sz)) { /* Avro strings are UTF-8: a damaged byte */
-                    snprintf(err, FR_ERR_LEN, "corrupt Avro file: record %" PRId64 " field %s is not UTF-8", n,
-                             col->name);
-                    goto out;
-                }
-                copy_text(copy, s, sz);
-                break;
-            }
-            case FR_T_INT: {
-                int32_t v;
-                if (avro_value_get_int(&branch, &v) != 0)
-                    goto bad_field;
-                (void)fr_buf_printf(copy, "%" PRId32, v);
-                break;
-            }
-            case FR_T_DATE: {
-                int32_t v;
-                if (avro_value_get_int(&branch, &v) != 0)
-                    goto bad_field;
-                fr_format_date(v, tmp);
-                (void)fr_buf_puts(copy, tmp);
-                break;
-            }
-            case FR_T_BIGINT: {
-                int64_t v;
-                if (avro_value_get_long(&branch, &v) != 0)
-                    goto bad_field;
-                (void)fr_buf_printf(copy, "%" PRId64, v);
-                break;
-            }
-            case FR_T_TIMESTAMPTZ: {
-                int64_t v;
-                if (avro_value_get_long(&branch, &v) != 0)
-                    goto bad_field;
-                fr_format_timestamp(v, tmp);
-                (void)fr_buf_puts(copy, tmp);
-                break;
-            }
-            case FR_T_FLOAT: {
-                double v;
-                if (avro_value_get_double(&branch, &v) != 0)
-                    goto bad_field;
-                if (isnan(v))
-                    (void)fr_buf_puts(copy, "NaN");
-                else if (isinf(v))
-                    (void)fr_buf_puts(copy, v > 0 ? "Infinity" : "-Infinity");
-                else
-                    (void)fr_buf_printf(copy, "%.17g", v);
-                break;
-            }
-            case FR_T_BOOL: {
-                int v;
-                if (avro_value_get_boolean(&branch, &v) != 0)
-                    goto bad_field;
-                (void)fr_buf_putc(copy, v ? 't' : 'f');
-                break;
-            }
-            }
-            continue;
-        bad_field:
-            snprintf(err, FR_ERR_LEN, "corrupt Avro file: record %" PRId64 " field %s: %s", n, col->name,
-                     avro_strerror());
-            goto out;
+            (void)fr_buf_putc(copy, '\n');
         }
-        (void)fr_buf_putc(copy, '\n');
+        avro_reader_free(br);
+        br = NULL;
+    }
+    if (n != expect) {
+        snprintf(err, FR_ERR_LEN, "corrupt Avro file: %" PRId64 " records decoded, %" PRId64 " declared", n, expect);
+        goto out;
     }
     *rows = n;
     rc = 0;
 out:
+    if (br)
+        avro_reader_free(br);
     if (have_rec)
         avro_value_decref(&rec);
     if (iface)
         avro_value_iface_decref(iface);
-    avro_schema_decref(sch);    /* get_writer_schema returned a new reference */
-    avro_file_reader_close(rd); /* also closes fp */
+    if (sch)
+        avro_schema_decref(sch);
+    fr_buf_deinit(&js);
     return rc;
 }
 
@@ -761,7 +890,6 @@ int fr_backup_restore_buf(const char *conninfo, const struct fr_pipeline *p, con
     PGresult *r;
     int rc;
 
-    (void)p;
     if (len > FR_BACKUP_MAX_BYTES) {
         snprintf(err, FR_ERR_LEN, "Avro file of %zu bytes is over the %zu-byte limit", len, FR_BACKUP_MAX_BYTES);
         return -EFBIG;
@@ -779,7 +907,7 @@ int fr_backup_restore_buf(const char *conninfo, const struct fr_pipeline *p, con
         return rc;
     fr_buf_init(&copy, 0);
     fr_buf_init(&sql, 0);
-    rc = decode_all(ds, avro, len, expect, &copy, &n, err);
+    rc = decode_all(p, ds, avro, len, expect, &copy, &n, err);
     if (rc != 0)
         goto out;
     rc = -EIO;

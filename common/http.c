@@ -101,6 +101,10 @@ struct fr_http_req {
     void *user;                /* borrowed */
     bool keep_alive;           /* connection may stay open after the answer */
     bool head;                 /* HEAD: answer without a body */
+    bool streaming;            /* fr_http_stream_begin sent the head; chunks follow */
+    bool stream_keep;          /* the streamed answer keeps the connection */
+    void (*writable_cb)(fr_http_req_t *req, void *data); /* fr_http_stream_on_writable */
+    void *writable_data;
 };
 
 static fr_http_req_t *req_new(const struct fr_http_limits *l)
@@ -585,12 +589,23 @@ static void conn_handle_closed(uv_handle_t *h)
     conn_unref(c);
 }
 
+static void stream_notify(struct conn *c)
+{
+    fr_http_req_t *r = c->pending;
+    if (r == NULL || !r->streaming || r->writable_cb == NULL)
+        return;
+    void (*cb)(fr_http_req_t *, void *) = r->writable_cb;
+    r->writable_cb = NULL;
+    cb(r, r->writable_data);
+}
+
 static void conn_close(struct conn *c)
 {
     if (c->state == C_CLOSING)
         return;
     c->state = C_CLOSING;
     c->reading = false;
+    stream_notify(c); /* a streamer waiting for room learns the connection is gone */
     if (!uv_is_closing((uv_handle_t *)&c->timer)) {
         uv_timer_stop(&c->timer);
         uv_close((uv_handle_t *)&c->timer, conn_handle_closed);
@@ -758,6 +773,10 @@ static void write_cb(uv_write_t *req, int status)
         conn_close(c);
     } else if (c->state == C_OPEN && c->pending == NULL && !c->reading) {
         process(c); /* was blocked on the write queue */
+    } else if (c->state == C_OPEN && c->pending != NULL && c->pending->streaming &&
+               uv_stream_get_write_queue_size((const uv_stream_t *)&c->tcp) <= WQ_MAX / 2) {
+        set_timer(c, T_NONE);
+        stream_notify(c); /* room for more chunks */
     }
     conn_unref(c);
 }
@@ -1135,6 +1154,149 @@ void fr_http_respond(fr_http_req_t *req, int status, const char *content_type, c
     } else if (c->pending == req) {
         c->pending = NULL;
     }
+    req_free(req);
+    conn_unref(c);
+}
+
+/* ------------------------------------------------------------ streaming */
+
+static int stream_raw(struct conn *c, const char *p1, size_t n1, const char *p2, size_t n2, const char *p3, size_t n3)
+{
+    size_t total = n1 + n2 + n3;
+    struct wreq *w = fr_xmalloc(sizeof(*w) + total);
+    memcpy(w->data, p1, n1);
+    if (n2)
+        memcpy(w->data + n1, p2, n2);
+    if (n3)
+        memcpy(w->data + n1 + n2, p3, n3);
+    w->len = total;
+    w->c = c;
+    uv_buf_t b = uv_buf_init(w->data, (unsigned)total);
+    if (uv_write(&w->w, (uv_stream_t *)&c->tcp, &b, 1, write_cb) < 0) {
+        free(w);
+        conn_close(c);
+        return -EPIPE;
+    }
+    c->refs++;
+    c->writes++;
+    return 0;
+}
+
+static bool stream_ok(const fr_http_req_t *req)
+{
+    return req != NULL && req->conn != NULL && req->conn->state == C_OPEN && req->conn->pending == req;
+}
+
+int fr_http_stream_begin(fr_http_req_t *req, int status, const char *content_type)
+{
+    if (!stream_ok(req))
+        return -EPIPE;
+    struct conn *c = req->conn;
+    req->stream_keep = req->keep_alive && c->srv != NULL && !c->srv->closing;
+    char head[512];
+    int hl = snprintf(head, sizeof(head),
+                      "HTTP/1.1 %d %s\r\nContent-Type: %s\r\nTransfer-Encoding: chunked\r\n"
+                      "Connection: %s\r\n",
+                      status, fr_http_status_text(status), content_type ? content_type : "application/octet-stream",
+                      req->stream_keep ? "keep-alive" : "close");
+    if (hl < 0 || (size_t)hl >= sizeof(head))
+        return -EINVAL;
+    req->streaming = true;
+    return stream_raw(c, head, (size_t)hl, req->resp_hdrs.data, req->resp_hdrs.len, "\r\n", 2);
+}
+
+int fr_http_stream_write(fr_http_req_t *req, const char *data, size_t len)
+{
+    if (!stream_ok(req) || !req->streaming)
+        return -EPIPE;
+    if (len == 0 || req->head)
+        return 0;
+    char sz[24];
+    int n = snprintf(sz, sizeof(sz), "%zx\r\n", len);
+    struct conn *c = req->conn;
+    size_t total = (size_t)n + len + 2;
+    struct wreq *w = fr_xmalloc(sizeof(*w) + total);
+    memcpy(w->data, sz, (size_t)n);
+    memcpy(w->data + n, data, len);
+    memcpy(w->data + n + len, "\r\n", 2);
+    w->len = total;
+    w->c = c;
+    uv_buf_t b = uv_buf_init(w->data, (unsigned)total);
+    if (uv_write(&w->w, (uv_stream_t *)&c->tcp, &b, 1, write_cb) < 0) {
+        free(w);
+        conn_close(c);
+        return -EPIPE;
+    }
+    c->refs++;
+    c->writes++;
+    return 0;
+}
+
+bool fr_http_stream_blocked(const fr_http_req_t *req)
+{
+    return stream_ok(req) && write_blocked(req->conn);
+}
+
+void fr_http_stream_on_writable(fr_http_req_t *req, void (*cb)(fr_http_req_t *req, void *data), void *data)
+{
+    req->writable_cb = cb;
+    req->writable_data = data;
+    if (!stream_ok(req)) { /* gone already: tell at once */
+        req->writable_cb = NULL;
+        cb(req, data);
+        return;
+    }
+    /* a reader that stops reading for a whole request timeout loses the connection */
+    set_timer(req->conn, T_REQUEST);
+}
+
+void fr_http_stream_end(fr_http_req_t *req)
+{
+    if (req == NULL)
+        return;
+    struct conn *c = req->conn;
+    req->writable_cb = NULL;
+    if (c == NULL) {
+        req_free(req);
+        return;
+    }
+    if (stream_ok(req) && req->streaming) {
+        bool keep = req->stream_keep && c->srv != NULL && !c->srv->closing;
+        (void)stream_raw(c, "0\r\n\r\n", 5, NULL, 0, NULL, 0);
+        c->pending = NULL;
+        set_timer(c, T_NONE);
+        if (c->state == C_OPEN) {
+            if (!keep) {
+                begin_drain(c);
+                drain_progress(c);
+            } else {
+                process(c);
+            }
+        }
+    } else if (c->pending == req) {
+        c->pending = NULL;
+        if (c->state == C_OPEN) {
+            begin_drain(c); /* a half-sent stream cannot be followed by another answer */
+            drain_progress(c);
+        }
+    }
+    req_free(req);
+    conn_unref(c);
+}
+
+void fr_http_stream_abort(fr_http_req_t *req)
+{
+    if (req == NULL)
+        return;
+    struct conn *c = req->conn;
+    req->writable_cb = NULL;
+    if (c == NULL) {
+        req_free(req);
+        return;
+    }
+    if (c->pending == req)
+        c->pending = NULL;
+    conn_close(c); /* no terminating chunk: the client sees a truncated answer, not a complete one */
     req_free(req);
     conn_unref(c);
 }

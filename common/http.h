@@ -63,6 +63,23 @@ void fr_http_add_header(fr_http_req_t *req, const char *name, const char *value)
  * pointer is invalid. */
 void fr_http_respond(fr_http_req_t *req, int status, const char *content_type, const char *body, size_t len);
 /* JSON body shortcut (application/json). */
+/* Streaming answers (chunked transfer encoding), for results too large to
+ * hold: begin (status, content type and the headers added so far), then
+ * write chunks (copied), then end, which completes the request like
+ * fr_http_respond. While fr_http_stream_blocked (the connection's write
+ * queue is full) stop producing and register fr_http_stream_on_writable:
+ * cb fires once when there is room again, or when the connection is gone
+ * (then writes return -EPIPE; still call end). A reader that does not read
+ * for a request timeout loses the connection. begin/write return 0 or
+ * -EPIPE. */
+int fr_http_stream_begin(fr_http_req_t *req, int status, const char *content_type);
+int fr_http_stream_write(fr_http_req_t *req, const char *data, size_t len);
+bool fr_http_stream_blocked(const fr_http_req_t *req);
+void fr_http_stream_on_writable(fr_http_req_t *req, void (*cb)(fr_http_req_t *req, void *data), void *data);
+void fr_http_stream_end(fr_http_req_t *req);
+/* Ends a stream that failed midway: closes the connection without the last
+ * chunk, so the client cannot mistake a truncated answer for a whole one. */
+void fr_http_stream_abort(fr_http_req_t *req);
 void fr_http_respond_json(fr_http_req_t *req, int status, const struct fr_buf *body);
 /* {"detail": "<msg>"} with the given status. */
 void fr_http_respond_detail(fr_http_req_t *req, int status, const char *msg);

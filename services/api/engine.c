@@ -14,7 +14,8 @@
 #include "log.h"
 #include "push.h"
 
-#define MAX_RESULT_BYTES (64u << 20) /* a buffered answer; larger results must paginate */
+#define MAX_RESULT_BYTES (64u << 20) /* a buffered answer (one, value shapes) */
+#define PAGE_ROWS        2000        /* list/envelope rows fetched per round trip from a cursor */
 #define MAX_VALUE        4096        /* a decoded parameter */
 
 /* PostgreSQL type OIDs (pg_type.h is not in libpq-dev). */
@@ -45,6 +46,7 @@ struct eroute {
 
 struct fr_api_engine {
     struct fr_api_worker *w; /* borrowed */
+    uint64_t cursor_seq;     /* cursor names, unique on the worker's connection */
     struct eroute *routes;   /* owned */
     size_t n;
 };
@@ -56,7 +58,12 @@ struct sqlreq {
     fr_http_req_t *req;
     bool csv;
     bool exists_phase;
-    const char **vals; /* arena: one per param, NULL = absent */
+    bool streaming;     /* the head went out: chunks follow */
+    bool gone;          /* the client went away */
+    const char **vals;  /* arena: one per param, NULL = absent */
+    char cursor[40];    /* list/envelope: the WITH HOLD cursor on the worker's connection */
+    size_t rows;        /* rows rendered so far */
+    struct fr_buf page; /* owned: one page of output */
 };
 
 /* ------------------------------------------------------------------ setup */
@@ -625,6 +632,166 @@ static void not_found_msg(const struct eroute *er, const char **vals, struct fr_
     (void)fr_buf_putc(out, '\0');
 }
 
+/* ---- list and envelope results, a page at a time from a cursor */
+
+static void page_prefix(struct sqlreq *sr, const PGresult *res, struct fr_buf *b)
+{
+    if (sr->csv) {
+        for (int c = 0; c < PQnfields(res); c++) {
+            if (c)
+                (void)fr_buf_putc(b, ',');
+            (void)fr_buf_puts(b, PQfname(res, c));
+        }
+        (void)fr_buf_puts(b, "\r\n");
+    } else {
+        (void)fr_buf_puts(b, sr->er->r->shape == FR_SHAPE_LIST ? "[" : "{\"items\":[");
+    }
+}
+
+static void page_rows(struct sqlreq *sr, const PGresult *res, struct fr_buf *b)
+{
+    int rows = PQntuples(res), nf = PQnfields(res);
+    for (int r = 0; r < rows; r++, sr->rows++) {
+        if (sr->csv) {
+            for (int c = 0; c < nf; c++) {
+                if (c)
+                    (void)fr_buf_putc(b, ',');
+                put_csv_value(b, res, r, c);
+            }
+            (void)fr_buf_puts(b, "\r\n");
+        } else {
+            if (sr->rows)
+                (void)fr_buf_putc(b, ',');
+            put_row_json(b, res, r);
+        }
+    }
+}
+
+static void page_suffix(struct sqlreq *sr, struct fr_buf *b)
+{
+    if (sr->csv)
+        return;
+    if (sr->er->r->shape == FR_SHAPE_LIST)
+        (void)fr_buf_putc(b, ']');
+    else
+        (void)fr_buf_printf(b, "],\"count\":%zu}", sr->rows);
+}
+
+static void on_ignore(fr_pg_t *pg, PGresult *res, void *data)
+{
+    (void)pg;
+    (void)res;
+    struct fr_api_worker *w = data;
+    w->inflight--;
+}
+
+/* Closes the cursor (fire and forget: a reconnect dropped it anyway). */
+static void close_cursor(struct sqlreq *sr)
+{
+    struct fr_api_worker *w = sr->e->w;
+    char sql[64];
+    snprintf(sql, sizeof(sql), "CLOSE %s", sr->cursor);
+    if (w->app->pg && fr_pg_connected(w->app->pg) && fr_pg_query(w->app->pg, sql, 0, NULL, NULL, on_ignore, w) == 0)
+        w->inflight++;
+}
+
+static void fetch_page(struct sqlreq *sr);
+
+/* The client's socket has room again, or the client is gone (the next
+ * write says which). */
+static void on_writable(fr_http_req_t *req, void *data)
+{
+    (void)req;
+    fetch_page(data);
+}
+
+static void on_page(fr_pg_t *pg, PGresult *res, void *data)
+{
+    (void)pg;
+    struct sqlreq *sr = data;
+    struct fr_api_worker *w = sr->e->w;
+    w->inflight--;
+    if (!res || PQresultStatus(res) != PGRES_TUPLES_OK) {
+        if (res)
+            fr_warn("route %s: query failed: %s", sr->er->r->name, PQresultErrorMessage(res));
+        if (sr->streaming)
+            fr_http_stream_abort(sr->req); /* truncated, and the client can tell */
+        else
+            respond_detail(sr->er, sr->req, res ? 500 : 503, res ? "query failed" : "database unavailable; retry", w);
+        if (res)
+            close_cursor(sr);
+        fr_buf_deinit(&sr->page);
+        return;
+    }
+    bool last = PQntuples(res) < PAGE_ROWS;
+    fr_buf_reset(&sr->page);
+    if (!sr->streaming && sr->rows == 0)
+        page_prefix(sr, res, &sr->page);
+    page_rows(sr, res, &sr->page);
+    if (last)
+        page_suffix(sr, &sr->page);
+    if (!sr->streaming && last) {
+        /* the whole answer fit in one page: a plain response with a length */
+        respond(sr->er, sr->req, 200, sr->csv ? "text/csv; charset=utf-8" : "application/json", sr->page.data,
+                sr->page.len, w);
+        close_cursor(sr);
+        fr_buf_deinit(&sr->page);
+        return;
+    }
+    if (!sr->streaming) {
+        char labels[200];
+        snprintf(labels, sizeof(labels), "route=\"%s\",method=\"%s\",status=\"200\"", sr->er->r->path,
+                 fr_http_req_method(sr->req));
+        (*fr_metrics_counter(w->metrics, "http_requests_total", "HTTP requests by route, method and status",
+                             labels))++;
+        sr->streaming = true;
+        if (fr_http_stream_begin(sr->req, 200, sr->csv ? "text/csv; charset=utf-8" : "application/json") != 0)
+            sr->gone = true;
+    }
+    if (!sr->gone && fr_http_stream_write(sr->req, sr->page.data, sr->page.len) != 0)
+        sr->gone = true;
+    if (last || sr->gone) {
+        close_cursor(sr);
+        if (sr->gone)
+            fr_http_stream_abort(sr->req);
+        else
+            fr_http_stream_end(sr->req);
+        fr_buf_deinit(&sr->page);
+        return;
+    }
+    if (fr_http_stream_blocked(sr->req))
+        fr_http_stream_on_writable(sr->req, on_writable, sr); /* backpressure: wait for the client */
+    else
+        fetch_page(sr);
+}
+
+static void fetch_page(struct sqlreq *sr)
+{
+    struct fr_api_worker *w = sr->e->w;
+    char sql[80];
+    snprintf(sql, sizeof(sql), "FETCH %d FROM %s", PAGE_ROWS, sr->cursor);
+    fr_pg_t *pg = w->app->pg;
+    if (!pg || !fr_pg_connected(pg) || fr_pg_query(pg, sql, 0, NULL, NULL, on_page, sr) != 0) {
+        if (sr->streaming)
+            fr_http_stream_abort(sr->req);
+        else
+            respond_detail(sr->er, sr->req, 503, "database unavailable; retry", w);
+        fr_buf_deinit(&sr->page);
+        return;
+    }
+    w->inflight++;
+}
+
+static void on_declare(fr_pg_t *pg, PGresult *res, void *data)
+{
+    (void)pg;
+    struct sqlreq *sr = data;
+    sr->e->w->inflight--;
+    if (res && PQresultStatus(res) != PGRES_COMMAND_OK)
+        fr_warn("route %s: query failed: %s", sr->er->r->name, PQresultErrorMessage(res));
+    /* the FETCH queued behind it answers the request either way */
+}
+
 static void render(struct sqlreq *sr, const PGresult *res)
 {
     struct fr_api_worker *w = sr->e->w;
@@ -737,7 +904,28 @@ static void run_sql(struct sqlreq *sr)
     for (size_t i = 0; i < n; i++)
         params[i] = sr->vals[args[i]];
     fr_pg_t *pg = w->app->pg;
-    if (!pg || !fr_pg_connected(pg) || fr_pg_query(pg, sql, (int)n, params, NULL, on_sql, sr) != 0) {
+    if (!pg || !fr_pg_connected(pg)) {
+        respond_detail(sr->er, sr->req, 503, "database unavailable; retry", w);
+        return;
+    }
+    if (!sr->exists_phase && (r->shape == FR_SHAPE_LIST || r->shape == FR_SHAPE_ENVELOPE)) {
+        /* Lists go through a cursor WITH HOLD, a page per round trip, so a
+         * large result is streamed (chunked) and never held whole here; the
+         * DECLARE and the first FETCH are pipelined. */
+        snprintf(sr->cursor, sizeof(sr->cursor), "fr_c_%" PRIu64, ++sr->e->cursor_seq);
+        char *decl = fr_xasprintf("DECLARE %s NO SCROLL CURSOR WITH HOLD FOR %s", sr->cursor, sql);
+        int rc = fr_pg_query(pg, decl, (int)n, params, NULL, on_declare, sr);
+        free(decl);
+        if (rc != 0) {
+            respond_detail(sr->er, sr->req, 503, "database unavailable; retry", w);
+            return;
+        }
+        w->inflight++;
+        fr_buf_init(&sr->page, 0);
+        fetch_page(sr);
+        return;
+    }
+    if (fr_pg_query(pg, sql, (int)n, params, NULL, on_sql, sr) != 0) {
         respond_detail(sr->er, sr->req, 503, "database unavailable; retry", w);
         return;
     }

@@ -16,6 +16,7 @@ static struct fr_column g_cols[] = {
     {.name = (char *)"ts", .type = FR_T_TIMESTAMPTZ}, {.name = (char *)"d", .type = FR_T_DATE},
     {.name = (char *)"j", .type = FR_T_JSON},
 };
+static struct fr_pipeline g_p = {.name = (char *)"semtest"};
 static struct fr_dataset g_ds = {
     .name = (char *)"alltypes",
     .qname = (char *)"semtest.alltypes",
@@ -41,7 +42,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     if (recs > 100000 || check_schema(&g_ds, schema, sl, err) != 0)
         return 0;
     fr_buf_init(&copy, 0);
-    if (decode_all(&g_ds, data, size, recs, &copy, &rows, err) == 0 && rows != recs)
+    if (decode_all(&g_p, &g_ds, data, size, recs, &copy, &rows, err) == 0 && rows != recs)
         __builtin_trap();
     fr_buf_deinit(&copy);
     return 0;
