@@ -2,9 +2,11 @@
  * libavro (avro-c) parses the schema and encodes/decodes every record; the
  * container's header and block framing are written here because avro-c
  * 1.11's file writer cannot add user metadata (freshet.*) to the header.
- * Restore walks the framing itself first (bounds-checked: every block's
- * size within the file, every sync marker in place, nothing trailing), so a
- * truncated or corrupt file is refused before avro-c decodes a record. */
+ * Restore walks the framing and every record itself first (bounds-checked:
+ * every block's size within the file, every sync marker in place, nothing
+ * trailing, every length within its block), so a truncated or corrupt file
+ * is refused before avro-c decodes a record (avro-c trusts the lengths it
+ * reads). Fuzzed by tests/fuzz/fuzz_backup.c. */
 #include "backup.h"
 
 #include <avro.h>

@@ -712,15 +712,16 @@ static void on_page(fr_pg_t *pg, PGresult *res, void *data)
     struct fr_api_worker *w = sr->e->w;
     w->inflight--;
     if (!res || PQresultStatus(res) != PGRES_TUPLES_OK) {
-        if (res)
+        /* sr lives in the request's arena: finish with it before answering */
+        if (res) {
             fr_warn("route %s: query failed: %s", sr->er->r->name, PQresultErrorMessage(res));
+            close_cursor(sr);
+        }
+        fr_buf_deinit(&sr->page);
         if (sr->streaming)
             fr_http_stream_abort(sr->req); /* truncated, and the client can tell */
         else
             respond_detail(sr->er, sr->req, res ? 500 : 503, res ? "query failed" : "database unavailable; retry", w);
-        if (res)
-            close_cursor(sr);
-        fr_buf_deinit(&sr->page);
         return;
     }
     bool last = PQntuples(res) < PAGE_ROWS;
@@ -732,10 +733,11 @@ static void on_page(fr_pg_t *pg, PGresult *res, void *data)
         page_suffix(sr, &sr->page);
     if (!sr->streaming && last) {
         /* the whole answer fit in one page: a plain response with a length */
-        respond(sr->er, sr->req, 200, sr->csv ? "text/csv; charset=utf-8" : "application/json", sr->page.data,
-                sr->page.len, w);
+        struct fr_buf page = sr->page;
         close_cursor(sr);
-        fr_buf_deinit(&sr->page);
+        respond(sr->er, sr->req, 200, sr->csv ? "text/csv; charset=utf-8" : "application/json", page.data, page.len,
+                w);
+        fr_buf_deinit(&page);
         return;
     }
     if (!sr->streaming) {
@@ -751,12 +753,14 @@ static void on_page(fr_pg_t *pg, PGresult *res, void *data)
     if (!sr->gone && fr_http_stream_write(sr->req, sr->page.data, sr->page.len) != 0)
         sr->gone = true;
     if (last || sr->gone) {
+        fr_http_req_t *req = sr->req;
+        bool gone = sr->gone;
         close_cursor(sr);
-        if (sr->gone)
-            fr_http_stream_abort(sr->req);
-        else
-            fr_http_stream_end(sr->req);
         fr_buf_deinit(&sr->page);
+        if (gone)
+            fr_http_stream_abort(req);
+        else
+            fr_http_stream_end(req);
         return;
     }
     if (fr_http_stream_blocked(sr->req))
@@ -772,11 +776,11 @@ static void fetch_page(struct sqlreq *sr)
     snprintf(sql, sizeof(sql), "FETCH %d FROM %s", PAGE_ROWS, sr->cursor);
     fr_pg_t *pg = w->app->pg;
     if (!pg || !fr_pg_connected(pg) || fr_pg_query(pg, sql, 0, NULL, NULL, on_page, sr) != 0) {
+        fr_buf_deinit(&sr->page);
         if (sr->streaming)
             fr_http_stream_abort(sr->req);
         else
             respond_detail(sr->er, sr->req, 503, "database unavailable; retry", w);
-        fr_buf_deinit(&sr->page);
         return;
     }
     w->inflight++;
