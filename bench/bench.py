@@ -48,6 +48,7 @@ CHARTS = os.path.join(SRC, "bench", "charts")
 REF_DIR = os.path.join(SRC, "bench", "reference")
 KV_PIPELINE = os.path.join(SRC, "bench", "pipelines", "benchkv", "pipeline.yaml")
 PY = "/usr/bin/python3"
+BIN = os.environ.get("FRESHET_BIN_DIR", os.path.join(SRC, "build"))
 ONLY = [x for x in os.environ.get("BENCH_ONLY", "").split(",") if x]  # loads,upserts,cache,api,freshness
 
 
@@ -467,6 +468,19 @@ def uvicorn(st, workers, prefix="user_panel"):
     return p, port
 
 
+def api_process(st, binary, pipelines_dir, workers=1):
+    """Another api on its own port over the same Redis and PostgreSQL (for the
+    routes-from-YAML vs hand-wired comparison), 1 worker like the reference."""
+    port = free_port()
+    env = dict(st.env, FRESHET_API_ADDR="127.0.0.1:%d" % port, FRESHET_PIPELINES="players",
+               FRESHET_PIPELINES_DIR=pipelines_dir, FRESHET_API_WORKERS=str(workers), FRESHET_LOG_LEVEL="warn",
+               FRESHET_ADMIN_ADDR="127.0.0.1:%d" % free_port())
+    p = subprocess.Popen([binary], env=env, start_new_session=True, stdout=subprocess.DEVNULL)
+    wait_until(lambda: subprocess.run(["curl", "-fs", "http://127.0.0.1:%d/healthz" % port],
+                                      capture_output=True).returncode == 0, 30, what=binary)
+    return p, port
+
+
 def stop_proc(p):
     if p.poll() is None:
         p.terminate()
@@ -540,6 +554,27 @@ def bench_api(st, gen, n_keys):
             st["api"].stop()
         st["api"].start()
         wait_until(lambda: st.get("/healthz")[0] == 200, 20, what="api back")
+
+    # Routes declared in YAML (engine.c) against the foundation's hand-wired
+    # players routes: the same request, 1 worker each, interleaved rounds.
+    hw_bin = os.environ.get("BENCH_HANDWIRED_API")
+    if hw_bin and os.path.exists(hw_bin):
+        new, new_port = api_process(st, os.path.join(BIN, "freshet-api"), os.path.join(SRC, "pipelines"))
+        old, old_port = api_process(st, hw_bin, os.environ["BENCH_HANDWIRED_PIPELINES"])
+        try:
+            o, r = [], []
+            for _ in range(ROUNDS):
+                o.append(wrk("http://127.0.0.1:%d" % new_port, attr_path, 64, hot_lua))
+                r.append(wrk("http://127.0.0.1:%d" % old_port, attr_path, 64, hot_lua))
+            on = statistics.median([x["rps"] for x in o])
+            rn = statistics.median([x["rps"] for x in r])
+            log("routes from YAML vs hand-wired rounds: %s vs %s" % ([round(x["rps"]) for x in o],
+                                                                    [round(x["rps"]) for x in r]))
+            row("api", "hot /player/attribute c64, routes from YAML vs hand-wired (1 worker each)", on, rn, "req/s",
+                ">=0.95x", "foundation build %s" % os.environ.get("BENCH_HANDWIRED_COMMIT", "?"))
+        finally:
+            stop_proc(new)
+            stop_proc(old)
 
     R = lambda case, c, s: results[(case, c, s)]["rps"]  # noqa
     for case, _, _, conns_list in cases:

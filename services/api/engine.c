@@ -463,7 +463,11 @@ static bool parse_params(struct fr_api_engine *e, struct eroute *er, fr_http_req
         }
         if (!raw || (n == 0 && p->type != FR_T_TEXT)) {
             if (p->def) {
-                if (strcmp(p->def, "now_year") == 0) {
+                if (strcmp(p->def, "now") == 0 && p->type == FR_T_TIMESTAMPTZ) {
+                    char *t = fr_http_req_alloc(req, 40);
+                    fr_format_timestamp(fr_pipeline_now(er->p), t);
+                    vals[i] = t;
+                } else if (strcmp(p->def, "now_year") == 0) {
                     char *y = fr_http_req_alloc(req, 16);
                     int64_t now = fr_pipeline_now(er->p) / 1000000;
                     time_t t = (time_t)now;
@@ -1100,7 +1104,7 @@ static void oa_route(struct fr_buf *b, const struct fr_pipeline *p, const struct
             }
             (void)fr_buf_putc(b, ']');
         }
-        if (q->def && strcmp(q->def, "now_year") != 0) {
+        if (q->def && strcmp(q->def, "now_year") != 0 && strcmp(q->def, "now") != 0) {
             (void)fr_buf_puts(b, ",\"default\":");
             if (q->type == FR_T_INT || q->type == FR_T_BIGINT)
                 (void)fr_buf_puts(b, q->def);

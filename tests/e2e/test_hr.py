@@ -1,0 +1,209 @@
+"""e2e: the hr pipeline (SPEC §4.4).
+
+- the generated CSV drops (no header, CRLF and LF, empty/invalid fields,
+  dangling foreign keys): good rows load, each bad one is in the DLQ with a
+  reason; the tables equal a Python reading of the same files;
+- GET /v1/report/quarterly_hires and /v1/report/department_hires (year given
+  and defaulted) against the Python computation and a plain SQL query;
+- CRUD on /v1/department, /v1/job, /v1/user (helper 6's crud handler): a
+  POSTed row is readable at once after 201; 404/409/410/400; POST /bulk with
+  bad lines; when the routes are not declared yet the checks fail naming it;
+- freshet-loader backup -> TRUNCATE -> restore gives the identical table."""
+import csv
+import datetime as dt
+import io
+import os
+import subprocess
+import sys
+
+sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "lib"))
+from harness import BIN, SRC, Stack, TestRun, wait_until  # noqa: E402
+
+GEN = os.path.join(SRC, "pipelines", "hr", "generate.py")
+YEAR_NOW = 2024
+
+
+def parse_ts(s):
+    try:
+        t = dt.datetime.fromisoformat(s[:-1] + "+00:00" if s.endswith("Z") else s)
+    except ValueError:
+        return None
+    return t.replace(tzinfo=dt.timezone.utc) if t.tzinfo is None else t
+
+
+def read_csv(path):
+    with open(path, newline="", encoding="utf-8") as f:
+        return list(csv.reader(f))
+
+
+def reference(gen):
+    deps = {}
+    for r in read_csv(os.path.join(gen, "departments", "departments.csv")):
+        if r[1] not in deps.values():  # department is unique: a later row with a taken name is rejected
+            deps[int(r[0])] = r[1]
+    jobs = {int(r[0]): r[1] for r in read_csv(os.path.join(gen, "jobs", "jobs.csv"))}
+    emps, bad = {}, 0
+    for name in ("hired_employees.csv", "hired_employees_2.csv"):
+        for r in read_csv(os.path.join(gen, "hired_employees", name)):
+            ok = len(r) == 5 and all(r) and r[0].isdigit() and r[3].isdigit() and r[4].isdigit()
+            t = parse_ts(r[2]) if ok else None
+            if not ok or t is None or int(r[3]) not in deps or int(r[4]) not in jobs:
+                bad += 1
+                continue
+            emps[int(r[0])] = (r[1], t, int(r[3]), int(r[4]))
+    return deps, jobs, emps, bad
+
+
+def quarterly(deps, jobs, emps, year):
+    c = {}
+    for name, t, d, j in emps.values():
+        if t.year == year:
+            k = (deps[d], jobs[j])
+            c.setdefault(k, [0, 0, 0, 0])[(t.month - 1) // 3] += 1
+    rows = sorted(c.items(), key=lambda x: (x[0][0].encode(), x[0][1].encode()))
+    return [["department", "job", "Q1", "Q2", "Q3", "Q4"]] + [[d, j] + [str(n) for n in q] for (d, j), q in rows]
+
+
+def department_hires(deps, emps, year):
+    c = {}
+    for name, t, d, j in emps.values():
+        if t.year == year:
+            c[d] = c.get(d, 0) + 1
+    mean = sum(c.values()) / len(c) if c else 0
+    rows = sorted(((d, n) for d, n in c.items() if n > mean), key=lambda x: (-x[1], x[0]))
+    return [["id", "department", "hired"]] + [[str(d), deps[d], str(n)] for d, n in rows]
+
+
+def csv_rows(text):
+    return list(csv.reader(io.StringIO(text))) if isinstance(text, str) else text
+
+
+def main(t):
+    stack = t.stack = Stack(pipelines="hr").start()
+    gen = os.path.join(stack.base, "gen")
+    subprocess.check_call(["/usr/bin/python3", GEN, "--out", gen, "--employees", "1500", "--bad", "30"],
+                          stdout=subprocess.DEVNULL)
+    deps, jobs, emps, bad = reference(gen)
+    t.check(bad >= 25, "the sample has bad employee rows (%d)" % bad)
+    for ds in ("departments", "jobs"):
+        for name in os.listdir(os.path.join(gen, ds)):
+            with open(os.path.join(gen, ds, name), "rb") as f:
+                stack.drop("hr", ds, name, f.read())
+    wait_until(lambda: stack.pg.scalar("SELECT count(*) FROM hr.jobs") == len(jobs) and
+               stack.pg.scalar("SELECT count(*) FROM hr.departments") == len(deps), 60, what="departments and jobs")
+    for name in sorted(os.listdir(os.path.join(gen, "hired_employees"))):
+        with open(os.path.join(gen, "hired_employees", name), "rb") as f:
+            stack.drop("hr", "hired_employees", name, f.read())
+
+    def emp_table():
+        return {r[0]: (r[1], r[2], r[3], r[4]) for r in stack.pg.query(
+            "SELECT id, name, datetime, department_id, job_id FROM hr.hired_employees")}
+
+    wait_until(lambda: len(emp_table()) >= len(emps), 60, what="employees loaded")
+    t.check(emp_table() == emps, "hired_employees equals the good rows of the files (CRLF and LF alike)")
+    t.eq(dict(stack.pg.query("SELECT id, department FROM hr.departments")), deps, "departments")
+    t.eq(dict(stack.pg.query("SELECT id, job FROM hr.jobs")), jobs, "jobs")
+    r = stack.redis.client()
+    wait_until(lambda: r.xlen("fr:dlq:hr.hired_employees") >= bad, 30, what="%d dead letters" % bad)
+    dlq = [e[1] for e in r.xrange("fr:dlq:hr.hired_employees")]
+    t.eq(len(dlq), bad, "one dead letter per bad row")
+    t.check(all(e.get(b"reason") for e in dlq), "every dead letter has a reason")
+    t.check(any(b"does not exist" in e.get(b"reason", b"") for e in dlq), "dangling foreign keys are named")
+    wait_until(lambda: r.xlen("fr:dlq:hr.departments") == 1, 30, what="the duplicate department name rejected")
+    t.check(b"department" in r.xrange("fr:dlq:hr.departments")[0][1].get(b"reason", b""),
+            "the unique rejection names the column")
+
+    reports(t, stack, deps, jobs, emps)
+    crud(t, stack)
+    backup(t, stack)
+
+
+def reports(t, stack, deps, jobs, emps):
+    for year in (2023, 2024, 1999):
+        want = quarterly(deps, jobs, emps, year)
+        st, got = stack.get("/v1/report/quarterly_hires?year=%d" % year)
+        t.eq((st, csv_rows(got)), (200, want), "quarterly_hires %d vs Python" % year)
+        sql = stack.pg.query(
+            "SELECT d.department, j.job, " + ", ".join(
+                "sum(CASE WHEN date_part('quarter', e.datetime AT TIME ZONE 'UTC') = %d THEN 1 ELSE 0 END)" % q
+                for q in (1, 2, 3, 4)) +
+            " FROM hr.hired_employees e, hr.departments d, hr.jobs j WHERE d.id = e.department_id AND "
+            "j.id = e.job_id AND date_part('year', e.datetime AT TIME ZONE 'UTC') = %s GROUP BY 1, 2 "
+            "ORDER BY convert_to(d.department, 'UTF8'), convert_to(j.job, 'UTF8')", (year,))
+        t.eq(want[1:], [[a, b] + [str(x) for x in q] for a, b, *q in sql], "quarterly_hires %d vs SQL" % year)
+        want = department_hires(deps, emps, year)
+        st, got = stack.get("/v1/report/department_hires?year=%d" % year)
+        t.eq((st, csv_rows(got)), (200, want), "department_hires %d vs Python" % year)
+    t.check(len(department_hires(deps, emps, 2024)) > 2, "some departments are above the mean")
+    t.eq(csv_rows(stack.get("/v1/report/quarterly_hires")[1]), quarterly(deps, jobs, emps, YEAR_NOW),
+         "quarterly_hires defaults to the pipeline's year")
+    t.eq(csv_rows(stack.get("/v1/report/department_hires")[1]), department_hires(deps, emps, YEAR_NOW),
+         "department_hires defaults to the pipeline's year")
+    t.eq(stack.get("/v1/report/department_hires?year=twenty")[0], 422, "a bad year -> 422")
+
+
+def crud(t, stack):
+    what = " (needs the crud routes /v1/department, /v1/job, /v1/user: helper 6's crud handler)"
+    st, got = stack.request("POST", "/v1/department", {"id": 900, "department": "Quality"})
+    if not t.eq(st, 201, "POST /v1/department -> 201" + what):
+        return
+    st, got = stack.get("/v1/department/900")
+    t.check(st == 200 and got.get("department") == "Quality", "a POSTed row is readable at once (%r)" % (got,))
+    t.eq(stack.request("POST", "/v1/department", {"id": 900, "department": "Quality"})[0], 201,
+         "POST of an equal row -> 201 (retries are safe)")
+    t.eq(stack.get("/v1/department/987654")[0], 404, "unknown id -> 404")
+    t.eq(stack.request("PUT", "/v1/department/900", {"id": 900, "department": "Sales"})[0], 409,
+         "PUT to a name another row holds -> 409")
+    t.eq(stack.request("PATCH", "/v1/department/900", {"department": "Quality Assurance"})[0], 200, "PATCH -> 200")
+    st, _ = stack.request("POST", "/v1/user", {"id": 99001, "name": "New Hire", "datetime": "2024-06-01T09:00:00Z",
+                                               "department_id": 900, "job_id": 1})
+    t.eq(st, 201, "POST /v1/user with live FKs -> 201")
+    st, got = stack.request("POST", "/v1/user", {"id": 99002, "name": "Nobody", "datetime": "2024-06-01T09:00:00Z",
+                                                 "department_id": 123456, "job_id": 1})
+    t.check(st == 400 and "department_id" in str(got), "a dangling FK -> 400 naming it (%r %r)" % (st, got))
+    t.eq(stack.request("DELETE", "/v1/department/900")[0], 204, "DELETE -> 204")
+    t.eq(stack.get("/v1/department/900")[0], 410, "soft-deleted -> 410")
+    t.eq(stack.request("DELETE", "/v1/department/900")[0], 410, "DELETE of a soft-deleted row -> 410")
+    st, got = stack.request("POST", "/v1/user", {"id": 99003, "name": "Late", "datetime": "2024-06-01T09:00:00Z",
+                                                 "department_id": 900, "job_id": 1})
+    t.eq(st, 400, "a FK to a soft-deleted row -> 400")
+    t.eq(stack.request("POST", "/v1/department", {"id": 900, "department": "Quality Assurance"})[0], 201,
+         "POST of a soft-deleted row reactivates it")
+    t.eq(stack.get("/v1/department/900")[0], 200, "reactivated")
+    t.eq(stack.request("DELETE", "/v1/user/99001", headers={"X-Soft-Delete": "false"})[0], 204, "hard DELETE -> 204")
+    t.eq(stack.get("/v1/user/99001")[0], 404, "a hard-deleted row is gone: 404")
+    body = "id,job\n901,Tester\n902,\n903,Auditor\nx,Broken\n"
+    st, got = stack.request("POST", "/v1/job/bulk", body, headers={"Content-Type": "text/csv"})
+    t.check(st == 201 and isinstance(got, dict) and got.get("inserted") == 2 and len(got.get("rejected", [])) == 2,
+            "POST /v1/job/bulk CSV with 2 bad lines -> 201 inserted 2, 2 rejected (%r %r)" % (st, got))
+    t.eq(stack.request("POST", "/v1/job/bulk", [{"id": 5000 + i, "job": "j%d" % i} for i in range(1001)])[0], 422,
+         "bulk of 1001 rows -> 422")
+    st, got = stack.get("/v1/job?limit=5&offset=0")
+    t.check(st == 200 and isinstance(got, list) and len(got) == 5, "GET /v1/job?limit=5 -> 5 rows (%r)" % (st,))
+
+
+def backup(t, stack):
+    before = stack.pg.query("SELECT * FROM hr.hired_employees ORDER BY id")
+    out = os.path.join(stack.base, "hired_employees.avro")
+    env = dict(stack.daemons["loader"].env)
+    rc = subprocess.run([os.path.join(BIN, "freshet-loader"), "backup", "--dataset", "hr.hired_employees", "--out",
+                         out], env=env, cwd=SRC, capture_output=True, text=True)
+    if not t.eq(rc.returncode, 0, "freshet-loader backup (%s)" % rc.stderr[-400:]):
+        return
+    stack.pg.query("TRUNCATE hr.hired_employees")
+    t.eq(stack.pg.scalar("SELECT count(*) FROM hr.hired_employees"), 0, "truncated")
+    rc = subprocess.run([os.path.join(BIN, "freshet-loader"), "restore", "--dataset", "hr.hired_employees", "--in",
+                         out], env=env, cwd=SRC, capture_output=True, text=True)
+    t.eq(rc.returncode, 0, "freshet-loader restore (%s)" % rc.stderr[-400:])
+    t.check(stack.pg.query("SELECT * FROM hr.hired_employees ORDER BY id") == before,
+            "backup -> truncate -> restore gives the identical table")
+    with open(out, "r+b") as f:
+        f.truncate(os.path.getsize(out) - 7)
+    rc = subprocess.run([os.path.join(BIN, "freshet-loader"), "restore", "--dataset", "hr.hired_employees", "--in",
+                         out], env=env, cwd=SRC, capture_output=True, text=True)
+    t.check(rc.returncode != 0, "a corrupt file is refused")
+    t.check(stack.pg.query("SELECT * FROM hr.hired_employees ORDER BY id") == before, "... and changes nothing")
+
+
+if __name__ == "__main__":
+    TestRun("hr").run(main)
