@@ -505,9 +505,14 @@ fr_parser_t *fr_parser_new(const struct fr_dataset *ds, enum fr_file_format fmt,
     fr_buf_init(&p->rowbuf, 0);
     fr_buf_init(&p->whole, FR_PARSE_MAX_JSON);
     p->colmap = fr_xmalloc(nc * sizeof(*p->colmap));
-    for (size_t i = 0; i < ds->n_columns; i++)
-        p->colmap[i] = (int)i;
-    p->n_fields = ds->n_columns;
+    /* A CSV without a header holds the columns in order, except the
+     * soft-delete column, which only DELETEs set (it is never in files). */
+    p->n_fields = 0;
+    for (size_t i = 0; i < ds->n_columns; i++) {
+        bool sd = ds->soft_delete && strcmp(ds->columns[i].name, ds->soft_delete) == 0;
+        p->colmap[i] = sd ? -1 : (int)p->n_fields;
+        p->n_fields += sd ? 0 : 1;
+    }
     p->offs = fr_xcalloc(nc, sizeof(*p->offs));
     p->vals = fr_xcalloc(nc, sizeof(*p->vals));
     p->lens = fr_xcalloc(nc, sizeof(*p->lens));
