@@ -65,7 +65,7 @@ static const char *const param_keys[] = {"in",    "type",       "required",   "d
                                          "upper", "lower",      "suffix",     NULL};
 static const char *const handler_keys[] = {"sql",         "query",  "args",        "exists",
                                            "exists_args", "static", "cache_field", "cache_hash",
-                                           "cache_multi", "push",   NULL};
+                                           "cache_multi", "push",   "crud",        NULL};
 static const char *const output_keys[] = {"shape", "formats", "not_found", NULL};
 static const char *const cache_keys[] = {"cache", "key", "field", NULL};
 static const char *const push_keys[] = {"dataset", "min_rows", "max_rows", "partial", NULL};
@@ -254,7 +254,8 @@ static bool parse_handler(struct fr_cfg *c, struct fr_pipeline *p, struct fr_rou
     snprintf(what, sizeof(what), "handler of route '%s'", r->name);
     if (!fr_cfg_check_map(c, n, what, handler_keys))
         return false;
-    static const char *const kinds[] = {"sql", "query", "static", "cache_field", "cache_hash", "cache_multi", "push"};
+    static const char *const kinds[] = {"sql",        "query",       "static", "cache_field",
+                                        "cache_hash", "cache_multi", "push",   "crud"};
     const char *kind = NULL;
     yaml_node_t *v = NULL;
     for (size_t i = 0; i < FR_ARRAY_LEN(kinds); i++) {
@@ -291,6 +292,23 @@ static bool parse_handler(struct fr_cfg *c, struct fr_pipeline *p, struct fr_rou
     if (strcmp(kind, "static") == 0) {
         r->handler = FR_RH_STATIC;
         return fr_cfg_get_str(c, v, "static", &r->sql);
+    }
+    if (strcmp(kind, "crud") == 0) {
+        static const char *const crud_keys[] = {"dataset", NULL};
+        r->handler = FR_RH_CRUD;
+        if (!fr_cfg_check_map(c, v, what, crud_keys))
+            return false;
+        if (!(w = fr_cfg_map_get(c, v, "dataset")))
+            return fail(c, v, "crud of route '%s' has no dataset; add dataset: <a keyed dataset>", r->name);
+        if (!fr_cfg_get_ident(c, w, "dataset", &r->dataset))
+            return false;
+        const struct fr_dataset *d = fr_pipeline_dataset(p, r->dataset);
+        if (!d || d->n_key != 1)
+            return fail(c, w, "crud of route '%s' needs a dataset with a one-column key; '%s' is not one", r->name,
+                        r->dataset);
+        if (r->n_params)
+            return fail(c, n, "crud route '%s' takes no params: its id, limit and offset are built in", r->name);
+        return true;
     }
     if (strcmp(kind, "push") == 0) {
         r->handler = FR_RH_PUSH;

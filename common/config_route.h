@@ -16,6 +16,7 @@ enum fr_route_handler {
     FR_RH_CACHE_HASH,
     FR_RH_CACHE_MULTI,
     FR_RH_PUSH,
+    FR_RH_CRUD, /* a resource: list, get, POST, POST /bulk, PUT, PATCH, DELETE under the path */
 };
 
 enum fr_route_shape {

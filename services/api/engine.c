@@ -3,11 +3,13 @@
 
 #include <errno.h>
 #include <inttypes.h>
+#include <jansson.h>
 #include <libpq-fe.h>
 #include <regex.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <time.h>
 
 #include "api.h"
@@ -47,6 +49,7 @@ struct eroute {
 struct fr_api_engine {
     struct fr_api_worker *w; /* borrowed */
     uint64_t cursor_seq;     /* cursor names, unique on the worker's connection */
+    size_t n_crud;           /* routes with a crud handler (matched by prefix) */
     struct eroute *routes;   /* owned */
     size_t n;
 };
@@ -103,8 +106,9 @@ struct fr_api_engine *fr_api_engine_new(struct fr_api_worker *w, char err[FR_ERR
                     return NULL;
                 }
             }
-            if (r->handler == FR_RH_PUSH)
+            if (r->handler == FR_RH_PUSH || r->handler == FR_RH_CRUD)
                 er->ds = fr_pipeline_dataset(p, r->dataset);
+            e->n_crud += r->handler == FR_RH_CRUD;
             for (size_t k = 0; k < r->n_segs; k++)
                 er->n_static += r->segs[k][0] != '{';
             er->re = fr_xcalloc(r->n_params ? r->n_params : 1, sizeof(regex_t));
@@ -951,6 +955,322 @@ static bool wants_csv(const struct eroute *er, fr_http_req_t *req, struct fr_api
     return !er->r->json && er->r->csv;
 }
 
+/* ------------------------------------------------------------------ crud */
+
+/* A resource route (`crud: {dataset: D}` at path P, SPEC §4.4): GET P (list,
+ * limit/offset, Link rel=next), GET P/{id}, POST P, POST P/bulk, PUT and
+ * PATCH P/{id}, DELETE P/{id} (soft by default; X-Soft-Delete: false
+ * hard). Reads are SQL on the worker's connection; writes go through the
+ * dataset's stream (push.c), so the loader's checks apply: a unique value
+ * held by another row answers 409, a reference to a missing or deleted row
+ * 400. 404 unknown id, 410 soft-deleted. */
+
+enum crud_op { CRUD_LIST, CRUD_GET, CRUD_PUT, CRUD_PATCH, CRUD_DELETE };
+
+struct crudreq {
+    struct fr_api_engine *e;
+    struct eroute *er;
+    fr_http_req_t *req;
+    const struct fr_dataset *ds;
+    enum crud_op op;
+    int64_t limit, offset;
+    const char *id;
+};
+
+static void crud_cols(const struct fr_dataset *ds, struct fr_buf *b)
+{
+    bool first = true;
+    for (size_t i = 0; i < ds->n_columns; i++) {
+        if (ds->soft_delete && strcmp(ds->columns[i].name, ds->soft_delete) == 0)
+            continue;
+        (void)fr_buf_puts(b, first ? "t." : ", t.");
+        (void)fr_buf_puts(b, ds->columns[i].name);
+        first = false;
+    }
+}
+
+static void crud_422(struct eroute *er, fr_http_req_t *req, const char *where, const char *name, const char *msg,
+                     const char *type, struct fr_api_worker *w)
+{
+    struct errs x = {.b = &w->out, .n = 0};
+    fr_buf_reset(&w->out);
+    err_add(&x, where, name, msg, type);
+    (void)fr_buf_puts(&w->out, "]}");
+    respond(er, req, 422, "application/json", w->out.data, w->out.len, w);
+}
+
+static void crud_gone(struct crudreq *cr, bool gone)
+{
+    char msg[160];
+    if (gone)
+        snprintf(msg, sizeof(msg), "%s %.60s was deleted", cr->ds->name, cr->id);
+    else
+        snprintf(msg, sizeof(msg), "%s %.60s not found", cr->ds->name, cr->id);
+    respond_detail(cr->er, cr->req, gone ? 410 : 404, msg, cr->e->w);
+}
+
+static void crud_write(struct crudreq *cr, const char *stored)
+{
+    struct fr_api_worker *w = cr->e->w;
+    const struct fr_column *key = &cr->ds->columns[cr->ds->key_index[0]];
+    json_error_t jerr;
+    json_t *row = NULL;
+    size_t blen = 0;
+    const char *body = fr_http_req_body(cr->req, &blen);
+    if (cr->op == CRUD_DELETE) {
+        row = json_loads(stored, 0, &jerr);
+    } else {
+        json_t *in = json_loadb(body, blen, 0, &jerr);
+        if (!in || !json_is_object(in)) {
+            json_decref(in);
+            crud_422(cr->er, cr->req, "body", "body", "body must be a JSON object", "model_attributes_type", w);
+            return;
+        }
+        if (cr->op == CRUD_PATCH) {
+            row = json_loads(stored, 0, &jerr);
+            if (row)
+                json_object_update(row, in);
+            json_decref(in);
+        } else {
+            row = in;
+        }
+    }
+    if (!row) {
+        respond_detail(cr->er, cr->req, 500, "stored row unreadable", w);
+        return;
+    }
+    /* the id is the path's, whatever the body says */
+    int64_t n;
+    if ((key->type == FR_T_INT || key->type == FR_T_BIGINT) && fr_parse_i64(cr->id, strlen(cr->id), &n))
+        json_object_set_new(row, key->name, json_integer(n));
+    else
+        json_object_set_new(row, key->name, json_string(cr->id));
+    if (cr->ds->soft_delete)
+        json_object_del(row, cr->ds->soft_delete);
+    char *text = json_dumps(row, JSON_COMPACT);
+    json_decref(row);
+    size_t tl = strlen(text);
+    char *copy = fr_http_req_alloc(cr->req, tl + 1);
+    memcpy(copy, text, tl + 1);
+    free(text);
+    const char *soft = fr_http_req_header(cr->req, "X-Soft-Delete");
+    struct fr_api_push_spec spec = {
+        .pipeline = cr->er->p,
+        .ds = cr->ds,
+        .min_rows = 1,
+        .max_rows = 1,
+        .wait_ms = UINT32_MAX,
+        .op = cr->op != CRUD_DELETE                      ? FR_OP_UPSERT
+              : (soft && strcasecmp(soft, "false") == 0) ? FR_OP_HARD_DELETE
+                                                         : FR_OP_DELETE,
+        .body = copy,
+        .body_len = tl,
+        .ok_status = cr->op == CRUD_DELETE ? 204 : 200,
+    };
+    fr_api_push(w, cr->req, &spec);
+}
+
+static void on_crud(fr_pg_t *pg, PGresult *res, void *data)
+{
+    (void)pg;
+    struct crudreq *cr = data;
+    struct fr_api_worker *w = cr->e->w;
+    w->inflight--;
+    if (!res) {
+        respond_detail(cr->er, cr->req, 503, "database unavailable; retry", w);
+        return;
+    }
+    if (PQresultStatus(res) != PGRES_TUPLES_OK) {
+        fr_warn("route %s: query failed: %s", cr->er->r->name, PQresultErrorMessage(res));
+        respond_detail(cr->er, cr->req, 500, "query failed", w);
+        return;
+    }
+    int rows = PQntuples(res), nf = PQnfields(res);
+    struct fr_buf *b = &w->out;
+    fr_buf_reset(b);
+    if (cr->op == CRUD_LIST) {
+        (void)fr_buf_putc(b, '[');
+        for (int r = 0; r < rows; r++) {
+            if (r)
+                (void)fr_buf_putc(b, ',');
+            put_row_json(b, res, r);
+        }
+        (void)fr_buf_putc(b, ']');
+        if (rows == cr->limit) {
+            char link[600];
+            snprintf(link, sizeof(link), "<%s?limit=%" PRId64 "&offset=%" PRId64 ">; rel=\"next\"", cr->er->r->path,
+                     cr->limit, cr->offset + cr->limit);
+            fr_http_add_header(cr->req, "Link", link);
+        }
+        respond(cr->er, cr->req, 200, "application/json", b->data, b->len, w);
+        return;
+    }
+    if (rows == 0) {
+        crud_gone(cr, false);
+        return;
+    }
+    bool gone = PQgetvalue(res, 0, nf - 1)[0] == 't';
+    if (gone) {
+        crud_gone(cr, true);
+        return;
+    }
+    if (cr->op == CRUD_GET) {
+        (void)fr_buf_putc(b, '{');
+        for (int c = 0; c + 1 < nf; c++) {
+            if (c)
+                (void)fr_buf_putc(b, ',');
+            const char *name = PQfname(res, c);
+            (void)fr_buf_json_str(b, name, strlen(name));
+            (void)fr_buf_putc(b, ':');
+            put_json_value(b, res, 0, c);
+        }
+        (void)fr_buf_putc(b, '}');
+        respond(cr->er, cr->req, 200, "application/json", b->data, b->len, w);
+        return;
+    }
+    crud_write(cr, PQgetvalue(res, 0, 0));
+}
+
+/* Serves req when it is under a crud route's path; false otherwise. */
+static bool crud_handle(struct fr_api_engine *e, fr_http_req_t *req, const char *method, const char *path)
+{
+    struct fr_api_worker *w = e->w;
+    for (size_t i = 0; i < e->n; i++) {
+        struct eroute *er = &e->routes[i];
+        if (er->r->handler != FR_RH_CRUD)
+            continue;
+        size_t bl = strlen(er->r->path);
+        if (strncmp(path, er->r->path, bl) != 0 || (path[bl] != '\0' && path[bl] != '/'))
+            continue;
+        const char *seg = path[bl] == '/' ? path + bl + 1 : NULL;
+        if (seg && (seg[0] == '\0' || strchr(seg, '/')))
+            continue;
+        const struct fr_dataset *ds = fr_pipeline_dataset(er->p, er->r->dataset);
+        if (!ds)
+            continue;
+        struct crudreq *cr = fr_http_req_alloc(req, sizeof(*cr));
+        memset(cr, 0, sizeof(*cr));
+        cr->e = e;
+        cr->er = er;
+        cr->req = req;
+        cr->ds = ds;
+        bool is_bulk = seg && strcmp(seg, "bulk") == 0;
+        if (strcmp(method, "POST") == 0 && (!seg || is_bulk)) {
+            /* A CSV body may start with a header naming the columns (the
+             * first column's name, then ',' or the line end); the files of
+             * SPEC §4.4 have none. */
+            size_t blen = 0;
+            const char *body = fr_http_req_body(req, &blen);
+            const char *c0 = ds->columns[0].name;
+            size_t c0l = strlen(c0);
+            bool header = blen > c0l && memcmp(body, c0, c0l) == 0 &&
+                          (body[c0l] == ',' || body[c0l] == '\n' || body[c0l] == '\r');
+            struct fr_api_push_spec spec = {
+                .pipeline = er->p,
+                .ds = ds,
+                .min_rows = 1,
+                .max_rows = is_bulk ? 1000 : 1,
+                .partial = is_bulk,
+                .csv_header = header,
+                .wait_ms = UINT32_MAX,
+                .op = FR_OP_UPSERT,
+            };
+            fr_api_push(w, req, &spec);
+            return true;
+        }
+        const char *allow = seg ? "GET, PUT, PATCH, DELETE" : "GET, POST";
+        if (!seg && strcmp(method, "GET") == 0) {
+            cr->op = CRUD_LIST;
+        } else if (seg && !is_bulk && strcmp(method, "GET") == 0) {
+            cr->op = CRUD_GET;
+        } else if (seg && !is_bulk && strcmp(method, "PUT") == 0) {
+            cr->op = CRUD_PUT;
+        } else if (seg && !is_bulk && strcmp(method, "PATCH") == 0) {
+            cr->op = CRUD_PATCH;
+        } else if (seg && !is_bulk && strcmp(method, "DELETE") == 0) {
+            cr->op = CRUD_DELETE;
+        } else {
+            fr_http_add_header(req, "Allow", is_bulk ? "POST" : allow);
+            respond_detail(er, req, 405, "Method Not Allowed", w);
+            return true;
+        }
+        const struct fr_column *key = &ds->columns[ds->key_index[0]];
+        struct fr_buf sql;
+        fr_buf_init(&sql, 0);
+        const char *params[2];
+        char a[24], b2[24];
+        int np;
+        if (cr->op == CRUD_LIST) {
+            const char *q = fr_http_req_query(req);
+            size_t ql = strlen(q);
+            cr->limit = 10;
+            cr->offset = 0;
+            if (fr_http_query_get(q, ql, "limit", &w->q1) &&
+                (!fr_parse_i64(w->q1.data ? w->q1.data : "", w->q1.len, &cr->limit) || cr->limit < 1 ||
+                 cr->limit > 1000)) {
+                fr_buf_deinit(&sql);
+                crud_422(er, req, "query", "limit", "Input should be an integer from 1 to 1000", "less_than_equal",
+                         w);
+                return true;
+            }
+            if (fr_http_query_get(q, ql, "offset", &w->q1) &&
+                (!fr_parse_i64(w->q1.data ? w->q1.data : "", w->q1.len, &cr->offset) || cr->offset < 0)) {
+                fr_buf_deinit(&sql);
+                crud_422(er, req, "query", "offset", "Input should be an integer >= 0", "greater_than_equal", w);
+                return true;
+            }
+            (void)fr_buf_puts(&sql, "SELECT ");
+            crud_cols(ds, &sql);
+            (void)fr_buf_printf(&sql, " FROM %s t", ds->table);
+            if (ds->soft_delete)
+                (void)fr_buf_printf(&sql, " WHERE t.%s IS NULL", ds->soft_delete);
+            (void)fr_buf_printf(&sql, " ORDER BY t.%s LIMIT $1::bigint OFFSET $2::bigint", key->name);
+            snprintf(a, sizeof(a), "%" PRId64, cr->limit);
+            snprintf(b2, sizeof(b2), "%" PRId64, cr->offset);
+            params[0] = a;
+            params[1] = b2;
+            np = 2;
+        } else {
+            char dec[MAX_VALUE + 1];
+            size_t n = pct_decode(seg, strlen(seg), dec, MAX_VALUE);
+            int64_t v;
+            if (n > MAX_VALUE || n == 0 ||
+                ((key->type == FR_T_INT || key->type == FR_T_BIGINT) && !fr_parse_i64(dec, n, &v))) {
+                fr_buf_deinit(&sql);
+                crud_422(er, req, "path", "id",
+                         "Input should be a valid integer, unable to parse string as an integer", "int_parsing", w);
+                return true;
+            }
+            char *id = fr_http_req_alloc(req, n + 1);
+            memcpy(id, dec, n);
+            id[n] = '\0';
+            cr->id = id;
+            if (cr->op == CRUD_GET) {
+                (void)fr_buf_puts(&sql, "SELECT ");
+                crud_cols(ds, &sql);
+            } else {
+                (void)fr_buf_puts(&sql, "SELECT to_jsonb(t)::text");
+            }
+            if (ds->soft_delete)
+                (void)fr_buf_printf(&sql, ", t.%s IS NOT NULL AS fr_gone", ds->soft_delete);
+            else
+                (void)fr_buf_puts(&sql, ", false AS fr_gone");
+            (void)fr_buf_printf(&sql, " FROM %s t WHERE t.%s = $1::%s", ds->table, key->name, fr_type_sql(key->type));
+            params[0] = id;
+            np = 1;
+        }
+        fr_pg_t *pg = w->app->pg;
+        int rc = pg && fr_pg_connected(pg) ? fr_pg_query(pg, sql.data, np, params, NULL, on_crud, cr) : -ENOTCONN;
+        fr_buf_deinit(&sql);
+        if (rc != 0)
+            respond_detail(er, req, 503, "database unavailable; retry", w);
+        else
+            w->inflight++;
+        return true;
+    }
+    return false;
+}
+
 /* ---------------------------------------------------------------- dispatch */
 
 bool fr_api_engine_handle(struct fr_api_engine *e, fr_http_req_t *req)
@@ -963,6 +1283,8 @@ bool fr_api_engine_handle(struct fr_api_engine *e, fr_http_req_t *req)
     size_t sl[64];
     bool pm;
     struct fr_api_worker *w = e->w;
+    if (e->n_crud && crud_handle(e, req, method, path))
+        return true;
     struct eroute *er = find(e, method, path, &pm, ss, sl);
     if (!er) {
         if (!pm)
@@ -1004,6 +1326,7 @@ bool fr_api_engine_handle(struct fr_api_engine *e, fr_http_req_t *req)
         fr_api_push(w, req, &spec);
         return true;
     }
+    case FR_RH_CRUD: /* matched by prefix in crud_handle */
     case FR_RH_SQL:
         break;
     }
@@ -1135,6 +1458,74 @@ static void oa_route(struct fr_buf *b, const struct fr_pipeline *p, const struct
                          "HTTPValidationError\"}}}}}}");
 }
 
+/* One operation of a crud resource. */
+static void oa_op(struct fr_buf *b, const struct fr_pipeline *p, const struct fr_route *r, const char *method,
+                  const char *op, const char *summary, const char *role, bool id, bool body, const char *ok,
+                  bool auth)
+{
+    char name[160];
+    snprintf(name, sizeof(name), "%s.%s_%s", p->name, r->name, op);
+    (void)fr_buf_printf(b, "\"%s\":{\"operationId\":", method);
+    oa_str(b, name);
+    (void)fr_buf_puts(b, ",\"tags\":[");
+    oa_str(b, p->name);
+    (void)fr_buf_puts(b, "],\"summary\":");
+    oa_str(b, summary);
+    (void)fr_buf_puts(b, ",\"x-role\":");
+    oa_str(b, role);
+    if (auth)
+        (void)fr_buf_puts(b, ",\"security\":[{\"bearer\":[]}]");
+    (void)fr_buf_puts(b, ",\"parameters\":[");
+    if (id)
+        (void)fr_buf_puts(b, "{\"name\":\"id\",\"in\":\"path\",\"required\":true,\"schema\":{\"type\":\"integer\"}}");
+    else if (strcmp(op, "list") == 0)
+        (void)fr_buf_puts(b, "{\"name\":\"limit\",\"in\":\"query\",\"required\":false,\"schema\":{\"type\":"
+                             "\"integer\",\"minimum\":1,\"maximum\":1000,\"default\":10}},{\"name\":\"offset\","
+                             "\"in\":\"query\",\"required\":false,\"schema\":{\"type\":\"integer\",\"minimum\":0,"
+                             "\"default\":0}}");
+    (void)fr_buf_putc(b, ']');
+    if (body)
+        (void)fr_buf_puts(b, ",\"requestBody\":{\"required\":true,\"content\":{\"application/json\":{\"schema\":{}}"
+                             ",\"text/csv\":{\"schema\":{\"type\":\"string\"}}}}");
+    (void)fr_buf_printf(b,
+                        ",\"responses\":{\"%s\":{\"description\":\"OK\"},\"404\":{\"description\":\"unknown "
+                        "id\"},\"410\":{\"description\":\"deleted\"},\"409\":{\"description\":\"a unique value "
+                        "held by another row\"},\"400\":{\"description\":\"a reference to a missing row\"},"
+                        "\"422\":{\"description\":\"Validation error\"}}}",
+                        ok);
+}
+
+/* A crud route is three paths: P, P/{id}, P/bulk. */
+static void oa_crud(struct fr_buf *b, const struct fr_pipeline *p, const struct fr_route *r, bool auth)
+{
+    char path[600];
+    oa_str(b, r->path);
+    (void)fr_buf_puts(b, ":{");
+    oa_op(b, p, r, "get", "list", "List (limit/offset; Link rel=next)", "read", false, false, "200", auth);
+    (void)fr_buf_putc(b, ',');
+    oa_op(b, p, r, "post", "create", "Create one row (201; an equal row is returned, a deleted one reactivated)",
+          "write", false, true, "201", auth);
+    (void)fr_buf_puts(b, "},");
+    snprintf(path, sizeof(path), "%s/{id}", r->path);
+    oa_str(b, path);
+    (void)fr_buf_puts(b, ":{");
+    oa_op(b, p, r, "get", "get", "One row", "read", true, false, "200", auth);
+    (void)fr_buf_putc(b, ',');
+    oa_op(b, p, r, "put", "replace", "Replace a row", "write", true, true, "200", auth);
+    (void)fr_buf_putc(b, ',');
+    oa_op(b, p, r, "patch", "update", "Update some fields of a row", "write", true, true, "200", auth);
+    (void)fr_buf_putc(b, ',');
+    oa_op(b, p, r, "delete", "delete", "Delete (soft; X-Soft-Delete: false for good)", "write", true, false, "204",
+          auth);
+    (void)fr_buf_puts(b, "},");
+    snprintf(path, sizeof(path), "%s/bulk", r->path);
+    oa_str(b, path);
+    (void)fr_buf_puts(b, ":{");
+    oa_op(b, p, r, "post", "bulk", "1 to 1000 rows, JSON array or CSV: {inserted, rejected}", "write", false, true,
+          "201", auth);
+    (void)fr_buf_putc(b, '}');
+}
+
 void fr_api_openapi(const struct fr_pipeline *const *ps, size_t n, bool auth, struct fr_buf *b)
 {
     (void)fr_buf_puts(b, "{\"openapi\":\"3.1.0\",\"info\":{\"title\":\"freshet\",\"version\":\"" FR_VERSION
@@ -1144,6 +1535,8 @@ void fr_api_openapi(const struct fr_pipeline *const *ps, size_t n, bool auth, st
     for (size_t i = 0; i < n; i++) {
         for (size_t j = 0; j < ps[i]->n_routes; j++) {
             const struct fr_route *r = &ps[i]->routes[j];
+            if (r->handler == FR_RH_CRUD)
+                continue; /* below */
             bool seen = false;
             for (size_t i2 = 0; i2 <= i && !seen; i2++)
                 for (size_t j2 = 0; j2 < (i2 == i ? j : ps[i2]->n_routes) && !seen; j2++)
@@ -1166,6 +1559,17 @@ void fr_api_openapi(const struct fr_pipeline *const *ps, size_t n, bool auth, st
                     oa_route(b, ps[i2], &ps[i2]->routes[j2], auth);
                 }
             (void)fr_buf_putc(b, '}');
+        }
+    }
+    for (size_t i = 0; i < n; i++) {
+        for (size_t j = 0; j < ps[i]->n_routes; j++) {
+            const struct fr_route *r = &ps[i]->routes[j];
+            if (r->handler != FR_RH_CRUD)
+                continue;
+            if (!first_path)
+                (void)fr_buf_putc(b, ',');
+            first_path = false;
+            oa_crud(b, ps[i], r, auth);
         }
     }
     if (!first_path)

@@ -38,6 +38,7 @@ struct waiter {
     bool single;  /* body was one object: answer one object */
     bool partial; /* bulk: answer {"inserted","rejected"} */
     uint32_t wait_ms;
+    int ok_status;              /* 201 (default), 200, or 204 (no body) */
     size_t n_rows;              /* rows published */
     struct fr_buf rows_json;    /* owned: JSON array of the rows published */
     struct fr_buf rejects_json; /* owned: ',{"row":i,"reason":...}' items, partial only */
@@ -233,7 +234,10 @@ static void answer_201(struct waiter *wt, json_t *loader_rejects)
         snprintf(loc, sizeof(loc), "/v1/batches/%s", wt->id);
         fr_http_add_header(wt->req, "Location", loc);
     }
-    finish(wt, 201, "application/json", &b);
+    if (wt->ok_status == 204)
+        finish(wt, 204, NULL, NULL);
+    else
+        finish(wt, wt->ok_status, "application/json", &b);
     fr_buf_deinit(&b);
 }
 
@@ -472,7 +476,11 @@ void fr_api_push(struct fr_api_worker *w, fr_http_req_t *req, const struct fr_ap
         fr_http_respond_detail(req, 503, "too many writes in flight on this worker; retry shortly");
         return;
     }
-    if (ctype_is(ct, "text/csv")) {
+    if (spec->body) {
+        body = spec->body;
+        blen = spec->body_len;
+        fmt = FR_FMT_JSON;
+    } else if (ctype_is(ct, "text/csv")) {
         fmt = FR_FMT_CSV;
     } else if (!ct || ct[0] == '\0' || ctype_is(ct, "application/json")) {
         fmt = FR_FMT_JSON;
@@ -508,6 +516,7 @@ void fr_api_push(struct fr_api_worker *w, fr_http_req_t *req, const struct fr_ap
     wt->req = req;
     wt->single = single;
     wt->partial = spec->partial;
+    wt->ok_status = spec->ok_status ? spec->ok_status : 201;
     wt->wait_ms = spec->wait_ms == UINT32_MAX ? fr_api_push_default_wait_ms() : spec->wait_ms;
     fr_buf_init(&wt->rows_json, 0);
     fr_buf_init(&wt->rejects_json, 0);

@@ -35,6 +35,12 @@ struct fr_api_push_spec {
     bool csv_header;                    /* a text/csv body starts with a header row */
     uint32_t wait_ms; /* UINT32_MAX = the default (FRESHET_API_WRITE_WAIT_MS or 2000); 0 = answer 202 at once */
     enum fr_batch_op op;
+    /* crud (engine.c): a JSON body built by the caller instead of the
+     * request's, and the status of success (0 = 201 with the rows; 200 =
+     * the rows; 204 = no body). */
+    const char *body;
+    size_t body_len;
+    int ok_status;
 };
 
 #define FR_API_PUSH_DEFAULT_MAX 1000

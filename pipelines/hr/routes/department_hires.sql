@@ -6,6 +6,7 @@ WITH per AS (
     JOIN hr.departments d ON d.id = e.department_id
     WHERE e.datetime >= make_timestamptz($1::int, 1, 1, 0, 0, 0, 'UTC')
       AND e.datetime < make_timestamptz($1::int + 1, 1, 1, 0, 0, 0, 'UTC')
+      AND e.deleted_at IS NULL
     GROUP BY d.id, d.department
 )
 SELECT id, department, hired

@@ -10,5 +10,6 @@ JOIN hr.departments d ON d.id = e.department_id
 JOIN hr.jobs j ON j.id = e.job_id
 WHERE e.datetime >= make_timestamptz($1::int, 1, 1, 0, 0, 0, 'UTC')
   AND e.datetime < make_timestamptz($1::int + 1, 1, 1, 0, 0, 0, 'UTC')
+  AND e.deleted_at IS NULL
 GROUP BY d.department, j.job
 ORDER BY d.department COLLATE "C", j.job COLLATE "C"
