@@ -10,9 +10,11 @@
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <sys/stat.h>
 #include <time.h>
 
 #include "api.h"
+#include "backup.h"
 #include "log.h"
 #include "push.h"
 
@@ -1271,11 +1273,147 @@ static bool crud_handle(struct fr_api_engine *e, fr_http_req_t *req, const char 
     return false;
 }
 
+/* ------------------------------------------------------------ admin routes */
+
+/* POST /admin/backup/{dataset} writes the table to
+ * {FRESHET_DATA_DIR}/backups/{pipeline}.{dataset}-{ts}.avro and answers the
+ * file name; POST /admin/restore/{dataset} replaces the table with the Avro
+ * body (a corrupt or mismatched file changes nothing: 422 with the reason),
+ * then tells the loader so models and caches follow. {dataset} is
+ * "pipeline.dataset" or a dataset name. Role admin. The blocking work
+ * (libpq, avro-c) runs in libuv's thread pool. */
+
+struct adminjob {
+    uv_work_t work;
+    struct fr_api_worker *w;
+    fr_http_req_t *req;
+    const struct fr_pipeline *p;
+    const struct fr_dataset *ds;
+    bool restore;
+    const char *body;
+    size_t len;
+    char path[1024];
+    char name[300];
+    int rc;
+    int64_t rows;
+    char err[FR_ERR_LEN];
+};
+
+static void admin_work(uv_work_t *wk)
+{
+    struct adminjob *j = fr_container_of(wk, struct adminjob, work);
+    const struct fr_settings *st = &j->w->app->settings;
+    if (j->restore) {
+        j->rc = fr_backup_restore_buf(st->database_url, j->p, j->ds, j->body, j->len, &j->rows, j->err);
+        if (j->rc == 0)
+            j->rc = fr_backup_notify(st->redis_url, j->ds, j->err);
+    } else {
+        char dir[1024];
+        snprintf(dir, sizeof(dir), "%s/backups", st->data_dir);
+        if (mkdir(dir, 0755) != 0 && errno != EEXIST) {
+            j->rc = -errno;
+            snprintf(j->err, FR_ERR_LEN, "cannot create %.160s: %.60s", dir, strerror(errno));
+            return;
+        }
+        j->rc = fr_backup_write(st->database_url, j->p, j->ds, j->path, &j->rows, j->err);
+    }
+}
+
+static void admin_done(uv_work_t *wk, int status)
+{
+    struct adminjob *j = fr_container_of(wk, struct adminjob, work);
+    struct fr_api_worker *w = j->w;
+    w->inflight--;
+    struct fr_buf *b = &w->out;
+    fr_buf_reset(b);
+    if (status != 0 || j->rc != 0) {
+        int code = j->rc == -EPROTO || j->rc == -EBADMSG ? 422 : 503;
+        fr_warn("admin %s %s: %s", j->restore ? "restore" : "backup", j->ds->qname, j->err);
+        respond_detail(NULL, j->req, code, status != 0 ? "cancelled" : j->err, w);
+        return;
+    }
+    if (j->restore)
+        (void)fr_buf_printf(b, "{\"dataset\":\"%s\",\"restored\":%" PRId64 "}", j->ds->qname, j->rows);
+    else {
+        (void)fr_buf_printf(b, "{\"dataset\":\"%s\",\"rows\":%" PRId64 ",\"file\":", j->ds->qname, j->rows);
+        (void)fr_buf_json_str(b, j->name, strlen(j->name));
+        (void)fr_buf_putc(b, '}');
+    }
+    respond(NULL, j->req, j->restore ? 200 : 201, "application/json", b->data, b->len, w);
+}
+
+static bool admin_handle(struct fr_api_engine *e, fr_http_req_t *req, const char *method, const char *path)
+{
+    bool restore;
+    const char *name;
+    if (strncmp(path, "/admin/backup/", 14) == 0) {
+        restore = false;
+        name = path + 14;
+    } else if (strncmp(path, "/admin/restore/", 15) == 0) {
+        restore = true;
+        name = path + 15;
+    } else {
+        return false;
+    }
+    struct fr_api_worker *w = e->w;
+    if (strcmp(method, "POST") != 0) {
+        fr_http_add_header(req, "Allow", "POST");
+        respond_detail(NULL, req, 405, "Method Not Allowed", w);
+        return true;
+    }
+    const struct fr_pipeline *p = NULL;
+    const struct fr_dataset *ds = NULL;
+    const char *dot = strchr(name, '.');
+    for (size_t i = 0; i < w->app->n_pipelines && !ds; i++) {
+        const struct fr_pipeline *q = w->app->pipelines[i];
+        if (dot) {
+            if (strlen(q->name) == (size_t)(dot - name) && strncmp(q->name, name, (size_t)(dot - name)) == 0)
+                ds = fr_pipeline_dataset(q, dot + 1);
+        } else {
+            ds = fr_pipeline_dataset(q, name);
+        }
+        if (ds)
+            p = q;
+    }
+    if (!ds) {
+        respond_detail(NULL, req, 404, "unknown dataset; use pipeline.dataset", w);
+        return true;
+    }
+    struct adminjob *j = fr_http_req_alloc(req, sizeof(*j));
+    memset(j, 0, sizeof(*j));
+    j->w = w;
+    j->req = req;
+    j->p = p;
+    j->ds = ds;
+    j->restore = restore;
+    if (restore) {
+        j->body = fr_http_req_body(req, &j->len);
+        if (j->len == 0) {
+            respond_detail(NULL, req, 422, "send the Avro file as the request body", w);
+            return true;
+        }
+    } else {
+        char ts[40];
+        time_t now = time(NULL);
+        struct tm tm;
+        gmtime_r(&now, &tm);
+        strftime(ts, sizeof(ts), "%Y%m%dT%H%M%SZ", &tm);
+        snprintf(j->name, sizeof(j->name), "%s-%s.avro", ds->qname, ts);
+        snprintf(j->path, sizeof(j->path), "%s/backups/%s", w->app->settings.data_dir, j->name);
+    }
+    if (uv_queue_work(&w->app->loop, &j->work, admin_work, admin_done) != 0) {
+        respond_detail(NULL, req, 503, "busy; retry", w);
+        return true;
+    }
+    w->inflight++;
+    return true;
+}
+
 /* ---------------------------------------------------------------- dispatch */
 
 bool fr_api_engine_handle(struct fr_api_engine *e, fr_http_req_t *req)
 {
-    if (!e || e->n == 0)
+    if (!e)
         return false;
     const char *method = fr_http_req_method(req);
     const char *path = fr_http_req_path(req);
@@ -1284,6 +1422,8 @@ bool fr_api_engine_handle(struct fr_api_engine *e, fr_http_req_t *req)
     bool pm;
     struct fr_api_worker *w = e->w;
     if (e->n_crud && crud_handle(e, req, method, path))
+        return true;
+    if (path[0] == '/' && path[1] == 'a' && admin_handle(e, req, method, path))
         return true;
     struct eroute *er = find(e, method, path, &pm, ss, sl);
     if (!er) {
@@ -1584,7 +1724,19 @@ void fr_api_openapi(const struct fr_pipeline *const *ps, size_t n, bool auth, st
            "of a "
            "write's batch\",\"parameters\":[{\"name\":\"id\",\"in\":\"path\",\"required\":true,\"schema\":{"
            "\"type\":\"string\"}}],\"responses\":{\"200\":{\"description\":\"OK\"},\"404\":{"
-           "\"description\":\"unknown\"}}}}");
+           "\"description\":\"unknown\"}}}},"
+           "\"/admin/backup/{dataset}\":{\"post\":{\"operationId\":\"admin_backup\",\"x-role\":\"admin\","
+           "\"summary\":\"write pipeline.dataset to FRESHET_DATA_DIR/backups/ as Avro; answers the file "
+           "name\",\"parameters\":[{\"name\":\"dataset\",\"in\":\"path\",\"required\":true,\"schema\":{"
+           "\"type\":\"string\"}}],\"responses\":{\"201\":{\"description\":\"written\"},\"404\":{"
+           "\"description\":\"unknown dataset\"}}}},"
+           "\"/admin/restore/{dataset}\":{\"post\":{\"operationId\":\"admin_restore\",\"x-role\":\"admin\","
+           "\"summary\":\"replace pipeline.dataset with the Avro body (a corrupt or mismatched file changes "
+           "nothing)\",\"parameters\":[{\"name\":\"dataset\",\"in\":\"path\",\"required\":true,\"schema\":{"
+           "\"type\":\"string\"}}],\"requestBody\":{\"required\":true,\"content\":{\"application/"
+           "octet-stream\":{\"schema\":{\"type\":\"string\",\"format\":\"binary\"}}}},\"responses\":{"
+           "\"200\":{\"description\":\"restored\"},\"422\":{\"description\":\"corrupt or mismatched\"},"
+           "\"404\":{\"description\":\"unknown dataset\"}}}}");
     (void)fr_buf_puts(b,
                       "},\"components\":{\"schemas\":{\"HTTPValidationError\":{\"type\":\"object\",\"properties\":{"
                       "\"detail\":{\"type\":\"array\",\"items\":{\"type\":\"object\",\"properties\":{\"loc\":{"

@@ -12,6 +12,7 @@
 import csv
 import datetime as dt
 import io
+import json
 import os
 import subprocess
 import sys
@@ -203,6 +204,36 @@ def backup(t, stack):
                          out], env=env, cwd=SRC, capture_output=True, text=True)
     t.check(rc.returncode != 0, "a corrupt file is refused")
     t.check(stack.pg.query("SELECT * FROM hr.hired_employees ORDER BY id") == before, "... and changes nothing")
+
+    # the same through the admin routes
+    import http.client
+    deps = stack.pg.query("SELECT * FROM hr.departments ORDER BY id")
+
+    def post(path, body=b""):
+        c = http.client.HTTPConnection("127.0.0.1", stack.api_port, timeout=60)
+        try:
+            c.request("POST", path, body=body, headers={"Content-Type": "application/octet-stream"})
+            r = c.getresponse()
+            return r.status, r.read()
+        finally:
+            c.close()
+    st, b = post("/admin/backup/hr.departments")
+    got = json.loads(b) if st == 201 else {}
+    path = os.path.join(stack.data_dir, "backups", got.get("file", "-"))
+    t.check(st == 201 and got.get("rows") == len(deps) and os.path.exists(path),
+            "POST /admin/backup/hr.departments -> 201 and the file under backups/ (%r %r)" % (st, b[:200]))
+    if not os.path.exists(path):
+        return
+    avro = open(path, "rb").read()
+    st, b = post("/admin/restore/hr.departments", avro[:-9])
+    t.eq(st, 422, "a truncated Avro body -> 422 (%r)" % b[:200])
+    t.check(stack.pg.query("SELECT * FROM hr.departments ORDER BY id") == deps, "... and changes nothing")
+    stack.pg.query("DELETE FROM hr.departments")
+    st, b = post("/admin/restore/hr.departments", avro)
+    t.eq(st, 200, "POST /admin/restore/hr.departments (%r)" % b[:200])
+    t.check(stack.pg.query("SELECT * FROM hr.departments ORDER BY id") == deps,
+            "admin backup -> delete -> restore gives the identical table")
+    t.eq(post("/admin/backup/hr.nope")[0], 404, "unknown dataset -> 404")
 
 
 if __name__ == "__main__":

@@ -152,6 +152,7 @@ def main(t):
 
     routes(t, stack, ref)
     push(t, stack, ref)
+    retention(t, stack, good)
 
 
 def routes(t, stack, ref):
@@ -284,6 +285,34 @@ def push(t, stack, ref):
     t.eq(st, 422, "an invalid event -> 422")
     t.eq(stack.pg.scalar("SELECT count(*) FROM sessions.sessions WHERE session_id = 'push-bad'"), 0,
          "the invalid event did not load")
+
+
+def retention(t, stack, good):
+    """SESSIONS_RETENTION_DAYS is read by the loader: restarted with 20 days, it drops at start
+    every event older than now - 20 days, and the sessions left without events go (model rows
+    included); the routes follow."""
+    days = 20
+    t.eq(stack["loader"].stop(), 0, "loader drains and exits 0 on SIGTERM")
+    stack["loader"].start(extra_env={"SESSIONS_RETENTION_DAYS": str(days)})
+    want = reference(good, days=days)
+    t.check(0 < len(want) < len(reference(good)), "a 20-day retention drops part of the sample")
+    cut = NOW_T - dt.timedelta(days=days)
+
+    def sample():
+        rows = stack.pg.query("SELECT session_id, player_id, country, start_ts, end_ts FROM sessions.sessions "
+                              "WHERE session_id ~ '^s[0-9]+$'")
+        return {r[0]: {"player_id": r[1], "country": r[2], "start_ts": r[3], "end_ts": r[4]} for r in rows}
+
+    wait_until(lambda: sample() == want, 60, what="sessions.sessions == the reference with a 20-day retention")
+    t.check(sample() == want, "retention at loader start: sessions equal the 20-day reference")
+    t.eq(stack.pg.scalar("SELECT count(*) FROM sessions.session_events WHERE ts < %s", (cut,)), 0,
+         "no event older than the 20-day cut is kept")
+    latest = [max(x for x in (s["start_ts"], s["end_ts"]) if x) for s in want.values()]
+    t.check(all(x >= cut for x in latest), "no kept session has its latest ts before the cut")
+    total = stack.pg.scalar("SELECT count(*) FROM sessions.sessions")
+    wait_until(lambda: stack.get("/reports/sessions/total")[1] == {"sessions": total}, 10,
+               what="GET /reports/sessions/total after retention")
+    t.eq(stack.get("/reports/sessions/total"), (200, {"sessions": total}), "total after the 20-day retention")
 
 
 if __name__ == "__main__":
