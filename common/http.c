@@ -1213,23 +1213,7 @@ int fr_http_stream_write(fr_http_req_t *req, const char *data, size_t len)
         return 0;
     char sz[24];
     int n = snprintf(sz, sizeof(sz), "%zx\r\n", len);
-    struct conn *c = req->conn;
-    size_t total = (size_t)n + len + 2;
-    struct wreq *w = fr_xmalloc(sizeof(*w) + total);
-    memcpy(w->data, sz, (size_t)n);
-    memcpy(w->data + n, data, len);
-    memcpy(w->data + n + len, "\r\n", 2);
-    w->len = total;
-    w->c = c;
-    uv_buf_t b = uv_buf_init(w->data, (unsigned)total);
-    if (uv_write(&w->w, (uv_stream_t *)&c->tcp, &b, 1, write_cb) < 0) {
-        free(w);
-        conn_close(c);
-        return -EPIPE;
-    }
-    c->refs++;
-    c->writes++;
-    return 0;
+    return stream_raw(req->conn, sz, (size_t)n, data, len, "\r\n", 2);
 }
 
 bool fr_http_stream_blocked(const fr_http_req_t *req)
