@@ -197,8 +197,7 @@ def routes(t, stack, ref):
             check_envelope(t, got, want, "started_sessions/%s/%d?now=%s" % (country, hours, NOW))
             st, got = stack.get("/models/started_sessions/%s/%d" % (country.lower(), hours))
             t.eq(st, 200, "started_sessions/%s/%d status" % (country, hours))
-            check_envelope(t, got, want, "started_sessions/%s/%d (needs the route param default 'now' = the "
-                           "pipeline's now, helper 5)" % (country, hours))
+            check_envelope(t, got, want, "started_sessions/%s/%d (default now = the pipeline's now)" % (country, hours))
     country = countries[0]
     want = sorted(((s["player_id"], sid, s["country"], s["start_ts"]) for sid, s in ref.items()
                    if s["country"] == country and s["start_ts"] and NOW_T - dt.timedelta(hours=24) < s["start_ts"]
