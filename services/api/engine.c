@@ -977,6 +977,7 @@ struct crudreq {
     enum crud_op op;
     int64_t limit, offset;
     const char *id;
+    const char *cursor; /* list: key after which the page starts (keyset), or NULL */
 };
 
 static void crud_cols(const struct fr_dataset *ds, struct fr_buf *b)
@@ -1100,8 +1101,24 @@ static void on_crud(fr_pg_t *pg, PGresult *res, void *data)
         (void)fr_buf_putc(b, ']');
         if (rows == cr->limit) {
             char link[600];
-            snprintf(link, sizeof(link), "<%s?limit=%" PRId64 "&offset=%" PRId64 ">; rel=\"next\"", cr->er->r->path,
-                     cr->limit, cr->offset + cr->limit);
+            int kc = PQfnumber(res, cr->ds->columns[cr->ds->key_index[0]].name);
+            if (cr->cursor && kc >= 0) {
+                /* keyset: the next page starts after this page's last key */
+                int off = snprintf(link, sizeof(link), "<%s?limit=%" PRId64 "&cursor=", cr->er->r->path, cr->limit);
+                const char *k = PQgetvalue(res, rows - 1, kc);
+                for (; *k && off < (int)sizeof(link) - 20; k++) {
+                    unsigned char ch = (unsigned char)*k;
+                    if ((ch >= '0' && ch <= '9') || (ch >= 'A' && ch <= 'Z') || (ch >= 'a' && ch <= 'z') ||
+                        ch == '-' || ch == '_' || ch == '.' || ch == '~')
+                        link[off++] = (char)ch;
+                    else
+                        off += snprintf(link + off, sizeof(link) - (size_t)off, "%%%02X", ch);
+                }
+                snprintf(link + off, sizeof(link) - (size_t)off, ">; rel=\"next\"");
+            } else {
+                snprintf(link, sizeof(link), "<%s?limit=%" PRId64 "&offset=%" PRId64 ">; rel=\"next\"",
+                         cr->er->r->path, cr->limit, cr->offset + cr->limit);
+            }
             fr_http_add_header(cr->req, "Link", link);
         }
         respond(cr->er, cr->req, 200, "application/json", b->data, b->len, w);
@@ -1131,6 +1148,39 @@ static void on_crud(fr_pg_t *pg, PGresult *res, void *data)
         return;
     }
     crud_write(cr, PQgetvalue(res, 0, 0));
+}
+
+/* Only DELETE soft-deletes: a JSON POST body (an object or an array of
+ * objects) that names the soft_delete column is sent without it, so a
+ * client cannot create or keep a row deleted. Other bodies pass as they are
+ * (push.c answers 422 for what it cannot read). */
+static void crud_strip_soft(const struct fr_dataset *ds, fr_http_req_t *req, const char *body, size_t blen,
+                            struct fr_api_push_spec *spec)
+{
+    if (!ds->soft_delete || blen == 0 || !memmem(body, blen, ds->soft_delete, strlen(ds->soft_delete)))
+        return;
+    json_error_t jerr;
+    json_t *in = json_loadb(body, blen, 0, &jerr);
+    if (!in)
+        return;
+    bool changed = false;
+    if (json_is_object(in)) {
+        changed = json_object_del(in, ds->soft_delete) == 0;
+    } else if (json_is_array(in)) {
+        for (size_t i = 0; i < json_array_size(in); i++)
+            if (json_is_object(json_array_get(in, i)))
+                changed |= json_object_del(json_array_get(in, i), ds->soft_delete) == 0;
+    }
+    char *text = changed ? json_dumps(in, JSON_COMPACT) : NULL;
+    json_decref(in);
+    if (!text)
+        return;
+    size_t tl = strlen(text);
+    char *copy = fr_http_req_alloc(req, tl + 1);
+    memcpy(copy, text, tl + 1);
+    free(text);
+    spec->body = copy;
+    spec->body_len = tl;
 }
 
 /* Serves req when it is under a crud route's path; false otherwise. */
@@ -1177,6 +1227,7 @@ static bool crud_handle(struct fr_api_engine *e, fr_http_req_t *req, const char 
                 .wait_ms = UINT32_MAX,
                 .op = FR_OP_UPSERT,
             };
+            crud_strip_soft(ds, req, body, blen, &spec);
             fr_api_push(w, req, &spec);
             return true;
         }
@@ -1199,7 +1250,7 @@ static bool crud_handle(struct fr_api_engine *e, fr_http_req_t *req, const char 
         const struct fr_column *key = &ds->columns[ds->key_index[0]];
         struct fr_buf sql;
         fr_buf_init(&sql, 0);
-        const char *params[2];
+        const char *params[3];
         char a[24], b2[24];
         int np;
         if (cr->op == CRUD_LIST) {
@@ -1221,17 +1272,38 @@ static bool crud_handle(struct fr_api_engine *e, fr_http_req_t *req, const char 
                 crud_422(er, req, "query", "offset", "Input should be an integer >= 0", "greater_than_equal", w);
                 return true;
             }
+            /* cursor=K (keyset, the Link of a cursor page carries the next
+             * one): rows whose key is after K; offset then counts from K */
+            if (fr_http_query_get(q, ql, "cursor", &w->q1)) {
+                int64_t kv;
+                if (w->q1.len == 0 || w->q1.len > MAX_VALUE ||
+                    ((key->type == FR_T_INT || key->type == FR_T_BIGINT) &&
+                     !fr_parse_i64(w->q1.data, w->q1.len, &kv))) {
+                    fr_buf_deinit(&sql);
+                    crud_422(er, req, "query", "cursor",
+                             "Input should be a key value (the cursor of the previous page's Link)", "cursor_parsing",
+                             w);
+                    return true;
+                }
+                char *cur = fr_http_req_alloc(req, w->q1.len + 1);
+                memcpy(cur, w->q1.data, w->q1.len);
+                cur[w->q1.len] = '\0';
+                cr->cursor = cur;
+            }
             (void)fr_buf_puts(&sql, "SELECT ");
             crud_cols(ds, &sql);
-            (void)fr_buf_printf(&sql, " FROM %s t", ds->table);
+            (void)fr_buf_printf(&sql, " FROM %s t WHERE true", ds->table);
             if (ds->soft_delete)
-                (void)fr_buf_printf(&sql, " WHERE t.%s IS NULL", ds->soft_delete);
+                (void)fr_buf_printf(&sql, " AND t.%s IS NULL", ds->soft_delete);
+            if (cr->cursor)
+                (void)fr_buf_printf(&sql, " AND t.%s > $3::%s", key->name, fr_type_sql(key->type));
             (void)fr_buf_printf(&sql, " ORDER BY t.%s LIMIT $1::bigint OFFSET $2::bigint", key->name);
             snprintf(a, sizeof(a), "%" PRId64, cr->limit);
             snprintf(b2, sizeof(b2), "%" PRId64, cr->offset);
             params[0] = a;
             params[1] = b2;
-            np = 2;
+            params[2] = cr->cursor;
+            np = cr->cursor ? 3 : 2;
         } else {
             char dec[MAX_VALUE + 1];
             size_t n = pct_decode(seg, strlen(seg), dec, MAX_VALUE);
@@ -1622,7 +1694,9 @@ static void oa_op(struct fr_buf *b, const struct fr_pipeline *p, const struct fr
         (void)fr_buf_puts(b, "{\"name\":\"limit\",\"in\":\"query\",\"required\":false,\"schema\":{\"type\":"
                              "\"integer\",\"minimum\":1,\"maximum\":1000,\"default\":10}},{\"name\":\"offset\","
                              "\"in\":\"query\",\"required\":false,\"schema\":{\"type\":\"integer\",\"minimum\":0,"
-                             "\"default\":0}}");
+                             "\"default\":0}},{\"name\":\"cursor\",\"in\":\"query\",\"required\":false,"
+                             "\"description\":\"start after this key (keyset; the Link of a cursor page carries "
+                             "the next)\",\"schema\":{\"type\":\"integer\"}}");
     (void)fr_buf_putc(b, ']');
     if (body)
         (void)fr_buf_puts(b, ",\"requestBody\":{\"required\":true,\"content\":{\"application/json\":{\"schema\":{}}"
@@ -1641,7 +1715,7 @@ static void oa_crud(struct fr_buf *b, const struct fr_pipeline *p, const struct 
     char path[600];
     oa_str(b, r->path);
     (void)fr_buf_puts(b, ":{");
-    oa_op(b, p, r, "get", "list", "List (limit/offset; Link rel=next)", "read", false, false, "200", auth);
+    oa_op(b, p, r, "get", "list", "List (limit/offset or cursor; Link rel=next)", "read", false, false, "200", auth);
     (void)fr_buf_putc(b, ',');
     oa_op(b, p, r, "post", "create", "Create one row (201; an equal row is returned, a deleted one reactivated)",
           "write", false, true, "201", auth);

@@ -5,10 +5,13 @@
   reason; the tables equal a Python reading of the same files;
 - GET /v1/report/quarterly_hires and /v1/report/department_hires (year given
   and defaulted) against the Python computation and a plain SQL query;
-- CRUD on /v1/department, /v1/job, /v1/user (helper 6's crud handler): a
-  POSTed row is readable at once after 201; 404/409/410/400; POST /bulk with
-  bad lines; when the routes are not declared yet the checks fail naming it;
-- freshet-loader backup -> TRUNCATE -> restore gives the identical table."""
+- CRUD on /v1/department, /v1/job, /v1/user (the api's crud handler): a
+  POSTed row is readable at once after 201; 404/409/410/400 on every verb;
+  PATCH merges; pagination by offset and by cursor, following Link; POST
+  /bulk (CSV and JSON) with bad rows; a POSTed deleted_at is ignored;
+- freshet-loader backup -> TRUNCATE -> restore gives the identical table, and
+  the same through POST /admin/backup and /admin/restore (422 when corrupt);
+- the daemons drain on SIGTERM without a sanitizer report (ASan builds)."""
 import csv
 import datetime as dt
 import io
@@ -116,7 +119,12 @@ def main(t):
 
     reports(t, stack, deps, jobs, emps)
     crud(t, stack)
+    crud_more(t, stack)
     backup(t, stack)
+    for n in ("api", "loader", "ingest"):
+        t.eq(stack[n].stop(), 0, "%s exits 0 on SIGTERM" % n)
+        hits = [w for w in ("AddressSanitizer", "LeakSanitizer", "runtime error:") if w in stack[n].log()]
+        t.eq(hits, [], "%s: no sanitizer report" % n)
 
 
 def reports(t, stack, deps, jobs, emps):
@@ -181,6 +189,128 @@ def crud(t, stack):
          "bulk of 1001 rows -> 422")
     st, got = stack.get("/v1/job?limit=5&offset=0")
     t.check(st == 200 and isinstance(got, list) and len(got) == 5, "GET /v1/job?limit=5 -> 5 rows (%r)" % (st,))
+
+
+def get_link(stack, path):
+    """GET path -> (status, json body, the Link header or None)."""
+    import http.client
+    c = http.client.HTTPConnection("127.0.0.1", stack.api_port, timeout=30)
+    try:
+        c.request("GET", path)
+        r = c.getresponse()
+        data = r.read()
+        return r.status, (json.loads(data) if data else None), r.getheader("Link")
+    finally:
+        c.close()
+
+
+def crud_more(t, stack):
+    # pagination: follow Link rel="next" from the default page to the end
+    active = [list(r) for r in stack.pg.query("SELECT id, department FROM hr.departments WHERE deleted_at IS NULL "
+                                              "ORDER BY id")]
+    t.check(len(active) > 10, "more than one page of departments (%d)" % len(active))
+    path, seen, pages = "/v1/department", [], 0
+    while path and pages < 50:
+        st, got, link = get_link(stack, path)
+        if not t.eq(st, 200, "GET %s" % path):
+            return
+        t.check(pages > 0 or len(got) == 10, "limit defaults to 10 (%d)" % len(got))
+        seen += [[r["id"], r["department"]] for r in got]
+        path = None
+        if link:
+            t.check(link.startswith("</v1/department?") and link.endswith('>; rel="next"'), "Link shape (%r)" % link)
+            path = link[1:link.index(">")]
+        pages += 1
+    t.eq(seen, active, "the Link chain lists every active department once, by id")
+    st, got, link = get_link(stack, "/v1/department?limit=1000")
+    t.check(st == 200 and len(got) == len(active) and link is None, "limit=1000: one page, no Link")
+    # keyset: cursor=K starts after key K, and the Link carries the next cursor
+    path, seen, pages = "/v1/department?limit=4&cursor=0", [], 0
+    while path and pages < 50:
+        st, got, link = get_link(stack, path)
+        if not t.eq(st, 200, "GET %s" % path):
+            return
+        seen += [[r["id"], r["department"]] for r in got]
+        path = link[1:link.index(">")] if link else None
+        t.check(path is None or "cursor=%d" % got[-1]["id"] in path, "the next cursor is the last id (%r)" % link)
+        pages += 1
+    t.eq(seen, active, "the cursor chain lists every active department once, by id")
+    t.eq(stack.get("/v1/department?cursor=abc")[0], 422, "a non-integer cursor -> 422")
+    for q in ("limit=1001", "limit=0", "limit=x", "offset=-1"):
+        t.eq(stack.get("/v1/department?" + q)[0], 422, "GET /v1/department?%s -> 422" % q)
+    t.eq(stack.get("/v1/department/abc")[0], 422, "a non-integer id -> 422")
+    t.check("deleted_at" not in get_link(stack, "/v1/job?limit=1")[1][0], "deleted_at is not in the rows")
+
+    # POST of a row equal to an active one answers that row
+    did, dname = active[0]
+    st, got = stack.request("POST", "/v1/department", {"id": did, "department": dname})
+    if isinstance(got, dict):
+        got.pop("deleted_at", None)  # push.c echoes every column, deleted_at (null) included
+    t.check(st == 201 and got == {"id": did, "department": dname},
+            "POST of an equal active row -> 201 with the row (%r %r)" % (st, got))
+    st, _ = stack.request("POST", "/v1/department", {"id": 7004, "department": "Ghost",
+                                                     "deleted_at": "2024-01-01T00:00:00Z"})
+    t.check(st == 201 and stack.get("/v1/department/7004")[0] == 200,
+            "a POSTed deleted_at is ignored: only DELETE soft-deletes (%r)" % st)
+    st, got = stack.request("POST", "/v1/department/bulk", [{"id": 7005, "department": "Ghost 2",
+                                                             "deleted_at": "2024-01-01T00:00:00Z"}])
+    t.check(st == 201 and stack.get("/v1/department/7005")[0] == 200, "... in a bulk too (%r %r)" % (st, got))
+    st, got = stack.request("POST", "/v1/department", {"id": 7001, "department": ""})
+    t.check(400 <= st < 500 and st != 404, "POST with an empty required field -> 4xx (%r %r)" % (st, got))
+    t.eq(stack.get("/v1/department/7001")[0], 404, "... and nothing inserted")
+
+    # PATCH merges with the stored row
+    uid, name, when, dep, job = stack.pg.query(
+        "SELECT id, name, datetime, department_id, job_id FROM hr.hired_employees "
+        "WHERE deleted_at IS NULL ORDER BY id LIMIT 1")[0]
+    t.eq(stack.request("PATCH", "/v1/user/%d" % uid, {"name": "Renamed Person"})[0], 200, "PATCH /v1/user/{id}")
+    t.eq(stack.pg.query("SELECT name, datetime, department_id, job_id FROM hr.hired_employees WHERE id = %s",
+                        (uid,))[0], ("Renamed Person", when, dep, job), "PATCH kept the other fields")
+    st, got = stack.get("/v1/user/%d" % uid)
+    t.check(st == 200 and got.get("name") == "Renamed Person", "GET after PATCH (%r)" % (got,))
+    st, got = stack.request("PATCH", "/v1/user/%d" % uid, {"job_id": 98765})
+    t.check(st == 400 and "job_id" in json.dumps(got), "PATCH to a missing FK -> 400 naming it (%r %r)" % (st, got))
+    jobs = stack.pg.query("SELECT id, job FROM hr.jobs WHERE deleted_at IS NULL ORDER BY id LIMIT 2")
+    t.eq(stack.request("PATCH", "/v1/job/%d" % jobs[0][0], {"job": jobs[1][1]})[0], 409,
+         "PATCH to a name another row holds -> 409")
+    t.eq(stack.pg.scalar("SELECT job FROM hr.jobs WHERE id = %s", (jobs[0][0],)), jobs[0][1], "... unchanged")
+    st, _ = stack.request("PUT", "/v1/job/%d" % jobs[0][0], {"job": jobs[0][1] + " II"})
+    t.eq(st, 200, "PUT /v1/job/{id} -> 200")
+    t.eq(stack.get("/v1/job/%d" % jobs[0][0])[1].get("job"), jobs[0][1] + " II", "PUT is read back at once")
+
+    # unknown and deleted ids on every verb
+    for m, body in (("PUT", {"department": "Nope"}), ("PATCH", {"department": "Nope"}), ("DELETE", None)):
+        t.eq(stack.request(m, "/v1/department/987654", body)[0], 404, "%s of an unknown id -> 404" % m)
+    t.eq(stack.request("POST", "/v1/department", {"id": 7002, "department": "Short Lived"})[0], 201, "POST 7002")
+    t.eq(stack.request("DELETE", "/v1/department/7002")[0], 204, "DELETE 7002")
+    t.check(stack.pg.scalar("SELECT deleted_at IS NOT NULL FROM hr.departments WHERE id = 7002"),
+            "a soft DELETE keeps the row with deleted_at set")
+    for m, body in (("PUT", {"department": "Back"}), ("PATCH", {"department": "Back"})):
+        t.eq(stack.request(m, "/v1/department/7002", body)[0], 410, "%s of a soft-deleted id -> 410" % m)
+    st, got, _ = get_link(stack, "/v1/department?limit=1000")
+    t.check(all(r["id"] != 7002 for r in got), "a soft-deleted row is not listed")
+    t.eq(stack.request("DELETE", "/v1/department/7002", headers={"X-Soft-Delete": "false"})[0], 410,
+         "a hard DELETE of a soft-deleted row -> 410 too")
+    t.eq(stack.request("POST", "/v1/job", {"id": 7003, "job": "Temp"})[0], 201, "POST job 7003")
+    t.eq(stack.request("DELETE", "/v1/job/7003", headers={"X-Soft-Delete": "false"})[0], 204, "hard DELETE 7003")
+    t.eq(stack.pg.scalar("SELECT count(*) FROM hr.jobs WHERE id = 7003"), 0, "a hard DELETE removes the row")
+
+    # bulk JSON: a dangling FK and an empty field are rejected by index, the rest loads
+    rows = [{"id": 88000 + i, "name": "Bulk %d" % i, "datetime": "2024-02-0%dT10:00:00Z" % (i + 1),
+             "department_id": did, "job_id": jobs[1][0]} for i in range(5)]
+    rows[1]["department_id"] = 987654
+    rows[3]["name"] = ""
+    st, got = stack.request("POST", "/v1/user/bulk", rows)
+    rej = sorted(r.get("row") for r in got.get("rejected", [])) if isinstance(got, dict) else None
+    t.check(st == 201 and got.get("inserted") == 3 and rej is not None and len(rej) == 2,
+            "bulk JSON: 201 inserted 3, 2 rejected (%r %r)" % (st, got))
+    t.check(isinstance(got, dict) and all(r.get("reason") for r in got.get("rejected", [])), "rejections have reasons")
+    t.check(isinstance(got, dict) and any("department_id" in r.get("reason", "") for r in got.get("rejected", [])),
+            "the dangling FK is named (%r)" % (got,))
+    t.eq(stack.pg.scalar("SELECT count(*) FROM hr.hired_employees WHERE id BETWEEN 88000 AND 88004"), 3,
+         "the 3 good bulk rows are in the table")
+    t.eq(stack.request("POST", "/v1/job/bulk", [])[0], 422, "an empty bulk -> 422")
+    t.eq(stack.request("DELETE", "/v1/job")[0], 405, "DELETE on the collection -> 405")
 
 
 def backup(t, stack):
