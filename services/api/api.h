@@ -72,6 +72,11 @@ struct fr_api_worker {
     struct fr_api_engine *engine; /* owned: the routes of every pipeline (engine.c) */
 };
 
+/* Percent-decodes a path segment s[0..n) into out (cap bytes); returns the
+ * decoded length, or cap + 1 when it does not fit. Invalid escapes are kept
+ * as they are. (engine.c; routes.c uses it too.) */
+size_t fr_api_pct_decode(const char *s, size_t n, char *out, size_t cap);
+
 /* The cache handlers (routes.c) behind the engine's cache_field,
  * cache_hash and cache_multi routes; seg is the raw last path segment. */
 void fr_api_cache_route(struct fr_api_worker *w, fr_http_req_t *req, int handler, const char *seg, size_t seg_len);

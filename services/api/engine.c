@@ -277,7 +277,7 @@ static void err_add(struct errs *x, const char *where, const char *name, const c
 
 /* ------------------------------------------------------------- parameters */
 
-static size_t pct_decode(const char *s, size_t n, char *out, size_t cap)
+size_t fr_api_pct_decode(const char *s, size_t n, char *out, size_t cap)
 {
     size_t o = 0;
     for (size_t i = 0; i < n; o++) {
@@ -454,7 +454,7 @@ static bool parse_params(struct fr_api_engine *e, struct eroute *er, fr_http_req
             snprintf(want, sizeof(want), "{%s}", p->name);
             for (size_t k = 0; k < r->n_segs; k++) {
                 if (strcmp(r->segs[k], want) == 0) {
-                    n = pct_decode(seg_start[k], seg_len[k], dec, MAX_VALUE);
+                    n = fr_api_pct_decode(seg_start[k], seg_len[k], dec, MAX_VALUE);
                     raw = dec;
                 }
             }
@@ -1306,7 +1306,7 @@ static bool crud_handle(struct fr_api_engine *e, fr_http_req_t *req, const char 
             np = cr->cursor ? 3 : 2;
         } else {
             char dec[MAX_VALUE + 1];
-            size_t n = pct_decode(seg, strlen(seg), dec, MAX_VALUE);
+            size_t n = fr_api_pct_decode(seg, strlen(seg), dec, MAX_VALUE);
             int64_t v;
             if (n > MAX_VALUE || n == 0 ||
                 ((key->type == FR_T_INT || key->type == FR_T_BIGINT) && !fr_parse_i64(dec, n, &v))) {

@@ -430,49 +430,12 @@ static void handle_attr(struct fr_api_worker *w, fr_http_req_t *req, int m)
     lookup_one(w, req, route, m, id, id_len, attr);
 }
 
-static int hexval(char c)
-{
-    if (c >= '0' && c <= '9')
-        return c - '0';
-    if (c >= 'a' && c <= 'f')
-        return c - 'a' + 10;
-    if (c >= 'A' && c <= 'F')
-        return c - 'A' + 10;
-    return -1;
-}
-
-/* Percent-decodes seg into out (cap bytes); returns the decoded length, or
- * cap + 1 when it does not fit. Invalid escapes are kept as they are. */
-static size_t pct_decode(const char *seg, char *out, size_t cap)
-{
-    size_t n = 0;
-
-    for (size_t i = 0; seg[i]; n++) {
-        char c = seg[i];
-        if (c == '%' && seg[i + 1] && seg[i + 2]) {
-            int hi = hexval(seg[i + 1]), lo = hexval(seg[i + 2]);
-            if (hi >= 0 && lo >= 0) {
-                c = (char)(hi * 16 + lo);
-                i += 3;
-            } else {
-                i++;
-            }
-        } else {
-            i++;
-        }
-        if (n >= cap)
-            return cap + 1;
-        out[n] = c;
-    }
-    return n;
-}
-
 /* GET /player/{player_id}; seg is the raw path segment */
 static void handle_player(struct fr_api_worker *w, fr_http_req_t *req, int m, const char *seg)
 {
     const int route = FR_API_R_PLAYER;
     char id[FR_STORE_MAX_KEY + 1];
-    size_t n = pct_decode(seg, id, FR_STORE_MAX_KEY);
+    size_t n = fr_api_pct_decode(seg, strlen(seg), id, FR_STORE_MAX_KEY);
     enum idcheck ic = n > FR_STORE_MAX_KEY ? ID_LONG : check_id(id, n);
 
     if (ic != ID_OK) {
