@@ -1,0 +1,32 @@
+/* names: the wire contract's names in one place. Every Redis key, stream,
+ * consumer group and channel freshet uses is built here, so a reader (or a
+ * Redis Cluster hash tag) changes in one file; docs/architecture.md lists
+ * each family with its owner and its bound ("Redis keys" table). Builders
+ * return heap strings (fr_xasprintf: never NULL) the caller frees. */
+#ifndef FR_NAMES_H
+#define FR_NAMES_H
+
+#include <stdbool.h>
+#include <stddef.h>
+
+/* Pub/sub channels. */
+#define FR_NAMES_EVENTS  "fr:events"  /* JSON events, any subscriber */
+#define FR_NAMES_CONTROL "fr:control" /* commands to ingest ({"cmd":"run",...}) */
+/* The consumer group every loader joins on every batch stream. */
+#define FR_NAMES_GROUP "loader"
+
+/* "fr:stream:{qname}": a dataset's batches (qname = "{pipeline}.{dataset}"). */
+char *fr_names_stream(const char *qname);
+/* "fr:dlq:{qname}": a dataset's dead letters (rows and batches, with reasons). */
+char *fr_names_dlq(const char *qname);
+/* "fr:batch:{id}": where the api recorded a pushed batch (TTL). */
+char *fr_names_batch(const char *batch_id);
+/* "{cache}:{key}": one cache entry (hash or JSON string). */
+char *fr_names_cache(const char *cache, const char *key);
+
+/* The qname of a stream or dlq key ("fr:stream:a.b" -> "a.b"), borrowed from
+ * `key`, or NULL when `key` is not of that family. */
+const char *fr_names_stream_qname(const char *key);
+const char *fr_names_dlq_qname(const char *key);
+
+#endif
