@@ -710,7 +710,9 @@ static enum put_res row_put_null(fr_parser_t *p, size_t i, char reason[FR_ERR_LE
 
 /* Applies the drift policy to a value of column i found to be drift of
  * kind k (reason already says why): counts it, then rejects the row, fails
- * the input, or loads a null (never into a key column). */
+ * the input, or loads a null. A key column never holds a null, and a
+ * required column only through `missing: null` (which waives `required` by
+ * name): a mistyped required value under `type: null` rejects the row. */
 static enum put_res drift_value(fr_parser_t *p, size_t i, enum fr_drift_kind k, uint32_t line,
                                 char reason[FR_ERR_LEN])
 {
@@ -725,6 +727,10 @@ static enum put_res drift_value(fr_parser_t *p, size_t i, enum fr_drift_kind k, 
         return PUT_REJECT;
     if (p->is_key[i]) {
         drift_note(reason, k, a, "; a key column cannot be null");
+        return PUT_REJECT;
+    }
+    if (col->required && k != FR_DRIFT_MISSING) {
+        drift_note(reason, k, a, "; a required column cannot be null");
         return PUT_REJECT;
     }
     return row_put_null(p, i, reason);

@@ -64,7 +64,8 @@ uint64_t fr_parser_rows_rejected(const fr_parser_t *p);
  *  - extra: an NDJSON/JSON key or a CSV header column that is not a column.
  * Actions: reject (the row goes to on_reject, the rest loads), null (the
  * value loads as NULL, an extra field is dropped; a key column can never be
- * NULL, so its row is rejected instead), fail (on_reject is called once for
+ * NULL, nor a required column except by `missing: null`, so such a row is
+ * rejected instead), fail (on_reject is called once for
  * the record, then feed/finish return -EINVAL and fr_parser_drift_failed()
  * is true: the caller rejects the whole file or response), ignore (extra
  * only: dropped without a count). A CSV header is read once for the whole

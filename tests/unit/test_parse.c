@@ -650,6 +650,31 @@ static void test_drift_null(void **state)
                  "drift type=2@1 score,id\n");
 }
 
+static void test_drift_null_required(void **state)
+{
+    (void)state;
+    /* regression (fuzz_parse, corpus/parse/regress-required-type-null): type
+     * `null` never nulls a required column; the row is rejected with its
+     * reason. Only `missing: null` loads a NULL there (row 3). */
+    expect_drift("reject", "null", "ignore", FR_FMT_JSON,
+                 "[{\"id\":1,\"name\":[\"a\"]},{\"id\":2,\"name\":{\"v\":1},\"score\":\"x\"}]", 0,
+                 "1! name: must be a text, not an array (schema drift: type, action null; a required column cannot "
+                 "be null) [{\"id\":1,\"name\":[\"a\"]}]\n"
+                 "2! name: must be a text, not an object (schema drift: type, action null; a required column cannot "
+                 "be null) [{\"id\":2,\"name\":{\"v\":1},\"score\":\"x\"}]\n"
+                 "ok=0 rejected=2\n"
+                 "drift type=2@1 name\n");
+    expect_drift("null", "null", "ignore", FR_FMT_NDJSON,
+                 "{\"id\":1,\"name\":[1],\"score\":\"x\"}\n{\"id\":2,\"name\":true}\n{\"id\":3}\n", 0,
+                 "1! name: must be a text, not an array (schema drift: type, action null; a required column cannot "
+                 "be null) [{\"id\":1,\"name\":[1],\"score\":\"x\"}]\n"
+                 "2:2|true|~|~\n"
+                 "3:3|~|~|~\n"
+                 "ok=2 rejected=1\n"
+                 "drift missing=1@3 name\n"
+                 "drift type=1@1 name\n");
+}
+
 static void test_drift_fail(void **state)
 {
     (void)state;
@@ -816,6 +841,7 @@ int main(void)
         cmocka_unit_test(test_format_from_name),
         cmocka_unit_test(test_drift_default_policy),
         cmocka_unit_test(test_drift_null),
+        cmocka_unit_test(test_drift_null_required),
         cmocka_unit_test(test_drift_fail),
         cmocka_unit_test(test_drift_extra_reject),
         cmocka_unit_test(test_drift_csv_header),
