@@ -691,8 +691,8 @@ static bool parse_dataset(struct fr_cfg *c, struct fr_pipeline *p, const char *n
     return parse_dataset_extras(c, d, n, what);
 }
 
-static const char *const source_keys[] = {"type",  "dataset",          "dir", "formats", "csv_header",
-                                          "batch", "scan_interval_ms", NULL};
+static const char *const source_keys[] = {
+    "type", "dataset", "dir", "formats", "csv_header", "batch", "scan_interval_ms", "max_file_bytes", NULL};
 static const char *const batch_keys[] = {"rows", "bytes", "latency_ms", NULL};
 
 static bool parse_formats(struct fr_cfg *c, const yaml_node_t *n, unsigned *out)
@@ -718,6 +718,24 @@ static bool parse_formats(struct fr_cfg *c, const yaml_node_t *n, unsigned *out)
     return ok;
 }
 
+/* max_file_bytes: a byte count, 1 .. 1 TiB. */
+static bool get_file_bytes(struct fr_cfg *c, const yaml_node_t *n, uint64_t *out)
+{
+    char *s;
+    int64_t v;
+    bool ok;
+
+    if (!fr_cfg_get_str(c, n, "max_file_bytes", &s))
+        return false;
+    ok = fr_parse_i64(s, strlen(s), &v) && v >= 1 && v <= (int64_t)FR_SOURCE_MAX_FILE_BYTES;
+    free(s);
+    if (!ok)
+        return fail(c, n, "max_file_bytes must be a byte count 1..%llu (1073741824 = 1 GiB)",
+                    (unsigned long long)FR_SOURCE_MAX_FILE_BYTES);
+    *out = (uint64_t)v;
+    return true;
+}
+
 static bool parse_source(struct fr_cfg *c, struct fr_pipeline *p, const char *name, const yaml_node_t *n,
                          struct fr_source *s)
 {
@@ -730,6 +748,7 @@ static bool parse_source(struct fr_cfg *c, struct fr_pipeline *p, const char *na
     s->batch_bytes = 8u << 20;
     s->batch_latency_ms = 20;
     s->scan_interval_ms = 1000;
+    s->max_file_bytes = FR_SOURCE_DEFAULT_MAX_FILE_BYTES;
     yaml_node_t *v = fr_cfg_map_get(c, n, "type");
     const char *ts = v ? fr_cfg_scalar_of(v) : NULL;
     if (ts && strcmp(ts, "http_json") == 0) {
@@ -770,7 +789,7 @@ static bool parse_source(struct fr_cfg *c, struct fr_pipeline *p, const char *na
     if (!fr_pipeline_dataset(p, s->dataset))
         return fail(c, v, "%s loads unknown dataset '%s'; define it under datasets: or fix the name", what,
                     s->dataset);
-    static const char *const file_only[] = {"dir", "formats", "csv_header", "scan_interval_ms"};
+    static const char *const file_only[] = {"dir", "formats", "csv_header", "scan_interval_ms", "max_file_bytes"};
     if (s->kind != FR_SRC_FILE) {
         for (size_t i = 0; i < FR_ARRAY_LEN(file_only); i++)
             if ((v = fr_cfg_map_get(c, n, file_only[i])))
@@ -790,6 +809,8 @@ static bool parse_source(struct fr_cfg *c, struct fr_pipeline *p, const char *na
             return false;
         if ((v = fr_cfg_map_get(c, n, "scan_interval_ms")) &&
             !fr_cfg_get_u32(c, v, "scan_interval_ms", 10, 3600000, &s->scan_interval_ms))
+            return false;
+        if ((v = fr_cfg_map_get(c, n, "max_file_bytes")) && !get_file_bytes(c, v, &s->max_file_bytes))
             return false;
     }
     if ((v = fr_cfg_map_get(c, n, "batch"))) {

@@ -97,6 +97,9 @@ struct fr_dataset {
  * that crosses it, and the codec refuses batches over FR_BATCH_MAX_BYTES
  * (64 MiB), so the cap leaves room for one more row of the longest line. */
 #define FR_SOURCE_MAX_BATCH_BYTES (32u << 20)
+/* max_file_bytes of a file source: default and largest accepted. */
+#define FR_SOURCE_DEFAULT_MAX_FILE_BYTES (1ull << 30)
+#define FR_SOURCE_MAX_FILE_BYTES         (1ull << 40)
 
 enum fr_source_kind {
     FR_SRC_FILE = 0,
@@ -126,6 +129,7 @@ struct fr_source {
     uint32_t batch_bytes;      /* default 8 MiB */
     uint32_t batch_latency_ms; /* default 20 */
     uint32_t scan_interval_ms; /* rescan of the directory besides inotify, default 1000 */
+    uint64_t max_file_bytes;   /* file: larger files go to rejected/ unread, default 1 GiB */
     /* http_json: URL, paging, fan-out, windows, rate limits, schedule */
     struct fr_http_source *http; /* owned, NULL unless kind == FR_SRC_HTTP_JSON */
 };

@@ -4,7 +4,11 @@
  * parses it into batches and rejected rows pushed to a small bounded queue;
  * the loop moves queued items to the publisher in order and, once Redis
  * accepted them all, moves the file to done/ or rejected/ (another worker:
- * renames are blocking I/O). Owns its jobs, watcher, timer and scan request. */
+ * renames are blocking I/O). Inbox entries are untrusted (docs/security.md):
+ * only a regular file with one link, opened O_NOFOLLOW and no larger than
+ * max_file_bytes, is read, and every claim and move is relative to the
+ * working directories opened at start. Owns its jobs, watcher, timer, scan
+ * request and those directory descriptors. */
 #include "filesrc.h"
 
 #include <dirent.h>
@@ -92,6 +96,10 @@ struct fr_filesrc {
     char *rejected;               /* owned: inbound/rejected */
     char *landing;                /* owned: data_dir/landing/{pipeline}/{source} */
     char *landing_rel;            /* owned: landing/{pipeline}/{source} */
+    int inbound_fd;               /* owned: the inbound dir (O_DIRECTORY), -1 = none */
+    int processing_fd;            /* owned: .processing/, opened O_NOFOLLOW: claims work relative to it */
+    int done_fd;                  /* owned: done/, likewise */
+    int rejected_fd;              /* owned: rejected/, likewise */
     uv_poll_t watch;              /* embedded: on ino_fd */
     int ino_fd;                   /* owned: inotify (IN_CLOSE_WRITE | IN_MOVED_TO), -1 = none */
     char **complete;              /* owned: names reported complete, claimed without settling */
@@ -344,31 +352,30 @@ static void set_outcome(struct job *j, enum job_outcome o, const char *fmt, ...)
     }
 }
 
-/* Copies the claimed file to the landing zone (tmp + fsync + rename) while
- * hashing it, and writes the sidecar "<hex>  <name>\n". Fills sha and size.
- * Returns 0, or sets the outcome (REJECTED: unreadable; FAILED: our side;
- * STOPPED) and returns -1. */
-static int land(struct job *j, const char *proc_path, const char *land_path, const char *land_name, char sha[65])
+/* Copies the claimed file, read from its descriptor `in` (borrowed), to the
+ * landing zone (tmp + fsync + rename; mode 0640: the copy is not
+ * world-readable) while hashing it, and writes the sidecar
+ * "<hex>  <name>\n". Fills sha and size. A file that grows past the
+ * source's max_file_bytes while it is copied is rejected. Returns 0, or sets
+ * the outcome (REJECTED: unreadable or too big; FAILED: our side; STOPPED)
+ * and returns -1. */
+static int land(struct job *j, int in, const char *land_path, const char *land_name, char sha[65])
 {
     struct fr_sha256 h;
     char *tmp = fr_xasprintf("%s.tmp", land_path);
     char *side = fr_xasprintf("%s.sha256", land_path);
     char *buf = fr_xmalloc(IO_CHUNK);
     char *line;
-    int in, out, rc = -1, e;
+    const uint64_t max = j->fs->src->max_file_bytes;
+    int out, rc = -1, e;
     ssize_t n;
 
     fr_sha256_init(&h);
-    in = open(proc_path, O_RDONLY | O_CLOEXEC);
-    if (in < 0) {
-        e = errno;
-        set_outcome(j, e == ENOENT ? OUT_FAILED : OUT_REJECTED, "unreadable: %s", strerror(e));
-        goto out_hash;
-    }
-    out = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+    (void)unlink(tmp); /* a crash's leftover keeps its mode under O_TRUNC: start afresh */
+    out = open(tmp, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0640);
     if (out < 0) {
         set_outcome(j, OUT_FAILED, "cannot write landing copy %s: %s", tmp, strerror(errno));
-        goto out_in;
+        goto out_hash;
     }
     j->bytes = 0;
     for (;;) {
@@ -383,6 +390,13 @@ static int land(struct job *j, const char *proc_path, const char *land_path, con
         }
         if (n == 0)
             break;
+        if (max && j->bytes + (uint64_t)n > max) {
+            set_outcome(j, OUT_REJECTED,
+                        "file grew past %" PRIu64 " bytes while it was read: over max_file_bytes %" PRIu64
+                        " of source %s",
+                        j->bytes + (uint64_t)n, max, j->fs->src->name);
+            goto out_unlink;
+        }
         fr_sha256_update(&h, buf, (size_t)n);
         e = write_all(out, buf, (size_t)n);
         if (e != 0) {
@@ -412,17 +426,15 @@ static int land(struct job *j, const char *proc_path, const char *land_path, con
     free(line);
     if (e != 0) {
         set_outcome(j, OUT_FAILED, "cannot write %s: %s", side, strerror(-e));
-        goto out_in;
+        goto out_hash;
     }
     rc = 0;
-    goto out_in;
+    goto out_hash;
 
 out_unlink:
     if (out >= 0)
         close(out);
     (void)unlink(tmp);
-out_in:
-    close(in);
 out_hash:
     if (h.ctx) {
         char scratch[65];
@@ -621,27 +633,108 @@ static void accepted_formats(unsigned f, char *out, size_t n)
              (f & FR_FMT_JSON) ? ".json" : "");
 }
 
+/* What a non-regular inbox entry is, for the rejection reason. */
+static const char *file_type_name(mode_t m)
+{
+    if (S_ISLNK(m))
+        return "symbolic link";
+    if (S_ISDIR(m))
+        return "directory";
+    if (S_ISFIFO(m))
+        return "FIFO (named pipe)";
+    if (S_ISCHR(m))
+        return "character device";
+    if (S_ISBLK(m))
+        return "block device";
+    if (S_ISSOCK(m))
+        return "socket";
+    return "unknown file type";
+}
+
+/* done/ and rejected/ live in the inbox and are never claimed. */
+static bool workdir_name(const char *name)
+{
+    return strcmp(name, "done") == 0 || strcmp(name, "rejected") == 0;
+}
+
+/* Worker thread: opens the claimed entry `entry` of .processing/ as a
+ * regular file with one link, without following a symbolic link and without
+ * blocking on a FIFO, and checks its size on that descriptor. Returns the
+ * descriptor (the caller reads only from it), or -1 with the outcome set
+ * (REJECTED naming the type, the links or the size; FAILED: our side). */
+static int open_claimed(struct job *j, const char *entry)
+{
+    fr_filesrc_t *fs = j->fs;
+    const uint64_t max = fs->src->max_file_bytes;
+    struct stat st;
+    int fd, e;
+
+    /* Classify the entry itself first: a FIFO or a device is never opened. */
+    if (fstatat(fs->processing_fd, entry, &st, AT_SYMLINK_NOFOLLOW) < 0) {
+        set_outcome(j, OUT_FAILED, "claimed file vanished: %s", strerror(errno));
+        return -1;
+    }
+    if (!S_ISREG(st.st_mode)) {
+        set_outcome(j, OUT_REJECTED, "not a regular file: %s", file_type_name(st.st_mode));
+        return -1;
+    }
+    fd = openat(fs->processing_fd, entry, O_RDONLY | O_NOFOLLOW | O_NONBLOCK | O_CLOEXEC);
+    if (fd < 0) {
+        e = errno;
+        if (e == ELOOP)
+            set_outcome(j, OUT_REJECTED, "not a regular file: symbolic link");
+        else
+            set_outcome(j, e == ENOENT ? OUT_FAILED : OUT_REJECTED, "unreadable: %s", strerror(e));
+        return -1;
+    }
+    /* The descriptor is what gets read: check it, not the name. */
+    if (fstat(fd, &st) < 0) {
+        set_outcome(j, OUT_FAILED, "cannot stat the claimed file: %s", strerror(errno));
+        goto out_close;
+    }
+    if (!S_ISREG(st.st_mode)) {
+        set_outcome(j, OUT_REJECTED, "not a regular file: %s", file_type_name(st.st_mode));
+        goto out_close;
+    }
+    if (st.st_nlink != 1) {
+        set_outcome(j, OUT_REJECTED, "regular file with %ju hard links: only files with one link are read",
+                    (uintmax_t)st.st_nlink);
+        goto out_close;
+    }
+    if (max && (uint64_t)st.st_size > max) {
+        set_outcome(j, OUT_REJECTED, "file is %jd bytes: over max_file_bytes %" PRIu64 " of source %s",
+                    (intmax_t)st.st_size, max, fs->src->name);
+        j->bytes = 0;
+        goto out_close;
+    }
+    return fd;
+
+out_close:
+    close(fd);
+    return -1;
+}
+
 /* Worker thread: claim, land, parse. Touches no loop handle; talks to the
- * loop only through the queue and uv_async_send. */
+ * loop only through the queue and uv_async_send. Every inbox operation is
+ * relative to the working directories opened at start (a symbolic link put
+ * in place of one later is not followed). */
 static void work_cb(uv_work_t *req)
 {
     struct job *j = fr_container_of(req, struct job, work);
     fr_filesrc_t *fs = j->fs;
-    char *proc_path = fr_xasprintf("%s/%s-%s", fs->processing, j->ulid, j->name);
+    char *entry = fr_xasprintf("%s-%s", j->ulid, j->name);
     char *land_dir = NULL, *land_name = NULL, *land_path = NULL, *land_rel = NULL;
     enum fr_file_format fmt;
     char date[11];
     char sha[65];
     char fmts[64];
     struct stat st;
-    int rc;
+    int rc, fd = -1;
 
     if (!j->resume) {
-        char *in_path = fr_xasprintf("%s/%s", fs->inbound, j->name);
-
-        if (stat(in_path, &st) < 0) {
+        if (fstatat(fs->inbound_fd, j->name, &st, AT_SYMLINK_NOFOLLOW) < 0) {
             set_outcome(j, OUT_GONE, NULL);
-        } else if (S_ISDIR(st.st_mode)) {
+        } else if (S_ISDIR(st.st_mode) && workdir_name(j->name)) {
             set_outcome(j, OUT_IGNORED, NULL);
         } else {
             int64_t mtime_us = (int64_t)st.st_mtim.tv_sec * 1000000 + st.st_mtim.tv_nsec / 1000;
@@ -652,23 +745,17 @@ static void work_cb(uv_work_t *req)
              * being written: wait until it has been quiet for SETTLE_MS. */
             if (!j->complete && age_ms > -1000 && age_ms < SETTLE_MS)
                 set_outcome(j, OUT_DEFERRED, NULL);
-            else if (rename(in_path, proc_path) < 0)
+            else if (renameat(fs->inbound_fd, j->name, fs->processing_fd, entry) < 0)
                 set_outcome(j, errno == ENOENT ? OUT_GONE : OUT_FAILED, "cannot claim: %s", strerror(errno));
         }
-        free(in_path);
         if (j->outcome != OUT_NONE)
             goto out;
     }
     j->claimed = true;
 
-    if (stat(proc_path, &st) < 0) {
-        set_outcome(j, OUT_FAILED, "claimed file vanished: %s", strerror(errno));
+    fd = open_claimed(j, entry);
+    if (fd < 0)
         goto out;
-    }
-    if (!S_ISREG(st.st_mode)) {
-        set_outcome(j, OUT_REJECTED, "not a regular file");
-        goto out;
-    }
     fmt = fr_format_from_name(j->name);
     if (fmt == 0 || !(fmt & fs->src->formats)) {
         accepted_formats(fs->src->formats, fmts, sizeof(fmts));
@@ -686,48 +773,78 @@ static void work_cb(uv_work_t *req)
     land_name = fr_xasprintf("%s-%s", j->ulid, j->name);
     land_path = fr_xasprintf("%s/%s", land_dir, land_name);
     land_rel = fr_xasprintf("%s/%s/%s", fs->landing_rel, date, land_name);
-    if (land(j, proc_path, land_path, land_name, sha) != 0)
+    rc = land(j, fd, land_path, land_name, sha);
+    close(fd);
+    fd = -1;
+    if (rc != 0)
         goto out;
     parse_landed(j, fmt, land_path, land_rel, sha);
 
 out:
+    if (fd >= 0)
+        close(fd);
     free(land_rel);
     free(land_path);
     free(land_name);
     free(land_dir);
-    free(proc_path);
+    free(entry);
 }
 
-/* Worker thread: the final move of a finished file, plus its reason file. */
+/* Worker thread: writes name in the directory dirfd atomically (tmp +
+ * rename), never through a symbolic link planted at either name. */
+static int write_small_file_at(int dirfd, const char *name, const char *data, size_t len)
+{
+    char *tmp = fr_xasprintf("%s.tmp", name);
+    int fd, rc;
+
+    (void)unlinkat(dirfd, tmp, 0);
+    fd = openat(dirfd, tmp, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0644);
+    if (fd < 0) {
+        rc = -errno;
+        goto out_free;
+    }
+    rc = write_all(fd, data, len);
+    if (close(fd) < 0 && rc == 0)
+        rc = -errno;
+    if (rc == 0 && renameat(dirfd, tmp, dirfd, name) < 0)
+        rc = -errno;
+    if (rc != 0)
+        (void)unlinkat(dirfd, tmp, 0);
+out_free:
+    free(tmp);
+    return rc;
+}
+
+/* Worker thread: the final move of a finished file, plus its reason file,
+ * relative to the directories opened at start. */
 static void fin_cb(uv_work_t *req)
 {
     struct job *j = fr_container_of(req, struct job, fin);
     fr_filesrc_t *fs = j->fs;
-    const char *dir = j->outcome == OUT_DONE ? fs->done : fs->rejected;
-    char *src = fr_xasprintf("%s/%s-%s", fs->processing, j->ulid, j->name);
-    char *dst = fr_xasprintf("%s/%s", dir, j->name);
+    int dirfd = j->outcome == OUT_DONE ? fs->done_fd : fs->rejected_fd;
+    char *entry = fr_xasprintf("%s-%s", j->ulid, j->name);
+    char *dst = fr_xstrdup(j->name);
     struct stat st;
 
-    if (lstat(dst, &st) == 0) {
+    if (fstatat(dirfd, dst, &st, AT_SYMLINK_NOFOLLOW) == 0) {
         free(dst);
-        dst = fr_xasprintf("%s/%s.%s", dir, j->name, j->ulid);
+        dst = fr_xasprintf("%s.%s", j->name, j->ulid);
     }
     j->fin_err = 0;
-    if (rename(src, dst) < 0)
+    if (renameat(fs->processing_fd, entry, dirfd, dst) < 0)
         j->fin_err = errno;
     if (j->fin_err == 0 && j->outcome == OUT_REJECTED) {
-        char *rpath = fr_xasprintf("%s.reason.txt", dst);
+        char *rname = fr_xasprintf("%s.reason.txt", dst);
         char *text = fr_xasprintf("%s\n", j->reason);
-        int rc = write_small_file(rpath, text, strlen(text));
+        int rc = write_small_file_at(dirfd, rname, text, strlen(text));
 
         if (rc != 0)
-            fr_log_kv(FR_LOG_WARN, "file", j->name, "cannot write %s: %s", rpath, strerror(-rc));
+            fr_log_kv(FR_LOG_WARN, "file", j->name, "cannot write %s/%s: %s", fs->rejected, rname, strerror(-rc));
         free(text);
-        free(rpath);
+        free(rname);
     }
-    j->final_name = fr_xstrdup(strrchr(dst, '/') + 1);
-    free(dst);
-    free(src);
+    j->final_name = dst;
+    free(entry);
 }
 
 /* =================================================================== loop */
@@ -888,7 +1005,7 @@ static void on_scan(uv_fs_t *req)
         return;
     }
     while (uv_fs_scandir_next(req, &ent) == 0) {
-        if (ent.type == UV_DIRENT_DIR || skip_name(ent.name))
+        if ((ent.type == UV_DIRENT_DIR && workdir_name(ent.name)) || skip_name(ent.name))
             continue;
         names = fr_xrealloc(names, (n + 1) * sizeof(*names));
         names[n++] = fr_xstrdup(ent.name);
@@ -1248,6 +1365,38 @@ static void on_handle_closed(uv_handle_t *h)
     maybe_stopped(fs);
 }
 
+/* Startup: true (err filled) when path is a symbolic link. */
+static bool refuse_link(const fr_filesrc_t *fs, const char *path, char err[FR_ERR_LEN])
+{
+    struct stat st;
+
+    if (lstat(path, &st) < 0 || !S_ISLNK(st.st_mode))
+        return false;
+    snprintf(err, FR_ERR_LEN,
+             "source %s: %s is a symbolic link: refusing to start (make it a directory owned by the freshet user; "
+             "see docs/security.md)",
+             fs->label, path);
+    return true;
+}
+
+/* Startup: opens a working directory once. With nofollow (done/,
+ * rejected/, .processing/), a symbolic link there is refused: ingest would
+ * otherwise move files wherever the link points. */
+static int open_workdir(fr_filesrc_t *fs, const char *path, bool nofollow, int *out, char err[FR_ERR_LEN])
+{
+    int fd = open(path, O_RDONLY | O_DIRECTORY | O_CLOEXEC | (nofollow ? O_NOFOLLOW : 0));
+
+    if (fd < 0) {
+        int e = errno;
+
+        if (!nofollow || !refuse_link(fs, path, err))
+            snprintf(err, FR_ERR_LEN, "source %s: cannot open directory %s: %s", fs->label, path, strerror(e));
+        return -1;
+    }
+    *out = fd;
+    return 0;
+}
+
 fr_filesrc_t *fr_filesrc_new(struct fr_app *app, const struct fr_pipeline *p, const struct fr_source *src,
                              fr_publisher_t *pub, uv_async_t *wake, char err[FR_ERR_LEN])
 {
@@ -1259,6 +1408,7 @@ fr_filesrc_t *fr_filesrc_new(struct fr_app *app, const struct fr_pipeline *p, co
     fs = fr_xcalloc(1, sizeof(*fs));
     fs->app = app;
     fs->ino_fd = -1;
+    fs->inbound_fd = fs->processing_fd = fs->done_fd = fs->rejected_fd = -1;
     fs->pl = p;
     fs->src = src;
     fs->pub = pub;
@@ -1285,12 +1435,21 @@ fr_filesrc_t *fr_filesrc_new(struct fr_app *app, const struct fr_pipeline *p, co
     dirs[3] = fs->rejected;
     dirs[4] = fs->landing;
     for (size_t i = 0; i < FR_ARRAY_LEN(dirs); i++) {
+        if (i >= 1 && i <= 3 && refuse_link(fs, dirs[i], err)) /* .processing, done, rejected */
+            goto out_free;
         rc = fr_mkdirs(dirs[i], 0755);
         if (rc != 0) {
             snprintf(err, FR_ERR_LEN, "source %s: cannot create %s: %s", fs->label, dirs[i], strerror(-rc));
             goto out_free;
         }
     }
+    /* Claims and moves go through these descriptors (openat/renameat), so a
+     * working directory swapped for a link later is not followed. */
+    if (open_workdir(fs, fs->inbound, false, &fs->inbound_fd, err) != 0 ||
+        open_workdir(fs, fs->processing, true, &fs->processing_fd, err) != 0 ||
+        open_workdir(fs, fs->done, true, &fs->done_fd, err) != 0 ||
+        open_workdir(fs, fs->rejected, true, &fs->rejected_fd, err) != 0)
+        goto out_free;
     fs->m_files_done =
         fr_metrics_counter(app->metrics, "ingest_files_total", "Files finished, by result", "result=\"done\"");
     fs->m_files_rejected =
@@ -1309,12 +1468,15 @@ out_free:
 
 int fr_filesrc_start(fr_filesrc_t *fs)
 {
-    DIR *d;
+    DIR *d = NULL;
     struct dirent *de;
-    int rc;
+    int rc, dfd;
 
-    /* Startup: a blocking listing of .processing/ is fine here. */
-    d = opendir(fs->processing);
+    /* Startup: a blocking listing of .processing/ is fine here (through
+     * its descriptor, like every other use). */
+    dfd = openat(fs->processing_fd, ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    if (dfd >= 0 && (d = fdopendir(dfd)) == NULL)
+        close(dfd);
     if (d) {
         while ((de = readdir(d)) != NULL) {
             char ulid[ULID_LEN + 1];
@@ -1402,6 +1564,14 @@ void fr_filesrc_free(fr_filesrc_t *fs)
     free(fs->complete);
     if (fs->ino_fd >= 0)
         close(fs->ino_fd); /* the poll handle was closed before (handles close before free) */
+    if (fs->inbound_fd >= 0)
+        close(fs->inbound_fd);
+    if (fs->processing_fd >= 0)
+        close(fs->processing_fd);
+    if (fs->done_fd >= 0)
+        close(fs->done_fd);
+    if (fs->rejected_fd >= 0)
+        close(fs->rejected_fd);
     free(fs->label);
     free(fs->inbound);
     free(fs->processing);
