@@ -1,7 +1,7 @@
 /* util: allocation with one out-of-memory policy (log and abort), a bounded
  * growable byte buffer with JSON/CSV encoders, clocks, ISO-8601 time parsing
- * and formatting, strict number parsing, ULIDs, SHA-256 and two blocking
- * file helpers. The only global is the ULID monotonic state (see fr_ulid). */
+ * and formatting, strict number parsing, ULIDs, SHA-256 and the blocking
+ * file helpers (read, mkdir -p, atomic write). The only global is the ULID monotonic state (see fr_ulid). */
 #include "util.h"
 
 #include <errno.h>
@@ -944,4 +944,154 @@ int fr_mkdirs(const char *path, unsigned mode)
     }
     free(p);
     return rc;
+}
+
+/* ------------------------------------------------------------ atomic writes */
+
+static void atomic_release(struct fr_atomic_file *f, bool remove_tmp)
+{
+    if (f->fd >= 0)
+        close(f->fd);
+    f->fd = -1;
+    if (remove_tmp && f->tmp[0])
+        (void)unlinkat(f->dirfd, f->tmp, 0);
+    if (f->dirfd >= 0)
+        close(f->dirfd);
+    f->dirfd = -1;
+    free(f->name);
+    f->name = NULL;
+}
+
+/* Takes ownership of dirfd. */
+static int atomic_open(struct fr_atomic_file *f, int dirfd, const char *name, unsigned mode, unsigned flags)
+{
+    unsigned char r[8];
+    int e = -EEXIST;
+
+    memset(f, 0, sizeof(*f));
+    f->dirfd = dirfd;
+    f->fd = -1;
+    f->flags = flags;
+    f->name = fr_xstrdup(name);
+    for (int tries = 0; tries < 16 && e == -EEXIST; tries++) {
+        fill_random(r, sizeof(r));
+        snprintf(f->tmp, sizeof(f->tmp), ".%.200s.%02x%02x%02x%02x%02x%02x%02x%02x.tmp", name, r[0], r[1], r[2], r[3],
+                 r[4], r[5], r[6], r[7]);
+        f->fd = openat(dirfd, f->tmp, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0600);
+        e = f->fd >= 0 ? 0 : -errno;
+    }
+    if (e != 0) {
+        f->tmp[0] = '\0';
+        atomic_release(f, false);
+        return e;
+    }
+    if (fchmod(f->fd, (mode_t)mode) < 0) {
+        e = -errno;
+        atomic_release(f, true);
+        return e;
+    }
+    return 0;
+}
+
+int fr_atomic_file_openat(struct fr_atomic_file *f, int dirfd, const char *name, unsigned mode, unsigned flags)
+{
+    int d;
+
+    if (name[0] == '\0' || strchr(name, '/') != NULL)
+        return -EINVAL;
+    d = fcntl(dirfd, F_DUPFD_CLOEXEC, 0);
+    if (d < 0)
+        return -errno;
+    return atomic_open(f, d, name, mode, flags);
+}
+
+int fr_atomic_file_open(struct fr_atomic_file *f, const char *path, unsigned mode, unsigned flags)
+{
+    const char *slash = strrchr(path, '/');
+    const char *name = slash ? slash + 1 : path;
+    char *dir = slash ? fr_xstrndup(path, slash == path ? 1 : (size_t)(slash - path)) : fr_xstrdup(".");
+    int d, rc;
+
+    if (name[0] == '\0') {
+        rc = -EISDIR;
+        goto out_free;
+    }
+    if ((flags & FR_WRITE_MKDIRS) && (rc = fr_mkdirs(dir, 0755)) != 0)
+        goto out_free;
+    d = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    if (d < 0) {
+        rc = -errno;
+        goto out_free;
+    }
+    rc = atomic_open(f, d, name, mode, flags);
+out_free:
+    free(dir);
+    return rc;
+}
+
+int fr_atomic_file_commit(struct fr_atomic_file *f)
+{
+    int rc = 0;
+
+    if ((f->flags & FR_WRITE_DURABLE) && fsync(f->fd) < 0)
+        rc = -errno;
+    if (close(f->fd) < 0 && rc == 0)
+        rc = -errno;
+    f->fd = -1;
+    if (rc == 0 && renameat(f->dirfd, f->tmp, f->dirfd, f->name) < 0)
+        rc = -errno;
+    if (rc != 0) {
+        atomic_release(f, true);
+        return rc;
+    }
+    if ((f->flags & FR_WRITE_DURABLE) && fsync(f->dirfd) < 0)
+        rc = -errno; /* renamed, but the directory entry may not be on disk */
+    atomic_release(f, false);
+    return rc;
+}
+
+void fr_atomic_file_abort(struct fr_atomic_file *f)
+{
+    atomic_release(f, true);
+}
+
+static int write_all_fd(int fd, const char *p, size_t len)
+{
+    while (len > 0) {
+        ssize_t w = write(fd, p, len);
+        if (w < 0 && errno == EINTR)
+            continue;
+        if (w < 0)
+            return -errno;
+        p += w;
+        len -= (size_t)w;
+    }
+    return 0;
+}
+
+static int atomic_write_commit(struct fr_atomic_file *f, const void *data, size_t len)
+{
+    int rc = write_all_fd(f->fd, data, len);
+
+    if (rc != 0) {
+        fr_atomic_file_abort(f);
+        return rc;
+    }
+    return fr_atomic_file_commit(f);
+}
+
+int fr_write_file_atomic(const char *path, const void *data, size_t len, unsigned mode, unsigned flags)
+{
+    struct fr_atomic_file f;
+    int rc = fr_atomic_file_open(&f, path, mode, flags);
+
+    return rc != 0 ? rc : atomic_write_commit(&f, data, len);
+}
+
+int fr_write_file_atomicat(int dirfd, const char *name, const void *data, size_t len, unsigned mode, unsigned flags)
+{
+    struct fr_atomic_file f;
+    int rc = fr_atomic_file_openat(&f, dirfd, name, mode, flags);
+
+    return rc != 0 ? rc : atomic_write_commit(&f, data, len);
 }

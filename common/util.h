@@ -119,4 +119,42 @@ char *fr_read_file(const char *path, size_t max, size_t *len, char err[FR_ERR_LE
 /* mkdir -p (blocking: startup and worker threads only). */
 int fr_mkdirs(const char *path, unsigned mode);
 
+/* Atomic file writes: the data goes to a temp file with a unique name in the
+ * target's directory (".{name}.{random}.tmp", created O_EXCL | O_NOFOLLOW,
+ * so concurrent writers never share one and the ingest's scans skip it),
+ * which is renamed over the target: readers see the old file or the whole new
+ * one, never a part. The temp file is removed on every failure. The final
+ * file has exactly `mode` (umask does not apply). Blocking: startup and
+ * worker threads only. Durability is chosen by the caller: */
+enum fr_write_flags {
+    FR_WRITE_FAST = 0,         /* rename only: a crash may lose the new file (never tear it) */
+    FR_WRITE_DURABLE = 1 << 0, /* fsync the file, rename, fsync the directory: on disk once 0 is returned */
+    FR_WRITE_MKDIRS = 1 << 1,  /* path variants: create missing parent directories (0755) first */
+};
+
+/* Writes data[0..len) to path. 0 or a negative errno. */
+FR_MUST_CHECK int fr_write_file_atomic(const char *path, const void *data, size_t len, unsigned mode, unsigned flags);
+/* Same for `name` (no '/') in the directory open as dirfd (borrowed), for
+ * callers that hold their directories open (no path lookup on the way). */
+FR_MUST_CHECK int fr_write_file_atomicat(int dirfd, const char *name, const void *data, size_t len, unsigned mode,
+                                         unsigned flags);
+
+/* The same mechanism for a file written in pieces: open, write to fd, then
+ * commit (or abort). Embedded by its owner; commit and abort release it. */
+struct fr_atomic_file {
+    int dirfd;     /* owned: the target's directory */
+    int fd;        /* owned: the temp file, write here; -1 once released */
+    char *name;    /* owned: the target's name in dirfd */
+    char tmp[256]; /* the temp file's name in dirfd */
+    unsigned flags;
+};
+FR_MUST_CHECK int fr_atomic_file_open(struct fr_atomic_file *f, const char *path, unsigned mode, unsigned flags);
+FR_MUST_CHECK int fr_atomic_file_openat(struct fr_atomic_file *f, int dirfd, const char *name, unsigned mode,
+                                        unsigned flags);
+/* Syncs (FR_WRITE_DURABLE), closes and renames over the target. 0 or a
+ * negative errno (the temp file is then removed). */
+FR_MUST_CHECK int fr_atomic_file_commit(struct fr_atomic_file *f);
+/* Closes and removes the temp file; the target is untouched. */
+void fr_atomic_file_abort(struct fr_atomic_file *f);
+
 #endif

@@ -1,10 +1,9 @@
-/* state: load and atomic save of an http_json source's state file. */
+/* state: load and atomic save of an http_json source's state file
+ * (fr_write_file_atomic, durable). */
 #include "state.h"
 
 #include <errno.h>
-#include <fcntl.h>
 #include <jansson.h>
-#include <libgen.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -41,10 +40,10 @@ int fr_hstate_load(const char *path, struct fr_hstate *st, char err[FR_ERR_LEN])
 
 int fr_hstate_save(const char *path, const struct fr_hstate *st, char err[FR_ERR_LEN])
 {
-    char ts[32], tmp[4200], dir[4096];
+    char ts[32];
     json_t *doc = json_object();
     char *text;
-    int fd, rc = 0;
+    int rc;
 
     if (st->last_end_us) {
         fr_format_timestamp(st->last_end_us, ts);
@@ -56,47 +55,21 @@ int fr_hstate_save(const char *path, const struct fr_hstate *st, char err[FR_ERR
     json_object_set_new(doc, "updated", json_string(ts));
     text = json_dumps(doc, JSON_INDENT(2) | JSON_SORT_KEYS);
     json_decref(doc);
-    snprintf(dir, sizeof(dir), "%s", path);
-    dirname(dir);
-    if (fr_mkdirs(dir, 0755) != 0) {
-        rc = -errno;
-        snprintf(err, FR_ERR_LEN, "cannot create %.180s: %s", dir, strerror(errno));
-        goto out;
+    if (text == NULL) {
+        snprintf(err, FR_ERR_LEN, "cannot encode state %s: out of memory", path);
+        return -ENOMEM;
     }
-    snprintf(tmp, sizeof(tmp), "%s.tmp", path);
-    fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
-    if (fd < 0) {
-        rc = -errno;
-        snprintf(err, FR_ERR_LEN, "cannot write %.180s: %s", tmp, strerror(errno));
-        goto out;
+    {
+        struct fr_buf b;
+        fr_buf_init(&b, 0);
+        if (fr_buf_puts(&b, text) != 0 || fr_buf_putc(&b, '\n') != 0)
+            rc = -ENOMEM;
+        else /* durable: a run resumes from here after a crash */
+            rc = fr_write_file_atomic(path, b.data, b.len, 0644, FR_WRITE_DURABLE | FR_WRITE_MKDIRS);
+        fr_buf_deinit(&b);
     }
-    size_t len = strlen(text), off = 0;
-    while (off < len) {
-        ssize_t w = write(fd, text + off, len - off);
-        if (w < 0 && errno == EINTR)
-            continue;
-        if (w < 0) {
-            rc = -errno;
-            break;
-        }
-        off += (size_t)w;
-    }
-    if (rc == 0 && (write(fd, "\n", 1) != 1 || fsync(fd) != 0))
-        rc = -errno;
-    close(fd);
-    if (rc == 0 && rename(tmp, path) != 0)
-        rc = -errno;
-    if (rc != 0) {
+    if (rc != 0)
         snprintf(err, FR_ERR_LEN, "cannot write state %s: %s", path, strerror(-rc));
-        unlink(tmp);
-        goto out;
-    }
-    fd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-    if (fd >= 0) {
-        (void)fsync(fd);
-        close(fd);
-    }
-out:
     free(text);
     return rc;
 }

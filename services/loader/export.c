@@ -2,8 +2,8 @@
  * no model refresh is due): pipeline exports (a SELECT written as CSV after
  * a refresh of a model, or a load of a dataset, named in `after`) and the
  * daily retention of datasets with `retention` (all rows; loads handle their
- * own keys). The CSV file is written with blocking stdio on the loop: exports
- * are small reports, written at most once per refresh. */
+ * own keys). The CSV file is written with blocking I/O on the loop (without
+ * fsync): exports are small reports, written at most once per refresh. */
 #include <errno.h>
 #include <inttypes.h>
 #include <limits.h>
@@ -70,44 +70,15 @@ static char *expand_path(const char *data_dir, const char *path, int64_t now_us)
     return out;
 }
 
-/* Writes data to path through path.tmp + rename, creating directories. */
+/* Writes the CSV atomically (readers see the old export or the new one),
+ * creating directories. FR_WRITE_FAST: no fsync on the loop; an export lost
+ * to a crash is written again by the next refresh. */
 static int write_atomic(const char *path, const struct fr_buf *data, char err[FR_ERR_LEN])
 {
-    char *dir = fr_xstrdup(path);
-    char *slash = strrchr(dir, '/');
-    char *tmp = fr_xasprintf("%s.tmp", path);
-    FILE *f;
-    int rc = 0;
-
-    if (slash && slash != dir) {
-        *slash = '\0';
-        rc = fr_mkdirs(dir, 0755);
-        if (rc != 0) {
-            snprintf(err, FR_ERR_LEN, "cannot create directory %s: %s", dir, strerror(-rc));
-            goto out;
-        }
-    }
-    f = fopen(tmp, "wb");
-    if (!f) {
-        rc = -errno;
-        snprintf(err, FR_ERR_LEN, "cannot open %s: %s", tmp, strerror(-rc));
-        goto out;
-    }
-    if ((data->len && fwrite(data->data, 1, data->len, f) != data->len) || fflush(f) != 0 || fsync(fileno(f)) != 0) {
-        rc = -errno;
-        snprintf(err, FR_ERR_LEN, "cannot write %s: %s", tmp, strerror(-rc));
-        fclose(f);
-        unlink(tmp);
-        goto out;
-    }
-    if (fclose(f) != 0 || rename(tmp, path) != 0) {
-        rc = -errno;
+    int rc =
+        fr_write_file_atomic(path, data->data ? data->data : "", data->len, 0644, FR_WRITE_FAST | FR_WRITE_MKDIRS);
+    if (rc != 0)
         snprintf(err, FR_ERR_LEN, "cannot write %s: %s", path, strerror(-rc));
-        unlink(tmp);
-    }
-out:
-    free(tmp);
-    free(dir);
     return rc;
 }
 

@@ -1,6 +1,8 @@
 /* Unit tests of common/util.c: timestamps, dates, numbers, JSON/CSV
  * encoding, the capped buffer, ULIDs, SHA-256 and the file helpers. */
+#include <dirent.h>
 #include <errno.h>
+#include <fcntl.h>
 #include <math.h>
 #include <setjmp.h>
 #include <stdarg.h>
@@ -360,6 +362,132 @@ static void test_sha256(void **state)
     assert_null(s.ctx);
 }
 
+/* Entries of dir other than . and .., and the first one's name. */
+static int count_entries(const char *dir, char *first, size_t n)
+{
+    DIR *d = opendir(dir);
+    struct dirent *e;
+    int c = 0;
+
+    assert_non_null(d);
+    while ((e = readdir(d)) != NULL) {
+        if (strcmp(e->d_name, ".") == 0 || strcmp(e->d_name, "..") == 0)
+            continue;
+        if (c++ == 0 && first)
+            snprintf(first, n, "%s", e->d_name);
+    }
+    closedir(d);
+    return c;
+}
+
+static char *slurp(const char *path, size_t *len)
+{
+    char err[FR_ERR_LEN];
+    char *data = fr_read_file(path, 1 << 20, len, err);
+    assert_non_null(data);
+    return data;
+}
+
+static void test_write_atomic(void **state)
+{
+    (void)state;
+    char dir[] = "/tmp/fr_test_atomic_XXXXXX";
+    char path[300], sub[300], name[300];
+    struct stat st;
+    size_t len;
+    char *data;
+
+    assert_non_null(mkdtemp(dir));
+    snprintf(path, sizeof(path), "%s/state.json", dir);
+
+    /* content and exact mode, whatever the umask; nothing else left behind */
+    mode_t old = umask(077);
+    assert_int_equal(fr_write_file_atomic(path, "one\0two", 7, 0644, FR_WRITE_DURABLE), 0);
+    umask(old);
+    data = slurp(path, &len);
+    assert_int_equal(len, 7);
+    assert_memory_equal(data, "one\0two", 7);
+    free(data);
+    assert_int_equal(stat(path, &st), 0);
+    assert_int_equal(st.st_mode & 07777, 0644);
+    assert_int_equal(count_entries(dir, name, sizeof(name)), 1);
+    assert_string_equal(name, "state.json");
+
+    /* replace an existing file (FAST: rename only), new mode; empty content */
+    assert_int_equal(fr_write_file_atomic(path, "", 0, 0600, FR_WRITE_FAST), 0);
+    data = slurp(path, &len);
+    assert_int_equal(len, 0);
+    free(data);
+    assert_int_equal(stat(path, &st), 0);
+    assert_int_equal(st.st_mode & 07777, 0600);
+    assert_int_equal(fr_write_file_atomic(path, "replaced", 8, 0640, FR_WRITE_DURABLE), 0);
+    data = slurp(path, &len);
+    assert_string_equal(data, "replaced");
+    free(data);
+    assert_int_equal(count_entries(dir, NULL, 0), 1);
+
+    /* failure after the temp file was written (the target is a directory):
+     * an error, the temp file removed, the directory untouched */
+    snprintf(sub, sizeof(sub), "%s/adir", dir);
+    assert_int_equal(mkdir(sub, 0755), 0);
+    assert_int_equal(fr_write_file_atomic(sub, "x", 1, 0644, FR_WRITE_DURABLE), -EISDIR);
+    assert_int_equal(count_entries(dir, NULL, 0), 2); /* state.json and adir */
+    assert_int_equal(count_entries(sub, NULL, 0), 0);
+    /* failure in a streamed write (abort): target unchanged, no temp file */
+    struct fr_atomic_file f;
+    assert_int_equal(fr_atomic_file_open(&f, path, 0644, FR_WRITE_DURABLE), 0);
+    assert_int_equal(write(f.fd, "partial", 7), 7);
+    assert_int_equal(count_entries(dir, NULL, 0), 3); /* the temp file, while open */
+    fr_atomic_file_abort(&f);
+    assert_int_equal(f.fd, -1);
+    assert_int_equal(count_entries(dir, NULL, 0), 2);
+    data = slurp(path, &len);
+    assert_string_equal(data, "replaced");
+    free(data);
+    /* a streamed write committed */
+    assert_int_equal(fr_atomic_file_open(&f, path, 0644, FR_WRITE_FAST), 0);
+    assert_int_equal(write(f.fd, "streamed", 8), 8);
+    assert_int_equal(fr_atomic_file_commit(&f), 0);
+    data = slurp(path, &len);
+    assert_string_equal(data, "streamed");
+    free(data);
+    assert_int_equal(count_entries(dir, NULL, 0), 2);
+
+    /* a missing directory: an error, or created with FR_WRITE_MKDIRS */
+    snprintf(sub, sizeof(sub), "%s/x/y/z.csv", dir);
+    assert_int_equal(fr_write_file_atomic(sub, "a", 1, 0644, FR_WRITE_FAST), -ENOENT);
+    assert_int_equal(fr_write_file_atomic(sub, "a", 1, 0644, FR_WRITE_FAST | FR_WRITE_MKDIRS), 0);
+    data = slurp(sub, &len);
+    assert_string_equal(data, "a");
+    free(data);
+
+    /* the *at variant: a name in an open directory, never a path */
+    int dfd = open(dir, O_RDONLY | O_DIRECTORY);
+    assert_true(dfd >= 0);
+    assert_int_equal(fr_write_file_atomicat(dfd, "at.txt", "at", 2, 0644, FR_WRITE_DURABLE), 0);
+    assert_int_equal(fr_write_file_atomicat(dfd, "x/at.txt", "at", 2, 0644, FR_WRITE_DURABLE), -EINVAL);
+    close(dfd);
+    snprintf(sub, sizeof(sub), "%s/at.txt", dir);
+    data = slurp(sub, &len);
+    assert_string_equal(data, "at");
+    free(data);
+
+    /* a relative path (the current directory) */
+    char cwd[512];
+    assert_non_null(getcwd(cwd, sizeof(cwd)));
+    assert_int_equal(chdir(dir), 0);
+    assert_int_equal(fr_write_file_atomic("rel.txt", "r", 1, 0644, FR_WRITE_DURABLE), 0);
+    assert_int_equal(chdir(cwd), 0);
+    snprintf(sub, sizeof(sub), "%s/rel.txt", dir);
+    data = slurp(sub, &len);
+    assert_string_equal(data, "r");
+    free(data);
+
+    char cmd[400];
+    snprintf(cmd, sizeof(cmd), "rm -rf %s", dir);
+    assert_int_equal(system(cmd), 0);
+}
+
 static void test_files(void **state)
 {
     (void)state;
@@ -517,9 +645,10 @@ int main(void)
         cmocka_unit_test(test_json_escape),      cmocka_unit_test(test_csv_field),
         cmocka_unit_test(test_buf_cap),          cmocka_unit_test(test_ulid),
         cmocka_unit_test(test_sha256),           cmocka_unit_test(test_files),
-        cmocka_unit_test(test_xalloc),           cmocka_unit_test(test_clocks),
-        cmocka_unit_test(test_sql_ident),        cmocka_unit_test(test_hash64),
-        cmocka_unit_test(test_backoff),          cmocka_unit_test(test_utf8_valid),
+        cmocka_unit_test(test_write_atomic),     cmocka_unit_test(test_xalloc),
+        cmocka_unit_test(test_clocks),           cmocka_unit_test(test_sql_ident),
+        cmocka_unit_test(test_hash64),           cmocka_unit_test(test_backoff),
+        cmocka_unit_test(test_utf8_valid),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
