@@ -105,6 +105,8 @@ struct fr_http_req {
     bool stream_keep;          /* the streamed answer keeps the connection */
     void (*writable_cb)(fr_http_req_t *req, void *data); /* fr_http_stream_on_writable */
     void *writable_data;
+    fr_http_respond_cb respond_cb; /* fr_http_req_on_respond, or NULL */
+    void *respond_data;            /* borrowed */
 };
 
 static fr_http_req_t *req_new(const struct fr_http_limits *l)
@@ -1134,6 +1136,11 @@ void fr_http_respond(fr_http_req_t *req, int status, const char *content_type, c
 {
     if (req == NULL)
         return;
+    if (req->respond_cb != NULL) {
+        fr_http_respond_cb cb = req->respond_cb;
+        req->respond_cb = NULL;
+        cb(req, status, content_type, req->resp_hdrs.data, req->resp_hdrs.len, body, len, req->respond_data);
+    }
     struct conn *c = req->conn;
     if (c == NULL) {
         req_free(req);
@@ -1421,6 +1428,12 @@ uint64_t fr_http_req_start_ns(const fr_http_req_t *req)
 void *fr_http_req_alloc(fr_http_req_t *req, size_t n)
 {
     return arena_alloc(&req->arena, n == 0 ? 1 : n);
+}
+
+void fr_http_req_on_respond(fr_http_req_t *req, fr_http_respond_cb cb, void *data)
+{
+    req->respond_cb = cb;
+    req->respond_data = data;
 }
 
 void fr_http_req_set_data(fr_http_req_t *req, void *p)

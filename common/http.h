@@ -57,6 +57,15 @@ void *fr_http_req_alloc(fr_http_req_t *req, size_t n);
 void fr_http_req_set_data(fr_http_req_t *req, void *p);
 void *fr_http_req_data(const fr_http_req_t *req);
 
+/* An observer of req's answer (one per request; set again = replaced): cb
+ * fires once, from fr_http_respond and before the request ends, with the
+ * status, content type (may be NULL), the response header lines added so
+ * far ("Name: value\r\n"...) and the body; all borrowed for the call. It
+ * fires even when the connection is gone, and not for streamed answers.
+ * (The api's Idempotency-Key store keeps first answers with it.) */
+typedef void (*fr_http_respond_cb)(fr_http_req_t *req, int status, const char *content_type, const char *hdrs,
+                                   size_t hdrs_len, const char *body, size_t len, void *data);
+void fr_http_req_on_respond(fr_http_req_t *req, fr_http_respond_cb cb, void *data);
 /* Adds a response header (copied) before answering. */
 void fr_http_add_header(fr_http_req_t *req, const char *name, const char *value);
 /* Answers (exactly once; body copied); ends the request. After this the req

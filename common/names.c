@@ -47,3 +47,13 @@ const char *fr_names_dlq_qname(const char *key)
 {
     return after_prefix(key, DLQ_PREFIX);
 }
+
+char *fr_names_idem(const char *caller, const char *key)
+{
+    return fr_xasprintf("fr:idem:%s:%s", caller, key);
+}
+
+char *fr_names_idseq(const char *qname)
+{
+    return fr_xasprintf("fr:idseq:%s", qname);
+}

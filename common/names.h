@@ -29,4 +29,11 @@ char *fr_names_cache(const char *cache, const char *key);
 const char *fr_names_stream_qname(const char *key);
 const char *fr_names_dlq_qname(const char *key);
 
+/* "fr:idem:{caller}:{key}": the api's record of a write sent with an
+ * Idempotency-Key (caller and key are hex digests: bounded, no ':'). */
+char *fr_names_idem(const char *caller, const char *key);
+/* "fr:idseq:{qname}": the last id the api handed out for rows created
+ * without one (crud POST). */
+char *fr_names_idseq(const char *qname);
+
 #endif

@@ -69,6 +69,7 @@ struct fr_api_worker {
     struct fr_api_pool *pool;     /* borrowed: workers.c's pool, NULL with one worker */
     struct fr_api_push *push;     /* owned by push.c: writes waiting for their batch (lazily made) */
     bool push_closed;             /* the worker drains: no new writes */
+    struct fr_api_idem *idem;     /* owned by idem.c: retries waiting for a first answer (lazily made) */
     struct fr_api_engine *engine; /* owned: the routes of every pipeline (engine.c) */
 };
 

@@ -15,7 +15,9 @@
 
 #include "api.h"
 #include "backup.h"
+#include "idem.h"
 #include "log.h"
+#include "names.h"
 #include "push.h"
 
 #define MAX_RESULT_BYTES (64u << 20) /* a buffered answer (one, value shapes) */
@@ -1129,7 +1131,9 @@ static void on_crud(fr_pg_t *pg, PGresult *res, void *data)
         return;
     }
     bool gone = PQgetvalue(res, 0, nf - 1)[0] == 't';
-    if (gone) {
+    const char *soft = fr_http_req_header(cr->req, "X-Soft-Delete");
+    bool hard = cr->op == CRUD_DELETE && soft && strcasecmp(soft, "false") == 0;
+    if (gone && !hard) { /* a hard DELETE purges a soft-deleted row too */
         crud_gone(cr, true);
         return;
     }
@@ -1183,6 +1187,151 @@ static void crud_strip_soft(const struct fr_dataset *ds, fr_http_req_t *req, con
     spec->body_len = tl;
 }
 
+/* POST P and P/bulk: JSON rows without the key (an int or bigint `id`)
+ * get the next free ones. The ids come from a Redis counter per dataset
+ * (fr:idseq:{qname}), raised atomically to the table's max(id) (soft-deleted
+ * rows included) before each allocation, so concurrent POSTs on any worker
+ * or replica never get the same id. */
+struct crudpost {
+    struct fr_api_engine *e;
+    fr_http_req_t *req;
+    struct fr_api_push_spec spec; /* body: the request's or an arena copy */
+    size_t missing;               /* rows without a key */
+    char max[24];                 /* the table's max(key) */
+};
+
+#define IDSEQ_LUA                                                                                                    \
+    "local cur = tonumber(redis.call('GET', KEYS[1]) or '0') "                                                       \
+    "if cur < tonumber(ARGV[1]) then redis.call('SET', KEYS[1], ARGV[1]) end "                                       \
+    "return redis.call('INCRBY', KEYS[1], ARGV[2])"
+
+/* The JSON body's rows that lack the key: counted (fill == false), or given
+ * ids first.. in order (fill == true; *out gets the new body in the arena). */
+static size_t crud_ids(struct crudpost *cp, bool fill, int64_t first)
+{
+    const struct fr_dataset *ds = cp->spec.ds;
+    const char *kname = ds->columns[ds->key_index[0]].name;
+    size_t blen = cp->spec.body ? cp->spec.body_len : 0;
+    const char *body = cp->spec.body ? cp->spec.body : fr_http_req_body(cp->req, &blen);
+    json_error_t jerr;
+    json_t *in = json_loadb(body, blen, 0, &jerr);
+    size_t n = 0;
+
+    if (!in)
+        return 0; /* push.c answers 422 for what does not parse */
+    for (size_t i = 0; i < (json_is_array(in) ? json_array_size(in) : 1); i++) {
+        json_t *row = json_is_array(in) ? json_array_get(in, i) : in;
+        json_t *k = json_is_object(row) ? json_object_get(row, kname) : NULL;
+        if (!json_is_object(row) || (k && !json_is_null(k)))
+            continue;
+        if (fill)
+            json_object_set_new(row, kname, json_integer((json_int_t)(first + (int64_t)n)));
+        n++;
+    }
+    if (fill && n) {
+        char *text = json_dumps(in, JSON_COMPACT);
+        size_t tl = text ? strlen(text) : 0;
+        char *copy = fr_http_req_alloc(cp->req, tl + 1);
+        memcpy(copy, text ? text : "", tl + 1);
+        free(text);
+        cp->spec.body = copy;
+        cp->spec.body_len = tl;
+    }
+    json_decref(in);
+    return n;
+}
+
+static void on_idseq(fr_redis_t *r, redisReply *reply, void *data)
+{
+    struct crudpost *cp = data;
+    struct fr_api_worker *w = cp->e->w;
+    (void)r;
+
+    if (!reply || reply->type != REDIS_REPLY_INTEGER) {
+        fr_warn("crud %s: id allocation failed: %s", cp->spec.ds->qname,
+                reply && reply->type == REDIS_REPLY_ERROR ? reply->str : "no reply");
+        fr_http_respond_detail(cp->req, 503, "could not assign an id (Redis unavailable); retry later");
+        return;
+    }
+    (void)crud_ids(cp, true, (int64_t)reply->integer - (int64_t)cp->missing + 1);
+    fr_api_push(w, cp->req, &cp->spec);
+}
+
+static void on_idmax(fr_pg_t *pg, PGresult *res, void *data)
+{
+    struct crudpost *cp = data;
+    struct fr_api_worker *w = cp->e->w;
+    (void)pg;
+
+    w->inflight--;
+    if (!res || PQresultStatus(res) != PGRES_TUPLES_OK || PQntuples(res) != 1) {
+        if (res)
+            fr_warn("crud %s: max id query failed: %s", cp->spec.ds->qname, PQresultErrorMessage(res));
+        fr_http_respond_detail(cp->req, 503, "database unavailable; retry");
+        return;
+    }
+    snprintf(cp->max, sizeof(cp->max), "%s", PQgetvalue(res, 0, 0));
+    char *key = fr_names_idseq(cp->spec.ds->qname);
+    char n[24];
+    snprintf(n, sizeof(n), "%zu", cp->missing);
+    const char *argv[] = {"EVAL", IDSEQ_LUA, "1", key, cp->max, n};
+    int rc = fr_redis_commandv(w->app->redis, 0, on_idseq, cp, 6, argv, NULL);
+    free(key);
+    if (rc != 0)
+        fr_http_respond_detail(cp->req, 503, "could not assign an id (Redis unavailable); retry later");
+}
+
+static void crud_post(struct fr_api_engine *e, fr_http_req_t *req, const struct fr_api_push_spec *spec)
+{
+    struct fr_api_worker *w = e->w;
+    const struct fr_dataset *ds = spec->ds;
+    const struct fr_column *key = ds->n_key == 1 ? &ds->columns[ds->key_index[0]] : NULL;
+    const char *ct = fr_http_req_header(req, "Content-Type");
+    struct crudpost *cp;
+
+    if (!key || (key->type != FR_T_INT && key->type != FR_T_BIGINT) ||
+        (!spec->body && ct && strncasecmp(ct, "text/csv", 8) == 0)) {
+        fr_api_push(w, req, spec);
+        return;
+    }
+    cp = fr_http_req_alloc(req, sizeof(*cp));
+    memset(cp, 0, sizeof(*cp));
+    cp->e = e;
+    cp->req = req;
+    cp->spec = *spec;
+    cp->missing = crud_ids(cp, false, 0);
+    if (cp->missing == 0) {
+        fr_api_push(w, req, spec);
+        return;
+    }
+    struct fr_buf sql;
+    fr_buf_init(&sql, 0);
+    (void)fr_buf_printf(&sql, "SELECT coalesce(max(%s), 0)::text FROM %s", key->name, ds->table);
+    fr_pg_t *pg = w->app->pg;
+    int rc = pg && fr_pg_connected(pg) ? fr_pg_query(pg, sql.data, 0, NULL, NULL, on_idmax, cp) : -ENOTCONN;
+    fr_buf_deinit(&sql);
+    if (rc != 0)
+        fr_http_respond_detail(req, 503, "database unavailable; retry");
+    else
+        w->inflight++;
+}
+
+static bool crud_handle(struct fr_api_engine *e, fr_http_req_t *req, const char *method, const char *path);
+
+struct crudgate {
+    struct fr_api_engine *e;
+    const char *method; /* borrowed from the request */
+    const char *path;   /* borrowed from the request */
+};
+
+static void crud_gated(struct fr_api_worker *w, fr_http_req_t *req, void *arg)
+{
+    struct crudgate *cg = arg;
+    (void)w;
+    if (!crud_handle(cg->e, req, cg->method, cg->path)) /* cannot happen: it matched before */
+        fr_http_respond_detail(req, 404, "Not Found");
+}
+
 /* Serves req when it is under a crud route's path; false otherwise. */
 static bool crud_handle(struct fr_api_engine *e, fr_http_req_t *req, const char *method, const char *path)
 {
@@ -1200,6 +1349,15 @@ static bool crud_handle(struct fr_api_engine *e, fr_http_req_t *req, const char 
         const struct fr_dataset *ds = fr_pipeline_dataset(er->p, er->r->dataset);
         if (!ds)
             continue;
+        if (strcmp(method, "GET") != 0 && strcmp(method, "HEAD") != 0) {
+            /* a write with an Idempotency-Key runs once per key (idem.c) */
+            struct crudgate *cg = fr_http_req_alloc(req, sizeof(*cg));
+            cg->e = e;
+            cg->method = method;
+            cg->path = path;
+            if (fr_api_idem_gate(w, req, crud_gated, cg))
+                return true;
+        }
         struct crudreq *cr = fr_http_req_alloc(req, sizeof(*cr));
         memset(cr, 0, sizeof(*cr));
         cr->e = e;
@@ -1223,12 +1381,13 @@ static bool crud_handle(struct fr_api_engine *e, fr_http_req_t *req, const char 
                 .min_rows = 1,
                 .max_rows = is_bulk ? 1000 : 1,
                 .partial = is_bulk,
+                .array_only = is_bulk,
                 .csv_header = header,
                 .wait_ms = UINT32_MAX,
                 .op = FR_OP_UPSERT,
             };
             crud_strip_soft(ds, req, body, blen, &spec);
-            fr_api_push(w, req, &spec);
+            crud_post(e, req, &spec);
             return true;
         }
         const char *allow = seg ? "GET, PUT, PATCH, DELETE" : "GET, POST";

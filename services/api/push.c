@@ -16,7 +16,9 @@
 #include <uv.h>
 
 #include "api.h"
+#include "idem.h"
 #include "log.h"
+#include "names.h"
 #include "parse.h"
 
 #define BATCH_KEY_TTL_S "604800" /* fr:batch:{id}: 7 days */
@@ -31,7 +33,7 @@ struct waiter {
     struct fr_api_push *st; /* borrowed; NULL once unlinked */
     fr_http_req_t *req;     /* borrowed until answered, then NULL */
     struct fr_api_worker *w;
-    char id[32];
+    char id[FR_BATCH_ID_LEN];
     char qname[160];
     enum wstate state;
     int refs;
@@ -139,7 +141,7 @@ static void finish_detail(struct waiter *wt, int status, const char *msg)
 static void answer_202(struct waiter *wt)
 {
     struct fr_buf b;
-    char loc[64];
+    char loc[96];
 
     if (wt->req) {
         snprintf(loc, sizeof(loc), "/v1/batches/%s", wt->id);
@@ -230,7 +232,7 @@ static void answer_201(struct waiter *wt, json_t *loader_rejects)
         (void)fr_buf_append(&b, wt->rows_json.data, wt->rows_json.len);
     }
     if (wt->req) {
-        char loc[64];
+        char loc[96];
         snprintf(loc, sizeof(loc), "/v1/batches/%s", wt->id);
         fr_http_add_header(wt->req, "Location", loc);
     }
@@ -265,9 +267,8 @@ static void after_queued(struct waiter *wt, const char *entry)
 {
     struct fr_api_worker *w = wt->w;
     struct fr_buf v;
-    char key[64];
+    char *key = fr_names_batch(wt->id);
 
-    snprintf(key, sizeof(key), "fr:batch:%s", wt->id);
     fr_buf_init(&v, 0);
     (void)fr_buf_puts(&v, "{\"dataset\":");
     (void)fr_buf_json_str(&v, wt->qname, strlen(wt->qname));
@@ -279,6 +280,7 @@ static void after_queued(struct waiter *wt, const char *entry)
         size_t lens[] = {3, strlen(key), v.len, 2, strlen(BATCH_KEY_TTL_S)};
         fire(w->app->redis, 5, argv, lens);
     }
+    free(key);
     fr_buf_reset(&v);
     {
         char ts[32];
@@ -286,8 +288,8 @@ static void after_queued(struct waiter *wt, const char *entry)
         (void)fr_buf_printf(&v, "{\"type\":\"batch.published\",\"ts\":\"%s\",\"dataset\":", ts);
         (void)fr_buf_json_str(&v, wt->qname, strlen(wt->qname));
         (void)fr_buf_printf(&v, ",\"batch\":\"%s\",\"rows\":%zu,\"source\":\"api\"}", wt->id, wt->n_rows);
-        const char *argv[] = {"PUBLISH", "fr:events", v.data};
-        size_t lens[] = {7, 9, v.len};
+        const char *argv[] = {"PUBLISH", FR_NAMES_EVENTS, v.data};
+        size_t lens[] = {7, strlen(FR_NAMES_EVENTS), v.len};
         fire(w->app->redis, 3, argv, lens);
     }
     fr_buf_deinit(&v);
@@ -300,7 +302,7 @@ static void on_xadd(fr_redis_t *r, redisReply *reply, void *data)
 
     if (wt->state == W_XADD) {
         if (!reply || reply->type != REDIS_REPLY_STRING) {
-            fr_warn("push %s: XADD to fr:stream:%s failed: %s", wt->id, wt->qname,
+            fr_warn("push %s: XADD to the stream of %s failed: %s", wt->id, wt->qname,
                     reply && reply->type == REDIS_REPLY_ERROR ? reply->str : "no reply");
             finish_detail(wt, 503, "could not queue the write (Redis unavailable); retry later");
         } else {
@@ -430,16 +432,21 @@ static void respond_422_list(fr_http_req_t *req, const char *items, size_t n)
     fr_buf_deinit(&b);
 }
 
-static void respond_422_msg(fr_http_req_t *req, const char *msg)
+static void respond_422_typed(fr_http_req_t *req, const char *msg, const char *type)
 {
     struct fr_buf b;
 
     fr_buf_init(&b, 0);
     (void)fr_buf_puts(&b, "{\"detail\":[{\"loc\":[\"body\"],\"msg\":");
     (void)fr_buf_json_str(&b, msg, strlen(msg));
-    (void)fr_buf_puts(&b, ",\"type\":\"value_error\"}]}");
+    (void)fr_buf_printf(&b, ",\"type\":\"%s\"}]}", type);
     fr_http_respond_json(req, 422, &b);
     fr_buf_deinit(&b);
+}
+
+static void respond_422_msg(fr_http_req_t *req, const char *msg)
+{
+    respond_422_typed(req, msg, "value_error");
 }
 
 static bool ctype_is(const char *ct, const char *want)
@@ -450,7 +457,28 @@ static bool ctype_is(const char *ct, const char *want)
 
 /* ---------------------------------------------------------------- publish */
 
+static void push_do(struct fr_api_worker *w, fr_http_req_t *req, const struct fr_api_push_spec *spec);
+
+static void push_gated(struct fr_api_worker *w, fr_http_req_t *req, void *arg)
+{
+    push_do(w, req, arg);
+}
+
 void fr_api_push(struct fr_api_worker *w, fr_http_req_t *req, const struct fr_api_push_spec *spec)
+{
+    /* a write with an Idempotency-Key runs once per key (idem.c); the
+     * spec is copied into the request for the wait */
+    if (fr_http_req_header(req, FR_API_IDEM_HEADER) && !fr_api_idem_batch_id(req)) {
+        struct fr_api_push_spec *copy = fr_http_req_alloc(req, sizeof(*copy));
+
+        *copy = *spec;
+        if (fr_api_idem_gate(w, req, push_gated, copy))
+            return;
+    }
+    push_do(w, req, spec);
+}
+
+static void push_do(struct fr_api_worker *w, fr_http_req_t *req, const struct fr_api_push_spec *spec)
 {
     struct fr_api_push *st = state_of(w);
     const char *ct = fr_http_req_header(req, "Content-Type");
@@ -464,7 +492,7 @@ void fr_api_push(struct fr_api_worker *w, fr_http_req_t *req, const struct fr_ap
     bool single = false;
     uint32_t max_rows = spec->max_rows ? spec->max_rows : FR_API_PUSH_DEFAULT_MAX;
     uint32_t min_rows = spec->min_rows ? spec->min_rows : 1;
-    char key[200], num[24], msg[FR_ERR_LEN];
+    char *key, num[24], msg[FR_ERR_LEN];
     int rc;
 
     if (!st || st->closed) {
@@ -496,6 +524,11 @@ void fr_api_push(struct fr_api_worker *w, fr_http_req_t *req, const struct fr_ap
         size_t i = 0;
         while (i < blen && (body[i] == ' ' || body[i] == '\t' || body[i] == '\r' || body[i] == '\n'))
             i++;
+        if (i < blen && body[i] == '{' && spec->array_only) {
+            fr_buf_deinit(&wrapped);
+            respond_422_typed(req, "Input should be a valid list (a JSON array of objects)", "list_type");
+            return;
+        }
         if (i < blen && body[i] == '{') {
             single = true;
             (void)fr_buf_putc(&wrapped, '[');
@@ -560,7 +593,10 @@ void fr_api_push(struct fr_api_worker *w, fr_http_req_t *req, const struct fr_ap
         (void)fr_buf_putc(&wt->rows_json, ']');
     wt->n_rows = c.n_ok;
     snprintf(wt->qname, sizeof(wt->qname), "%s", spec->ds->qname);
-    fr_ulid(wt->id);
+    if (fr_api_idem_batch_id(req)) /* the same id for every retry: the ledger loads it once */
+        snprintf(wt->id, sizeof(wt->id), "%s", fr_api_idem_batch_id(req));
+    else
+        fr_ulid(wt->id);
 
     if (c.n_ok == 0) { /* bulk with every row invalid: nothing to publish */
         fr_parser_free(p);
@@ -581,11 +617,11 @@ void fr_api_push(struct fr_api_worker *w, fr_http_req_t *req, const struct fr_ap
         goto out_free;
     }
 
-    snprintf(key, sizeof(key), "fr:stream:%s", wt->qname);
+    key = fr_names_stream(wt->qname);
     snprintf(num, sizeof(num), "%zu", wt->n_rows);
     {
-        const char *gargv[] = {"XGROUP", "CREATE", key, "loader", "0", "MKSTREAM"};
-        size_t glens[] = {6, 6, strlen(key), 6, 1, 8};
+        const char *gargv[] = {"XGROUP", "CREATE", key, FR_NAMES_GROUP, "0", "MKSTREAM"};
+        size_t glens[] = {6, 6, strlen(key), strlen(FR_NAMES_GROUP), 1, 8};
         const char *argv[] = {"XADD", key, "*", "batch", payload.data, "id", wt->id, "rows", num};
         size_t lens[] = {4, strlen(key), 1, 5, payload.len, 2, strlen(wt->id), 4, strlen(num)};
 
@@ -594,6 +630,7 @@ void fr_api_push(struct fr_api_worker *w, fr_http_req_t *req, const struct fr_ap
         wt->refs = 1;
         rc = fr_redis_commandv(w->app->redis, 0, on_xadd, wt, 9, argv, lens);
     }
+    free(key);
     if (rc != 0) {
         wt->req = NULL;
         fr_http_respond_detail(req, 503, "could not queue the write (Redis unavailable); retry later");
@@ -676,6 +713,7 @@ void fr_api_push_drain(struct fr_api_worker *w)
     struct waiter *wt, *next;
 
     w->push_closed = true;
+    fr_api_idem_drain(w);
     if (!st)
         return;
     st->closed = true;

@@ -3,7 +3,8 @@
  * Content-Type text/csv) is validated row by row with the dataset's
  * columns (common/parse.c, the same checks as files), packed as one
  * freshet.Batch (common/batch.c, id = a ULID, source "api") and XADDed on
- * fr:stream:{pipeline}.{dataset}. The request then waits (bounded) for the
+ * fr:stream:{pipeline}.{dataset} (with an Idempotency-Key, once per key:
+ * idem.h, and the batch id comes from the key). The request then waits (bounded) for the
  * loader's batch.loaded of that id on this worker's fr:events
  * subscription: 201 with the rows, else 202 with Location:
  * /v1/batches/{id}. `fr:batch:{id}` (7 days) remembers the stream entry so
@@ -33,6 +34,7 @@ struct fr_api_push_spec {
     bool partial;                       /* bulk: invalid rows are reported, the valid ones load; 201
                                            {"inserted": n, "rejected": [{"row": i, "reason": ...}]} */
     bool csv_header;                    /* a text/csv body starts with a header row */
+    bool array_only;                    /* a JSON body must be an array (bulk): an object -> 422 list_type */
     uint32_t wait_ms; /* UINT32_MAX = the default (FRESHET_API_WRITE_WAIT_MS or 2000); 0 = answer 202 at once */
     enum fr_batch_op op;
     /* crud (engine.c): a JSON body built by the caller instead of the

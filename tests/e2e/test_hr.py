@@ -8,7 +8,10 @@
 - CRUD on /v1/department, /v1/job, /v1/user (the api's crud handler): a
   POSTed row is readable at once after 201; 404/409/410/400 on every verb;
   PATCH merges; pagination by offset and by cursor, following Link; POST
-  /bulk (CSV and JSON) with bad rows; a POSTed deleted_at is ignored;
+  /bulk (CSV and JSON) with bad rows, and with a JSON object (422); a POSTed
+  deleted_at is ignored; a hard DELETE purges a soft-deleted row; id is
+  optional on POST and in bulk rows (distinct ids under concurrency);
+  Idempotency-Key on crud writes (a retried POST/DELETE answers the same);
 - freshet-loader backup -> TRUNCATE -> restore gives the identical table, and
   the same through POST /admin/backup and /admin/restore (422 when corrupt);
 - the daemons drain on SIGTERM without a sanitizer report (ASan builds)."""
@@ -120,6 +123,8 @@ def main(t):
     reports(t, stack, deps, jobs, emps)
     crud(t, stack)
     crud_more(t, stack)
+    optional_ids(t, stack)
+    idempotent_crud(t, stack)
     backup(t, stack)
     for n in ("api", "loader", "ingest"):
         t.eq(stack[n].stop(), 0, "%s exits 0 on SIGTERM" % n)
@@ -289,8 +294,10 @@ def crud_more(t, stack):
         t.eq(stack.request(m, "/v1/department/7002", body)[0], 410, "%s of a soft-deleted id -> 410" % m)
     st, got, _ = get_link(stack, "/v1/department?limit=1000")
     t.check(all(r["id"] != 7002 for r in got), "a soft-deleted row is not listed")
-    t.eq(stack.request("DELETE", "/v1/department/7002", headers={"X-Soft-Delete": "false"})[0], 410,
-         "a hard DELETE of a soft-deleted row -> 410 too")
+    t.eq(stack.request("DELETE", "/v1/department/7002", headers={"X-Soft-Delete": "false"})[0], 204,
+         "a hard DELETE of a soft-deleted row purges it -> 204")
+    t.eq(stack.pg.scalar("SELECT count(*) FROM hr.departments WHERE id = 7002"), 0, "... the row is gone")
+    t.eq(stack.get("/v1/department/7002")[0], 404, "... and reads as unknown: 404")
     t.eq(stack.request("POST", "/v1/job", {"id": 7003, "job": "Temp"})[0], 201, "POST job 7003")
     t.eq(stack.request("DELETE", "/v1/job/7003", headers={"X-Soft-Delete": "false"})[0], 204, "hard DELETE 7003")
     t.eq(stack.pg.scalar("SELECT count(*) FROM hr.jobs WHERE id = 7003"), 0, "a hard DELETE removes the row")
@@ -310,7 +317,61 @@ def crud_more(t, stack):
     t.eq(stack.pg.scalar("SELECT count(*) FROM hr.hired_employees WHERE id BETWEEN 88000 AND 88004"), 3,
          "the 3 good bulk rows are in the table")
     t.eq(stack.request("POST", "/v1/job/bulk", [])[0], 422, "an empty bulk -> 422")
+    st, got = stack.request("POST", "/v1/job/bulk", {"id": 7100, "job": "Not a list"})
+    det = got.get("detail") if isinstance(got, dict) else None
+    t.check(st == 422 and isinstance(det, list) and det and det[0].get("loc") == ["body"] and det[0].get("msg")
+            and det[0].get("type"), "bulk with a JSON object -> 422 naming the body (%r %r)" % (st, got))
+    t.eq(stack.pg.scalar("SELECT count(*) FROM hr.jobs WHERE id = 7100"), 0, "... and nothing inserted")
     t.eq(stack.request("DELETE", "/v1/job")[0], 405, "DELETE on the collection -> 405")
+
+
+def optional_ids(t, stack):
+    """id is optional on POST / and in bulk rows: the next free ids, race-free."""
+    import threading
+    top = stack.pg.scalar("SELECT max(id) FROM hr.departments")
+    st, got = stack.request("POST", "/v1/department", {"department": "Auto One"})
+    nid = got.get("id") if isinstance(got, dict) else None
+    t.check(st == 201 and isinstance(nid, int) and nid > top, "POST without id -> 201 with a new id (%r %r)" % (st, got))
+    t.check(stack.get("/v1/department/%s" % nid)[1].get("department") == "Auto One", "the assigned id reads back")
+    got = []
+
+    def one(i):
+        got.append(stack.request("POST", "/v1/department", {"department": "Auto Par %d" % i}))
+    ths = [threading.Thread(target=one, args=(i,)) for i in range(6)]
+    for th in ths:
+        th.start()
+    for th in ths:
+        th.join()
+    ids = [g.get("id") for s_, g in got if s_ == 201 and isinstance(g, dict)]
+    t.check(len(ids) == 6 and len(set(ids)) == 6, "6 concurrent POSTs without id get 6 distinct ids (%r)" % got)
+    t.eq(stack.pg.scalar("SELECT count(*) FROM hr.departments WHERE department LIKE 'Auto Par %%'"), 6,
+         "... and 6 rows")
+    st, got = stack.request("POST", "/v1/job/bulk", [{"job": "Auto Job A"}, {"id": 7200, "job": "Fixed Job"},
+                                                     {"job": "Auto Job B"}])
+    t.check(st == 201 and isinstance(got, dict) and got.get("inserted") == 3,
+            "bulk rows without id -> 201 inserted 3 (%r %r)" % (st, got))
+    auto = stack.pg.query("SELECT id FROM hr.jobs WHERE job LIKE 'Auto Job %' ORDER BY job")
+    t.check(len(auto) == 2 and auto[0][0] != auto[1][0] and 7200 not in (auto[0][0], auto[1][0]),
+            "bulk rows without id got distinct new ids (%r)" % auto)
+    t.eq(stack.pg.scalar("SELECT job FROM hr.jobs WHERE id = 7200"), "Fixed Job", "a given id is kept")
+
+
+def idempotent_crud(t, stack):
+    """Idempotency-Key on crud writes: POST, PATCH, DELETE applied once."""
+    key = {"Idempotency-Key": "hr-create-1"}
+    st1, b1 = stack.request("POST", "/v1/department", {"department": "Once Only"}, headers=key)
+    t.eq(st1, 201, "POST with a key -> 201")
+    st2, b2 = stack.request("POST", "/v1/department", {"department": "Once Only"}, headers=key)
+    t.eq((st2, b2), (st1, b1), "the retry answers the same (same assigned id)")
+    t.eq(stack.pg.scalar("SELECT count(*) FROM hr.departments WHERE department = 'Once Only'"), 1, "one row")
+    did = b1.get("id") if isinstance(b1, dict) else None
+    dkey = {"Idempotency-Key": "hr-delete-1"}
+    t.eq(stack.request("DELETE", "/v1/department/%s" % did, headers=dkey)[0], 204, "DELETE with a key -> 204")
+    t.eq(stack.request("DELETE", "/v1/department/%s" % did, headers=dkey)[0], 204,
+         "the retried DELETE answers 204 again (not 410)")
+    t.eq(stack.request("DELETE", "/v1/department/%s" % did)[0], 410, "a DELETE without the key -> 410")
+    t.eq(stack.request("PATCH", "/v1/department/%s" % did, {"department": "x"}, headers=dkey)[0], 422,
+         "the key on another request -> 422")
 
 
 def backup(t, stack):

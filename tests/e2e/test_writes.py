@@ -32,6 +32,93 @@ def post(stack, path, body, ctype="application/json"):
         c.close()
 
 
+def send(stack, method, path, body, headers=None):
+    """One request -> (status, raw body bytes, lower-cased headers)."""
+    c = http.client.HTTPConnection("127.0.0.1", stack.api_port, timeout=30)
+    try:
+        hdrs = {"Content-Type": "application/json"}
+        hdrs.update(headers or {})
+        c.request(method, path, body=body if isinstance(body, (str, bytes)) else json.dumps(body), headers=hdrs)
+        r = c.getresponse()
+        return r.status, r.read(), {k.lower(): v for k, v in r.getheaders()}
+    finally:
+        c.close()
+
+
+def idempotency(t, stack):
+    """Idempotency-Key: a retried write is applied once and answered the same."""
+    count = lambda p: stack.pg.scalar("SELECT count(*) FROM crud.events WHERE player_id = %s", (p,))  # noqa: E731
+    ev = [{"event": "start", "player_id": "k1", "ts": "2024-02-01T10:00:00Z", "country": "es"},
+          {"event": "end", "player_id": "k1", "ts": "2024-02-01T11:00:00Z"}]
+    st1, b1, h1 = send(stack, "POST", "/v1/push/crud/events", ev, {"Idempotency-Key": "order-1"})
+    t.eq(st1, 201, "POST with an Idempotency-Key -> 201")
+    t.eq(count("k1"), 2, "its 2 rows are in PostgreSQL")
+    t.check(h1.get("location", "").startswith("/v1/batches/idem-"), "its batch id comes from the key (%r)" % h1)
+    st2, b2, h2 = send(stack, "POST", "/v1/push/crud/events", ev, {"Idempotency-Key": "order-1"})
+    t.eq((st2, b2), (st1, b1), "a retry with the same key answers the same status and body")
+    t.eq(h2.get("location"), h1.get("location"), "... and the same Location")
+    t.eq(h2.get("idempotent-replayed"), "true", "... marked Idempotent-Replayed: true")
+    t.eq(count("k1"), 2, "the retry added no row")
+    st, b, _ = send(stack, "POST", "/v1/push/crud/events", ev[:1], {"Idempotency-Key": "order-1"})
+    det = json.loads(b).get("detail") if st == 422 else None
+    t.check(st == 422 and det and det[0].get("loc") == ["header", "Idempotency-Key"],
+            "the same key with another body -> 422 naming the header (%r %r)" % (st, b))
+    st, b, _ = send(stack, "POST", "/v1/push/crud/items", [{"id": 77, "name": "x"}], {"Idempotency-Key": "order-1"})
+    t.eq(st, 422, "the same key on another route -> 422")
+    t.eq(stack.pg.scalar("SELECT count(*) FROM crud.items WHERE id = 77"), 0, "... and nothing written")
+    t.eq(send(stack, "POST", "/v1/push/crud/events", ev, {"Idempotency-Key": "x" * 256})[0], 422,
+         "a key longer than 255 characters -> 422")
+
+    # concurrent retries (two workers): one write, every answer the same
+    import threading
+    ev2 = [{"event": "start", "player_id": "k2", "ts": "2024-02-02T10:00:00Z"}]
+    answers = []
+
+    def one():
+        answers.append(send(stack, "POST", "/v1/push/crud/events", ev2, {"Idempotency-Key": "order-2"})[:2])
+    ths = [threading.Thread(target=one) for _ in range(8)]
+    for th in ths:
+        th.start()
+    for th in ths:
+        th.join()
+    t.eq(len(answers), 8, "8 concurrent requests with one key answered")
+    t.check(len(set(answers)) == 1 and answers[0][0] == 201,
+            "they all answer the same 201 and body (%r)" % sorted(set(a[0] for a in answers)))
+    t.eq(count("k2"), 1, "8 concurrent requests with one key add the row once")
+
+    # without a key: as before, each POST adds its rows
+    for _ in range(2):
+        t.eq(send(stack, "POST", "/v1/push/crud/events", [{"event": "end", "player_id": "k3",
+                                                              "ts": "2024-02-03T10:00:00Z"}])[0], 201, "POST, no key")
+    t.eq(count("k3"), 2, "without a key a repeated POST adds its rows twice (today's behaviour)")
+
+    # after an api restart the kept answer is served again
+    t.eq(stack["api"].stop(), 0, "api stops")
+    stack.start("api")
+    st3, b3, h3 = send(stack, "POST", "/v1/push/crud/events", ev, {"Idempotency-Key": "order-1"})
+    t.eq((st3, b3, h3.get("location")), (st1, b1, h1.get("location")),
+         "after an api restart a retry still answers the first answer")
+    t.eq(count("k1"), 2, "... and adds nothing")
+
+    # the record lost (expired, or Redis flushed): the batch id from the key
+    # still makes the loader's ledger skip the second copy
+    r = stack.redis.client()
+    keys = r.keys("fr:idem:*")
+    t.check(len(keys) >= 2, "records kept under fr:idem:* (%r)" % keys)
+    t.check(all(0 < r.ttl(k) <= 86400 for k in keys), "records expire within 24 h")
+    r.delete(*keys)
+    st, _, hd = send(stack, "POST", "/v1/push/crud/events", ev, {"Idempotency-Key": "order-1"})
+    t.check(st in (201, 202) and hd.get("location") == h1.get("location"),
+            "with the record gone the retry publishes the same batch id (%r %r)" % (st, hd.get("location")))
+
+    def drained():
+        g = [g for g in r.xinfo_groups("fr:stream:crud.events") if g["name"] in (b"loader", "loader")][0]
+        last = r.xinfo_stream("fr:stream:crud.events")["last-generated-id"]
+        return g["pending"] == 0 and g["last-delivered-id"] == last
+    h.wait_until(drained, 30, what="the loader took every entry")
+    t.eq(count("k1"), 2, "... and the ledger loads it once: still 2 rows")
+
+
 def main(t):
     stack = h.Stack(pipelines=PIPE, extra_env={"FRESHET_API_WORKERS": "2", "FRESHET_API_WRITE_WAIT_MS": "5000"})
     t.stack = stack
@@ -108,6 +195,8 @@ def main(t):
     t.eq(st, 201, "upsert of an existing key -> 201")
     t.eq(stack.pg.query("SELECT name, price::text FROM crud.items ORDER BY id"),
          [("apple", "2.00"), ("pear", None)], "items upserted")
+
+    idempotency(t, stack)
 
     # loader stopped: 202 + Location, queued, then loaded
     stack["loader"].stop()

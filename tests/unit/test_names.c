@@ -40,11 +40,23 @@ static void test_batch_and_cache(void **state)
     free(c);
 }
 
+static void test_idem_and_idseq(void **state)
+{
+    (void)state;
+    char *k = fr_names_idem("anon", "9f86d081");
+    char *q = fr_names_idseq("hr.departments");
+    assert_string_equal(k, "fr:idem:anon:9f86d081");
+    assert_string_equal(q, "fr:idseq:hr.departments");
+    free(k);
+    free(q);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_stream_and_dlq),
         cmocka_unit_test(test_batch_and_cache),
+        cmocka_unit_test(test_idem_and_idseq),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
