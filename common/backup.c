@@ -121,12 +121,19 @@ static bool get_bytes(struct cur *c, const char **s, size_t *n)
 
 /* ---- PostgreSQL (blocking) ------------------------------------------------------------ */
 
+/* Gives up after 5 s unless conninfo sets its own connect_timeout (it is
+ * expanded after ours, so it wins). */
 static PGconn *connect_pg(const char *conninfo, char err[FR_ERR_LEN])
 {
-    PGconn *c = PQconnectdb(conninfo);
+    const char *const keys[] = {"connect_timeout", "dbname", NULL};
+    const char *const vals[] = {"5", conninfo, NULL};
+    PGconn *c = PQconnectdbParams(keys, vals, 1);
     if (PQstatus(c) != CONNECTION_OK) {
-        snprintf(err, FR_ERR_LEN, "cannot connect to PostgreSQL: %s; check FRESHET_DATABASE_URL",
-                 c ? PQerrorMessage(c) : "out of memory");
+        const char *m = c ? PQerrorMessage(c) : "out of memory";
+        snprintf(err, FR_ERR_LEN,
+                 "cannot connect to PostgreSQL: %.*s; set FRESHET_DATABASE_URL (or --database-url) to the "
+                 "PostgreSQL the loader uses",
+                 (int)strcspn(m, "\n"), m);
         PQfinish(c);
         return NULL;
     }
@@ -404,34 +411,15 @@ int fr_backup_write(const char *conninfo, const struct fr_pipeline *p, const str
 {
     char *data = NULL;
     size_t len = 0;
-    char *tmp;
-    FILE *f;
     int rc = fr_backup_encode(conninfo, p, ds, &data, &len, rows, err);
 
     if (rc != 0)
         return rc;
-    tmp = fr_xasprintf("%s.tmp", path);
-    f = fopen(tmp, "wb");
-    if (!f) {
-        rc = -errno;
-        snprintf(err, FR_ERR_LEN, "cannot create %s: %s; check the directory exists and is writable", tmp,
+    /* durable: the caller may delete the table's rows once this returns */
+    rc = fr_write_file_atomic(path, data, len, 0644, FR_WRITE_DURABLE);
+    if (rc != 0)
+        snprintf(err, FR_ERR_LEN, "cannot write %s: %s; check the directory exists and is writable", path,
                  strerror(-rc));
-        goto out;
-    }
-    if (fwrite(data, 1, len, f) != len || fflush(f) != 0 || fsync(fileno(f)) != 0) {
-        rc = -errno;
-        snprintf(err, FR_ERR_LEN, "cannot write %s: %s", tmp, strerror(-rc));
-        fclose(f);
-        unlink(tmp);
-        goto out;
-    }
-    if (fclose(f) != 0 || rename(tmp, path) != 0) {
-        rc = -errno;
-        snprintf(err, FR_ERR_LEN, "cannot write %s: %s", path, strerror(-rc));
-        unlink(tmp);
-    }
-out:
-    free(tmp);
     free(data);
     return rc;
 }
@@ -1001,7 +989,9 @@ int fr_backup_restore_file(const char *conninfo, const struct fr_pipeline *p, co
 
 /* ---- notify ------------------------------------------------------------------------------ */
 
-int fr_backup_notify(const char *redis_url, const struct fr_dataset *ds, char err[FR_ERR_LEN])
+/* A blocking connection to redis_url (5 s connect and I/O timeout), after
+ * AUTH and SELECT. NULL + err on failure. */
+static redisContext *connect_redis(const char *redis_url, char err[FR_ERR_LEN])
 {
     char host[256] = "127.0.0.1";
     char pass[256] = "";
@@ -1012,15 +1002,12 @@ int fr_backup_notify(const char *redis_url, const struct fr_dataset *ds, char er
     redisContext *rc_ctx;
     redisReply *rep;
     struct timeval tv = {5, 0};
-    fr_batch_builder_t *bb;
-    struct fr_buf msg;
-    char id[27];
-    char key[300];
     int rc = 0;
 
     if (strncmp(s, "redis://", 8) != 0) {
-        snprintf(err, FR_ERR_LEN, "Redis URL '%s' must start with redis://", redis_url);
-        return -EINVAL;
+        snprintf(err, FR_ERR_LEN, "Redis URL '%s' must start with redis://; set FRESHET_REDIS_URL (or --redis-url)",
+                 redis_url);
+        return NULL;
     }
     s += 8;
     end = s + strcspn(s, "/");
@@ -1043,10 +1030,17 @@ int fr_backup_notify(const char *redis_url, const struct fr_dataset *ds, char er
         db = atoi(end + 1);
     rc_ctx = redisConnectWithTimeout(host, port, tv);
     if (!rc_ctx || rc_ctx->err) {
-        snprintf(err, FR_ERR_LEN, "cannot connect to Redis %.64s:%d: %.64s; check FRESHET_REDIS_URL", host, port,
-                 rc_ctx ? rc_ctx->errstr : "out of memory");
+        snprintf(err, FR_ERR_LEN,
+                 "cannot connect to Redis %.64s:%d: %.64s; set FRESHET_REDIS_URL (or --redis-url) to the Redis the "
+                 "loader uses",
+                 host, port, rc_ctx ? rc_ctx->errstr : "out of memory");
         redisFree(rc_ctx);
-        return -ECONNREFUSED;
+        return NULL;
+    }
+    if (redisSetTimeout(rc_ctx, tv) != REDIS_OK) {
+        snprintf(err, FR_ERR_LEN, "cannot set a timeout on the Redis connection");
+        redisFree(rc_ctx);
+        return NULL;
     }
     if (pass[0]) {
         rep = redisCommand(rc_ctx, "AUTH %s", pass);
@@ -1061,10 +1055,45 @@ int fr_backup_notify(const char *redis_url, const struct fr_dataset *ds, char er
         freeReplyObject(rep);
     }
     if (rc != 0) {
-        snprintf(err, FR_ERR_LEN, "Redis AUTH/SELECT refused; check FRESHET_REDIS_URL");
+        snprintf(err, FR_ERR_LEN, "Redis AUTH/SELECT refused; check FRESHET_REDIS_URL (or --redis-url)");
         redisFree(rc_ctx);
-        return rc;
+        return NULL;
     }
+    return rc_ctx;
+}
+
+int fr_backup_redis_check(const char *redis_url, char err[FR_ERR_LEN])
+{
+    redisContext *rc_ctx = connect_redis(redis_url, err);
+    redisReply *rep;
+    int rc = 0;
+
+    if (!rc_ctx)
+        return -ECONNREFUSED;
+    rep = redisCommand(rc_ctx, "PING");
+    if (!rep || rep->type == REDIS_REPLY_ERROR) {
+        snprintf(err, FR_ERR_LEN, "Redis does not answer PING: %.100s; check FRESHET_REDIS_URL (or --redis-url)",
+                 rep ? rep->str : rc_ctx->errstr);
+        rc = -EIO;
+    }
+    freeReplyObject(rep);
+    redisFree(rc_ctx);
+    return rc;
+}
+
+int fr_backup_notify(const char *redis_url, const struct fr_dataset *ds, char err[FR_ERR_LEN])
+{
+    redisContext *rc_ctx;
+    redisReply *rep;
+    fr_batch_builder_t *bb;
+    struct fr_buf msg;
+    char id[27];
+    char key[300];
+    int rc = 0;
+
+    rc_ctx = connect_redis(redis_url, err);
+    if (!rc_ctx)
+        return -ECONNREFUSED;
     fr_ulid(id);
     fr_buf_init(&msg, 0);
     bb = fr_batch_builder_new(ds, "restore", FR_OP_REPLACED);

@@ -51,4 +51,9 @@ FR_MUST_CHECK int fr_backup_restore_file(const char *conninfo, const struct fr_p
  * redis_url: redis://[:password@]host[:port][/db]. 0 or -errno + err. */
 FR_MUST_CHECK int fr_backup_notify(const char *redis_url, const struct fr_dataset *ds, char err[FR_ERR_LEN]);
 
+/* Connects to redis_url and PINGs it (5 s timeout), so a restore can fail
+ * before it changes the table when it could not tell the loaders after.
+ * 0 or -errno + err naming the setting to fix. */
+FR_MUST_CHECK int fr_backup_redis_check(const char *redis_url, char err[FR_ERR_LEN]);
+
 #endif

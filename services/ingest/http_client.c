@@ -7,6 +7,7 @@
 #include "http_client.h"
 
 #include <errno.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
@@ -303,6 +304,14 @@ void fr_hc_cancel(struct fr_hc_req *r)
     hc->cancelled = fr_xrealloc(hc->cancelled, (hc->n_cancelled + 1) * sizeof(*hc->cancelled));
     hc->cancelled[hc->n_cancelled++] = r;
     uv_idle_start(&hc->idle, on_idle);
+}
+
+void fr_hc_describe(const struct fr_hc_req *r, char *out, size_t out_len)
+{
+    if (r->code != CURLE_OK)
+        snprintf(out, out_len, "%s", r->error[0] ? r->error : curl_easy_strerror(r->code));
+    else
+        snprintf(out, out_len, "HTTP %ld", r->status);
 }
 
 bool fr_hc_header(const struct fr_hc_req *r, const char *name, char *out, size_t out_len)

@@ -56,6 +56,10 @@ void fr_hc_cancel(struct fr_hc_req *req);
 /* Value of the last response header `name` (case-insensitive), copied into
  * out (trimmed); false when absent. */
 bool fr_hc_header(const struct fr_hc_req *req, const char *name, char *out, size_t out_len);
+/* What went wrong with a completed request, for log lines and reasons:
+ * curl's message when no response arrived ("Couldn't connect to server"),
+ * else "HTTP <status>". Writes a NUL-terminated string into out. */
+void fr_hc_describe(const struct fr_hc_req *req, char *out, size_t out_len);
 /* Frees the request's buffers (after cb, or if never started). */
 void fr_hc_req_deinit(struct fr_hc_req *req);
 /* Cancels every request (their cb fire), closes the handles; cb once closed. */

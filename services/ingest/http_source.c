@@ -937,9 +937,10 @@ static void on_response(struct fr_hc_req *r, void *data)
         s->run.attempt++;
         (*s->m_retries)++;
         uint32_t d = backoff_ms(s);
-        fr_warn("%s.%s: %s%ld from %s; retry %u of %u in %u ms", s->p->name, s->src->name,
-                r->code != CURLE_OK ? r->error : "HTTP ", r->code != CURLE_OK ? 0L : st, s->run.url, s->run.attempt,
-                s->h->retry_max, d);
+        char what[CURL_ERROR_SIZE];
+        fr_hc_describe(r, what, sizeof(what));
+        fr_warn("%s.%s: %s from %s; retry %u of %u in %u ms", s->p->name, s->src->name, what, s->run.url,
+                s->run.attempt, s->h->retry_max, d);
         wait_then(s, d);
         return;
     }

@@ -70,7 +70,14 @@ struct ingest {
     fr_httpsrcs_t *http; /* owned: the http_json sources */
     fr_cmdrun_t *cmd;    /* owned: `run` command client */
     fr_replay_t *replay; /* owned: `replay` command */
+    uv_timer_t reach;    /* embedded: a command's wait for Redis (CMD_REACH_MS) */
+    bool reach_init;
+    uint64_t reach_deadline_ms; /* monotonic */
 };
+
+/* A command (run, backfill, replay) that cannot reach Redis by then exits 1
+ * and says what to set, instead of reconnecting forever like a daemon. */
+#define CMD_REACH_MS 5000
 
 static const char usage[] =
     "freshet-ingest runs the file and http_json sources of the pipelines: it watches\n"
@@ -146,6 +153,8 @@ static void on_drain(struct fr_app *app, void *data)
         return;
     in->draining = true;
     in->n_running = in->n_srcs + (in->http != NULL) + (in->cmd != NULL) + (in->replay != NULL);
+    if (in->reach_init && !uv_is_closing((uv_handle_t *)&in->reach))
+        uv_close((uv_handle_t *)&in->reach, NULL);
     if (in->replay)
         fr_replay_stop(in->replay, on_src_stopped, in);
     if (in->http)
@@ -181,6 +190,49 @@ static void on_cmd_done(bool ok, void *data)
     struct ingest *in = data;
 
     fr_app_shutdown(&in->app, ok ? 0 : 1);
+}
+
+/* The Redis URL without its password, for messages. */
+static void redacted_url(const char *url, char *out, size_t n)
+{
+    const char *p = strstr(url, "://");
+    const char *end = p ? p + 3 + strcspn(p + 3, "/") : url;
+    const char *at = p ? memchr(p + 3, '@', (size_t)(end - (p + 3))) : NULL;
+
+    if (at)
+        snprintf(out, n, "%.*s***%s", (int)(p + 3 - url), url, at);
+    else
+        snprintf(out, n, "%s", url);
+}
+
+static void on_reach(uv_timer_t *t)
+{
+    struct ingest *in = fr_container_of(t, struct ingest, reach);
+    struct fr_app *app = &in->app;
+    char url[256];
+
+    if (app->redis && fr_redis_connected(app->redis)) {
+        uv_close((uv_handle_t *)t, NULL);
+        return;
+    }
+    if (fr_mono_ms() < in->reach_deadline_ms)
+        return;
+    redacted_url(app->settings.redis_url, url, sizeof(url));
+    fr_error("cannot reach Redis at %s within %d s; set FRESHET_REDIS_URL (or --redis-url) to the Redis the daemons "
+             "use (for scripts/run-local: . .local/env)",
+             url, CMD_REACH_MS / 1000);
+    uv_close((uv_handle_t *)t, NULL);
+    fr_app_shutdown(app, 1);
+}
+
+/* Watches, every 100 ms, that a command's Redis connection comes up. */
+static void start_reach_timer(struct ingest *in)
+{
+    if (uv_timer_init(&in->app.loop, &in->reach) != 0)
+        return;
+    in->reach_init = true;
+    in->reach_deadline_ms = fr_mono_ms() + CMD_REACH_MS;
+    uv_timer_start(&in->reach, on_reach, 100, 100);
 }
 
 /* `run PIPELINE SOURCE [--timeout S]` and `backfill PIPELINE SOURCE --from
@@ -271,8 +323,12 @@ static int setup(struct ingest *in, int rest_argc, char **rest_argv)
     size_t n = 0;
 
     if (rest_argc > 0 && (strcmp(rest_argv[0], "run") == 0 || strcmp(rest_argv[0], "backfill") == 0 ||
-                          strcmp(rest_argv[0], "replay") == 0))
-        return setup_command(in, rest_argc, rest_argv);
+                          strcmp(rest_argv[0], "replay") == 0)) {
+        int rc = setup_command(in, rest_argc, rest_argv);
+        if (rc == 0)
+            start_reach_timer(in);
+        return rc;
+    }
     if (rest_argc > 0) {
         fr_error("unknown argument '%s' (see --help)", rest_argv[0]);
         return -EINVAL;

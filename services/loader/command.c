@@ -3,7 +3,10 @@
  *   backup  --dataset PIPELINE.NAME --out FILE
  *   restore --dataset PIPELINE.NAME --in FILE
  * Both use common/backup; restore then tells the running loaders
- * (fr_backup_notify) so models, caches and exports follow. */
+ * (fr_backup_notify) so models, caches and exports follow. They reach
+ * PostgreSQL and Redis through FRESHET_DATABASE_URL / FRESHET_REDIS_URL (or
+ * --database-url / --redis-url) as the daemon does, give up after 5 s, and
+ * restore checks Redis before it touches the table. */
 #include <errno.h>
 #include <inttypes.h>
 #include <stdio.h>
@@ -74,6 +77,10 @@ int fr__loader_command(struct fr_app *app, int argc, char **argv)
         }
         fr_info("backup of %s: %" PRId64 " rows written to %s", ds->qname, rows, file);
         return 0;
+    }
+    if (fr_backup_redis_check(app->settings.redis_url, err) != 0) {
+        fprintf(stderr, "freshet-loader restore: %s; %s is unchanged\n", err, ds->table);
+        return 1;
     }
     rc = fr_backup_restore_file(app->settings.database_url, p, ds, file, &rows, err);
     if (rc != 0) {
