@@ -1284,6 +1284,9 @@ enum setting_id {
     S_DATA_DIR,
     S_NOW,
     S_LOG_LEVEL,
+    S_DLQ_MAX_ENTRIES,
+    S_DLQ_MAX_AGE,
+    S_TRIM_INTERVAL_MS,
     S_COUNT,
 };
 
@@ -1308,6 +1311,12 @@ static const struct setting_def settings_table[S_COUNT] = {
     [S_DATA_DIR] = {"data-dir", "FRESHET_DATA_DIR", "data_dir", "DIR", "landing zone, inbound drops, outputs"},
     [S_NOW] = {"now", "FRESHET_NOW", "now", "ISO8601", "pins \"now\" for every pipeline"},
     [S_LOG_LEVEL] = {"log-level", "FRESHET_LOG_LEVEL", "log_level", "LEVEL", "debug, info, warn or error"},
+    [S_DLQ_MAX_ENTRIES] = {"dlq-max-entries", "FRESHET_DLQ_MAX_ENTRIES", "dlq_max_entries", "N",
+                           "loader: dead letters kept per dataset; older ones are archived to files"},
+    [S_DLQ_MAX_AGE] = {"dlq-max-age", "FRESHET_DLQ_MAX_AGE", "dlq_max_age", "AGE",
+                       "loader: dead letters older than this (30s, 15m, 12h, 7d) are archived to files"},
+    [S_TRIM_INTERVAL_MS] = {"trim-interval-ms", "FRESHET_TRIM_INTERVAL_MS", "trim_interval_ms", "MS",
+                            "loader: how often acknowledged stream entries are trimmed and dead letters bounded"},
 };
 
 static const char *setting_default(enum setting_id id, const char *admin_default)
@@ -1331,6 +1340,12 @@ static const char *setting_default(enum setting_id id, const char *admin_default
         return NULL;
     case S_LOG_LEVEL:
         return "info";
+    case S_DLQ_MAX_ENTRIES:
+        return "100000";
+    case S_DLQ_MAX_AGE:
+        return "7d";
+    case S_TRIM_INTERVAL_MS:
+        return "5000";
     case S_COUNT:
         break;
     }
@@ -1372,14 +1387,76 @@ static void print_help(const char *daemon, const char *usage, const char *admin_
     fflush(stdout);
 }
 
-static const char *const settings_file_keys[] = {
-    "redis_url",     "database_url", "api_addr", "admin_addr", "pipelines",
-    "pipelines_dir", "data_dir",     "now",      "log_level",  NULL};
+/* A dead-letter age: seconds, or a number with s, m, h or d. */
+static bool parse_age(const char *s, uint64_t *out_s)
+{
+    size_t n = strlen(s);
+    uint64_t unit = 1;
+    int64_t v;
+
+    if (n > 0) {
+        switch (s[n - 1]) {
+        case 's':
+            n--;
+            break;
+        case 'm':
+            unit = 60;
+            n--;
+            break;
+        case 'h':
+            unit = 3600;
+            n--;
+            break;
+        case 'd':
+            unit = 86400;
+            n--;
+            break;
+        default:
+            break;
+        }
+    }
+    if (n == 0 || !fr_parse_i64(s, n, &v) || v < 1 || (uint64_t)v > FR_SETTINGS_DLQ_MAX_AGE_S / unit)
+        return false;
+    *out_s = (uint64_t)v * unit;
+    return true;
+}
+
+/* Checks the retention settings (the others pass); `src` names the value. */
+static bool check_retention(enum setting_id id, const char *val, const char *src, char err[FR_ERR_LEN])
+{
+    int64_t v;
+    uint64_t age;
+
+    if (id == S_DLQ_MAX_ENTRIES &&
+        (!fr_parse_i64(val, strlen(val), &v) || v < 1 || v > FR_SETTINGS_DLQ_MAX_ENTRIES)) {
+        snprintf(err, FR_ERR_LEN, "%s: '%.60s' is not a number of dead letters in 1..%d", src, val,
+                 FR_SETTINGS_DLQ_MAX_ENTRIES);
+        return false;
+    }
+    if (id == S_DLQ_MAX_AGE && !parse_age(val, &age)) {
+        snprintf(err, FR_ERR_LEN,
+                 "%s: '%.60s' is not an age; use seconds or a number with s, m, h or d (7d), "
+                 "at most 3650d",
+                 src, val);
+        return false;
+    }
+    if (id == S_TRIM_INTERVAL_MS && (!fr_parse_i64(val, strlen(val), &v) || v < 10 || v > 3600000)) {
+        snprintf(err, FR_ERR_LEN, "%s: '%.60s' is not a number of milliseconds in 10..3600000", src, val);
+        return false;
+    }
+    return true;
+}
+
+static const char *const settings_file_keys[] = {"redis_url", "database_url",    "api_addr",    "admin_addr",
+                                                 "pipelines", "pipelines_dir",   "data_dir",    "now",
+                                                 "log_level", "dlq_max_entries", "dlq_max_age", "trim_interval_ms",
+                                                 NULL};
 
 static bool load_settings_file(const char *path, char *vals[S_COUNT], char err[FR_ERR_LEN])
 {
     size_t len;
     char ferr[FR_ERR_LEN];
+    char rerr[FR_ERR_LEN];
     char *text = fr_read_file(path, 1u << 20, &len, ferr);
     if (!text) {
         snprintf(err, FR_ERR_LEN, "--config: %.200s; give an existing YAML file", ferr);
@@ -1430,6 +1507,10 @@ static bool load_settings_file(const char *path, char *vals[S_COUNT], char err[F
                     free(s);
                     break;
                 }
+            } else if (!check_retention((enum setting_id)i, s, settings_table[i].key, rerr)) {
+                ok = fail(&c, v, "%s", rerr);
+                free(s);
+                break;
             }
             free(vals[i]);
             vals[i] = s;
@@ -1444,6 +1525,8 @@ static bool load_settings_file(const char *path, char *vals[S_COUNT], char err[F
 /* Checks one value from the environment or a flag; `src` names it. */
 static bool check_value(enum setting_id id, const char *val, const char *src, char err[FR_ERR_LEN])
 {
+    if (!check_retention(id, val, src, err))
+        return false;
     if (id == S_NOW) {
         int64_t us;
         if (val[0] && !fr_parse_timestamp(val, strlen(val), &us)) {
@@ -1600,6 +1683,13 @@ enum fr_settings_result fr_settings_load(struct fr_settings *s, const char *daem
     s->pipelines_dir = vals[S_PIPELINES_DIR];
     s->data_dir = vals[S_DATA_DIR];
     s->log_level = vals[S_LOG_LEVEL];
+    /* Retention settings: validated when read. */
+    s->dlq_max_entries = (uint64_t)strtoull(vals[S_DLQ_MAX_ENTRIES], NULL, 10);
+    (void)parse_age(vals[S_DLQ_MAX_AGE], &s->dlq_max_age_s);
+    s->trim_interval_ms = (uint32_t)strtoul(vals[S_TRIM_INTERVAL_MS], NULL, 10);
+    free(vals[S_DLQ_MAX_ENTRIES]);
+    free(vals[S_DLQ_MAX_AGE]);
+    free(vals[S_TRIM_INTERVAL_MS]);
     s->now_us = 0;
     if (vals[S_NOW] && vals[S_NOW][0] && !fr_parse_timestamp(vals[S_NOW], strlen(vals[S_NOW]), &s->now_us))
         s->now_us = 0; /* already validated */

@@ -228,7 +228,14 @@ struct fr_settings {
     int64_t now_us;      /* FRESHET_NOW, 0 = unset */
     char *log_level;     /* owned: FRESHET_LOG_LEVEL, default info */
     char *config_path;   /* owned: --config FILE (YAML with the same keys in lower case), NULL = none */
+
+    /* loader: retention of streams and dead letters (docs/architecture.md, Redis keys) */
+    uint64_t dlq_max_entries;  /* FRESHET_DLQ_MAX_ENTRIES: dead letters kept per dataset, default 100000 */
+    uint64_t dlq_max_age_s;    /* FRESHET_DLQ_MAX_AGE (30s, 15m, 12h, 7d): older ones are archived, default 7d */
+    uint32_t trim_interval_ms; /* FRESHET_TRIM_INTERVAL_MS: trim and dead-letter bound period, default 5000 */
 };
+#define FR_SETTINGS_DLQ_MAX_ENTRIES 1000000000        /* bound of FRESHET_DLQ_MAX_ENTRIES */
+#define FR_SETTINGS_DLQ_MAX_AGE_S   (3650ull * 86400) /* bound of FRESHET_DLQ_MAX_AGE */
 
 enum fr_settings_result {
     FR_SETTINGS_OK = 0,

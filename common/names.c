@@ -57,3 +57,8 @@ char *fr_names_idseq(const char *qname)
 {
     return fr_xasprintf("fr:idseq:%s", qname);
 }
+
+char *fr_names_dlq_lease(const char *qname)
+{
+    return fr_xasprintf("fr:lease:dlq:%s", qname);
+}

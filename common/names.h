@@ -36,4 +36,8 @@ char *fr_names_idem(const char *caller, const char *key);
  * without one (crud POST). */
 char *fr_names_idseq(const char *qname);
 
+/* "fr:lease:dlq:{qname}": which loader bounds (archives and trims) a
+ * dataset's dead letters now; a string with a TTL (PX), value = consumer. */
+char *fr_names_dlq_lease(const char *qname);
+
 #endif

@@ -22,6 +22,7 @@
 #include "config_http.h"
 #include "http_client.h"
 #include "log.h"
+#include "names.h"
 #include "parse.h"
 #include "state.h"
 
@@ -339,10 +340,9 @@ static void on_dlq_reply(fr_redis_t *r, redisReply *reply, void *data)
 /* A rejected response: one DLQ entry of kind batch (best effort, like events). */
 static void dlq_response(struct hsrc *s, const char *reason)
 {
-    char key[160];
+    char *key = fr_names_dlq(s->ds->qname);
     const char *id = s->run.id_prefix;
     const char *url = s->run.url ? s->run.url : "";
-    snprintf(key, sizeof(key), "fr:dlq:%s", s->ds->qname);
     const char *argv[] = {"XADD",   key,          "*",   "kind", "batch",  "batch", id,
                           "source", s->src->name, "url", url,    "reason", reason};
     size_t lens[FR_ARRAY_LEN(argv)];
@@ -352,6 +352,7 @@ static void dlq_response(struct hsrc *s, const char *reason)
         fr_redis_commandv(s->hs->app->redis, 0, on_dlq_reply, NULL, (int)FR_ARRAY_LEN(argv), argv, lens) != 0)
         fr_warn("rejected response of %s.%s not sent to the dead-letter stream (Redis not connected): %s", s->p->name,
                 s->src->name, reason);
+    free(key); /* fr_redis_commandv copied it */
 }
 
 static void fail(struct hsrc *s, const char *fmt, ...) FR_PRINTF(2, 3);

@@ -10,6 +10,7 @@
 #include <string.h>
 
 #include "log.h"
+#include "names.h"
 
 #define RETRY_DELAY_MS 1000
 
@@ -89,13 +90,13 @@ static void on_event_reply(fr_redis_t *r, redisReply *reply, void *data)
     if (reply == NULL)
         fr_debug("event not published (Redis connection lost)");
     else if (reply->type == REDIS_REPLY_ERROR)
-        fr_warn("PUBLISH fr:events failed: %s", reply->str);
+        fr_warn("PUBLISH " FR_NAMES_EVENTS " failed: %s", reply->str);
 }
 
 void fr_ingest_event(struct fr_app *app, const char *json, size_t len)
 {
-    const char *argv[3] = {"PUBLISH", "fr:events", json};
-    size_t argvlen[3] = {7, 9, len};
+    const char *argv[3] = {"PUBLISH", FR_NAMES_EVENTS, json};
+    size_t argvlen[3] = {7, sizeof(FR_NAMES_EVENTS) - 1, len};
 
     if (app->redis == NULL || fr_redis_commandv(app->redis, 0, on_event_reply, NULL, 3, argv, argvlen) != 0)
         fr_debug("event not published (Redis not connected)");
@@ -155,7 +156,7 @@ static void on_group_reply(fr_redis_t *r, redisReply *reply, void *data)
     }
     if (reply->type == REDIS_REPLY_ERROR && strncmp(reply->str, "BUSYGROUP", 9) != 0) {
         /* The XADD sent behind it will tell whether the stream is usable. */
-        fr_warn("XGROUP CREATE %s loader failed: %s", g->key, reply->str);
+        fr_warn("XGROUP CREATE %s " FR_NAMES_GROUP " failed: %s", g->key, reply->str);
         g->state = GROUP_NONE;
         return;
     }
@@ -167,8 +168,8 @@ static void on_group_reply(fr_redis_t *r, redisReply *reply, void *data)
 static int ensure_group(fr_publisher_t *p, const char *key)
 {
     struct group *g = group_for(p, key);
-    const char *argv[6] = {"XGROUP", "CREATE", key, "loader", "0", "MKSTREAM"};
-    size_t argvlen[6] = {6, 6, strlen(key), 6, 1, 8};
+    const char *argv[6] = {"XGROUP", "CREATE", key, FR_NAMES_GROUP, "0", "MKSTREAM"};
+    size_t argvlen[6] = {6, 6, strlen(key), sizeof(FR_NAMES_GROUP) - 1, 1, 8};
     int rc;
 
     if (g->state != GROUP_NONE)
@@ -273,7 +274,7 @@ static void on_xadd_reply(fr_redis_t *r, redisReply *reply, void *data)
 
 static int send_item(fr_publisher_t *p, struct fr_pub_item *it)
 {
-    char key[512];
+    char *key;
     char num[24];
     char line[24];
     const char *argv[13];
@@ -290,10 +291,12 @@ static int send_item(fr_publisher_t *p, struct fr_pub_item *it)
 #define ARGS(s) ARG((s), strlen(s))
 
     if (it->kind == FR_PUB_BATCH) {
-        snprintf(key, sizeof(key), "fr:stream:%s", it->qname);
+        key = fr_names_stream(it->qname);
         rc = ensure_group(p, key);
-        if (rc != 0)
+        if (rc != 0) {
+            free(key);
             return rc;
+        }
         snprintf(num, sizeof(num), "%" PRIu32, it->rows);
         ARGS("XADD");
         ARGS(key);
@@ -305,7 +308,7 @@ static int send_item(fr_publisher_t *p, struct fr_pub_item *it)
         ARGS("rows");
         ARGS(num);
     } else {
-        snprintf(key, sizeof(key), "fr:dlq:%s", it->qname);
+        key = fr_names_dlq(it->qname);
         snprintf(line, sizeof(line), "%" PRIu32, it->line);
         ARGS("XADD");
         ARGS(key);
@@ -324,7 +327,9 @@ static int send_item(fr_publisher_t *p, struct fr_pub_item *it)
 #undef ARG
 #undef ARGS
     it->pub = p;
-    return fr_redis_commandv(p->app->redis, 0, on_xadd_reply, it, argc, argv, argvlen);
+    rc = fr_redis_commandv(p->app->redis, 0, on_xadd_reply, it, argc, argv, argvlen); /* arguments are copied */
+    free(key);
+    return rc;
 }
 
 /* Sends queued items, oldest first, while fewer than FR_PUB_MAX_INFLIGHT

@@ -10,6 +10,7 @@
 
 #include "loader_int.h"
 #include "log.h"
+#include "names.h"
 
 /* ---- groups ------------------------------------------------------------------ */
 
@@ -35,7 +36,7 @@ void fr__consume_groups(struct loader *ld)
     ld->groups_status = 0;
     ld->groups_outstanding = 1; /* held until every command is sent */
     for (size_t i = 0; i < ld->n_streams; i++) {
-        const char *argv[] = {"XGROUP", "CREATE", ld->streams[i].key, LD_GROUP, "0", "MKSTREAM"};
+        const char *argv[] = {"XGROUP", "CREATE", ld->streams[i].key, FR_NAMES_GROUP, "0", "MKSTREAM"};
         ld->groups_outstanding++;
         if (fr_redis_commandv(ld->app->redis, 0, on_group, ld, (int)FR_ARRAY_LEN(argv), argv, NULL) != 0) {
             ld->groups_outstanding--;
@@ -213,7 +214,7 @@ void fr__consume_read(struct loader *ld)
     snprintf(block, sizeof(block), "%d", LD_BLOCK_MS);
     argv[argc++] = "XREADGROUP";
     argv[argc++] = "GROUP";
-    argv[argc++] = LD_GROUP;
+    argv[argc++] = FR_NAMES_GROUP;
     argv[argc++] = ld->consumer;
     argv[argc++] = "COUNT";
     argv[argc++] = count;
@@ -267,7 +268,8 @@ void fr__consume_claim(struct loader *ld)
     snprintf(idle, sizeof(idle), "%u", ld->claim_idle_ms);
     snprintf(count, sizeof(count), "%d", LD_READ_COUNT);
     for (size_t i = 0; i < ld->n_streams; i++) {
-        const char *argv[] = {"XAUTOCLAIM", ld->streams[i].key, LD_GROUP, ld->consumer, idle, "0-0", "COUNT", count};
+        const char *argv[] = {"XAUTOCLAIM", ld->streams[i].key, FR_NAMES_GROUP, ld->consumer, idle, "0-0", "COUNT",
+                              count};
         if (fr_redis_commandv(ld->app->redis, 0, on_claim, &ld->streams[i], (int)FR_ARRAY_LEN(argv), argv, NULL) != 0)
             return;
     }
@@ -296,7 +298,7 @@ static void on_lag(fr_redis_t *r, redisReply *reply, void *data)
             if (key->type != REDIS_REPLY_STRING)
                 continue;
             if (strcmp(key->str, "name") == 0)
-                ours = val->type == REDIS_REPLY_STRING && strcmp(val->str, LD_GROUP) == 0;
+                ours = val->type == REDIS_REPLY_STRING && strcmp(val->str, FR_NAMES_GROUP) == 0;
             else if (strcmp(key->str, "lag") == 0 && val->type == REDIS_REPLY_INTEGER)
                 lag = val->integer;
             else if (strcmp(key->str, "pending") == 0 && val->type == REDIS_REPLY_INTEGER)
@@ -322,21 +324,41 @@ void fr__consume_sample_lag(struct loader *ld)
 
 int fr__consume_ack(struct loader *ld, struct ld_stream *st, const char *id, fr_redis_cb cb, void *data)
 {
-    const char *argv[] = {"XACK", st->key, LD_GROUP, id};
+    const char *argv[] = {"XACK", st->key, FR_NAMES_GROUP, id};
     return fr_redis_commandv(ld->app->redis, 0, cb, data, (int)FR_ARRAY_LEN(argv), argv, NULL);
 }
 
 int fr__consume_dlq(struct loader *ld, struct ld_stream *st, const char *entry_id, const char *batch_id,
-                    const char *file, const char *reason, const char *raw, size_t raw_len, fr_redis_cb cb, void *data)
+                    const char *file, const char *reason, const char *raw, size_t raw_len, const char *payload,
+                    size_t payload_len, fr_redis_cb cb, void *data)
 {
-    /* "entry" is the stream entry id: after the XACK it still points at the
-     * payload (XRANGE key id id) while the stream keeps it. */
-    const char *argv[] = {"XADD", st->dlq, "*",    "kind", "batch",  "entry", entry_id, "batch", batch_id,
-                          "file", file,    "line", "0",    "reason", reason,  "raw",    raw};
+    /* "entry" is the stream entry id, for the record: once every group has
+     * acknowledged it the stream entry is trimmed (trim.c), so the dead
+     * letter carries the batch itself in "payload". */
+    const char *argv[] = {"XADD",
+                          st->dlq,
+                          "*",
+                          "kind",
+                          "batch",
+                          "entry",
+                          entry_id,
+                          "batch",
+                          batch_id,
+                          "file",
+                          file,
+                          "line",
+                          "0",
+                          "reason",
+                          reason,
+                          "raw",
+                          raw,
+                          "payload",
+                          payload ? payload : ""};
     size_t lens[FR_ARRAY_LEN(argv)];
 
     for (size_t i = 0; i < FR_ARRAY_LEN(argv); i++)
         lens[i] = strlen(argv[i]);
-    lens[FR_ARRAY_LEN(argv) - 1] = raw_len > LD_DLQ_RAW_MAX ? LD_DLQ_RAW_MAX : raw_len;
+    lens[FR_ARRAY_LEN(argv) - 3] = raw_len > LD_DLQ_RAW_MAX ? LD_DLQ_RAW_MAX : raw_len;
+    lens[FR_ARRAY_LEN(argv) - 1] = payload ? payload_len : 0;
     return fr_redis_commandv(ld->app->redis, 0, cb, data, (int)FR_ARRAY_LEN(argv), argv, lens);
 }

@@ -908,7 +908,8 @@ static void enter(struct ld_load *l, enum ld_load_state to)
         const char *path = l->b ? fr_batch_raw_path(l->b) : "";
         const char *id = batch_id_of(l);
         l->outcome = LD_OUT_DEAD;
-        rc = fr__consume_dlq(ld, l->e->st, l->e->id, id, path, l->reason, path, strlen(path), on_redis, l);
+        rc = fr__consume_dlq(ld, l->e->st, l->e->id, id, path, l->reason, path, strlen(path), l->e->batch,
+                             l->e->batch_len, on_redis, l);
         if (rc != 0) {
             l->outcome = LD_OUT_REDIS_LOST;
             fr_buf_deinit(&s);

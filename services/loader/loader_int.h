@@ -18,7 +18,6 @@
 #include "redis.h"
 #include "util.h"
 
-#define LD_GROUP             "loader"    /* consumer group on every fr:stream:* */
 #define LD_READ_COUNT        64          /* entries per stream per XREADGROUP */
 #define LD_READ_BYTES        (64u << 20) /* aim of one read's total batch bytes (COUNT adapts) */
 #define LD_BLOCK_MS          1000        /* XREADGROUP BLOCK */
@@ -104,6 +103,8 @@ struct ld_stream {
     uint64_t *m_dead;
     uint64_t *m_rows;        /* loader_rows_total */
     int64_t *m_lag;          /* loader_stream_lag */
+    uint64_t *m_trimmed;     /* loader_stream_trimmed_total: acknowledged entries trimmed */
+    uint64_t *m_archived;    /* loader_dlq_archived_total: dead letters archived to files, then trimmed */
     int32_t retain_day;      /* UTC day of the last full retention run, INT32_MIN = none yet */
     int32_t retain_next_day; /* day of the run in flight */
 };
@@ -298,10 +299,22 @@ void fr__consume_sample_lag(struct loader *ld);
 /* XACK st id. cb fires once (NULL reply = Redis lost). */
 FR_MUST_CHECK int fr__consume_ack(struct loader *ld, struct ld_stream *st, const char *id, fr_redis_cb cb,
                                   void *data);
-/* XADD fr:dlq:{qname} * kind batch entry <stream entry id> batch <id> file <raw path> reason <r> raw <bytes>. */
+/* XADD fr:dlq:{qname} * kind batch entry <stream entry id> batch <id> file <raw path> line 0 reason <r>
+ * raw <bytes, at most LD_DLQ_RAW_MAX> payload <the stream entry's batch bytes, whole>. */
 FR_MUST_CHECK int fr__consume_dlq(struct loader *ld, struct ld_stream *st, const char *entry_id, const char *batch_id,
                                   const char *file, const char *reason, const char *raw, size_t raw_len,
-                                  fr_redis_cb cb, void *data);
+                                  const char *payload, size_t payload_len, fr_redis_cb cb, void *data);
+
+/* ---- retention (trim.c) ------------------------------------------------------ */
+
+struct ld_dlqjob;
+/* One round of XTRIM MINID of every batch stream below what every consumer
+ * group has acknowledged; does nothing while the last round runs. */
+void fr__trim_streams(struct loader *ld);
+/* Bounds every dead-letter stream (FRESHET_DLQ_MAX_ENTRIES/_AGE): archive
+ * to {data dir}/archive/dlq/{qname}/{day}.ndjson (fsync), then XTRIM. One
+ * run at a time (ld->dlq); does nothing while one runs. */
+void fr__trim_dlq(struct loader *ld);
 
 /* ---- the daemon ------------------------------------------------------------- */
 
@@ -371,6 +384,9 @@ struct loader {
     uint64_t last_claim_ms;
     uint64_t last_lag_ms;
     uint64_t last_refresh_ms; /* end of the last model refresh */
+    uint64_t last_trim_ms;    /* start of the last retention round (trim.c) */
+    size_t trims_out;         /* streams whose trim round is in flight */
+    struct ld_dlqjob *dlq;    /* owned or NULL: the dead-letter bound run in flight (frees itself) */
 
     struct ld_migrate mig;         /* the migration in flight */
     struct ld_load load;           /* the batch in flight */

@@ -39,6 +39,7 @@
 
 #include "loader_int.h"
 #include "log.h"
+#include "names.h"
 
 static const char usage[] = "freshet-loader: loads batches from fr:stream:{pipeline}.{dataset} into PostgreSQL,\n"
                             "refreshes models and their Redis caches.\n"
@@ -93,8 +94,8 @@ static void on_publish(fr_redis_t *r, redisReply *reply, void *data)
 
 void fr__loader_publish(struct loader *ld, const struct fr_buf *json)
 {
-    const char *argv[] = {"PUBLISH", "fr:events", json->data};
-    size_t lens[] = {7, 9, json->len};
+    const char *argv[] = {"PUBLISH", FR_NAMES_EVENTS, json->data};
+    size_t lens[] = {7, sizeof(FR_NAMES_EVENTS) - 1, json->len};
 
     if (ld->closed || !ld->app->redis)
         return;
@@ -515,6 +516,11 @@ static void on_tick(uv_timer_t *t)
             ld->last_lag_ms = now;
             fr__consume_sample_lag(ld);
         }
+        if (now - ld->last_trim_ms >= ld->app->settings.trim_interval_ms) {
+            ld->last_trim_ms = now;
+            fr__trim_streams(ld);
+            fr__trim_dlq(ld);
+        }
     }
     fr__loader_kick(ld);
 }
@@ -542,6 +548,11 @@ static void init_metrics_stream(struct loader *ld, struct ld_stream *st)
     l = fr_xasprintf("dataset=\"%s\"", st->ds->qname);
     st->m_rows = fr_metrics_counter(mx, "loader_rows_total", "Rows loaded, by dataset", l);
     st->m_lag = fr_metrics_gauge(mx, "loader_stream_lag", "Entries of the stream not yet loaded (lag + pending)", l);
+    st->m_trimmed = fr_metrics_counter(mx, "loader_stream_trimmed_total",
+                                       "Stream entries trimmed once every consumer group had acknowledged them", l);
+    st->m_archived =
+        fr_metrics_counter(mx, "loader_dlq_archived_total",
+                           "Dead letters over their count or age bound, archived to files then trimmed", l);
     free(l);
 }
 
@@ -570,6 +581,7 @@ static int loader_init(struct loader *ld, struct fr_app *app, char err[FR_ERR_LE
     }
     ld->claim_idle_ms = (uint32_t)idle_ms;
     ld->claim_every_ms = ld->claim_idle_ms / 2 < LD_CLAIM_EVERY_MS ? ld->claim_idle_ms / 2 : LD_CLAIM_EVERY_MS;
+    ld->last_trim_ms = fr_mono_ms(); /* the first retention round after one interval */
     ld->need_migrate = true;
     ld->need_groups = true;
     fr__want_pending(ld);
@@ -602,8 +614,8 @@ static int loader_init(struct loader *ld, struct fr_app *app, char err[FR_ERR_LE
             st->ld = ld;
             st->p = p;
             st->ds = &p->datasets[d];
-            st->key = fr_xasprintf("fr:stream:%s", st->ds->qname);
-            st->dlq = fr_xasprintf("fr:dlq:%s", st->ds->qname);
+            st->key = fr_names_stream(st->ds->qname);
+            st->dlq = fr_names_dlq(st->ds->qname);
             st->retain_day = INT32_MIN;
             init_metrics_stream(ld, st);
         }

@@ -51,11 +51,20 @@ static void test_idem_and_idseq(void **state)
     free(q);
 }
 
+static void test_dlq_lease(void **state)
+{
+    (void)state;
+    char *k = fr_names_dlq_lease("players.events");
+    assert_string_equal(k, "fr:lease:dlq:players.events");
+    free(k);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_stream_and_dlq),
         cmocka_unit_test(test_batch_and_cache),
+        cmocka_unit_test(test_dlq_lease),
         cmocka_unit_test(test_idem_and_idseq),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
