@@ -205,29 +205,6 @@ static ssize_t read_some(int fd, char *p, size_t n)
     }
 }
 
-/* Writes a small file atomically (tmp + rename). Worker threads only. */
-static int write_small_file(const char *path, const char *data, size_t len)
-{
-    char *tmp = fr_xasprintf("%s.tmp", path);
-    int fd, rc;
-
-    fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
-    if (fd < 0) {
-        rc = -errno;
-        goto out_free;
-    }
-    rc = write_all(fd, data, len);
-    if (close(fd) < 0 && rc == 0)
-        rc = -errno;
-    if (rc == 0 && rename(tmp, path) < 0)
-        rc = -errno;
-    if (rc != 0)
-        (void)unlink(tmp);
-out_free:
-    free(tmp);
-    return rc;
-}
-
 /* ================================================================= worker */
 
 static bool job_stopping(struct job *j)
@@ -353,28 +330,28 @@ static void set_outcome(struct job *j, enum job_outcome o, const char *fmt, ...)
 }
 
 /* Copies the claimed file, read from its descriptor `in` (borrowed), to the
- * landing zone (tmp + fsync + rename; mode 0640: the copy is not
- * world-readable) while hashing it, and writes the sidecar
- * "<hex>  <name>\n". Fills sha and size. A file that grows past the
+ * landing zone (fr_atomic_file, durable: the inbox copy moves to done/ and
+ * may be deleted; mode 0640: the copy is not world-readable) while hashing
+ * it, and writes the sidecar "<hex>  <name>\n" (atomic, not synced: it can be
+ * computed again from the copy). Fills sha and size. A file that grows past the
  * source's max_file_bytes while it is copied is rejected. Returns 0, or sets
  * the outcome (REJECTED: unreadable or too big; FAILED: our side; STOPPED)
  * and returns -1. */
 static int land(struct job *j, int in, const char *land_path, const char *land_name, char sha[65])
 {
     struct fr_sha256 h;
-    char *tmp = fr_xasprintf("%s.tmp", land_path);
+    struct fr_atomic_file out;
     char *side = fr_xasprintf("%s.sha256", land_path);
     char *buf = fr_xmalloc(IO_CHUNK);
     char *line;
     const uint64_t max = j->fs->src->max_file_bytes;
-    int out, rc = -1, e;
+    int rc = -1, e;
     ssize_t n;
 
     fr_sha256_init(&h);
-    (void)unlink(tmp); /* a crash's leftover keeps its mode under O_TRUNC: start afresh */
-    out = open(tmp, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0640);
-    if (out < 0) {
-        set_outcome(j, OUT_FAILED, "cannot write landing copy %s: %s", tmp, strerror(errno));
+    e = fr_atomic_file_open(&out, land_path, 0640, FR_WRITE_DURABLE);
+    if (e != 0) {
+        set_outcome(j, OUT_FAILED, "cannot write landing copy %s: %s", land_path, strerror(-e));
         goto out_hash;
     }
     j->bytes = 0;
@@ -398,31 +375,22 @@ static int land(struct job *j, int in, const char *land_path, const char *land_n
             goto out_unlink;
         }
         fr_sha256_update(&h, buf, (size_t)n);
-        e = write_all(out, buf, (size_t)n);
+        e = write_all(out.fd, buf, (size_t)n);
         if (e != 0) {
-            set_outcome(j, OUT_FAILED, "cannot write landing copy %s: %s", tmp, strerror(-e));
+            set_outcome(j, OUT_FAILED, "cannot write landing copy %s: %s", land_path, strerror(-e));
             goto out_unlink;
         }
         j->bytes += (uint64_t)n;
     }
-    if (fsync(out) < 0) {
-        set_outcome(j, OUT_FAILED, "cannot sync landing copy %s: %s", tmp, strerror(errno));
-        goto out_unlink;
-    }
-    if (close(out) < 0) {
-        out = -1;
-        set_outcome(j, OUT_FAILED, "cannot write landing copy %s: %s", tmp, strerror(errno));
-        goto out_unlink;
-    }
-    out = -1;
-    if (rename(tmp, land_path) < 0) {
-        set_outcome(j, OUT_FAILED, "cannot rename landing copy to %s: %s", land_path, strerror(errno));
-        goto out_unlink;
+    e = fr_atomic_file_commit(&out); /* releases out, also on failure */
+    if (e != 0) {
+        set_outcome(j, OUT_FAILED, "cannot write landing copy %s: %s", land_path, strerror(-e));
+        goto out_hash;
     }
     fr_sha256_final(&h, sha);
     h.ctx = NULL;
     line = fr_xasprintf("%s  %s\n", sha, land_name);
-    e = write_small_file(side, line, strlen(line));
+    e = fr_write_file_atomic(side, line, strlen(line), 0644, FR_WRITE_FAST);
     free(line);
     if (e != 0) {
         set_outcome(j, OUT_FAILED, "cannot write %s: %s", side, strerror(-e));
@@ -432,9 +400,7 @@ static int land(struct job *j, int in, const char *land_path, const char *land_n
     goto out_hash;
 
 out_unlink:
-    if (out >= 0)
-        close(out);
-    (void)unlink(tmp);
+    fr_atomic_file_abort(&out);
 out_hash:
     if (h.ctx) {
         char scratch[65];
@@ -442,7 +408,6 @@ out_hash:
     }
     free(buf);
     free(side);
-    free(tmp);
     return rc;
 }
 
@@ -790,31 +755,6 @@ out:
     free(entry);
 }
 
-/* Worker thread: writes name in the directory dirfd atomically (tmp +
- * rename), never through a symbolic link planted at either name. */
-static int write_small_file_at(int dirfd, const char *name, const char *data, size_t len)
-{
-    char *tmp = fr_xasprintf("%s.tmp", name);
-    int fd, rc;
-
-    (void)unlinkat(dirfd, tmp, 0);
-    fd = openat(dirfd, tmp, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0644);
-    if (fd < 0) {
-        rc = -errno;
-        goto out_free;
-    }
-    rc = write_all(fd, data, len);
-    if (close(fd) < 0 && rc == 0)
-        rc = -errno;
-    if (rc == 0 && renameat(dirfd, tmp, dirfd, name) < 0)
-        rc = -errno;
-    if (rc != 0)
-        (void)unlinkat(dirfd, tmp, 0);
-out_free:
-    free(tmp);
-    return rc;
-}
-
 /* Worker thread: the final move of a finished file, plus its reason file,
  * relative to the directories opened at start. */
 static void fin_cb(uv_work_t *req)
@@ -836,7 +776,8 @@ static void fin_cb(uv_work_t *req)
     if (j->fin_err == 0 && j->outcome == OUT_REJECTED) {
         char *rname = fr_xasprintf("%s.reason.txt", dst);
         char *text = fr_xasprintf("%s\n", j->reason);
-        int rc = write_small_file_at(dirfd, rname, text, strlen(text));
+        /* no fsync: the file's move above is not synced either */
+        int rc = fr_write_file_atomicat(dirfd, rname, text, strlen(text), 0644, FR_WRITE_FAST);
 
         if (rc != 0)
             fr_log_kv(FR_LOG_WARN, "file", j->name, "cannot write %s/%s: %s", fs->rejected, rname, strerror(-rc));

@@ -5,7 +5,10 @@ cannot reach its server gives up within seconds with a non-zero exit code
 and a message naming the setting to fix (instead of retrying forever);
 with the right settings each of them works. Also: a request to an
 unreachable upstream is logged with curl's message alone ("Couldn't connect
-to server from ..."), with no stray number after it."""
+to server from ..."), with no stray number after it; and the files ingest
+writes through fr_write_file_atomic (landing copy, its .sha256, a rejected
+file's reason) have their content and mode, with no temp file left."""
+import hashlib
 import json
 import os
 import re
@@ -26,7 +29,16 @@ datasets:
     columns:
       - {name: symbol, type: text, required: true}
       - {name: open_time, type: timestamptz, required: true}
+  drops:
+    columns:
+      - {name: id, type: bigint, required: true}
 sources:
+  drop:
+    type: file
+    dataset: drops
+    dir: inbound/clitest/drops
+    formats: [csv]
+    csv_header: true
   live:
     type: http_json
     dataset: ticks
@@ -110,6 +122,33 @@ def main(t):
     wait_until(lambda: "freshet-ingest" in stack["ingest"].log(), 20, what="ingest started")
     wait_until(lambda: stack.pg.scalar("SELECT to_regclass('clitest.ticks') IS NOT NULL"), 30,
                what="loader created clitest.ticks")
+
+    # 0. The file source's writes: landing copy (0640) + sidecar, reason file.
+    good = b"id\n1\n2\n"
+    stack.drop("clitest", "drops", "good.csv", good)
+    stack.drop("clitest", "drops", "bad.csv", b"id\nnot-a-number\n")
+    inbox = stack.inbound("clitest", "drops")
+    wait_until(lambda: os.path.exists(os.path.join(inbox, "done", "good.csv")) and
+               os.path.exists(os.path.join(inbox, "rejected", "bad.csv.reason.txt")), 30, what="drops processed")
+    land = [os.path.join(dp, f) for dp, _, fs in os.walk(os.path.join(stack.data_dir, "landing", "clitest", "drop"))
+            for f in fs]
+    copies = [p for p in land if p.endswith("-good.csv")]
+    t.eq(len(copies), 1, "one landing copy of good.csv (%r)" % land)
+    if copies:
+        with open(copies[0], "rb") as f:
+            t.eq(f.read(), good, "landing copy holds the file")
+        t.eq(os.stat(copies[0]).st_mode & 0o777, 0o640, "landing copy mode")
+        with open(copies[0] + ".sha256") as f:
+            t.eq(f.read(), "%s  %s\n" % (hashlib.sha256(good).hexdigest(), os.path.basename(copies[0])),
+                 "sidecar in sha256sum format")
+    t.check(not [p for p in land if os.path.basename(p).startswith(".") or p.endswith(".tmp")],
+            "no temp file left in the landing zone (%r)" % land)
+    with open(os.path.join(inbox, "rejected", "bad.csv.reason.txt")) as f:
+        reason = f.read()
+    t.check(len(reason) > 1 and reason.endswith("\n") and "\n" not in reason[:-1],
+            "reason file: one line (%r)" % reason)
+    rej = os.listdir(os.path.join(inbox, "rejected"))
+    t.eq(sorted(rej), ["bad.csv", "bad.csv.reason.txt"], "rejected/ holds the file and its reason, no temp file")
 
     env = dict(stack["ingest"].env)
     env.pop("FRESHET_ADMIN_ADDR", None)
