@@ -1,5 +1,5 @@
 /* backup: a dataset's table to an Avro object container file and back, an
- * exact round trip (SPEC §4.4). The Avro schema comes from the dataset's
+ * exact round trip (docs/loader.md). The Avro schema comes from the dataset's
  * columns (docs/loader.md lists the type mapping); every field is a union
  * with null; the record is named after the dataset; the file header carries
  * freshet.pipeline, freshet.dataset and freshet.schema_version. Restore

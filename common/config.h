@@ -1,7 +1,7 @@
 /* config: the two kinds of configuration every daemon reads once at start
  * and never changes afterwards.
  *  - struct fr_settings: addresses, paths, clock, from the environment
- *    (SPEC §7) with flags overriding it.
+ *    (README "Configuration") with flags overriding it.
  *  - struct fr_pipeline: a pipeline's YAML (pipelines/NAME/pipeline.yaml)
  *    with ${ENV} substitution and the SQL files it references, parsed with
  *    libyaml into immutable structs. Every error names file:line:col and

@@ -2,7 +2,7 @@
 
 FastAPI + uvicorn reading the same Redis hashes `{prefix}:{player_id}` that the
 loader fills, with the same routes and JSON shapes as freshet's players
-pipeline (SPEC 4.1):
+pipeline (README "API (players pipeline)"):
 
   GET /player/attribute?player_id=&attribute_name=  -> {"<attribute>": value}
   GET /player/{player_id}                            -> {"player_id": ..., "<attribute>": value, ...}

@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""Seeded generator of the hr pipeline's CSV drops (SPEC 4.4).
+"""Seeded generator of the hr pipeline's CSV drops (docs/pipelines.md).
 
 Writes, without header, departments.csv (id,department), jobs.csv (id,job)
 and hired_employees.csv (id,name,datetime,department_id,job_id) under

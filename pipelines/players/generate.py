@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""Seeded generator of game events for the players pipeline (SPEC 4.1).
+"""Seeded generator of game events for the players pipeline (docs/pipelines.md).
 
 Writes CSV (with header) and/or NDJSON files of srvTournamentJoined,
 srvTournamentFinished and srvTransactionCompleted events into the landing

@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""Seeded generator of session start/end events for the sessions pipeline (SPEC 4.2).
+"""Seeded generator of session start/end events for the sessions pipeline (docs/pipelines.md).
 
 Writes NDJSON files of {"event": "start"|"end", "player_id", "session_id",
 "ts", "country"} lines (country on start events only) into the landing

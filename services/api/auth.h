@@ -1,4 +1,4 @@
-/* auth: API keys for freshet-api (SPEC §6). A keys file holds one key per
+/* auth: API keys for freshet-api (docs/api-auth.md). A keys file holds one key per
  * line, `name:role:sha256hex[:rate_per_s[:burst]]` (the key itself is never
  * stored, only its SHA-256); a request's `Authorization: Bearer <key>` is
  * hashed and compared in constant time against every stored hash; roles are

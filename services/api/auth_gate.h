@@ -1,4 +1,4 @@
-/* auth_gate: API keys applied to freshet-api requests (SPEC §6). The front
+/* auth_gate: API keys applied to freshet-api requests (docs/api-auth.md). The front
  * handler of every api worker: serves /docs, checks the key of every
  * request that is not on an open path, then hands the request to the route
  * dispatcher (fr_api_handle). Loop thread of its worker. */

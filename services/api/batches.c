@@ -1,4 +1,4 @@
-/* batches: GET /v1/batches/{id}, the status of a write (SPEC §6):
+/* batches: GET /v1/batches/{id}, the status of a write (README "Writes"):
  *  - loaded: the ledger row (freshet.batches, every column it has: dataset,
  *    rows, loaded_at, and rejected rows with reasons where the loader
  *    records them);

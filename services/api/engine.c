@@ -961,7 +961,7 @@ static bool wants_csv(const struct eroute *er, fr_http_req_t *req, struct fr_api
 
 /* ------------------------------------------------------------------ crud */
 
-/* A resource route (`crud: {dataset: D}` at path P, SPEC §4.4): GET P (list,
+/* A resource route (`crud: {dataset: D}` at path P, docs/routes.md): GET P (list,
  * limit/offset, Link rel=next), GET P/{id}, POST P, POST P/bulk, PUT and
  * PATCH P/{id}, DELETE P/{id} (soft by default; X-Soft-Delete: false
  * hard). Reads are SQL on the worker's connection; writes go through the
@@ -1368,7 +1368,7 @@ static bool crud_handle(struct fr_api_engine *e, fr_http_req_t *req, const char 
         if (strcmp(method, "POST") == 0 && (!seg || is_bulk)) {
             /* A CSV body may start with a header naming the columns (the
              * first column's name, then ',' or the line end); the files of
-             * SPEC §4.4 have none. */
+             * the hr pipeline have none. */
             size_t blen = 0;
             const char *body = fr_http_req_body(req, &blen);
             const char *c0 = ds->columns[0].name;

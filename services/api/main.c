@@ -1,4 +1,4 @@
-/* freshet-api: the HTTP/1.1 read server (SPEC §4.1, §5, §6).
+/* freshet-api: the HTTP/1.1 read server (README "API: every route").
  *
  * Setup: fr_app (settings, pipelines, the Redis command connection and the
  * PostgreSQL connection), one worker (one loop) with an fr_http_server on

@@ -1,4 +1,4 @@
-/* push: writes through the pipeline (SPEC §3 `push` sources, §6 writes).
+/* push: writes through the pipeline (`push` sources; README "Writes").
  * A request body (one JSON object, a JSON array of objects, or CSV with
  * Content-Type text/csv) is validated row by row with the dataset's
  * columns (common/parse.c, the same checks as files), packed as one

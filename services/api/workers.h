@@ -1,4 +1,4 @@
-/* workers: freshet-api's worker pool (SPEC §6). FRESHET_API_WORKERS loops
+/* workers: freshet-api's worker pool (docs/api-auth.md). FRESHET_API_WORKERS loops
  * (default: the CPUs available), each in its own thread with its own
  * struct fr_app (loop, Redis and PostgreSQL clients, metrics registry),
  * struct fr_api_worker (store, LRU, fr:events subscription) and HTTP

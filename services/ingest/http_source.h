@@ -1,4 +1,4 @@
-/* http_source: the http_json sources of the daemon (SPEC §3 "Sources",
+/* http_source: the http_json sources of the daemon (README "Pipelines",
  * docs/sources.md): schedules (every/cron/manual, never overlapping runs of
  * one source), requests through http_client with rate limits (quota
  * headers, 429 waits, a per-minute ceiling) and retries with jittered

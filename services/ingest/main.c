@@ -1,5 +1,5 @@
 /* freshet-ingest: runs the `file` and `http_json` (http_source.c,
- * docs/sources.md) sources of every pipeline (SPEC §3, §4), and the
+ * docs/sources.md) sources of every pipeline (docs/pipelines.md), and the
  * commands run / backfill / replay:
  * watches inbound/{...}/ directories, lands raw files with their SHA-256,
  * parses them into freshet.Batch messages and publishes them to Redis

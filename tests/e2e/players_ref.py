@@ -1,5 +1,5 @@
 """Independent reference computation of the players user_panel attributes
-(SPEC §4.1), written from the spec in plain Python, not from the model SQL.
+(README "API (players pipeline)"), written from their definitions in plain Python, not from the model SQL.
 Each event: dict(name, player_id, country, ts: datetime (UTC), deposit_amount, tournament_score)."""
 import datetime as dt
 

@@ -1,4 +1,4 @@
-"""e2e: API keys on freshet-api (SPEC §6): FRESHET_API_AUTH=on with a keys
+"""e2e: API keys on freshet-api (docs/api-auth.md): FRESHET_API_AUTH=on with a keys
 file; open paths stay open; no/unknown key -> 401 with WWW-Authenticate;
 a role below the route's -> 403; a key over its rate -> 429 with
 Retry-After; `freshet-api hash-key`; a bad keys file refuses to start.

@@ -1,4 +1,4 @@
-"""e2e: the crypto pipeline (SPEC §4.5) against tools/fake_upstream, with
+"""e2e: the crypto pipeline (docs/pipelines.md) against tools/fake_upstream, with
 "now" pinned (FRESHET_NOW and the fake's --now) to 2024-06-17T12:30:00Z.
 
 Expected candles come from the fake's --dump crypto, computed here:

@@ -1,4 +1,4 @@
-"""e2e: /docs renders /openapi.json in a real browser (SPEC §6). The page
+"""e2e: /docs renders /openapi.json in a real browser (docs/api-auth.md). The page
 and its UI files are embedded in freshet-api (third_party/npm/
 swagger-ui-dist, extracted at build time); Debian's chromium loads
 http://127.0.0.1:PORT/docs headless and the rendered DOM must show the

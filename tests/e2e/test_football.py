@@ -1,4 +1,4 @@
-"""e2e: the football pipeline (SPEC §4.3) against tools/fake_upstream.
+"""e2e: the football pipeline (docs/pipelines.md) against tools/fake_upstream.
 
 Expected answers are computed here, independently, from the fake's --dump:
 - run 1 (the teams of one competition come back malformed): the run stops

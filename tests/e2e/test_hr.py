@@ -1,4 +1,4 @@
-"""e2e: the hr pipeline (SPEC §4.4).
+"""e2e: the hr pipeline (docs/pipelines.md).
 
 - the generated CSV drops (no header, CRLF and LF, empty/invalid fields,
   dangling foreign keys): good rows load, each bad one is in the DLQ with a

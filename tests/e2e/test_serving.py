@@ -1,4 +1,4 @@
-"""e2e: freshet-api under hostile and heavy clients (SPEC §6). Two workers
+"""e2e: freshet-api under hostile and heavy clients (docs/api-auth.md). Two workers
 (SO_REUSEPORT). A slowloris client gets 408 while others are answered; an
 oversized header gets 431 and an oversized body 413; a pipelined burst of
 1000 requests on one connection gets 1000 answers in order; 5,000 idle

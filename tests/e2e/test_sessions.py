@@ -1,4 +1,4 @@
-"""e2e: the sessions pipeline (SPEC §4.2), NDJSON drops and POST /events.
+"""e2e: the sessions pipeline (docs/pipelines.md), NDJSON drops and POST /events.
 
 The expected answers are computed here, in Python, from the same generated
 files (pipelines/sessions/generate.py): the same validation rules, sessions
@@ -322,7 +322,7 @@ def retention(t, stack, good):
     t.check(sample() == want, "retention at loader start: sessions equal the 20-day reference")
     t.eq(stack.pg.scalar("SELECT count(*) FROM sessions.session_events WHERE ts < %s", (cut,)), 0,
          "no event older than the 20-day cut is kept")
-    # SPEC: a session is dropped iff its latest ts (over all its events) is before the cut
+    # retention: a session is dropped iff its latest ts (over all its events) is before the cut
     full = reference(good, days=100000)
     spec = {sid for sid, s in full.items() if max(x for x in (s["start_ts"], s["end_ts"]) if x) >= cut}
     t.eq(set(sample()), spec, "the kept sessions are those whose latest ts is after the cut")

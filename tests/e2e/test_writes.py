@@ -1,4 +1,4 @@
-"""e2e: writes through the pipeline (SPEC §3 push sources, §6 writes) on the
+"""e2e: writes through the pipeline (README "Writes") on the
 test pipeline tests/e2e/pipelines/crud: POST /v1/push/{pipeline}/{dataset}
 validates rows like files do, publishes one batch, waits for the loader and
 answers 201 with the rows; invalid rows -> 422 naming row and field with

@@ -1,4 +1,4 @@
--- GET /reports/football/summary: SPEC §4.3's report as rows
+-- GET /reports/football/summary: the football report as rows
 -- {"competition", "teams"}, by teams desc then name desc; a competition whose
 -- team list came back empty is listed with 0 (competitions LEFT JOIN facts).
 SELECT c.name AS competition, count(f.team_id)::bigint AS teams

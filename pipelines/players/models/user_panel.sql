@@ -1,4 +1,4 @@
--- user_panel: one row per player (SPEC §4.1).
+-- user_panel: one row per player (README "API (players pipeline)").
 -- $1: text[] of player_ids to recompute, NULL = every player.
 -- $2: "now" (timestamptz). A day is the UTC date of timestamp_utc; date_utc is ignored.
 WITH ev AS (

@@ -1,4 +1,4 @@
--- sessions: one row per session_id from its start/end events (SPEC §4.2).
+-- sessions: one row per session_id from its start/end events (docs/pipelines.md).
 -- $1: text[] of session_ids to recompute (NULL = all); $2: now (unused: the
 -- events' retention already dropped what is too old).
 -- start_ts = the earliest start, end_ts = the latest end, whatever the order
