@@ -1,4 +1,4 @@
-/* routes: request dispatch, the players routes (SPEC §4.1), health,
+/* routes: request dispatch, the players routes (README "API (players pipeline)"), health,
  * readiness and metrics, with FastAPI-shaped errors. Hot path: a GET whose
  * key is in the process cache is answered synchronously from the worker's
  * reused buffer; anything else goes through an async store lookup and is
