@@ -1376,6 +1376,8 @@ static void print_help(const char *daemon, const char *usage, const char *admin_
     for (size_t i = 0; i < S_COUNT; i++) {
         const struct setting_def *d = &settings_table[i];
         char flag[64];
+        if (i == S_ADMIN_ADDR && admin_default && !admin_default[0])
+            continue; /* "" = this daemon has no admin port (the api serves /metrics itself) */
         snprintf(flag, sizeof(flag), "--%s %s", d->flag, d->arg);
         const char *def = setting_default((enum setting_id)i, admin_default);
         printf("  %-28s %s\n  %-28s   env %s, default %s\n", flag, d->help, "", d->env, def ? def : "(unset)");

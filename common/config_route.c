@@ -52,6 +52,9 @@ void fr_routes_free(struct fr_route *r, size_t n)
         free(x->cache);
         free(x->key_param);
         free(x->field_param);
+        free(x->body_keys);
+        free(x->body_fields);
+        fr_cfg_free_strv(x->csv_header, x->n_csv_header);
         free(x->dataset);
         free(x->not_found);
     }
@@ -66,8 +69,8 @@ static const char *const param_keys[] = {"in",    "type",       "required",   "d
 static const char *const handler_keys[] = {"sql",         "query",  "args",        "exists",
                                            "exists_args", "static", "cache_field", "cache_hash",
                                            "cache_multi", "push",   "crud",        NULL};
-static const char *const output_keys[] = {"shape", "formats", "not_found", NULL};
-static const char *const cache_keys[] = {"cache", "key", "field", NULL};
+static const char *const output_keys[] = {"shape", "formats", "not_found", "csv_header", "csv_newline", NULL};
+static const char *const cache_keys[] = {"cache", "key", "field", "keys", "fields", NULL};
 static const char *const push_keys[] = {"dataset", "min_rows", "max_rows", "partial", NULL};
 
 static bool get_i64(struct fr_cfg *c, const yaml_node_t *n, const char *what, int64_t *out)
@@ -229,12 +232,37 @@ static bool parse_cache_handler(struct fr_cfg *c, struct fr_pipeline *p, struct 
         return fail(c, w, "%s reads unknown cache '%s'; define it under caches:", what, r->cache);
     if (k->kind != FR_CACHE_HASH)
         return fail(c, w, "%s needs a hash cache; '%s' is json", what, r->cache);
+    if (r->handler == FR_RH_CACHE_MULTI) {
+        /* the body: {"<keys>": [...], "<fields>": [...]} */
+        static const char *const not_multi[] = {"key", "field"};
+        for (size_t i = 0; i < FR_ARRAY_LEN(not_multi); i++)
+            if ((w = fr_cfg_map_get(c, v, not_multi[i])))
+                return fail(c, w,
+                            "%s of %s names a param; cache_multi reads its body: use keys: and fields:", not_multi[i],
+                            what);
+        if ((w = fr_cfg_map_get(c, v, "keys")) ? !fr_cfg_get_ident(c, w, "keys", &r->body_keys) : false)
+            return false;
+        if ((w = fr_cfg_map_get(c, v, "fields")) ? !fr_cfg_get_ident(c, w, "fields", &r->body_fields) : false)
+            return false;
+        if (!r->body_keys)
+            r->body_keys = fr_xasprintf("%ss", k->key_column);
+        if (!r->body_fields)
+            r->body_fields = fr_xstrdup("attribute_names");
+        if (strcmp(r->body_keys, r->body_fields) == 0)
+            return fail(c, v, "keys and fields of %s are both '%s'; name two body members", what, r->body_keys);
+        return true;
+    }
+    static const char *const multi_only[] = {"keys", "fields"};
+    for (size_t i = 0; i < FR_ARRAY_LEN(multi_only); i++)
+        if ((w = fr_cfg_map_get(c, v, multi_only[i])))
+            return fail(c, w, "%s applies to cache_multi; use key: (and field:) naming params in %s", multi_only[i],
+                        what);
     if ((w = fr_cfg_map_get(c, v, "key"))) {
         if (!fr_cfg_get_ident(c, w, "key", &r->key_param))
             return false;
         if (fr_route_param_index(r, r->key_param) < 0)
             return fail(c, w, "key '%s' of %s is not one of the route's params", r->key_param, what);
-    } else if (r->handler != FR_RH_CACHE_MULTI) {
+    } else {
         return fail(c, v, "%s has no key; add key: <the param holding the cache key>", what);
     }
     if ((w = fr_cfg_map_get(c, v, "field"))) {
@@ -242,6 +270,8 @@ static bool parse_cache_handler(struct fr_cfg *c, struct fr_pipeline *p, struct 
             return false;
         if (fr_route_param_index(r, r->field_param) < 0)
             return fail(c, w, "field '%s' of %s is not one of the route's params", r->field_param, what);
+        if (r->handler != FR_RH_CACHE_FIELD)
+            return fail(c, w, "field applies to cache_field; remove it from %s", what);
     } else if (r->handler == FR_RH_CACHE_FIELD) {
         return fail(c, v, "%s has no field; add field: <the param naming the field>", what);
     }
@@ -338,6 +368,32 @@ static bool parse_handler(struct fr_cfg *c, struct fr_pipeline *p, struct fr_rou
     return parse_cache_handler(c, p, r, v, what);
 }
 
+/* CSV column labels: one per result column, in order, each once (the
+ * query's column count is checked when the route answers). */
+static bool parse_csv_header(struct fr_cfg *c, struct fr_route *r, const yaml_node_t *v, const char *what)
+{
+    if (r->handler != FR_RH_SQL || !r->csv)
+        return fail(c, v, "csv_header applies to sql routes with csv in formats; remove it from %s", what);
+    if (!fr_cfg_get_str_list(c, v, "csv_header", false, &r->csv_header, &r->n_csv_header))
+        return false;
+    if (r->n_csv_header == 0)
+        return fail(c, v, "csv_header of %s is empty; list one label per column", what);
+    if (r->n_csv_header > 256)
+        return fail(c, v, "csv_header of %s has more than 256 labels", what);
+    for (size_t i = 0; i < r->n_csv_header; i++) {
+        const char *l = r->csv_header[i];
+        size_t len = strlen(l);
+        if (len == 0 || len > 256)
+            return fail(c, v, "label %zu of csv_header of %s must be 1 to 256 bytes", i + 1, what);
+        for (size_t k = 0; k < len; k++)
+            if ((unsigned char)l[k] < 0x20 || l[k] == 0x7f)
+                return fail(c, v, "label '%.40s' of csv_header of %s has a control character; remove it", l, what);
+        if (!fr_utf8_valid(l, len))
+            return fail(c, v, "label %zu of csv_header of %s is not valid UTF-8", i + 1, what);
+    }
+    return true;
+}
+
 static bool parse_output(struct fr_cfg *c, struct fr_route *r, const yaml_node_t *n)
 {
     char what[160];
@@ -385,6 +441,23 @@ static bool parse_output(struct fr_cfg *c, struct fr_route *r, const yaml_node_t
     }
     if ((v = fr_cfg_map_get(c, n, "not_found")) && !fr_cfg_get_str(c, v, "not_found", &r->not_found))
         return false;
+    if ((v = fr_cfg_map_get(c, n, "csv_header")) && !parse_csv_header(c, r, v, what))
+        return false;
+    if ((v = fr_cfg_map_get(c, n, "csv_newline"))) {
+        char *s2;
+        if (!r->csv)
+            return fail(c, v, "csv_newline applies to routes with csv in formats; add it or remove csv_newline");
+        if (!fr_cfg_get_str(c, v, "csv_newline", &s2))
+            return false;
+        bool ok = true;
+        if (strcmp(s2, "lf") == 0)
+            r->csv_lf = true;
+        else if (strcmp(s2, "crlf") != 0)
+            ok = fail(c, v, "csv_newline of %s must be crlf or lf, not '%.20s'", what, s2);
+        free(s2);
+        if (!ok)
+            return false;
+    }
     return true;
 }
 

@@ -71,15 +71,20 @@ struct fr_route {
     char *exists;     /* owned or NULL: 404 check */
     int *exists_args; /* owned */
     size_t n_exists_args;
-    char *cache;     /* owned: cache_* handlers */
-    char *key_param; /* owned: cache_field / cache_hash */
-    char *field_param;
-    char *dataset; /* owned: push */
+    char *cache;       /* owned: cache_* handlers */
+    char *key_param;   /* owned: cache_field / cache_hash: the param holding the key */
+    char *field_param; /* owned: cache_field: the param naming the field */
+    char *body_keys;   /* owned: cache_multi: body member listing the keys ("{key column}s") */
+    char *body_fields; /* owned: cache_multi: body member listing the fields ("attribute_names") */
+    char *dataset;     /* owned: push */
     uint32_t min_rows, max_rows;
     bool partial;
     enum fr_route_shape shape;
-    bool json, csv;  /* formats */
-    char *not_found; /* owned or NULL */
+    bool json, csv;    /* formats */
+    char *not_found;   /* owned or NULL */
+    char **csv_header; /* owned or NULL: CSV column labels, one per result column (default: column names) */
+    size_t n_csv_header;
+    bool csv_lf; /* CSV lines end with LF (as exports write them), not CRLF */
 };
 
 int fr_route_param_index(const struct fr_route *r, const char *name); /* -1 if absent */

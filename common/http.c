@@ -105,6 +105,7 @@ struct fr_http_req {
     bool stream_keep;          /* the streamed answer keeps the connection */
     void (*writable_cb)(fr_http_req_t *req, void *data); /* fr_http_stream_on_writable */
     void *writable_data;
+    bool answered;                 /* the server's answer_cb has seen this request's status */
     fr_http_respond_cb respond_cb; /* fr_http_req_on_respond, or NULL */
     void *respond_data;            /* borrowed */
 };
@@ -496,6 +497,8 @@ struct fr_http_server {
     uint64_t next_id;
     void (*close_cb)(void *data);
     void *close_data;
+    void (*answer_cb)(fr_http_req_t *req, int status, void *data); /* fr_http_server_on_answer, or NULL */
+    void *answer_data;                                             /* borrowed */
 };
 
 struct wreq {
@@ -1103,6 +1106,12 @@ static void server_maybe_finish(fr_http_server_t *s)
         cb(data);
 }
 
+void fr_http_server_on_answer(fr_http_server_t *s, void (*cb)(fr_http_req_t *req, int status, void *data), void *data)
+{
+    s->answer_cb = cb;
+    s->answer_data = data;
+}
+
 void fr_http_server_close(fr_http_server_t *s, uint32_t drain_ms, void (*cb)(void *data), void *data)
 {
     if (s == NULL || s->closing)
@@ -1136,6 +1145,9 @@ void fr_http_respond(fr_http_req_t *req, int status, const char *content_type, c
 {
     if (req == NULL)
         return;
+    if (req->conn != NULL && req->conn->srv != NULL && req->conn->srv->answer_cb != NULL && !req->answered)
+        req->conn->srv->answer_cb(req, status, req->conn->srv->answer_data);
+    req->answered = true;
     if (req->respond_cb != NULL) {
         fr_http_respond_cb cb = req->respond_cb;
         req->respond_cb = NULL;
@@ -1208,6 +1220,9 @@ int fr_http_stream_begin(fr_http_req_t *req, int status, const char *content_typ
                       req->stream_keep ? "keep-alive" : "close");
     if (hl < 0 || (size_t)hl >= sizeof(head))
         return -EINVAL;
+    if (c->srv != NULL && c->srv->answer_cb != NULL && !req->answered)
+        c->srv->answer_cb(req, status, c->srv->answer_data);
+    req->answered = true;
     req->streaming = true;
     return stream_raw(c, head, (size_t)hl, req->resp_hdrs.data, req->resp_hdrs.len, "\r\n", 2);
 }
@@ -1470,11 +1485,11 @@ static int hexval(char ch)
     return -1;
 }
 
-/* Decodes the byte at s[*i] (with %XX and '+'), advancing *i. */
-static char dec_next(const char *s, size_t n, size_t *i)
+/* Decodes the byte at s[*i] (%XX, and '+' when plus), advancing *i. */
+static char dec_next(const char *s, size_t n, size_t *i, bool plus)
 {
     char ch = s[*i];
-    if (ch == '+') {
+    if (ch == '+' && plus) {
         (*i)++;
         return ' ';
     }
@@ -1488,6 +1503,18 @@ static char dec_next(const char *s, size_t n, size_t *i)
     }
     (*i)++;
     return ch;
+}
+
+size_t fr_http_pct_decode(const char *s, size_t n, char *out, size_t cap)
+{
+    size_t o = 0;
+    for (size_t i = 0; i < n; o++) {
+        char ch = dec_next(s, n, &i, false);
+        if (o >= cap)
+            return cap + 1;
+        out[o] = ch;
+    }
+    return o;
 }
 
 bool fr_http_query_get(const char *q, size_t qlen, const char *name, struct fr_buf *out)
@@ -1510,7 +1537,7 @@ bool fr_http_query_get(const char *q, size_t qlen, const char *name, struct fr_b
             size_t m = 0;
             bool match = true;
             while (k < eq) {
-                char ch = dec_next(q, eq, &k);
+                char ch = dec_next(q, eq, &k, true);
                 if (m >= nl || ch != name[m]) {
                     match = false;
                     break;
@@ -1525,7 +1552,7 @@ bool fr_http_query_get(const char *q, size_t qlen, const char *name, struct fr_b
                     out->data[0] = '\0';
                     size_t v = eq < end ? eq + 1 : end;
                     while (v < end) {
-                        char ch = dec_next(q, end, &v);
+                        char ch = dec_next(q, end, &v, true);
                         if (fr_buf_putc(out, ch) < 0)
                             return false;
                     }

@@ -39,6 +39,13 @@ FR_MUST_CHECK int fr_http_listen(fr_http_server_t *s, const char *addr, bool reu
  * (or closes them after drain_ms), then calls cb once and frees the server. */
 void fr_http_server_close(fr_http_server_t *s, uint32_t drain_ms, void (*cb)(void *data), void *data);
 size_t fr_http_server_conns(const fr_http_server_t *s);
+/* cb sees every request's status once, as it is answered (fr_http_respond,
+ * or fr_http_stream_begin for a streamed answer), before the request ends;
+ * the request is borrowed for the call. For accounting: the one place every
+ * answer of the server passes. A request whose connection is already gone
+ * is not seen. */
+void fr_http_server_on_answer(fr_http_server_t *s, void (*cb)(fr_http_req_t *req, int status, void *data),
+                              void *data);
 
 /* Request accessors; returned pointers live as long as the request. */
 const char *fr_http_req_method(const fr_http_req_t *req);                   /* "GET" */
@@ -94,6 +101,11 @@ void fr_http_respond_json(fr_http_req_t *req, int status, const struct fr_buf *b
 void fr_http_respond_detail(fr_http_req_t *req, int status, const char *msg);
 const char *fr_http_status_text(int status);
 
+/* Percent-decodes a path segment s[0..n) into out (cap bytes; '+' stays
+ * '+', an invalid escape is kept as it is, the result is not terminated).
+ * Returns the decoded length, or cap + 1 when it does not fit. The query
+ * decoder below uses the same escapes. */
+size_t fr_http_pct_decode(const char *s, size_t n, char *out, size_t cap);
 /* Decodes a query-string parameter from q[0..qlen) into out; false if
  * absent. Exposed for tests and fuzzing. */
 bool fr_http_query_get(const char *q, size_t qlen, const char *name, struct fr_buf *out);

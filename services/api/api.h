@@ -1,6 +1,6 @@
 /* api: the freshet-api daemon's per-worker state and the entry points its
- * files share (main.c: setup and drain; routes.c: dispatch and the players
- * handlers). Each worker owns one loop's worth of state; nothing is global,
+ * files share (main.c: setup and drain; routes.c: dispatch, the cache
+ * handlers and request accounting). Each worker owns one loop's worth of state; nothing is global,
  * so N workers (one loop each, SO_REUSEPORT) can later run side by side. */
 #ifndef FR_API_H
 #define FR_API_H
@@ -18,24 +18,13 @@
 #include "store.h"
 #include "util.h"
 
-enum fr_api_route {
-    FR_API_R_ATTR = 0, /* GET /player/attribute */
-    FR_API_R_PLAYER,   /* GET /player/{player_id} */
-    FR_API_R_ATTRS,    /* POST /player/attributes */
-    FR_API_R_HEALTHZ,
-    FR_API_R_READYZ,
-    FR_API_R_METRICS,
-    FR_API_R_UNMATCHED, /* 404s: one label for every unknown path */
-    FR_API_R_COUNT,
-};
-
-#define FR_API_METHODS       8  /* GET POST PUT DELETE PATCH HEAD OPTIONS other */
-#define FR_API_STATUSES      16 /* see status_slot() in routes.c */
 #define FR_API_MAX_IDS       1000
 #define FR_API_CACHE_ENTRIES 200000
+#define FR_API_METRIC_SLOTS  256 /* request counters remembered per worker (routes.c) */
 
-/* The players routes' view of the pipeline that has a cache "user_panel". */
-struct fr_api_players {
+/* One cache that cache_* routes read (routes.c): the model or dataset that
+ * fills it, its fields, and the read path (store). */
+struct fr_api_cache {
     const struct fr_pipeline *pipeline; /* borrowed: app->pipelines[i] */
     const struct fr_cache *cache;       /* borrowed */
     const char *table;                  /* borrowed: "players.user_panel" */
@@ -43,24 +32,32 @@ struct fr_api_players {
     const char **attrs;                 /* owned array of borrowed names, model order */
     enum fr_type *types;                /* owned */
     size_t n_attrs;
-    char *valid_list; /* owned: "country, avg_price_10, ..." */
+    char *valid_list;  /* owned: "country, avg_price_10, ..." */
+    fr_store_t *store; /* owned */
+};
+
+/* A remembered http_requests_total series (routes.c's accounting). */
+struct fr_api_metric_slot {
+    const char *route;  /* borrowed: a route pattern (configuration or a literal) */
+    const char *method; /* borrowed: a literal */
+    int status;
+    uint64_t *counter;            /* borrowed from the registry */
+    struct fr_histogram *latency; /* borrowed: the route's http_request_duration_seconds */
 };
 
 struct fr_api_worker {
-    struct fr_app *app;     /* borrowed */
-    fr_metrics_t *metrics;  /* borrowed: this worker's registry */
-    fr_http_server_t *http; /* owned until closed in the drain */
-    fr_redis_t *sub;        /* owned until closed: fr:events subscription */
-    fr_store_t *store;      /* owned, NULL when no players pipeline is loaded */
-    bool has_players;
-    struct fr_api_players players;
+    struct fr_app *app;          /* borrowed */
+    fr_metrics_t *metrics;       /* borrowed: this worker's registry */
+    fr_http_server_t *http;      /* owned until closed in the drain */
+    fr_redis_t *sub;             /* owned until closed: fr:events subscription */
+    struct fr_api_cache *caches; /* owned: one per cache a route reads */
+    size_t n_caches;
     bool sub_connected; /* the invalidation channel is up */
     size_t inflight;    /* requests waiting on a lookup */
     struct fr_buf out;  /* response scratch, reused */
     struct fr_buf q1;   /* query parameter scratch */
     struct fr_buf q2;
-    uint64_t *req_total[FR_API_R_COUNT][FR_API_METHODS][FR_API_STATUSES]; /* borrowed, lazily looked up */
-    struct fr_histogram *latency[FR_API_R_COUNT];                         /* borrowed */
+    struct fr_api_metric_slot metric_slots[FR_API_METRIC_SLOTS]; /* http_requests_total, by hash */
     /* auth (auth_gate.c): the process-wide keys, NULL when FRESHET_API_AUTH=off */
     fr_auth_t *auth; /* borrowed: shared by every worker */
     /* the role a request's route declares (set by the route engine); NULL:
@@ -73,19 +70,25 @@ struct fr_api_worker {
     struct fr_api_engine *engine; /* owned: the routes of every pipeline (engine.c) */
 };
 
-/* Percent-decodes a path segment s[0..n) into out (cap bytes); returns the
- * decoded length, or cap + 1 when it does not fit. Invalid escapes are kept
- * as they are. (engine.c; routes.c uses it too.) */
-size_t fr_api_pct_decode(const char *s, size_t n, char *out, size_t cap);
-
 /* The cache handlers (routes.c) behind the engine's cache_field,
- * cache_hash and cache_multi routes; seg is the raw last path segment. */
-void fr_api_cache_route(struct fr_api_worker *w, fr_http_req_t *req, int handler, const char *seg, size_t seg_len);
+ * cache_hash and cache_multi routes of pipeline p: vals holds r's
+ * parameters, parsed and checked by the engine (one per param, NULL =
+ * absent). */
+void fr_api_cache_route(struct fr_api_worker *w, fr_http_req_t *req, const struct fr_pipeline *p,
+                        const struct fr_route *r, const char **vals);
+/* Turns the process cache of every cache on or off (the invalidation
+ * channel is up or down). */
+void fr_api_caches_set_caching(struct fr_api_worker *w, bool on);
 
-/* Fills w (zeroed by the caller): finds the players pipeline (a cache named
- * "user_panel"), builds the store and registers the metrics. Returns 0, or
- * -EINVAL with err filled when the pipeline is unusable. The http server
- * and the subscription are main.c's. */
+/* Accounting of every answer (the http server's answer observer, data =
+ * the worker): http_requests_total{route,method,status} and the latency
+ * histogram, under the route's declared path pattern. */
+void fr_api_count_answer(fr_http_req_t *req, int status, void *data);
+
+/* Fills w (zeroed by the caller): builds the route table, one store per
+ * cache a route reads, and registers the metrics. Returns 0, or -EINVAL
+ * with err filled when a pipeline is unusable. The http server and the
+ * subscription are main.c's. */
 FR_MUST_CHECK int fr_api_worker_init(struct fr_api_worker *w, struct fr_app *app, char err[FR_ERR_LEN]);
 /* Frees what init allocated; every lookup must have completed. */
 void fr_api_worker_deinit(struct fr_api_worker *w);

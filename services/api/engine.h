@@ -33,9 +33,18 @@ bool fr_api_engine_handle(struct fr_api_engine *e, fr_http_req_t *req);
  * when no route matches (auth then applies its defaults). */
 const char *fr_api_engine_role(struct fr_api_engine *e, const char *method, const char *path);
 
-/* The first cache named by a cache_* route (the cache routes.c serves), or
- * NULL. */
-const struct fr_route *fr_api_engine_cache_route(const struct fr_api_engine *e, const struct fr_pipeline **p);
+/* The routes of the table, in pipeline order: i < fr_api_engine_count. */
+size_t fr_api_engine_count(const struct fr_api_engine *e);
+const struct fr_route *fr_api_engine_route_at(const struct fr_api_engine *e, size_t i, const struct fr_pipeline **p);
+
+/* The declared path pattern path falls under ("/player/{player_id}", a
+ * crud's "/v1/job/{id}", "/admin/backup/{dataset}"), whatever the method,
+ * or NULL: the label requests are counted under. */
+const char *fr_api_engine_pattern(struct fr_api_engine *e, const char *method, const char *path);
+
+/* out = r's not_found text with each {param} replaced by vals[param]
+ * ("Not Found" when it has none), NUL-terminated. */
+void fr_api_route_not_found(const struct fr_route *r, const char **vals, struct fr_buf *out);
 
 /* OpenAPI 3.1 document of every route (plus the built-in ones) into out. */
 void fr_api_openapi(const struct fr_pipeline *const *ps, size_t n, bool auth, struct fr_buf *out);

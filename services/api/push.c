@@ -20,6 +20,7 @@
 #include "log.h"
 #include "names.h"
 #include "parse.h"
+#include "problem.h"
 
 #define BATCH_KEY_TTL_S "604800" /* fr:batch:{id}: 7 days */
 
@@ -408,14 +409,8 @@ static int on_reject(void *data, uint32_t line, const char *reason, const char *
         (void)fr_buf_putc(c->errs, '}');
     } else {
         const struct fr_column *col = reason_column(c->ds, reason);
-        (void)fr_buf_printf(c->errs, "%s{\"loc\":[\"body\",%zu", c->errs->len ? "," : "", idx);
-        if (col) {
-            (void)fr_buf_putc(c->errs, ',');
-            (void)fr_buf_json_str(c->errs, col->name, strlen(col->name));
-        }
-        (void)fr_buf_puts(c->errs, "],\"msg\":");
-        (void)fr_buf_json_str(c->errs, reason, strlen(reason));
-        (void)fr_buf_puts(c->errs, ",\"type\":\"value_error\"}");
+        fr_problem_item(c->errs, c->errs->len == 0, "body", NULL, (long)idx, col ? col->name : NULL, reason,
+                        strlen(reason), "value_error");
     }
     return 0;
 }
@@ -425,9 +420,7 @@ static void respond_422_list(fr_http_req_t *req, const char *items, size_t n)
     struct fr_buf b;
 
     fr_buf_init(&b, 0);
-    (void)fr_buf_puts(&b, "{\"detail\":[");
-    (void)fr_buf_append(&b, items, n);
-    (void)fr_buf_puts(&b, "]}");
+    fr_problem_list(&b, items, n);
     fr_http_respond_json(req, 422, &b);
     fr_buf_deinit(&b);
 }
@@ -437,9 +430,7 @@ static void respond_422_typed(fr_http_req_t *req, const char *msg, const char *t
     struct fr_buf b;
 
     fr_buf_init(&b, 0);
-    (void)fr_buf_puts(&b, "{\"detail\":[{\"loc\":[\"body\"],\"msg\":");
-    (void)fr_buf_json_str(&b, msg, strlen(msg));
-    (void)fr_buf_printf(&b, ",\"type\":\"%s\"}]}", type);
+    fr_problem_one(&b, "body", NULL, msg, type);
     fr_http_respond_json(req, 422, &b);
     fr_buf_deinit(&b);
 }

@@ -386,8 +386,7 @@ static void on_sub_state(fr_redis_t *r, bool connected, void *data)
     struct fr_api_worker *w = data;
     (void)r;
 
-    if (w->store)
-        fr_store_set_caching(w->store, connected);
+    fr_api_caches_set_caching(w, connected);
     if (!connected && w->sub_connected)
         fr_warn("lost the %s subscription: process cache off until it is back", EVENTS_CHANNEL);
     w->sub_connected = connected;
@@ -446,8 +445,8 @@ static int slot_setup(struct slot *s, int argc, char **argv, fr_auth_t *auth, co
     int rest_argc = 0, rc;
     char **rest_argv = NULL;
 
-    if (fr_app_init(&s->app, "api", "", "127.0.0.1:9103", FR_APP_REDIS | FR_APP_PG, argc, argv, &rest_argc,
-                    &rest_argv, err) != FR_SETTINGS_OK)
+    if (fr_app_init(&s->app, "api", "", "", FR_APP_REDIS | FR_APP_PG, argc, argv, &rest_argc, &rest_argv, err) !=
+        FR_SETTINGS_OK)
         return -EINVAL;
     s->app_init = true;
     s->w = &s->wk;
@@ -460,6 +459,7 @@ static int slot_setup(struct slot *s, int argc, char **argv, fr_auth_t *auth, co
     s->wk.pool = s->pool;
     fr_pg_set_timeout(s->app.pg, 5000);
     s->wk.http = fr_http_server_new(&s->app.loop, lim, fr_api_front, &s->wk);
+    fr_http_server_on_answer(s->wk.http, fr_api_count_answer, &s->wk);
     rc = fr_http_listen(s->wk.http, s->app.settings.api_addr, true);
     if (rc != 0) {
         snprintf(err, FR_ERR_LEN, "worker %zu cannot listen on %s: %s", s->idx, s->app.settings.api_addr,
@@ -475,8 +475,7 @@ static int slot_setup(struct slot *s, int argc, char **argv, fr_auth_t *auth, co
         snprintf(err, FR_ERR_LEN, "worker %zu cannot subscribe to %s", s->idx, EVENTS_CHANNEL);
         return -EINVAL;
     }
-    if (s->wk.store)
-        fr_store_set_caching(s->wk.store, false); /* until subscribed */
+    fr_api_caches_set_caching(&s->wk, false); /* until subscribed */
     s->app.on_drain = slot_on_drain;
     s->app.drain_data = s;
     return 0;

@@ -1,18 +1,25 @@
 """e2e: routes declared in YAML (tests/e2e/pipelines/routes, docs/routes.md):
 every handler kind, parameter type and output shape, checked against the
 same query run with psycopg2; FastAPI-shaped 422s naming the parameter;
-404s; 405; CSV; /openapi.json listing the routes."""
+404s; 405; CSV; /openapi.json listing the routes (the push routes too).
+Cache routes with names of their own (tests/e2e/pipelines/cachex): their
+declared parameters are checked. /metrics counts every request under its
+route pattern and status, writes and admin routes included. --help lists no
+admin port."""
 import csv
 import http.client
 import io
 import json
 import os
+import re
+import subprocess
 import sys
 
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "lib"))
-from harness import Stack, TestRun, wait_until  # noqa: E402
+from harness import BIN, Stack, TestRun, wait_until  # noqa: E402
 
 PIPE = os.path.join(os.path.dirname(os.path.abspath(__file__)), "pipelines", "routes")
+CX = os.path.join(os.path.dirname(os.path.abspath(__file__)), "pipelines", "cachex")
 HEADER = "sym,at,px,qty,ok,note\n"
 
 
@@ -43,12 +50,75 @@ def iso(ts):
     return s + "Z"
 
 
+def metrics(stack):
+    """{(route, method, status): count} of http_requests_total (summed over the workers)."""
+    st, b, _ = raw(stack, "GET", "/metrics")
+    out = {}
+    for m in re.finditer(r'^http_requests_total\{route="([^"]*)",method="([^"]*)",status="([0-9]+)"\} ([0-9]+)$',
+                         b.decode(), re.M):
+        out[(m.group(1), m.group(2), int(m.group(3)))] = int(m.group(4))
+    return out
+
+
+def counted(t, stack, method, path, body=None, headers=None, want_route=None, want_status=None):
+    """Sends one request and checks /metrics counted it once under want_route and its status."""
+    before = metrics(stack)
+    st, b, h = raw(stack, method, path, body, headers)
+    key = (want_route, method, want_status if want_status is not None else st)
+    after = wait_until(lambda: (lambda m: m if m.get(key, 0) > before.get(key, 0) else None)(metrics(stack)), 10,
+                       what="%s %s counted" % (method, path))
+    t.eq((st if want_status is None else want_status, after.get(key, 0) - before.get(key, 0)), (st, 1),
+         "%s %s -> %d counted under route=%s" % (method, path, st, want_route))
+    return st, b, h
+
+
+def cache_routes(t, stack):
+    """The cx cache routes: names from the YAML, declared params checked."""
+    stack.drop("cx", "items", "a.csv", "sku,qty,price,place\nAB-1,5,2.5,north\nAB-2,,1,\"sou,th\"\n")
+    wait_until(lambda: raw(stack, "GET", "/cx/stock/AB-2")[0] == 200, 30, what="cx items cached")
+    st, b, _ = raw(stack, "GET", "/cx/stock?sku=AB-1&attr=qty")
+    t.eq((st, json.loads(b)), (200, {"qty": 5}), "cache_field with key sku, field attr")
+    st, b, _ = raw(stack, "GET", "/cx/stock/AB-2")
+    t.eq((st, json.loads(b)), (200, {"sku": "AB-2", "qty": None, "price": 1, "place": "sou,th"}),
+         "cache_hash keyed by sku")
+    st, b, _ = raw(stack, "GET", "/cx/stock/ZZ-9")
+    t.eq((st, json.loads(b)), (404, {"detail": "no stock for ZZ-9"}), "missing key: the route's not_found")
+    for path, loc, typ in (("/cx/stock?attr=qty", ("query", "sku"), "missing"),
+                           ("/cx/stock?sku=ab-1&attr=qty", ("query", "sku"), "string_pattern_mismatch"),
+                           ("/cx/stock?sku=AB-1&attr=colour", ("query", "attr"), "enum"),
+                           ("/cx/stock?sku=AB-1", ("query", "attr"), "missing"),
+                           ("/cx/stock/%FF%FE", ("path", "sku"), "string_type"),
+                           ("/cx/stock/A%01B", ("path", "sku"), "string_pattern_mismatch"),
+                           ("/cx/stock/ABCDEFGHIJKLM", ("path", "sku"), "string_too_long")):
+        st, b, _ = raw(stack, "GET", path)
+        d = json.loads(b)["detail"] if st == 422 else b
+        t.eq((st, [(tuple(x["loc"]), x["type"]) for x in d] if st == 422 else d), (422, [(loc, typ)]),
+             "%s -> 422 naming %s (%s)" % (path, loc[1], typ))
+    st, b, _ = raw(stack, "POST", "/cx/stock", json.dumps({"skus": ["AB-1", "ZZ-9"], "fields": ["place"]}),
+                   {"Content-Type": "application/json"})
+    t.eq((st, json.loads(b)), (200, {"skus": {"AB-1": {"place": "north"}}, "missing": ["ZZ-9"]}),
+         "cache_multi reads the body members the route names (skus, fields) and answers under skus")
+    st, b, _ = raw(stack, "POST", "/cx/stock", json.dumps({"skus": ["AB-1", "x\u0001"], "fields": ["nope"]}),
+                   {"Content-Type": "application/json"})
+    t.eq((st, [tuple(x["loc"]) for x in json.loads(b)["detail"]]),
+         (422, [("body", "skus", 1), ("body", "fields", 0)]), "cache_multi 422 names the members")
+    # the players routes' parameter names are not looked for here
+    st, b, _ = raw(stack, "GET", "/cx/stock?player_id=AB-1&attribute_name=qty")
+    t.eq(st, 422, "player_id/attribute_name mean nothing to the cx route")
+
+
 def main(t):
+    # --help describes the api as it is: no admin port
+    hp = subprocess.run([os.path.join(BIN, "freshet-api"), "--help"], capture_output=True, text=True, timeout=30)
+    t.eq(hp.returncode, 0, "freshet-api --help exits 0")
+    t.check("--admin-addr" not in hp.stdout and "FRESHET_ADMIN_ADDR" not in hp.stdout and "/metrics" in hp.stdout,
+            "freshet-api --help lists no admin port and says where /metrics is")
+
     # Under ASan freed memory sits in a quarantine (256 MB by default), which
     # would hide what the streaming bound below is about: keep it small.
     asan = os.environ.get("ASAN_OPTIONS", "")
     env = {"ASAN_OPTIONS": (asan + ":" if asan else "") + "quarantine_size_mb=1"}
-    stack = t.stack = Stack(pipelines=PIPE, extra_env=env).start("loader", "ingest", "api")
+    stack = t.stack = Stack(pipelines=PIPE + "," + CX, extra_env=env).start("loader", "ingest", "api")
     stack.drop("rt", "ticks", "a.csv", HEADER +
                "AUSD,2024-01-01T00:00:00Z,1.5,10,true,plain\n"
                "AUSD,2024-01-01T01:00:00Z,2.25,20,false,\"with, comma\"\n"
@@ -206,6 +276,39 @@ def main(t):
         t.check(p in doc["paths"], "openapi has %s" % p)
     lim = [x for x in doc["paths"]["/rt/ticks/{sym}"]["get"]["parameters"] if x["name"] == "limit"][0]
     t.eq((lim["schema"]["minimum"], lim["schema"]["maximum"]), (1, 1000), "openapi carries bounds")
+    push = doc["paths"].get("/v1/push/rt/ticks", {}).get("post", {})
+    t.eq((push.get("x-role"), [x["name"] for x in push.get("parameters", [])]), ("write", ["partial"]),
+         "openapi lists the push source's POST /v1/push/rt/ticks")
+    t.check({"201", "202", "422"} <= set(push.get("responses", {})), "push responses in openapi")
+    t.check(not any(p.startswith("/v1/push/cx/") for p in doc["paths"]), "no push path without a push source")
+
+    cache_routes(t, stack)
+
+    # /metrics: every request under its route pattern and status, whoever answered
+    counted(t, stack, "GET", "/rt/ticks/a", want_route="/rt/ticks/{sym}")
+    counted(t, stack, "GET", "/rt/big?n=5000", want_route="/rt/big")  # streamed
+    counted(t, stack, "GET", "/cx/stock/AB-1", want_route="/cx/stock/{sku}")
+    counted(t, stack, "GET", "/cx/stock/AB-1", want_route="/cx/stock/{sku}")  # from the process cache
+    counted(t, stack, "GET", "/rt/ticks/A1B", want_route="/rt/ticks/{sym}", want_status=422)
+    counted(t, stack, "DELETE", "/rt/health", want_route="/rt/health", want_status=405)
+    counted(t, stack, "GET", "/rt/nope", want_route="unmatched", want_status=404)
+    js = {"Content-Type": "application/json"}
+    tick = json.dumps([{"sym": "EUSD", "at": "2024-03-02T00:00:00Z", "px": "1"}]).encode()
+    st, _, _ = counted(t, stack, "POST", "/rt/ticks", tick, js, want_route="/rt/ticks")
+    t.check(st in (201, 202), "POST /rt/ticks answered %d" % st)
+    st, _, _ = counted(t, stack, "POST", "/v1/push/rt/ticks", tick, js, want_route="/v1/push/{pipeline}/{dataset}")
+    t.check(st in (201, 202), "POST /v1/push/rt/ticks answered %d" % st)
+    counted(t, stack, "GET", "/v1/batches/01NOSUCHBATCH-0", want_route="/v1/batches/{id}", want_status=404)
+    st, _, _ = counted(t, stack, "PUT", "/cx/items/AB-1", json.dumps({"qty": 7, "place": "east"}).encode(), js,
+                       want_route="/cx/items/{id}")
+    t.eq(st, 200, "PUT /cx/items/AB-1")
+    counted(t, stack, "GET", "/cx/items/AB-1", want_route="/cx/items/{id}")
+    counted(t, stack, "POST", "/admin/backup/cx.items", want_route="/admin/backup/{dataset}")
+    counted(t, stack, "GET", "/healthz", want_route="/healthz")
+    counted(t, stack, "GET", "/openapi.json", want_route="/openapi.json")
+    m = metrics(stack)
+    t.check(not any(r == "unmatched" and s < 400 for (r, _, s) in m),
+            "no answered route is counted as unmatched: %r" % sorted(k for k in m if k[0] == "unmatched"))
 
 
 if __name__ == "__main__":

@@ -202,11 +202,87 @@ static void test_errors(void **state)
                "p.yaml:", "colour");
 }
 
+/* output.csv_header labels the CSV columns (JSON keeps the column names)
+ * and csv_newline picks the line end; cache_multi names its body members. */
+static void test_csv_header(void **state)
+{
+    (void)state;
+    char err[FR_ERR_LEN];
+    const char *y = HEAD "  - name: summary\n"
+                         "    path: /s\n"
+                         "    handler: {query: \"SELECT 1 AS a, 2 AS b\"}\n"
+                         "    output:\n"
+                         "      formats: [json, csv]\n"
+                         "      csv_header: [Competition, Number of Teams]\n"
+                         "      csv_newline: lf\n"
+                         "  - name: plain\n"
+                         "    path: /p\n"
+                         "    handler: {query: \"SELECT 1\"}\n"
+                         "    output: {formats: [csv]}\n"
+                         "  - name: many\n"
+                         "    method: POST\n"
+                         "    path: /m\n"
+                         "    handler: {cache_multi: {cache: panel, keys: ids, fields: names}}\n"
+                         "  - name: many_default\n"
+                         "    method: POST\n"
+                         "    path: /m2\n"
+                         "    handler: {cache_multi: {cache: panel}}\n";
+    struct fr_pipeline *p = parse(y, err);
+    assert_non_null(p);
+    const struct fr_route *r = &p->routes[0];
+    assert_int_equal(r->n_csv_header, 2);
+    assert_string_equal(r->csv_header[0], "Competition");
+    assert_string_equal(r->csv_header[1], "Number of Teams");
+    assert_true(r->csv_lf);
+    r = &p->routes[1];
+    assert_int_equal(r->n_csv_header, 0);
+    assert_null(r->csv_header);
+    assert_false(r->csv_lf); /* CRLF by default */
+    r = &p->routes[2];
+    assert_string_equal(r->body_keys, "ids");
+    assert_string_equal(r->body_fields, "names");
+    r = &p->routes[3];
+    assert_string_equal(r->body_keys, "player_ids"); /* the cache's key column + s */
+    assert_string_equal(r->body_fields, "attribute_names");
+    fr_pipeline_free(p);
+
+    expect_err("  - name: a\n    path: /x\n    handler: {query: \"SELECT 1\"}\n"
+               "    output: {csv_header: [A]}\n",
+               "p.yaml:21:", "csv_header applies to sql routes with csv in formats");
+    expect_err("  - name: a\n    path: /x\n    handler: {static: \"{}\"}\n"
+               "    output: {formats: [json, csv], csv_header: [A]}\n",
+               "p.yaml:", "csv_header applies to sql routes");
+    expect_err("  - name: a\n    path: /x\n    handler: {query: \"SELECT 1\"}\n"
+               "    output: {formats: [csv], csv_header: []}\n",
+               "p.yaml:", "is empty");
+    expect_err("  - name: a\n    path: /x\n    handler: {query: \"SELECT 1\"}\n"
+               "    output: {formats: [csv], csv_header: [A, A]}\n",
+               "p.yaml:", "twice");
+    expect_err("  - name: a\n    path: /x\n    handler: {query: \"SELECT 1\"}\n"
+               "    output: {formats: [csv], csv_header: [\"A\\nB\"]}\n",
+               "p.yaml:", "control character");
+    expect_err("  - name: a\n    path: /x\n    handler: {query: \"SELECT 1\"}\n"
+               "    output: {formats: [csv], csv_newline: cr}\n",
+               "p.yaml:", "must be crlf or lf");
+    expect_err("  - name: a\n    path: /x\n    handler: {query: \"SELECT 1\"}\n"
+               "    output: {csv_newline: lf}\n",
+               "p.yaml:", "csv_newline applies to routes with csv");
+    expect_err("  - name: a\n    method: POST\n    path: /x\n    handler: {cache_multi: {cache: panel, key: k}}\n",
+               "p.yaml:", "cache_multi reads its body");
+    expect_err("  - name: a\n    path: /x\n    params: {k: {in: query}}\n"
+               "    handler: {cache_hash: {cache: panel, key: k, keys: ks}}\n",
+               "p.yaml:", "keys applies to cache_multi");
+    expect_err("  - name: a\n    path: /x\n    params: {k: {in: query}, f: {in: query}}\n"
+               "    handler: {cache_hash: {cache: panel, key: k, field: f}}\n",
+               "p.yaml:", "field applies to cache_field");
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_full),
         cmocka_unit_test(test_errors),
+        cmocka_unit_test(test_csv_header),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

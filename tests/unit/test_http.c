@@ -1214,19 +1214,48 @@ static void test_query_get(void **state)
     assert_string_equal(fr_http_status_text(200), "OK");
 }
 
+/* Path segments: the query's escapes, but '+' is a plus; bounded output. */
+static void test_pct_decode(void **state)
+{
+    (void)state;
+    char out[16];
+    static const char s[] = "a%20b+%2Fc%zz%4";
+    size_t n = fr_http_pct_decode(s, sizeof(s) - 1, out, sizeof(out));
+    assert_int_equal(n, 11);
+    assert_memory_equal(out, "a b+/c%zz%4", 11);
+    assert_int_equal(fr_http_pct_decode("%FF%00", 6, out, sizeof(out)), 2);
+    assert_int_equal((unsigned char)out[0], 0xff);
+    assert_int_equal(out[1], 0);
+    assert_int_equal(fr_http_pct_decode("abcd", 4, out, 3), 4); /* cap + 1: does not fit */
+    assert_int_equal(fr_http_pct_decode("%41%42%43", 9, out, 3), 3);
+    assert_memory_equal(out, "ABC", 3);
+    assert_int_equal(fr_http_pct_decode("", 0, out, 3), 0);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_query_get),          cmocka_unit_test(test_parse_each),
-        cmocka_unit_test(test_parse_once_errors),  cmocka_unit_test(test_listen_errors),
-        cmocka_unit_test(test_get_params),         cmocka_unit_test(test_split_header),
-        cmocka_unit_test(test_keepalive_two),      cmocka_unit_test(test_pipelined),
-        cmocka_unit_test(test_many_pipelined),     cmocka_unit_test(test_write_backpressure),
-        cmocka_unit_test(test_header_too_large),   cmocka_unit_test(test_body_too_large),
-        cmocka_unit_test(test_malformed),          cmocka_unit_test(test_request_timeout),
-        cmocka_unit_test(test_idle_timeout),       cmocka_unit_test(test_head),
-        cmocka_unit_test(test_post_body),          cmocka_unit_test(test_connection_close),
-        cmocka_unit_test(test_server_close_drain), cmocka_unit_test(test_server_close_force),
+        cmocka_unit_test(test_query_get),
+        cmocka_unit_test(test_pct_decode),
+        cmocka_unit_test(test_parse_each),
+        cmocka_unit_test(test_parse_once_errors),
+        cmocka_unit_test(test_listen_errors),
+        cmocka_unit_test(test_get_params),
+        cmocka_unit_test(test_split_header),
+        cmocka_unit_test(test_keepalive_two),
+        cmocka_unit_test(test_pipelined),
+        cmocka_unit_test(test_many_pipelined),
+        cmocka_unit_test(test_write_backpressure),
+        cmocka_unit_test(test_header_too_large),
+        cmocka_unit_test(test_body_too_large),
+        cmocka_unit_test(test_malformed),
+        cmocka_unit_test(test_request_timeout),
+        cmocka_unit_test(test_idle_timeout),
+        cmocka_unit_test(test_head),
+        cmocka_unit_test(test_post_body),
+        cmocka_unit_test(test_connection_close),
+        cmocka_unit_test(test_server_close_drain),
+        cmocka_unit_test(test_server_close_force),
         cmocka_unit_test(test_max_conns),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
