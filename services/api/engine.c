@@ -18,6 +18,7 @@
 #include "idem.h"
 #include "log.h"
 #include "names.h"
+#include "problem.h"
 #include "push.h"
 
 #define MAX_RESULT_BYTES (64u << 20) /* a buffered answer (one, value shapes) */
@@ -47,7 +48,8 @@ struct eroute {
     regex_t *re;                 /* owned: one per param, compiled when it has a pattern */
     size_t n_re;                 /* params[0..n_re) were compiled (those with a pattern) */
     size_t n_static;             /* static segments: more wins a tie */
-    struct fr_histogram *latency;
+    char *crud_id;               /* owned: crud: "P/{id}" (metrics label) */
+    char *crud_bulk;             /* owned: crud: "P/bulk" */
 };
 
 struct fr_api_engine {
@@ -77,6 +79,8 @@ struct sqlreq {
 
 static void eroute_free(struct eroute *er)
 {
+    free(er->crud_id);
+    free(er->crud_bulk);
     if (er->re) {
         for (size_t i = 0; i < er->n_re; i++)
             if (er->r->params[i].pattern)
@@ -113,6 +117,10 @@ struct fr_api_engine *fr_api_engine_new(struct fr_api_worker *w, char err[FR_ERR
             if (r->handler == FR_RH_PUSH || r->handler == FR_RH_CRUD)
                 er->ds = fr_pipeline_dataset(p, r->dataset);
             e->n_crud += r->handler == FR_RH_CRUD;
+            if (r->handler == FR_RH_CRUD) {
+                er->crud_id = fr_xasprintf("%s/{id}", r->path);
+                er->crud_bulk = fr_xasprintf("%s/bulk", r->path);
+            }
             for (size_t k = 0; k < r->n_segs; k++)
                 er->n_static += r->segs[k][0] != '{';
             er->re = fr_xcalloc(r->n_params ? r->n_params : 1, sizeof(regex_t));
@@ -126,10 +134,6 @@ struct fr_api_engine *fr_api_engine_new(struct fr_api_worker *w, char err[FR_ERR
                 }
                 er->n_re = k + 1;
             }
-            char labels[160];
-            snprintf(labels, sizeof(labels), "route=\"%s\"", r->path);
-            er->latency = fr_metrics_histogram(w->metrics, "http_request_duration_seconds",
-                                               "HTTP request latency by route", labels);
         }
     }
     return e;
@@ -146,17 +150,6 @@ void fr_api_engine_free(struct fr_api_engine *e)
 }
 
 /* --------------------------------------------------------------- matching */
-
-static int hexv(char c)
-{
-    if (c >= '0' && c <= '9')
-        return c - '0';
-    if (c >= 'a' && c <= 'f')
-        return c - 'a' + 10;
-    if (c >= 'A' && c <= 'F')
-        return c - 'A' + 10;
-    return -1;
-}
 
 /* Matches path against r's segments; path params (raw) go to segs_out. */
 static bool match_path(const struct fr_route *r, const char *path, const char **seg_start, size_t *seg_len)
@@ -218,84 +211,79 @@ const char *fr_api_engine_role(struct fr_api_engine *e, const char *method, cons
     return er ? er->r->role : NULL;
 }
 
-const struct fr_route *fr_api_engine_cache_route(const struct fr_api_engine *e, const struct fr_pipeline **p)
+size_t fr_api_engine_count(const struct fr_api_engine *e)
 {
-    for (size_t i = 0; e && i < e->n; i++) {
-        enum fr_route_handler h = e->routes[i].r->handler;
-        if (h == FR_RH_CACHE_FIELD || h == FR_RH_CACHE_HASH || h == FR_RH_CACHE_MULTI) {
-            *p = e->routes[i].p;
-            return e->routes[i].r;
-        }
+    return e ? e->n : 0;
+}
+
+const struct fr_route *fr_api_engine_route_at(const struct fr_api_engine *e, size_t i, const struct fr_pipeline **p)
+{
+    *p = e->routes[i].p;
+    return e->routes[i].r;
+}
+
+/* The pattern a crud route's path falls under: P, P/bulk or P/{id}. */
+static const char *crud_pattern(struct fr_api_engine *e, const char *path)
+{
+    for (size_t i = 0; i < e->n; i++) {
+        const struct eroute *er = &e->routes[i];
+        if (er->r->handler != FR_RH_CRUD)
+            continue;
+        size_t bl = strlen(er->r->path);
+        if (strncmp(path, er->r->path, bl) != 0 || (path[bl] != '\0' && path[bl] != '/'))
+            continue;
+        const char *seg = path[bl] == '/' ? path + bl + 1 : NULL;
+        if (!seg)
+            return er->r->path;
+        if (seg[0] == '\0' || strchr(seg, '/'))
+            continue;
+        return strcmp(seg, "bulk") == 0 ? er->crud_bulk : er->crud_id;
     }
+    return NULL;
+}
+
+const char *fr_api_engine_pattern(struct fr_api_engine *e, const char *method, const char *path)
+{
+    const char *ss[64];
+    size_t sl[64];
+    bool pm;
+    if (!e)
+        return NULL;
+    const char *c = e->n_crud ? crud_pattern(e, path) : NULL;
+    if (c)
+        return c;
+    if (strncmp(path, "/admin/backup/", 14) == 0 && path[14])
+        return "/admin/backup/{dataset}";
+    if (strncmp(path, "/admin/restore/", 15) == 0 && path[15])
+        return "/admin/restore/{dataset}";
+    struct eroute *er = find(e, method, path, &pm, ss, sl);
+    if (er)
+        return er->r->path;
+    for (size_t i = 0; pm && i < e->n; i++) /* a 405: the path's pattern, whatever the method */
+        if (e->routes[i].r->n_segs <= 64 && match_path(e->routes[i].r, path, ss, sl))
+            return e->routes[i].r->path;
     return NULL;
 }
 
 /* ---------------------------------------------------------------- answers */
 
+/* Answers req (counted by routes.c's observer of every answer). */
 static void respond(struct eroute *er, fr_http_req_t *req, int status, const char *ctype, const char *body,
                     size_t len, struct fr_api_worker *w)
 {
-    uint64_t now = fr_mono_ns();
-    uint64_t start = fr_http_req_start_ns(req);
-    double secs = now > start ? (double)(now - start) / 1e9 : 0.0;
-    char labels[200];
-    snprintf(labels, sizeof(labels), "route=\"%s\",method=\"%s\",status=\"%d\"", er ? er->r->path : "unmatched",
-             fr_http_req_method(req), status);
-    (*fr_metrics_counter(w->metrics, "http_requests_total", "HTTP requests by route, method and status", labels))++;
-    if (er)
-        fr_histogram_observe(er->latency, secs);
+    (void)er;
+    (void)w;
     fr_http_respond(req, status, ctype, body ? body : "", len);
 }
 
 static void respond_detail(struct eroute *er, fr_http_req_t *req, int status, const char *msg,
                            struct fr_api_worker *w)
 {
-    struct fr_buf *b = &w->out;
-    fr_buf_reset(b);
-    (void)fr_buf_puts(b, "{\"detail\":");
-    (void)fr_buf_json_str(b, msg, strlen(msg));
-    (void)fr_buf_putc(b, '}');
-    respond(er, req, status, "application/json", b->data, b->len, w);
-}
-
-struct errs {
-    struct fr_buf *b;
-    size_t n;
-};
-
-static void err_add(struct errs *x, const char *where, const char *name, const char *msg, const char *type)
-{
-    (void)fr_buf_puts(x->b, x->n++ ? "," : "{\"detail\":[");
-    (void)fr_buf_puts(x->b, "{\"loc\":[");
-    (void)fr_buf_json_str(x->b, where, strlen(where));
-    (void)fr_buf_putc(x->b, ',');
-    (void)fr_buf_json_str(x->b, name, strlen(name));
-    (void)fr_buf_puts(x->b, "],\"msg\":");
-    (void)fr_buf_json_str(x->b, msg, strlen(msg));
-    (void)fr_buf_puts(x->b, ",\"type\":");
-    (void)fr_buf_json_str(x->b, type, strlen(type));
-    (void)fr_buf_putc(x->b, '}');
+    fr_problem_detail(&w->out, msg, strlen(msg));
+    respond(er, req, status, "application/json", w->out.data, w->out.len, w);
 }
 
 /* ------------------------------------------------------------- parameters */
-
-size_t fr_api_pct_decode(const char *s, size_t n, char *out, size_t cap)
-{
-    size_t o = 0;
-    for (size_t i = 0; i < n; o++) {
-        char c = s[i];
-        if (c == '%' && i + 2 < n && hexv(s[i + 1]) >= 0 && hexv(s[i + 2]) >= 0) {
-            c = (char)(hexv(s[i + 1]) * 16 + hexv(s[i + 2]));
-            i += 3;
-        } else {
-            i++;
-        }
-        if (o >= cap)
-            return cap + 1;
-        out[o] = c;
-    }
-    return o;
-}
 
 /* Parses one raw value of param p; on success *out is the canonical text to
  * bind (arena). On failure fills msg/type and returns false. */
@@ -442,9 +430,9 @@ static bool parse_params(struct fr_api_engine *e, struct eroute *er, fr_http_req
     struct fr_api_worker *w = e->w;
     const char *q = fr_http_req_query(req);
     size_t qlen = strlen(q);
-    struct errs x = {.b = &w->out, .n = 0};
+    struct fr_problem x;
     char msg[512];
-    fr_buf_reset(&w->out);
+    fr_problem_begin(&x, &w->out);
     for (size_t i = 0; i < r->n_params; i++) {
         const struct fr_route_param *p = &r->params[i];
         const char *where = p->in == FR_PARAM_PATH ? "path" : "query";
@@ -456,7 +444,7 @@ static bool parse_params(struct fr_api_engine *e, struct eroute *er, fr_http_req
             snprintf(want, sizeof(want), "{%s}", p->name);
             for (size_t k = 0; k < r->n_segs; k++) {
                 if (strcmp(r->segs[k], want) == 0) {
-                    n = fr_api_pct_decode(seg_start[k], seg_len[k], dec, MAX_VALUE);
+                    n = fr_http_pct_decode(seg_start[k], seg_len[k], dec, MAX_VALUE);
                     raw = dec;
                 }
             }
@@ -466,7 +454,7 @@ static bool parse_params(struct fr_api_engine *e, struct eroute *er, fr_http_req
         }
         vals[i] = NULL;
         if (raw && n > MAX_VALUE) {
-            err_add(&x, where, p->name, "Value is too long", "string_too_long");
+            fr_problem_add(&x, where, p->name, FR_PROBLEM_NO_INDEX, "Value is too long", "string_too_long");
             continue;
         }
         if (!raw || (n == 0 && p->type != FR_T_TEXT)) {
@@ -487,14 +475,14 @@ static bool parse_params(struct fr_api_engine *e, struct eroute *er, fr_http_req
                     vals[i] = p->def;
                 }
             } else if (p->required) {
-                err_add(&x, where, p->name, "Field required", "missing");
+                fr_problem_add(&x, where, p->name, FR_PROBLEM_NO_INDEX, "Field required", "missing");
             }
             continue;
         }
         const char *type = "value_error";
         msg[0] = '\0';
         if (!convert(p, &er->re[i], raw, n, req, &vals[i], msg, sizeof(msg), &type))
-            err_add(&x, where, p->name, msg, type);
+            fr_problem_add(&x, where, p->name, FR_PROBLEM_NO_INDEX, msg, type);
     }
     for (size_t i = 0; x.n == 0 && i < r->n_checks; i++) {
         const struct fr_route_check *c = &r->checks[i];
@@ -511,10 +499,11 @@ static bool parse_params(struct fr_api_engine *e, struct eroute *er, fr_http_req
         } else
             bad = strcmp(a, b) > 0;
         if (bad)
-            err_add(&x, pa->in == FR_PARAM_PATH ? "path" : "query", pa->name, c->msg, "value_error");
+            fr_problem_add(&x, pa->in == FR_PARAM_PATH ? "path" : "query", pa->name, FR_PROBLEM_NO_INDEX, c->msg,
+                           "value_error");
     }
     if (x.n) {
-        (void)fr_buf_puts(&w->out, "]}");
+        fr_problem_end(&x);
         respond(er, req, 422, "application/json", w->out.data, w->out.len, w);
         return false;
     }
@@ -615,10 +604,9 @@ static void put_row_json(struct fr_buf *b, const PGresult *res, int row)
     (void)fr_buf_putc(b, '}');
 }
 
-/* Substitutes {param} in the route's not_found text. */
-static void not_found_msg(const struct eroute *er, const char **vals, struct fr_buf *out)
+void fr_api_route_not_found(const struct fr_route *r, const char **vals, struct fr_buf *out)
 {
-    const char *s = er->r->not_found ? er->r->not_found : "Not Found";
+    const char *s = r->not_found ? r->not_found : "Not Found";
     while (*s) {
         const char *o = strchr(s, '{');
         const char *c = o ? strchr(o, '}') : NULL;
@@ -633,7 +621,7 @@ static void not_found_msg(const struct eroute *er, const char **vals, struct fr_
         if (nl < sizeof(name)) {
             memcpy(name, o + 1, nl);
             name[nl] = '\0';
-            k = fr_route_param_index(er->r, name);
+            k = fr_route_param_index(r, name);
         }
         if (k >= 0 && vals[k])
             (void)fr_buf_puts(out, vals[k]);
@@ -644,17 +632,42 @@ static void not_found_msg(const struct eroute *er, const char **vals, struct fr_
     (void)fr_buf_putc(out, '\0');
 }
 
+/* ---- CSV: the route's labels (csv_header) or the column names, and its
+ * line end (CRLF, or LF as exports write files) */
+
+static const char *csv_eol(const struct fr_route *r)
+{
+    return r->csv_lf ? "\n" : "\r\n";
+}
+
+/* False (and a warning) when csv_header does not label every column. */
+static bool csv_header_fits(const struct eroute *er, const PGresult *res)
+{
+    const struct fr_route *r = er->r;
+    if (!r->n_csv_header || r->n_csv_header == (size_t)PQnfields(res))
+        return true;
+    fr_warn("route %s: csv_header has %zu labels but the query returns %d columns; fix one of them", r->name,
+            r->n_csv_header, PQnfields(res));
+    return false;
+}
+
+static void csv_head(const struct fr_route *r, const PGresult *res, struct fr_buf *b)
+{
+    for (int c = 0; c < PQnfields(res); c++) {
+        const char *l = r->n_csv_header ? r->csv_header[c] : PQfname(res, c);
+        if (c)
+            (void)fr_buf_putc(b, ',');
+        (void)fr_buf_csv_field(b, l, strlen(l));
+    }
+    (void)fr_buf_puts(b, csv_eol(r));
+}
+
 /* ---- list and envelope results, a page at a time from a cursor */
 
 static void page_prefix(struct sqlreq *sr, const PGresult *res, struct fr_buf *b)
 {
     if (sr->csv) {
-        for (int c = 0; c < PQnfields(res); c++) {
-            if (c)
-                (void)fr_buf_putc(b, ',');
-            (void)fr_buf_puts(b, PQfname(res, c));
-        }
-        (void)fr_buf_puts(b, "\r\n");
+        csv_head(sr->er->r, res, b);
     } else {
         (void)fr_buf_puts(b, sr->er->r->shape == FR_SHAPE_LIST ? "[" : "{\"items\":[");
     }
@@ -670,7 +683,7 @@ static void page_rows(struct sqlreq *sr, const PGresult *res, struct fr_buf *b)
                     (void)fr_buf_putc(b, ',');
                 put_csv_value(b, res, r, c);
             }
-            (void)fr_buf_puts(b, "\r\n");
+            (void)fr_buf_puts(b, csv_eol(sr->er->r));
         } else {
             if (sr->rows)
                 (void)fr_buf_putc(b, ',');
@@ -736,6 +749,12 @@ static void on_page(fr_pg_t *pg, PGresult *res, void *data)
             respond_detail(sr->er, sr->req, res ? 500 : 503, res ? "query failed" : "database unavailable; retry", w);
         return;
     }
+    if (sr->csv && !sr->streaming && sr->rows == 0 && !csv_header_fits(sr->er, res)) {
+        close_cursor(sr);
+        fr_buf_deinit(&sr->page);
+        respond_detail(sr->er, sr->req, 500, "the route's csv_header does not match its query's columns", w);
+        return;
+    }
     bool last = PQntuples(res) < PAGE_ROWS;
     fr_buf_reset(&sr->page);
     if (!sr->streaming && sr->rows == 0)
@@ -753,11 +772,6 @@ static void on_page(fr_pg_t *pg, PGresult *res, void *data)
         return;
     }
     if (!sr->streaming) {
-        char labels[200];
-        snprintf(labels, sizeof(labels), "route=\"%s\",method=\"%s\",status=\"200\"", sr->er->r->path,
-                 fr_http_req_method(sr->req));
-        (*fr_metrics_counter(w->metrics, "http_requests_total", "HTTP requests by route, method and status",
-                             labels))++;
         sr->streaming = true;
         if (fr_http_stream_begin(sr->req, 200, sr->csv ? "text/csv; charset=utf-8" : "application/json") != 0)
             sr->gone = true;
@@ -818,18 +832,17 @@ static void render(struct sqlreq *sr, const PGresult *res)
     if ((er->r->shape == FR_SHAPE_ONE || er->r->shape == FR_SHAPE_VALUE) && rows == 0) {
         struct fr_buf m;
         fr_buf_init(&m, 0);
-        not_found_msg(er, sr->vals, &m);
+        fr_api_route_not_found(er->r, sr->vals, &m);
         respond_detail(er, sr->req, 404, m.data, w);
         fr_buf_deinit(&m);
         return;
     }
     if (sr->csv) {
-        for (int c = 0; c < nf; c++) {
-            if (c)
-                (void)fr_buf_putc(b, ',');
-            (void)fr_buf_puts(b, PQfname(res, c));
+        if (!csv_header_fits(er, res)) {
+            respond_detail(er, sr->req, 500, "the route's csv_header does not match its query's columns", w);
+            return;
         }
-        (void)fr_buf_puts(b, "\r\n");
+        csv_head(er->r, res, b);
         int last = er->r->shape == FR_SHAPE_ONE ? (rows > 0 ? 1 : 0) : rows;
         for (int r = 0; r < last; r++) {
             for (int c = 0; c < nf; c++) {
@@ -837,7 +850,7 @@ static void render(struct sqlreq *sr, const PGresult *res)
                     (void)fr_buf_putc(b, ',');
                 put_csv_value(b, res, r, c);
             }
-            if (fr_buf_puts(b, "\r\n") != 0)
+            if (fr_buf_puts(b, csv_eol(er->r)) != 0)
                 break;
         }
     } else {
@@ -897,7 +910,7 @@ static void on_sql(fr_pg_t *pg, PGresult *res, void *data)
         if (PQntuples(res) == 0) {
             struct fr_buf m;
             fr_buf_init(&m, 0);
-            not_found_msg(sr->er, sr->vals, &m);
+            fr_api_route_not_found(sr->er->r, sr->vals, &m);
             respond_detail(sr->er, sr->req, 404, m.data, w);
             fr_buf_deinit(&m);
             return;
@@ -997,10 +1010,7 @@ static void crud_cols(const struct fr_dataset *ds, struct fr_buf *b)
 static void crud_422(struct eroute *er, fr_http_req_t *req, const char *where, const char *name, const char *msg,
                      const char *type, struct fr_api_worker *w)
 {
-    struct errs x = {.b = &w->out, .n = 0};
-    fr_buf_reset(&w->out);
-    err_add(&x, where, name, msg, type);
-    (void)fr_buf_puts(&w->out, "]}");
+    fr_problem_one(&w->out, where, name, msg, type);
     respond(er, req, 422, "application/json", w->out.data, w->out.len, w);
 }
 
@@ -1465,7 +1475,7 @@ static bool crud_handle(struct fr_api_engine *e, fr_http_req_t *req, const char 
             np = cr->cursor ? 3 : 2;
         } else {
             char dec[MAX_VALUE + 1];
-            size_t n = fr_api_pct_decode(seg, strlen(seg), dec, MAX_VALUE);
+            size_t n = fr_http_pct_decode(seg, strlen(seg), dec, MAX_VALUE);
             int64_t v;
             if (n > MAX_VALUE || n == 0 ||
                 ((key->type == FR_T_INT || key->type == FR_T_BIGINT) && !fr_parse_i64(dec, n, &v))) {
@@ -1677,9 +1687,13 @@ bool fr_api_engine_handle(struct fr_api_engine *e, fr_http_req_t *req)
     switch (r->handler) {
     case FR_RH_CACHE_FIELD:
     case FR_RH_CACHE_HASH:
-    case FR_RH_CACHE_MULTI:
-        fr_api_cache_route(w, req, r->handler, r->n_segs ? ss[r->n_segs - 1] : "", r->n_segs ? sl[r->n_segs - 1] : 0);
+    case FR_RH_CACHE_MULTI: {
+        /* declared parameters are checked as for any route */
+        const char **cvals = fr_http_req_alloc(req, (r->n_params ? r->n_params : 1) * sizeof(char *));
+        if (parse_params(e, er, req, ss, sl, cvals))
+            fr_api_cache_route(w, req, er->p, r, cvals);
         return true;
+    }
     case FR_RH_STATIC:
         respond(er, req, 200, "application/json", r->sql, strlen(r->sql), w);
         return true;
@@ -1899,6 +1913,35 @@ static void oa_crud(struct fr_buf *b, const struct fr_pipeline *p, const struct 
     (void)fr_buf_putc(b, '}');
 }
 
+/* POST /v1/push/{pipeline}/{dataset} of a push source (push.c). */
+static void oa_push(struct fr_buf *b, const struct fr_pipeline *p, const struct fr_source *src, bool auth)
+{
+    char path[300], op[200];
+    snprintf(path, sizeof(path), "/v1/push/%s/%s", p->name, src->dataset);
+    snprintf(op, sizeof(op), "%s.push_%s", p->name, src->dataset);
+    oa_str(b, path);
+    (void)fr_buf_puts(b, ":{\"post\":{\"operationId\":");
+    oa_str(b, op);
+    (void)fr_buf_puts(b, ",\"tags\":[");
+    oa_str(b, p->name);
+    (void)fr_buf_puts(b, "],\"summary\":\"Rows of ");
+    (void)fr_buf_puts(b, src->dataset);
+    (void)fr_buf_puts(b, " (JSON object or array, or CSV with a header) as one batch; waits for it to load\","
+                         "\"x-role\":\"write\"");
+    if (auth)
+        (void)fr_buf_puts(b, ",\"security\":[{\"bearer\":[]}]");
+    (void)fr_buf_puts(b, ",\"parameters\":[{\"name\":\"partial\",\"in\":\"query\",\"required\":false,"
+                         "\"description\":\"load the valid rows and list the rejected ones\",\"schema\":{"
+                         "\"type\":\"boolean\",\"default\":false}}],\"requestBody\":{\"required\":true,"
+                         "\"content\":{\"application/json\":{\"schema\":{}},\"text/csv\":{\"schema\":{"
+                         "\"type\":\"string\"}}}},\"responses\":{\"201\":{\"description\":\"loaded\"},"
+                         "\"202\":{\"description\":\"accepted; see Location\"},\"413\":{\"description\":"
+                         "\"body too large\"},\"415\":{\"description\":\"not JSON or CSV\"},\"422\":{"
+                         "\"description\":\"Validation error\",\"content\":{\"application/json\":{\"schema\":{"
+                         "\"$ref\":\"#/components/schemas/HTTPValidationError\"}}}},\"503\":{\"description\":"
+                         "\"Redis unavailable; retry\"}}}}");
+}
+
 void fr_api_openapi(const struct fr_pipeline *const *ps, size_t n, bool auth, struct fr_buf *b)
 {
     (void)fr_buf_puts(b, "{\"openapi\":\"3.1.0\",\"info\":{\"title\":\"freshet\",\"version\":\"" FR_VERSION
@@ -1943,6 +1986,16 @@ void fr_api_openapi(const struct fr_pipeline *const *ps, size_t n, bool auth, st
                 (void)fr_buf_putc(b, ',');
             first_path = false;
             oa_crud(b, ps[i], r, auth);
+        }
+    }
+    for (size_t i = 0; i < n; i++) {
+        for (size_t j = 0; j < ps[i]->n_sources; j++) {
+            if (ps[i]->sources[j].kind != FR_SRC_PUSH)
+                continue;
+            if (!first_path)
+                (void)fr_buf_putc(b, ',');
+            first_path = false;
+            oa_push(b, ps[i], &ps[i]->sources[j], auth);
         }
     }
     if (!first_path)

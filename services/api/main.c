@@ -39,7 +39,8 @@
 #define EVENTS_CHANNEL "fr:events"
 
 static const char usage[] =
-    "Serves the pipelines' read routes over HTTP on FRESHET_API_ADDR (--api-addr).\n"
+    "Serves the pipelines' routes over HTTP on FRESHET_API_ADDR (--api-addr), with /metrics, /healthz and\n"
+    "/readyz on the same address (the api has no admin port).\n"
     "Environment: FRESHET_API_CACHE_ENTRIES bounds the in-process cache (default 200000, 0 = off).\n"
     "  FRESHET_API_WORKERS (default: CPUs), FRESHET_API_MAX_CONNS (per worker), FRESHET_API_AUTH=on|off,\n"
     "  FRESHET_API_KEYS_FILE (name:role:sha256hex lines; see docs/api-auth.md).\n"
@@ -53,8 +54,7 @@ static void on_sub_state(fr_redis_t *r, bool connected, void *data)
 
     /* Invalidations may have been missed while we were not subscribed:
      * start from an empty cache, and cache nothing while deaf. */
-    if (w->store)
-        fr_store_set_caching(w->store, connected);
+    fr_api_caches_set_caching(w, connected);
     if (connected && !w->sub_connected)
         fr_info("subscribed to %s: process cache on (cleared)", EVENTS_CHANNEL);
     else if (!connected && w->sub_connected)
@@ -123,8 +123,7 @@ static int start_subscriber(struct fr_api_worker *w, char err[FR_ERR_LEN])
         snprintf(err, FR_ERR_LEN, "cannot start the %s subscriber: %s", EVENTS_CHANNEL, strerror(-rc));
         return rc;
     }
-    if (w->store)
-        fr_store_set_caching(w->store, false); /* until subscribed */
+    fr_api_caches_set_caching(w, false); /* until subscribed */
     return 0;
 }
 
@@ -144,8 +143,7 @@ int main(int argc, char **argv)
 
     if (argc >= 2 && strcmp(argv[1], "hash-key") == 0)
         return fr_api_hash_key_main();
-    sr = fr_app_init(&app, "api", usage, "127.0.0.1:9103", FR_APP_REDIS | FR_APP_PG, argc, argv, &rest_argc,
-                     &rest_argv, err);
+    sr = fr_app_init(&app, "api", usage, "", FR_APP_REDIS | FR_APP_PG, argc, argv, &rest_argc, &rest_argv, err);
     if (sr == FR_SETTINGS_EXIT_OK)
         return 0;
     if (sr != FR_SETTINGS_OK) {
@@ -182,6 +180,7 @@ int main(int argc, char **argv)
     fr_pg_set_timeout(app.pg, 5000);
 
     w.http = fr_http_server_new(&app.loop, &lim, fr_api_front, &w);
+    fr_http_server_on_answer(w.http, fr_api_count_answer, &w);
     rc = fr_http_listen(w.http, app.settings.api_addr, true);
     if (rc != 0) {
         snprintf(err, sizeof(err), "cannot listen on %s: %s", app.settings.api_addr, uv_strerror(rc));
@@ -194,7 +193,7 @@ int main(int argc, char **argv)
     app.on_drain = on_drain;
     app.drain_data = &w;
     fr_info("listening on %s with %zu worker(s)%s%s", app.settings.api_addr, n_workers,
-            w.has_players ? " (players routes on)" : "", auth ? " (API keys required)" : "");
+            w.n_caches ? " (cache routes on)" : "", auth ? " (API keys required)" : "");
 
     rc = fr_app_run(&app);
     {

@@ -1,5 +1,6 @@
-/* routes: request dispatch, the players routes (README "API (players pipeline)"), health,
- * readiness and metrics, with FastAPI-shaped errors. Hot path: a GET whose
+/* routes: request dispatch, the cache handlers (cache_field, cache_hash,
+ * cache_multi routes of any pipeline, docs/routes.md), health, readiness
+ * and metrics, and the accounting of every answer. Hot path: a GET whose
  * key is in the process cache is answered synchronously from the worker's
  * reused buffer; anything else goes through an async store lookup and is
  * answered from its completion callback, which fires exactly once. */
@@ -14,139 +15,107 @@
 #include "auth_gate.h"
 #include "engine.h"
 #include "log.h"
+#include "problem.h"
 
-static const char *const route_names[FR_API_R_COUNT] = {
-    "/player/attribute", "/player/{player_id}", "/player/attributes", "/healthz", "/readyz", "/metrics", "unmatched",
-};
-static const char *const method_names[FR_API_METHODS] = {"GET",   "POST", "PUT",     "DELETE",
-                                                         "PATCH", "HEAD", "OPTIONS", "other"};
-enum { M_GET = 0, M_POST = 1, M_OTHER = FR_API_METHODS - 1 };
-/* statuses with a cached counter slot; others are looked up each time */
-static const int status_slots[FR_API_STATUSES] = {200, 201, 202, 204, 400, 401, 403, 404,
-                                                  405, 408, 413, 422, 429, 500, 502, 503};
+static const char *const method_names[] = {"GET", "POST", "PUT", "DELETE", "PATCH", "HEAD", "OPTIONS"};
 
-/* An async players request: lives in the request's arena until answered. */
+/* An async cache request: lives in the request's arena until answered. */
 struct preq {
-    struct fr_api_worker *w; /* borrowed */
-    fr_http_req_t *req;      /* borrowed until answered */
-    uint8_t route;
-    uint8_t method;
-    int attr;            /* FR_API_R_ATTR: the attribute */
-    const uint32_t *sel; /* FR_API_R_ATTRS: selected attributes (arena) */
+    struct fr_api_worker *w;      /* borrowed */
+    fr_http_req_t *req;           /* borrowed until answered */
+    const struct fr_route *r;     /* borrowed */
+    const char **vals;            /* arena: r's parameters */
+    const struct fr_api_cache *c; /* borrowed */
+    int attr;                     /* cache_field: the attribute */
+    const uint32_t *sel;          /* cache_multi: selected attributes (arena) */
     size_t n_sel;
 };
 
-/* ---------------------------------------------------------------- helpers */
+/* ------------------------------------------------------------- accounting */
 
-static int method_slot(const char *m)
+static const char *method_label(const char *m)
 {
-    for (int i = 0; i < M_OTHER; i++)
+    for (size_t i = 0; i < FR_ARRAY_LEN(method_names); i++)
         if (strcmp(m, method_names[i]) == 0)
-            return i;
-    return M_OTHER;
+            return method_names[i];
+    return "other";
 }
 
-static int status_slot(int status)
+/* The label of the routes the engine does not hold. */
+static const char *builtin_pattern(const char *path)
 {
-    for (int i = 0; i < FR_API_STATUSES; i++)
-        if (status_slots[i] == status)
-            return i;
-    return -1;
+    static const char *const exact[] = {"/healthz", "/readyz", "/metrics", "/openapi.json", "/docs"};
+    for (size_t i = 0; i < FR_ARRAY_LEN(exact); i++)
+        if (strcmp(path, exact[i]) == 0)
+            return exact[i];
+    if (strncmp(path, "/docs/", 6) == 0)
+        return "/docs";
+    if (strncmp(path, "/v1/batches/", 12) == 0 && path[12])
+        return "/v1/batches/{id}";
+    if (strncmp(path, "/v1/push/", 9) == 0 && path[9])
+        return "/v1/push/{pipeline}/{dataset}";
+    return "unmatched";
 }
 
-static uint64_t *req_counter(struct fr_api_worker *w, int route, int m, int status)
+void fr_api_count_answer(fr_http_req_t *req, int status, void *data)
 {
-    int s = status_slot(status);
-    char labels[160];
-    uint64_t *c;
+    struct fr_api_worker *w = data;
+    const char *method = fr_http_req_method(req), *path = fr_http_req_path(req);
+    const char *route = fr_api_engine_pattern(w->engine, method, path);
+    const char *m = method_label(method);
+    uint64_t now = fr_mono_ns(), start = fr_http_req_start_ns(req);
 
-    if (s >= 0 && w->req_total[route][m][s])
-        return w->req_total[route][m][s];
-    snprintf(labels, sizeof(labels), "route=\"%s\",method=\"%s\",status=\"%d\"", route_names[route], method_names[m],
-             status);
-    c = fr_metrics_counter(w->metrics, "http_requests_total", "HTTP requests by route, method and status", labels);
-    if (s >= 0)
-        w->req_total[route][m][s] = c;
-    return c;
-}
-
-/* Answers the request (body copied) and accounts for it. */
-static void finish(struct fr_api_worker *w, fr_http_req_t *req, int route, int m, int status, const char *ctype,
-                   const char *body, size_t len)
-{
-    uint64_t now = fr_mono_ns();
-    uint64_t start = fr_http_req_start_ns(req);
-    double secs = now > start ? (double)(now - start) / 1e9 : 0.0;
-
-    (*req_counter(w, route, m, status))++;
-    fr_histogram_observe(w->latency[route], secs);
+    if (!route)
+        route = builtin_pattern(path);
+    /* route and m are stable pointers (configuration, literals): remember
+     * the series by them, so the hot path does no lookup */
+    size_t h = (((uintptr_t)route >> 3) * 31 + ((uintptr_t)m >> 3) * 7 + (size_t)status) % FR_API_METRIC_SLOTS;
+    struct fr_api_metric_slot *sl = &w->metric_slots[h];
+    if (sl->route != route || sl->method != m || sl->status != status) {
+        char labels[700];
+        snprintf(labels, sizeof(labels), "route=\"%.600s\",method=\"%s\",status=\"%d\"", route, m, status);
+        sl->counter = fr_metrics_counter(w->metrics, "http_requests_total",
+                                         "HTTP requests by route, method and status", labels);
+        snprintf(labels, sizeof(labels), "route=\"%.600s\"", route);
+        sl->latency = fr_metrics_histogram(w->metrics, "http_request_duration_seconds",
+                                           "HTTP request latency by route", labels);
+        sl->route = route;
+        sl->method = m;
+        sl->status = status;
+    }
+    (*sl->counter)++;
+    fr_histogram_observe(sl->latency, now > start ? (double)(now - start) / 1e9 : 0.0);
     if (fr_log_enabled(FR_LOG_DEBUG)) {
         char id[24];
         snprintf(id, sizeof(id), "%" PRIu64, fr_http_req_id(req));
-        fr_log_kv(FR_LOG_DEBUG, "req", id, "%s %s -> %d in %.3f ms", fr_http_req_method(req), fr_http_req_path(req),
-                  status, secs * 1e3);
+        fr_log_kv(FR_LOG_DEBUG, "req", id, "%s %s -> %d in %.3f ms", method, path, status,
+                  now > start ? (double)(now - start) / 1e6 : 0.0);
     }
+}
+
+/* ---------------------------------------------------------------- helpers */
+
+/* Answers the request (body copied; counted by fr_api_count_answer). */
+static void finish(fr_http_req_t *req, int status, const char *ctype, const char *body, size_t len)
+{
     fr_http_respond(req, status, ctype, body ? body : "", len);
 }
 
-static void finish_json(struct fr_api_worker *w, fr_http_req_t *req, int route, int m, int status,
-                        const struct fr_buf *b)
+static void finish_json(fr_http_req_t *req, int status, const struct fr_buf *b)
 {
-    finish(w, req, route, m, status, "application/json", b->data, b->len);
+    finish(req, status, "application/json", b->data, b->len);
 }
 
-static void finish_detail(struct fr_api_worker *w, fr_http_req_t *req, int route, int m, int status, const char *msg)
+static void finish_detail(struct fr_api_worker *w, fr_http_req_t *req, int status, const char *msg, size_t len)
 {
-    struct fr_buf *b = &w->out;
-
-    fr_buf_reset(b);
-    (void)fr_buf_puts(b, "{\"detail\":");
-    (void)fr_buf_json_str(b, msg, strlen(msg));
-    (void)fr_buf_putc(b, '}');
-    finish_json(w, req, route, m, status, b);
+    fr_problem_detail(&w->out, msg, len);
+    finish_json(req, status, &w->out);
 }
 
-static void finish_405(struct fr_api_worker *w, fr_http_req_t *req, int route, int m, const char *allow)
+static void finish_405(struct fr_api_worker *w, fr_http_req_t *req, const char *allow)
 {
     fr_http_add_header(req, "Allow", allow);
-    finish_detail(w, req, route, m, 405, "Method Not Allowed");
-}
-
-/* ---- 422 lists: {"detail":[{"loc":[...],"msg":"...","type":"..."}, ...]} */
-
-struct errs {
-    struct fr_buf *b;
-    size_t n;
-};
-
-static void errs_begin(struct errs *e, struct fr_buf *b)
-{
-    e->b = b;
-    e->n = 0;
-    fr_buf_reset(b);
-    (void)fr_buf_puts(b, "{\"detail\":[");
-}
-
-/* loc: the JSON array text of the location, e.g. ["query","player_id"] */
-static void errs_add(struct errs *e, const char *loc, const char *msg, size_t msg_len, const char *type)
-{
-    struct fr_buf *b = e->b;
-
-    if (e->n++)
-        (void)fr_buf_putc(b, ',');
-    (void)fr_buf_printf(b, "{\"loc\":%s,\"msg\":", loc);
-    (void)fr_buf_json_str(b, msg, msg_len);
-    (void)fr_buf_printf(b, ",\"type\":\"%s\"}", type);
-}
-
-static void errs_add_s(struct errs *e, const char *loc, const char *msg, const char *type)
-{
-    errs_add(e, loc, msg, strlen(msg), type);
-}
-
-static void errs_end(struct errs *e)
-{
-    (void)fr_buf_puts(e->b, "]}");
+    finish_detail(w, req, 405, "Method Not Allowed", 18);
 }
 
 enum idcheck {
@@ -154,9 +123,11 @@ enum idcheck {
     ID_EMPTY,
     ID_LONG,
     ID_CTRL,
+    ID_UTF8,
 };
 
-/* A key that may go into a Redis key name: 1..256 bytes, no control bytes. */
+/* A key that may go into a Redis key name: 1..256 bytes of UTF-8, no
+ * control bytes. */
 static enum idcheck check_id(const char *s, size_t n)
 {
     if (n == 0)
@@ -168,30 +139,34 @@ static enum idcheck check_id(const char *s, size_t n)
         if (c < 0x20 || c == 0x7f)
             return ID_CTRL;
     }
-    return ID_OK;
+    return fr_utf8_valid(s, n) ? ID_OK : ID_UTF8;
 }
 
-static void errs_add_id(struct errs *e, const char *loc, enum idcheck c)
+static void problem_id(struct fr_problem *x, const char *where, const char *name, long idx, enum idcheck c)
 {
     switch (c) {
     case ID_EMPTY:
-        errs_add_s(e, loc, "String should have at least 1 character", "string_too_short");
+        fr_problem_add(x, where, name, idx, "String should have at least 1 character", "string_too_short");
         break;
     case ID_LONG:
-        errs_add_s(e, loc, "String should have at most 256 characters", "string_too_long");
+        fr_problem_add(x, where, name, idx, "String should have at most 256 characters", "string_too_long");
         break;
     case ID_CTRL:
-        errs_add_s(e, loc, "String should not contain control characters", "string_pattern_mismatch");
+        fr_problem_add(x, where, name, idx, "String should not contain control characters",
+                       "string_pattern_mismatch");
+        break;
+    case ID_UTF8:
+        fr_problem_add(x, where, name, idx, "Input should be a valid string", "string_type");
         break;
     case ID_OK:
         break;
     }
 }
 
-static int find_attr(const struct fr_api_worker *w, const char *name, size_t n)
+static int find_attr(const struct fr_api_cache *c, const char *name, size_t n)
 {
-    for (size_t i = 0; i < w->players.n_attrs; i++) {
-        const char *a = w->players.attrs[i];
+    for (size_t i = 0; i < c->n_attrs; i++) {
+        const char *a = c->attrs[i];
         if (strlen(a) == n && memcmp(a, name, n) == 0)
             return (int)i;
     }
@@ -199,13 +174,13 @@ static int find_attr(const struct fr_api_worker *w, const char *name, size_t n)
 }
 
 /* "Unknown attribute 'x'. Valid attributes: a, b" into tmp (reset). */
-static void unknown_attr_msg(const struct fr_api_worker *w, struct fr_buf *tmp, const char *name, size_t n)
+static void unknown_attr_msg(const struct fr_api_cache *c, struct fr_buf *tmp, const char *name, size_t n)
 {
     fr_buf_reset(tmp);
     (void)fr_buf_puts(tmp, "Unknown attribute '");
     (void)fr_buf_append(tmp, name, n);
     (void)fr_buf_puts(tmp, "'. Valid attributes: ");
-    (void)fr_buf_puts(tmp, w->players.valid_list);
+    (void)fr_buf_puts(tmp, c->valid_list);
 }
 
 /* ---- rendering rows */
@@ -216,57 +191,45 @@ static void put_value(struct fr_buf *b, struct fr_row_view v, size_t j)
 }
 
 /* "name": value for attribute j */
-static void put_attr(struct fr_buf *b, const struct fr_api_worker *w, struct fr_row_view v, size_t j)
+static void put_attr(struct fr_buf *b, const struct fr_api_cache *c, struct fr_row_view v, size_t j)
 {
-    (void)fr_buf_json_str(b, w->players.attrs[j], strlen(w->players.attrs[j]));
+    (void)fr_buf_json_str(b, c->attrs[j], strlen(c->attrs[j]));
     (void)fr_buf_putc(b, ':');
     put_value(b, v, j);
 }
 
-/* {"player_id": "...", "a": v, ...} */
-static void render_player(struct fr_buf *b, const struct fr_api_worker *w, const char *id, size_t id_len,
-                          struct fr_row_view v)
+/* {"<key column>": "...", "a": v, ...} */
+static void render_hash(struct fr_buf *b, const struct fr_api_cache *c, const char *id, size_t id_len,
+                        struct fr_row_view v)
 {
     fr_buf_reset(b);
     (void)fr_buf_putc(b, '{');
-    (void)fr_buf_json_str(b, w->players.key_column, strlen(w->players.key_column));
+    (void)fr_buf_json_str(b, c->key_column, strlen(c->key_column));
     (void)fr_buf_putc(b, ':');
     (void)fr_buf_json_str(b, id, id_len);
-    for (size_t j = 0; j < w->players.n_attrs; j++) {
+    for (size_t j = 0; j < c->n_attrs; j++) {
         (void)fr_buf_putc(b, ',');
-        put_attr(b, w, v, j);
+        put_attr(b, c, v, j);
     }
     (void)fr_buf_putc(b, '}');
 }
 
-static void render_one_attr(struct fr_buf *b, const struct fr_api_worker *w, struct fr_row_view v, size_t j)
+static void render_one_attr(struct fr_buf *b, const struct fr_api_cache *c, struct fr_row_view v, size_t j)
 {
     fr_buf_reset(b);
     (void)fr_buf_putc(b, '{');
-    put_attr(b, w, v, j);
+    put_attr(b, c, v, j);
     (void)fr_buf_putc(b, '}');
 }
 
-static void finish_not_found(struct fr_api_worker *w, fr_http_req_t *req, int route, int m, const char *id,
-                             size_t id_len)
+/* 404 with the route's not_found text ({param} substituted). */
+static void finish_not_found(struct fr_api_worker *w, fr_http_req_t *req, const struct fr_route *r, const char **vals)
 {
-    struct fr_buf *b = &w->out;
-
-    fr_buf_reset(b);
-    (void)fr_buf_puts(b, "{\"detail\":");
-    /* the message is built inside the JSON string: escape the id as JSON,
-     * then splice it between the quotes of the message */
-    {
-        struct fr_buf msg;
-        fr_buf_init(&msg, 0);
-        (void)fr_buf_puts(&msg, "Player '");
-        (void)fr_buf_append(&msg, id, id_len);
-        (void)fr_buf_puts(&msg, "' not found");
-        (void)fr_buf_json_str(b, msg.data, msg.len);
-        fr_buf_deinit(&msg);
-    }
-    (void)fr_buf_putc(b, '}');
-    finish_json(w, req, route, m, 404, b);
+    struct fr_buf msg;
+    fr_buf_init(&msg, 0);
+    fr_api_route_not_found(r, vals, &msg);
+    finish_detail(w, req, 404, msg.data, strlen(msg.data));
+    fr_buf_deinit(&msg);
 }
 
 /* ---------------------------------------------------------------- lookups */
@@ -275,6 +238,7 @@ static void on_lookup_done(fr_store_lookup_t *lk, void *data)
 {
     struct preq *p = data;
     struct fr_api_worker *w = p->w;
+    const struct fr_api_cache *c = p->c;
     struct fr_buf *b = &w->out;
     const char *err = fr_store_lookup_error(lk);
     size_t id_len;
@@ -282,15 +246,31 @@ static void on_lookup_done(fr_store_lookup_t *lk, void *data)
 
     w->inflight--;
     if (err) {
-        finish_detail(w, p->req, p->route, p->method, 503, err);
+        finish_detail(w, p->req, 503, err, strlen(err));
         goto out_free;
     }
-    if (p->route == FR_API_R_ATTRS) {
+    if (p->r->handler == FR_RH_CACHE_MULTI) {
         size_t n = fr_store_lookup_count(lk);
         bool first = true;
 
         fr_buf_reset(b);
-        (void)fr_buf_puts(b, "{\"players\":{");
+        /* {"<keys member>": {key: {field: value}}, "missing": [keys]}, a
+         * keys member "x_ids" answering as "xs": the players shape is
+         * {"players": {...}, "missing": [...]} */
+        (void)fr_buf_putc(b, '{');
+        {
+            const char *k = p->r->body_keys;
+            size_t kl = strlen(k);
+            /* "player_ids" -> "players" */
+            if (kl > 4 && strcmp(k + kl - 4, "_ids") == 0) {
+                (void)fr_buf_putc(b, '"');
+                (void)fr_buf_append(b, k, kl - 4);
+                (void)fr_buf_puts(b, "s\"");
+            } else {
+                (void)fr_buf_json_str(b, k, kl);
+            }
+        }
+        (void)fr_buf_puts(b, ":{");
         for (size_t i = 0; i < n; i++) {
             if (fr_store_lookup_item(lk, i) != FR_STORE_ITEM_FOUND)
                 continue;
@@ -304,7 +284,7 @@ static void on_lookup_done(fr_store_lookup_t *lk, void *data)
             for (size_t k = 0; k < p->n_sel; k++) {
                 if (k)
                     (void)fr_buf_putc(b, ',');
-                put_attr(b, w, v, p->sel[k]);
+                put_attr(b, c, v, p->sel[k]);
             }
             (void)fr_buf_putc(b, '}');
         }
@@ -320,34 +300,36 @@ static void on_lookup_done(fr_store_lookup_t *lk, void *data)
             (void)fr_buf_json_str(b, id, id_len);
         }
         (void)fr_buf_puts(b, "]}");
-        finish_json(w, p->req, p->route, p->method, 200, b);
+        finish_json(p->req, 200, b);
         goto out_free;
     }
 
     id = fr_store_lookup_key(lk, 0, &id_len);
     if (fr_store_lookup_item(lk, 0) != FR_STORE_ITEM_FOUND) {
-        finish_not_found(w, p->req, p->route, p->method, id, id_len);
+        finish_not_found(w, p->req, p->r, p->vals);
         goto out_free;
     }
-    if (p->route == FR_API_R_ATTR)
-        render_one_attr(b, w, fr_store_lookup_row(lk, 0), (size_t)p->attr);
+    if (p->r->handler == FR_RH_CACHE_FIELD)
+        render_one_attr(b, c, fr_store_lookup_row(lk, 0), (size_t)p->attr);
     else
-        render_player(b, w, id, id_len, fr_store_lookup_row(lk, 0));
-    finish_json(w, p->req, p->route, p->method, 200, b);
+        render_hash(b, c, id, id_len, fr_store_lookup_row(lk, 0));
+    finish_json(p->req, 200, b);
 
 out_free:
     fr_store_lookup_free(lk);
 }
 
-static struct preq *preq_new(struct fr_api_worker *w, fr_http_req_t *req, int route, int m)
+static struct preq *preq_new(struct fr_api_worker *w, fr_http_req_t *req, const struct fr_route *r, const char **vals,
+                             const struct fr_api_cache *c)
 {
     struct preq *p = fr_http_req_alloc(req, sizeof(*p));
 
     memset(p, 0, sizeof(*p));
     p->w = w;
     p->req = req;
-    p->route = (uint8_t)route;
-    p->method = (uint8_t)m;
+    p->r = r;
+    p->vals = vals;
+    p->c = c;
     return p;
 }
 
@@ -360,106 +342,79 @@ static void start(struct fr_api_worker *w, struct preq *p, fr_store_lookup_t *lk
 }
 
 /* One key: the process cache answers synchronously, else a lookup. */
-static void lookup_one(struct fr_api_worker *w, fr_http_req_t *req, int route, int m, const char *id, size_t id_len,
-                       int attr)
+static void lookup_one(struct fr_api_worker *w, fr_http_req_t *req, const struct fr_route *r, const char **vals,
+                       const struct fr_api_cache *c, const char *id, size_t id_len, int attr)
 {
-    const struct fr_lru_entry *e = fr_store_cached(w->store, id, id_len);
+    const struct fr_lru_entry *e = fr_store_cached(c->store, id, id_len);
     struct preq *p;
     fr_store_lookup_t *lk;
 
     if (e) {
-        if (route == FR_API_R_ATTR)
-            render_one_attr(&w->out, w, fr_lru_entry_row(e), (size_t)attr);
+        if (r->handler == FR_RH_CACHE_FIELD)
+            render_one_attr(&w->out, c, fr_lru_entry_row(e), (size_t)attr);
         else
-            render_player(&w->out, w, id, id_len, fr_lru_entry_row(e));
-        finish_json(w, req, route, m, 200, &w->out);
+            render_hash(&w->out, c, id, id_len, fr_lru_entry_row(e));
+        finish_json(req, 200, &w->out);
         return;
     }
-    p = preq_new(w, req, route, m);
+    p = preq_new(w, req, r, vals, c);
     p->attr = attr;
-    lk = fr_store_lookup_new(w->store, 1);
+    lk = fr_store_lookup_new(c->store, 1);
     (void)fr_store_lookup_add(lk, id, id_len);
     start(w, p, lk, true);
 }
 
 /* ---------------------------------------------------------------- handlers */
 
-/* GET /player/attribute?player_id=&attribute_name= */
-static void handle_attr(struct fr_api_worker *w, fr_http_req_t *req, int m)
+/* cache_field (GET /player/attribute?player_id=&attribute_name=) and
+ * cache_hash (GET /player/{player_id}): the key and field are the route's
+ * declared parameters, already parsed and checked by the engine. */
+static void handle_key(struct fr_api_worker *w, fr_http_req_t *req, const struct fr_route *r, const char **vals,
+                       const struct fr_api_cache *c)
 {
-    const int route = FR_API_R_ATTR;
-    const char *q = fr_http_req_query(req);
-    size_t qlen = strlen(q);
-    bool has_id = fr_http_query_get(q, qlen, "player_id", &w->q1);
-    bool has_attr = fr_http_query_get(q, qlen, "attribute_name", &w->q2);
-    const char *id = has_id && w->q1.data ? w->q1.data : "";
-    size_t id_len = has_id ? w->q1.len : 0;
-    const char *name = has_attr && w->q2.data ? w->q2.data : "";
-    size_t name_len = has_attr ? w->q2.len : 0;
-    enum idcheck ic = ID_OK;
-    struct errs e;
-    int attr;
-
-    errs_begin(&e, &w->out);
-    if (!has_id)
-        errs_add_s(&e, "[\"query\",\"player_id\"]", "Field required", "missing");
-    else if ((ic = check_id(id, id_len)) != ID_OK)
-        errs_add_id(&e, "[\"query\",\"player_id\"]", ic);
-    if (!has_attr)
-        errs_add_s(&e, "[\"query\",\"attribute_name\"]", "Field required", "missing");
-    else if (name_len == 0)
-        errs_add_id(&e, "[\"query\",\"attribute_name\"]", ID_EMPTY);
-    if (e.n) {
-        errs_end(&e);
-        finish_json(w, req, route, m, 422, &w->out);
-        return;
-    }
-    attr = find_attr(w, name, name_len);
-    if (attr < 0) {
-        struct fr_buf msg;
-        fr_buf_init(&msg, 0);
-        unknown_attr_msg(w, &msg, name, name_len);
-        fr_buf_reset(&w->out);
-        (void)fr_buf_puts(&w->out, "{\"detail\":");
-        (void)fr_buf_json_str(&w->out, msg.data, msg.len);
-        (void)fr_buf_putc(&w->out, '}');
-        fr_buf_deinit(&msg);
-        finish_json(w, req, route, m, 404, &w->out);
-        return;
-    }
-    lookup_one(w, req, route, m, id, id_len, attr);
-}
-
-/* GET /player/{player_id}; seg is the raw path segment */
-static void handle_player(struct fr_api_worker *w, fr_http_req_t *req, int m, const char *seg)
-{
-    const int route = FR_API_R_PLAYER;
-    char id[FR_STORE_MAX_KEY + 1];
-    size_t n = fr_api_pct_decode(seg, strlen(seg), id, FR_STORE_MAX_KEY);
-    enum idcheck ic = n > FR_STORE_MAX_KEY ? ID_LONG : check_id(id, n);
+    int ki = fr_route_param_index(r, r->key_param);
+    const struct fr_route_param *kp = &r->params[ki];
+    const char *id = vals[ki] ? vals[ki] : "";
+    size_t id_len = strlen(id);
+    enum idcheck ic = check_id(id, id_len);
+    int attr = -1;
 
     if (ic != ID_OK) {
-        struct errs e;
-        errs_begin(&e, &w->out);
-        errs_add_id(&e, "[\"path\",\"player_id\"]", ic);
-        errs_end(&e);
-        finish_json(w, req, route, m, 422, &w->out);
+        struct fr_problem x;
+        fr_problem_begin(&x, &w->out);
+        problem_id(&x, kp->in == FR_PARAM_PATH ? "path" : "query", kp->name, FR_PROBLEM_NO_INDEX, ic);
+        fr_problem_end(&x);
+        finish_json(req, 422, &w->out);
         return;
     }
-    lookup_one(w, req, route, m, id, n, -1);
+    if (r->handler == FR_RH_CACHE_FIELD) {
+        int fi = fr_route_param_index(r, r->field_param);
+        const char *name = vals[fi] ? vals[fi] : "";
+        attr = find_attr(c, name, strlen(name));
+        if (attr < 0) {
+            struct fr_buf msg;
+            fr_buf_init(&msg, 0);
+            unknown_attr_msg(c, &msg, name, strlen(name));
+            finish_detail(w, req, 404, msg.data, msg.len);
+            fr_buf_deinit(&msg);
+            return;
+        }
+    }
+    lookup_one(w, req, r, vals, c, id, id_len, attr);
 }
 
-/* POST /player/attributes {"player_ids": [...], "attribute_names": [...]} */
-static void handle_attrs(struct fr_api_worker *w, fr_http_req_t *req, int m)
+/* cache_multi (POST /player/attributes {"player_ids": [...],
+ * "attribute_names": [...]}): the body members the route names. */
+static void handle_multi(struct fr_api_worker *w, fr_http_req_t *req, const struct fr_route *r, const char **vals,
+                         const struct fr_api_cache *c)
 {
-    const int route = FR_API_R_ATTRS;
+    const char *km = r->body_keys, *fm = r->body_fields;
     size_t body_len = 0;
     const char *body = fr_http_req_body(req, &body_len);
     json_error_t jerr;
     json_t *root = NULL;
     json_t *ids, *names;
-    struct errs e;
-    char loc[64];
+    struct fr_problem x;
     struct fr_buf msg;
     uint32_t *sel = NULL;
     size_t n_sel = 0;
@@ -467,67 +422,66 @@ static void handle_attrs(struct fr_api_worker *w, fr_http_req_t *req, int m)
     fr_store_lookup_t *lk;
 
     fr_buf_init(&msg, 0);
-    errs_begin(&e, &w->out);
+    fr_problem_begin(&x, &w->out);
     if (!body || body_len == 0) {
-        errs_add_s(&e, "[\"body\"]", "Field required", "missing");
+        fr_problem_add(&x, "body", NULL, FR_PROBLEM_NO_INDEX, "Field required", "missing");
         goto out_errors;
     }
     root = json_loadb(body, body_len, 0, &jerr);
     if (!root) {
         (void)fr_buf_printf(&msg, "JSON decode error: %s", jerr.text);
-        errs_add(&e, "[\"body\"]", msg.data, msg.len, "json_invalid");
+        fr_problem_add(&x, "body", NULL, FR_PROBLEM_NO_INDEX, msg.data, "json_invalid");
         goto out_errors;
     }
     if (!json_is_object(root)) {
-        errs_add_s(&e, "[\"body\"]", "Input should be a valid dictionary or object to extract fields from",
-                   "model_attributes_type");
+        fr_problem_add(&x, "body", NULL, FR_PROBLEM_NO_INDEX,
+                       "Input should be a valid dictionary or object to extract fields from",
+                       "model_attributes_type");
         goto out_errors;
     }
 
-    ids = json_object_get(root, "player_ids");
+    ids = json_object_get(root, km);
     if (!ids) {
-        errs_add_s(&e, "[\"body\",\"player_ids\"]", "Field required", "missing");
+        fr_problem_add(&x, "body", km, FR_PROBLEM_NO_INDEX, "Field required", "missing");
     } else if (!json_is_array(ids)) {
-        errs_add_s(&e, "[\"body\",\"player_ids\"]", "Input should be a valid list", "list_type");
+        fr_problem_add(&x, "body", km, FR_PROBLEM_NO_INDEX, "Input should be a valid list", "list_type");
     } else if (json_array_size(ids) > FR_API_MAX_IDS) {
         fr_buf_reset(&msg);
         (void)fr_buf_printf(&msg, "List should have at most %d items after validation, not %zu", FR_API_MAX_IDS,
                             json_array_size(ids));
-        errs_add(&e, "[\"body\",\"player_ids\"]", msg.data, msg.len, "too_long");
+        fr_problem_add(&x, "body", km, FR_PROBLEM_NO_INDEX, msg.data, "too_long");
     } else {
         for (size_t i = 0; i < json_array_size(ids); i++) {
             json_t *v = json_array_get(ids, i);
-            snprintf(loc, sizeof(loc), "[\"body\",\"player_ids\",%zu]", i);
             if (!json_is_string(v))
-                errs_add_s(&e, loc, "Input should be a valid string", "string_type");
+                fr_problem_add(&x, "body", km, (long)i, "Input should be a valid string", "string_type");
             else
-                errs_add_id(&e, loc, check_id(json_string_value(v), json_string_length(v)));
+                problem_id(&x, "body", km, (long)i, check_id(json_string_value(v), json_string_length(v)));
         }
     }
 
-    names = json_object_get(root, "attribute_names");
+    names = json_object_get(root, fm);
     if (!names || json_is_null(names)) {
-        n_sel = w->players.n_attrs;
+        n_sel = c->n_attrs;
         sel = fr_http_req_alloc(req, (n_sel ? n_sel : 1) * sizeof(*sel));
         for (size_t j = 0; j < n_sel; j++)
             sel[j] = (uint32_t)j;
     } else if (!json_is_array(names)) {
-        errs_add_s(&e, "[\"body\",\"attribute_names\"]", "Input should be a valid list", "list_type");
+        fr_problem_add(&x, "body", fm, FR_PROBLEM_NO_INDEX, "Input should be a valid list", "list_type");
     } else {
         size_t nn = json_array_size(names);
-        sel = fr_http_req_alloc(req, (w->players.n_attrs ? w->players.n_attrs : 1) * sizeof(*sel));
+        sel = fr_http_req_alloc(req, (c->n_attrs ? c->n_attrs : 1) * sizeof(*sel));
         for (size_t i = 0; i < nn; i++) {
             json_t *v = json_array_get(names, i);
             int a;
-            snprintf(loc, sizeof(loc), "[\"body\",\"attribute_names\",%zu]", i);
             if (!json_is_string(v)) {
-                errs_add_s(&e, loc, "Input should be a valid string", "string_type");
+                fr_problem_add(&x, "body", fm, (long)i, "Input should be a valid string", "string_type");
                 continue;
             }
-            a = find_attr(w, json_string_value(v), json_string_length(v));
+            a = find_attr(c, json_string_value(v), json_string_length(v));
             if (a < 0) {
-                unknown_attr_msg(w, &msg, json_string_value(v), json_string_length(v));
-                errs_add(&e, loc, msg.data, msg.len, "value_error");
+                unknown_attr_msg(c, &msg, json_string_value(v), json_string_length(v));
+                fr_problem_item(x.b, x.n++ == 0, "body", fm, (long)i, NULL, msg.data, msg.len, "value_error");
                 continue;
             }
             bool dup = false;
@@ -537,13 +491,13 @@ static void handle_attrs(struct fr_api_worker *w, fr_http_req_t *req, int m)
                 sel[n_sel++] = (uint32_t)a;
         }
     }
-    if (e.n)
+    if (x.n)
         goto out_errors;
 
-    p = preq_new(w, req, route, m);
+    p = preq_new(w, req, r, vals, c);
     p->sel = sel;
     p->n_sel = n_sel;
-    lk = fr_store_lookup_new(w->store, json_array_size(ids));
+    lk = fr_store_lookup_new(c->store, json_array_size(ids));
     for (size_t i = 0; i < json_array_size(ids); i++) {
         json_t *v = json_array_get(ids, i);
         (void)fr_store_lookup_add(lk, json_string_value(v), json_string_length(v));
@@ -554,13 +508,13 @@ static void handle_attrs(struct fr_api_worker *w, fr_http_req_t *req, int m)
     return;
 
 out_errors:
-    errs_end(&e);
+    fr_problem_end(&x);
     json_decref(root);
     fr_buf_deinit(&msg);
-    finish_json(w, req, route, m, 422, &w->out);
+    finish_json(req, 422, &w->out);
 }
 
-static void handle_readyz(struct fr_api_worker *w, fr_http_req_t *req, int m)
+static void handle_readyz(struct fr_api_worker *w, fr_http_req_t *req)
 {
     struct fr_app *app = w->app;
     bool redis_ok = app->redis && fr_redis_connected(app->redis);
@@ -569,73 +523,85 @@ static void handle_readyz(struct fr_api_worker *w, fr_http_req_t *req, int m)
     fr_buf_reset(&w->out);
     (void)fr_buf_printf(&w->out, "{\"redis\":%s,\"postgres\":%s}", redis_ok ? "true" : "false",
                         pg_ok ? "true" : "false");
-    finish_json(w, req, FR_API_R_READYZ, m, redis_ok && pg_ok ? 200 : 503, &w->out);
+    finish_json(req, redis_ok && pg_ok ? 200 : 503, &w->out);
 }
 
-static void handle_metrics(struct fr_api_worker *w, fr_http_req_t *req, int m)
+static void handle_metrics(struct fr_api_worker *w, fr_http_req_t *req)
 {
     fr_buf_reset(&w->out);
     (void)fr_metrics_render(w->metrics, &w->out);
-    finish(w, req, FR_API_R_METRICS, m, 200, "text/plain; version=0.0.4", w->out.data, w->out.len);
+    finish(req, 200, "text/plain; version=0.0.4", w->out.data, w->out.len);
 }
 
 void fr_api_handle(fr_http_req_t *req, void *data)
 {
     struct fr_api_worker *w = data;
     const char *path = fr_http_req_path(req);
-    int m = method_slot(fr_http_req_method(req));
+    bool get = strcmp(fr_http_req_method(req), "GET") == 0;
 
     /* Declared routes first (engine.c): the players routes are among them. */
     if (fr_api_engine_handle(w->engine, req))
         return;
     if (strcmp(path, "/openapi.json") == 0) {
-        if (m != M_GET) {
-            finish_405(w, req, FR_API_R_UNMATCHED, m, "GET");
+        if (!get) {
+            finish_405(w, req, "GET");
             return;
         }
         fr_buf_reset(&w->out);
         fr_api_openapi((const struct fr_pipeline *const *)w->app->pipelines, w->app->n_pipelines, w->auth != NULL,
                        &w->out);
-        finish_json(w, req, FR_API_R_UNMATCHED, m, 200, &w->out);
+        finish_json(req, 200, &w->out);
         return;
     }
     if (strcmp(path, "/healthz") == 0) {
         static const char ok[] = "{\"status\":\"ok\"}";
-        if (m == M_GET)
-            finish(w, req, FR_API_R_HEALTHZ, m, 200, "application/json", ok, sizeof(ok) - 1);
+        if (get)
+            finish(req, 200, "application/json", ok, sizeof(ok) - 1);
         else
-            finish_405(w, req, FR_API_R_HEALTHZ, m, "GET");
+            finish_405(w, req, "GET");
         return;
     } else if (strcmp(path, "/readyz") == 0) {
-        if (m == M_GET)
-            handle_readyz(w, req, m);
+        if (get)
+            handle_readyz(w, req);
         else
-            finish_405(w, req, FR_API_R_READYZ, m, "GET");
+            finish_405(w, req, "GET");
         return;
     } else if (strcmp(path, "/metrics") == 0) {
-        if (m == M_GET)
-            handle_metrics(w, req, m);
+        if (get)
+            handle_metrics(w, req);
         else
-            finish_405(w, req, FR_API_R_METRICS, m, "GET");
+            finish_405(w, req, "GET");
         return;
     }
-    finish_detail(w, req, FR_API_R_UNMATCHED, m, 404, "Not Found");
+    finish_detail(w, req, 404, "Not Found", 9);
 }
 
-void fr_api_cache_route(struct fr_api_worker *w, fr_http_req_t *req, int handler, const char *seg, size_t seg_len)
+static struct fr_api_cache *cache_of(struct fr_api_worker *w, const struct fr_pipeline *p, const char *name)
 {
-    int m = method_slot(fr_http_req_method(req));
-    (void)seg_len; /* seg is the path's last segment: NUL-terminated at the path's end */
-    if (!w->has_players) {
-        finish_detail(w, req, FR_API_R_UNMATCHED, m, 503, "the cache behind this route is not configured");
+    for (size_t i = 0; i < w->n_caches; i++)
+        if (w->caches[i].pipeline == p && strcmp(w->caches[i].cache->name, name) == 0)
+            return &w->caches[i];
+    return NULL;
+}
+
+void fr_api_cache_route(struct fr_api_worker *w, fr_http_req_t *req, const struct fr_pipeline *p,
+                        const struct fr_route *r, const char **vals)
+{
+    const struct fr_api_cache *c = cache_of(w, p, r->cache);
+    if (!c) { /* setup made one per cache a route reads: cannot happen */
+        finish_detail(w, req, 503, "the cache behind this route is not configured", 45);
         return;
     }
-    if (handler == FR_RH_CACHE_FIELD)
-        handle_attr(w, req, m);
-    else if (handler == FR_RH_CACHE_HASH)
-        handle_player(w, req, m, seg);
+    if (r->handler == FR_RH_CACHE_MULTI)
+        handle_multi(w, req, r, vals, c);
     else
-        handle_attrs(w, req, m);
+        handle_key(w, req, r, vals, c);
+}
+
+void fr_api_caches_set_caching(struct fr_api_worker *w, bool on)
+{
+    for (size_t i = 0; i < w->n_caches; i++)
+        fr_store_set_caching(w->caches[i].store, on);
 }
 
 static enum fr_auth_role route_role(struct fr_api_worker *w, fr_http_req_t *req)
@@ -656,7 +622,7 @@ void fr_api_on_event(struct fr_api_worker *w, const char *payload, size_t len)
     json_t *ev, *keys;
     const char *type, *cache, *pipeline;
 
-    if (!w->store)
+    if (!w->n_caches)
         return;
     ev = json_loadb(payload, len, 0, &jerr);
     if (!ev || !json_is_object(ev)) {
@@ -667,52 +633,50 @@ void fr_api_on_event(struct fr_api_worker *w, const char *payload, size_t len)
     type = json_string_value(json_object_get(ev, "type"));
     cache = json_string_value(json_object_get(ev, "cache"));
     pipeline = json_string_value(json_object_get(ev, "pipeline"));
-    if (!type || strcmp(type, "cache.refreshed") != 0 || !cache || strcmp(cache, w->players.cache->name) != 0 ||
-        (pipeline && strcmp(pipeline, w->players.pipeline->name) != 0))
+    if (!type || strcmp(type, "cache.refreshed") != 0 || !cache)
         goto out;
-
     keys = json_object_get(ev, "keys");
-    if (json_is_true(json_object_get(ev, "all")) || !json_is_array(keys)) {
-        fr_debug("cache.refreshed %s: clearing the process cache", cache);
-        fr_store_clear(w->store);
-        goto out;
-    }
-    for (size_t i = 0; i < json_array_size(keys); i++) {
-        json_t *k = json_array_get(keys, i);
-        char num[32];
-        if (json_is_string(k)) {
-            fr_store_invalidate(w->store, json_string_value(k), json_string_length(k));
-        } else if (json_is_integer(k)) {
-            int n = snprintf(num, sizeof(num), "%" JSON_INTEGER_FORMAT, json_integer_value(k));
-            fr_store_invalidate(w->store, num, (size_t)n);
+    for (size_t c = 0; c < w->n_caches; c++) {
+        struct fr_api_cache *ac = &w->caches[c];
+        if (strcmp(cache, ac->cache->name) != 0 || (pipeline && strcmp(pipeline, ac->pipeline->name) != 0))
+            continue;
+        if (json_is_true(json_object_get(ev, "all")) || !json_is_array(keys)) {
+            fr_debug("cache.refreshed %s: clearing the process cache", cache);
+            fr_store_clear(ac->store);
+            continue;
         }
+        for (size_t i = 0; i < json_array_size(keys); i++) {
+            json_t *k = json_array_get(keys, i);
+            char num[32];
+            if (json_is_string(k)) {
+                fr_store_invalidate(ac->store, json_string_value(k), json_string_length(k));
+            } else if (json_is_integer(k)) {
+                int n = snprintf(num, sizeof(num), "%" JSON_INTEGER_FORMAT, json_integer_value(k));
+                fr_store_invalidate(ac->store, num, (size_t)n);
+            }
+        }
+        fr_debug("cache.refreshed %s: evicted %zu keys", cache, json_array_size(keys));
     }
-    fr_debug("cache.refreshed %s: evicted %zu keys", cache, json_array_size(keys));
 out:
     json_decref(ev);
 }
 
 /* ---------------------------------------------------------------- setup */
 
-static int find_players(struct fr_api_worker *w, char err[FR_ERR_LEN])
+/* The view of cache `name` of p that its routes read: the columns of the
+ * model (or dataset) filling it, minus the key, and a store. */
+static int cache_add(struct fr_api_worker *w, const struct fr_pipeline *p, const char *name, size_t entries,
+                     char err[FR_ERR_LEN])
 {
-    struct fr_api_players *pl = &w->players;
-    const struct fr_cache *cache = NULL;
-    const struct fr_pipeline *p = NULL;
+    const struct fr_cache *cache = fr_pipeline_cache(p, name);
     const struct fr_column *cols;
     size_t n_cols;
+    const char *table;
     int key;
     struct fr_buf list;
 
-    const struct fr_route *cr = fr_api_engine_cache_route(w->engine, &p);
-    if (cr)
-        cache = fr_pipeline_cache(p, cr->cache);
-    if (!cache) {
-        fr_debug("no route reads a cache: the cache handlers are off");
-        return 0;
-    }
-    if (cache->kind != FR_CACHE_HASH) {
-        snprintf(err, FR_ERR_LEN, "%s: cache user_panel must be of type hash for the /player routes", p->path);
+    if (!cache || cache->kind != FR_CACHE_HASH) {
+        snprintf(err, FR_ERR_LEN, "%s: cache %s must be of type hash for its routes", p->path, name);
         return -EINVAL;
     }
     const struct fr_model *model = fr_pipeline_model(p, cache->model);
@@ -720,42 +684,55 @@ static int find_players(struct fr_api_worker *w, char err[FR_ERR_LEN])
     if (model) {
         cols = model->columns;
         n_cols = model->n_columns;
-        pl->table = model->table;
+        table = model->table;
     } else if (ds) {
         cols = ds->columns;
         n_cols = ds->n_columns;
-        pl->table = ds->table;
+        table = ds->table;
     } else {
-        snprintf(err, FR_ERR_LEN, "%s: cache user_panel is filled from '%s', which is neither a model nor a dataset",
-                 p->path, cache->model);
+        snprintf(err, FR_ERR_LEN, "%s: cache %s is filled from '%s', which is neither a model nor a dataset", p->path,
+                 name, cache->model);
         return -EINVAL;
     }
     key = fr_column_index(cols, n_cols, cache->key_column);
     if (key < 0) {
-        snprintf(err, FR_ERR_LEN, "%s: cache user_panel key '%s' is not a column of '%s'", p->path, cache->key_column,
+        snprintf(err, FR_ERR_LEN, "%s: cache %s key '%s' is not a column of '%s'", p->path, name, cache->key_column,
                  cache->model);
         return -EINVAL;
     }
-    pl->pipeline = p;
-    pl->cache = cache;
-    pl->key_column = cache->key_column;
-    pl->attrs = fr_xcalloc(n_cols, sizeof(*pl->attrs));
-    pl->types = fr_xcalloc(n_cols, sizeof(*pl->types));
+    w->caches = fr_xrealloc(w->caches, (w->n_caches + 1) * sizeof(*w->caches));
+    struct fr_api_cache *c = &w->caches[w->n_caches];
+    memset(c, 0, sizeof(*c));
+    c->pipeline = p;
+    c->cache = cache;
+    c->table = table;
+    c->key_column = cache->key_column;
+    c->attrs = fr_xcalloc(n_cols, sizeof(*c->attrs));
+    c->types = fr_xcalloc(n_cols, sizeof(*c->types));
     fr_buf_init(&list, 0);
     for (size_t i = 0; i < n_cols; i++) {
         if ((int)i == key)
             continue;
-        if (pl->n_attrs)
+        if (c->n_attrs)
             (void)fr_buf_puts(&list, ", ");
         (void)fr_buf_puts(&list, cols[i].name);
-        pl->attrs[pl->n_attrs] = cols[i].name;
-        pl->types[pl->n_attrs] = cols[i].type;
-        pl->n_attrs++;
+        c->attrs[c->n_attrs] = cols[i].name;
+        c->types[c->n_attrs] = cols[i].type;
+        c->n_attrs++;
     }
-    pl->valid_list = fr_xstrdup(list.data ? list.data : "");
+    c->valid_list = fr_xstrdup(list.data ? list.data : "");
     fr_buf_deinit(&list);
-    w->has_players = true;
-    return 0;
+    w->n_caches++; /* counted now: deinit frees what is set so far */
+    struct fr_store_schema schema = {
+        .cache = cache->name,
+        .table = c->table,
+        .key_column = c->key_column,
+        .attrs = c->attrs,
+        .types = c->types,
+        .n_attrs = c->n_attrs,
+    };
+    c->store = fr_store_new(&w->app->redis, &w->app->pg, &schema, entries, w->metrics, err);
+    return c->store ? 0 : -EINVAL;
 }
 
 static size_t cache_entries_setting(void)
@@ -772,39 +749,31 @@ static size_t cache_entries_setting(void)
 
 int fr_api_worker_init(struct fr_api_worker *w, struct fr_app *app, char err[FR_ERR_LEN])
 {
-    char labels[96];
-    int rc;
-
     w->app = app;
     w->metrics = app->metrics;
     fr_buf_init(&w->out, 0);
     fr_buf_init(&w->q1, 0);
     fr_buf_init(&w->q2, 0);
-    for (int r = 0; r < FR_API_R_COUNT; r++) {
-        snprintf(labels, sizeof(labels), "route=\"%s\"", route_names[r]);
-        w->latency[r] = fr_metrics_histogram(w->metrics, "http_request_duration_seconds",
-                                             "HTTP request latency by route", labels);
-    }
     w->engine = fr_api_engine_new(w, err);
     if (!w->engine)
         return -EINVAL;
     w->route_role = route_role;
-    rc = find_players(w, err);
-    if (rc != 0)
-        return rc;
-    if (w->has_players) {
-        struct fr_store_schema schema = {
-            .cache = w->players.cache->name,
-            .table = w->players.table,
-            .key_column = w->players.key_column,
-            .attrs = w->players.attrs,
-            .types = w->players.types,
-            .n_attrs = w->players.n_attrs,
-        };
-        w->store = fr_store_new(&app->redis, &app->pg, &schema, cache_entries_setting(), w->metrics, err);
-        if (!w->store)
-            return -EINVAL;
+    size_t entries = 0;
+    for (size_t i = 0; i < fr_api_engine_count(w->engine); i++) {
+        const struct fr_pipeline *p;
+        const struct fr_route *r = fr_api_engine_route_at(w->engine, i, &p);
+        if (r->handler != FR_RH_CACHE_FIELD && r->handler != FR_RH_CACHE_HASH && r->handler != FR_RH_CACHE_MULTI)
+            continue;
+        if (cache_of(w, p, r->cache))
+            continue;
+        if (!w->n_caches)
+            entries = cache_entries_setting();
+        int rc = cache_add(w, p, r->cache, entries, err);
+        if (rc != 0)
+            return rc;
     }
+    if (!w->n_caches)
+        fr_debug("no route reads a cache: the cache handlers are off");
     return 0;
 }
 
@@ -812,12 +781,16 @@ void fr_api_worker_deinit(struct fr_api_worker *w)
 {
     fr_api_engine_free(w->engine);
     w->engine = NULL;
-    fr_store_free(w->store);
-    w->store = NULL;
-    free(w->players.attrs);
-    free(w->players.types);
-    free(w->players.valid_list);
-    memset(&w->players, 0, sizeof(w->players));
+    for (size_t i = 0; i < w->n_caches; i++) {
+        struct fr_api_cache *c = &w->caches[i];
+        fr_store_free(c->store);
+        free(c->attrs);
+        free(c->types);
+        free(c->valid_list);
+    }
+    free(w->caches);
+    w->caches = NULL;
+    w->n_caches = 0;
     fr_buf_deinit(&w->out);
     fr_buf_deinit(&w->q1);
     fr_buf_deinit(&w->q2);
