@@ -443,30 +443,11 @@ static int job_reject(void *data, uint32_t line, const char *reason, const char 
     return 0;
 }
 
+/* Atomic (a replay never reads a response cut short by a crash); the
+ * response itself durable, its sidecars not synced. */
 static int write_file(const char *path, const char *data, size_t len, bool sync)
 {
-    int fd = open(path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
-    if (fd < 0)
-        return -errno;
-    size_t off = 0;
-    while (off < len) {
-        ssize_t w = write(fd, data + off, len - off);
-        if (w < 0 && errno == EINTR)
-            continue;
-        if (w < 0) {
-            int e = errno;
-            close(fd);
-            return -e;
-        }
-        off += (size_t)w;
-    }
-    if (sync && fsync(fd) != 0) {
-        int e = errno;
-        close(fd);
-        return -e;
-    }
-    close(fd);
-    return 0;
+    return fr_write_file_atomic(path, data, len, 0644, sync ? FR_WRITE_DURABLE : FR_WRITE_FAST);
 }
 
 /* Converts one field's JSON value into what the NDJSON row carries. */

@@ -170,6 +170,13 @@ def main(t):
     t.eq(rc, 0, "run with FRESHET_REDIS_URL set exits 0 (%s)" % out[-800:])
     rc, out = run("freshet-ingest", ["backfill", "clitest", "live"] + rng, env)
     t.eq(rc, 0, "backfill with FRESHET_REDIS_URL set exits 0 (%s)" % out[-800:])
+    land = [os.path.join(dp, f) for dp, _, fs in os.walk(os.path.join(stack.data_dir, "landing", "clitest", "live"))
+            for f in fs]
+    bodies = [p for p in land if p.endswith(".json") and not p.endswith(".meta.json")]
+    t.check(len(bodies) >= 1 and all(os.path.exists(p + ".sha256") and os.path.exists(p[:-5] + ".meta.json")
+                                     for p in bodies), "landed responses with their sidecars (%r)" % land)
+    t.check(not [p for p in land if os.path.basename(p).startswith(".") or p.endswith(".tmp")],
+            "no temp file left beside the landed responses (%r)" % land)
     rc, out = run("freshet-ingest", ["replay", "clitest", "--source", "live"], env)
     t.eq(rc, 0, "replay with FRESHET_REDIS_URL set exits 0 (%s)" % out[-800:])
     wait_until(lambda: stack.pg.scalar("SELECT count(*) FROM clitest.ticks") > 0, 30, what="ticks loaded")
