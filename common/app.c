@@ -10,6 +10,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 
 #include "log.h"
 
@@ -122,6 +123,26 @@ static void admin_handler(fr_http_req_t *req, void *data)
     }
 }
 
+/* One-time process setup: the soft descriptor limit goes up to the hard one
+ * (connections, files and clients all need descriptors; the http servers
+ * derive their connection cap from it, fr_http_conn_cap). Idempotent. */
+static void raise_nofile(void)
+{
+    struct rlimit rl;
+    rlim_t was;
+
+    if (getrlimit(RLIMIT_NOFILE, &rl) != 0 || rl.rlim_cur >= rl.rlim_max)
+        return;
+    was = rl.rlim_cur;
+    rl.rlim_cur = rl.rlim_max;
+    if (setrlimit(RLIMIT_NOFILE, &rl) != 0)
+        fr_warn("cannot raise the descriptor limit from %llu to %llu: %s", (unsigned long long)was,
+                (unsigned long long)rl.rlim_max, strerror(errno));
+    else
+        fr_info("descriptor limit raised from %llu to %llu", (unsigned long long)was,
+                (unsigned long long)rl.rlim_max);
+}
+
 enum fr_settings_result fr_app_init(struct fr_app *app, const char *daemon, const char *usage,
                                     const char *default_admin_addr, unsigned needs, int argc, char **argv,
                                     int *rest_argc, char ***rest_argv, char err[FR_ERR_LEN])
@@ -142,6 +163,7 @@ enum fr_settings_result fr_app_init(struct fr_app *app, const char *daemon, cons
         goto out_settings;
     }
     fr_log_init(daemon, level);
+    raise_nofile();
 
     if (fr_pipelines_load_all(&app->settings, &app->pipelines, &app->n_pipelines, err) != 0)
         goto out_settings;

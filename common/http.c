@@ -6,15 +6,20 @@
 #include "http.h"
 
 #include <errno.h>
+#include <fcntl.h>
+#include <inttypes.h>
 #include <limits.h>
 #include <llhttp.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <sys/resource.h>
 #include <sys/socket.h>
+#include <unistd.h>
 
 #include "log.h"
 
@@ -23,6 +28,11 @@
 #define WQ_MAX            (1024u * 1024u) /* unsent response bytes before we stop parsing */
 #define LINGER_MS         2000u           /* read-and-discard after a closing response */
 #define LISTEN_BACKLOG    1024
+#define PAUSE_MIN_MS      100u  /* first pause of accepting after EMFILE/ENFILE */
+#define PAUSE_MAX_MS      1000u /* pauses double up to this while descriptors stay short */
+#define WARN_EVERY_MS     1000u /* accept warnings: at most one per this, with a count of the rest */
+#define FD_HEADROOM_MIN   64u   /* descriptors kept for Redis, PostgreSQL, files, loops... */
+#define FD_HEADROOM_DIV   8u    /* ...or 1/8 of the limit if that is more */
 #define ARENA_BLOCK       4096u
 #define HDR_LINE_OVERHEAD 4u /* ": " + CRLF per header line */
 #define REQ_LINE_OVERHEAD 4u /* two spaces + CRLF */
@@ -485,9 +495,20 @@ struct fr_http_server {
     struct fr_http_limits lim;
     fr_http_handler handler;
     void *data;        /* borrowed */
-    uv_tcp_t listener; /* embedded */
+    uv_tcp_t listener; /* embedded; closed while accepting is paused */
     uv_timer_t drain;  /* embedded */
+    uv_timer_t rearm;  /* embedded: ends a pause of accepting */
+    int lfd;           /* owned: dup of the listening socket; holds the port and backlog during a pause, -1 = none */
     bool listener_init;
+    bool listener_open; /* listener initialised and its close callback not yet run */
+    bool rearm_init;
+    bool paused;            /* not accepting: descriptors ran out (EMFILE/ENFILE) */
+    uint32_t pause_ms;      /* length of the next pause */
+    uint64_t rearmed_at_ms; /* loop time accepting last resumed */
+    bool warned;            /* warn_at_ms is set */
+    uint64_t warn_at_ms;    /* loop time of the last accept warning */
+    uint64_t warn_skipped;  /* accept warnings not logged since */
+    uint64_t refused;       /* connections refused at a cap or lost to a pause since the last warning */
     bool drain_init;
     bool closing;
     bool finished;
@@ -513,6 +534,38 @@ static void write_cb(uv_write_t *req, int status);
 static void process(struct conn *c);
 static void server_maybe_finish(fr_http_server_t *s);
 
+/* The file descriptor table is per process: every server of every loop
+ * (api workers, admin ports) counts its connections here, against one cap
+ * derived once from RLIMIT_NOFILE. A process-wide counter is the point, so
+ * this is the one mutable global of the module (atomic: loops are threads). */
+static atomic_size_t g_conns;
+static size_t g_conn_cap;
+static uv_once_t g_cap_once = UV_ONCE_INIT;
+
+static void compute_cap(void)
+{
+    struct rlimit rl;
+    size_t lim, room;
+
+    if (getrlimit(RLIMIT_NOFILE, &rl) != 0 || rl.rlim_cur == RLIM_INFINITY || rl.rlim_cur > (rlim_t)SIZE_MAX / 2)
+        lim = (size_t)1 << 20;
+    else
+        lim = (size_t)rl.rlim_cur;
+    room = lim / FD_HEADROOM_DIV > FD_HEADROOM_MIN ? lim / FD_HEADROOM_DIV : FD_HEADROOM_MIN;
+    g_conn_cap = lim > room + 16 ? lim - room : 16;
+}
+
+size_t fr_http_conn_cap(void)
+{
+    uv_once(&g_cap_once, compute_cap);
+    return g_conn_cap;
+}
+
+size_t fr_http_conns_total(void)
+{
+    return atomic_load(&g_conns);
+}
+
 void fr_http_limits_default(struct fr_http_limits *l)
 {
     l->max_header_bytes = 8192;
@@ -527,6 +580,9 @@ fr_http_server_t *fr_http_server_new(uv_loop_t *loop, const struct fr_http_limit
 {
     fr_http_server_t *s = fr_xcalloc(1, sizeof(*s));
     s->loop = loop;
+    s->lfd = -1;
+    s->pause_ms = PAUSE_MIN_MS;
+    (void)fr_http_conn_cap();
     if (limits != NULL)
         s->lim = *limits;
     else
@@ -543,13 +599,12 @@ size_t fr_http_server_conns(const fr_http_server_t *s)
 
 int fr_http_server_port(const fr_http_server_t *s)
 {
-    if (!s->listener_init)
+    if (!s->listener_init || s->lfd < 0)
         return UV_EINVAL;
     struct sockaddr_storage ss;
-    int len = (int)sizeof(ss);
-    int rc = uv_tcp_getsockname(&s->listener, (struct sockaddr *)&ss, &len);
-    if (rc < 0)
-        return rc;
+    socklen_t len = sizeof(ss);
+    if (getsockname(s->lfd, (struct sockaddr *)&ss, &len) < 0)
+        return -errno;
     if (ss.ss_family == AF_INET)
         return ntohs(((struct sockaddr_in *)&ss)->sin_port);
     if (ss.ss_family == AF_INET6)
@@ -582,6 +637,7 @@ static void conn_detach(struct conn *c)
     c->prev = c->next = NULL;
     c->srv = NULL;
     s->nconns--;
+    atomic_fetch_sub(&g_conns, 1);
     server_maybe_finish(s);
 }
 
@@ -937,16 +993,110 @@ static void on_reject_closed(uv_handle_t *h)
     free(h);
 }
 
+/* Accept warnings are rate-limited: a flood of failures is one line per
+ * WARN_EVERY_MS with the count of the ones not logged. */
+static void accept_warn(fr_http_server_t *s, const char *what)
+{
+    uint64_t now = uv_now(s->loop);
+
+    if (s->warned && now - s->warn_at_ms < WARN_EVERY_MS) {
+        s->warn_skipped++;
+        return;
+    }
+    fr_warn("http accept: %s (%" PRIu64 " similar warnings suppressed, %" PRIu64
+            " connections refused since the last; %zu open here, %zu in the process, cap %zu)",
+            what, s->warn_skipped, s->refused, s->nconns, fr_http_conns_total(), fr_http_conn_cap());
+    s->warned = true;
+    s->warn_at_ms = now;
+    s->warn_skipped = 0;
+    s->refused = 0;
+}
+
+static void on_connection(uv_stream_t *server, int status);
+static void on_listener_closed(uv_handle_t *h);
+
+/* Loop: ends a pause: listens again on a new descriptor of the same
+ * socket (the port and its backlog were kept by s->lfd). */
+static void on_rearm(uv_timer_t *t)
+{
+    fr_http_server_t *s = fr_container_of(t, fr_http_server_t, rearm);
+    int fd, rc;
+
+    if (s->closing || !s->paused)
+        return;
+    if (s->listener_open) { /* its close callback has not run yet */
+        uv_timer_start(&s->rearm, on_rearm, PAUSE_MIN_MS, 0);
+        return;
+    }
+    fd = fcntl(s->lfd, F_DUPFD_CLOEXEC, 0);
+    if (fd < 0) {
+        char msg[96];
+        snprintf(msg, sizeof(msg), "%s; still not accepting, next try in %u ms", strerror(errno), s->pause_ms);
+        accept_warn(s, msg);
+        uv_timer_start(&s->rearm, on_rearm, s->pause_ms, 0);
+        return;
+    }
+    rc = uv_tcp_init(s->loop, &s->listener);
+    if (rc < 0) {
+        close(fd);
+        uv_timer_start(&s->rearm, on_rearm, s->pause_ms, 0);
+        return;
+    }
+    s->listener_open = true;
+    s->handles_open++;
+    rc = uv_tcp_open(&s->listener, fd);
+    if (rc < 0)
+        close(fd); /* not adopted by the handle */
+    else
+        rc = uv_listen((uv_stream_t *)&s->listener, LISTEN_BACKLOG, on_connection);
+    if (rc < 0) {
+        uv_close((uv_handle_t *)&s->listener, on_listener_closed);
+        accept_warn(s, uv_strerror(rc));
+        uv_timer_start(&s->rearm, on_rearm, s->pause_ms, 0);
+        return;
+    }
+    s->paused = false;
+    s->rearmed_at_ms = uv_now(s->loop);
+    fr_info("http: accepting connections again (%zu open here, %zu in the process)", s->nconns,
+            fr_http_conns_total());
+}
+
+/* Loop: the process is out of descriptors. libuv would retry accept() at
+ * once, forever, inside one callback (a 100% CPU livelock that also starves
+ * signals), so stop listening: close the listener handle (its socket stays
+ * open through s->lfd, the kernel keeps queueing) and try again after a
+ * pause that doubles while descriptors stay short. */
+static void accept_pause(fr_http_server_t *s, int status)
+{
+    char msg[128];
+
+    if (s->paused || s->lfd < 0 || !s->rearm_init)
+        return;
+    if (uv_now(s->loop) - s->rearmed_at_ms > 2u * PAUSE_MAX_MS)
+        s->pause_ms = PAUSE_MIN_MS;
+    s->paused = true;
+    snprintf(msg, sizeof(msg), "%s: not accepting for %u ms", uv_strerror(status), s->pause_ms);
+    accept_warn(s, msg);
+    if (!uv_is_closing((uv_handle_t *)&s->listener))
+        uv_close((uv_handle_t *)&s->listener, on_listener_closed); /* ends libuv's accept loop */
+    uv_timer_start(&s->rearm, on_rearm, s->pause_ms, 0);
+    s->pause_ms = s->pause_ms * 2 > PAUSE_MAX_MS ? PAUSE_MAX_MS : s->pause_ms * 2;
+}
+
 static void on_connection(uv_stream_t *server, int status)
 {
     fr_http_server_t *s = fr_container_of((uv_tcp_t *)server, fr_http_server_t, listener);
     if (status < 0) {
-        fr_warn("http accept: %s", uv_strerror(status));
+        if (status == UV_EMFILE || status == UV_ENFILE)
+            accept_pause(s, status);
+        else
+            accept_warn(s, uv_strerror(status));
         return;
     }
     if (s->closing)
         return;
-    if (s->nconns >= s->lim.max_conns) {
+    if (s->nconns >= s->lim.max_conns || fr_http_conns_total() >= fr_http_conn_cap()) {
+        s->refused++;
         uv_tcp_t *t = fr_xmalloc(sizeof(*t));
         if (uv_tcp_init(s->loop, t) < 0) {
             free(t);
@@ -979,6 +1129,7 @@ static void on_connection(uv_stream_t *server, int status)
         s->conns->prev = c;
     s->conns = c;
     s->nconns++;
+    atomic_fetch_add(&g_conns, 1);
     int rc = uv_accept(server, (uv_stream_t *)&c->tcp);
     if (rc < 0) {
         conn_close(c);
@@ -1027,6 +1178,14 @@ static int parse_addr(const char *addr, struct sockaddr_storage *ss)
 static void on_listener_closed(uv_handle_t *h)
 {
     fr_http_server_t *s = fr_container_of((uv_tcp_t *)h, fr_http_server_t, listener);
+    s->listener_open = false;
+    s->handles_open--;
+    server_maybe_finish(s);
+}
+
+static void on_rearm_closed(uv_handle_t *h)
+{
+    fr_http_server_t *s = fr_container_of((uv_timer_t *)h, fr_http_server_t, rearm);
     s->handles_open--;
     server_maybe_finish(s);
 }
@@ -1043,6 +1202,7 @@ int fr_http_listen(fr_http_server_t *s, const char *addr, bool reuseport)
     if (rc < 0)
         return rc;
     s->listener_init = true;
+    s->listener_open = true;
     s->handles_open++;
     if (reuseport) {
         uv_os_fd_t fd;
@@ -1061,10 +1221,30 @@ int fr_http_listen(fr_http_server_t *s, const char *addr, bool reuseport)
     rc = uv_listen((uv_stream_t *)&s->listener, LISTEN_BACKLOG, on_connection);
     if (rc < 0)
         goto out_close;
+    /* A second descriptor of the socket, and the timer, for pauses of
+     * accepting when descriptors run out (accept_pause). */
+    uv_os_fd_t lfd;
+    rc = uv_fileno((uv_handle_t *)&s->listener, &lfd);
+    if (rc < 0)
+        goto out_close;
+    s->lfd = fcntl(lfd, F_DUPFD_CLOEXEC, 0);
+    if (s->lfd < 0) {
+        rc = -errno;
+        goto out_close;
+    }
+    rc = uv_timer_init(s->loop, &s->rearm);
+    if (rc < 0)
+        goto out_close;
+    s->rearm_init = true;
+    s->handles_open++;
     return 0;
 
 out_close:
     /* the handle is closed; the server can still be closed normally */
+    if (s->lfd >= 0) {
+        close(s->lfd);
+        s->lfd = -1;
+    }
     uv_close((uv_handle_t *)&s->listener, on_listener_closed);
     return rc;
 }
@@ -1119,8 +1299,16 @@ void fr_http_server_close(fr_http_server_t *s, uint32_t drain_ms, void (*cb)(voi
     s->closing = true;
     s->close_cb = cb;
     s->close_data = data;
-    if (s->listener_init && !uv_is_closing((uv_handle_t *)&s->listener))
+    if (s->listener_open && !uv_is_closing((uv_handle_t *)&s->listener))
         uv_close((uv_handle_t *)&s->listener, on_listener_closed);
+    if (s->rearm_init && !uv_is_closing((uv_handle_t *)&s->rearm)) {
+        uv_timer_stop(&s->rearm);
+        uv_close((uv_handle_t *)&s->rearm, on_rearm_closed);
+    }
+    if (s->lfd >= 0) {
+        close(s->lfd); /* the port is free once the listener is closed too */
+        s->lfd = -1;
+    }
     /* idle connections go now; busy ones after their answer */
     struct conn *c = s->conns;
     while (c != NULL) {

@@ -20,7 +20,7 @@ typedef struct fr_http_req fr_http_req_t;
 struct fr_http_limits {
     uint32_t max_header_bytes;   /* request line + headers; over → 431. Default 8192 */
     uint32_t max_body_bytes;     /* over → 413. Default 1 MiB */
-    uint32_t max_conns;          /* over → accept and close at once. Default 10000 */
+    uint32_t max_conns;          /* over → accept and close at once. Default 10000; see fr_http_conn_cap */
     uint32_t idle_timeout_ms;    /* keep-alive idle. Default 60000 */
     uint32_t request_timeout_ms; /* first byte to full request; over → 408. Default 10000 */
 };
@@ -39,6 +39,16 @@ FR_MUST_CHECK int fr_http_listen(fr_http_server_t *s, const char *addr, bool reu
  * (or closes them after drain_ms), then calls cb once and frees the server. */
 void fr_http_server_close(fr_http_server_t *s, uint32_t drain_ms, void (*cb)(void *data), void *data);
 size_t fr_http_server_conns(const fr_http_server_t *s);
+/* Descriptors: connections of all servers of the process (every loop)
+ * count against one cap, RLIMIT_NOFILE's soft limit at the first server's
+ * creation minus a headroom for Redis, PostgreSQL, files and the loops
+ * (1/8 of the limit, at least 64); past it a new connection is accepted
+ * and closed at once, like past max_conns. If accept() still fails with
+ * EMFILE/ENFILE, the server stops accepting for 100 ms (doubling up to 1 s
+ * while it recurs) instead of retrying at once, and accept warnings are
+ * logged at most once a second with a count of the others. Any thread. */
+size_t fr_http_conn_cap(void);
+size_t fr_http_conns_total(void);
 /* cb sees every request's status once, as it is answered (fr_http_respond,
  * or fr_http_stream_begin for a streamed answer), before the request ends;
  * the request is borrowed for the call. For accounting: the one place every
