@@ -86,7 +86,9 @@ static const char usage[] =
     "Commands:\n"
     "  run PIPELINE SOURCE [--timeout S]      trigger a run in the daemon (fr:control), wait for it; exit 0/1\n"
     "  backfill PIPELINE SOURCE --from ISO --to ISO   fetch the windows of that range, then exit\n"
-    "  replay PIPELINE [--dataset D | --source S] [--from DATE --to DATE]   re-publish landed payloads\n";
+    "  replay PIPELINE [--dataset D | --source S] [--from DATE --to DATE]   re-publish landed payloads\n"
+    "The commands use FRESHET_REDIS_URL (--redis-url) like the daemon and exit 1 when Redis is not\n"
+    "reached within 5 s.\n";
 
 static void pump_all(struct ingest *in)
 {

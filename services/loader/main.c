@@ -48,7 +48,9 @@ static const char usage[] = "freshet-loader: loads batches from fr:stream:{pipel
                             "  FRESHET_TEST_CRASH_AFTER_COMMIT=1 (test hook: die after the first COMMIT).\n"
                             "Commands (instead of the daemon; docs/loader.md):\n"
                             "  backup --dataset PIPELINE.NAME --out FILE   the table to an Avro file\n"
-                            "  restore --dataset PIPELINE.NAME --in FILE   replace the table from an Avro file\n";
+                            "  restore --dataset PIPELINE.NAME --in FILE   replace the table from an Avro file\n"
+                            "  (they use FRESHET_DATABASE_URL and FRESHET_REDIS_URL like the daemon and exit 1\n"
+                            "  when a server is not reached within 5 s)\n";
 
 static void pump(struct loader *ld);
 
