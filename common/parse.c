@@ -635,10 +635,17 @@ static void drift_note(char reason[FR_ERR_LEN], enum fr_drift_kind k, enum fr_dr
 bool fr_drift_event_json(struct fr_buf *b, const char *pipeline, const char *dataset, const char *file,
                          enum fr_drift_kind k, const struct fr_drift_tally *t, enum fr_drift_action a)
 {
+    return fr_drift_event_json_at(b, pipeline, dataset, file, k, t, a, fr_wall_us());
+}
+
+bool fr_drift_event_json_at(struct fr_buf *b, const char *pipeline, const char *dataset, const char *file,
+                            enum fr_drift_kind k, const struct fr_drift_tally *t, enum fr_drift_action a,
+                            int64_t ts_us)
+{
     char ts[40];
     if (t->count == 0 || a == FR_DRIFT_IGNORE)
         return false;
-    fr_format_timestamp(fr_wall_us(), ts);
+    fr_format_timestamp(ts_us, ts);
     (void)fr_buf_printf(b, "{\"type\":\"schema.drift\",\"ts\":\"%s\",\"pipeline\":", ts);
     (void)fr_buf_json_str(b, pipeline, strlen(pipeline));
     (void)fr_buf_puts(b, ",\"dataset\":");

@@ -110,6 +110,11 @@ const char *fr_drift_action_name(enum fr_drift_action a); /* "reject", "null", "
  * (count 0, or action ignore). */
 bool fr_drift_event_json(struct fr_buf *b, const char *pipeline, const char *dataset, const char *file,
                          enum fr_drift_kind k, const struct fr_drift_tally *t, enum fr_drift_action a);
+/* The same with "ts" = ts_us (UTC microseconds) instead of the wall clock:
+ * for tests and the fuzz target, whose runs must not depend on the time. */
+bool fr_drift_event_json_at(struct fr_buf *b, const char *pipeline, const char *dataset, const char *file,
+                            enum fr_drift_kind k, const struct fr_drift_tally *t, enum fr_drift_action a,
+                            int64_t ts_us);
 
 /* Validates one value for a column and writes its canonical text form to
  * out (appended): text as is (upper-cased if col->upper, which also demands
