@@ -316,6 +316,12 @@ static void test_errors_sources(void **state)
     expect_error(SRC "    type: push\n    dataset: ev\n    dir: x\n", "x\n", "file sources only");
     expect_error(SRC "    type: file\n    dataset: ev\n    dirr: x\n", "dirr", "unknown key 'dirr' in source 's'");
     expect_error(SRC "    type: file\n    dataset: ev\n    csv_header: 1\n", "1\n", "true or false");
+    expect_error(SRC "    type: file\n    dataset: ev\n    max_file_bytes: 0\n", "0\n",
+                 "max_file_bytes must be a byte count");
+    expect_error(SRC "    type: file\n    dataset: ev\n    max_file_bytes: 2GB\n", "2GB", "max_file_bytes must be");
+    expect_error(SRC "    type: file\n    dataset: ev\n    max_file_bytes: 1099511627777\n", "1099511627777",
+                 "max_file_bytes must be");
+    expect_error(SRC "    type: push\n    dataset: ev\n    max_file_bytes: 10\n", "10\n", "file sources only");
 }
 
 #define MODEL COLS "models:\n  m:\n"
@@ -370,6 +376,7 @@ static void test_full_and_defaults(void **state)
                              "  a:\n    type: file\n    dataset: ev\n"
                              "  b:\n    type: file\n    dataset: ev\n    dir: ${FR_TEST_DROP_DIR}/in\n"
                              "    formats: json\n    csv_header: false\n    scan_interval_ms: 250\n"
+                             "    max_file_bytes: 4096\n"
                              "    batch: {rows: 10, bytes: 2048, latency_ms: 0}\n"
                              "  c:\n    type: push\n    dataset: ${FR_TEST_UNSET_X:-ev}\n";
     char err[FR_ERR_LEN];
@@ -388,10 +395,12 @@ static void test_full_and_defaults(void **state)
     assert_int_equal(p->sources[0].batch_bytes, 8u << 20);
     assert_int_equal(p->sources[0].batch_latency_ms, 20);
     assert_int_equal(p->sources[0].scan_interval_ms, 1000);
+    assert_true(p->sources[0].max_file_bytes == 1ull << 30);
     assert_string_equal(p->sources[1].dir, "drops/custom/in");
     assert_int_equal(p->sources[1].formats, FR_FMT_JSON);
     assert_false(p->sources[1].csv_header);
     assert_int_equal(p->sources[1].scan_interval_ms, 250);
+    assert_true(p->sources[1].max_file_bytes == 4096);
     assert_int_equal(p->sources[1].batch_rows, 10);
     assert_int_equal(p->sources[1].batch_bytes, 2048);
     assert_int_equal(p->sources[1].batch_latency_ms, 0);
