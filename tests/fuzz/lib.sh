@@ -1,3 +1,4 @@
+# shellcheck shell=bash disable=SC2034
 # Shared by tests/fuzz/check and tests/fuzz/explore (sourced, not run).
 # fz_norand: a prefix that runs a command without address-space
 # randomisation, so that libFuzzer's comparison traces (which record pointer
