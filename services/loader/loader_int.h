@@ -37,6 +37,8 @@
 #define LD_PG_TIMEOUT_MS 300000 /* per statement: full refreshes can be long */
 #define LD_RETRY_MS      1000   /* retry of migrations / groups / refresh after an error */
 #define LD_DLQ_RAW_MAX   4096   /* bytes of "raw" in a dead letter */
+#define LD_TRIM_ACKS     128    /* this many acks trim the streams before the interval is up ... */
+#define LD_TRIM_MIN_MS   1000   /* ... at most this often */
 
 /* ---- a set of strings (touched keys) ------------------------------------ */
 
@@ -383,10 +385,12 @@ struct loader {
     uv_timer_t wake; /* runs the scheduler (0 ms kick or a wait) */
     uint64_t last_claim_ms;
     uint64_t last_lag_ms;
-    uint64_t last_refresh_ms; /* end of the last model refresh */
-    uint64_t last_trim_ms;    /* start of the last retention round (trim.c) */
-    size_t trims_out;         /* streams whose trim round is in flight */
-    struct ld_dlqjob *dlq;    /* owned or NULL: the dead-letter bound run in flight (frees itself) */
+    uint64_t last_refresh_ms;  /* end of the last model refresh */
+    uint64_t last_trim_ms;     /* start of the last retention round (trim.c) */
+    size_t trims_out;          /* streams whose trim round is in flight */
+    uint64_t acks_since_trim;  /* entries this loader acknowledged since the last ack-triggered round */
+    uint64_t last_ack_trim_ms; /* start of the last ack-triggered stream trim round */
+    struct ld_dlqjob *dlq;     /* owned or NULL: the dead-letter bound run in flight (frees itself) */
 
     struct ld_migrate mig;         /* the migration in flight */
     struct ld_load load;           /* the batch in flight */

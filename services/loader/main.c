@@ -233,6 +233,16 @@ void fr__loader_load_done(struct loader *ld)
         ld->backoff_until_ms = now + LD_RETRY_MS;
         break;
     }
+    if ((l->outcome == LD_OUT_LOADED && !l->ack_lost) || l->outcome == LD_OUT_DUPLICATE ||
+        l->outcome == LD_OUT_DEAD) {
+        /* A burst of acknowledgements trims sooner than the interval. */
+        if (++ld->acks_since_trim >= LD_TRIM_ACKS && now - ld->last_ack_trim_ms >= LD_TRIM_MIN_MS && ld->redis_up &&
+            !ld->draining) {
+            ld->acks_since_trim = 0;
+            ld->last_ack_trim_ms = now;
+            fr__trim_streams(ld);
+        }
+    }
     fr__entry_free(e);
     fr__loader_kick(ld);
 }
@@ -398,8 +408,8 @@ static void pump(struct loader *ld)
         /* Wait for the batch and the refresh in flight; then refresh the
          * keys they touched, and stop. Entries read but not loaded stay
          * pending. A pending full refresh is left to the next start, which
-         * does one. */
-        if (ld->job != JOB_NONE || ld->refreshing)
+         * does one. A dead-letter run stops after its archive's trim. */
+        if (ld->job != JOB_NONE || ld->refreshing || ld->dlq)
             return; /* their completion kicks us */
         if (refresh_up) {
             for (size_t i = 0; i < ld->n_models; i++) {

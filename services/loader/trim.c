@@ -266,9 +266,13 @@ static void dq_free(struct ld_dlqjob *j)
 /* The job is over (all streams done, Redis lost, or shutdown). */
 static void dq_end(struct ld_dlqjob *j)
 {
-    if (j->ld->dlq == j)
-        j->ld->dlq = NULL;
+    struct loader *ld = j->ld;
+
+    if (ld->dlq == j)
+        ld->dlq = NULL;
     dq_free(j);
+    if (ld->draining)
+        fr__loader_kick(ld); /* the drain waits for us */
 }
 
 static struct ld_stream *dq_stream(struct ld_dlqjob *j)
@@ -317,7 +321,7 @@ static void on_dlq_trim(fr_redis_t *r, redisReply *reply, void *data)
     }
     *st->m_archived += j->n_over;
     fr_info("archived %zu dead letters of %s to %s, then trimmed them", j->n_over, st->dlq, j->dir);
-    if (j->full)
+    if (j->full && !j->ld->draining)
         dq_lease(j); /* renew, then the next chunk */
     else
         dq_release(j);
@@ -505,7 +509,7 @@ static void on_xrange(fr_redis_t *r, redisReply *reply, void *data)
         dq_end(j);
         return;
     }
-    if (reply->type != REDIS_REPLY_ARRAY || !j->xlen_ok) {
+    if (reply->type != REDIS_REPLY_ARRAY || !j->xlen_ok || ld->draining) {
         dq_release(j);
         return;
     }
@@ -554,6 +558,10 @@ static void on_lease(fr_redis_t *r, redisReply *reply, void *data)
         dq_next_stream(j);
         return;
     }
+    if (reply->type == REDIS_REPLY_INTEGER && reply->integer == 1 && j->ld->draining) {
+        dq_release(j); /* stopping: nothing more is archived */
+        return;
+    }
     if (reply->type != REDIS_REPLY_INTEGER || reply->integer != 1) {
         j->si++; /* another loader bounds this one now */
         dq_next_stream(j);
@@ -581,7 +589,7 @@ static void dq_next_stream(struct ld_dlqjob *j)
 {
     struct loader *ld = j->ld;
 
-    if (j->si >= ld->n_streams || fr__loader_gone(ld)) {
+    if (j->si >= ld->n_streams || fr__loader_gone(ld) || ld->draining) {
         dq_end(j);
         return;
     }

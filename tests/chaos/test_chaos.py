@@ -25,6 +25,12 @@ While it runs, in turn:
 Some files also carry one invalid row (country "DEU"): it must be in the
 dead-letter stream as kind=row and never in players.events.
 
+Retention runs all along (FRESHET_TRIM_INTERVAL_MS=250): the stream is
+trimmed below what the loader group acknowledged, and dead letters over
+FRESHET_DLQ_MAX_ENTRIES=DLQ_KEEP are archived to files first, so dead letters
+are read from the archive plus the stream (none may be missing; a loader
+killed between an archive write and its XTRIM may archive some twice).
+
 After each fault a fresh probe file is dropped; "recovery" is the time from
 the restart (or release) until the probe's rows are committed.
 
@@ -36,12 +42,16 @@ Final reconciliation once the load stops and the stream drains:
      (absent field = NULL), no key without a row, no row without a key;
  (d) POST /player/attributes equals players_ref.panel() for every player;
  (e) /readyz 200 on the api and the ingest/loader admin ports;
+ (f) the stream holds a small fraction of the entries ever added, and at
+     most DLQ_KEEP dead letters stay in Redis;
 and every daemon exits 0 on SIGTERM.
 
 Run: FRESHET_BIN_DIR=build-dir FRESHET_SRC_DIR=/work/main /usr/bin/python3 tests/chaos/test_chaos.py
 Knobs: see README.md (CHAOS_KILLS, CHAOS_SEED, CHAOS_PLAYERS, ...)."""
+import base64
 import collections
 import datetime as dt
+import glob
 import json
 import os
 import random
@@ -62,6 +72,7 @@ NOW = dt.datetime(2024, 6, 17, 12, 0, 0, tzinfo=UTC)
 NOW_S = "2024-06-17T12:00:00Z"
 STREAM = "fr:stream:players.events"
 DLQ = "fr:dlq:players.events"
+DLQ_KEEP = 25  # FRESHET_DLQ_MAX_ENTRIES of this run
 DAEMONS = ("ingest", "loader", "api")
 PLATFORMS = ["ios", "android", "web"]
 COUNTRIES = ["de", "FR", "US", "br", "JP", "ES", "NL"]
@@ -290,6 +301,27 @@ class ApiReader:
         return collections.Counter(st for t, st in self.log if t_from <= t < t_to)
 
 
+def dead_letters(stack, r):
+    """Every dead letter, archived (archive/dlq/players.events/*.ndjson) or still in
+    the stream, once per entry id, as {field: bytes}; and how many archive lines
+    repeated an id."""
+    out = {}
+    repeats = 0
+    for path in sorted(glob.glob(os.path.join(stack.data_dir, "archive", "dlq", "players.events", "*.ndjson"))):
+        with open(path) as f:
+            for line in f:
+                if not line.strip():
+                    continue
+                x = json.loads(line)
+                repeats += x["id"] in out
+                out[x["id"]] = {k.encode(): base64.b64decode(v["base64"]) if isinstance(v, dict) else v.encode()
+                                for k, v in x["fields"].items()}
+    for eid, f in r.xrange(DLQ):
+        repeats += eid.decode() in out
+        out[eid.decode()] = f
+    return list(out.values()), repeats
+
+
 def group_idle(r):
     """True when the loader group has nothing pending and nothing unread."""
     for g in r.xinfo_groups(STREAM):
@@ -305,7 +337,9 @@ def main(t):
     print("chaos: seed=%d kills=%d players=%d rows/file=%d-%d interval=%d-%dms hold=%.1fs rss_limit=%dMB%s"
           % (SEED, KILLS, N_PLAYERS, ROWS_MIN, ROWS_MAX, IV_MIN, IV_MAX, HOLD_S, RSS_LIMIT_MB,
              " (ASan build)" if ASAN else ""))
-    stack = t.stack = Stack(pipelines="players", now=NOW_S).start()
+    stack = t.stack = Stack(pipelines="players", now=NOW_S,
+                            extra_env={"FRESHET_TRIM_INTERVAL_MS": "250",
+                                       "FRESHET_DLQ_MAX_ENTRIES": str(DLQ_KEEP)}).start()
     print("chaos: stack in %s" % stack.base)
     # The harness runs PostgreSQL with synchronous_commit=off (fast tests).
     # The loader must not depend on that: it sets synchronous_commit=on on
@@ -497,7 +531,7 @@ def main(t):
     # ---- 3. backpressure: players.events locked ----------------------------------------
     phase["lock"] = time.time()
     r = stack.redis.client()
-    xlen0 = r.xlen(STREAM)
+    xlen0 = r.xinfo_stream(STREAM)["entries-added"]  # the stream itself is trimmed
     locker = stack.pg.connect()
     cur = locker.cursor()
     cur.execute("BEGIN")
@@ -510,7 +544,7 @@ def main(t):
         st, _ = stack.request("POST", "/player/attributes", {"player_ids": ["p%05d" % rnd.randrange(N_PLAYERS)]})
         api_ok += st == 200
         time.sleep(0.25)
-    xlen1 = r.xlen(STREAM)
+    xlen1 = r.xinfo_stream(STREAM)["entries-added"]
     window, rss.window = rss.window, None
     cur.execute("COMMIT")
     faults.append((time.time(), "unlock"))
@@ -531,7 +565,7 @@ def main(t):
     t0 = time.time()
     poison_file = load.drop(rnd.randint(20, 60), rnd=rnd, platform="poison", prefix="poison", fmt="csv")
     try:
-        dead = wait_until(lambda: [f for _, f in stack.redis.client().xrange(DLQ)
+        dead = wait_until(lambda: [f for f in dead_letters(stack, stack.redis.client())[0]
                                    if f.get(b"kind") == b"batch" and poison_file.encode() in f.get(b"file", b"")],
                           60 * SLOW, interval=0.1, what="poison batch in %s" % DLQ)
         recov.append(("poison dead-lettered", time.time() - t0))
@@ -594,7 +628,7 @@ def main(t):
 
     # dead letters
     r = stack.redis.client()
-    dlq = [f for _, f in r.xrange(DLQ)]
+    dlq, dlq_repeats = dead_letters(stack, r)
     dead_batches = [f for f in dlq if f.get(b"kind") == b"batch"]
     dead_rows = [f for f in dlq if f.get(b"kind") == b"row"]
     t.eq(len(dead_batches), 1, "(a) exactly one dead batch (the poison one): %r"
@@ -606,6 +640,20 @@ def main(t):
     rejected_dir = os.path.join(inbound, "rejected")
     rejected = os.listdir(rejected_dir) if os.path.isdir(rejected_dir) else []
     t.eq(rejected, [], "no file rejected")
+
+    # (f) bounded Redis: the stream is trimmed below what the group acknowledged,
+    # dead letters over DLQ_KEEP live in the archive only
+    added = r.xinfo_stream(STREAM)["entries-added"]
+    try:
+        wait_until(lambda: r.xlen(STREAM) * 10 <= added, 10 * SLOW, interval=0.2, what="stream trimmed")
+        wait_until(lambda: r.xlen(DLQ) <= DLQ_KEEP, 10 * SLOW, interval=0.2, what="dead letters bounded")
+    except AssertionError as e:
+        t.check(False, str(e))
+    xlen_end, dlq_end = r.xlen(STREAM), r.xlen(DLQ)
+    t.check(xlen_end * 10 <= added, "(f) stream holds %d of %d entries added" % (xlen_end, added))
+    t.check(dlq_end <= DLQ_KEEP, "(f) %d dead letters in Redis (bound %d)" % (dlq_end, DLQ_KEEP))
+    n_archived = len(dlq) - dlq_end
+    t.check(len(dlq) <= DLQ_KEEP or n_archived > 0, "(f) dead letters over the bound were archived (%d)" % n_archived)
 
     # (c) cache == model
     def cache_vs_model():
@@ -701,6 +749,8 @@ def main(t):
              len(load.bad), "; ".join("%s x%d" % (k[:70], v) for k, v in bad_reasons.items())))
     print("  dead-letter entries: %d batch, %d row (rows may repeat after an ingest resume)"
           % (len(dead_batches), len(dead_rows)))
+    print("  retention: stream %d entries of %d added; dead letters %d in Redis, %d archived "
+          "(%d archive lines repeated an id)" % (xlen_end, added, dlq_end, n_archived, dlq_repeats))
     print("  ledger: %d batches, sum(rows) %d; cache keys %d, model rows %d" % (n_b, sum_rows, n_keys, n_rows_model))
     print("  restarts: %s; loader ledger skips (redeliveries): %d; ingest files resumed: %d"
           % (", ".join("%s %d" % kv for kv in sorted(restarts.items())), dup_skips, resumes))

@@ -37,7 +37,9 @@ def count(stack):
 
 
 def main(t):
-    stack = t.stack = Stack(pipelines="players", now="2024-06-17T12:00:00Z").start()
+    # Step 1 re-sends an acknowledged entry: no trimming of the stream here (test_retention).
+    stack = t.stack = Stack(pipelines="players", now="2024-06-17T12:00:00Z",
+                            extra_env={"FRESHET_TRIM_INTERVAL_MS": "3600000"}).start()
     events = make_events(seed=11, n_players=60)
     chunks = [events[i::5] for i in range(5)]
     loaded = []

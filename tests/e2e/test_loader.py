@@ -33,7 +33,9 @@ def cached(stack, i):
 
 
 def main(t):
-    stack = t.stack = Stack(pipelines=PIPE, extra_env={"FRESHET_CLAIM_IDLE_MS": "1000"}).start("loader", "ingest")
+    # Steps 3 and 4 read acknowledged stream entries: no trimming here (test_retention).
+    stack = t.stack = Stack(pipelines=PIPE, extra_env={"FRESHET_CLAIM_IDLE_MS": "1000",
+                                                       "FRESHET_TRIM_INTERVAL_MS": "3600000"}).start("loader", "ingest")
     r = stack.redis.client()
 
     # 1. keyed upsert, newest version wins inside one batch (whatever the order)

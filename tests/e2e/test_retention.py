@@ -13,7 +13,8 @@ two loaders, trimming every 200 ms):
   once, none lost: archive + stream = every rejected row); a dead-lettered
   batch carries its payload, so trimming its stream entry loses nothing;
 - after a restart with FRESHET_DLQ_MAX_AGE=1s, every older dead letter is
-  archived too."""
+  archived too;
+- with a one-hour interval, 128 acknowledgements trigger a trim anyway."""
 import base64
 import glob
 import json
@@ -126,6 +127,18 @@ def main(t):
     st, metrics = stack.admin("loader", "/metrics")
     t.check("loader_dlq_archived_total" in metrics and "loader_stream_trimmed_total" in metrics,
             "retention metrics exported")
+    t.eq(stack["loader"].stop(), 0, "loader exits 0")
+
+    # 6. a burst of acknowledgements trims before the interval is up (here one hour)
+    stack["loader"].start({"FRESHET_TRIM_INTERVAL_MS": "3600000"})
+    stack.pg.query("ALTER TABLE retaintest.items DROP CONSTRAINT no_poison")
+    before = r.xinfo_stream(STREAM)["entries-added"]
+    for i in range(N_FILES, N_FILES + 200):
+        stack.drop("retaintest", "items", "f%04d.csv" % i, "id,name\n%d,n%d\n" % (i * ROWS, i))
+    wait_until(lambda: r.xinfo_stream(STREAM)["entries-added"] == before + 200, 60, what="200 more batches")
+    wait_until(lambda: stack.pg.scalar("SELECT count(*) FROM retaintest.items") == want_rows + 200, 120,
+               what="200 more rows loaded")
+    wait_until(lambda: r.xlen(STREAM) <= 200 - 128, 20, what="stream trimmed after 128 acks")
     t.eq(stack["loader"].stop(), 0, "loader exits 0")
 
 

@@ -540,6 +540,57 @@ static void test_settings_precedence(void **state)
     clear_env();
 }
 
+/* Retention settings (loader): defaults, units, file < env < flag, and errors. */
+static void test_settings_retention(void **state)
+{
+    (void)state;
+    clear_env();
+    struct fr_settings s;
+    char err[FR_ERR_LEN];
+    char cfg[256];
+    char a_cfg[300];
+    char *argv1[] = {(char *)"freshet-loader", NULL};
+    assert_int_equal(load(&s, 1, argv1, NULL, NULL, err), FR_SETTINGS_OK);
+    assert_int_equal(s.dlq_max_entries, 100000);
+    assert_int_equal(s.dlq_max_age_s, 7 * 86400);
+    assert_int_equal(s.trim_interval_ms, 5000);
+    fr_settings_deinit(&s);
+
+    snprintf(cfg, sizeof(cfg), "%s/retention.yaml", tmp_dir);
+    write_file(cfg, "dlq_max_entries: 10\ndlq_max_age: 15m\ntrim_interval_ms: 250\n");
+    snprintf(a_cfg, sizeof(a_cfg), "--config=%s", cfg);
+    setenv("FRESHET_DLQ_MAX_AGE", "12h", 1);
+    char *argv2[] = {(char *)"freshet-loader", a_cfg, (char *)"--dlq-max-entries", (char *)"7", NULL};
+    if (load(&s, 4, argv2, NULL, NULL, err) != FR_SETTINGS_OK)
+        fail_msg("settings failed: %s", err);
+    assert_int_equal(s.dlq_max_entries, 7);    /* flag > file */
+    assert_int_equal(s.dlq_max_age_s, 43200);  /* env > file */
+    assert_int_equal(s.trim_interval_ms, 250); /* file > default */
+    fr_settings_deinit(&s);
+    setenv("FRESHET_DLQ_MAX_AGE", "90", 1); /* plain seconds */
+    assert_int_equal(load(&s, 1, argv1, NULL, NULL, err), FR_SETTINGS_OK);
+    assert_int_equal(s.dlq_max_age_s, 90);
+    fr_settings_deinit(&s);
+
+    static const char *const bad[][2] = {{"FRESHET_DLQ_MAX_AGE", "7x"},      {"FRESHET_DLQ_MAX_AGE", "0d"},
+                                         {"FRESHET_DLQ_MAX_AGE", "3651d"},   {"FRESHET_DLQ_MAX_ENTRIES", "0"},
+                                         {"FRESHET_DLQ_MAX_ENTRIES", "1e3"}, {"FRESHET_TRIM_INTERVAL_MS", "5"},
+                                         {"FRESHET_TRIM_INTERVAL_MS", "-1"}};
+    for (size_t i = 0; i < FR_ARRAY_LEN(bad); i++) {
+        clear_env();
+        unsetenv("FRESHET_DLQ_MAX_AGE");
+        setenv(bad[i][0], bad[i][1], 1);
+        assert_int_equal(load(&s, 1, argv1, NULL, NULL, err), FR_SETTINGS_ERROR);
+        assert_non_null(strstr(err, bad[i][0]));
+        unsetenv(bad[i][0]);
+    }
+    write_file(cfg, "dlq_max_age: soon\n");
+    assert_int_equal(load(&s, 2, (char *[]){(char *)"freshet-loader", a_cfg, NULL}, NULL, NULL, err),
+                     FR_SETTINGS_ERROR);
+    assert_non_null(strstr(err, "dlq_max_age"));
+    clear_env();
+}
+
 static void test_settings_errors(void **state)
 {
     (void)state;
@@ -680,12 +731,13 @@ int main(void)
 {
     find_src_dir();
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_players_pipeline),  cmocka_unit_test(test_types),
-        cmocka_unit_test(test_errors_datasets),   cmocka_unit_test(test_errors_top),
-        cmocka_unit_test(test_errors_sources),    cmocka_unit_test(test_errors_models),
-        cmocka_unit_test(test_errors_caches),     cmocka_unit_test(test_full_and_defaults),
-        cmocka_unit_test(test_settings_defaults), cmocka_unit_test(test_settings_precedence),
-        cmocka_unit_test(test_settings_errors),   cmocka_unit_test(test_load_all),
+        cmocka_unit_test(test_players_pipeline),   cmocka_unit_test(test_types),
+        cmocka_unit_test(test_errors_datasets),    cmocka_unit_test(test_errors_top),
+        cmocka_unit_test(test_errors_sources),     cmocka_unit_test(test_errors_models),
+        cmocka_unit_test(test_errors_caches),      cmocka_unit_test(test_full_and_defaults),
+        cmocka_unit_test(test_settings_defaults),  cmocka_unit_test(test_settings_precedence),
+        cmocka_unit_test(test_settings_retention), cmocka_unit_test(test_settings_errors),
+        cmocka_unit_test(test_load_all),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
 }
