@@ -110,7 +110,8 @@ struct fr_http_req {
     uint64_t start_ns;         /* monotonic, when complete */
     void *user;                /* borrowed */
     bool keep_alive;           /* connection may stay open after the answer */
-    bool head;                 /* HEAD: answer without a body */
+    bool head;                 /* HEAD: answer without a body (method reads "GET") */
+    const char *peer;          /* arena: client IP, set on first use; NULL until then */
     bool streaming;            /* fr_http_stream_begin sent the head; chunks follow */
     bool stream_keep;          /* the streamed answer keeps the connection */
     void (*writable_cb)(fr_http_req_t *req, void *data); /* fr_http_stream_on_writable */
@@ -149,15 +150,21 @@ static void req_free(fr_http_req_t *r)
 
 /* The shared request parser: one per connection (or per parse_each call). */
 struct reqparse {
-    llhttp_t p;                               /* p.data = this */
-    const struct fr_http_limits *lim;         /* borrowed */
-    fr_http_req_t *req;                       /* owned: being accumulated */
-    fr_http_req_t *done;                      /* owned: completed, taken by the driver after HPE_PAUSED */
-    size_t header_bytes;                      /* request line + headers seen so far */
-    int err_status;                           /* 0, or 400/413/431 set by a callback */
-    const char *err_detail;                   /* static */
-    bool in_message;                          /* between message begin and complete */
-    void (*on_continue)(struct reqparse *rp); /* "Expect: 100-continue" hook, may be NULL */
+    llhttp_t p;                       /* p.data = this */
+    const struct fr_http_limits *lim; /* borrowed */
+    fr_http_req_t *req;               /* owned: being accumulated */
+    fr_http_req_t *done;              /* owned: completed, taken by the driver after HPE_PAUSED */
+    size_t header_bytes;              /* request line + headers seen so far */
+    int err_status;                   /* 0, or 400/413/431 set by a callback */
+    const char *err_detail;           /* static */
+    bool in_message;                  /* between message begin and complete */
+    bool headers_done;                /* past on_headers_complete: fields now are trailers */
+    bool tail_lf;                     /* the bytes fed before feed_start end in LF [SP/HT]* */
+    const char *feed_start;           /* borrowed: start of the bytes being fed */
+    bool refused;                     /* on_continue answered the request itself */
+    /* "Expect: 100-continue" hook, may be NULL: 0 = continue parsing, else
+     * the request was refused and answered (its error status) */
+    int (*on_continue)(struct reqparse *rp);
 };
 
 static struct reqparse *rp_of(llhttp_t *p)
@@ -187,6 +194,7 @@ static int on_message_begin(llhttp_t *p)
     rp->req = req_new(rp->lim);
     rp->header_bytes = REQ_LINE_OVERHEAD;
     rp->in_message = true;
+    rp->headers_done = false;
     return 0;
 }
 
@@ -223,19 +231,26 @@ static int hdr_append(struct reqparse *rp, const char *at, size_t n)
     return 0;
 }
 
+/* Fields after a chunked body (trailers) reach the same llhttp callbacks
+ * as headers. They are never request headers: a trailer must not
+ * authenticate or change a request's meaning, so they are counted against
+ * the header limit and dropped. */
 static int on_header_field(llhttp_t *p, const char *at, size_t n)
 {
+    struct reqparse *rp = rp_of(p);
     /* llhttp 8.1 lets a space inside a field name through; a name is a token */
     if (memchr(at, ' ', n) != NULL || memchr(at, '\t', n) != NULL)
-        return fail(rp_of(p), 400, "invalid header name");
-    return hdr_append(rp_of(p), at, n);
+        return fail(rp, 400, "invalid header name");
+    if (rp->headers_done)
+        return count_header(rp, n);
+    return hdr_append(rp, at, n);
 }
 
 static int on_header_field_complete(llhttp_t *p)
 {
     struct reqparse *rp = rp_of(p);
     int rc = count_header(rp, HDR_LINE_OVERHEAD);
-    if (rc != 0)
+    if (rc != 0 || rp->headers_done)
         return rc;
     if (fr_buf_putc(&rp->req->hdrs, '\0') < 0)
         return fail(rp, 431, "request header fields too large");
@@ -243,15 +258,34 @@ static int on_header_field_complete(llhttp_t *p)
     return 0;
 }
 
+/* True when the byte before at, skipping SP/HT, is LF: the value continues
+ * on a line of its own (obs-fold), which llhttp 8.1 accepts silently. */
+static bool after_line_break(const struct reqparse *rp, const char *at)
+{
+    const char *q = at;
+    while (q > rp->feed_start && (q[-1] == ' ' || q[-1] == '\t'))
+        q--;
+    if (q > rp->feed_start)
+        return q[-1] == '\n';
+    return rp->tail_lf;
+}
+
 static int on_header_value(llhttp_t *p, const char *at, size_t n)
 {
-    return hdr_append(rp_of(p), at, n);
+    struct reqparse *rp = rp_of(p);
+    if (!rp->headers_done && rp->feed_start != NULL && n > 0 && after_line_break(rp, at))
+        return fail(rp, 400, "obsolete line folding in a header value");
+    if (rp->headers_done)
+        return count_header(rp, n);
+    return hdr_append(rp, at, n);
 }
 
 static int on_header_value_complete(llhttp_t *p)
 {
     struct reqparse *rp = rp_of(p);
     struct fr_buf *h = &rp->req->hdrs;
+    if (rp->headers_done)
+        return 0;
     /* trim trailing optional whitespace of the value */
     while (h->len > rp->req->value_start && (h->data[h->len - 1] == ' ' || h->data[h->len - 1] == '\t'))
         h->len--;
@@ -299,21 +333,62 @@ static void split_url(fr_http_req_t *r)
     }
 }
 
+/* How many fields of the header section are called name. */
+static unsigned hdr_count(const struct fr_buf *h, const char *name)
+{
+    unsigned k = 0;
+    size_t i = 0;
+    while (i < h->len) {
+        const char *f = h->data + i;
+        size_t fl = strnlen(f, h->len - i);
+        size_t vi = i + fl + 1;
+        if (vi >= h->len)
+            break;
+        size_t vl = strnlen(h->data + vi, h->len - vi);
+        if (strcasecmp(f, name) == 0)
+            k++;
+        i = vi + vl + 1;
+    }
+    return k;
+}
+
+/* RFC 9112's musts on a request's header section, beyond what llhttp
+ * checks: HTTP/1.1 has exactly one Host (3.2); Transfer-Encoding in
+ * HTTP/1.0 is faulty framing (6.1). Authorization is a single value: two
+ * are ambiguous (which one a proxy checked is unknown), not first-wins. */
+static int check_header_section(struct reqparse *rp)
+{
+    const llhttp_t *p = &rp->p;
+    const struct fr_buf *h = &rp->req->hdrs;
+    unsigned hosts = hdr_count(h, "host");
+    if (hosts > 1 || (hosts == 0 && p->http_major == 1 && p->http_minor >= 1))
+        return fail(rp, 400, hosts ? "more than one Host header" : "missing Host header (required in HTTP/1.1)");
+    if ((p->flags & F_TRANSFER_ENCODING) && p->http_major == 1 && p->http_minor == 0)
+        return fail(rp, 400, "Transfer-Encoding in an HTTP/1.0 request");
+    if (hdr_count(h, "authorization") > 1)
+        return fail(rp, 400, "more than one Authorization header");
+    return 0;
+}
+
 static int on_headers_complete(llhttp_t *p)
 {
     struct reqparse *rp = rp_of(p);
     fr_http_req_t *r = rp->req;
-    r->method = llhttp_method_name((llhttp_method_t)p->method);
+    rp->headers_done = true;
+    /* HEAD is GET without the body (RFC 9110 9.3.2): handlers see GET */
     r->head = p->method == HTTP_HEAD;
+    r->method = llhttp_method_name(r->head ? HTTP_GET : (llhttp_method_t)p->method);
     split_url(r);
+    if (check_header_section(rp) != 0)
+        return HPE_USER;
     if ((p->flags & F_CONTENT_LENGTH) && p->content_length > rp->lim->max_body_bytes) {
         fail(rp, 413, "request body too large");
         return HPE_USER;
     }
     if (rp->on_continue != NULL && p->http_major == 1 && p->http_minor >= 1) {
         const char *e = hdr_find(&r->hdrs, "expect");
-        if (e != NULL && strcasecmp(e, "100-continue") == 0)
-            rp->on_continue(rp);
+        if (e != NULL && strcasecmp(e, "100-continue") == 0 && rp->on_continue(rp) != 0)
+            return HPE_USER; /* refused: answered already */
     }
     return 0;
 }
@@ -375,8 +450,15 @@ enum rp_result {
     RP_STOP,      /* upgrade: nothing more to parse on this connection */
 };
 
-/* Feeds data[0..n) to the parser; *used gets the bytes consumed. */
-static enum rp_result rp_feed(struct reqparse *rp, const char *data, size_t n, size_t *used)
+/* Whether data[0..n) ends in LF [SP/HT]*; else (all SP/HT) the old value. */
+static bool ends_in_lf(const char *data, size_t n, bool old)
+{
+    while (n > 0 && (data[n - 1] == ' ' || data[n - 1] == '\t'))
+        n--;
+    return n > 0 ? data[n - 1] == '\n' : old;
+}
+
+static enum rp_result rp_exec(struct reqparse *rp, const char *data, size_t n, size_t *used)
 {
     llhttp_errno_t e = llhttp_execute(&rp->p, data, n);
     switch (e) {
@@ -408,6 +490,18 @@ static enum rp_result rp_feed(struct reqparse *rp, const char *data, size_t n, s
         }
         return RP_ERROR;
     }
+}
+
+/* Feeds data[0..n) to the parser; *used gets the bytes consumed. The
+ * bytes' start and the tail of the consumed ones are kept for the
+ * obs-fold check of header values split across reads. */
+static enum rp_result rp_feed(struct reqparse *rp, const char *data, size_t n, size_t *used)
+{
+    rp->feed_start = data;
+    enum rp_result res = rp_exec(rp, data, n, used);
+    rp->feed_start = NULL;
+    rp->tail_lf = ends_in_lf(data, *used, rp->tail_lf);
+    return res;
 }
 
 int fr_http_parse_each(const char *buf, size_t len, const struct fr_http_limits *l,
@@ -488,6 +582,7 @@ struct conn {
     bool reading;    /* uv_read_start active */
     bool in_process; /* process() is on the stack */
     bool shut;       /* shutdown requested */
+    bool eof;        /* the client half-closed: answer what arrived, then close */
 };
 
 struct fr_http_server {
@@ -520,6 +615,8 @@ struct fr_http_server {
     void *close_data;
     void (*answer_cb)(fr_http_req_t *req, int status, void *data); /* fr_http_server_on_answer, or NULL */
     void *answer_data;                                             /* borrowed */
+    fr_http_expect_cb expect_cb;                                   /* fr_http_server_on_expect, or NULL */
+    void *expect_data;                                             /* borrowed */
 };
 
 struct wreq {
@@ -781,8 +878,8 @@ static void begin_drain(struct conn *c)
 static void on_shutdown(uv_shutdown_t *req, int status)
 {
     struct conn *c = fr_container_of(req, struct conn, shutdown);
-    if (status < 0)
-        conn_close(c);
+    if (status < 0 || c->eof)
+        conn_close(c); /* after a half-close there is nothing left to read */
     else if (c->state == C_DRAINING)
         set_timer(c, T_LINGER);
     conn_unref(c);
@@ -793,7 +890,7 @@ static void read_cb(uv_stream_t *st, ssize_t nread, const uv_buf_t *buf);
 
 static void ensure_reading(struct conn *c, bool on)
 {
-    if (c->state == C_CLOSING || on == c->reading)
+    if (c->state == C_CLOSING || on == c->reading || (on && c->eof))
         return;
     if (on) {
         if (uv_read_start((uv_stream_t *)&c->tcp, alloc_cb, read_cb) == 0)
@@ -855,11 +952,40 @@ static void send_error(struct conn *c, int status, const char *detail)
     drain_progress(c);
 }
 
-static void on_continue(struct reqparse *rp)
+static const char *peer_of(fr_http_req_t *r, struct conn *c);
+
+/* "Expect: 100-continue": the server's expect hook (the api checks the
+ * key there) decides before the client sends its body; a refusal is the
+ * request's answer (counted like any other) and the connection closes, so
+ * the body that may still come is never read as a next request. */
+static int on_continue(struct reqparse *rp)
 {
     struct conn *c = fr_container_of(rp, struct conn, rp);
-    if (c->state != C_OPEN)
-        return;
+    fr_http_server_t *s = c->srv;
+    fr_http_req_t *r = rp->req;
+    if (c->state != C_OPEN || s == NULL)
+        return 0;
+    if (s->expect_cb != NULL) {
+        const char *detail = NULL;
+        (void)peer_of(r, c);
+        r->start_ns = fr_mono_ns();
+        int status = s->expect_cb(r, &detail, s->expect_data);
+        if (status != 0) {
+            struct fr_buf b;
+            if (s->answer_cb != NULL && !r->answered)
+                s->answer_cb(r, status, s->answer_data);
+            r->answered = true;
+            fr_buf_init(&b, 0);
+            (void)fr_buf_puts(&b, "{\"detail\": ");
+            (void)fr_buf_json_str(&b, detail != NULL ? detail : "", detail != NULL ? strlen(detail) : 0);
+            (void)fr_buf_putc(&b, '}');
+            write_response(c, status, "application/json", r->resp_hdrs.data, r->resp_hdrs.len, b.data, b.len,
+                           !r->head, false);
+            fr_buf_deinit(&b);
+            rp->refused = true;
+            return status;
+        }
+    }
     static const char msg[] = "HTTP/1.1 100 Continue\r\n\r\n";
     struct wreq *w = fr_xmalloc(sizeof(*w) + sizeof(msg));
     memcpy(w->data, msg, sizeof(msg) - 1);
@@ -868,10 +994,11 @@ static void on_continue(struct reqparse *rp)
     uv_buf_t b = uv_buf_init(w->data, (unsigned)w->len);
     if (uv_write(&w->w, (uv_stream_t *)&c->tcp, &b, 1, write_cb) < 0) {
         free(w);
-        return;
+        return 0;
     }
     c->refs++;
     c->writes++;
+    return 0;
 }
 
 static void on_timer(uv_timer_t *t)
@@ -905,7 +1032,12 @@ static void process(struct conn *c)
         if (res == RP_NEED_MORE)
             break;
         if (res == RP_ERROR) {
-            send_error(c, c->rp.err_status, c->rp.err_detail);
+            if (c->rp.refused) { /* answered by on_continue: close after it */
+                begin_drain(c);
+                drain_progress(c);
+            } else {
+                send_error(c, c->rp.err_status, c->rp.err_detail);
+            }
             break;
         }
         if (res == RP_STOP) {
@@ -926,6 +1058,11 @@ static void process(struct conn *c)
     if (c->in_off >= c->in.len) {
         c->in.len = 0;
         c->in_off = 0;
+    }
+    if (c->state == C_OPEN && c->eof && c->pending == NULL && !write_blocked(c)) {
+        /* half-closed and every whole request answered: no more can come */
+        begin_drain(c);
+        drain_progress(c);
     }
     if (c->state == C_OPEN) {
         if (c->pending != NULL) {
@@ -973,7 +1110,17 @@ static void read_cb(uv_stream_t *st, ssize_t nread, const uv_buf_t *buf)
     (void)buf; /* points into c->in */
     struct conn *c = fr_container_of((uv_tcp_t *)st, struct conn, tcp);
     if (nread < 0) {
-        /* EOF or error: a pending request still gets answered into the void */
+        if (nread == UV_EOF && c->state == C_OPEN && (c->pending != NULL || c->in_off < c->in.len)) {
+            /* a half-close (shutdown(SHUT_WR)) ends the input, not the
+             * exchange: the requests that arrived are answered, then the
+             * connection closes */
+            c->eof = true;
+            ensure_reading(c, false);
+            process(c);
+            return;
+        }
+        /* EOF with nothing to answer, or an error: a pending request is
+         * answered into the void */
         conn_close(c);
         return;
     }
@@ -1286,6 +1433,12 @@ static void server_maybe_finish(fr_http_server_t *s)
         cb(data);
 }
 
+void fr_http_server_on_expect(fr_http_server_t *s, fr_http_expect_cb cb, void *data)
+{
+    s->expect_cb = cb;
+    s->expect_data = data;
+}
+
 void fr_http_server_on_answer(fr_http_server_t *s, void (*cb)(fr_http_req_t *req, int status, void *data), void *data)
 {
     s->answer_cb = cb;
@@ -1347,7 +1500,7 @@ void fr_http_respond(fr_http_req_t *req, int status, const char *content_type, c
         return;
     }
     if (c->state == C_OPEN && c->pending == req) {
-        bool keep = req->keep_alive && c->srv != NULL && !c->srv->closing;
+        bool keep = req->keep_alive && c->srv != NULL && !c->srv->closing && !(c->eof && c->in_off >= c->in.len);
         write_response(c, status, content_type, req->resp_hdrs.data, req->resp_hdrs.len, body, len, !req->head, keep);
         c->pending = NULL;
         if (c->state == C_OPEN) {
@@ -1456,7 +1609,8 @@ void fr_http_stream_end(fr_http_req_t *req)
     }
     if (stream_ok(req) && req->streaming) {
         bool keep = req->stream_keep && c->srv != NULL && !c->srv->closing;
-        (void)stream_raw(c, "0\r\n\r\n", 5, NULL, 0, NULL, 0);
+        if (!req->head) /* a HEAD answer has no body, not even the last chunk */
+            (void)stream_raw(c, "0\r\n\r\n", 5, NULL, 0, NULL, 0);
         c->pending = NULL;
         set_timer(c, T_NONE);
         if (c->state == C_OPEN) {
@@ -1609,6 +1763,33 @@ const char *fr_http_req_query(const fr_http_req_t *req)
 const char *fr_http_req_header(const fr_http_req_t *req, const char *name)
 {
     return hdr_find(&req->hdrs, name);
+}
+
+bool fr_http_req_is_head(const fr_http_req_t *req)
+{
+    return req->head;
+}
+
+static const char *peer_of(fr_http_req_t *r, struct conn *c)
+{
+    if (r->peer != NULL)
+        return r->peer;
+    struct sockaddr_storage ss;
+    int len = (int)sizeof(ss);
+    char ip[64] = "";
+    if (c != NULL && c->state != C_CLOSING && uv_tcp_getpeername(&c->tcp, (struct sockaddr *)&ss, &len) == 0) {
+        if (ss.ss_family == AF_INET)
+            (void)uv_ip4_name((const struct sockaddr_in *)&ss, ip, sizeof(ip));
+        else if (ss.ss_family == AF_INET6)
+            (void)uv_ip6_name((const struct sockaddr_in6 *)&ss, ip, sizeof(ip));
+    }
+    r->peer = arena_strndup(&r->arena, ip, strlen(ip));
+    return r->peer;
+}
+
+const char *fr_http_req_peer(fr_http_req_t *req)
+{
+    return peer_of(req, req->conn);
 }
 
 const char *fr_http_req_body(const fr_http_req_t *req, size_t *len)

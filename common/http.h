@@ -57,8 +57,32 @@ size_t fr_http_conns_total(void);
 void fr_http_server_on_answer(fr_http_server_t *s, void (*cb)(fr_http_req_t *req, int status, void *data),
                               void *data);
 
-/* Request accessors; returned pointers live as long as the request. */
-const char *fr_http_req_method(const fr_http_req_t *req);                   /* "GET" */
+/* An "Expect: 100-continue" request is shown to cb when its header section
+ * is complete, before the client sends the body (req has no body yet and
+ * is borrowed for the call; it must not be answered there). cb returns 0
+ * to let the client go on (100 Continue), or an error status (401, 403,
+ * 429...) to refuse: *detail (static or long-lived) becomes the
+ * {"detail": ...} body, headers added with fr_http_add_header go with it,
+ * the answer is counted by the on_answer callback, and the connection
+ * closes after it (the body is never read). Without cb, 100 Continue is
+ * sent at once. */
+typedef int (*fr_http_expect_cb)(fr_http_req_t *req, const char **detail, void *data);
+void fr_http_server_on_expect(fr_http_server_t *s, fr_http_expect_cb cb, void *data);
+
+/* Parsing is strict where RFC 9112 says a server must be: obs-fold in a
+ * header value, an HTTP/1.1 request without exactly one Host, and
+ * Transfer-Encoding in HTTP/1.0 get 400 (so do two Authorization fields);
+ * fields after a chunked body (trailers) are dropped, never headers. A
+ * client that half-closes after its requests still gets their answers,
+ * then the connection closes. */
+
+/* Request accessors; returned pointers live as long as the request.
+ * HEAD is served as GET without a body (Content-Length of the GET answer):
+ * the method reads "GET" and fr_http_req_is_head tells them apart. */
+const char *fr_http_req_method(const fr_http_req_t *req); /* "GET" */
+bool fr_http_req_is_head(const fr_http_req_t *req);
+/* The client's IP as text ("" if unknown), for per-client limits. */
+const char *fr_http_req_peer(fr_http_req_t *req);
 const char *fr_http_req_path(const fr_http_req_t *req);                     /* raw path, no query, NUL-terminated */
 const char *fr_http_req_query(const fr_http_req_t *req);                    /* raw query after '?', "" if none */
 const char *fr_http_req_header(const fr_http_req_t *req, const char *name); /* case-insensitive; NULL if absent */

@@ -230,6 +230,10 @@ struct tctx {
     int nr;
     bool eof[4];
     uint64_t elapsed_ms;
+    bool use_expect;       /* install expect_hook */
+    int expect_seen;       /* expect_hook calls */
+    int answers[MAX_RESP]; /* statuses seen by the on_answer callback */
+    int nanswers;
 };
 
 struct slow {
@@ -297,6 +301,10 @@ static void handler(fr_http_req_t *req, void *data)
         fr_http_respond(req, 200, "application/octet-stream", b, n);
     } else if (strcmp(path, "/empty") == 0) {
         fr_http_respond(req, 204, NULL, NULL, 0);
+    } else if (strcmp(path, "/stream") == 0) {
+        (void)fr_http_stream_begin(req, 200, "text/plain");
+        (void)fr_http_stream_write(req, "streamed", 8);
+        fr_http_stream_end(req);
     } else {
         fr_http_respond_detail(req, 404, "not found");
     }
@@ -339,11 +347,35 @@ static void *client_main(void *arg)
             snprintf((t)->failmsg, sizeof((t)->failmsg), __VA_ARGS__);                                               \
     } while (0)
 
+/* The expect hook of the tests: "X-Deny: 1" is refused with 401 (and a
+ * header), anything else continues. */
+static int expect_hook(fr_http_req_t *req, const char **detail, void *data)
+{
+    struct tctx *t = data;
+    t->expect_seen++;
+    if (fr_http_req_header(req, "x-deny") == NULL)
+        return 0;
+    fr_http_add_header(req, "WWW-Authenticate", "Bearer");
+    *detail = "denied before the body";
+    return 401;
+}
+
+static void count_answer(fr_http_req_t *req, int status, void *data)
+{
+    struct tctx *t = data;
+    (void)req;
+    if (t->nanswers < MAX_RESP)
+        t->answers[t->nanswers++] = status;
+}
+
 static void run_server(struct tctx *t, const struct fr_http_limits *lim, void (*client)(struct tctx *t))
 {
     assert_int_equal(uv_loop_init(&t->loop), 0);
     t->srv = fr_http_server_new(&t->loop, lim, handler, t);
     assert_non_null(t->srv);
+    if (t->use_expect)
+        fr_http_server_on_expect(t->srv, expect_hook, t);
+    fr_http_server_on_answer(t->srv, count_answer, t);
     assert_int_equal(fr_http_listen(t->srv, "127.0.0.1:0", false), 0);
     t->port = fr_http_server_port(t->srv);
     assert_true(t->port > 0);
@@ -1100,8 +1132,8 @@ static void test_parse_each(void **state)
     static const char in[] = "GET /a/b?a=%41+b#frag HTTP/1.1\r\nHost: example\r\nX-Empty:\r\n\r\n"
                              "POST /p HTTP/1.1\r\nhost: h2\r\nTransfer-Encoding: chunked\r\n\r\n"
                              "3\r\nabc\r\n2\r\nde\r\n0\r\nTrailer-X: 1\r\n\r\n"
-                             "DELETE / HTTP/1.1\r\nConnection: close\r\n\r\n"
-                             "GET /never-parsed HTTP/1.1\r\n\r\n";
+                             "DELETE / HTTP/1.1\r\nHost: h\r\nConnection: close\r\n\r\n"
+                             "GET /never-parsed HTTP/1.1\r\nHost: h\r\n\r\n";
     struct seen s;
     memset(&s, 0, sizeof(s));
     int st = -1;
@@ -1132,7 +1164,7 @@ static void test_parse_once_errors(void **state)
     lim.max_header_bytes = 100;
     lim.max_body_bytes = 10;
     int st = -1;
-    static const char two[] = "GET / HTTP/1.1\r\n\r\nGET /x HTTP/1.1\r\n\r\nGET /partial HTT";
+    static const char two[] = "GET / HTTP/1.1\r\nHost: h\r\n\r\nGET /x HTTP/1.1\r\nHost: h\r\n\r\nGET /partial HTT";
     assert_int_equal(fr_http_parse_once(two, sizeof(two) - 1, &lim, &st), 2);
     assert_int_equal(st, 0);
     assert_int_equal(fr_http_parse_once("", 0, &lim, &st), 0);
@@ -1166,14 +1198,14 @@ static void test_parse_once_errors(void **state)
     n += snprintf(url + n, sizeof(url) - (size_t)n, " HTTP/1.1\r\n\r\n");
     assert_int_equal(fr_http_parse_once(url, (size_t)n, &lim, &st), 0);
     assert_int_equal(st, 431);
-    static const char cl[] = "POST / HTTP/1.1\r\nContent-Length: 11\r\n\r\n";
+    static const char cl[] = "POST / HTTP/1.1\r\nHost: h\r\nContent-Length: 11\r\n\r\n";
     assert_int_equal(fr_http_parse_once(cl, sizeof(cl) - 1, &lim, &st), 0);
     assert_int_equal(st, 413);
-    static const char clok[] = "POST / HTTP/1.1\r\nContent-Length: 10\r\n\r\n0123456789";
+    static const char clok[] = "POST / HTTP/1.1\r\nHost: h\r\nContent-Length: 10\r\n\r\n0123456789";
     assert_int_equal(fr_http_parse_once(clok, sizeof(clok) - 1, &lim, &st), 1);
     assert_int_equal(st, 0);
     static const char ch[] =
-        "POST / HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n6\r\nabcdef\r\n6\r\nghijkl\r\n0\r\n\r\n";
+        "POST / HTTP/1.1\r\nHost: h\r\nTransfer-Encoding: chunked\r\n\r\n6\r\nabcdef\r\n6\r\nghijkl\r\n0\r\n\r\n";
     assert_int_equal(fr_http_parse_once(ch, sizeof(ch) - 1, &lim, &st), 0);
     assert_int_equal(st, 413);
     static const char sp[] = "GET / HTTP/1.1\r\nBad Name: a\r\n\r\n";
@@ -1232,6 +1264,262 @@ static void test_pct_decode(void **state)
     assert_int_equal(fr_http_pct_decode("", 0, out, 3), 0);
 }
 
+/* Fields after a chunked body are trailers, never headers: an
+ * Authorization or X-Soft-Delete sent there must not reach the handler. */
+static void on_trailer_req(fr_http_req_t *req, void *data)
+{
+    int *bad = data;
+    size_t bl = 0;
+    const char *b = fr_http_req_body(req, &bl);
+    if (fr_http_req_header(req, "authorization") != NULL || fr_http_req_header(req, "x-soft-delete") != NULL)
+        (*bad)++;
+    if (fr_http_req_header(req, "x-real") == NULL || bl != 5 || memcmp(b, "hello", 5) != 0)
+        (*bad) += 100;
+}
+
+static void test_trailers_are_not_headers(void **state)
+{
+    (void)state;
+    static const char in[] =
+        "POST /admin/backup/x HTTP/1.1\r\nHost: h\r\nX-Real: 1\r\nTransfer-Encoding: chunked\r\n\r\n"
+        "5\r\nhello\r\n0\r\nAuthorization: Bearer admin-key\r\nX-Soft-Delete: false\r\n\r\n"
+        "DELETE /v1/user/1 HTTP/1.1\r\nHost: h\r\nX-Real: 1\r\nTransfer-Encoding: chunked\r\n\r\n"
+        "5\r\nhello\r\n0\r\nX-Soft-Delete: false\r\n\r\n";
+    int bad = 0, st = -1;
+    assert_int_equal(fr_http_parse_each(in, sizeof(in) - 1, NULL, on_trailer_req, &bad, &st), 2);
+    assert_int_equal(st, 0);
+    assert_int_equal(bad, 0);
+    /* trailers still count against the header limit */
+    struct fr_http_limits lim;
+    fr_http_limits_default(&lim);
+    lim.max_header_bytes = 120;
+    char big[400];
+    int n = snprintf(big, sizeof(big), "POST / HTTP/1.1\r\nHost: h\r\nTransfer-Encoding: chunked\r\n\r\n0\r\nT: ");
+    memset(big + n, 't', 150);
+    memcpy(big + n + 150, "\r\n\r\n", 4);
+    assert_int_equal(fr_http_parse_once(big, (size_t)n + 154, &lim, &st), 0);
+    assert_int_equal(st, 431);
+}
+
+/* RFC 9112 musts: 400 for obs-fold, a missing or doubled Host in HTTP/1.1,
+ * Transfer-Encoding in HTTP/1.0; two Authorization fields are ambiguous. */
+static void test_strict_parsing(void **state)
+{
+    (void)state;
+    static const char *const bad[] = {
+        "GET / HTTP/1.1\r\nHost: h\r\nX: a\r\n b\r\n\r\n",
+        "GET / HTTP/1.1\r\nHost: h\r\nX: a\r\n\tb\r\n\r\n",
+        "GET / HTTP/1.1\r\nHost: h\r\nX:\r\n b\r\n\r\n",
+        "GET / HTTP/1.1\r\nHost: h\r\nAuthorization: Bearer a\r\n  Bearer b\r\n\r\n",
+        "GET / HTTP/1.1\r\n\r\n",
+        "GET / HTTP/1.1\r\nHost: a\r\nHost: b\r\n\r\n",
+        "GET / HTTP/1.1\r\nHost: h\r\nAuthorization: Bearer a\r\nAuthorization: Bearer b\r\n\r\n",
+        "POST / HTTP/1.0\r\nTransfer-Encoding: chunked\r\n\r\n3\r\nabc\r\n0\r\n\r\n",
+    };
+    for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+        int st = -1;
+        assert_int_equal(fr_http_parse_once(bad[i], strlen(bad[i]), NULL, &st), 0);
+        if (st != 400)
+            fail_msg("case %zu: status %d, want 400", i, st);
+    }
+    static const char *const good[] = {
+        "GET / HTTP/1.1\r\nHost: h\r\nX: a b\t c \r\n\r\n",
+        "GET / HTTP/1.0\r\n\r\n",
+        "POST / HTTP/1.0\r\nContent-Length: 3\r\n\r\nabc",
+        "GET / HTTP/1.1\r\nHost: h\r\nX:  \r\nY: 1\r\n\r\n",
+    };
+    for (size_t i = 0; i < sizeof(good) / sizeof(good[0]); i++) {
+        int st = -1;
+        if (fr_http_parse_once(good[i], strlen(good[i]), NULL, &st) != 1 || st != 0)
+            fail_msg("good case %zu refused (%d)", i, st);
+    }
+}
+
+static void on_head_req(fr_http_req_t *req, void *data)
+{
+    int *seen = data;
+    if (strcmp(fr_http_req_method(req), "GET") == 0 && fr_http_req_is_head(req))
+        (*seen)++;
+}
+
+/* HEAD is served as GET (the routes of GET answer it, without a body). */
+static void test_head_is_get(void **state)
+{
+    (void)state;
+    static const char in[] = "HEAD /x HTTP/1.1\r\nHost: h\r\n\r\n";
+    int seen = 0, st = -1;
+    assert_int_equal(fr_http_parse_each(in, sizeof(in) - 1, NULL, on_head_req, &seen, &st), 1);
+    assert_int_equal(seen, 1);
+}
+
+/* An obs-fold split across reads is caught too (the socket path). */
+static void cl_fold_split(struct tctx *t)
+{
+    struct client c;
+    if (cl_connect(&c, t->port) < 0) {
+        CFAIL(t, "connect");
+        return;
+    }
+    if (cl_sends(&c, "GET /echo HTTP/1.1\r\nHost: x\r\nX-Test: a\r\n") < 0) {
+        CFAIL(t, "send");
+        return;
+    }
+    ms_sleep(50);
+    one(t, &c, " b\r\n\r\n", false);
+    cl_close(&c);
+    /* a value split at a space is not a fold */
+    if (cl_connect(&c, t->port) < 0) {
+        CFAIL(t, "connect");
+        return;
+    }
+    if (cl_sends(&c, "GET /echo HTTP/1.1\r\nHost: x\r\nX-Test: a") < 0) {
+        CFAIL(t, "send");
+        return;
+    }
+    ms_sleep(50);
+    one(t, &c, " b\r\n\r\n", false);
+    cl_close(&c);
+}
+
+static void test_fold_split(void **state)
+{
+    (void)state;
+    struct tctx *t = tctx_new();
+    run_server(t, NULL, cl_fold_split);
+    assert_int_equal(t->nr, 2);
+    assert_int_equal(t->r[0].status, 400);
+    assert_int_equal(t->r[1].status, 200);
+    assert_non_null(strstr(t->r[1].body, "h=a b"));
+    free(t);
+}
+
+/* Expect: 100-continue: the hook refuses before the body (no 100, the
+ * refusal counted, the connection closed), or lets the client go on. */
+static void cl_expect(struct tctx *t)
+{
+    struct client c;
+    if (cl_connect(&c, t->port) < 0) {
+        CFAIL(t, "connect");
+        return;
+    }
+    one(t, &c, "POST /echo HTTP/1.1\r\nHost: x\r\nExpect: 100-continue\r\nX-Deny: 1\r\nContent-Length: 4\r\n\r\n",
+        false);
+    t->eof[0] = cl_eof(&c);
+    cl_close(&c);
+    if (cl_connect(&c, t->port) < 0) {
+        CFAIL(t, "connect");
+        return;
+    }
+    one(t, &c, "POST /echo HTTP/1.1\r\nHost: x\r\nExpect: 100-continue\r\nContent-Length: 4\r\n\r\n", false);
+    one(t, &c, "abcd", false);
+    cl_close(&c);
+}
+
+static void test_expect_checked_first(void **state)
+{
+    (void)state;
+    struct tctx *t = tctx_new();
+    t->use_expect = true;
+    run_server(t, NULL, cl_expect);
+    assert_int_equal(t->nr, 3);
+    assert_int_equal(t->r[0].status, 401);
+    assert_non_null(strstr(t->r[0].headers, "WWW-Authenticate: Bearer"));
+    assert_string_equal(t->r[0].body, "{\"detail\": \"denied before the body\"}");
+    assert_string_equal(t->r[0].connection, "close");
+    assert_true(t->eof[0]);
+    assert_int_equal(t->r[1].status, 100);
+    assert_int_equal(t->r[2].status, 200);
+    assert_int_equal(t->expect_seen, 2);
+    assert_int_equal(t->nanswers, 2);
+    assert_int_equal(t->answers[0], 401);
+    assert_int_equal(t->answers[1], 200);
+    free(t);
+}
+
+/* A client that half-closes after its requests still gets every answer
+ * (an asynchronous one included), then the server closes. */
+static void cl_half_close(struct tctx *t)
+{
+    struct client c;
+    if (cl_connect(&c, t->port) < 0) {
+        CFAIL(t, "connect");
+        return;
+    }
+    if (cl_sends(&c, "GET /slow?ms=100&a=1 HTTP/1.1\r\nHost: x\r\n\r\n") < 0 || shutdown(c.fd, SHUT_WR) < 0 ||
+        cl_read_resp(&c, &t->r[t->nr], false) < 0) {
+        CFAIL(t, "no answer after a half-close");
+        cl_close(&c);
+        return;
+    }
+    t->nr++;
+    t->eof[1] = cl_eof(&c);
+    cl_close(&c);
+    /* pipelined: both answered */
+    if (cl_connect(&c, t->port) < 0) {
+        CFAIL(t, "connect");
+        return;
+    }
+    if (cl_sends(&c, "GET /slow?ms=100 HTTP/1.1\r\nHost: x\r\n\r\nGET /echo?a=2 HTTP/1.1\r\nHost: x\r\n\r\n") < 0 ||
+        shutdown(c.fd, SHUT_WR) < 0) {
+        CFAIL(t, "send/shutdown");
+        return;
+    }
+    for (int i = 0; i < 2; i++) {
+        if (cl_read_resp(&c, &t->r[t->nr], false) < 0) {
+            CFAIL(t, "no answer %d after a half-close", i);
+            cl_close(&c);
+            return;
+        }
+        t->nr++;
+    }
+    t->eof[0] = cl_eof(&c);
+    cl_close(&c);
+}
+
+static void test_half_close(void **state)
+{
+    (void)state;
+    struct tctx *t = tctx_new();
+    run_server(t, NULL, cl_half_close);
+    assert_int_equal(t->nr, 3);
+    assert_int_equal(t->r[0].status, 200);
+    assert_non_null(strstr(t->r[0].body, "p=/slow"));
+    assert_string_equal(t->r[0].connection, "close");
+    assert_true(t->eof[1]);
+    assert_int_equal(t->r[1].status, 200);
+    assert_non_null(strstr(t->r[1].body, "p=/slow"));
+    assert_int_equal(t->r[2].status, 200);
+    assert_non_null(strstr(t->r[2].body, "a=2"));
+    assert_true(t->eof[0]);
+    free(t);
+}
+
+/* HEAD of a streamed answer: head only, not even the last chunk, so the
+ * next answer on the connection parses. */
+static void cl_head_stream(struct tctx *t)
+{
+    struct client c;
+    if (cl_connect(&c, t->port) < 0) {
+        CFAIL(t, "connect");
+        return;
+    }
+    one(t, &c, "HEAD /stream HTTP/1.1\r\nHost: x\r\n\r\n", true);
+    one(t, &c, "GET /echo?a=after HTTP/1.1\r\nHost: x\r\n\r\n", false);
+    cl_close(&c);
+}
+
+static void test_head_stream(void **state)
+{
+    (void)state;
+    struct tctx *t = tctx_new();
+    run_server(t, NULL, cl_head_stream);
+    assert_int_equal(t->nr, 2);
+    assert_int_equal(t->r[0].status, 200);
+    assert_int_equal(t->r[1].status, 200);
+    assert_non_null(strstr(t->r[1].body, "a=after"));
+    free(t);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -1239,6 +1527,13 @@ int main(void)
         cmocka_unit_test(test_pct_decode),
         cmocka_unit_test(test_parse_each),
         cmocka_unit_test(test_parse_once_errors),
+        cmocka_unit_test(test_trailers_are_not_headers),
+        cmocka_unit_test(test_strict_parsing),
+        cmocka_unit_test(test_head_is_get),
+        cmocka_unit_test(test_fold_split),
+        cmocka_unit_test(test_expect_checked_first),
+        cmocka_unit_test(test_half_close),
+        cmocka_unit_test(test_head_stream),
         cmocka_unit_test(test_listen_errors),
         cmocka_unit_test(test_get_params),
         cmocka_unit_test(test_split_header),
