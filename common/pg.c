@@ -20,6 +20,7 @@
 #define PG_BACKOFF_MIN_MS     100
 #define PG_BACKOFF_MAX_MS     5000
 #define PG_MAX_PARAMS         65535 /* protocol limit (int16 count) */
+#define PG_CANCEL_GRACE_MS    2000  /* a cancelled statement must end within this, or the connection goes */
 
 /* Client state. Every change goes through set_state(). */
 enum pg_state {
@@ -62,7 +63,9 @@ struct pg_op {
     size_t copy_len;      /* bytes in copy_data */
     size_t copy_off;      /* bytes already handed to PQputCopyData */
     PGresult *res;        /* owned: last meaningful result received so far */
-    uint64_t deadline_ms; /* monotonic ms, 0 = no timeout */
+    uint64_t deadline_ms; /* monotonic ms, 0 = no timeout; set when the op heads the in-flight list */
+    bool clocked;         /* deadline_ms set (the op headed the in-flight list) */
+    bool cancelled;       /* timed out: a cancel was sent, it completes with NULL */
     fr_pg_cb cb;          /* NULL for internal ops */
     void *data;           /* borrowed: cb argument */
 };
@@ -108,7 +111,8 @@ struct fr_pg {
     bool flush_pending;        /* PQflush returned 1: wait for writable */
     bool copy_blocked;         /* PQputCopyData/End returned 0: wait for writable */
     int driving;               /* >0 while drive() is on the stack */
-    int nhandles;              /* initialised uv handles not closed yet */
+    int nhandles;              /* initialised uv handles (and cancel requests) not finished yet */
+    uint64_t n_timeouts;       /* statements cancelled after their timeout */
     fr_pg_state_cb state_cb;
     void *state_data; /* borrowed */
     void (*close_cb)(void *data);
@@ -217,7 +221,7 @@ static void op_complete(fr_pg_t *pg, struct pg_op *op, PGresult *res)
         if (res && PQresultStatus(res) != PGRES_COMMAND_OK)
             fr_log_kv(FR_LOG_ERROR, "pg", pg->name, "prepare %s failed: %s", op->stmt, PQresultErrorMessage(res));
     } else if (op->cb) {
-        op->cb(pg, res, op->data);
+        op->cb(pg, op->cancelled ? NULL : res, op->data);
     }
     if (res && res != op->res)
         PQclear(res);
@@ -501,11 +505,10 @@ static void start_connect(fr_pg_t *pg)
 
 /* ---- timers -------------------------------------------------------------- */
 
-static struct pg_op *head_op(fr_pg_t *pg)
-{
-    return pg->inflight.head ? pg->inflight.head : pg->queue.head;
-}
-
+/* An operation's time runs from when the server starts on it: when it heads
+ * the in-flight list (sent, with everything sent before it answered), not
+ * from when it was queued, so statements waiting their turn behind a slow
+ * one never time out for it. Queued operations have no deadline. */
 static void arm_op_timer(fr_pg_t *pg)
 {
     struct pg_op *op;
@@ -513,13 +516,81 @@ static void arm_op_timer(fr_pg_t *pg)
 
     if (pg->state != PG_READY)
         return;
-    op = head_op(pg);
+    op = pg->inflight.head;
+    now = fr_mono_ms();
+    if (op && !op->clocked) {
+        op->clocked = true;
+        op->deadline_ms = pg->timeout_ms ? now + pg->timeout_ms : 0;
+    }
     if (!op || op->deadline_ms == 0) {
         uv_timer_stop(&pg->timer);
         return;
     }
-    now = fr_mono_ms();
     uv_timer_start(&pg->timer, on_timer, op->deadline_ms > now ? op->deadline_ms - now : 0, 0);
+}
+
+/* A cancel request for one statement (PQcancel opens its own connection to
+ * the server and blocks, so it runs in libuv's thread pool). Counted in
+ * nhandles: the client is freed only after it has called back. */
+struct pg_cancel {
+    uv_work_t work;
+    fr_pg_t *pg;      /* borrowed: outlives the request (nhandles) */
+    PGcancel *cancel; /* owned */
+    int ok;           /* PQcancel's return */
+    char err[256];    /* its error text */
+};
+
+static void cancel_work(uv_work_t *w)
+{
+    struct pg_cancel *c = fr_container_of(w, struct pg_cancel, work);
+    c->ok = PQcancel(c->cancel, c->err, (int)sizeof(c->err));
+}
+
+static void cancel_done(uv_work_t *w, int status)
+{
+    struct pg_cancel *c = fr_container_of(w, struct pg_cancel, work);
+    fr_pg_t *pg = c->pg;
+
+    if (status < 0)
+        fr_log_kv(FR_LOG_WARN, "pg", pg->name, "cancel not sent: %s", uv_strerror(status));
+    else if (!c->ok)
+        fr_log_kv(FR_LOG_WARN, "pg", pg->name, "cancel failed: %s", c->err);
+    PQfreeCancel(c->cancel);
+    free(c);
+    handle_closed(pg);
+}
+
+/* The head statement ran past its deadline: ask the server to cancel it
+ * (that statement only: every statement has its own sync point, so the
+ * pipeline goes on with the next one) and complete it with NULL when its
+ * results are in. If it has not ended PG_CANCEL_GRACE_MS later, the
+ * connection is dropped. Returns <0 when the connection was dropped. */
+static int cancel_head(fr_pg_t *pg, struct pg_op *op)
+{
+    struct pg_cancel *c;
+    int rc;
+
+    op->cancelled = true;
+    op->deadline_ms = fr_mono_ms() + PG_CANCEL_GRACE_MS;
+    pg->n_timeouts++;
+    fr_log_kv(FR_LOG_WARN, "pg", pg->name, "statement timed out after %u ms: cancelling it", pg->timeout_ms);
+    c = fr_xcalloc(1, sizeof(*c));
+    c->pg = pg;
+    c->cancel = PQgetCancel(pg->conn);
+    if (!c->cancel) {
+        free(c);
+        drop_connection(pg, "operation timed out (no cancel handle)");
+        return -1;
+    }
+    rc = uv_queue_work(pg->loop, &c->work, cancel_work, cancel_done);
+    if (rc < 0) {
+        PQfreeCancel(c->cancel);
+        free(c);
+        drop_connection(pg, "operation timed out (cannot queue its cancel)");
+        return -1;
+    }
+    pg->nhandles++;
+    return 0;
 }
 
 static void on_timer(uv_timer_t *t)
@@ -535,10 +606,14 @@ static void on_timer(uv_timer_t *t)
         start_connect(pg);
         return;
     case PG_READY:
-        op = head_op(pg);
+        op = pg->inflight.head;
         if (op && op->deadline_ms && op->deadline_ms <= fr_mono_ms()) {
-            drop_connection(pg, "operation timed out");
-            return;
+            if (op->cancelled) {
+                drop_connection(pg, "operation timed out (its cancel did not end it)");
+                return;
+            }
+            if (cancel_head(pg, op) < 0)
+                return;
         }
         arm_op_timer(pg);
         return;
@@ -1025,6 +1100,11 @@ void fr_pg_set_timeout(fr_pg_t *pg, uint32_t ms)
     pg->timeout_ms = ms;
 }
 
+uint64_t fr_pg_timeouts(const fr_pg_t *pg)
+{
+    return pg->n_timeouts;
+}
+
 int fr_pg_start(fr_pg_t *pg)
 {
     if (pg->state == PG_CLOSING)
@@ -1075,7 +1155,6 @@ static char **copy_params(int nparams, const char *const *params, const int *len
  * synchronously, so a callback never fires before the submit returns). */
 static void enqueue(fr_pg_t *pg, struct pg_op *op)
 {
-    op->deadline_ms = pg->timeout_ms ? fr_mono_ms() + pg->timeout_ms : 0;
     list_push(&pg->queue, op);
     if (!pg->driving && !uv_is_active((uv_handle_t *)&pg->kick))
         uv_timer_start(&pg->kick, on_kick, 0, 0);

@@ -21,8 +21,8 @@ typedef struct fr_pg fr_pg_t;
 /* Completion of one operation, exactly once. `res` is borrowed (cleared after
  * the call): the statement's result (check PQresultStatus: PGRES_COMMAND_OK,
  * PGRES_TUPLES_OK, PGRES_FATAL_ERROR, PGRES_PIPELINE_ABORTED ...), or NULL
- * when the connection was lost, the operation timed out, or the client is
- * closing. */
+ * when the connection was lost, the statement timed out (and was
+ * cancelled), or the client is closing. */
 typedef void (*fr_pg_cb)(fr_pg_t *pg, PGresult *res, void *data);
 typedef void (*fr_pg_state_cb)(fr_pg_t *pg, bool connected, void *data);
 
@@ -32,7 +32,15 @@ typedef void (*fr_pg_state_cb)(fr_pg_t *pg, bool connected, void *data);
  * does not parse. Does not connect until fr_pg_start. */
 fr_pg_t *fr_pg_new(uv_loop_t *loop, const char *conninfo, const char *name, char err[FR_ERR_LEN]);
 void fr_pg_set_state_cb(fr_pg_t *pg, fr_pg_state_cb cb, void *data);
-void fr_pg_set_timeout(fr_pg_t *pg, uint32_t ms); /* per-operation timeout, default 30000 ms; 0 = none */
+/* Per-statement timeout, default 30000 ms; 0 = none. A statement's time
+ * runs from when the server starts on it (it heads the statements sent),
+ * not from when it was queued. One that runs past it is cancelled alone
+ * (PQcancel, from libuv's thread pool) and completes with NULL; the
+ * connection and the statements behind it carry on. Only when the cancelled
+ * statement has still not ended 2 s later is the connection dropped. */
+void fr_pg_set_timeout(fr_pg_t *pg, uint32_t ms);
+/* Statements cancelled after their timeout, since fr_pg_new. */
+uint64_t fr_pg_timeouts(const fr_pg_t *pg);
 FR_MUST_CHECK int fr_pg_start(fr_pg_t *pg);
 bool fr_pg_connected(const fr_pg_t *pg);
 

@@ -394,34 +394,56 @@ static void test_copy(void **state)
     assert_int_equal(x.status, PGRES_COMMAND_OK);
 }
 
+/* A statement past its timeout is cancelled alone: it completes with NULL,
+ * the one queued behind it runs, and the connection (same backend) stays. */
 static void test_timeout(void **state)
 {
     struct fx *f = *state;
-    struct res r, r2;
-    uint64_t t0;
+    struct res r, r2, pid1, pid2;
 
+    q_wait(f, "SELECT pg_backend_pid()", &pid1);
     fr_pg_set_timeout(f->pg, 200);
-    t0 = fr_mono_ms();
     seq = 0;
-    q(f, "SELECT pg_sleep(2)", &r);
-    q(f, "SELECT 1", &r2); /* queued behind it: also NULL */
-    assert_true(run_until(&f->loop, &r.done, 5000));
-    assert_true(fr_mono_ms() - t0 < 1500);
+    q(f, "SELECT pg_sleep(5)", &r);
+    q(f, "SELECT 1", &r2); /* queued behind it: runs once it is cancelled */
+    assert_true(run_until(&f->loop, &r2.done, 10000));
+    assert_true(r.done);
     assert_true(r.null);
     assert_int_equal(r.calls, 1);
-    assert_true(r2.done);
-    assert_true(r2.null);
+    assert_false(r2.null);
     assert_int_equal(r2.calls, 1);
-    assert_false(fr_pg_connected(f->pg));
-    assert_int_equal(f->disconnects, 1);
-    assert_int_equal(fr_pg_query(f->pg, "SELECT 1", 0, NULL, NULL, capture, &r2), -ENOTCONN);
+    assert_string_equal(r2.val, "1");
+    assert_true(r.order < r2.order);
+    assert_int_equal(fr_pg_timeouts(f->pg), 1);
+    assert_true(fr_pg_connected(f->pg));
+    assert_int_equal(f->disconnects, 0);
 
     fr_pg_set_timeout(f->pg, 30000);
-    assert_true(run_until(&f->loop, &f->connected_flag, 10000));
-    assert_int_equal(f->connects, 2);
-    q_wait(f, "SELECT 'back'", &r);
-    assert_false(r.null);
-    assert_string_equal(r.val, "back");
+    q_wait(f, "SELECT pg_backend_pid()", &pid2);
+    assert_string_equal(pid1.val, pid2.val);
+    assert_int_equal(f->connects, 1);
+}
+
+/* Time runs from when the server starts on a statement, not from when it
+ * was queued: five statements of 0.4 s each, queued at once under a 1.5 s
+ * timeout, all complete (the last one waited 1.6 s for its turn). */
+static void test_timeout_from_send(void **state)
+{
+    struct fx *f = *state;
+    struct res r[5];
+
+    fr_pg_set_timeout(f->pg, 1500);
+    for (int i = 0; i < 5; i++)
+        q(f, "SELECT pg_sleep(0.4)", &r[i]);
+    assert_true(run_until(&f->loop, &r[4].done, 20000));
+    for (int i = 0; i < 5; i++) {
+        assert_true(r[i].done);
+        assert_false(r[i].null);
+        assert_int_equal(r[i].status, PGRES_TUPLES_OK);
+    }
+    assert_int_equal(fr_pg_timeouts(f->pg), 0);
+    assert_int_equal(f->disconnects, 0);
+    fr_pg_set_timeout(f->pg, 30000);
 }
 
 static void test_reconnect(void **state)
@@ -637,6 +659,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_prepared, setup, teardown),
         cmocka_unit_test_setup_teardown(test_copy, setup, teardown),
         cmocka_unit_test_setup_teardown(test_timeout, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_timeout_from_send, setup, teardown),
         cmocka_unit_test_setup_teardown(test_reconnect, setup, teardown),
         cmocka_unit_test_setup_teardown(test_close_pending, setup, teardown),
         cmocka_unit_test_setup_teardown(test_close_from_callback, setup, teardown),
