@@ -761,6 +761,13 @@ static enum put_res row_put(fr_parser_t *p, size_t i, const char *s, size_t n, u
     default:
         return PUT_REJECT;
     }
+    if ((p->is_key[i] || col->unique) && p->rowbuf.len - p->offs[i] > FR_PARSE_MAX_INDEXED_BYTES) {
+        /* PostgreSQL's btree index refuses an entry over ~2700 bytes, and
+         * the error would fail the whole batch's load: reject the row here. */
+        snprintf(reason, FR_ERR_LEN, "%s: %zu bytes, over the limit of %u bytes for a %s column", col->name,
+                 p->rowbuf.len - p->offs[i], (unsigned)FR_PARSE_MAX_INDEXED_BYTES, p->is_key[i] ? "key" : "unique");
+        return PUT_REJECT;
+    }
     p->nulls[i] = is_null;
     p->lens[i] = p->rowbuf.len - p->offs[i];
     if (fr_buf_putc(&p->rowbuf, '\0') < 0) {

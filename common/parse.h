@@ -14,6 +14,12 @@
 #include "util.h"
 
 #define FR_PARSE_MAX_LINE (1u << 20) /* a record longer than this is rejected */
+/* Longest value (canonical bytes) of a key or `unique` column: these are
+ * indexed, and PostgreSQL's btree refuses entries over about 2700 bytes
+ * (a third of a page), which would fail a whole batch. A longer value
+ * rejects its row ("<column>: N bytes, over the limit of 2000 bytes for a
+ * key column"). */
+#define FR_PARSE_MAX_INDEXED_BYTES 2000u
 
 /* One accepted row, in dataset column order. All pointers borrowed for the
  * duration of the callback. Each non-null vals[i] is also NUL-terminated

@@ -603,6 +603,74 @@ static const char NDJ[] = "{\"id\":1,\"name\":\"a\",\"score\":5}\n"
                           "{\"id\":6,\"name\":\"f\",\"note\":\"toolong\"}\n" /* validation, not drift */
                           "{\"id\":7,\"name\":\"g\",\"zz\":1,\"yy\":2}\n";   /* two extra keys */
 
+/* Regression: a key or unique text value too long for PostgreSQL's btree
+ * index (~2700 bytes) failed its whole batch at load. The parser rejects
+ * that row alone, naming the column and the limit; 2000 bytes still load,
+ * and a long value of a plain column is not bounded. */
+static void test_indexed_value_bound(void **state)
+{
+    char err[FR_ERR_LEN];
+    const char *yaml = "pipeline: ix\n"
+                       "datasets:\n"
+                       "  tags:\n"
+                       "    key: [name]\n"
+                       "    columns:\n"
+                       "      - {name: name, type: text, required: true}\n"
+                       "      - {name: label, type: text, unique: true}\n"
+                       "      - {name: note, type: text}\n"
+                       "sources:\n"
+                       "  drop: {type: file, dataset: tags, formats: [csv, ndjson]}\n";
+    struct fr_pipeline *pl = fr_pipeline_parse(yaml, strlen(yaml), "ix.yaml", ".", err);
+    const struct fr_dataset *ds;
+    struct fr_buf in, want;
+    char *log;
+    int rc;
+    const size_t max = FR_PARSE_MAX_INDEXED_BYTES;
+
+    (void)state;
+    assert_non_null(pl);
+    ds = fr_pipeline_dataset(pl, "tags");
+    fr_buf_init(&in, 0);
+    fr_buf_init(&want, 0);
+    (void)fr_buf_puts(&in, "name,label,note\n");
+    for (size_t i = 0; i < max; i++) /* line 2: key of exactly the limit */
+        (void)fr_buf_putc(&in, 'k');
+    (void)fr_buf_puts(&in, ",a,x\n");
+    for (size_t i = 0; i <= max; i++) /* line 3: key one byte over */
+        (void)fr_buf_putc(&in, 'k');
+    (void)fr_buf_puts(&in, ",b,x\nc,");
+    for (size_t i = 0; i < 3000; i++) /* line 4: a unique value of 3000 bytes */
+        (void)fr_buf_putc(&in, 'u');
+    (void)fr_buf_puts(&in, ",x\nd,d,");
+    for (size_t i = 0; i < 3000; i++) /* line 5: a plain column: no bound */
+        (void)fr_buf_putc(&in, 'n');
+    (void)fr_buf_puts(&in, "\n");
+    log = run(ds, FR_FMT_CSV, true, in.data, in.len, 0, &rc, NULL);
+    assert_int_equal(rc, 0);
+    (void)fr_buf_printf(&want, "2:%.*s|a|x\n", (int)max, in.data + 16);
+    (void)fr_buf_printf(&want, "3! name: 2001 bytes, over the limit of 2000 bytes for a key column [%.40s]\n",
+                        in.data + 16);
+    (void)fr_buf_puts(&want, "4! label: 3000 bytes, over the limit of 2000 bytes for a unique column [c,uuuuuuuuuuuuu"
+                             "uuuuuuuuuuuuuuuuuuuuuuuuu]\n");
+    assert_non_null(strstr(log, want.data));
+    assert_non_null(strstr(log, "5:d|d|nnnn"));
+    free(log);
+    /* NDJSON: the same rule */
+    fr_buf_reset(&in);
+    (void)fr_buf_puts(&in, "{\"name\":\"");
+    for (size_t i = 0; i < 3000; i++)
+        (void)fr_buf_putc(&in, 'k');
+    (void)fr_buf_puts(&in, "\"}\n{\"name\":\"ok\"}\n");
+    log = run(ds, FR_FMT_NDJSON, false, in.data, in.len, 0, &rc, NULL);
+    assert_int_equal(rc, 0);
+    assert_non_null(strstr(log, "1! name: 3000 bytes, over the limit of 2000 bytes for a key column"));
+    assert_non_null(strstr(log, "2:ok|~|~"));
+    free(log);
+    fr_buf_deinit(&in);
+    fr_buf_deinit(&want);
+    fr_pipeline_free(pl);
+}
+
 static void test_drift_default_policy(void **state)
 {
     (void)state;
@@ -839,6 +907,7 @@ int main(void)
         cmocka_unit_test(test_json_array),
         cmocka_unit_test(test_value_canon),
         cmocka_unit_test(test_format_from_name),
+        cmocka_unit_test(test_indexed_value_bound),
         cmocka_unit_test(test_drift_default_policy),
         cmocka_unit_test(test_drift_null),
         cmocka_unit_test(test_drift_null_required),
