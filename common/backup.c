@@ -11,6 +11,7 @@
 
 #include <avro.h>
 #include <errno.h>
+#include <fcntl.h>
 #include <hiredis/hiredis.h>
 #include <inttypes.h>
 #include <jansson.h>
@@ -19,12 +20,20 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "batch.h"
 
 #define BLOCK_BYTES (256u << 10) /* records per container block: up to this many bytes */
 #define SYNC_LEN    16
+
+/* Values restore writes exactly (years 0001..9999, as freshet formats them). */
+#define MIN_DAYS (-719162)              /* 0001-01-01, days from 1970-01-01 */
+#define MAX_DAYS 2932896                /* 9999-12-31 */
+#define MIN_US   (-62135596800000000LL) /* 0001-01-01T00:00:00Z, microseconds from 1970 */
+#define MAX_US   (253402300799999999LL) /* 9999-12-31T23:59:59.999999Z */
 
 /* ---- schema ------------------------------------------------------------------ */
 
@@ -424,6 +433,95 @@ int fr_backup_write(const char *conninfo, const struct fr_pipeline *p, const str
     return rc;
 }
 
+static int write_all(int fd, const char *p, size_t len)
+{
+    while (len > 0) {
+        ssize_t w = write(fd, p, len);
+        if (w < 0 && errno == EINTR)
+            continue;
+        if (w < 0)
+            return -errno;
+        p += w;
+        len -= (size_t)w;
+    }
+    return 0;
+}
+
+/* data[0..len) to a new file of dir under a fresh name (see
+ * fr_backup_write_unique). */
+static int write_unique(const char *dir, const char *qname, const char *data, size_t len,
+                        char name[FR_BACKUP_NAME_LEN], char err[FR_ERR_LEN])
+{
+    char tmp[1024], path[1024 + FR_BACKUP_NAME_LEN];
+    char ts[32], id[27];
+    struct tm tm;
+    time_t now = time(NULL);
+    int fd, dfd, rc = 0;
+
+    if (snprintf(tmp, sizeof(tmp), "%s/.%s.XXXXXX", dir, qname) >= (int)sizeof(tmp)) {
+        snprintf(err, FR_ERR_LEN, "backup directory path too long: %.200s", dir);
+        return -ENAMETOOLONG;
+    }
+    fd = mkostemp(tmp, O_CLOEXEC);
+    if (fd < 0) {
+        rc = -errno;
+        snprintf(err, FR_ERR_LEN, "cannot create a file in %.120s: %.60s; check the directory exists and is writable",
+                 dir, strerror(-rc));
+        return rc;
+    }
+    rc = write_all(fd, data, len);
+    if (rc == 0 && fchmod(fd, 0644) < 0)
+        rc = -errno;
+    if (rc == 0 && fsync(fd) < 0)
+        rc = -errno;
+    if (close(fd) < 0 && rc == 0)
+        rc = -errno;
+    if (rc != 0) {
+        snprintf(err, FR_ERR_LEN, "cannot write %.160s: %.60s", tmp, strerror(-rc));
+        goto out_unlink;
+    }
+    gmtime_r(&now, &tm);
+    strftime(ts, sizeof(ts), "%Y%m%dT%H%M%SZ", &tm);
+    rc = -EEXIST;
+    for (int tries = 0; tries < 16 && rc == -EEXIST; tries++) {
+        fr_ulid(id); /* its last 16 characters are random */
+        snprintf(name, FR_BACKUP_NAME_LEN, "%.200s-%s-%s.avro", qname, ts, id + 18);
+        snprintf(path, sizeof(path), "%s/%s", dir, name);
+        rc = link(tmp, path) == 0 ? 0 : -errno; /* never replaces a file */
+    }
+    if (rc != 0) {
+        snprintf(err, FR_ERR_LEN, "cannot create %.160s: %.60s", path, strerror(-rc));
+        goto out_unlink;
+    }
+    dfd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    if (dfd >= 0) {
+        (void)unlink(tmp);
+        if (fsync(dfd) < 0)
+            rc = -errno;
+        close(dfd);
+        if (rc != 0)
+            snprintf(err, FR_ERR_LEN, "cannot sync directory %.160s: %.60s", dir, strerror(-rc));
+        return rc;
+    }
+out_unlink:
+    (void)unlink(tmp);
+    return rc;
+}
+
+int fr_backup_write_unique(const char *conninfo, const struct fr_pipeline *p, const struct fr_dataset *ds,
+                           const char *dir, char name[FR_BACKUP_NAME_LEN], int64_t *rows, char err[FR_ERR_LEN])
+{
+    char *data = NULL;
+    size_t len = 0;
+    int rc = fr_backup_encode(conninfo, p, ds, &data, &len, rows, err);
+
+    if (rc != 0)
+        return rc;
+    rc = write_unique(dir, ds->qname, data, len, name, err);
+    free(data);
+    return rc;
+}
+
 /* ---- restore ------------------------------------------------------------------------------ */
 
 /* Parses the header and checks the framing of every block. Fills the
@@ -769,6 +867,15 @@ static int decode_all(const struct fr_pipeline *p, const struct fr_dataset *ds, 
                     goto out;
                 }
                 if (disc == 0) {
+                    for (size_t k = 0; k < ds->n_key; k++) {
+                        if (strcmp(ds->key[k], col->name) == 0) {
+                            snprintf(err, FR_ERR_LEN,
+                                     "record %" PRId64 ": key column %s is null; a row of dataset %s needs its key",
+                                     n, col->name, ds->qname);
+                            rc = -EPROTO;
+                            goto out;
+                        }
+                    }
                     (void)fr_buf_puts(copy, "\\N");
                     continue;
                 }
@@ -780,7 +887,15 @@ static int decode_all(const struct fr_pipeline *p, const struct fr_dataset *ds, 
                     size_t sz = 0;
                     if (avro_value_get_string(&branch, &s, &sz) != 0)
                         goto bad_field;
-                    sz = sz ? strnlen(s, sz) : 0;
+                    sz = sz ? sz - 1 : 0;      /* avro-c counts its terminating NUL */
+                    if (memchr(s, '\0', sz)) { /* PostgreSQL text cannot hold one: never cut the string there */
+                        snprintf(err, FR_ERR_LEN,
+                                 "record %" PRId64 " field %s: the string holds a NUL byte, which a %s column "
+                                 "cannot store",
+                                 n, col->name, fr_type_name(col->type));
+                        rc = -EPROTO;
+                        goto out;
+                    }
                     if (!fr_utf8_valid(s, sz)) { /* Avro strings are UTF-8: a damaged byte */
                         snprintf(err, FR_ERR_LEN, "corrupt Avro file: record %" PRId64 " field %s is not UTF-8", n,
                                  col->name);
@@ -800,6 +915,14 @@ static int decode_all(const struct fr_pipeline *p, const struct fr_dataset *ds, 
                     int32_t v;
                     if (avro_value_get_int(&branch, &v) != 0)
                         goto bad_field;
+                    if (v < MIN_DAYS || v > MAX_DAYS) {
+                        snprintf(err, FR_ERR_LEN,
+                                 "record %" PRId64 " field %s: date %" PRId32
+                                 " days from 1970-01-01 is outside 0001-01-01..9999-12-31",
+                                 n, col->name, v);
+                        rc = -EPROTO;
+                        goto out;
+                    }
                     fr_format_date(v, tmp);
                     (void)fr_buf_puts(copy, tmp);
                     break;
@@ -815,6 +938,14 @@ static int decode_all(const struct fr_pipeline *p, const struct fr_dataset *ds, 
                     int64_t v;
                     if (avro_value_get_long(&branch, &v) != 0)
                         goto bad_field;
+                    if (v < MIN_US || v > MAX_US) { /* fr_format_timestamp would clamp the year */
+                        snprintf(err, FR_ERR_LEN,
+                                 "record %" PRId64 " field %s: timestamp %" PRId64
+                                 " us from 1970 is outside 0001-01-01T00:00:00Z..9999-12-31T23:59:59.999999Z",
+                                 n, col->name, v);
+                        rc = -EPROTO;
+                        goto out;
+                    }
                     fr_format_timestamp(v, tmp);
                     (void)fr_buf_puts(copy, tmp);
                     break;
@@ -867,6 +998,54 @@ out:
         avro_schema_decref(sch);
     fr_buf_deinit(&js);
     return rc;
+}
+
+/* The record (1-based) a COPY error names in its context ("COPY t, line
+ * N[, column c]: ..."), 0 when it names none. The rest of the context quotes
+ * row data and is not used. */
+static long copy_error_line(const PGresult *r)
+{
+    const char *ctx = PQresultErrorField(r, PG_DIAG_CONTEXT);
+    const char *l = ctx ? strstr(ctx, ", line ") : NULL;
+    return l ? strtol(l + 7, NULL, 10) : 0;
+}
+
+/* A failed COPY of a restore: the file's data breaking the table's rules
+ * (SQLSTATE class 22 data exception, 23 integrity constraint, 54000
+ * program_limit_exceeded: a value too large to index) is -EPROTO with a
+ * message of our own naming the record, the column when the server names
+ * one, and the rule; the server's text is not passed on, since it quotes row
+ * data and constraint names. Anything else is the server's failure: -EIO. */
+static int copy_error(const PGresult *r, const struct fr_dataset *ds, char err[FR_ERR_LEN])
+{
+    const char *state = PQresultErrorField(r, PG_DIAG_SQLSTATE);
+    const char *col = PQresultErrorField(r, PG_DIAG_COLUMN_NAME);
+    const char *rule;
+    char where[96] = "a record";
+    long line = copy_error_line(r);
+
+    if (!state || !(strncmp(state, "22", 2) == 0 || strncmp(state, "23", 2) == 0 || strcmp(state, "54000") == 0)) {
+        const char *m = PQresultErrorMessage(r);
+        snprintf(err, FR_ERR_LEN, "COPY into %s failed: %.*s", ds->table, (int)strcspn(m, "\n"), m);
+        return -EIO;
+    }
+    if (strcmp(state, "23505") == 0)
+        rule = "its key (or a unique value) is the same as an earlier record's";
+    else if (strcmp(state, "23502") == 0)
+        rule = "a column that cannot be null is null";
+    else if (strcmp(state, "23503") == 0)
+        rule = "it refers to a row that does not exist";
+    else if (strncmp(state, "23", 2) == 0)
+        rule = "it breaks a constraint of the table";
+    else if (strcmp(state, "54000") == 0)
+        rule = "a value is too large for the table's index (PostgreSQL indexes at most about 2700 bytes)";
+    else
+        rule = "a value is out of range or invalid for its column type";
+    if (line > 0)
+        snprintf(where, sizeof(where), "record %ld", line);
+    snprintf(err, FR_ERR_LEN, "%s of the file cannot be restored into %s%s%s: %s (SQLSTATE %s); nothing was changed",
+             where, ds->qname, col ? ", column " : "", col ? col : "", rule, state);
+    return -EPROTO;
 }
 
 int fr_backup_restore_buf(const char *conninfo, const struct fr_pipeline *p, const struct fr_dataset *ds,
@@ -941,10 +1120,8 @@ int fr_backup_restore_buf(const char *conninfo, const struct fr_pipeline *p, con
     }
     rc = 0;
     while ((r = PQgetResult(c))) {
-        if (PQresultStatus(r) != PGRES_COMMAND_OK && rc == 0) {
-            snprintf(err, FR_ERR_LEN, "COPY into %s failed: %s", ds->table, PQresultErrorMessage(r));
-            rc = -EIO;
-        }
+        if (PQresultStatus(r) != PGRES_COMMAND_OK && rc == 0)
+            rc = copy_error(r, ds, err);
         PQclear(r);
     }
     if (rc != 0)
@@ -957,7 +1134,8 @@ int fr_backup_restore_buf(const char *conninfo, const struct fr_pipeline *p, con
         *rows = n;
     goto out;
 out_rollback:
-    rc = -EIO;
+    if (rc == 0)
+        rc = -EIO;
     {
         char ignored[FR_ERR_LEN];
         (void)exec_ok(c, "ROLLBACK", ignored);

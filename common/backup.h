@@ -18,12 +18,25 @@
 
 #define FR_BACKUP_MAX_BYTES ((size_t)1 << 30) /* largest Avro file restore accepts */
 
-/* Writes the table of dataset ds (pipeline p) to `path` (via path.tmp +
- * rename), rows in key order. conninfo: a libpq connection string or URI.
- * *rows (may be NULL) gets the row count. 0, or a negative errno with err
- * filled ("cannot connect ...", "cannot write FILE: ..."). */
+/* Writes the table of dataset ds (pipeline p) to `path` (a unique temp file
+ * beside it, fsync'ed, renamed over path), rows in key order. conninfo: a
+ * libpq connection string or URI. *rows (may be NULL) gets the row count.
+ * 0, or a negative errno with err filled ("cannot connect ...", "cannot
+ * write FILE: ..."). */
 FR_MUST_CHECK int fr_backup_write(const char *conninfo, const struct fr_pipeline *p, const struct fr_dataset *ds,
                                   const char *path, int64_t *rows, char err[FR_ERR_LEN]);
+
+#define FR_BACKUP_NAME_LEN 256 /* bytes of a name fr_backup_write_unique chooses, NUL included */
+
+/* The same into directory `dir` under a name no other backup has, never
+ * replacing a file: "{pipeline}.{dataset}-{YYYYMMDDTHHMMSSZ}-{8 random
+ * chars}.avro", written to "dir/.{qname}.XXXXXX" (mkostemp), fsync'ed, then
+ * hard-linked to the name (link(2) fails on an existing name: another is
+ * drawn) and the temp file removed, directory fsync'ed. Two backups in the
+ * same second get two files. The name goes to name[]. Same errors. */
+FR_MUST_CHECK int fr_backup_write_unique(const char *conninfo, const struct fr_pipeline *p,
+                                         const struct fr_dataset *ds, const char *dir, char name[FR_BACKUP_NAME_LEN],
+                                         int64_t *rows, char err[FR_ERR_LEN]);
 
 /* Encodes the table to memory instead: *out (owned by the caller, free())
  * and *len. Same errors. */
@@ -33,9 +46,15 @@ FR_MUST_CHECK int fr_backup_encode(const char *conninfo, const struct fr_pipelin
 /* Replaces the table of ds with the records of the Avro file in avro[0..len)
  * (borrowed). The file's schema must match the dataset's columns (names,
  * order and types; -EPROTO naming the field otherwise), every record must
- * decode (-EBADMSG for a corrupt file): in both cases nothing is changed.
- * Then BEGIN; TRUNCATE; COPY; COMMIT. *rows (may be NULL) gets the count.
- * Does not tell the loader: call fr_backup_notify after it. */
+ * decode (-EBADMSG for a corrupt file), and every value must be one the
+ * table holds exactly (-EPROTO naming the record and field: a string with
+ * a NUL byte, a timestamp or date outside years 0001..9999, a null key);
+ * in all these cases nothing is changed. Then BEGIN; TRUNCATE; COPY;
+ * COMMIT; a COPY the table refuses for its data (SQLSTATE class 22 or 23,
+ * 54000: duplicate keys, a value too large to index) rolls back and is
+ * -EPROTO with a message naming the record and the rule, not the server's
+ * text (which quotes row data and constraint names). *rows (may be NULL)
+ * gets the count. Does not tell the loader: call fr_backup_notify after it. */
 FR_MUST_CHECK int fr_backup_restore_buf(const char *conninfo, const struct fr_pipeline *p,
                                         const struct fr_dataset *ds, const void *avro, size_t len, int64_t *rows,
                                         char err[FR_ERR_LEN]);

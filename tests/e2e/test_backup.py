@@ -6,7 +6,14 @@ on tests/e2e/pipelines/semtest:
   microsecond (before 1970 too), floats exactly, numerics of any precision;
 - a corrupt (truncated or damaged) file and a file of a mismatched schema are
   errors naming the problem, and the table is unchanged;
-- a restore refreshes the models fed by the dataset, and their caches."""
+- a restore refreshes the models fed by the dataset, and their caches;
+- concurrent POST /admin/backup get distinct files, each restorable;
+- a file whose data the table refuses (a duplicate key) is a 422 naming the
+  record (not the server's text) and changes nothing, through the admin route
+  and the command."""
+import concurrent.futures
+import http.client
+import json
 import os
 import shutil
 import subprocess
@@ -126,7 +133,69 @@ def main(t):
     t.eq(rc, 0, "restore of employees (%s)" % err.strip())
     wait_until(lambda: r.hget("dept_size:1", "employees") == b"1", 20, what="cache back to 1 after the restore")
     t.eq(stack.pg.scalar("SELECT employees FROM semtest.dept_sizes WHERE department_id = 1"), 1, "model refreshed")
+
+    # 5. admin routes: two backups in the same second get two files, both valid
+    #    (they shared one name before, and the second replaced the first)
+    stack["api"].start()
+    wait_until(lambda: stack.get("/healthz")[0] == 200, 20, what="api /healthz")
+    with concurrent.futures.ThreadPoolExecutor(4) as ex:
+        answers = list(ex.map(lambda _: post(stack, "/admin/backup/semtest.alltypes"), range(4)))
+    t.eq([a[0] for a in answers], [201] * 4, "4 concurrent POST /admin/backup -> 201 (%r)" % answers)
+    names = [json.loads(a[1]).get("file", "") for a in answers if a[0] == 201]
+    t.eq(len(set(names)), 4, "4 distinct file names (%r)" % names)
+    bdir = os.path.join(stack.data_dir, "backups")
+    t.eq(sorted(n for n in os.listdir(bdir) if not n.startswith(".")), sorted(names),
+         "4 files under backups/, no temp file left (%r)" % os.listdir(bdir))
+    for n in names:
+        stack.pg.query("DELETE FROM semtest.alltypes WHERE id = 1")
+        st, body = post(stack, "/admin/restore/semtest.alltypes", open(os.path.join(bdir, n), "rb").read())
+        t.eq((st, snapshot(stack)), (200, live), "%s restores the table (%r)" % (n, body[:200]))
+
+    # 6. data the table refuses (here a duplicate key) is a 422 naming the
+    #    record, without the server's text (row data, constraint names), and
+    #    changes nothing (it was a 503 with the raw PostgreSQL error)
+    wait_loaded(stack, send(r, "semtest.departments", [("id", "bigint"), ("department", "text")], [(2, "Opsdept")]))
+    deps = snapshot(stack, "semtest.departments")
+    st, body = post(stack, "/admin/backup/semtest.departments")
+    t.eq(st, 201, "backup of departments (%r)" % body[:200])
+    good = open(os.path.join(bdir, json.loads(body)["file"]), "rb").read()
+    # record 2's key 2 (zigzag 0x04) becomes 1 (0x02): two records with key 1
+    rec2 = b"\x02\x04\x02\x0eOpsdept"
+    t.eq(good.count(rec2), 1, "record 2 found in the file")
+    dup = good.replace(rec2, b"\x02\x02\x02\x0eOpsdept")
+    stack.pg.query("UPDATE semtest.departments SET department = 'Ops live' WHERE id = 2")
+    live_deps = snapshot(stack, "semtest.departments")
+    st, body = post(stack, "/admin/restore/semtest.departments", dup)
+    detail = json.loads(body).get("detail", "") if st == 422 else body
+    t.eq(st, 422, "a duplicate key -> 422 (%r)" % body[:300])
+    t.check("record 2" in detail and "key" in detail and "pkey" not in detail and "Key (" not in detail
+            and "Opsdept" not in detail, "the reason names the record, not the server's text: %r" % detail)
+    t.eq(snapshot(stack, "semtest.departments"), live_deps, "a refused restore changes nothing")
+    rc, err = loader_cmd(stack, "restore", "--dataset", "semtest.departments", "--in", write(work, "dup.avro", dup))
+    t.check(rc == 1 and "record 2" in err and "pkey" not in err, "freshet-loader restore: exit 1 and the same "
+            "reason (%d %r)" % (rc, err[-300:]))
+    t.eq(snapshot(stack, "semtest.departments"), live_deps, "... and changes nothing")
+    st, body = post(stack, "/admin/restore/semtest.departments", good)
+    t.eq((st, snapshot(stack, "semtest.departments")), (200, deps), "the unpatched file restores (%r)" % body[:200])
+    t.eq(stack["api"].stop(), 0, "api exits 0")
     t.eq(stack["loader"].stop(), 0, "loader exits 0")
+
+
+def post(stack, path, body=b""):
+    c = http.client.HTTPConnection("127.0.0.1", stack.api_port, timeout=60)
+    try:
+        c.request("POST", path, body=body, headers={"Content-Type": "application/octet-stream"})
+        resp = c.getresponse()
+        return resp.status, resp.read()
+    finally:
+        c.close()
+
+
+def write(d, name, data):
+    path = os.path.join(d, name)
+    with open(path, "wb") as f:
+        f.write(data)
+    return path
 
 
 if __name__ == "__main__":
