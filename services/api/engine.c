@@ -20,7 +20,6 @@
 #include "names.h"
 #include "problem.h"
 #include "push.h"
-#include "workers.h"
 
 #define MAX_RESULT_BYTES (64u << 20) /* a buffered answer (one, value shapes) */
 #define PAGE_ROWS        2000        /* list/envelope rows fetched per round trip from a cursor */
@@ -71,8 +70,7 @@ struct sqlreq {
     bool streaming;     /* the head went out: chunks follow */
     bool gone;          /* the client went away */
     const char **vals;  /* arena: one per param, NULL = absent */
-    char cursor[40];    /* list/envelope: the WITH HOLD cursor on the slot's connection */
-    struct fr_api_stream_slot slot; /* list/envelope: the cursor's bounded slot (workers.h) */
+    char cursor[40];    /* list/envelope: the WITH HOLD cursor on the worker's connection */
     size_t rows;        /* rows rendered so far */
     struct fr_buf page; /* owned: one page of output */
 };
@@ -204,19 +202,11 @@ static struct eroute *find(struct fr_api_engine *e, const char *method, const ch
     return best;
 }
 
-static const struct eroute *crud_match(struct fr_api_engine *e, const char *path, const char **pattern);
-
-/* A crud resource's role covers all its paths and verbs: reads (GET of
- * the list and of an item) need its role, writes its role_write. */
 const char *fr_api_engine_role(struct fr_api_engine *e, const char *method, const char *path)
 {
     bool pm;
     const char *ss[64];
     size_t sl[64];
-    const char *pat;
-    const struct eroute *cr = e && e->n_crud ? crud_match(e, path, &pat) : NULL;
-    if (cr)
-        return strcmp(method, "GET") == 0 ? cr->r->role : cr->r->role_write;
     struct eroute *er = e ? find(e, method, path, &pm, ss, sl) : NULL;
     return er ? er->r->role : NULL;
 }
@@ -232,8 +222,8 @@ const struct fr_route *fr_api_engine_route_at(const struct fr_api_engine *e, siz
     return e->routes[i].r;
 }
 
-/* The crud route a path falls under, and its pattern: P, P/bulk or P/{id}. */
-static const struct eroute *crud_match(struct fr_api_engine *e, const char *path, const char **pattern)
+/* The pattern a crud route's path falls under: P, P/bulk or P/{id}. */
+static const char *crud_pattern(struct fr_api_engine *e, const char *path)
 {
     for (size_t i = 0; i < e->n; i++) {
         const struct eroute *er = &e->routes[i];
@@ -243,22 +233,13 @@ static const struct eroute *crud_match(struct fr_api_engine *e, const char *path
         if (strncmp(path, er->r->path, bl) != 0 || (path[bl] != '\0' && path[bl] != '/'))
             continue;
         const char *seg = path[bl] == '/' ? path + bl + 1 : NULL;
-        if (!seg) {
-            *pattern = er->r->path;
-            return er;
-        }
+        if (!seg)
+            return er->r->path;
         if (seg[0] == '\0' || strchr(seg, '/'))
             continue;
-        *pattern = strcmp(seg, "bulk") == 0 ? er->crud_bulk : er->crud_id;
-        return er;
+        return strcmp(seg, "bulk") == 0 ? er->crud_bulk : er->crud_id;
     }
     return NULL;
-}
-
-static const char *crud_pattern(struct fr_api_engine *e, const char *path)
-{
-    const char *pat = NULL;
-    return crud_match(e, path, &pat) ? pat : NULL;
 }
 
 const char *fr_api_engine_pattern(struct fr_api_engine *e, const char *method, const char *path)
@@ -729,17 +710,14 @@ static void on_ignore(fr_pg_t *pg, PGresult *res, void *data)
     w->inflight--;
 }
 
-/* Closes the cursor (fire and forget: a reconnect dropped it anyway) and
- * gives its slot back. */
+/* Closes the cursor (fire and forget: a reconnect dropped it anyway). */
 static void close_cursor(struct sqlreq *sr)
 {
     struct fr_api_worker *w = sr->e->w;
-    fr_pg_t *pg = fr_api_stream_pg(w, &sr->slot);
     char sql[64];
     snprintf(sql, sizeof(sql), "CLOSE %s", sr->cursor);
-    if (pg && fr_pg_connected(pg) && fr_pg_query(pg, sql, 0, NULL, NULL, on_ignore, w) == 0)
+    if (w->app->pg && fr_pg_connected(w->app->pg) && fr_pg_query(w->app->pg, sql, 0, NULL, NULL, on_ignore, w) == 0)
         w->inflight++;
-    fr_api_stream_release(w, &sr->slot);
 }
 
 static void fetch_page(struct sqlreq *sr);
@@ -764,7 +742,6 @@ static void on_page(fr_pg_t *pg, PGresult *res, void *data)
             fr_warn("route %s: query failed: %s", sr->er->r->name, PQresultErrorMessage(res));
             close_cursor(sr);
         }
-        fr_api_stream_release(w, &sr->slot); /* lost with its connection, or timed out (and cancelled) */
         fr_buf_deinit(&sr->page);
         if (sr->streaming)
             fr_http_stream_abort(sr->req); /* truncated, and the client can tell */
@@ -823,9 +800,8 @@ static void fetch_page(struct sqlreq *sr)
     struct fr_api_worker *w = sr->e->w;
     char sql[80];
     snprintf(sql, sizeof(sql), "FETCH %d FROM %s", PAGE_ROWS, sr->cursor);
-    fr_pg_t *pg = fr_api_stream_pg(w, &sr->slot);
+    fr_pg_t *pg = w->app->pg;
     if (!pg || !fr_pg_connected(pg) || fr_pg_query(pg, sql, 0, NULL, NULL, on_page, sr) != 0) {
-        fr_api_stream_release(w, &sr->slot);
         fr_buf_deinit(&sr->page);
         if (sr->streaming)
             fr_http_stream_abort(sr->req);
@@ -964,23 +940,12 @@ static void run_sql(struct sqlreq *sr)
     if (!sr->exists_phase && (r->shape == FR_SHAPE_LIST || r->shape == FR_SHAPE_ENVELOPE)) {
         /* Lists go through a cursor WITH HOLD, a page per round trip, so a
          * large result is streamed (chunked) and never held whole here; the
-         * DECLARE and the first FETCH are pipelined. Open cursors are
-         * bounded per worker and per client, and run on the worker's
-         * stream connections (workers.h): over a bound, 503 before any
-         * query. */
-        const char *why = NULL;
-        if (fr_api_stream_acquire(w, sr->req, &sr->slot, &why) != 0) {
-            fr_http_add_header(sr->req, "Retry-After", "1");
-            respond_detail(sr->er, sr->req, 503, why, w);
-            return;
-        }
-        fr_pg_t *cpg = fr_api_stream_pg(w, &sr->slot);
+         * DECLARE and the first FETCH are pipelined. */
         snprintf(sr->cursor, sizeof(sr->cursor), "fr_c_%" PRIu64, ++sr->e->cursor_seq);
         char *decl = fr_xasprintf("DECLARE %s NO SCROLL CURSOR WITH HOLD FOR %s", sr->cursor, sql);
-        int rc = cpg && fr_pg_connected(cpg) ? fr_pg_query(cpg, decl, (int)n, params, NULL, on_declare, sr) : -ENOTCONN;
+        int rc = fr_pg_query(pg, decl, (int)n, params, NULL, on_declare, sr);
         free(decl);
         if (rc != 0) {
-            fr_api_stream_release(w, &sr->slot);
             respond_detail(sr->er, sr->req, 503, "database unavailable; retry", w);
             return;
         }
@@ -1747,7 +1712,6 @@ bool fr_api_engine_handle(struct fr_api_engine *e, fr_http_req_t *req)
         return true;
     struct sqlreq *sr = fr_http_req_alloc(req, sizeof(*sr));
     memset(sr, 0, sizeof(*sr));
-    sr->slot.conn = -1; /* no stream slot held */
     sr->e = e;
     sr->er = er;
     sr->req = req;
@@ -1916,28 +1880,28 @@ static void oa_crud(struct fr_buf *b, const struct fr_pipeline *p, const struct 
     char path[600];
     oa_str(b, r->path);
     (void)fr_buf_puts(b, ":{");
-    oa_op(b, p, r, "get", "list", "List (limit/offset or cursor; Link rel=next)", r->role, false, false, "200", auth);
+    oa_op(b, p, r, "get", "list", "List (limit/offset or cursor; Link rel=next)", "read", false, false, "200", auth);
     (void)fr_buf_putc(b, ',');
     oa_op(b, p, r, "post", "create", "Create one row (201; an equal row is returned, a deleted one reactivated)",
-          r->role_write, false, true, "201", auth);
+          "write", false, true, "201", auth);
     (void)fr_buf_puts(b, "},");
     snprintf(path, sizeof(path), "%s/{id}", r->path);
     oa_str(b, path);
     (void)fr_buf_puts(b, ":{");
-    oa_op(b, p, r, "get", "get", "One row", r->role, true, false, "200", auth);
+    oa_op(b, p, r, "get", "get", "One row", "read", true, false, "200", auth);
     (void)fr_buf_putc(b, ',');
-    oa_op(b, p, r, "put", "replace", "Replace a row", r->role_write, true, true, "200", auth);
+    oa_op(b, p, r, "put", "replace", "Replace a row", "write", true, true, "200", auth);
     (void)fr_buf_putc(b, ',');
-    oa_op(b, p, r, "patch", "update", "Update some fields of a row", r->role_write, true, true, "200", auth);
+    oa_op(b, p, r, "patch", "update", "Update some fields of a row", "write", true, true, "200", auth);
     (void)fr_buf_putc(b, ',');
-    oa_op(b, p, r, "delete", "delete", "Delete (soft; X-Soft-Delete: false for good)", r->role_write, true, false,
-          "204", auth);
+    oa_op(b, p, r, "delete", "delete", "Delete (soft; X-Soft-Delete: false for good)", "write", true, false, "204",
+          auth);
     (void)fr_buf_puts(b, "},");
     snprintf(path, sizeof(path), "%s/bulk", r->path);
     oa_str(b, path);
     (void)fr_buf_puts(b, ":{");
-    oa_op(b, p, r, "post", "bulk", "1 to 1000 rows, JSON array or CSV: {inserted, rejected}", r->role_write, false,
-          true, "201", auth);
+    oa_op(b, p, r, "post", "bulk", "1 to 1000 rows, JSON array or CSV: {inserted, rejected}", "write", false, true,
+          "201", auth);
     (void)fr_buf_putc(b, '}');
 }
 
