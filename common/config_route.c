@@ -32,6 +32,7 @@ void fr_routes_free(struct fr_route *r, size_t n)
         free(x->path);
         free(x->summary);
         free(x->role);
+        free(x->role_write);
         fr_cfg_free_strv(x->segs, x->n_segs);
         for (size_t j = 0; j < x->n_params; j++) {
             struct fr_route_param *p = &x->params[j];
@@ -515,6 +516,39 @@ static bool split_path(struct fr_cfg *c, struct fr_route *r, const yaml_node_t *
     return true;
 }
 
+/* role: <read|write|admin>, or (crud) {read: <role>, write: <role>}. */
+static bool role_value(struct fr_cfg *c, const struct fr_route *r, yaml_node_t *v, const char *what, char **out)
+{
+    if (!fr_cfg_get_str(c, v, what, out))
+        return false;
+    if (strcmp(*out, "read") && strcmp(*out, "write") && strcmp(*out, "admin"))
+        return fail(c, v, "%s of route '%s' must be read, write or admin", what, r->name);
+    return true;
+}
+
+static bool parse_role(struct fr_cfg *c, struct fr_route *r, yaml_node_t *v)
+{
+    if (!v) {
+        r->role = fr_xstrdup(strcmp(r->method, "GET") == 0 ? "read" : "write");
+        return true;
+    }
+    if (v->type != YAML_MAPPING_NODE)
+        return role_value(c, r, v, "role", &r->role);
+    static const char *const keys[] = {"read", "write", NULL};
+    if (!fr_cfg_check_map(c, v, "role", keys))
+        return false;
+    yaml_node_t *rd = fr_cfg_map_get(c, v, "read"), *wr = fr_cfg_map_get(c, v, "write");
+    if (rd && !role_value(c, r, rd, "role.read", &r->role))
+        return false;
+    if (wr && !role_value(c, r, wr, "role.write", &r->role_write))
+        return false;
+    if (!r->role)
+        r->role = fr_xstrdup("read");
+    if (!r->role_write)
+        r->role_write = fr_xstrdup("write");
+    return true;
+}
+
 static bool parse_route(struct fr_cfg *c, struct fr_pipeline *p, const yaml_node_t *n, struct fr_route *r, size_t pos)
 {
     char what[96];
@@ -540,14 +574,9 @@ static bool parse_route(struct fr_cfg *c, struct fr_pipeline *p, const yaml_node
     }
     if ((v = fr_cfg_map_get(c, n, "summary")) && !fr_cfg_get_str(c, v, "summary", &r->summary))
         return false;
-    if ((v = fr_cfg_map_get(c, n, "role"))) {
-        if (!fr_cfg_get_str(c, v, "role", &r->role))
-            return false;
-        if (strcmp(r->role, "read") && strcmp(r->role, "write") && strcmp(r->role, "admin"))
-            return fail(c, v, "role of route '%s' must be read, write or admin", r->name);
-    } else {
-        r->role = fr_xstrdup(strcmp(r->method, "GET") == 0 ? "read" : "write");
-    }
+    yaml_node_t *role_node = fr_cfg_map_get(c, n, "role");
+    if (!parse_role(c, r, role_node))
+        return false;
     if ((v = fr_cfg_map_get(c, n, "params")) && !fr_cfg_is_null(v)) {
         if (!fr_cfg_check_named_map(c, v, "params"))
             return false;
@@ -608,6 +637,18 @@ static bool parse_route(struct fr_cfg *c, struct fr_pipeline *p, const yaml_node
         return false;
     if ((v = fr_cfg_map_get(c, n, "output")) && !parse_output(c, r, v))
         return false;
+    if (r->handler == FR_RH_CRUD) {
+        /* one role covers every verb of the resource; {read, write} splits them */
+        if (!r->role_write)
+            r->role_write = fr_xstrdup(role_node ? r->role : "write");
+        if (!role_node) {
+            free(r->role);
+            r->role = fr_xstrdup("read");
+        }
+    } else if (r->role_write) {
+        return fail(c, role_node, "role of route '%s': {read: ..., write: ...} is for crud routes; give one role",
+                    r->name);
+    }
     return true;
 }
 

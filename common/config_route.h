@@ -53,12 +53,13 @@ struct fr_route_check {
 };
 
 struct fr_route {
-    char *name;    /* owned */
-    char *method;  /* owned: "GET", ... */
-    char *path;    /* owned: "/ohlc/{symbol}" */
-    char *summary; /* owned or NULL */
-    char *role;    /* owned: read | write | admin */
-    char **segs;   /* owned: path split at '/', "{x}" kept for parameters */
+    char *name;       /* owned */
+    char *method;     /* owned: "GET", ... */
+    char *path;       /* owned: "/ohlc/{symbol}" */
+    char *summary;    /* owned or NULL */
+    char *role;       /* owned: read | write | admin (crud: the role of its reads, list and item GET) */
+    char *role_write; /* owned: crud: the role of its writes (POST, bulk, PUT, PATCH, DELETE); else NULL */
+    char **segs;      /* owned: path split at '/', "{x}" kept for parameters */
     size_t n_segs;
     struct fr_route_param *params; /* owned */
     size_t n_params;

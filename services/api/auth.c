@@ -19,9 +19,21 @@ struct fr_auth_key {
     struct fr_tbucket bucket;
 };
 
+/* Failed authentications of one client IP (a direct-mapped table with a
+ * few probes: an attacker rotating addresses evicts idle entries only). */
+struct fail_slot {
+    char ip[48]; /* "" = free */
+    struct fr_tbucket bucket;
+};
+
+#define FAIL_SLOTS  1024u
+#define FAIL_PROBES 8u
+
 struct fr_auth {
     struct fr_auth_key *keys; /* owned */
     size_t n;
+    pthread_mutex_t fail_lock; /* guards fails: workers share them */
+    struct fail_slot *fails;   /* owned: FAIL_SLOTS */
 };
 
 /* ------------------------------------------------------------ token bucket */
@@ -232,6 +244,9 @@ fr_auth_t *fr_auth_parse(const char *text, size_t len, const char *file, uint64_
 {
     struct fr_auth *a = fr_xcalloc(1, sizeof(*a));
     size_t lines = 1, pos = 0;
+
+    pthread_mutex_init(&a->fail_lock, NULL);
+    a->fails = fr_xcalloc(FAIL_SLOTS, sizeof(*a->fails));
     unsigned lineno = 0;
 
     for (size_t i = 0; i < len; i++)
@@ -292,6 +307,8 @@ void fr_auth_free(fr_auth_t *a)
         return;
     for (size_t i = 0; i < a->n; i++)
         pthread_mutex_destroy(&a->keys[i].lock);
+    pthread_mutex_destroy(&a->fail_lock);
+    free(a->fails);
     free(a->keys);
     free(a);
 }
@@ -319,8 +336,96 @@ void fr_auth_key_limits(const fr_auth_t *a, size_t i, double *rate, double *burs
 
 /* ------------------------------------------------------------------- check */
 
+static void check_key(fr_auth_t *a, const char *authorization, enum fr_auth_role need, uint64_t now_ms,
+                      struct fr_auth_decision *d);
+
+/* The slot of ip (fail_lock held): its own, else a free or idle one (a
+ * full bucket), else the one idle the longest; NULL for no ip. */
+static struct fail_slot *fail_slot(struct fr_auth *a, const char *ip, uint64_t now_ms, bool create)
+{
+    uint32_t h = 2166136261u;
+    struct fail_slot *spare = NULL;
+
+    if (!ip || !ip[0] || strlen(ip) >= sizeof(a->fails[0].ip))
+        return NULL;
+    for (const char *p = ip; *p; p++)
+        h = (h ^ (unsigned char)*p) * 16777619u;
+    bool spare_idle = false;
+    for (uint32_t k = 0; k < FAIL_PROBES; k++) {
+        struct fail_slot *s = &a->fails[(h + k) % FAIL_SLOTS];
+        if (strcmp(s->ip, ip) == 0)
+            return s;
+        if (!create)
+            continue;
+        double back = now_ms > s->bucket.last_ms ? (double)(now_ms - s->bucket.last_ms) * s->bucket.rate / 1000.0 : 0;
+        bool idle = !s->ip[0] || s->bucket.tokens + back >= s->bucket.burst;
+        if (idle) {
+            if (!spare_idle)
+                spare = s;
+            spare_idle = true;
+        } else if (!spare_idle && (!spare || s->bucket.last_ms < spare->bucket.last_ms)) {
+            spare = s;
+        }
+    }
+    if (!spare)
+        return NULL;
+    snprintf(spare->ip, sizeof(spare->ip), "%s", ip);
+    fr_tbucket_init(&spare->bucket, FR_AUTH_FAIL_RATE, FR_AUTH_FAIL_BURST, now_ms);
+    return spare;
+}
+
+/* Whether ip has failed too often: *retry_ms gets the wait. */
+static bool fail_blocked(struct fr_auth *a, const char *ip, uint64_t now_ms, uint64_t *retry_ms)
+{
+    bool blocked = false;
+    pthread_mutex_lock(&a->fail_lock);
+    struct fail_slot *s = fail_slot(a, ip, now_ms, false);
+    if (s) {
+        struct fr_tbucket probe = s->bucket;
+        blocked = !fr_tbucket_take(&probe, now_ms, retry_ms);
+    }
+    pthread_mutex_unlock(&a->fail_lock);
+    return blocked;
+}
+
+static void fail_count(struct fr_auth *a, const char *ip, uint64_t now_ms)
+{
+    pthread_mutex_lock(&a->fail_lock);
+    struct fail_slot *s = fail_slot(a, ip, now_ms, true);
+    if (s)
+        (void)fr_tbucket_take(&s->bucket, now_ms, NULL);
+    pthread_mutex_unlock(&a->fail_lock);
+}
+
 void fr_auth_check(fr_auth_t *a, const char *authorization, enum fr_auth_role need, uint64_t now_ms,
                    struct fr_auth_decision *d)
+{
+    fr_auth_check_from(a, authorization, NULL, need, now_ms, d);
+}
+
+void fr_auth_check_from(fr_auth_t *a, const char *authorization, const char *client, enum fr_auth_role need,
+                        uint64_t now_ms, struct fr_auth_decision *d)
+{
+    memset(d, 0, sizeof(*d));
+    if (need == FR_AUTH_ROLE_NONE)
+        return;
+    uint64_t retry_ms = 0;
+    if (fail_blocked(a, client, now_ms, &retry_ms)) {
+        /* every key is refused, or guessing would go on at full speed */
+        d->status = 429;
+        d->retry_after_s = (uint32_t)((retry_ms + 999) / 1000);
+        if (d->retry_after_s == 0)
+            d->retry_after_s = 1;
+        d->detail = "too many failed authentications from this address: retry after the Retry-After seconds";
+        return;
+    }
+    check_key(a, authorization, need, now_ms, d);
+    if (d->status == 401)
+        fail_count(a, client, now_ms);
+}
+
+static void check_key(fr_auth_t *a, const char *authorization, enum fr_auth_role need, uint64_t now_ms,
+                      struct fr_auth_decision *d)
 {
     struct fr_auth_key *hit = NULL;
     const char *tok;

@@ -27,6 +27,8 @@ enum fr_auth_role {
 #define FR_AUTH_MAX_FILE      (1u << 20) /* keys file cap in bytes */
 #define FR_AUTH_DEFAULT_RATE  100.0      /* tokens per second when the line has none */
 #define FR_AUTH_DEFAULT_BURST 200.0      /* bucket size when the line has none */
+#define FR_AUTH_FAIL_RATE     1.0        /* failed authentications a second one client IP gets back */
+#define FR_AUTH_FAIL_BURST    10.0       /* failed authentications in a row before a client IP gets 429 */
 
 /* A token bucket: `rate` tokens a second up to `burst`; one request takes one.
  * Plain data, embedded in its owner; not locked (the owner locks). */
@@ -81,6 +83,14 @@ struct fr_auth_decision {
  * rate limited too. Thread-safe. need == NONE allows everything. */
 void fr_auth_check(fr_auth_t *a, const char *authorization, enum fr_auth_role need, uint64_t now_ms,
                    struct fr_auth_decision *d);
+/* fr_auth_check for a request from client (an IP as text; NULL or "" =
+ * unknown, not limited): each 401 takes a token of the client's own bucket
+ * (FR_AUTH_FAIL_BURST, refilled at FR_AUTH_FAIL_RATE a second), and while
+ * it is empty every keyed request of that client gets 429 with
+ * retry_after_s, whatever its key, so unknown keys cannot be guessed at
+ * full speed. Thread-safe. */
+void fr_auth_check_from(fr_auth_t *a, const char *authorization, const char *client, enum fr_auth_role need,
+                        uint64_t now_ms, struct fr_auth_decision *d);
 
 /* The SHA-256 hex of a key as typed (one trailing "\n" or "\r\n" dropped),
  * for `freshet-api hash-key`. out holds 65 bytes. */

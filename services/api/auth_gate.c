@@ -54,17 +54,20 @@ enum fr_auth_role fr_api_auth_default_role(const char *method, const char *path)
     return FR_AUTH_ROLE_WRITE;
 }
 
-bool fr_api_auth_gate(fr_auth_t *a, fr_http_req_t *req, enum fr_auth_role need)
+/* The key check of req: 0, or the refusal's status with its headers added
+ * and *detail set. Refusals are logged at info (client, route, key): they
+ * are what an operator looks for after an attack or a broken client. */
+static int decide(fr_auth_t *a, fr_http_req_t *req, enum fr_auth_role need, const char **detail)
 {
     struct fr_auth_decision d;
     char retry[16];
 
     if (!a || need == FR_AUTH_ROLE_NONE)
-        return true;
-    fr_auth_check(a, fr_http_req_header(req, "Authorization"), need, fr_mono_ms(), &d);
+        return 0;
+    fr_auth_check_from(a, fr_http_req_header(req, "Authorization"), fr_http_req_peer(req), need, fr_mono_ms(), &d);
     switch (d.status) {
     case 0:
-        return true;
+        return 0;
     case 401:
         fr_http_add_header(req, "WWW-Authenticate", "Bearer realm=\"freshet\"");
         break;
@@ -75,10 +78,41 @@ bool fr_api_auth_gate(fr_auth_t *a, fr_http_req_t *req, enum fr_auth_role need)
     default:
         break;
     }
-    fr_debug("auth: %d for %s %s (key %s)", d.status, fr_http_req_method(req), fr_http_req_path(req),
-             d.key_name ? d.key_name : "-");
-    fr_http_respond_detail(req, d.status, d.detail);
+    fr_info("auth: %d for %s %s from %s (key %s)", d.status, fr_http_req_method(req), fr_http_req_path(req),
+            fr_http_req_peer(req), d.key_name ? d.key_name : "-");
+    *detail = d.detail;
+    return d.status;
+}
+
+bool fr_api_auth_gate(fr_auth_t *a, fr_http_req_t *req, enum fr_auth_role need)
+{
+    const char *detail = NULL;
+    int status = decide(a, req, need, &detail);
+    if (status == 0)
+        return true;
+    fr_http_respond_detail(req, status, detail);
     return false;
+}
+
+/* Marks a request whose key the expect hook already checked (one check,
+ * one token, per request). */
+static const char g_checked;
+
+static enum fr_auth_role need_of(struct fr_api_worker *w, fr_http_req_t *req)
+{
+    const char *path = fr_http_req_path(req);
+    if (!w->auth || fr_api_auth_open_path(path))
+        return FR_AUTH_ROLE_NONE;
+    return w->route_role ? w->route_role(w, req) : fr_api_auth_default_role(fr_http_req_method(req), path);
+}
+
+int fr_api_auth_expect(fr_http_req_t *req, const char **detail, void *data)
+{
+    struct fr_api_worker *w = data;
+    int status = decide(w->auth, req, need_of(w, req), detail);
+    if (status == 0)
+        fr_http_req_set_data(req, (void *)&g_checked);
+    return status;
 }
 
 void fr_api_front(fr_http_req_t *req, void *data)
@@ -91,12 +125,10 @@ void fr_api_front(fr_http_req_t *req, void *data)
     if (w->pool && strcmp(path, "/metrics") == 0 && strcmp(fr_http_req_method(req), "GET") == 0 &&
         fr_api_pool_metrics(w->pool, w, req))
         return; /* summed over the workers */
-    if (w->auth && !fr_api_auth_open_path(path)) {
-        enum fr_auth_role need =
-            w->route_role ? w->route_role(w, req) : fr_api_auth_default_role(fr_http_req_method(req), path);
-        if (!fr_api_auth_gate(w->auth, req, need))
-            return;
-    }
+    if (fr_http_req_data(req) == &g_checked)
+        fr_http_req_set_data(req, NULL); /* checked before its body (Expect: 100-continue) */
+    else if (w->auth && !fr_api_auth_open_path(path) && !fr_api_auth_gate(w->auth, req, need_of(w, req)))
+        return;
     if (fr_api_batches_route(w, req) || fr_api_push_route(w, req))
         return;
     fr_api_handle(req, data);

@@ -28,6 +28,12 @@ enum fr_auth_role fr_api_auth_default_role(const char *method, const char *path)
  * (with Retry-After). a NULL (auth off) or need NONE always goes on. */
 bool fr_api_auth_gate(fr_auth_t *a, fr_http_req_t *req, enum fr_auth_role need);
 
+/* The fr_http_expect_cb of the api's servers (data = the struct
+ * fr_api_worker): the key of an "Expect: 100-continue" request is checked
+ * before its body is sent, with the same rules and token as the front
+ * handler (which then does not check it again); a refusal is its answer. */
+int fr_api_auth_expect(fr_http_req_t *req, const char **detail, void *data);
+
 /* The fr_http_handler the api's servers are created with (data = the
  * struct fr_api_worker): /docs, then the key check (the worker's
  * route_role hook, when set, says what a route needs; else the default

@@ -75,6 +75,7 @@ static void on_sub_closed(void *data)
     struct fr_api_worker *w = data;
 
     fr_info("drained: shutting down");
+    fr_api_streams_close(w);
     fr_app_shutdown(w->app, 0);
 }
 
@@ -181,6 +182,7 @@ int main(int argc, char **argv)
 
     w.http = fr_http_server_new(&app.loop, &lim, fr_api_front, &w);
     fr_http_server_on_answer(w.http, fr_api_count_answer, &w);
+    fr_http_server_on_expect(w.http, fr_api_auth_expect, &w);
     rc = fr_http_listen(w.http, app.settings.api_addr, true);
     if (rc != 0) {
         snprintf(err, sizeof(err), "cannot listen on %s: %s", app.settings.api_addr, uv_strerror(rc));

@@ -205,6 +205,58 @@ static void test_check(void **state)
     fr_auth_free(a);
 }
 
+/* Failed authentications are limited per client IP: after
+ * FR_AUTH_FAIL_BURST unknown keys, every request of that address gets 429
+ * (a valid key too, or guessing would go on), other addresses are not
+ * affected, and the bucket refills at FR_AUTH_FAIL_RATE. */
+static void test_fail_limit(void **state)
+{
+    char err[FR_ERR_LEN] = "";
+    char text[1024];
+    struct fr_auth_decision d;
+    fr_auth_t *a;
+    (void)state;
+
+    snprintf(text, sizeof(text), "reader:read:%s\n", h_read);
+    a = parse(text, err);
+    assert_non_null(a);
+    for (int i = 0; i < (int)FR_AUTH_FAIL_BURST; i++) {
+        fr_auth_check_from(a, "Bearer guess", "192.0.2.7", FR_AUTH_ROLE_READ, 5000, &d);
+        assert_int_equal(d.status, 401);
+    }
+    fr_auth_check_from(a, "Bearer guess", "192.0.2.7", FR_AUTH_ROLE_READ, 5000, &d);
+    assert_int_equal(d.status, 429);
+    assert_true(d.retry_after_s >= 1);
+    fr_auth_check_from(a, "Bearer reader-key", "192.0.2.7", FR_AUTH_ROLE_READ, 5000, &d);
+    assert_int_equal(d.status, 429);
+    fr_auth_check_from(a, NULL, "192.0.2.7", FR_AUTH_ROLE_READ, 5000, &d);
+    assert_int_equal(d.status, 429);
+    /* another address, and an unknown one, are not limited by it */
+    fr_auth_check_from(a, "Bearer reader-key", "192.0.2.8", FR_AUTH_ROLE_READ, 5000, &d);
+    assert_int_equal(d.status, 0);
+    fr_auth_check_from(a, "Bearer guess", "", FR_AUTH_ROLE_READ, 5000, &d);
+    assert_int_equal(d.status, 401);
+    /* open routes stay open */
+    fr_auth_check_from(a, NULL, "192.0.2.7", FR_AUTH_ROLE_NONE, 5000, &d);
+    assert_int_equal(d.status, 0);
+    /* the bucket refills: one more try a second */
+    fr_auth_check_from(a, "Bearer reader-key", "192.0.2.7", FR_AUTH_ROLE_READ, 6000, &d);
+    assert_int_equal(d.status, 0);
+    /* a valid key takes no failure token: many in a row stay allowed */
+    for (int i = 0; i < 50; i++) {
+        fr_auth_check_from(a, "Bearer reader-key", "192.0.2.9", FR_AUTH_ROLE_READ, 7000, &d);
+        assert_int_equal(d.status, 0);
+    }
+    /* many addresses: each its own bucket (the table evicts idle ones) */
+    for (int i = 0; i < 3000; i++) {
+        char ip[32];
+        snprintf(ip, sizeof(ip), "10.0.%d.%d", i / 256, i % 256);
+        fr_auth_check_from(a, "Bearer guess", ip, FR_AUTH_ROLE_READ, 8000, &d);
+        assert_int_equal(d.status, 401);
+    }
+    fr_auth_free(a);
+}
+
 static void test_hash_key(void **state)
 {
     char a[65], b[65], c[65];
@@ -224,9 +276,11 @@ static void test_hash_key(void **state)
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_ct_equal),        cmocka_unit_test(test_roles),        cmocka_unit_test(test_parse_ok),
-        cmocka_unit_test(test_parse_upper_hex), cmocka_unit_test(test_parse_errors), cmocka_unit_test(test_tbucket),
-        cmocka_unit_test(test_check),           cmocka_unit_test(test_hash_key),
+        cmocka_unit_test(test_ct_equal),     cmocka_unit_test(test_roles),
+        cmocka_unit_test(test_parse_ok),     cmocka_unit_test(test_parse_upper_hex),
+        cmocka_unit_test(test_parse_errors), cmocka_unit_test(test_tbucket),
+        cmocka_unit_test(test_check),        cmocka_unit_test(test_hash_key),
+        cmocka_unit_test(test_fail_limit),
     };
     return cmocka_run_group_tests(tests, setup, NULL);
 }
