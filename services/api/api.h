@@ -63,11 +63,12 @@ struct fr_api_worker {
     /* the role a request's route declares (set by the route engine); NULL:
      * fr_api_auth_default_role */
     enum fr_auth_role (*route_role)(struct fr_api_worker *w, fr_http_req_t *req);
-    struct fr_api_pool *pool;     /* borrowed: workers.c's pool, NULL with one worker */
-    struct fr_api_push *push;     /* owned by push.c: writes waiting for their batch (lazily made) */
-    bool push_closed;             /* the worker drains: no new writes */
-    struct fr_api_idem *idem;     /* owned by idem.c: retries waiting for a first answer (lazily made) */
-    struct fr_api_engine *engine; /* owned: the routes of every pipeline (engine.c) */
+    struct fr_api_pool *pool;       /* borrowed: workers.c's pool, NULL with one worker */
+    struct fr_api_push *push;       /* owned by push.c: writes waiting for their batch (lazily made) */
+    bool push_closed;               /* the worker drains: no new writes */
+    struct fr_api_idem *idem;       /* owned by idem.c: retries waiting for a first answer (lazily made) */
+    struct fr_api_engine *engine;   /* owned: the routes of every pipeline (engine.c) */
+    struct fr_api_streams *streams; /* owned by workers.c: list cursors' connections and bounds (lazily made) */
 };
 
 /* The cache handlers (routes.c) behind the engine's cache_field,

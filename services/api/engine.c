@@ -20,6 +20,7 @@
 #include "names.h"
 #include "problem.h"
 #include "push.h"
+#include "workers.h"
 
 #define MAX_RESULT_BYTES (64u << 20) /* a buffered answer (one, value shapes) */
 #define PAGE_ROWS        2000        /* list/envelope rows fetched per round trip from a cursor */
@@ -67,12 +68,13 @@ struct sqlreq {
     fr_http_req_t *req;
     bool csv;
     bool exists_phase;
-    bool streaming;     /* the head went out: chunks follow */
-    bool gone;          /* the client went away */
-    const char **vals;  /* arena: one per param, NULL = absent */
-    char cursor[40];    /* list/envelope: the WITH HOLD cursor on the worker's connection */
-    size_t rows;        /* rows rendered so far */
-    struct fr_buf page; /* owned: one page of output */
+    bool streaming;                 /* the head went out: chunks follow */
+    bool gone;                      /* the client went away */
+    const char **vals;              /* arena: one per param, NULL = absent */
+    char cursor[40];                /* list/envelope: the WITH HOLD cursor on the slot's connection */
+    struct fr_api_stream_slot slot; /* list/envelope: the cursor's bounded slot (workers.h) */
+    size_t rows;                    /* rows rendered so far */
+    struct fr_buf page;             /* owned: one page of output */
 };
 
 /* ------------------------------------------------------------------ setup */
@@ -710,14 +712,17 @@ static void on_ignore(fr_pg_t *pg, PGresult *res, void *data)
     w->inflight--;
 }
 
-/* Closes the cursor (fire and forget: a reconnect dropped it anyway). */
+/* Closes the cursor (fire and forget: a reconnect dropped it anyway) and
+ * gives its slot back. */
 static void close_cursor(struct sqlreq *sr)
 {
     struct fr_api_worker *w = sr->e->w;
+    fr_pg_t *pg = fr_api_stream_pg(w, &sr->slot);
     char sql[64];
     snprintf(sql, sizeof(sql), "CLOSE %s", sr->cursor);
-    if (w->app->pg && fr_pg_connected(w->app->pg) && fr_pg_query(w->app->pg, sql, 0, NULL, NULL, on_ignore, w) == 0)
+    if (pg && fr_pg_connected(pg) && fr_pg_query(pg, sql, 0, NULL, NULL, on_ignore, w) == 0)
         w->inflight++;
+    fr_api_stream_release(w, &sr->slot);
 }
 
 static void fetch_page(struct sqlreq *sr);
@@ -742,6 +747,7 @@ static void on_page(fr_pg_t *pg, PGresult *res, void *data)
             fr_warn("route %s: query failed: %s", sr->er->r->name, PQresultErrorMessage(res));
             close_cursor(sr);
         }
+        fr_api_stream_release(w, &sr->slot); /* lost with its connection, or timed out (and cancelled) */
         fr_buf_deinit(&sr->page);
         if (sr->streaming)
             fr_http_stream_abort(sr->req); /* truncated, and the client can tell */
@@ -800,8 +806,9 @@ static void fetch_page(struct sqlreq *sr)
     struct fr_api_worker *w = sr->e->w;
     char sql[80];
     snprintf(sql, sizeof(sql), "FETCH %d FROM %s", PAGE_ROWS, sr->cursor);
-    fr_pg_t *pg = w->app->pg;
+    fr_pg_t *pg = fr_api_stream_pg(w, &sr->slot);
     if (!pg || !fr_pg_connected(pg) || fr_pg_query(pg, sql, 0, NULL, NULL, on_page, sr) != 0) {
+        fr_api_stream_release(w, &sr->slot);
         fr_buf_deinit(&sr->page);
         if (sr->streaming)
             fr_http_stream_abort(sr->req);
@@ -940,12 +947,24 @@ static void run_sql(struct sqlreq *sr)
     if (!sr->exists_phase && (r->shape == FR_SHAPE_LIST || r->shape == FR_SHAPE_ENVELOPE)) {
         /* Lists go through a cursor WITH HOLD, a page per round trip, so a
          * large result is streamed (chunked) and never held whole here; the
-         * DECLARE and the first FETCH are pipelined. */
+         * DECLARE and the first FETCH are pipelined. Open cursors are
+         * bounded per worker and per client, and run on the worker's
+         * stream connections (workers.h): over a bound, 503 before any
+         * query. */
+        const char *why = NULL;
+        if (fr_api_stream_acquire(w, sr->req, &sr->slot, &why) != 0) {
+            fr_http_add_header(sr->req, "Retry-After", "1");
+            respond_detail(sr->er, sr->req, 503, why, w);
+            return;
+        }
+        fr_pg_t *cpg = fr_api_stream_pg(w, &sr->slot);
         snprintf(sr->cursor, sizeof(sr->cursor), "fr_c_%" PRIu64, ++sr->e->cursor_seq);
         char *decl = fr_xasprintf("DECLARE %s NO SCROLL CURSOR WITH HOLD FOR %s", sr->cursor, sql);
-        int rc = fr_pg_query(pg, decl, (int)n, params, NULL, on_declare, sr);
+        int rc =
+            cpg && fr_pg_connected(cpg) ? fr_pg_query(cpg, decl, (int)n, params, NULL, on_declare, sr) : -ENOTCONN;
         free(decl);
         if (rc != 0) {
+            fr_api_stream_release(w, &sr->slot);
             respond_detail(sr->er, sr->req, 503, "database unavailable; retry", w);
             return;
         }
@@ -1712,6 +1731,7 @@ bool fr_api_engine_handle(struct fr_api_engine *e, fr_http_req_t *req)
         return true;
     struct sqlreq *sr = fr_http_req_alloc(req, sizeof(*sr));
     memset(sr, 0, sizeof(*sr));
+    sr->slot.conn = -1; /* no stream slot held */
     sr->e = e;
     sr->er = er;
     sr->req = req;

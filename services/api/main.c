@@ -75,6 +75,7 @@ static void on_sub_closed(void *data)
     struct fr_api_worker *w = data;
 
     fr_info("drained: shutting down");
+    fr_api_streams_close(w);
     fr_app_shutdown(w->app, 0);
 }
 

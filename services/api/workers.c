@@ -90,6 +90,186 @@ int fr_api_workers_setting(size_t *n, char err[FR_ERR_LEN])
     return rc;
 }
 
+/* ------------------------------------------------------ streaming cursors */
+
+#define STREAM_CONNS_MAX   16
+#define STREAM_CLIENT_LEN  48
+#define STREAM_RETRY_AFTER "1"
+
+struct stream_limits {
+    uint32_t conns;      /* PostgreSQL connections per worker, the main one included */
+    uint32_t max;        /* open cursors per worker */
+    uint32_t per_client; /* open cursors per client per worker */
+};
+
+struct stream_client {
+    char id[STREAM_CLIENT_LEN]; /* "k:" + key digest, or "ip:" + address */
+    uint32_t open;              /* cursors held; 0 = free entry */
+};
+
+struct fr_api_streams {
+    struct stream_limits lim;
+    fr_pg_t *pg[STREAM_CONNS_MAX];   /* owned: [1..lim.conns) stream connections; [0] unused */
+    uint32_t open[STREAM_CONNS_MAX]; /* cursors held per connection ([0]: the main one) */
+    uint32_t total;                  /* cursors held */
+    struct stream_client *clients;   /* owned: lim.max entries (each open client holds >= 1) */
+    int closing;                     /* connections still closing after fr_api_streams_close */
+};
+
+static int streams_setting(struct stream_limits *out, char err[FR_ERR_LEN])
+{
+    struct stream_limits l = {.conns = 3, .max = 16, .per_client = 4};
+
+    if (env_u32("FRESHET_API_PG_CONNS", 1, STREAM_CONNS_MAX, &l.conns, err) != 0 ||
+        env_u32("FRESHET_API_MAX_STREAMS", 1, 10000, &l.max, err) != 0 ||
+        env_u32("FRESHET_API_MAX_STREAMS_PER_CLIENT", 1, 10000, &l.per_client, err) != 0)
+        return -EINVAL;
+    if (out)
+        *out = l;
+    return 0;
+}
+
+static struct fr_api_streams *streams_get(struct fr_api_worker *w)
+{
+    struct fr_api_streams *st = w->streams;
+    char err[FR_ERR_LEN] = "";
+
+    if (st || w->push_closed)
+        return st;
+    st = fr_xcalloc(1, sizeof(*st));
+    if (streams_setting(&st->lim, err) != 0) /* checked at start: cannot fail here */
+        fr_warn("%s", err);
+    st->clients = fr_xcalloc(st->lim.max, sizeof(*st->clients));
+    for (uint32_t i = 1; i < st->lim.conns; i++) {
+        char name[32];
+        snprintf(name, sizeof(name), "postgres-stream-%u", i);
+        st->pg[i] = fr_pg_new(&w->app->loop, w->app->settings.database_url, name, err);
+        if (!st->pg[i])
+            break; /* the main connection parsed the same URL: not reached */
+        fr_pg_set_timeout(st->pg[i], 5000);
+        if (fr_pg_start(st->pg[i]) != 0) {
+            fr_pg_close(st->pg[i], NULL, NULL);
+            st->pg[i] = NULL;
+            break;
+        }
+    }
+    w->streams = st;
+    return st;
+}
+
+/* Who a request is for the per-client bound: its API key (a digest of it)
+ * when keys are on, else its IP address. */
+static void stream_client_id(struct fr_api_worker *w, fr_http_req_t *req, char out[STREAM_CLIENT_LEN])
+{
+    const char *a = w->auth ? fr_http_req_header(req, "Authorization") : NULL;
+
+    if (a) {
+        char hex[65];
+        fr_sha256_hex(a, strlen(a), hex);
+        snprintf(out, STREAM_CLIENT_LEN, "k:%.40s", hex);
+    } else {
+        snprintf(out, STREAM_CLIENT_LEN, "ip:%.40s", fr_http_req_peer(req));
+    }
+}
+
+int fr_api_stream_acquire(struct fr_api_worker *w, fr_http_req_t *req, struct fr_api_stream_slot *slot,
+                          const char **why)
+{
+    struct fr_api_streams *st = streams_get(w);
+    char id[STREAM_CLIENT_LEN];
+    int free_i = -1, ci = -1, best = 0;
+
+    slot->conn = -1;
+    slot->client = -1;
+    if (!st) { /* draining: the main connection, unbounded (no new requests come) */
+        slot->conn = 0;
+        return 0;
+    }
+    if (st->total >= st->lim.max) {
+        *why = "too many results streaming on this server; retry later";
+        return -EBUSY;
+    }
+    stream_client_id(w, req, id);
+    for (uint32_t i = 0; i < st->lim.max; i++) {
+        if (st->clients[i].open == 0) {
+            if (free_i < 0)
+                free_i = (int)i;
+        } else if (strcmp(st->clients[i].id, id) == 0) {
+            ci = (int)i;
+            break;
+        }
+    }
+    if (ci >= 0 && st->clients[ci].open >= st->lim.per_client) {
+        *why = "too many of your results streaming at once; read or close them, then retry";
+        return -EBUSY;
+    }
+    if (ci < 0) { /* total < max and each used entry holds >= 1: a free one exists */
+        ci = free_i;
+        snprintf(st->clients[ci].id, sizeof(st->clients[ci].id), "%s", id);
+    }
+    for (uint32_t i = 1; i < st->lim.conns; i++)
+        if (st->pg[i] && fr_pg_connected(st->pg[i]) && (best == 0 || st->open[i] < st->open[best]))
+            best = (int)i;
+    st->clients[ci].open++;
+    st->open[best]++;
+    st->total++;
+    slot->conn = best;
+    slot->client = ci;
+    return 0;
+}
+
+fr_pg_t *fr_api_stream_pg(struct fr_api_worker *w, const struct fr_api_stream_slot *slot)
+{
+    if (slot->conn == 0)
+        return w->app->pg;
+    if (slot->conn < 0 || !w->streams)
+        return NULL;
+    return w->streams->pg[slot->conn];
+}
+
+void fr_api_stream_release(struct fr_api_worker *w, struct fr_api_stream_slot *slot)
+{
+    struct fr_api_streams *st = w->streams;
+
+    if (slot->conn < 0)
+        return;
+    if (st && slot->client >= 0) {
+        st->open[slot->conn]--;
+        st->clients[slot->client].open--;
+        st->total--;
+    }
+    slot->conn = -1;
+    slot->client = -1;
+}
+
+static void on_stream_pg_closed(void *data)
+{
+    struct fr_api_streams *st = data;
+
+    if (--st->closing == 0) {
+        free(st->clients);
+        free(st);
+    }
+}
+
+void fr_api_streams_close(struct fr_api_worker *w)
+{
+    struct fr_api_streams *st = w->streams;
+
+    if (!st)
+        return;
+    st->closing = 1; /* held until every close below has been started */
+    for (uint32_t i = 1; i < st->lim.conns; i++) {
+        fr_pg_t *pg = st->pg[i];
+        if (!pg)
+            continue;
+        st->closing++;
+        fr_pg_close(pg, on_stream_pg_closed, st); /* pending cursor statements complete with NULL now */
+    }
+    w->streams = NULL; /* later releases find nothing to count */
+    on_stream_pg_closed(st);
+}
+
 int fr_api_http_limits(struct fr_http_limits *lim, char err[FR_ERR_LEN])
 {
     fr_http_limits_default(lim);
@@ -99,7 +279,7 @@ int fr_api_http_limits(struct fr_http_limits *lim, char err[FR_ERR_LEN])
         env_u32("FRESHET_API_IDLE_TIMEOUT_MS", 100, 3600000, &lim->idle_timeout_ms, err) != 0 ||
         env_u32("FRESHET_API_REQUEST_TIMEOUT_MS", 100, 3600000, &lim->request_timeout_ms, err) != 0)
         return -EINVAL;
-    return 0;
+    return streams_setting(NULL, err);
 }
 
 /* ------------------------------------------------------------ metrics sum */
@@ -403,6 +583,7 @@ static void on_sub_message(fr_redis_t *r, const char *channel, const char *paylo
 static void on_sub_closed(void *data)
 {
     struct slot *s = data;
+    fr_api_streams_close(&s->wk);
     fr_app_shutdown(&s->app, 0);
 }
 

@@ -18,6 +18,7 @@
 
 #include "auth.h"
 #include "http.h"
+#include "pg.h"
 #include "util.h"
 
 struct fr_api_worker;
@@ -32,8 +33,11 @@ FR_MUST_CHECK int fr_api_workers_setting(size_t *n, char err[FR_ERR_LEN]);
 
 /* The api's HTTP limits: defaults, then FRESHET_API_MAX_CONNS (per worker),
  * FRESHET_API_MAX_HEADER_BYTES, FRESHET_API_MAX_BODY_BYTES,
- * FRESHET_API_IDLE_TIMEOUT_MS, FRESHET_API_REQUEST_TIMEOUT_MS. Returns 0 or
- * -EINVAL with err naming the variable and its bounds. */
+ * FRESHET_API_IDLE_TIMEOUT_MS, FRESHET_API_REQUEST_TIMEOUT_MS. Also checks
+ * the streaming settings below (FRESHET_API_PG_CONNS,
+ * FRESHET_API_MAX_STREAMS, FRESHET_API_MAX_STREAMS_PER_CLIENT), so a bad
+ * one stops the start. Returns 0 or -EINVAL with err naming the variable
+ * and its bounds. */
 FR_MUST_CHECK int fr_api_http_limits(struct fr_http_limits *lim, char err[FR_ERR_LEN]);
 
 /* Creates the pool around worker 0 (w0, whose loop is main's: its server
@@ -56,5 +60,39 @@ bool fr_api_pool_metrics(fr_api_pool_t *p, struct fr_api_worker *w, fr_http_req_
  * keeping each family's HELP/TYPE once, families and series in first-seen
  * order. Exposed for tests. */
 void fr_api_metrics_sum(const struct fr_buf *texts, size_t n, struct fr_buf *out);
+
+/* ---- streaming cursors (engine.c's list and envelope results)
+ *
+ * Each worker bounds its open list cursors: at most FRESHET_API_MAX_STREAMS
+ * (default 16) at once, and FRESHET_API_MAX_STREAMS_PER_CLIENT (default 4)
+ * for one client (its API key when keys are on, else its IP address). A
+ * cursor runs on one of the worker's FRESHET_API_PG_CONNS - 1 stream
+ * connections (default 3 connections: 1 for every other query, 2 for
+ * cursors; the one with the fewest open cursors), made at the first list
+ * request; with 1, or while no stream connection is up, on the worker's
+ * main connection. A slow reader keeps its cursor open, but never the
+ * connection that short queries use. */
+
+/* A held stream slot: the connection the cursor lives on and its client. */
+struct fr_api_stream_slot {
+    int conn;   /* 0: the worker's main connection; 1..: a stream connection; -1: none held */
+    int client; /* index in the worker's client table */
+};
+
+/* Takes a slot for req's cursor. Returns 0 (slot filled; release it once,
+ * with fr_api_stream_release, when the cursor is closed or lost) or -EBUSY
+ * with *why saying which bound is full (static text): the caller answers
+ * 503 with Retry-After before any query. Loop thread of w. */
+FR_MUST_CHECK int fr_api_stream_acquire(struct fr_api_worker *w, fr_http_req_t *req, struct fr_api_stream_slot *slot,
+                                        const char **why);
+/* The connection of a held slot (borrowed), or NULL when it is gone (the
+ * worker drains). */
+fr_pg_t *fr_api_stream_pg(struct fr_api_worker *w, const struct fr_api_stream_slot *slot);
+/* Gives the slot back (conn becomes -1); a released slot: nothing. */
+void fr_api_stream_release(struct fr_api_worker *w, struct fr_api_stream_slot *slot);
+/* Drain: closes the stream connections (pending cursor statements complete
+ * with NULL); the rest is freed once they are closed. Call after the http
+ * server has closed. NULL streams: nothing. */
+void fr_api_streams_close(struct fr_api_worker *w);
 
 #endif
