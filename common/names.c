@@ -62,3 +62,18 @@ char *fr_names_dlq_lease(const char *qname)
 {
     return fr_xasprintf("fr:lease:dlq:%s", qname);
 }
+
+char *fr_names_src_lease(const char *src_qname)
+{
+    return fr_xasprintf("fr:lease:src:%s", src_qname);
+}
+
+char *fr_names_src_fence(const char *src_qname)
+{
+    return fr_xasprintf("fr:fence:src:%s", src_qname);
+}
+
+char *fr_names_src_state(const char *src_qname)
+{
+    return fr_xasprintf("fr:state:src:%s", src_qname);
+}

@@ -40,4 +40,15 @@ char *fr_names_idseq(const char *qname);
  * dataset's dead letters now; a string with a TTL (PX), value = consumer. */
 char *fr_names_dlq_lease(const char *qname);
 
+/* An http_json source's lease, fence and state (src_qname =
+ * "{pipeline}.{source}"; docs/sources.md "Replicas"):
+ * "fr:lease:src:{src_qname}": which ingest runs the source now; a string
+ * "{holder}/{token}" with a TTL (PX), renewed by its holder.
+ * "fr:fence:src:{src_qname}": counter (INCR) giving each acquisition its
+ * fencing token.
+ * "fr:state:src:{src_qname}": the source's state (JSON, state.h). */
+char *fr_names_src_lease(const char *src_qname);
+char *fr_names_src_fence(const char *src_qname);
+char *fr_names_src_state(const char *src_qname);
+
 #endif

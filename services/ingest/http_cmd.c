@@ -91,7 +91,10 @@ static void on_publish(fr_redis_t *r, redisReply *reply, void *data)
 
 static void send_trigger(fr_cmdrun_t *c)
 {
-    json_t *m = json_pack("{s:s,s:s,s:s}", "cmd", "run", "pipeline", c->pipeline, "source", c->source);
+    /* at_us: replicas that all get this message run the source once (a run
+     * started after it serves it; http_source.h fr_httpsrcs_trigger) */
+    json_t *m = json_pack("{s:s,s:s,s:s,s:I}", "cmd", "run", "pipeline", c->pipeline, "source", c->source, "at_us",
+                          (json_int_t)fr_wall_us());
     char *msg = json_dumps(m, JSON_COMPACT);
     json_decref(m);
     c->sent = true; /* events from now on count */

@@ -21,6 +21,7 @@
 #include "batch.h"
 #include "config_http.h"
 #include "http_client.h"
+#include "lease.h"
 #include "log.h"
 #include "names.h"
 #include "parse.h"
@@ -36,7 +37,7 @@ enum hs_state {
     HS_REQ,      /* request in flight */
     HS_WORK,     /* worker landing + parsing the response */
     HS_PUBLISH,  /* items with the publisher, waiting for acks */
-    HS_SAVE,     /* worker writing the state file */
+    HS_SAVE,     /* fenced state write in flight */
 };
 
 struct hsrcs;
@@ -50,12 +51,24 @@ struct hsrc {
     struct hsrc *parent;            /* fan_out.source, or NULL */
     bool has_children;
     char state_path[1024];
-    struct fr_hstate st; /* last saved state */
-    uv_timer_t sched;    /* embedded: next scheduled run */
-    uv_timer_t wait;     /* embedded: waits inside a run */
+    char qname[256];          /* "{pipeline}.{source}" */
+    struct fr_hstate st;      /* last saved state */
+    struct fr_hstate saving;  /* state being written (HS_SAVE) */
+    struct fr_hstate file_st; /* legacy state file, imported once into Redis */
+    bool has_file_st;
+    uv_timer_t sched; /* embedded: next scheduled run */
+    uv_timer_t wait;  /* embedded: waits inside a run */
+    uv_timer_t retry; /* embedded: next try to take the lease */
     enum hs_state state;
-    bool pending; /* a trigger arrived during a run */
-    bool stopping;
+    /* replicas (daemon mode): a run needs the source's lease */
+    fr_lease_t *lease;    /* owned, NULL in command mode */
+    bool want;            /* a trigger waits for a run */
+    int64_t want_due_us;  /* a run that started at or after this (wall µs) serves it */
+    int64_t run_start_us; /* wall time the current run's lease was taken */
+    bool lease_lost;      /* the current run lost its lease: it ends, publishing nothing more */
+    bool catchup;         /* the sched timer is the run at start */
+    int64_t sched_due_us; /* cron: the match the sched timer waits for */
+    char fence_val[200];  /* lease value of the current run (fenced writes) */
     json_t *parents;      /* owned: the parent's records for the next/current run */
     json_t *last_records; /* owned: records of this source's last good run (children) */
     /* rate limits */
@@ -105,6 +118,10 @@ struct fr_httpsrcs {
     void *stop_data;
     bool hc_closed;
     bool hc_closing;
+    bool leases_closing;
+    int64_t start_us; /* wall time of fr_httpsrcs_start: the catch-up run serves triggers up to it */
+    uint32_t lease_ttl_ms, lease_renew_ms;
+    char holder[160]; /* this process's lease holder id */
 };
 
 /* A landing + parse job on the thread pool. */
@@ -138,17 +155,10 @@ struct job {
     char sha[65];
 };
 
-struct save_job {
-    uv_work_t req;
-    struct hsrc *s;
-    struct fr_hstate st;
-    int rc;
-    char err[FR_ERR_LEN];
-};
-
 static void step(struct hsrc *s);
 static void run_end(struct hsrc *s);
 static void maybe_stopped(struct fr_httpsrcs *hs);
+static void lease_step(struct hsrc *s);
 
 /* ------------------------------------------------------------ utilities */
 
@@ -680,6 +690,10 @@ static void pump_items(struct hsrc *s)
         it->next = NULL;
         it->on_done = on_item_done;
         it->done_data = s;
+        if (s->lease) { /* daemon: Redis takes it only while this run's lease holds */
+            it->fence_key = fr_xstrdup(fr_lease_key(s->lease));
+            it->fence_val = fr_xstrdup(s->fence_val);
+        }
         s->run.unacked++;
         fr_publisher_submit(s->hs->pub, it);
     }
@@ -690,7 +704,7 @@ static void after_work_cb(uv_work_t *req, int status)
     struct job *j = fr_container_of(req, struct job, req);
     struct hsrc *s = j->s;
 
-    if (status < 0 || s->hs->stopping) {
+    if (status < 0 || s->hs->stopping || s->lease_lost) {
         job_free(j);
         set_state(s, HS_IDLE);
         run_end(s);
@@ -873,7 +887,7 @@ static void on_response(struct fr_hc_req *r, void *data)
 
     (void)r;
     set_state(s, HS_IDLE);
-    if (s->hs->stopping || r->code == CURLE_ABORTED_BY_CALLBACK) {
+    if (s->hs->stopping || s->lease_lost || r->code == CURLE_ABORTED_BY_CALLBACK) {
         run_end(s);
         return;
     }
@@ -1012,27 +1026,23 @@ static void chain_begin(struct hsrc *s)
     }
 }
 
-static void after_save_cb(uv_work_t *req, int status)
+static void on_state_saved(fr_lease_t *l, int rc, void *data)
 {
-    struct save_job *sj = fr_container_of(req, struct save_job, req);
-    struct hsrc *s = sj->s;
+    struct hsrc *s = data;
 
     set_state(s, HS_IDLE);
-    if (status < 0 || sj->rc != 0) {
-        fail(s, "%s", status < 0 ? "state save cancelled" : sj->err);
-        free(sj);
+    if (rc != 1) {
+        if (rc == 0)
+            s->lease_lost = true;
+        fail(s,
+             rc == 0 ? "lease %s lost: another ingest runs the source now; state not saved"
+                     : "state not saved in Redis (%s: connection lost or error); the window is redone next run",
+             fr_lease_key(l));
         run_end(s);
         return;
     }
-    s->st = sj->st;
-    free(sj);
+    s->st = s->saving;
     step(s);
-}
-
-static void save_cb(uv_work_t *req)
-{
-    struct save_job *sj = fr_container_of(req, struct save_job, req);
-    sj->rc = fr_hstate_save(sj->s->state_path, &sj->st, sj->err);
 }
 
 static void progress(struct hsrc *s)
@@ -1058,9 +1068,11 @@ static void step(struct hsrc *s)
 {
     const struct fr_http_source *h = s->h;
 
-    if (s->hs->stopping) {
-        if (s->state == HS_IDLE || s->state == HS_PUBLISH)
+    if (s->hs->stopping || s->lease_lost) {
+        if (s->state == HS_IDLE || s->state == HS_PUBLISH) {
+            set_state(s, HS_IDLE);
             run_end(s);
+        }
         return;
     }
     if (s->state == HS_PUBLISH) {
@@ -1111,18 +1123,21 @@ static void step(struct hsrc *s)
         s->run.win_us = end;
         s->run.fan_i = 0;
         progress(s);
-        if (!s->run.backfill && end > s->st.last_end_us) {
-            struct save_job *sj = fr_xcalloc(1, sizeof(*sj));
-            sj->s = s;
-            sj->st = s->st;
-            sj->st.last_end_us = end;
-            set_state(s, HS_SAVE);
-            if (uv_queue_work(&s->hs->app->loop, &sj->req, save_cb, after_save_cb) != 0) {
-                free(sj);
-                set_state(s, HS_IDLE);
-                fail(s, "cannot queue the state save");
+        if (!s->run.backfill && s->lease && end > s->st.last_end_us) {
+            /* the window's batches are in Redis: record it, fenced */
+            s->saving = s->st;
+            s->saving.last_end_us = end;
+            char *text = fr_hstate_encode(&s->saving);
+            int rc = fr_lease_set_state(s->lease, text, strlen(text), on_state_saved, s);
+            free(text);
+            if (rc != 0) {
+                if (rc == -EPERM)
+                    s->lease_lost = true;
+                fail(s, "state not saved: %s", rc == -EPERM ? "lease lost" : "Redis not connected");
                 run_end(s);
+                return;
             }
+            set_state(s, HS_SAVE);
             return;
         }
         step(s);
@@ -1152,6 +1167,7 @@ static void run_start(struct hsrc *s, bool backfill, int64_t from_us, int64_t to
 
     memset(&s->run, 0, sizeof(s->run));
     s->run.backfill = backfill;
+    s->lease_lost = false;
     fr_ulid(s->run.ulid);
     s->run.t0_ms = fr_mono_ms();
     if (h->fan_out.values)
@@ -1174,7 +1190,6 @@ static void run_start(struct hsrc *s, bool backfill, int64_t from_us, int64_t to
         s->run.windows_total =
             to_us > from_us ? (uint64_t)((to_us - from_us + h->window.step_us - 1) / h->window.step_us) : 0;
     }
-    s->pending = false;
     set_state(s, HS_IDLE);
     event(s, "source.started", NULL);
     fr_info("%s.%s: run %s started (%zu fan-out chain(s)%s)", s->p->name, s->src->name, s->run.ulid, s->run.n_fan,
@@ -1186,7 +1201,8 @@ static void run_start(struct hsrc *s, bool backfill, int64_t from_us, int64_t to
     step(s);
 }
 
-static void trigger(struct hsrc *s);
+static void trigger(struct hsrc *s, int64_t due_us);
+static void release_lease(struct hsrc *s, bool record);
 
 static void run_end(struct hsrc *s)
 {
@@ -1239,6 +1255,9 @@ static void run_end(struct hsrc *s)
         done(ok, s->run.done_data);
         return;
     }
+    /* a run that ended (not cut short by a drain or a lost lease) serves
+     * the triggers before its start, whatever replica got them */
+    release_lease(s, !s->hs->stopping && !s->lease_lost);
     if (s->hs->stopping) {
         json_decref(records);
         maybe_stopped(s->hs);
@@ -1252,14 +1271,13 @@ static void run_end(struct hsrc *s)
             if (c->parent == s) {
                 json_decref(c->parents);
                 c->parents = json_incref(s->last_records);
-                trigger(c);
+                trigger(c, fr_wall_us());
             }
         }
     } else {
         json_decref(records);
     }
-    if (s->pending)
-        trigger(s);
+    lease_step(s);
 }
 
 static bool running(const struct hsrc *s)
@@ -1267,27 +1285,183 @@ static bool running(const struct hsrc *s)
     return s->run.t0_ms != 0;
 }
 
-static void trigger(struct hsrc *s)
+/* ------------------------------------------------------------ the lease */
+
+static void on_released(fr_lease_t *l, int rc, void *data)
 {
+    struct hsrc *s = data;
+
+    if (rc != 1)
+        fr_warn("%s.%s: lease %s was not ours at release (%s)", s->p->name, s->src->name, fr_lease_key(l),
+                rc == 0 ? "taken over" : "no answer from Redis; it expires by itself");
+    else
+        fr_debug("%s.%s: lease released", s->p->name, s->src->name);
     if (s->hs->stopping)
+        maybe_stopped(s->hs);
+    else
+        lease_step(s);
+}
+
+/* Releases the lease after a run (or a skipped one); record = write the
+ * state with this run's start as last_run_start_us in the same script. */
+static void release_lease(struct hsrc *s, bool record)
+{
+    char *text = NULL;
+
+    if (s->lease == NULL || !fr_lease_held(s->lease))
         return;
-    if (running(s)) {
-        s->pending = true;
+    if (record) {
+        s->st.last_run_us = s->run_start_us;
+        text = fr_hstate_encode(&s->st);
+    }
+    int rc = fr_lease_release(s->lease, text, text ? strlen(text) : 0, s->p->name, s->src->name, on_released, s);
+    if (rc != 0)
+        fr_warn("%s.%s: lease not released (%s); it expires in %" PRIu32 " ms", s->p->name, s->src->name,
+                strerror(-rc), s->hs->lease_ttl_ms);
+    free(text);
+}
+
+/* The one-time import of a legacy state file: written (fenced) as soon as
+ * the first lease is taken; Redis's state wins from then on. */
+static void on_imported(fr_lease_t *l, int rc, void *data)
+{
+    struct hsrc *s = data;
+
+    if (rc == 1) {
+        s->has_file_st = false;
+        fr_info("%s.%s: imported the state file %s into Redis (%s); the file is not read again", s->p->name,
+                s->src->name, s->state_path, fr_lease_key(l));
+    }
+    if (s->hs->stopping)
+        maybe_stopped(s->hs);
+}
+
+static void on_retry(uv_timer_t *t)
+{
+    lease_step(fr_container_of(t, struct hsrc, retry));
+}
+
+static void on_acquired(fr_lease_t *l, int rc, const char *state, size_t len, void *data)
+{
+    struct hsrc *s = data;
+    struct fr_hstate st;
+    char err[FR_ERR_LEN];
+    bool import = false;
+
+    if (s->hs->stopping) {
+        if (rc == 1)
+            release_lease(s, false);
+        maybe_stopped(s->hs);
         return;
     }
+    if (rc != 1) { /* another replica runs it (or Redis is away): look again soon */
+        if (rc == 0)
+            fr_debug("%s.%s: lease held by %.*s; waiting", s->p->name, s->src->name, (int)(state ? len : 0),
+                     state ? state : "");
+        uv_timer_start(&s->retry, on_retry, s->hs->lease_renew_ms, 0);
+        return;
+    }
+    if (state) {
+        s->has_file_st = false; /* Redis has the state: a local file is not imported */
+        if (fr_hstate_parse(state, len, &st, "Redis state of the source", err) != 0) {
+            fr_error("%s.%s: %s (key fr:state:src:%s); the source does not run", s->p->name, s->src->name, err,
+                     s->qname);
+            s->want = false;
+            release_lease(s, false);
+            return;
+        }
+    } else if (s->has_file_st) {
+        st = s->file_st;
+        import = true;
+    } else {
+        memset(&st, 0, sizeof(st));
+    }
+    s->st = st;
+    if (s->want_due_us <= st.last_run_us) {
+        fr_info("%s.%s: run not needed: a run started after the trigger (by this or another ingest)", s->p->name,
+                s->src->name);
+        s->want = false;
+        release_lease(s, false);
+        return;
+    }
+    s->want = false;
+    s->run_start_us = fr_wall_us();
+    snprintf(s->fence_val, sizeof(s->fence_val), "%s", fr_lease_value(l));
+    fr_info("%s.%s: lease taken (token %" PRIu64 ")", s->p->name, s->src->name, fr_lease_token(l));
+    if (import) {
+        char *text = fr_hstate_encode(&st);
+        if (fr_lease_set_state(l, text, strlen(text), on_imported, s) != 0)
+            fr_warn("%s.%s: state file not imported yet (Redis not connected)", s->p->name, s->src->name);
+        free(text);
+    }
+    run_start(s, false, 0, 0);
+}
+
+/* Takes the lease when a run is wanted and nothing is in the way. */
+static void lease_step(struct hsrc *s)
+{
+    if (s->hs->stopping || !s->want || running(s) || s->lease == NULL || fr_lease_busy(s->lease) ||
+        fr_lease_held(s->lease))
+        return;
     if (s->parent && s->parents == NULL) {
         /* no parent records yet: run the parent, which runs us after it */
         fr_info("%s.%s: running parent source %s first", s->p->name, s->src->name, s->parent->src->name);
-        trigger(s->parent);
+        s->want = false;
+        trigger(s->parent, s->want_due_us);
         return;
     }
-    run_start(s, false, 0, 0);
+    uv_timer_stop(&s->retry);
+    if (fr_lease_acquire(s->lease, on_acquired, s) != 0)
+        uv_timer_start(&s->retry, on_retry, s->hs->lease_renew_ms, 0);
+}
+
+static void on_lease_lost(fr_lease_t *l, void *data)
+{
+    struct hsrc *s = data;
+
+    (void)l;
+    if (!running(s))
+        return;
+    s->lease_lost = true;
+    fail(s, "lease %s lost: another ingest runs the source now", fr_lease_key(l));
+    if (s->state == HS_WAIT) {
+        uv_timer_stop(&s->wait);
+        set_state(s, HS_IDLE);
+        run_end(s);
+    } else if (s->state == HS_REQ) {
+        fr_hc_cancel(&s->req); /* on_response ends the run */
+    } else if (s->state == HS_IDLE || s->state == HS_PUBLISH) {
+        step(s);
+    } /* HS_WORK, HS_SAVE: their callbacks see lease_lost */
+}
+
+/* A run is wanted; due_us: a run that started at or after it serves this
+ * trigger (so replicas that got the same trigger run it once). */
+static void trigger(struct hsrc *s, int64_t due_us)
+{
+    if (s->hs->stopping)
+        return;
+    if (!s->want || due_us > s->want_due_us)
+        s->want_due_us = due_us;
+    s->want = true;
+    lease_step(s);
 }
 
 static void on_sched(uv_timer_t *t)
 {
     struct hsrc *s = fr_container_of(t, struct hsrc, sched);
-    trigger(s);
+    const struct fr_sched *sc = &s->h->schedule;
+    int64_t now = fr_wall_us();
+    int64_t due;
+
+    if (s->catchup) /* the first run at start: any run after this process started serves it */
+        due = s->hs->start_us;
+    else if (sc->kind == FR_SCHED_EVERY) /* replicas' timers drift: half a period apart is the same run */
+        due = now - (int64_t)sc->every_ms * 500;
+    else /* cron: the match this timer was armed for, the same on every replica */
+        due = s->sched_due_us;
+    s->catchup = false;
+    trigger(s, due);
     schedule_next(s);
 }
 
@@ -1301,6 +1475,7 @@ static void schedule_next(struct hsrc *s)
     if (next == INT64_MAX)
         return;
     uint64_t ms = (uint64_t)((next - now) / 1000) + 1;
+    s->sched_due_us = next;
     uv_timer_start(&s->sched, on_sched, ms, 0);
 }
 
@@ -1317,10 +1492,19 @@ static void on_control(fr_redis_t *r, const char *channel, const char *payload, 
     const char *cmd = json_string_value(json_object_get(m, "cmd"));
     const char *pl = json_string_value(json_object_get(m, "pipeline"));
     const char *so = json_string_value(json_object_get(m, "source"));
-    if (!cmd || strcmp(cmd, "run") != 0 || !pl || !so)
+    json_t *at = json_object_get(m, "at_us"); /* when the run was asked for (freshet-ingest run) */
+    if (cmd && strcmp(cmd, "lease_released") == 0 && pl && so) {
+        /* a replica let a source go: if we wait for it, try now */
+        for (size_t i = 0; i < hs->n; i++) {
+            struct hsrc *s = hs->srcs[i];
+            if (s->want && strcmp(s->p->name, pl) == 0 && strcmp(s->src->name, so) == 0)
+                lease_step(s);
+        }
+    } else if (!cmd || strcmp(cmd, "run") != 0 || !pl || !so) {
         fr_warn("fr:control: ignored message (want {\"cmd\":\"run\",\"pipeline\":..,\"source\":..})");
-    else if (!fr_httpsrcs_trigger(hs, pl, so))
+    } else if (!fr_httpsrcs_trigger(hs, pl, so, json_is_integer(at) ? json_integer_value(at) : fr_wall_us())) {
         fr_warn("fr:control: no http_json source %.60s.%.60s here", pl, so);
+    }
     json_decref(m);
 }
 
@@ -1365,12 +1549,16 @@ fr_httpsrcs_t *fr_httpsrcs_new(struct fr_app *app, fr_publisher_t *pub, char err
             s->tokens_ms = fr_mono_ms();
             snprintf(s->state_path, sizeof(s->state_path), "%s/state/%s/%s.json", app->settings.data_dir, p->name,
                      src->name);
-            int rc = fr_hstate_load(s->state_path, &s->st, err);
+            snprintf(s->qname, sizeof(s->qname), "%s.%s", p->name, src->name);
+            /* a state file from before replicas: imported into Redis when
+             * the source's lease is first taken, if Redis has none */
+            int rc = fr_hstate_load(s->state_path, &s->file_st, err);
             if (rc != 0 && rc != -ENOENT) {
                 free(s);
                 fr_httpsrcs_free(hs);
                 return NULL;
             }
+            s->has_file_st = rc == 0;
             snprintf(labels, sizeof(labels), "pipeline=\"%s\",source=\"%s\"", p->name, src->name);
             s->m_retries =
                 fr_metrics_counter(app->metrics, "ingest_http_retries_total", "Retried http_json requests", labels);
@@ -1382,7 +1570,8 @@ fr_httpsrcs_t *fr_httpsrcs_new(struct fr_app *app, fr_publisher_t *pub, char err
                                                   "Failed http_json source runs", labels);
             uv_timer_init(&app->loop, &s->sched);
             uv_timer_init(&app->loop, &s->wait);
-            hs->open_handles += 2;
+            uv_timer_init(&app->loop, &s->retry);
+            hs->open_handles += 3;
             hs->srcs[hs->n++] = s;
         }
     }
@@ -1410,6 +1599,24 @@ int fr_httpsrcs_start(fr_httpsrcs_t *hs)
 
     if (hs->n == 0)
         return 0;
+    if (fr_lease_settings(&hs->lease_ttl_ms, &hs->lease_renew_ms, err) != 0) {
+        fr_error("%s", err);
+        return -EINVAL;
+    }
+    fr_lease_holder_id(hs->holder, sizeof(hs->holder));
+    hs->start_us = fr_wall_us();
+    for (size_t i = 0; i < hs->n; i++) {
+        struct hsrc *s = hs->srcs[i];
+        char *k = fr_names_src_lease(s->qname), *f = fr_names_src_fence(s->qname), *st = fr_names_src_state(s->qname);
+        s->lease =
+            fr_lease_new(hs->app, k, f, st, hs->holder, hs->lease_ttl_ms, hs->lease_renew_ms, on_lease_lost, s);
+        free(k);
+        free(f);
+        free(st);
+    }
+    fr_info("ingest replica %s: http_json sources run under leases (TTL %" PRIu32 " ms, renewed every %" PRIu32
+            " ms)",
+            hs->holder, hs->lease_ttl_ms, hs->lease_renew_ms);
     hs->control = fr_redis_new(&hs->app->loop, hs->app->settings.redis_url, "control", err);
     if (hs->control == NULL) {
         fr_error("fr:control subscriber: %s", err);
@@ -1427,20 +1634,21 @@ int fr_httpsrcs_start(fr_httpsrcs_t *hs)
             continue;
         /* `every` and windowed sources run at start (catch up), cron ones at
          * their next match; fan-out children run after their parent. */
-        if (!s->parent && (sc->kind == FR_SCHED_EVERY || s->h->window.enabled))
+        if (!s->parent && (sc->kind == FR_SCHED_EVERY || s->h->window.enabled)) {
+            s->catchup = true;
             uv_timer_start(&s->sched, on_sched, 0, 0);
-        else
+        } else
             schedule_next(s);
     }
     return 0;
 }
 
-bool fr_httpsrcs_trigger(fr_httpsrcs_t *hs, const char *pipeline, const char *source)
+bool fr_httpsrcs_trigger(fr_httpsrcs_t *hs, const char *pipeline, const char *source, int64_t due_us)
 {
     for (size_t i = 0; i < hs->n; i++) {
         struct hsrc *s = hs->srcs[i];
         if (strcmp(s->p->name, pipeline) == 0 && strcmp(s->src->name, source) == 0) {
-            trigger(s);
+            trigger(s, due_us);
             return true;
         }
     }
@@ -1516,6 +1724,13 @@ static void on_hc_closed(void *data)
     maybe_stopped(hs);
 }
 
+static void on_lease_closed(void *data)
+{
+    struct fr_httpsrcs *hs = data;
+    hs->open_handles--;
+    maybe_stopped(hs);
+}
+
 static void maybe_stopped(struct fr_httpsrcs *hs)
 {
     if (!hs->stopping)
@@ -1524,8 +1739,18 @@ static void maybe_stopped(struct fr_httpsrcs *hs)
         struct hsrc *s = hs->srcs[i];
         if (s->state == HS_REQ || s->state == HS_WORK || s->state == HS_SAVE)
             return; /* their callbacks still come */
+        if (s->lease && fr_lease_busy(s->lease))
+            return; /* the release (another replica takes over at once) */
         /* items still with the publisher need not be waited for: their
          * on_done only touches s, which lives until fr_httpsrcs_free */
+    }
+    if (!hs->leases_closing) {
+        hs->leases_closing = true;
+        for (size_t i = 0; i < hs->n; i++)
+            if (hs->srcs[i]->lease) {
+                hs->open_handles++;
+                fr_lease_close(hs->srcs[i]->lease, on_lease_closed, hs);
+            }
     }
     if (hs->hc && !hs->hc_closed && hs->open_handles > 0) {
         bool any_req = false;
@@ -1554,6 +1779,7 @@ void fr_httpsrcs_stop(fr_httpsrcs_t *hs, void (*cb)(void *data), void *data)
         struct hsrc *s = hs->srcs[i];
         s->sched.data = hs;
         s->wait.data = hs;
+        s->retry.data = hs;
         uv_timer_stop(&s->wait);
         if (s->state == HS_WAIT || s->state == HS_PUBLISH) {
             set_state(s, HS_IDLE);
@@ -1561,6 +1787,7 @@ void fr_httpsrcs_stop(fr_httpsrcs_t *hs, void (*cb)(void *data), void *data)
         }
         uv_close((uv_handle_t *)&s->sched, on_handle_closed);
         uv_close((uv_handle_t *)&s->wait, on_handle_closed);
+        uv_close((uv_handle_t *)&s->retry, on_handle_closed);
         if (s->req.active)
             fr_hc_cancel(&s->req);
     }
@@ -1590,6 +1817,7 @@ void fr_httpsrcs_free(fr_httpsrcs_t *hs)
             s->run.qhead = it->next;
             fr_pub_item_free(it);
         }
+        fr_lease_free(s->lease);
         json_decref(s->parents);
         json_decref(s->last_records);
         json_decref(s->run.records);

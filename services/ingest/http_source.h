@@ -5,7 +5,8 @@
  * backoff, landing of raw responses, records -> rows through parse.c (same
  * validation, drift policy and DLQ as files), publishing through the
  * publisher, fan-out over values or over another source's records, time
- * windows with incremental state (state.h), manual triggers on fr:control.
+ * windows with incremental state (state.h), manual triggers on fr:control,
+ * one replica at a time per source through a lease (lease.h).
  * Internal to freshet-ingest; loop thread only. */
 #ifndef FR_INGEST_HTTP_SOURCE_H
 #define FR_INGEST_HTTP_SOURCE_H
@@ -47,8 +48,10 @@ FR_MUST_CHECK int fr_httpsrcs_start(fr_httpsrcs_t *hs);
 FR_MUST_CHECK int fr_httpsrcs_backfill(fr_httpsrcs_t *hs, const char *pipeline, const char *source, int64_t from_us,
                                        int64_t to_us, void (*done)(bool ok, void *data), void *data,
                                        char err[FR_ERR_LEN]);
-/* Starts a run now (or after the running one). false if unknown. */
-bool fr_httpsrcs_trigger(fr_httpsrcs_t *hs, const char *pipeline, const char *source);
+/* Asks for a run: it starts once this replica holds the source's lease,
+ * unless a run that started at or after due_us (wall µs: when the run was
+ * asked for) already ended, on any replica. false if unknown. */
+bool fr_httpsrcs_trigger(fr_httpsrcs_t *hs, const char *pipeline, const char *source, int64_t due_us);
 /* The publisher has room again. */
 void fr_httpsrcs_pump(fr_httpsrcs_t *hs);
 /* Drain: cancels requests and waits, stops workers at their end, closes

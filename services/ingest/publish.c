@@ -9,6 +9,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "lease.h"
 #include "log.h"
 #include "names.h"
 
@@ -78,6 +79,8 @@ void fr_pub_item_free(struct fr_pub_item *it)
     free(it->file);
     free(it->reason);
     free(it->raw);
+    free(it->fence_key);
+    free(it->fence_val);
     free(it);
 }
 
@@ -239,7 +242,12 @@ static void on_xadd_reply(fr_redis_t *r, redisReply *reply, void *data)
     p->n_inflight--;
     if (it->kind == FR_PUB_BATCH)
         p->n_batches_inflight--;
-    if (!ok) {
+    if (!ok && reply && it->fence_key && strncmp(reply->str, FR_LEASE_FENCED, strlen(FR_LEASE_FENCED)) == 0) {
+        /* the lease moved on: this item belongs to a run that is over */
+        fr_warn("XADD for %s refused: %s", it->qname, reply->str);
+        it->fenced = true;
+        complete(p, it, false);
+    } else if (!ok) {
         if (reply)
             fr_warn("XADD for %s failed: %s; will retry", it->qname, reply->str);
         else
@@ -277,8 +285,8 @@ static int send_item(fr_publisher_t *p, struct fr_pub_item *it)
     char *key;
     char num[24];
     char line[24];
-    const char *argv[13];
-    size_t argvlen[13];
+    const char *argv[17];
+    size_t argvlen[17];
     int argc = 0;
     int rc;
 
@@ -297,9 +305,23 @@ static int send_item(fr_publisher_t *p, struct fr_pub_item *it)
             free(key);
             return rc;
         }
-        snprintf(num, sizeof(num), "%" PRIu32, it->rows);
+    } else {
+        key = fr_names_dlq(it->qname);
+    }
+    if (it->fence_key) {
+        /* EVAL fenced-xadd 2 lease stream value <XADD args after the key> */
+        ARGS("EVAL");
+        ARGS(fr_lease_lua_xadd);
+        ARGS("2");
+        ARGS(it->fence_key);
+        ARGS(key);
+        ARGS(it->fence_val);
+    } else {
         ARGS("XADD");
         ARGS(key);
+    }
+    if (it->kind == FR_PUB_BATCH) {
+        snprintf(num, sizeof(num), "%" PRIu32, it->rows);
         ARGS("*");
         ARGS("batch");
         ARG(it->payload.data ? it->payload.data : "", it->payload.len);
@@ -308,10 +330,7 @@ static int send_item(fr_publisher_t *p, struct fr_pub_item *it)
         ARGS("rows");
         ARGS(num);
     } else {
-        key = fr_names_dlq(it->qname);
         snprintf(line, sizeof(line), "%" PRIu32, it->line);
-        ARGS("XADD");
-        ARGS(key);
         ARGS("*");
         ARGS("kind");
         ARGS("row");

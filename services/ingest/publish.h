@@ -28,7 +28,8 @@ enum fr_pub_kind {
 
 struct fr_pub_item;
 /* Fires exactly once per submitted item: ok = Redis accepted it; !ok = the
- * publisher is closing and dropped it. The item is freed right after. */
+ * publisher is closing and dropped it, or (it->fenced) its lease was lost
+ * and Redis refused it: not retried. The item is freed right after. */
 typedef void (*fr_pub_done_cb)(struct fr_pub_item *it, bool ok, void *data);
 
 struct fr_pub_item {
@@ -42,6 +43,10 @@ struct fr_pub_item {
     char *reason;             /* owned: FR_PUB_ROW */
     char *raw;                /* owned: FR_PUB_ROW, the row as read (<= FR_PUB_RAW_MAX) */
     size_t raw_len;           /* bytes in raw */
+    char *fence_key;          /* owned or NULL: lease key; set = a fenced XADD (lease.h) that Redis
+                                 refuses unless the lease still holds fence_val */
+    char *fence_val;          /* owned: the lease value of the acquisition that made this item */
+    bool fenced;              /* out: Redis refused the item because the lease was lost */
     fr_pub_done_cb on_done;   /* may be NULL */
     void *done_data;          /* borrowed, for on_done */
     /* publisher private */

@@ -271,7 +271,7 @@ def main(t):
     kreq = up.requests("/klines")
     t.eq(len(kreq), 10, "5 windows x 2 symbols")
     t.eq(kreq[0][2].get("endTime"), str(1704067200000 + 10 * H - 1), "end is inclusive (window end - 1 ms)")
-    st = json.load(open(os.path.join(stack.data_dir, "state", "httptest", "klines.json")))
+    st = json.loads(r.get("fr:state:src:httptest.klines"))
     t.eq(st.get("last_window_end"), "2024-01-03T00:00:00Z", "state holds the last window end")
     res = cmd(stack, "run", "httptest", "klines")
     t.eq(len(up.requests("/klines")), 10, "a rerun with nothing new sends no request")
