@@ -4,8 +4,10 @@
  * upsert/delete by key), commits, and the entry is acknowledged. A ledger
  * conflict means "already loaded": roll back and acknowledge. PostgreSQL
  * errors roll back and leave the entry pending for a retry; the fifth failure
- * dead-letters it. Every step is a state of struct ld_load and every state
- * change goes through enter(). */
+ * dead-letters it. A failure that belongs to some rows (a data error) is
+ * isolated instead: the batch is loaded again in parts (see "Rows at
+ * fault"). Every step is a state of struct ld_load and every state change
+ * goes through enter(). */
 #include <errno.h>
 #include <signal.h>
 #include <stdio.h>
@@ -30,6 +32,11 @@ static const char *const state_names[] = {
     [LOAD_DLQ] = "dead-letter",
     [LOAD_ACK] = "ack",
     [LOAD_DONE] = "done",
+    [LOAD_SAVEPOINT] = "part-savepoint",
+    [LOAD_PART_UNDO] = "part-rollback",
+    [LOAD_PART_DROP] = "part-drop-stage",
+    [LOAD_PART_RELEASE] = "part-release",
+    [LOAD_REJECTS] = "ledger-rejected",
 };
 
 const char *fr__load_state_name(enum ld_load_state s)
@@ -43,18 +50,27 @@ const char *fr__load_state_name(enum ld_load_state s)
 static const unsigned allowed[] = {
     [LOAD_IDLE] = B(LOAD_BEGIN) | B(LOAD_DLQ) | B(LOAD_ACK),
     [LOAD_BEGIN] = B(LOAD_LEDGER) | B(LOAD_ROLLBACK) | B(LOAD_DONE),
-    [LOAD_LEDGER] = B(LOAD_STAGE) | B(LOAD_COPY) | B(LOAD_COMMIT) | B(LOAD_ROLLBACK) | B(LOAD_DONE),
-    [LOAD_STAGE] = B(LOAD_COPY) | B(LOAD_ROLLBACK) | B(LOAD_DONE),
-    [LOAD_COPY] = B(LOAD_CHECK) | B(LOAD_MERGE) | B(LOAD_COMMIT) | B(LOAD_ROLLBACK) | B(LOAD_DONE),
-    [LOAD_CHECK] = B(LOAD_ROWDLQ) | B(LOAD_MERGE) | B(LOAD_ROLLBACK) | B(LOAD_DONE),
-    [LOAD_ROWDLQ] = B(LOAD_MERGE) | B(LOAD_ROLLBACK) | B(LOAD_DONE),
-    [LOAD_MERGE] = B(LOAD_RETAIN) | B(LOAD_COMMIT) | B(LOAD_ROLLBACK) | B(LOAD_DONE),
-    [LOAD_RETAIN] = B(LOAD_COMMIT) | B(LOAD_ROLLBACK) | B(LOAD_DONE),
+    [LOAD_LEDGER] =
+        B(LOAD_STAGE) | B(LOAD_COPY) | B(LOAD_COMMIT) | B(LOAD_SAVEPOINT) | B(LOAD_ROLLBACK) | B(LOAD_DONE),
+    [LOAD_STAGE] = B(LOAD_COPY) | B(LOAD_PART_UNDO) | B(LOAD_ROLLBACK) | B(LOAD_DONE),
+    [LOAD_COPY] = B(LOAD_CHECK) | B(LOAD_MERGE) | B(LOAD_COMMIT) | B(LOAD_PART_UNDO) | B(LOAD_PART_RELEASE) |
+                  B(LOAD_ROLLBACK) | B(LOAD_DONE),
+    [LOAD_CHECK] = B(LOAD_MERGE) | B(LOAD_PART_UNDO) | B(LOAD_ROLLBACK) | B(LOAD_DONE),
+    [LOAD_ROWDLQ] = B(LOAD_COMMIT) | B(LOAD_ROLLBACK) | B(LOAD_DONE),
+    [LOAD_MERGE] = B(LOAD_RETAIN) | B(LOAD_ROWDLQ) | B(LOAD_COMMIT) | B(LOAD_PART_UNDO) | B(LOAD_PART_DROP) |
+                   B(LOAD_ROLLBACK) | B(LOAD_DONE),
+    [LOAD_RETAIN] =
+        B(LOAD_ROWDLQ) | B(LOAD_COMMIT) | B(LOAD_PART_UNDO) | B(LOAD_PART_DROP) | B(LOAD_ROLLBACK) | B(LOAD_DONE),
     [LOAD_COMMIT] = B(LOAD_ACK) | B(LOAD_ROLLBACK) | B(LOAD_DONE),
-    [LOAD_ROLLBACK] = B(LOAD_ACK) | B(LOAD_DLQ) | B(LOAD_DONE),
+    [LOAD_ROLLBACK] = B(LOAD_ACK) | B(LOAD_DLQ) | B(LOAD_BEGIN) | B(LOAD_DONE),
     [LOAD_DLQ] = B(LOAD_ACK) | B(LOAD_DONE),
     [LOAD_ACK] = B(LOAD_DONE),
     [LOAD_DONE] = B(LOAD_IDLE),
+    [LOAD_SAVEPOINT] = B(LOAD_STAGE) | B(LOAD_COPY) | B(LOAD_ROLLBACK) | B(LOAD_DONE),
+    [LOAD_PART_UNDO] = B(LOAD_SAVEPOINT) | B(LOAD_REJECTS) | B(LOAD_COMMIT) | B(LOAD_ROLLBACK) | B(LOAD_DONE),
+    [LOAD_PART_DROP] = B(LOAD_PART_RELEASE) | B(LOAD_ROLLBACK) | B(LOAD_DONE),
+    [LOAD_PART_RELEASE] = B(LOAD_SAVEPOINT) | B(LOAD_REJECTS) | B(LOAD_COMMIT) | B(LOAD_ROLLBACK) | B(LOAD_DONE),
+    [LOAD_REJECTS] = B(LOAD_ROWDLQ) | B(LOAD_ROLLBACK) | B(LOAD_DONE),
 };
 #undef B
 
@@ -833,12 +849,14 @@ static void enter(struct ld_load *l, enum ld_load_state to)
         break;
     }
     case LOAD_STAGE:
-        /* fr_row: the row's 0-based index in the batch (one COPY fills the
-         * identity in row order). */
+        /* fr_row: the row's 0-based index in the batch (one COPY of rows
+         * [lo, hi) fills the identity in row order from lo). */
         (void)fr_buf_puts(&s, "CREATE TEMP TABLE fr_stage (LIKE ");
         fr_buf_sql_ident(&s, ds->table);
-        (void)fr_buf_puts(&s, " INCLUDING DEFAULTS, fr_row integer GENERATED ALWAYS AS IDENTITY (START WITH 0 "
-                              "MINVALUE 0)) ON COMMIT DROP");
+        (void)fr_buf_printf(&s,
+                            " INCLUDING DEFAULTS, fr_row integer GENERATED ALWAYS AS IDENTITY (START WITH %zu "
+                            "MINVALUE 0)) ON COMMIT DROP",
+                            l->lo);
         rc = fr_pg_query(ld->app->pg, s.data, 0, NULL, NULL, on_pg, l);
         break;
     case LOAD_COPY: {
@@ -852,7 +870,7 @@ static void enter(struct ld_load *l, enum ld_load_state to)
         put_cols(&s, l->b, NULL);
         (void)fr_buf_puts(&s, ") FROM STDIN");
         fr_buf_init(&data, 0);
-        if (fr_batch_copy_text(l->b, 0, fr_batch_rows(l->b), &data) != 0) {
+        if (fr_batch_copy_text(l->b, l->lo, l->hi, &data) != 0) {
             fr_buf_deinit(&data);
             fr_buf_deinit(&s);
             fail_batch(l, "cannot encode the batch as COPY text");
@@ -929,6 +947,29 @@ static void enter(struct ld_load *l, enum ld_load_state to)
             return;
         }
         break;
+    case LOAD_SAVEPOINT:
+        rc = fr_pg_query(ld->app->pg, "SAVEPOINT fr_part", 0, NULL, NULL, on_pg, l);
+        break;
+    case LOAD_PART_UNDO:
+        rc = fr_pg_query(ld->app->pg, "ROLLBACK TO SAVEPOINT fr_part", 0, NULL, NULL, on_pg, l);
+        break;
+    case LOAD_PART_DROP:
+        rc = fr_pg_query(ld->app->pg, "DROP TABLE fr_stage", 0, NULL, NULL, on_pg, l);
+        break;
+    case LOAD_PART_RELEASE:
+        rc = fr_pg_query(ld->app->pg, "RELEASE SAVEPOINT fr_part", 0, NULL, NULL, on_pg, l);
+        break;
+    case LOAD_REJECTS: {
+        const char *params[2] = {fr_batch_id(l->b), NULL};
+        struct fr_buf j;
+        fr_buf_init(&j, 0);
+        put_rejected_json(&j, &l->rej);
+        params[1] = j.data;
+        rc = fr_pg_query(ld->app->pg, "UPDATE freshet.batches SET rejected = $2::jsonb WHERE batch_id = $1", 2,
+                         params, NULL, on_pg, l);
+        fr_buf_deinit(&j);
+        break;
+    }
     case LOAD_DONE:
         fr_buf_deinit(&s);
         finish(l);
@@ -936,6 +977,7 @@ static void enter(struct ld_load *l, enum ld_load_state to)
         l->b = NULL;
         fr__keyset_deinit(&l->keys);
         fr__rows_deinit(&l->rej);
+        fr__rows_deinit(&l->part_rej);
         l->state = LOAD_IDLE;
         fr__loader_load_done(ld);
         return;
@@ -948,6 +990,186 @@ static void enter(struct ld_load *l, enum ld_load_state to)
         l->outcome = LD_OUT_PG_LOST;
         enter(l, LOAD_DONE);
     }
+}
+
+/* ---- Rows at fault ------------------------------------------------------------
+ * A batch the server refuses for its data (SQLSTATE class 22 data exception,
+ * class 23 integrity constraint, 54000 program_limit_exceeded: e.g. a value
+ * too large for a btree index) fails because of some of its rows. Instead of
+ * retrying it whole (and dead-lettering every row after the fifth failure),
+ * the loader rolls back and loads it again in ONE transaction: the ledger
+ * row, then parts of the batch, each under a savepoint. A part that fails for
+ * its data is rolled back to its savepoint and split in halves, down to
+ * single rows; a single row that still fails is a rejected row (kind "load",
+ * the server's reason) like a constraint reject: recorded in the ledger's
+ * `rejected`, dead-lettered before the COMMIT and reported in batch.loaded.
+ * One COMMIT makes the ledger row and every good row visible together, so the
+ * batch is recorded once and loaded exactly once: a crash or a lost
+ * connection anywhere leaves nothing, and the retry starts over. (One
+ * transaction per part with part-suffixed ledger ids would commit parts
+ * separately: a retry after a crash could split the batch differently, the
+ * part ids would not name the same rows, and the ledger would no longer
+ * answer "is this batch loaded" with one row.) The cost is one subtransaction
+ * per part, about 2 x log2(rows) per row at fault; past LD_ISOLATE_PARTS
+ * parts the batch fails whole, as before. */
+
+static bool is_data_error(const PGresult *res)
+{
+    const char *st = PQresultErrorField(res, PG_DIAG_SQLSTATE);
+    return st && (strncmp(st, "22", 2) == 0 || strncmp(st, "23", 2) == 0 || strcmp(st, "54000") == 0);
+}
+
+/* States whose statements write the batch's rows. */
+static bool is_row_state(enum ld_load_state s)
+{
+    return s == LOAD_COPY || s == LOAD_CHECK || s == LOAD_MERGE || s == LOAD_RETAIN;
+}
+
+/* Appends one row of 5 columns (row, field, value, kind, reason) to r; a
+ * NULL value is SQL null. */
+static void rows_add(struct ld_rows *r, const char *const v[5], const int len[5])
+{
+    size_t k = r->n_rows * 5;
+
+    if (r->n_rows == 0 && !r->off) {
+        fr__rows_deinit(r);
+        fr_buf_init(&r->data, 0);
+        r->n_cols = 5;
+    }
+    r->off = fr_xrealloc(r->off, (k + 5 + 1) * sizeof(*r->off));
+    r->len = fr_xrealloc(r->len, (k + 5 + 1) * sizeof(*r->len));
+    r->deleted = fr_xrealloc(r->deleted, (r->n_rows + 2) * sizeof(*r->deleted));
+    r->deleted[r->n_rows] = false;
+    for (size_t c = 0; c < 5; c++) {
+        r->off[k + c] = r->data.len;
+        r->len[k + c] = v[c] ? len[c] : -1;
+        if (v[c]) {
+            (void)fr_buf_append(&r->data, v[c], (size_t)len[c]);
+            (void)fr_buf_putc(&r->data, '\0');
+        }
+    }
+    r->n_rows++;
+}
+
+/* Appends row i of `from` (LOAD_CHECK's 5 columns) to `to`. */
+static void rows_copy_row(struct ld_rows *to, const struct ld_rows *from, size_t i)
+{
+    const char *v[5];
+    int len[5];
+
+    for (size_t c = 0; c < 5; c++)
+        v[c] = c < from->n_cols ? fr__rows_val(from, i, c, &len[c]) : NULL;
+    rows_add(to, v, len);
+}
+
+static void next_part(struct ld_load *l);
+
+static void push_part(struct ld_load *l, size_t lo, size_t hi)
+{
+    l->todo_lo[l->n_todo] = lo;
+    l->todo_hi[l->n_todo] = hi;
+    l->n_todo++;
+}
+
+/* The first data error of the batch: roll back, then load it in parts. */
+static void start_isolation(struct ld_load *l, const PGresult *res)
+{
+    const char *m = PQresultErrorField(res, PG_DIAG_MESSAGE_PRIMARY);
+
+    fr_log_kv(FR_LOG_WARN, "batch", batch_id_of(l),
+              "load of %s refused for its data (%s: %s): loading it again in parts to set the rows at fault "
+              "aside",
+              ds_of(l)->qname, PQresultErrorField(res, PG_DIAG_SQLSTATE), m ? m : "?");
+    l->isolate = true;
+    l->n_todo = 0;
+    l->parts = 0;
+    push_part(l, 0, fr_batch_rows(l->b));
+    fr__rows_deinit(&l->rej);
+    fr__rows_deinit(&l->part_rej);
+    l->rb_next = LOAD_BEGIN;
+    enter(l, LOAD_ROLLBACK);
+}
+
+/* A part failed for its data: note why, then roll back to its savepoint. */
+static void part_failed(struct ld_load *l, const PGresult *res)
+{
+    const char *primary = PQresultErrorField(res, PG_DIAG_MESSAGE_PRIMARY);
+    const char *detail = PQresultErrorField(res, PG_DIAG_MESSAGE_DETAIL);
+    const char *col = PQresultErrorField(res, PG_DIAG_COLUMN_NAME);
+    char buf[sizeof(l->reason)];
+
+    snprintf(buf, sizeof(buf), "%s%s%s%s", primary ? primary : "refused by PostgreSQL", detail ? " (" : "",
+             detail ? detail : "", detail ? ")" : "");
+    set_reason(l, buf);
+    snprintf(l->fault_col, sizeof(l->fault_col), "%s", col ? col : "");
+    fr__rows_deinit(&l->part_rej);
+    enter(l, LOAD_PART_UNDO);
+}
+
+/* After the rollback of a failed part: a single row is set aside, a larger
+ * part is split in halves (the lower half loads first). */
+static void part_undone(struct ld_load *l)
+{
+    if (l->hi - l->lo == 1) {
+        char row[24];
+        const char *value = NULL;
+        size_t vlen = 0, ci;
+        const char *v[5];
+        int len[5];
+
+        snprintf(row, sizeof(row), "%zu", l->lo);
+        if (l->fault_col[0] && batch_has_col(l->b, l->fault_col, &ci))
+            value = fr_batch_value(l->b, ci, l->lo, &vlen);
+        v[0] = row;
+        v[1] = l->fault_col;
+        v[2] = value ? value : "";
+        v[3] = "load";
+        v[4] = l->reason;
+        len[0] = (int)strlen(row);
+        len[1] = (int)strlen(l->fault_col);
+        len[2] = value ? (int)(vlen > 200 ? 200 : vlen) : 0;
+        len[3] = 4;
+        len[4] = (int)strlen(l->reason);
+        rows_add(&l->rej, v, len);
+        fr_log_kv(FR_LOG_WARN, "batch", batch_id_of(l), "row %zu of %s set aside: %s", l->lo, ds_of(l)->qname,
+                  l->reason);
+    } else {
+        size_t mid = l->lo + (l->hi - l->lo) / 2;
+        push_part(l, mid, l->hi);
+        push_part(l, l->lo, mid);
+    }
+    next_part(l);
+}
+
+/* Loads the next part, or ends the transaction when none is left. */
+static void next_part(struct ld_load *l)
+{
+    if (l->n_todo == 0) {
+        fr_log_kv(FR_LOG_INFO, "batch", batch_id_of(l), "%s: %zu of %zu rows load, %zu set aside, in %zu parts",
+                  ds_of(l)->qname, fr_batch_rows(l->b) - l->rej.n_rows, fr_batch_rows(l->b), l->rej.n_rows, l->parts);
+        enter(l, l->rej.n_rows > 0 ? LOAD_REJECTS : LOAD_COMMIT);
+        return;
+    }
+    if (++l->parts > LD_ISOLATE_PARTS) {
+        char why[sizeof(l->reason) + 96];
+        snprintf(why, sizeof(why), "more than %d parts needed to set aside the rows at fault; last: %s",
+                 LD_ISOLATE_PARTS, l->reason);
+        fail_batch(l, why);
+        return;
+    }
+    l->n_todo--;
+    l->lo = l->todo_lo[l->n_todo];
+    l->hi = l->todo_hi[l->n_todo];
+    enter(l, LOAD_SAVEPOINT);
+}
+
+/* The batch's rows (or the current part's) are written. */
+static void body_done(struct ld_load *l)
+{
+    if (l->isolate)
+        enter(l, l->keyed ? LOAD_PART_DROP : LOAD_PART_RELEASE);
+    else
+        enter(l, l->rej.n_rows > 0 ? LOAD_ROWDLQ : LOAD_COMMIT);
 }
 
 static void on_rollback_ignored(fr_pg_t *pg, PGresult *res, void *data)
@@ -988,6 +1210,13 @@ static void on_pg(fr_pg_t *pg, PGresult *res, void *data)
             enter(l, LOAD_DONE);
             return;
         }
+        if (is_data_error(res) && is_row_state(l->state)) {
+            if (l->isolate)
+                part_failed(l, res);
+            else
+                start_isolation(l, res);
+            return;
+        }
         fail_batch_res(l, res);
         return;
     }
@@ -1007,6 +1236,8 @@ static void on_pg(fr_pg_t *pg, PGresult *res, void *data)
         }
         if (fr_batch_op(l->b) == FR_OP_REPLACED)
             enter(l, LOAD_COMMIT);
+        else if (l->isolate)
+            next_part(l);
         else
             enter(l, l->keyed ? LOAD_STAGE : LOAD_COPY);
         return;
@@ -1014,21 +1245,46 @@ static void on_pg(fr_pg_t *pg, PGresult *res, void *data)
         enter(l, LOAD_COPY);
         return;
     case LOAD_COPY:
-        enter(l, needs_check(l) ? LOAD_CHECK : l->keyed ? LOAD_MERGE : LOAD_COMMIT);
+        if (needs_check(l))
+            enter(l, LOAD_CHECK);
+        else if (l->keyed)
+            enter(l, LOAD_MERGE);
+        else
+            body_done(l);
         return;
-    case LOAD_CHECK:
-        fr__rows_deinit(&l->rej);
-        fr__rows_from_result(&l->rej, res, false);
-        enter(l, l->rej.n_rows > 0 ? LOAD_ROWDLQ : LOAD_MERGE);
+    case LOAD_CHECK: {
+        struct ld_rows *into = l->isolate ? &l->part_rej : &l->rej;
+        fr__rows_deinit(into);
+        fr__rows_from_result(into, res, false);
+        enter(l, LOAD_MERGE);
         return;
+    }
     case LOAD_MERGE:
         if (ds_of(l)->n_retention_columns > 0 && ds_of(l)->retention_days > 0 && fr_batch_op(l->b) == FR_OP_UPSERT)
             enter(l, LOAD_RETAIN);
         else
-            enter(l, LOAD_COMMIT);
+            body_done(l);
         return;
     case LOAD_RETAIN:
-        enter(l, LOAD_COMMIT);
+        body_done(l);
+        return;
+    case LOAD_SAVEPOINT:
+        enter(l, l->keyed ? LOAD_STAGE : LOAD_COPY);
+        return;
+    case LOAD_PART_UNDO:
+        part_undone(l);
+        return;
+    case LOAD_PART_DROP:
+        enter(l, LOAD_PART_RELEASE);
+        return;
+    case LOAD_PART_RELEASE:
+        for (size_t r = 0; r < l->part_rej.n_rows; r++)
+            rows_copy_row(&l->rej, &l->part_rej, r);
+        fr__rows_deinit(&l->part_rej);
+        next_part(l);
+        return;
+    case LOAD_REJECTS:
+        enter(l, LOAD_ROWDLQ);
         return;
     case LOAD_COMMIT:
         if (l->ld->crash_after_commit) {
@@ -1071,7 +1327,7 @@ static void on_redis(fr_redis_t *r, redisReply *reply, void *data)
             l->rb_next = LOAD_DONE;
             enter(l, LOAD_ROLLBACK);
         } else {
-            enter(l, LOAD_MERGE);
+            enter(l, LOAD_COMMIT);
         }
         return;
     }
@@ -1135,5 +1391,7 @@ void fr__load_start(struct loader *ld, struct ld_entry *e)
         enter(l, LOAD_DLQ);
         return;
     }
+    l->lo = 0;
+    l->hi = fr_batch_rows(l->b);
     enter(l, LOAD_BEGIN);
 }

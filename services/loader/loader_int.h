@@ -37,6 +37,8 @@
 #define LD_PG_TIMEOUT_MS 300000 /* per statement: full refreshes can be long */
 #define LD_RETRY_MS      1000   /* retry of migrations / groups / refresh after an error */
 #define LD_DLQ_RAW_MAX   4096   /* bytes of "raw" in a dead letter */
+#define LD_ISOLATE_DEPTH 64     /* parts pending while bisecting: > log2(rows of a batch) + 1 */
+#define LD_ISOLATE_PARTS 4096   /* parts one isolation may try; past it the batch fails whole */
 #define LD_TRIM_ACKS     128    /* this many acks trim the streams before the interval is up ... */
 #define LD_TRIM_MIN_MS   1000   /* ... at most this often */
 
@@ -163,6 +165,13 @@ enum ld_load_state {
     LOAD_DLQ,      /* XADD fr:dlq:* sent */
     LOAD_ACK,      /* XACK sent */
     LOAD_DONE,
+    /* isolation (load.c): after a data error the batch is loaded again in
+     * parts, one savepoint each, bisecting down to the rows at fault */
+    LOAD_SAVEPOINT,    /* SAVEPOINT fr_part sent */
+    LOAD_PART_UNDO,    /* ROLLBACK TO SAVEPOINT fr_part sent (the part failed) */
+    LOAD_PART_DROP,    /* DROP TABLE fr_stage sent (the part loaded) */
+    LOAD_PART_RELEASE, /* RELEASE SAVEPOINT fr_part sent */
+    LOAD_REJECTS,      /* UPDATE freshet.batches SET rejected sent (every part done) */
 };
 
 enum ld_outcome {
@@ -201,6 +210,15 @@ struct ld_load {
     struct ld_rows rej;    /* rows rejected by LOAD_CHECK: fr_row, field, value, kind, reason */
     size_t dlq_out;        /* LOAD_ROWDLQ: replies awaited */
     bool dlq_failed;       /* LOAD_ROWDLQ: a reply was NULL or an error */
+    /* isolation (load.c, "Rows at fault"): */
+    bool isolate;                     /* loading in parts after a data error */
+    size_t lo, hi;                    /* rows [lo, hi) of the batch being loaded (all of it unless isolating) */
+    size_t todo_lo[LD_ISOLATE_DEPTH]; /* parts still to load, a stack: lowest rows on top */
+    size_t todo_hi[LD_ISOLATE_DEPTH];
+    size_t n_todo;
+    size_t parts;            /* parts tried */
+    struct ld_rows part_rej; /* LOAD_CHECK's rejects of the current part, into rej once it loads */
+    char fault_col[64];      /* column the server named in the current part's error, "" = none */
 };
 /* Starts loading entry e (ownership taken). Completion: fr__loader_load_done. */
 void fr__load_start(struct loader *ld, struct ld_entry *e);
