@@ -59,6 +59,20 @@ static void test_dlq_lease(void **state)
     free(k);
 }
 
+static void test_src_lease_fence_state(void **state)
+{
+    (void)state;
+    char *l = fr_names_src_lease("crypto.klines");
+    char *f = fr_names_src_fence("crypto.klines");
+    char *s = fr_names_src_state("crypto.klines");
+    assert_string_equal(l, "fr:lease:src:crypto.klines");
+    assert_string_equal(f, "fr:fence:src:crypto.klines");
+    assert_string_equal(s, "fr:state:src:crypto.klines");
+    free(l);
+    free(f);
+    free(s);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -66,6 +80,7 @@ int main(void)
         cmocka_unit_test(test_batch_and_cache),
         cmocka_unit_test(test_dlq_lease),
         cmocka_unit_test(test_idem_and_idseq),
+        cmocka_unit_test(test_src_lease_fence_state),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
