@@ -329,10 +329,33 @@ static void set_outcome(struct job *j, enum job_outcome o, const char *fmt, ...)
     }
 }
 
+/* The sidecar's line in GNU coreutils' format, so `sha256sum -c` verifies
+ * it: "<hex>  <name>\n"; a name holding a backslash, a newline or a carriage
+ * return is written escaped (\\, \n, \r) on a line that starts with a
+ * backslash, as sha256sum itself writes it. Owned by the caller. */
+static char *sidecar_line(const char sha[65], const char *name)
+{
+    struct fr_buf b;
+    bool esc = strpbrk(name, "\\\n\r") != NULL;
+
+    fr_buf_init(&b, 0);
+    if (esc)
+        (void)fr_buf_putc(&b, '\\');
+    (void)fr_buf_printf(&b, "%s  ", sha);
+    for (const char *c = name; *c; c++) {
+        if (esc && (*c == '\\' || *c == '\n' || *c == '\r'))
+            (void)fr_buf_puts(&b, *c == '\\' ? "\\\\" : *c == '\n' ? "\\n" : "\\r");
+        else
+            (void)fr_buf_putc(&b, *c);
+    }
+    (void)fr_buf_putc(&b, '\n');
+    return b.data; /* fr_buf data is malloc'ed and NUL-terminated */
+}
+
 /* Copies the claimed file, read from its descriptor `in` (borrowed), to the
  * landing zone (fr_atomic_file, durable: the inbox copy moves to done/ and
  * may be deleted; mode 0640: the copy is not world-readable) while hashing
- * it, and writes the sidecar "<hex>  <name>\n" (atomic, not synced: it can be
+ * it, and writes the sidecar (sidecar_line; atomic, not synced: it can be
  * computed again from the copy). Fills sha and size. A file that grows past the
  * source's max_file_bytes while it is copied is rejected. Returns 0, or sets
  * the outcome (REJECTED: unreadable or too big; FAILED: our side; STOPPED)
@@ -389,7 +412,7 @@ static int land(struct job *j, int in, const char *land_path, const char *land_n
     }
     fr_sha256_final(&h, sha);
     h.ctx = NULL;
-    line = fr_xasprintf("%s  %s\n", sha, land_name);
+    line = sidecar_line(sha, land_name);
     e = fr_write_file_atomic(side, line, strlen(line), 0644, FR_WRITE_FAST);
     free(line);
     if (e != 0) {
