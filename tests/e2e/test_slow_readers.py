@@ -30,24 +30,24 @@ def sha(s):
     return hashlib.sha256(s.encode()).hexdigest()
 
 
-def get(stack, path, key, timeout=30):
-    c = http.client.HTTPConnection("127.0.0.1", stack.api_port, timeout=timeout)
+def get(stack, path, key, timeout=30, source="127.0.0.1"):
+    c = http.client.HTTPConnection("127.0.0.1", stack.api_port, timeout=timeout, source_address=(source, 0))
     try:
-        c.request("GET", path, headers={"Authorization": "Bearer " + key})
+        c.request("GET", path, headers={"Authorization": "Bearer " + key} if key else {})
         r = c.getresponse()
         return r.status, r.read(), {k.lower(): v for k, v in r.getheaders()}
     finally:
         c.close()
 
 
-def slow_open(stack, key):
+def slow_open(stack, key, rows=ROWS):
     """A connection that sends a large list request and does not read."""
     s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
     s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)  # fills at once
     s.settimeout(10)
     s.connect(("127.0.0.1", stack.api_port))
-    s.sendall(("GET /rt/big?n=%d&format=csv HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer %s\r\n\r\n" %
-               (ROWS, key)).encode())
+    auth = "Authorization: Bearer %s\r\n" % key if key else ""
+    s.sendall(("GET /rt/big?n=%d&format=csv HTTP/1.1\r\nHost: x\r\n%s\r\n" % (rows, auth)).encode())
     return s
 
 
@@ -155,6 +155,35 @@ def main(t):
     log = stack["api"].log()
     t.check("operation timed out" not in log and "connection lost" not in log,
             "no PostgreSQL connection of the api was dropped")
+    stack["api"].stop()
+    stalled(t)
+
+
+def stalled(t):
+    """Keys off: the bound is per client address. A stream whose client
+    stops reading holds its slot until the request timeout closes its
+    connection; then the slot (and its cursor) is free again."""
+    stack = t.stack = h.Stack(pipelines=PIPE, extra_env={
+        "FRESHET_API_WORKERS": "1", "FRESHET_API_MAX_STREAMS_PER_CLIENT": "1",
+        "FRESHET_API_REQUEST_TIMEOUT_MS": "4000"}).start("api")
+    hog = slow_open(stack, None)
+    try:
+        # the hog's stream holds 127.0.0.1's one slot: another stream from
+        # there is refused, one from another address (127.0.0.2) is not
+        h.wait_until(lambda: get(stack, "/rt/big?n=5000", None)[0] == 503, 10, interval=0.1,
+                     what="a second stream from the hog's address is refused")
+        st, b, hd = get(stack, "/rt/big?n=5000", None)
+        t.eq((st, hd.get("retry-after"), "detail" in json.loads(b)), (503, "1", True),
+             "over the per-address bound: 503, Retry-After: 1, JSON detail")
+        st, b, _ = get(stack, "/rt/big?n=5000&format=csv", None, source="127.0.0.2")
+        t.eq((st, b.count(b"\n")), (200, 5001), "another address streams meanwhile")
+        # the stalled stream is cut at the request timeout: the slot comes back
+        h.wait_until(lambda: get(stack, "/rt/big?n=5000", None)[0] == 200, 30, interval=0.25,
+                     what="the hog's slot is free after its stalled stream was cut")
+        st, b, _ = get(stack, "/rt/big?n=5000&format=csv", None)
+        t.eq((st, b.count(b"\n")), (200, 5001), "the hog's address streams again once its stalled stream is cut")
+    finally:
+        hog.close()
 
 
 if __name__ == "__main__":
