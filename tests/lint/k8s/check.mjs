@@ -117,12 +117,16 @@ function smp(target, patch, where) {
     if (v === null) {
       delete target[k];
     } else if (Array.isArray(v) && MERGE_KEYS[k] && Array.isArray(target[k])) {
+      // Items new to the list go first, in the patch's order, as kustomize
+      // places them.
       const key = MERGE_KEYS[k];
+      const added = [];
       for (const item of v) {
         const cur = target[k].find((x) => x[key] === item[key]);
         if (cur) smp(cur, item, where);
-        else target[k].push(structuredClone(item));
+        else added.push(structuredClone(item));
       }
+      target[k] = [...added, ...target[k]];
     } else if (v && typeof v === "object" && !Array.isArray(v) && target[k] && typeof target[k] === "object" && !Array.isArray(target[k])) {
       smp(target[k], v, where);
     } else {
