@@ -155,7 +155,7 @@ def main(t):
     log = stack["api"].log()
     t.check("operation timed out" not in log and "connection lost" not in log,
             "no PostgreSQL connection of the api was dropped")
-    stack["api"].stop()
+    t.eq(stack["api"].stop(), 0, "the api drains (its stream connections closed) and exits 0")
     stalled(t)
 
 
@@ -184,6 +184,7 @@ def stalled(t):
         t.eq((st, b.count(b"\n")), (200, 5001), "the hog's address streams again once its stalled stream is cut")
     finally:
         hog.close()
+    t.eq(stack["api"].stop(), 0, "the api drains and exits 0")
 
 
 if __name__ == "__main__":
