@@ -4,6 +4,7 @@
  * a pending buffer capped at FR_PARSE_MAX_LINE. Canonical values of a row
  * go to one reusable buffer, so a row costs no allocation. */
 #include "parse.h"
+#include "parse_int.h"
 
 #include <errno.h>
 #include <inttypes.h>
@@ -65,6 +66,11 @@ struct fr_parser {
     struct fr_drift_tally drift[FR_DRIFT_KINDS]; /* occurrences per kind */
     bool drift_failed;                           /* the fatal error is a drift `fail` */
     uint32_t csv_extra;                          /* CSV header columns not in the dataset (action null) */
+
+    struct fr__nd_scan nd; /* owned: the NDJSON line scanner (parse_ndjson.c) */
+    bool nd_dom;           /* read NDJSON lines with jansson only (tests, bench) */
+    int *nd_col;           /* owned: per column, index of its member in nd.m or -1 */
+    size_t *col_len;       /* owned: per column, strlen of its name */
 };
 
 /* What canon() made of a value. */
@@ -521,6 +527,11 @@ fr_parser_t *fr_parser_new(const struct fr_dataset *ds, enum fr_file_format fmt,
     for (size_t i = 0; i < ds->n_key && ds->key_index; i++)
         if (ds->key_index[i] >= 0 && (size_t)ds->key_index[i] < ds->n_columns)
             p->is_key[ds->key_index[i]] = true;
+    fr__nd_scan_init(&p->nd);
+    p->nd_col = fr_xcalloc(nc, sizeof(*p->nd_col));
+    p->col_len = fr_xcalloc(nc, sizeof(*p->col_len));
+    for (size_t i = 0; i < ds->n_columns; i++)
+        p->col_len[i] = ds->columns[i].name ? strlen(ds->columns[i].name) : SIZE_MAX;
     return p;
 }
 
@@ -540,7 +551,15 @@ void fr_parser_free(fr_parser_t *p)
     free(p->lens);
     free(p->nulls);
     free(p->is_key);
+    fr__nd_scan_deinit(&p->nd);
+    free(p->nd_col);
+    free(p->col_len);
     free(p);
+}
+
+void fr__parser_set_dom(fr_parser_t *p, bool dom)
+{
+    p->nd_dom = dom;
 }
 
 const char *fr_parser_error(const fr_parser_t *p)
@@ -1148,6 +1167,117 @@ static int json_row(fr_parser_t *p, json_t *o, uint32_t line, const char *raw, s
     return rc;
 }
 
+/* The column named key[0..n), or -1. */
+static int nd_column(const fr_parser_t *p, const char *key, size_t n)
+{
+    for (size_t c = 0; c < p->ds->n_columns; c++)
+        if (p->col_len[c] == n && memcmp(p->ds->columns[c].name, key, n) == 0)
+            return (int)c;
+    return -1;
+}
+
+/* The row of the object fr__nd_scan read from line r: the same values,
+ * drift and reasons as json_row gives for the jansson object of r. */
+static int nd_row(fr_parser_t *p, const char *r, size_t n)
+{
+    const struct fr__nd_scan *s = &p->nd;
+    const struct fr_dataset *ds = p->ds;
+    uint32_t line = p->rec_line;
+    char reason[FR_ERR_LEN];
+    char tmp[40];
+    enum put_res res = PUT_OK;
+    enum fr_drift_action a = ds->drift.extra;
+    for (size_t c = 0; c < ds->n_columns; c++)
+        p->nd_col[c] = -1;
+    /* members in line order, as json_extra walks the object */
+    for (size_t i = 0; i < s->n_m; i++) {
+        const struct fr__nd_member *m = &s->m[i];
+        int c = nd_column(p, m->key, m->key_len);
+        if (c >= 0) {
+            p->nd_col[c] = (int)i;
+            continue;
+        }
+        if (a == FR_DRIFT_IGNORE)
+            continue;
+        tally(p, FR_DRIFT_EXTRA, m->key, m->key_len, line, 1);
+        if (a == FR_DRIFT_NULL || res != PUT_OK)
+            continue;
+        snprintf(reason, sizeof(reason), "%.*s: is not a column of %s", qlen(m->key_len), m->key,
+                 ds->qname ? ds->qname : ds->name);
+        drift_note(reason, FR_DRIFT_EXTRA, a, a == FR_DRIFT_FAIL ? ": the whole file is rejected" : "");
+        res = a == FR_DRIFT_FAIL ? PUT_FAIL : PUT_REJECT;
+    }
+    row_begin(p);
+    for (size_t c = 0; c < ds->n_columns && res == PUT_OK; c++) {
+        const struct fr_column *col = &ds->columns[c];
+        const struct fr__nd_member *m = p->nd_col[c] >= 0 ? &s->m[p->nd_col[c]] : NULL;
+        if (!m || m->kind == FR__ND_NULL) {
+            res = row_put(p, c, "", 0, line, reason);
+            continue;
+        }
+        switch (col->type == FR_T_JSON ? FR__ND_OBJECT : m->kind) {
+        case FR__ND_OBJECT:
+        case FR__ND_ARRAY:
+            if (col->type == FR_T_JSON) {
+                /* jansson compacts it as json_row does (rare: kept simple) */
+                json_error_t jerr;
+                json_t *v = json_loadb(m->raw, m->raw_len, JSON_DECODE_ANY | JSON_REJECT_DUPLICATES, &jerr);
+                char *d = v ? json_dumps(v, JSON_COMPACT | JSON_ENCODE_ANY) : NULL;
+                json_decref(v);
+                res = d && row_put_raw(p, c, d, strlen(d)) ? PUT_OK : PUT_REJECT;
+                if (res != PUT_OK)
+                    snprintf(reason, sizeof(reason), "%s: value does not fit", col->name);
+                free(d);
+                break;
+            }
+            snprintf(reason, sizeof(reason), "%s: must be a %s, not %s", col->name, fr_type_name(col->type),
+                     m->kind == FR__ND_OBJECT ? "an object" : "an array");
+            res = drift_value(p, c, FR_DRIFT_TYPE, line, reason);
+            break;
+        case FR__ND_STRING:
+            res = row_put(p, c, m->str, m->str_len, line, reason);
+            break;
+        case FR__ND_INT:
+            /* as "%lld" prints it: JSON integers have no '+' nor leading
+             * zeros, so only -0 reads back differently */
+            if (m->raw_len == 2 && m->raw[0] == '-' && m->raw[1] == '0')
+                res = row_put(p, c, "0", 1, line, reason);
+            else
+                res = row_put(p, c, m->raw, m->raw_len, line, reason);
+            break;
+        case FR__ND_REAL: {
+            /* as fmt_double prints the double: a plain decimal of at most 15
+             * digits is already that text */
+            if (plain_decimal15(m->raw, m->raw_len)) {
+                res = row_put(p, c, m->raw, m->raw_len, line, reason);
+                break;
+            }
+            char *num = m->raw_len < sizeof(tmp) ? tmp : fr_xstrndup(m->raw, m->raw_len);
+            if (num == tmp) {
+                memcpy(tmp, m->raw, m->raw_len);
+                tmp[m->raw_len] = '\0';
+            }
+            double d = strtod(num, NULL);
+            if (num != tmp)
+                free(num);
+            int k = fmt_double(d, tmp);
+            res = row_put(p, c, tmp, (size_t)k, line, reason);
+            break;
+        }
+        case FR__ND_TRUE:
+            res = row_put(p, c, "true", 4, line, reason);
+            break;
+        case FR__ND_FALSE:
+        default:
+            res = row_put(p, c, "false", 5, line, reason);
+            break;
+        }
+    }
+    if (res == PUT_OK)
+        return row_end(p, line);
+    return res == PUT_FAIL ? drift_fail(p, line, reason, r, n) : reject(p, line, reason, r, n);
+}
+
 static int ndjson_record(fr_parser_t *p, const char *r, size_t n)
 {
     if (n && r[n - 1] == '\r')
@@ -1157,6 +1287,10 @@ static int ndjson_record(fr_parser_t *p, const char *r, size_t n)
         i++;
     if (i == n)
         return 0;
+    if (!p->nd_dom && fr__nd_scan(&p->nd, r, n))
+        return nd_row(p, r, n);
+    /* anything the scanner leaves (errors above all): jansson, for its
+     * exact reasons */
     json_error_t jerr;
     json_t *v = json_loadb(r, n, JSON_DECODE_ANY | JSON_REJECT_DUPLICATES, &jerr);
     if (!v) {

@@ -16,10 +16,12 @@
 
 #include "config.h"
 #include "parse.h"
+#include "parse_int.h"
 
 static struct fr_pipeline *g_pl;
 static const struct fr_dataset *g_ds;
 static bool g_log_drift; /* run() appends the drift tallies to its log */
+static bool g_dom;       /* run() reads NDJSON with jansson only (the reference path) */
 
 /* The repository root, from this file's path (CMake passes it absolute). */
 static char *pipeline_path(void)
@@ -99,6 +101,7 @@ static char *run(const struct fr_dataset *ds, enum fr_file_format fmt, bool head
     fr_buf_init(&l.b, 0);
     fr_buf_puts(&l.b, "");
     fr_parser_t *p = fr_parser_new(ds, fmt, header, log_row, log_reject, &l);
+    fr__parser_set_dom(p, g_dom);
     *rc = 0;
     size_t off = 0;
     while (off < n && *rc == 0) {
@@ -894,6 +897,235 @@ static void test_drift_event_json(void **state)
     fr_pipeline_free(pl);
 }
 
+/* ---- NDJSON without a DOM (parse_ndjson.c) ------------------------------ */
+
+/* Every type, and drift `null` so a mistyped value shows as ~. */
+static struct fr_pipeline *types_pipeline(const char *extra)
+{
+    char err[FR_ERR_LEN] = "";
+    char *yaml = fr_xasprintf("pipeline: ty\n"
+                              "datasets:\n"
+                              "  ev:\n"
+                              "    drift: {missing: reject, type: null, extra: %s}\n"
+                              "    columns:\n"
+                              "      - {name: t, type: text}\n"
+                              "      - {name: i, type: int}\n"
+                              "      - {name: b, type: bigint}\n"
+                              "      - {name: f, type: float}\n"
+                              "      - {name: n, type: numeric}\n"
+                              "      - {name: ok, type: bool}\n"
+                              "      - {name: ts, type: timestamptz}\n"
+                              "      - {name: d, type: date}\n"
+                              "      - {name: j, type: json}\n"
+                              "      - {name: k_e, type: text}\n"
+                              "sources:\n"
+                              "  drop: {type: file, dataset: ev, formats: [ndjson]}\n",
+                              extra);
+    struct fr_pipeline *pl = fr_pipeline_parse(yaml, strlen(yaml), "types.yaml", ".", err);
+    free(yaml);
+    if (!pl)
+        fprintf(stderr, "types pipeline: %s\n", err);
+    assert_non_null(pl);
+    return pl;
+}
+
+static const char ND_TRICKY[] =
+    /* 1: escapes of every kind, a surrogate pair, an escaped key */
+    "{\"t\":\"a\\\"b\\\\c\\/d\\b\\f\\n\\r\\t\\u00e9\\ud83d\\ude00\\u20AC\",\"\\u0069\":7,\"k\\u005fe\":\"\xc3\xa9\"}\n"
+    /* 2: white space everywhere JSON allows it, CR LF */
+    " \t{ \"t\" : \"x\" ,\t\"i\" :-0 , \"ok\":true } \t\r\n"
+    /* 3: nested values in the json column, compacted, order kept */
+    "{\"j\":{ \"z\" : [1, 2.50, {\"y\" : null}], \"a\":\"\\u00e9\\n\" },\"t\":\"{\\\"no\\\":1}\"}\n"
+    /* 4: scalars in the json column */
+    "{\"j\":\"s\\u0001\",\"t\":\"\"}\n"
+    "{\"j\":1.0}\n"
+    "{\"j\":[]}\n"
+    /* 7: numbers: int64 bounds, reals, exponent, into text too */
+    "{\"b\":9223372036854775807,\"i\":-2147483648,\"f\":0.1,\"n\":12.50e3,\"t\":1e2}\n"
+    "{\"b\":-9223372036854775808,\"f\":123456789012345.67,\"t\":0.30000000000000004}\n"
+    "{\"f\":1E+2,\"t\":-0.0,\"n\":-0,\"b\":1.0}\n"
+    "{\"f\":1234567890123456789012345678901234567890.0,\"t\":5e-324,\"i\":2147483648}\n"
+    /* 11: out of range for jansson: the line is rejected with its reason */
+    "{\"b\":9223372036854775808}\n"
+    "{\"b\":-9223372036854775809}\n"
+    "{\"f\":1e400}\n"
+    /* 14: duplicates, top level and nested (also in an unknown key) */
+    "{\"t\":\"a\",\"\\u0074\":\"b\"}\n"
+    "{\"j\":{\"a\":1,\"b\":{\"c\":1,\"c\":2}}}\n"
+    "{\"zz\":[{\"q\":1,\"q\":1}]}\n"
+    /* 17: bad strings */
+    "{\"t\":\"\\ud800\"}\n"
+    "{\"t\":\"\\udc00\"}\n"
+    "{\"t\":\"a\\u0000b\"}\n"
+    "{\"t\":\"\xc3\x28\"}\n"
+    "{\"t\":\"a\tb\"}\n"
+    /* 22: unknown fields of every shape, objects and arrays in typed columns */
+    "{\"zz\":{\"a\":[1,{\"b\":\"\\u00e9\"}]},\"t\":\"ok\",\"yy\":[],\"i\":{\"x\":1},\"ok\":[true]}\n"
+    /* 23: syntax errors */
+    "{\"t\":\"x\",}\n"
+    "{\"i\":01}\n"
+    "{\"t\":\"x\"} x\n"
+    "{\"ok\":tru}\n"
+    "{\"t\":\"x\",\f\"i\":1}\n";
+
+static const char ND_TRICKY_WANT[] =
+    "1:a\"b\\c/d\b\f\n\r\t\xc3\xa9\xf0\x9f\x98\x80\xe2\x82\xac|7|~|~|~|~|~|~|~|\xc3\xa9\n"
+    "2:x|0|~|~|~|t|~|~|~|~\n"
+    "3:{\"no\":1}|~|~|~|~|~|~|~|{\"z\":[1,2.5,{\"y\":null}],\"a\":\"\xc3\xa9\\n\"}|~\n"
+    "4:~|~|~|~|~|~|~|~|\"s\\u0001\"|~\n"
+    "5:~|~|~|~|~|~|~|~|1.0|~\n"
+    "6:~|~|~|~|~|~|~|~|[]|~\n"
+    "7:100|-2147483648|9223372036854775807|0.1|12500|~|~|~|~|~\n"
+    "8:0.30000000000000004|~|-9223372036854775808|123456789012345.67|~|~|~|~|~|~\n"
+    "9:-0|~|1|100|0|~|~|~|~|~\n"
+    "10:4.94065645841247e-324|~|~|1.2345678901234568e+39|~|~|~|~|~|~\n"
+    "11! invalid JSON at column 24: too big integer near '9223372036854775808' [{\"b\":9223372036854775808}]\n"
+    "12! invalid JSON at column 25: too big negative integer near '-9223372036854775809' "
+    "[{\"b\":-9223372036854775809}]\n"
+    "13! invalid JSON at column 10: real number overflow near '1e400' [{\"f\":1e400}]\n"
+    "14! invalid JSON at column 17: duplicate object key near '\"\\u0074\"' [{\"t\":\"a\",\"\\u0074\":\"b\"}]\n"
+    "15! invalid JSON at column 26: duplicate object key near '\"c\"' [{\"j\":{\"a\":1,\"b\":{\"c\":1,\"c\":2}}}]\n"
+    "16! invalid JSON at column 17: duplicate object key near '\"q\"' [{\"zz\":[{\"q\":1,\"q\":1}]}]\n"
+    "17! invalid JSON at column 13: invalid Unicode '\\uD800' near '\"\\ud800\"' [{\"t\":\"\\ud800\"}]\n"
+    "18! invalid JSON at column 13: invalid Unicode '\\uDC00' near '\"\\udc00\"' [{\"t\":\"\\udc00\"}]\n"
+    "19! invalid JSON at column 15: \\u0000 is not allowed without JSON_ALLOW_NUL near '\"a\\u0000b\"' "
+    "[{\"t\":\"a\\u0000b\"}]\n"
+    "20! invalid JSON at column 6: unable to decode byte 0xc3 near '\"' [{\"t\":\"\xc3(\"}]\n"
+    "21! invalid JSON at column 7: control character 0x9 near '\"a' [{\"t\":\"a\tb\"}]\n"
+    "22:ok|~|~|~|~|~|~|~|~|~\n"
+    "23! invalid JSON at column 10: string or '}' expected near '}' [{\"t\":\"x\",}]\n"
+    "24! invalid JSON at column 6: invalid token near '0' [{\"i\":01}]\n"
+    "25! invalid JSON at column 11: end of file expected near 'x' [{\"t\":\"x\"} x]\n"
+    "26! invalid JSON at column 9: invalid token near 'tru' [{\"ok\":tru}]\n"
+    "27! invalid JSON at column 10: string or '}' expected near '\f' [{\"t\":\"x\",\f\"i\":1}]\n"
+    "ok=11 rejected=16\n"
+    "drift type=3@10 i,ok\n";
+
+/* The scanner gives exactly the rows, rejects and reasons of jansson on
+ * tricky input (escapes, surrogates, nesting, white space, number bounds,
+ * duplicates), in any chunking, under each extra-field policy. */
+static void test_ndjson_scanner_rows(void **state)
+{
+    (void)state;
+    srand(5);
+    struct fr_pipeline *pl = types_pipeline("ignore");
+    const struct fr_dataset *ds = fr_pipeline_dataset(pl, "ev");
+    g_log_drift = true;
+    int rc;
+    char *log = run(ds, FR_FMT_NDJSON, false, ND_TRICKY, sizeof(ND_TRICKY) - 1, 0, &rc, NULL);
+    assert_int_equal(rc, 0);
+    if (strcmp(log, ND_TRICKY_WANT) != 0)
+        fprintf(stderr, "--- got:\n%s--- want:\n%s", log, ND_TRICKY_WANT);
+    assert_string_equal(log, ND_TRICKY_WANT);
+    free(log);
+    static const char *const extras[] = {"ignore", "reject", "null", "fail"};
+    for (size_t e = 0; e < FR_ARRAY_LEN(extras); e++) {
+        struct fr_pipeline *pe = types_pipeline(extras[e]);
+        const struct fr_dataset *de = fr_pipeline_dataset(pe, "ev");
+        int rc_ref;
+        g_dom = true;
+        char *ref = run(de, FR_FMT_NDJSON, false, ND_TRICKY, sizeof(ND_TRICKY) - 1, 0, &rc_ref, NULL);
+        g_dom = false;
+        for (int chunk = 0; chunk >= -1; chunk--) {
+            char *got = run(de, FR_FMT_NDJSON, false, ND_TRICKY, sizeof(ND_TRICKY) - 1, chunk, &rc, NULL);
+            assert_string_equal(got, ref);
+            assert_int_equal(rc, rc_ref);
+            free(got);
+        }
+        free(ref);
+        fr_pipeline_free(pe);
+    }
+    g_log_drift = false;
+    fr_pipeline_free(pl);
+}
+
+/* The scanner takes the valid lines itself (so the rows above are its
+ * own) and leaves every line jansson rejects to jansson. */
+static void test_ndjson_scanner_accepts(void **state)
+{
+    (void)state;
+    struct fr__nd_scan s;
+    fr__nd_scan_init(&s);
+    static const char *const good[] = {
+        "{}",
+        " {\"a\" : 1 }\t",
+        "{\"t\":\"a\\\"b\\u00e9\\ud83d\\ude00\",\"n\":-0.5e-3,\"x\":[{},[],{\"a\":{\"a\":1}}],\"a\":null}",
+        "{\"b\":9223372036854775807,\"c\":-9223372036854775808,\"f\":1e308,\"g\":1e-400}",
+        "{\"a\":{\"k\":1},\"b\":{\"k\":1}}",
+    };
+    for (size_t i = 0; i < FR_ARRAY_LEN(good); i++) {
+        if (!fr__nd_scan(&s, good[i], strlen(good[i])))
+            fail_msg("declined: %s", good[i]);
+    }
+    /* members of the third: keys and strings unescaped, raw spans as written */
+    assert_true(fr__nd_scan(&s, good[2], strlen(good[2])));
+    assert_int_equal(s.n_m, 4);
+    assert_int_equal(s.m[0].kind, FR__ND_STRING);
+    assert_int_equal(s.m[0].str_len, strlen("a\"b\xc3\xa9\xf0\x9f\x98\x80"));
+    assert_memory_equal(s.m[0].str, "a\"b\xc3\xa9\xf0\x9f\x98\x80", s.m[0].str_len);
+    assert_int_equal(s.m[1].kind, FR__ND_REAL);
+    assert_int_equal(s.m[1].raw_len, 7);
+    assert_memory_equal(s.m[1].raw, "-0.5e-3", 7);
+    assert_int_equal(s.m[2].kind, FR__ND_ARRAY);
+    assert_memory_equal(s.m[2].raw, "[{},[],{\"a\":{\"a\":1}}]", s.m[2].raw_len);
+    assert_int_equal(s.m[3].kind, FR__ND_NULL);
+    assert_int_equal(s.m[3].key_len, 1);
+    assert_memory_equal(s.m[3].key, "a", 1);
+    static const char *const bad[] = {
+        "",
+        "[]",
+        "{\"a\":1,\"a\":2}",
+        "{\"a\":1,\"\\u0061\":2}",
+        "{\"x\":{\"a\":1,\"a\":2}}",
+        "{\"b\":9223372036854775808}",
+        "{\"b\":-9223372036854775809}",
+        "{\"f\":1e309}",
+        "{\"f\":-1e400}",
+        "{\"t\":\"\\ud800\"}",
+        "{\"t\":\"\\ud800\\u0041\"}",
+        "{\"t\":\"\\udfff\"}",
+        "{\"t\":\"\\u0000\"}",
+        "{\"t\":\"\\x\"}",
+        "{\"t\":\"\xed\xa0\x80\"}",
+        "{\"t\":\"\xc0\xaf\"}",
+        "{\"t\":\"\x01\"}",
+        "{\"a\":1,}",
+        "{\"a\":1} {}",
+        "{\"a\":01}",
+        "{\"a\":1.}",
+        "{\"a\":.5}",
+        "{\"a\":+1}",
+        "{\"a\":1e}",
+        "{\"a\":nul}",
+        "{\"a\":truex}",
+        "{\"a\"\f:1}",
+        "{\"a\":[1,]}",
+        "{\"a\":1",
+        "{\"a\":\"x",
+    };
+    for (size_t i = 0; i < FR_ARRAY_LEN(bad); i++) {
+        if (fr__nd_scan(&s, bad[i], strlen(bad[i])))
+            fail_msg("accepted: %s", bad[i]);
+        json_error_t jerr;
+        json_t *v = json_loadb(bad[i], strlen(bad[i]), JSON_DECODE_ANY | JSON_REJECT_DUPLICATES, &jerr);
+        if (v && json_is_object(v))
+            fail_msg("jansson takes it, the scanner should too: %s", bad[i]);
+        json_decref(v);
+    }
+    /* deeper than the scanner goes: left to jansson, which takes it */
+    struct fr_buf deep;
+    fr_buf_init(&deep, 0);
+    fr_buf_puts(&deep, "{\"a\":");
+    for (int i = 0; i < 100; i++)
+        fr_buf_putc(&deep, '[');
+    for (int i = 0; i < 100; i++)
+        fr_buf_putc(&deep, ']');
+    fr_buf_putc(&deep, '}');
+    assert_false(fr__nd_scan(&s, deep.data, deep.len));
+    fr_buf_deinit(&deep);
+    fr__nd_scan_deinit(&s);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -915,6 +1147,8 @@ int main(void)
         cmocka_unit_test(test_drift_extra_reject),
         cmocka_unit_test(test_drift_csv_header),
         cmocka_unit_test(test_drift_event_json),
+        cmocka_unit_test(test_ndjson_scanner_rows),
+        cmocka_unit_test(test_ndjson_scanner_accepts),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
 }
