@@ -25,6 +25,7 @@
 #include <unistd.h>
 
 #include "batch.h"
+#include "names.h"
 
 #define BLOCK_BYTES (256u << 10) /* records per container block: up to this many bytes */
 #define SYNC_LEN    16
@@ -1266,7 +1267,7 @@ int fr_backup_notify(const char *redis_url, const struct fr_dataset *ds, char er
     fr_batch_builder_t *bb;
     struct fr_buf msg;
     char id[27];
-    char key[300];
+    char *key = NULL;
     int rc = 0;
 
     rc_ctx = connect_redis(redis_url, err);
@@ -1280,7 +1281,7 @@ int fr_backup_notify(const char *redis_url, const struct fr_dataset *ds, char er
         rc = -EINVAL;
         goto out;
     }
-    snprintf(key, sizeof(key), "fr:stream:%s", ds->qname);
+    key = fr_names_stream(ds->qname);
     rep = redisCommand(rc_ctx, "XADD %s * batch %b id %s rows 0", key, msg.data, msg.len, id);
     if (!rep || rep->type == REDIS_REPLY_ERROR) {
         snprintf(err, FR_ERR_LEN, "XADD %.100s failed: %.100s", key, rep ? rep->str : rc_ctx->errstr);
@@ -1288,6 +1289,7 @@ int fr_backup_notify(const char *redis_url, const struct fr_dataset *ds, char er
     }
     freeReplyObject(rep);
 out:
+    free(key);
     fr_batch_builder_free(bb);
     fr_buf_deinit(&msg);
     redisFree(rc_ctx);

@@ -16,6 +16,7 @@
 
 #include "api.h"
 #include "log.h"
+#include "names.h"
 
 #define DLQ_SCAN 1000 /* newest dead letters looked at for a rejected batch */
 
@@ -107,7 +108,8 @@ static void on_batch_key(fr_redis_t *r, redisReply *reply, void *data)
 {
     struct bq *q = data;
     json_t *v;
-    char key[200], count[16];
+    char *key;
+    char count[16];
     (void)r;
 
     if (!reply) {
@@ -125,12 +127,14 @@ static void on_batch_key(fr_redis_t *r, redisReply *reply, void *data)
     snprintf(q->entry, sizeof(q->entry), "%s", v ? json_string_value(json_object_get(v, "entry")) ?: "" : "");
     q->rows = v ? json_integer_value(json_object_get(v, "rows")) : 0;
     json_decref(v);
-    snprintf(key, sizeof(key), "fr:dlq:%s", q->dataset);
+    key = fr_names_dlq(q->dataset);
     snprintf(count, sizeof(count), "%d", DLQ_SCAN);
     {
         const char *argv[] = {"XREVRANGE", key, "+", "-", "COUNT", count};
         size_t lens[] = {9, strlen(key), 1, 1, 5, strlen(count)};
-        if (fr_redis_commandv(q->w->app->redis, 0, on_dlq, q, 6, argv, lens) != 0)
+        int rc = fr_redis_commandv(q->w->app->redis, 0, on_dlq, q, 6, argv, lens);
+        free(key);
+        if (rc != 0)
             answer_queued(q);
     }
 }
@@ -138,7 +142,7 @@ static void on_batch_key(fr_redis_t *r, redisReply *reply, void *data)
 static void on_ledger(fr_pg_t *pg, PGresult *res, void *data)
 {
     struct bq *q = data;
-    char key[120];
+    char *key;
     (void)pg;
 
     if (!res || PQresultStatus(res) != PGRES_TUPLES_OK) {
@@ -164,11 +168,13 @@ static void on_ledger(fr_pg_t *pg, PGresult *res, void *data)
         answer_json(q, 200, o);
         return;
     }
-    snprintf(key, sizeof(key), "fr:batch:%s", q->id);
+    key = fr_names_batch(q->id);
     {
         const char *argv[] = {"GET", key};
         size_t lens[] = {3, strlen(key)};
-        if (fr_redis_commandv(q->w->app->redis, 0, on_batch_key, q, 2, argv, lens) != 0)
+        int rc = fr_redis_commandv(q->w->app->redis, 0, on_batch_key, q, 2, argv, lens);
+        free(key);
+        if (rc != 0)
             fr_http_respond_detail(q->req, 503, "Redis unavailable: cannot tell whether the batch is queued; retry");
     }
 }
