@@ -15,6 +15,7 @@
 #include <string.h>
 
 #include "log.h"
+#include "redis_int.h"
 
 #define DEFAULT_TIMEOUT_MS 5000u
 #define CONNECT_TIMEOUT_MS 2000u
@@ -100,6 +101,9 @@ struct fr_redis {
 
     struct sub *subs; /* owned list */
     size_t nsubs;
+
+    struct fr__cluster *cl; /* owned: redis+cluster:// (then no ac of our own); NULL = one node */
+    bool cl_closing;        /* fr__cluster_close called */
 
     fr_redis_state_cb state_cb;
     void *state_data; /* borrowed */
@@ -371,6 +375,8 @@ static int submit(fr_redis_t *r, uint32_t timeout_ms, fr_redis_cb cb, void *data
         return -ESHUTDOWN;
     if (!command_name(cmd, len, name, sizeof(name)) || command_forbidden(name) || r->nsubs > 0)
         return -EINVAL;
+    if (r->cl != NULL)
+        return r->state == ST_IDLE ? -ENOTCONN : fr__cluster_submit(r->cl, timeout_ms, cb, data, cmd, len);
     if (!fr_redis_connected(r))
         return -ENOTCONN;
 
@@ -399,6 +405,12 @@ static int submit(fr_redis_t *r, uint32_t timeout_ms, fr_redis_cb cb, void *data
         request_drop(r, "timer failure");
     }
     return 0;
+}
+
+int fr__redis_submit_formatted(fr_redis_t *r, uint32_t timeout_ms, fr_redis_cb cb, void *data, const char *cmd,
+                               size_t len)
+{
+    return submit(r, timeout_ms, cb, data, cmd, len);
 }
 
 int fr_redis_command(fr_redis_t *r, uint32_t timeout_ms, fr_redis_cb cb, void *data, const char *fmt, ...)
@@ -441,6 +453,8 @@ int fr_redis_commandv(fr_redis_t *r, uint32_t timeout_ms, fr_redis_cb cb, void *
 
 size_t fr_redis_pending(const fr_redis_t *r)
 {
+    if (r->cl != NULL)
+        return fr__cluster_pending(r->cl);
     return r->pending;
 }
 
@@ -502,6 +516,11 @@ static void on_defer(uv_timer_t *t)
     r->drop_gen = 0;
     if (r->state == ST_CLOSING) {
         redisAsyncContext *ac = r->ac;
+
+        if (r->cl != NULL && !r->cl_closing) {
+            r->cl_closing = true;
+            fr__cluster_close(r->cl); /* fr__redis_cluster_closed follows */
+        }
 
         r->ac = NULL;
         if (ac != NULL)
@@ -875,8 +894,13 @@ fr_redis_t *fr_redis_new(uv_loop_t *loop, const char *url, const char *name, cha
     r->connect_timeout_ms = CONNECT_TIMEOUT_MS;
     r->state = ST_IDLE;
     fr_backoff_init(&r->backoff, BACKOFF_MIN_MS, BACKOFF_MAX_MS);
-    if (!parse_url(r, url, err))
+    if (url != NULL && strncmp(url, FR_REDIS_CLUSTER_PFX, sizeof(FR_REDIS_CLUSTER_PFX) - 1) == 0) {
+        r->cl = fr__cluster_new(r, loop, url, r->name, err);
+        if (r->cl == NULL)
+            goto out_free;
+    } else if (!parse_url(r, url, err)) {
         goto out_free;
+    }
     if (uv_timer_init(loop, &r->timer) != 0 || uv_timer_init(loop, &r->defer) != 0) {
         snprintf(err, FR_ERR_LEN, "uv_timer_init failed");
         goto out_free; /* uv_timer_init only fails on a bad loop */
@@ -884,6 +908,8 @@ fr_redis_t *fr_redis_new(uv_loop_t *loop, const char *url, const char *name, cha
     r->timer.data = r;
     r->defer.data = r;
     r->nhandles = 2;
+    if (r->cl != NULL)
+        r->nhandles++; /* the cluster's node clients, released by fr__redis_cluster_closed */
     return r;
 out_free:
     free_client(r);
@@ -912,12 +938,19 @@ int fr_redis_start(fr_redis_t *r)
         return -ESHUTDOWN;
     if (r->state != ST_IDLE)
         return -EALREADY;
+    if (r->cl != NULL) {
+        set_state(r, ST_CONNECTING); /* the handle's state; the nodes have their own */
+        fr__cluster_start(r->cl);
+        return 0;
+    }
     start_connect(r);
     return 0;
 }
 
 bool fr_redis_connected(const fr_redis_t *r)
 {
+    if (r->cl != NULL)
+        return r->state != ST_CLOSING && fr__cluster_connected(r->cl);
     return r->state == ST_CONNECTED && r->ac != NULL && r->drop_gen != r->gen;
 }
 
@@ -929,6 +962,8 @@ int fr_redis_subscribe(fr_redis_t *r, const char *channel, fr_redis_msg_cb cb, v
         return -ESHUTDOWN;
     if (channel == NULL || channel[0] == '\0')
         return -EINVAL;
+    if (r->cl != NULL)
+        return fr__cluster_subscribe(r->cl, channel, cb, data);
     if (r->pending > 0)
         return -EBUSY; /* replies to regular commands still expected */
     for (tail = &r->subs; *tail; tail = &(*tail)->next)
@@ -972,4 +1007,41 @@ void fr_redis_close(fr_redis_t *r, void (*cb)(void *data), void *data)
     set_state(r, ST_CLOSING);
     /* The actual teardown runs outside whatever callback we are in. */
     (void)uv_timer_start(&r->defer, on_defer, 0, 0);
+}
+
+/* ---- the cluster's hooks (redis_int.h) -------------------------------- */
+
+void fr__redis_cluster_closed(fr_redis_t *owner)
+{
+    owner->cl = NULL; /* freed by the cluster itself */
+    on_handle_closed(owner);
+}
+
+void fr__redis_emit_state(fr_redis_t *owner, bool connected)
+{
+    if (owner->state == ST_CLOSING)
+        return;
+    fr_log_kv(FR_LOG_INFO, "redis", owner->name, "redis cluster %s", connected ? "usable" : "degraded");
+    if (owner->state_cb)
+        owner->state_cb(owner, connected, owner->state_data);
+}
+
+void fr__redis_timeouts(const fr_redis_t *owner, uint32_t *timeout_ms, uint32_t *connect_timeout_ms)
+{
+    *timeout_ms = owner->timeout_ms;
+    *connect_timeout_ms = owner->connect_timeout_ms;
+}
+
+bool fr__redis_url_check(const char *url, int *db, char err[FR_ERR_LEN])
+{
+    fr_redis_t scratch;
+    bool ok;
+
+    memset(&scratch, 0, sizeof(scratch));
+    ok = parse_url(&scratch, url, err);
+    *db = scratch.db;
+    free(scratch.host);
+    free(scratch.user);
+    free(scratch.password);
+    return ok;
 }

@@ -31,8 +31,13 @@ typedef void (*fr_redis_msg_cb)(fr_redis_t *r, const char *channel, const char *
 typedef void (*fr_redis_state_cb)(fr_redis_t *r, bool connected, void *data);
 
 /* url: redis://[:password@]host[:port][/db]; host must be an IP address or
- * "localhost" (no blocking DNS on the loop). `name` tags log lines. Returns
- * NULL + err on a bad URL. Does not connect until fr_redis_start. */
+ * "localhost" (no blocking DNS on the loop). Or
+ * redis+cluster://[:password@]host:port,host:port,... (seed nodes of a Redis
+ * Cluster, db 0): the same API, commands routed by their keys' slot,
+ * MOVED/ASK followed, failover handled; MULTI/EXEC split per slot, SCAN over
+ * every master, a command whose keys span slots -EINVAL (docs/scaling.md).
+ * `name` tags log lines. Returns NULL + err on a bad URL. Does not connect
+ * until fr_redis_start. */
 fr_redis_t *fr_redis_new(uv_loop_t *loop, const char *url, const char *name, char err[FR_ERR_LEN]);
 void fr_redis_set_state_cb(fr_redis_t *r, fr_redis_state_cb cb, void *data);
 void fr_redis_set_timeout(fr_redis_t *r, uint32_t ms); /* default command timeout, 5000 ms */
