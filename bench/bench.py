@@ -49,7 +49,7 @@ REF_DIR = os.path.join(SRC, "bench", "reference")
 KV_PIPELINE = os.path.join(SRC, "bench", "pipelines", "benchkv", "pipeline.yaml")
 PY = "/usr/bin/python3"
 BIN = os.environ.get("FRESHET_BIN_DIR", os.path.join(SRC, "build"))
-ONLY = [x for x in os.environ.get("BENCH_ONLY", "").split(",") if x]  # loads,upserts,cache,api,freshness
+ONLY = [x for x in os.environ.get("BENCH_ONLY", "").split(",") if x]  # parse,loads,upserts,cache,api,freshness
 
 
 def want(section):
@@ -292,6 +292,22 @@ def write_kv(path, ids, seed):
             f.write("%d,name-%d-%d,%.3f,%d,2024-06-17T%02d:%02d:%02dZ\n" % (
                 i, i, seed, rnd.random() * 1000, rnd.randrange(1000), rnd.randrange(24), rnd.randrange(60),
                 rnd.randrange(60)))
+
+
+def bench_parse(nd_path, csv_path):
+    """NDJSON parse throughput in one process: the DOM-free scanner vs the
+    jansson path it replaced (and the CSV of the same events), interleaved
+    rounds, medians (bench/parse_bench.c)."""
+    out = subprocess.run([os.path.join(BIN, "bench_parse"), os.path.join(SRC, "pipelines/players/pipeline.yaml"),
+                          "events", nd_path, str(max(ROUNDS, 5)), csv_path], check=True, capture_output=True,
+                         text=True).stdout
+    r = json.loads(out)
+    row("parse", "parse NDJSON scanner vs jansson DOM (rows/s)", r["scan_rows_s"], r["dom_rows_s"], "rows/s", "-",
+        "the jansson path, same file")
+    row("parse", "parse NDJSON scanner vs jansson DOM (MB/s)", r["scan_mb_s"], r["dom_mb_s"], "MB/s", "-",
+        "the jansson path, same file")
+    row("parse", "parse NDJSON scanner vs CSV (rows/s)", r["scan_rows_s"], r["csv_rows_s"], "rows/s", "-",
+        "CSV parse of the same events")
 
 
 def bench_upserts(st, gen):
@@ -864,6 +880,9 @@ def main():
         n_rows, os.path.getsize(csv_path) / 1e6, n_nd, os.path.getsize(nd_path) / 1e6)
     print(sample_info, flush=True)
 
+    if want("parse"):
+        print("== parse", flush=True)
+        bench_parse(nd_path, csv_path)
     if want("loads"):
         print("== loads and ingest", flush=True)
         bench_appends(st, mem, csv_path, nd_path, n_rows, n_nd, gen)
