@@ -931,7 +931,8 @@ static struct fr_pipeline *types_pipeline(const char *extra)
 
 static const char ND_TRICKY[] =
     /* 1: escapes of every kind, a surrogate pair, an escaped key */
-    "{\"t\":\"a\\\"b\\\\c\\/d\\b\\f\\n\\r\\t\\u00e9\\ud83d\\ude00\\u20AC\",\"\\u0069\":7,\"k\\u005fe\":\"\xc3\xa9\"}\n"
+    "{\"t\":\"a\\\"b\\\\c\\/"
+    "d\\b\\f\\n\\r\\t\\u00e9\\ud83d\\ude00\\u20AC\",\"\\u0069\":7,\"k\\u005fe\":\"\xc3\xa9\"}\n"
     /* 2: white space everywhere JSON allows it, CR LF */
     " \t{ \"t\" : \"x\" ,\t\"i\" :-0 , \"ok\":true } \t\r\n"
     /* 3: nested values in the json column, compacted, order kept */
