@@ -1287,6 +1287,7 @@ enum setting_id {
     S_DLQ_MAX_ENTRIES,
     S_DLQ_MAX_AGE,
     S_TRIM_INTERVAL_MS,
+    S_DATABASE_READ_URL,
     S_COUNT,
 };
 
@@ -1317,6 +1318,8 @@ static const struct setting_def settings_table[S_COUNT] = {
                        "loader: dead letters older than this (30s, 15m, 12h, 7d) are archived to files"},
     [S_TRIM_INTERVAL_MS] = {"trim-interval-ms", "FRESHET_TRIM_INTERVAL_MS", "trim_interval_ms", "MS",
                             "loader: how often acknowledged stream entries are trimmed and dead letters bounded"},
+    [S_DATABASE_READ_URL] = {"database-read-url", "FRESHET_DATABASE_READ_URL", "database_read_url", "URL,URL",
+                             "api: PostgreSQL read replicas (comma-separated libpq URIs) for SQL reads"},
 };
 
 static const char *setting_default(enum setting_id id, const char *admin_default)
@@ -1346,6 +1349,8 @@ static const char *setting_default(enum setting_id id, const char *admin_default
         return "7d";
     case S_TRIM_INTERVAL_MS:
         return "5000";
+    case S_DATABASE_READ_URL:
+        return NULL;
     case S_COUNT:
         break;
     }
@@ -1358,6 +1363,7 @@ void fr_settings_deinit(struct fr_settings *s)
         return;
     free(s->redis_url);
     free(s->database_url);
+    free(s->database_read_url);
     free(s->api_addr);
     free(s->admin_addr);
     free(s->pipelines);
@@ -1449,10 +1455,13 @@ static bool check_retention(enum setting_id id, const char *val, const char *src
     return true;
 }
 
-static const char *const settings_file_keys[] = {"redis_url", "database_url",    "api_addr",    "admin_addr",
-                                                 "pipelines", "pipelines_dir",   "data_dir",    "now",
-                                                 "log_level", "dlq_max_entries", "dlq_max_age", "trim_interval_ms",
-                                                 NULL};
+static const char *const settings_file_keys[] = {"redis_url",         "database_url",
+                                                 "api_addr",          "admin_addr",
+                                                 "pipelines",         "pipelines_dir",
+                                                 "data_dir",          "now",
+                                                 "log_level",         "dlq_max_entries",
+                                                 "dlq_max_age",       "trim_interval_ms",
+                                                 "database_read_url", NULL};
 
 static bool load_settings_file(const char *path, char *vals[S_COUNT], char err[FR_ERR_LEN])
 {
@@ -1679,6 +1688,7 @@ enum fr_settings_result fr_settings_load(struct fr_settings *s, const char *daem
 
     s->redis_url = vals[S_REDIS_URL];
     s->database_url = vals[S_DATABASE_URL];
+    s->database_read_url = vals[S_DATABASE_READ_URL];
     s->api_addr = vals[S_API_ADDR];
     s->admin_addr = vals[S_ADMIN_ADDR];
     s->pipelines = vals[S_PIPELINES];

@@ -233,6 +233,9 @@ struct fr_settings {
     uint64_t dlq_max_entries;  /* FRESHET_DLQ_MAX_ENTRIES: dead letters kept per dataset, default 100000 */
     uint64_t dlq_max_age_s;    /* FRESHET_DLQ_MAX_AGE (30s, 15m, 12h, 7d): older ones are archived, default 7d */
     uint32_t trim_interval_ms; /* FRESHET_TRIM_INTERVAL_MS: trim and dead-letter bound period, default 5000 */
+
+    /* api: PostgreSQL read replicas (services/api/readpool.h) */
+    char *database_read_url; /* owned: FRESHET_DATABASE_READ_URL, comma-separated libpq URIs; NULL = none */
 };
 #define FR_SETTINGS_DLQ_MAX_ENTRIES 1000000000        /* bound of FRESHET_DLQ_MAX_ENTRIES */
 #define FR_SETTINGS_DLQ_MAX_AGE_S   (3650ull * 86400) /* bound of FRESHET_DLQ_MAX_AGE */

@@ -69,6 +69,7 @@ struct fr_api_worker {
     struct fr_api_idem *idem;       /* owned by idem.c: retries waiting for a first answer (lazily made) */
     struct fr_api_engine *engine;   /* owned: the routes of every pipeline (engine.c) */
     struct fr_api_streams *streams; /* owned by workers.c: list cursors' connections and bounds (lazily made) */
+    struct fr_readpool *readpool;   /* owned: SQL reads on read replicas (readpool.h); NULL = the primary only */
 };
 
 /* The cache handlers (routes.c) behind the engine's cache_field,

@@ -20,6 +20,7 @@
 #include "names.h"
 #include "problem.h"
 #include "push.h"
+#include "readpool.h"
 #include "workers.h"
 
 #define MAX_RESULT_BYTES (64u << 20) /* a buffered answer (one, value shapes) */
@@ -973,7 +974,10 @@ static void run_sql(struct sqlreq *sr)
         fetch_page(sr);
         return;
     }
-    if (fr_pg_query(pg, sql, (int)n, params, NULL, on_sql, sr) != 0) {
+    char caller[FR_READPOOL_CALLER_LEN]; /* replicas, when configured (read-your-writes per caller) */
+    if (w->readpool)
+        fr_readpool_caller(sr->req, w->auth != NULL, caller);
+    if (fr_readpool_query(w->readpool, pg, w->readpool ? caller : NULL, sql, (int)n, params, on_sql, sr) != 0) {
         respond_detail(sr->er, sr->req, 503, "database unavailable; retry", w);
         return;
     }

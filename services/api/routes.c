@@ -16,6 +16,7 @@
 #include "engine.h"
 #include "log.h"
 #include "problem.h"
+#include "readpool.h"
 
 static const char *const method_names[] = {"GET", "POST", "PUT", "DELETE", "PATCH", "HEAD", "OPTIONS"};
 
@@ -67,6 +68,11 @@ void fr_api_count_answer(fr_http_req_t *req, int status, void *data)
 
     if (!route)
         route = builtin_pattern(path);
+    if (w->readpool && status >= 200 && status < 300 && strcmp(method, "GET") != 0 && strcmp(method, "HEAD") != 0) {
+        char caller[FR_READPOOL_CALLER_LEN]; /* read-your-writes: this caller's reads must see it */
+        fr_readpool_caller(req, w->auth != NULL, caller);
+        fr_readpool_note_write(w->readpool, w->app->pg, caller);
+    }
     /* route and m are stable pointers (configuration, literals): remember
      * the series by them, so the hot path does no lookup */
     size_t h = (((uintptr_t)route >> 3) * 31 + ((uintptr_t)m >> 3) * 7 + (size_t)status) % FR_API_METRIC_SLOTS;
@@ -774,6 +780,11 @@ int fr_api_worker_init(struct fr_api_worker *w, struct fr_app *app, char err[FR_
     }
     if (!w->n_caches)
         fr_debug("no route reads a cache: the cache handlers are off");
+    struct fr_readpool_opts ro;
+    if (fr_readpool_opts_load(&ro, err) != 0 ||
+        fr_readpool_new(&w->readpool, &app->loop, app->settings.database_read_url, &app->pg, &ro, w->metrics, err) !=
+            0)
+        return -EINVAL;
     return 0;
 }
 

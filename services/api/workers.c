@@ -19,6 +19,7 @@
 #include "auth_gate.h"
 #include "log.h"
 #include "push.h"
+#include "readpool.h"
 
 #define DRAIN_MS       5000
 #define EVENTS_CHANNEL "fr:events"
@@ -256,6 +257,8 @@ void fr_api_streams_close(struct fr_api_worker *w)
 {
     struct fr_api_streams *st = w->streams;
 
+    fr_readpool_close(w->readpool); /* the read replicas' connections too */
+    w->readpool = NULL;
     if (!st)
         return;
     st->closing = 1; /* held until every close below has been started */
