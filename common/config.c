@@ -965,7 +965,7 @@ static bool parse_cache(struct fr_cfg *c, struct fr_pipeline *p, const char *nam
 static const char *const pipeline_keys[] = {"pipeline", "description", "now",     "datasets", "sources",
                                             "models",   "caches",      "exports", "routes",   NULL};
 
-static const char *const export_keys[] = {"sql", "after", "path", NULL};
+static const char *const export_keys[] = {"sql", "after", "path", "csv_raw", NULL};
 
 static bool parse_export(struct fr_cfg *c, struct fr_pipeline *p, const char *name, const yaml_node_t *n,
                          struct fr_export *e)
@@ -990,6 +990,8 @@ static bool parse_export(struct fr_cfg *c, struct fr_pipeline *p, const char *na
         return false;
     if (e->path[0] == '\0' || e->path[0] == '/' || strstr(e->path, ".."))
         return fail(c, v, "path of %s must be relative to FRESHET_DATA_DIR, without '..'", what);
+    if ((v = fr_cfg_map_get(c, n, "csv_raw")) && !fr_cfg_get_bool(c, v, "csv_raw", &e->csv_raw))
+        return false;
     if (!(v = fr_cfg_map_get(c, n, "sql")))
         return fail(c, n, "%s has no sql; add sql: reports/%s.sql", what, name);
     char *rel;

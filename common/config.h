@@ -171,7 +171,8 @@ struct fr_export {
     char *sql;      /* owned: a SELECT; $1 is "now" as timestamptz */
     char **after;   /* owned: dataset/model names whose refresh triggers it */
     size_t n_after;
-    char *path; /* owned: relative to FRESHET_DATA_DIR; "{ts}" becomes the UTC time, 20240617T120000Z */
+    char *path;   /* owned: relative to FRESHET_DATA_DIR; "{ts}" becomes the UTC time, 20240617T120000Z */
+    bool csv_raw; /* text cells as stored, without the formula guard (fr_buf_csv_value) */
 };
 
 struct fr_pipeline {

@@ -70,7 +70,8 @@ static const char *const param_keys[] = {"in",    "type",       "required",   "d
 static const char *const handler_keys[] = {"sql",         "query",  "args",        "exists",
                                            "exists_args", "static", "cache_field", "cache_hash",
                                            "cache_multi", "push",   "crud",        NULL};
-static const char *const output_keys[] = {"shape", "formats", "not_found", "csv_header", "csv_newline", NULL};
+static const char *const output_keys[] = {"shape",       "formats", "not_found", "csv_header",
+                                          "csv_newline", "csv_raw", NULL};
 static const char *const cache_keys[] = {"cache", "key", "field", "keys", "fields", NULL};
 static const char *const push_keys[] = {"dataset", "min_rows", "max_rows", "partial", NULL};
 
@@ -457,6 +458,12 @@ static bool parse_output(struct fr_cfg *c, struct fr_route *r, const yaml_node_t
             ok = fail(c, v, "csv_newline of %s must be crlf or lf, not '%.20s'", what, s2);
         free(s2);
         if (!ok)
+            return false;
+    }
+    if ((v = fr_cfg_map_get(c, n, "csv_raw"))) {
+        if (!r->csv)
+            return fail(c, v, "csv_raw applies to routes with csv in formats; add it or remove csv_raw");
+        if (!fr_cfg_get_bool(c, v, "csv_raw", &r->csv_raw))
             return false;
     }
     return true;

@@ -85,7 +85,8 @@ struct fr_route {
     char *not_found;   /* owned or NULL */
     char **csv_header; /* owned or NULL: CSV column labels, one per result column (default: column names) */
     size_t n_csv_header;
-    bool csv_lf; /* CSV lines end with LF (as exports write them), not CRLF */
+    bool csv_lf;  /* CSV lines end with LF (as exports write them), not CRLF */
+    bool csv_raw; /* output.csv_raw: CSV text cells as stored, without the formula guard */
 };
 
 int fr_route_param_index(const struct fr_route *r, const char *name); /* -1 if absent */

@@ -326,10 +326,13 @@ int fr_buf_json_str(struct fr_buf *b, const char *s, size_t n)
     return r;
 }
 
-int fr_buf_csv_field(struct fr_buf *b, const char *s, size_t n)
+/* One CSV field, with `prefix` (0 = none) written before s inside the
+ * quotes when the field needs them. */
+static int csv_field(struct fr_buf *b, char prefix, const char *s, size_t n)
 {
     bool quote = false;
     size_t quotes = 0;
+    size_t extra = prefix ? 1 : 0;
     for (size_t i = 0; i < n; i++) {
         char c = s[i];
         if (c == ',' || c == '"' || c == '\r' || c == '\n')
@@ -337,24 +340,72 @@ int fr_buf_csv_field(struct fr_buf *b, const char *s, size_t n)
         if (c == '"')
             quotes++;
     }
-    if (!quote)
+    if (!quote && !prefix)
         return fr_buf_append(b, s, n);
-    if (n > SIZE_MAX - 2 - quotes)
+    if (n > SIZE_MAX - 3 - quotes)
         return -ENOBUFS;
-    int r = fr_buf_reserve(b, n + quotes + 2);
+    int r = fr_buf_reserve(b, n + quotes + extra + (quote ? 2 : 0));
     if (r < 0)
         return r;
     char *d = b->data + b->len;
-    *d++ = '"';
+    if (quote)
+        *d++ = '"';
+    if (prefix)
+        *d++ = prefix;
     for (size_t i = 0; i < n; i++) {
         if (s[i] == '"')
             *d++ = '"';
         *d++ = s[i];
     }
-    *d++ = '"';
+    if (quote)
+        *d++ = '"';
     b->len = (size_t)(d - b->data);
     b->data[b->len] = '\0';
     return 0;
+}
+
+int fr_buf_csv_field(struct fr_buf *b, const char *s, size_t n)
+{
+    return csv_field(b, 0, s, n);
+}
+
+bool fr_csv_is_formula(const char *s, size_t n)
+{
+    return n > 0 && (s[0] == '=' || s[0] == '+' || s[0] == '-' || s[0] == '@' || s[0] == '\t' || s[0] == '\r');
+}
+
+bool fr_csv_type_is_text(unsigned int pg_type)
+{
+    switch (pg_type) {
+    case 16:   /* bool */
+    case 20:   /* int8 */
+    case 21:   /* int2 */
+    case 23:   /* int4 */
+    case 26:   /* oid */
+    case 700:  /* float4 */
+    case 701:  /* float8 */
+    case 1082: /* date */
+    case 1083: /* time */
+    case 1114: /* timestamp */
+    case 1184: /* timestamptz */
+    case 1186: /* interval */
+    case 1266: /* timetz */
+    case 1700: /* numeric */
+    case 2950: /* uuid */
+        return false;
+    default:
+        return true;
+    }
+}
+
+int fr_buf_csv_cell(struct fr_buf *b, const char *s, size_t n, bool guard)
+{
+    return csv_field(b, guard && fr_csv_is_formula(s, n) ? '\'' : 0, s, n);
+}
+
+int fr_buf_csv_value(struct fr_buf *b, const char *s, size_t n, unsigned int pg_type, bool raw)
+{
+    return fr_buf_csv_cell(b, s, n, !raw && fr_csv_type_is_text(pg_type));
 }
 
 /* -------------------------------------------------------------------- clocks */

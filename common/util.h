@@ -52,6 +52,22 @@ int fr_buf_json_str(struct fr_buf *b, const char *s, size_t n);
 void fr_buf_sql_ident(struct fr_buf *b, const char *name);
 /* Appends `s[0..n)` as one CSV field (quoted when it holds , " CR or LF). */
 int fr_buf_csv_field(struct fr_buf *b, const char *s, size_t n);
+/* CSV formula guard (OWASP "CSV injection"): a spreadsheet evaluates a cell
+ * that starts with = + - @ TAB or CR as a formula. True when s[0..n) does. */
+bool fr_csv_is_formula(const char *s, size_t n);
+/* True when values of a PostgreSQL type (a result column's type OID) are
+ * free text, so their CSV cells need the guard; false for the typed values
+ * freshet writes as they are: numbers (int2/4/8, oid, float4/8, numeric),
+ * bool, date, time(tz), timestamp(tz), interval and uuid. */
+bool fr_csv_type_is_text(unsigned int pg_type);
+/* Appends one CSV cell as fr_buf_csv_field does; with `guard`, a formula
+ * (fr_csv_is_formula) is written with a leading ' ("'=1+1"), inside the
+ * quotes when it has any. Returns 0 or -ENOBUFS (buffer cap). */
+int fr_buf_csv_cell(struct fr_buf *b, const char *s, size_t n, bool guard);
+/* The one rule for CSV data cells (api answers and loader exports): a cell
+ * of column type pg_type, guarded when the type is text
+ * (fr_csv_type_is_text) unless `raw` (the route's or export's csv_raw). */
+int fr_buf_csv_value(struct fr_buf *b, const char *s, size_t n, unsigned int pg_type, bool raw);
 
 /* Length of the valid UTF-8 sequence at s[0..n) (n >= 1), or 0 when it is
  * invalid: overlong forms, surrogates and code points past U+10FFFF. */

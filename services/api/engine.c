@@ -21,6 +21,7 @@
 #include "problem.h"
 #include "push.h"
 #include "readpool.h"
+#include "render.h"
 #include "workers.h"
 
 #define MAX_RESULT_BYTES (64u << 20) /* a buffered answer (one, value shapes) */
@@ -563,33 +564,13 @@ static void put_json_value(struct fr_buf *b, const PGresult *res, int row, int c
     (void)fr_buf_json_str(b, v, n);
 }
 
-static void put_csv_value(struct fr_buf *b, const PGresult *res, int row, int col)
+/* One CSV cell (render.c); `raw` is the route's output.csv_raw. */
+static void put_csv_value(struct fr_buf *b, const PGresult *res, int row, int col, bool raw)
 {
     if (PQgetisnull(res, row, col))
         return;
-    const char *v = PQgetvalue(res, row, col);
-    size_t n = (size_t)PQgetlength(res, row, col);
-    Oid t = PQftype(res, col);
-    char ts[40];
-    int64_t us;
-    if ((t == OID_TIMESTAMPTZ || t == OID_TIMESTAMP) && fr_parse_timestamp(v, n, &us)) {
-        n = fr_format_timestamp(us, ts);
-        v = ts;
-    } else if (t == OID_BOOL) {
-        (void)fr_buf_puts(b, v[0] == 't' ? "true" : "false");
-        return;
-    }
-    if (!memchr(v, ',', n) && !memchr(v, '"', n) && !memchr(v, '\n', n) && !memchr(v, '\r', n)) {
-        (void)fr_buf_append(b, v, n);
-        return;
-    }
-    (void)fr_buf_putc(b, '"');
-    for (size_t i = 0; i < n; i++) {
-        if (v[i] == '"')
-            (void)fr_buf_putc(b, '"');
-        (void)fr_buf_putc(b, v[i]);
-    }
-    (void)fr_buf_putc(b, '"');
+    (void)fr_render_csv_value(b, PQftype(res, col), PQgetvalue(res, row, col), (size_t)PQgetlength(res, row, col),
+                              raw);
 }
 
 static void put_row_json(struct fr_buf *b, const PGresult *res, int row)
@@ -684,7 +665,7 @@ static void page_rows(struct sqlreq *sr, const PGresult *res, struct fr_buf *b)
             for (int c = 0; c < nf; c++) {
                 if (c)
                     (void)fr_buf_putc(b, ',');
-                put_csv_value(b, res, r, c);
+                put_csv_value(b, res, r, c, sr->er->r->csv_raw);
             }
             (void)fr_buf_puts(b, csv_eol(sr->er->r));
         } else {
@@ -856,7 +837,7 @@ static void render(struct sqlreq *sr, const PGresult *res)
             for (int c = 0; c < nf; c++) {
                 if (c)
                     (void)fr_buf_putc(b, ',');
-                put_csv_value(b, res, r, c);
+                put_csv_value(b, res, r, c, er->r->csv_raw);
             }
             if (fr_buf_puts(b, csv_eol(er->r)) != 0)
                 break;

@@ -1,4 +1,4 @@
-/* render: stored text values → JSON fragments (see render.h). */
+/* render: stored text values → JSON fragments and CSV cells (see render.h). */
 #include "render.h"
 
 #include <errno.h>
@@ -138,4 +138,27 @@ int fr_render_value(struct fr_buf *b, enum fr_type t, const char *s, size_t n)
     default:
         return fr_buf_json_str(b, s, n);
     }
+}
+
+/* The result column types the CSV cell formats (pg_type.h OIDs). */
+enum {
+    OID_BOOL = 16,
+    OID_TIMESTAMP = 1114,
+    OID_TIMESTAMPTZ = 1184,
+};
+
+int fr_render_csv_value(struct fr_buf *b, unsigned int pg_type, const char *v, size_t n, bool raw)
+{
+    char ts[40];
+    int64_t us;
+
+    if (!v)
+        return 0;
+    if ((pg_type == OID_TIMESTAMPTZ || pg_type == OID_TIMESTAMP) && fr_parse_timestamp(v, n, &us)) {
+        n = fr_format_timestamp(us, ts);
+        v = ts;
+    } else if (pg_type == OID_BOOL) {
+        return fr_buf_puts(b, v[0] == 't' ? "true" : "false");
+    }
+    return fr_buf_csv_value(b, v, n, pg_type, raw);
 }

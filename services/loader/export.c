@@ -39,6 +39,10 @@ void fr__export_touch(struct loader *ld, const struct fr_pipeline *p, const char
 
 /* ---- CSV ------------------------------------------------------------------------ */
 
+/* Header labels are the query's column names, written as they are; data
+ * cells follow fr_buf_csv_value, the rule the api's CSV answers share: a
+ * text cell starting with = + - @ TAB or CR gets a leading ' unless the
+ * export says csv_raw (docs/security.md). */
 static void csv_field(struct fr_buf *b, const char *v, size_t n)
 {
     (void)fr_buf_csv_field(b, v, n);
@@ -123,7 +127,8 @@ static void on_export(fr_pg_t *pg, PGresult *res, void *data)
             if (c)
                 (void)fr_buf_putc(&csv, ',');
             if (!PQgetisnull(res, r, c))
-                csv_field(&csv, PQgetvalue(res, r, c), (size_t)PQgetlength(res, r, c));
+                (void)fr_buf_csv_value(&csv, PQgetvalue(res, r, c), (size_t)PQgetlength(res, r, c), PQftype(res, c),
+                                       x->x->csv_raw);
         }
         (void)fr_buf_putc(&csv, '\n');
     }

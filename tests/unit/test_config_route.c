@@ -8,6 +8,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include <cmocka.h>
 
@@ -277,12 +278,73 @@ static void test_csv_header(void **state)
                "p.yaml:", "field applies to cache_field");
 }
 
+/* output.csv_raw (a route) and csv_raw (an export) turn the CSV formula
+ * guard off; both default to false, and csv_raw needs csv in formats. */
+static void test_csv_raw(void **state)
+{
+    (void)state;
+    char err[FR_ERR_LEN];
+    char sql[] = "/tmp/fr_test_csv_raw_XXXXXX";
+    int fd = mkstemp(sql);
+    assert_true(fd >= 0);
+    assert_int_equal(write(fd, "SELECT 1", 8), 8);
+    close(fd);
+    char *y = NULL;
+    size_t len = 0;
+    FILE *f = open_memstream(&y, &len);
+    assert_non_null(f);
+    fprintf(f,
+            HEAD "  - name: raw\n"
+                 "    path: /r\n"
+                 "    handler: {query: \"SELECT 1\"}\n"
+                 "    output: {formats: [json, csv], csv_raw: true}\n"
+                 "  - name: guarded\n"
+                 "    path: /g\n"
+                 "    handler: {query: \"SELECT 1\"}\n"
+                 "    output: {formats: [csv]}\n"
+                 "exports:\n"
+                 "  raw: {sql: %s, after: [ticks], path: out/r.csv, csv_raw: true}\n"
+                 "  guarded: {sql: %s, after: [ticks], path: out/g.csv}\n",
+            sql, sql);
+    fclose(f);
+    struct fr_pipeline *p = parse(y, err);
+    if (!p)
+        fail_msg("%s", err);
+    assert_true(p->routes[0].csv_raw);
+    assert_false(p->routes[1].csv_raw);
+    assert_int_equal(p->n_exports, 2);
+    assert_string_equal(p->exports[0].name, "raw");
+    assert_true(p->exports[0].csv_raw);
+    assert_false(p->exports[1].csv_raw);
+    fr_pipeline_free(p);
+    free(y);
+
+    expect_err("  - name: a\n    path: /x\n    handler: {query: \"SELECT 1\"}\n"
+               "    output: {csv_raw: true}\n",
+               "p.yaml:21:", "csv_raw applies to routes with csv in formats");
+    expect_err("  - name: a\n    path: /x\n    handler: {query: \"SELECT 1\"}\n"
+               "    output: {formats: [csv], csv_raw: maybe}\n",
+               "p.yaml:21:", "csv_raw");
+    y = NULL;
+    f = open_memstream(&y, &len);
+    assert_non_null(f);
+    fprintf(f, HEAD "exports:\n  raw: {sql: %s, after: [ticks], path: out/r.csv, csv_raw: 2}\n", sql);
+    fclose(f);
+    p = parse(y, err);
+    assert_null(p);
+    if (!strstr(err, "p.yaml:") || !strstr(err, "csv_raw"))
+        fail_msg("error '%s' does not name csv_raw", err);
+    free(y);
+    unlink(sql);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_full),
         cmocka_unit_test(test_errors),
         cmocka_unit_test(test_csv_header),
+        cmocka_unit_test(test_csv_raw),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
