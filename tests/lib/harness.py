@@ -176,6 +176,41 @@ class Postgres:
         return rows[0][0] if rows else None
 
 
+class Replica(Postgres):
+    """A streaming hot standby of `primary` on its own port (pg_basebackup -R),
+    run like the primary (as nobody when root). pids() lists its processes, so
+    a test can SIGSTOP the whole server; pause()/resume() stop and restart WAL
+    replay (the server answers, but falls behind)."""
+
+    def __init__(self, base, primary, name="replica"):
+        self.primary = primary
+        super().__init__(os.path.join(base, name))
+        self.url = "postgresql://freshet@127.0.0.1:%d/freshet" % self.port
+
+    def start(self):
+        if not os.path.isdir(self.data):
+            self._as_pg([PGBIN + "/pg_basebackup", "-D", self.data, "-R", "-X", "stream", "-h", "127.0.0.1",
+                         "-p", str(self.primary.port), "-U", "freshet"])
+        opts = ("-p %d -k %s -c listen_addresses=127.0.0.1 -c hot_standby=on -c shared_buffers=128MB"
+                % (self.port, self.dir))
+        self._as_pg([PGBIN + "/pg_ctl", "-D", self.data, "-l", os.path.join(self.dir, "pg.log"), "-w", "-t", "60",
+                     "-o", opts, "start"])
+        self.started = True
+        return self
+
+    def pids(self):
+        with open(os.path.join(self.data, "postmaster.pid")) as f:
+            pm = int(f.readline())
+        out = subprocess.run(["ps", "-o", "pid=", "--ppid", str(pm)], capture_output=True, text=True).stdout
+        return [pm] + [int(x) for x in out.split()]
+
+    def pause(self):
+        self.query("SELECT pg_wal_replay_pause()")
+
+    def resume(self):
+        self.query("SELECT pg_wal_replay_resume()")
+
+
 class Daemon:
     def __init__(self, name, env, logdir, args=()):
         self.name = name
