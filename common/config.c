@@ -730,7 +730,8 @@ static bool get_file_bytes(struct fr_cfg *c, const yaml_node_t *n, uint64_t *out
     ok = fr_parse_i64(s, strlen(s), &v) && v >= 1 && v <= (int64_t)FR_SOURCE_MAX_FILE_BYTES;
     free(s);
     if (!ok)
-        return fail(c, n, "max_file_bytes must be a byte count 1..%llu (1073741824 = 1 GiB)",
+        return fail(c, n,
+                    "max_file_bytes must be a byte count 1..%llu; fix: give plain bytes, e.g. 1073741824 for 1 GiB",
                     (unsigned long long)FR_SOURCE_MAX_FILE_BYTES);
     *out = (uint64_t)v;
     return true;
