@@ -23,7 +23,7 @@ static void scan_next(struct ld_cachew *cw);
 static void finish(struct ld_cachew *cw, int status)
 {
     struct loader *ld = cw->ld;
-    ld_cachew_cb done = cw->done;
+    ld_done_cb done = cw->done;
 
     fr__rows_deinit(&cw->own_rows);
     fr__keyset_deinit(&cw->present);
@@ -219,7 +219,7 @@ static void group_done(struct ld_cachew *cw)
     write_group(cw);
 }
 
-void fr__cache_write(struct loader *ld, struct ld_cache *c, const struct ld_rows *rows, ld_cachew_cb done)
+void fr__cache_write(struct loader *ld, struct ld_cache *c, const struct ld_rows *rows, ld_done_cb done)
 {
     struct ld_cachew *cw = &ld->cw;
 
@@ -363,7 +363,7 @@ static void on_select(fr_pg_t *pg, PGresult *res, void *data)
     write_group(cw);
 }
 
-void fr__cache_resync(struct loader *ld, struct ld_cache *c, ld_cachew_cb done)
+void fr__cache_resync(struct loader *ld, struct ld_cache *c, ld_done_cb done)
 {
     struct ld_cachew *cw = &ld->cw;
     const struct fr_model *m = c->model->m;

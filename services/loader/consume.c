@@ -28,11 +28,12 @@ static void on_group(fr_redis_t *r, redisReply *reply, void *data)
             ld->groups_status = -EIO;
     }
     if (--ld->groups_outstanding == 0)
-        fr__loader_job_done(ld, JOB_GROUPS, ld->groups_status);
+        ld->groups_done(ld, ld->groups_status);
 }
 
-void fr__consume_groups(struct loader *ld)
+void fr__consume_groups(struct loader *ld, ld_done_cb done)
 {
+    ld->groups_done = done;
     ld->groups_status = 0;
     ld->groups_outstanding = 1; /* held until every command is sent */
     for (size_t i = 0; i < ld->n_streams; i++) {
@@ -45,7 +46,7 @@ void fr__consume_groups(struct loader *ld)
         }
     }
     if (--ld->groups_outstanding == 0)
-        fr__loader_job_done(ld, JOB_GROUPS, ld->groups_status);
+        ld->groups_done(ld, ld->groups_status);
 }
 
 /* ---- reads ------------------------------------------------------------------- */

@@ -7,7 +7,8 @@
  * dead-letters it. A failure that belongs to some rows (a data error) is
  * isolated instead: the batch is loaded again in parts (see "Rows at
  * fault"). Every step is a state of struct ld_load and every state change
- * goes through enter(). */
+ * goes through enter(); the statements' text comes from sql.c. The load ends
+ * by calling its done callback once (the outcome in struct ld_load). */
 #include <errno.h>
 #include <signal.h>
 #include <stdio.h>
@@ -16,6 +17,7 @@
 
 #include "loader_int.h"
 #include "log.h"
+#include "sql.h"
 
 static const char *const state_names[] = {
     [LOAD_IDLE] = "idle",
@@ -210,396 +212,13 @@ static bool batch_has_col(const fr_batch_t *b, const char *name, size_t *idx)
     return false;
 }
 
-static void put_cols(struct fr_buf *s, const fr_batch_t *b, const char *prefix)
+/* The batch's column names (owned array of borrowed names), for sql.c. */
+static const char **batch_cols(const fr_batch_t *b)
 {
-    for (size_t i = 0; i < fr_batch_cols(b); i++) {
-        if (i)
-            (void)fr_buf_puts(s, ", ");
-        if (prefix)
-            (void)fr_buf_puts(s, prefix);
-        fr_buf_sql_ident(s, fr_batch_col_name(b, i));
-    }
-}
-
-static void put_keys(struct fr_buf *s, const struct fr_dataset *ds)
-{
-    for (size_t k = 0; k < ds->n_key; k++) {
-        if (k)
-            (void)fr_buf_puts(s, ", ");
-        fr_buf_sql_ident(s, ds->key[k]);
-    }
-}
-
-static bool is_key_col(const struct fr_dataset *ds, const char *name)
-{
-    for (size_t k = 0; k < ds->n_key; k++)
-        if (strcmp(ds->key[k], name) == 0)
-            return true;
-    return false;
-}
-
-static const struct fr_column *ds_col(const struct fr_dataset *ds, const char *name)
-{
-    int i = fr_column_index(ds->columns, ds->n_columns, name);
-    return i < 0 ? NULL : &ds->columns[i];
-}
-
-/* fr_t.k = <alias>.k AND ... */
-static void put_key_match(struct fr_buf *s, const struct fr_dataset *ds, const char *a, const char *b)
-{
-    for (size_t k = 0; k < ds->n_key; k++) {
-        if (k)
-            (void)fr_buf_puts(s, " AND ");
-        (void)fr_buf_printf(s, "%s.", a);
-        fr_buf_sql_ident(s, ds->key[k]);
-        (void)fr_buf_printf(s, " = %s.", b);
-        fr_buf_sql_ident(s, ds->key[k]);
-    }
-}
-
-/* (a.k1, a.k2) IS DISTINCT FROM (b.k1, b.k2) */
-static void put_key_distinct(struct fr_buf *s, const struct fr_dataset *ds, const char *a, const char *b)
-{
-    (void)fr_buf_puts(s, "ROW(");
-    for (size_t k = 0; k < ds->n_key; k++) {
-        (void)fr_buf_printf(s, "%s%s.", k ? ", " : "", a);
-        fr_buf_sql_ident(s, ds->key[k]);
-    }
-    (void)fr_buf_puts(s, ") IS DISTINCT FROM ROW(");
-    for (size_t k = 0; k < ds->n_key; k++) {
-        (void)fr_buf_printf(s, "%s%s.", k ? ", " : "", b);
-        fr_buf_sql_ident(s, ds->key[k]);
-    }
-    (void)fr_buf_putc(s, ')');
-}
-
-/* True when some non-key column of the batch has a merge rule other than
- * replace: rows of one key are then combined with GROUP BY. */
-static bool batch_has_merge_rules(const struct fr_dataset *ds, const fr_batch_t *b)
-{
-    for (size_t i = 0; i < fr_batch_cols(b); i++) {
-        const struct fr_column *c = ds_col(ds, fr_batch_col_name(b, i));
-        if (c && !is_key_col(ds, c->name) && c->merge != FR_MERGE_REPLACE)
-            return true;
-    }
-    return false;
-}
-
-/* The in-batch combination of column `name` over the rows of one key. */
-static void put_group_agg(struct fr_buf *s, const struct fr_dataset *ds, const fr_batch_t *b, const char *name,
-                          bool has_version)
-{
-    const struct fr_column *c = ds_col(ds, name);
-    enum fr_merge m = c ? c->merge : FR_MERGE_REPLACE;
-
-    switch (m) {
-    case FR_MERGE_MIN:
-    case FR_MERGE_MAX:
-        (void)fr_buf_puts(s, m == FR_MERGE_MIN ? "min(" : "max(");
-        fr_buf_sql_ident(s, name);
-        (void)fr_buf_putc(s, ')');
-        break;
-    case FR_MERGE_KEEP:
-    case FR_MERGE_COALESCE:
-        (void)fr_buf_puts(s, "(array_agg(");
-        fr_buf_sql_ident(s, name);
-        (void)fr_buf_puts(s, m == FR_MERGE_KEEP ? " ORDER BY fr_row) FILTER (WHERE "
-                                                : " ORDER BY fr_row DESC) FILTER (WHERE ");
-        fr_buf_sql_ident(s, name);
-        (void)fr_buf_puts(s, " IS NOT NULL))[1]");
-        break;
-    case FR_MERGE_REPLACE:
-        (void)fr_buf_puts(s, "(array_agg(");
-        fr_buf_sql_ident(s, name);
-        (void)fr_buf_puts(s, " ORDER BY ");
-        if (has_version) {
-            fr_buf_sql_ident(s, ds->version);
-            (void)fr_buf_puts(s, " DESC NULLS LAST, ");
-        }
-        (void)fr_buf_puts(s, "fr_row DESC))[1]");
-        break;
-    }
-    (void)b;
-}
-
-/* The SET expression of column `name` against the stored row. */
-static void put_set(struct fr_buf *s, const struct fr_dataset *ds, const char *name, bool has_version, bool guard)
-{
-    const struct fr_column *c = ds_col(ds, name);
-    enum fr_merge m = c ? c->merge : FR_MERGE_REPLACE;
-    static const char *const fn[] = {
-        [FR_MERGE_MIN] = "LEAST",
-        [FR_MERGE_MAX] = "GREATEST",
-        [FR_MERGE_KEEP] = "COALESCE",
-        [FR_MERGE_COALESCE] = "COALESCE",
-    };
-
-    fr_buf_sql_ident(s, name);
-    (void)fr_buf_puts(s, " = ");
-    if (m == FR_MERGE_REPLACE) {
-        if (has_version && guard) {
-            /* Mixed with merge rules: no WHERE on the whole row, so guard
-             * each replaced column by the version. */
-            (void)fr_buf_puts(s, "CASE WHEN fr_t.");
-            fr_buf_sql_ident(s, ds->version);
-            (void)fr_buf_puts(s, " IS NULL OR fr_t.");
-            fr_buf_sql_ident(s, ds->version);
-            (void)fr_buf_puts(s, " <= EXCLUDED.");
-            fr_buf_sql_ident(s, ds->version);
-            (void)fr_buf_puts(s, " THEN EXCLUDED.");
-            fr_buf_sql_ident(s, name);
-            (void)fr_buf_puts(s, " ELSE fr_t.");
-            fr_buf_sql_ident(s, name);
-            (void)fr_buf_puts(s, " END");
-        } else {
-            (void)fr_buf_puts(s, "EXCLUDED.");
-            fr_buf_sql_ident(s, name);
-        }
-        return;
-    }
-    (void)fr_buf_printf(s, "%s(%s.", fn[m], m == FR_MERGE_COALESCE ? "EXCLUDED" : "fr_t");
-    fr_buf_sql_ident(s, name);
-    (void)fr_buf_printf(s, ", %s.", m == FR_MERGE_COALESCE ? "fr_t" : "EXCLUDED");
-    fr_buf_sql_ident(s, name);
-    (void)fr_buf_putc(s, ')');
-}
-
-/* Delete batches: a soft delete (UPDATE ... SET soft_delete = $1, the
- * batch's produced time) or a DELETE; $1 unused by the DELETE. */
-static bool build_delete(const struct ld_load *l, struct fr_buf *s)
-{
-    const struct fr_dataset *ds = ds_of(l);
-
-    if (ds->soft_delete && fr_batch_op(l->b) == FR_OP_DELETE) {
-        (void)fr_buf_puts(s, "UPDATE ");
-        fr_buf_sql_ident(s, ds->table);
-        (void)fr_buf_puts(s, " AS fr_t SET ");
-        fr_buf_sql_ident(s, ds->soft_delete);
-        (void)fr_buf_puts(s, " = $1::timestamptz FROM fr_stage AS fr_s WHERE ");
-        put_key_match(s, ds, "fr_t", "fr_s");
-        (void)fr_buf_puts(s, " AND fr_t.");
-        fr_buf_sql_ident(s, ds->soft_delete);
-        (void)fr_buf_puts(s, " IS NULL");
-        return true;
-    }
-    (void)fr_buf_puts(s, "DELETE FROM ");
-    fr_buf_sql_ident(s, ds->table);
-    (void)fr_buf_puts(s, " AS fr_t USING fr_stage AS fr_s WHERE ");
-    put_key_match(s, ds, "fr_t", "fr_s");
-    return false;
-}
-
-/* The upsert (or delete) of the stage into the table. Returns true when
- * the statement takes $1 (the batch time). */
-static bool build_merge(const struct ld_load *l, struct fr_buf *s)
-{
-    const struct fr_dataset *ds = ds_of(l);
-    const fr_batch_t *b = l->b;
-    size_t vi;
-    bool has_version = ds->version && batch_has_col(b, ds->version, &vi);
-    bool grouped = batch_has_merge_rules(ds, b);
-    bool reactivate = ds->soft_delete && !batch_has_col(b, ds->soft_delete, &vi);
-    bool any_set = false;
-
-    if (fr_batch_op(b) != FR_OP_UPSERT)
-        return build_delete(l, s);
-    (void)fr_buf_puts(s, "INSERT INTO ");
-    fr_buf_sql_ident(s, ds->table);
-    (void)fr_buf_puts(s, " AS fr_t (");
-    put_cols(s, b, NULL);
-    if (grouped) {
-        /* Rows of one key combine by the merge rules, whatever their order. */
-        (void)fr_buf_puts(s, ") SELECT ");
-        for (size_t i = 0; i < fr_batch_cols(b); i++) {
-            const char *name = fr_batch_col_name(b, i);
-            if (i)
-                (void)fr_buf_puts(s, ", ");
-            if (is_key_col(ds, name))
-                fr_buf_sql_ident(s, name);
-            else
-                put_group_agg(s, ds, b, name, has_version);
-        }
-        (void)fr_buf_puts(s, " FROM fr_stage GROUP BY ");
-        put_keys(s, ds);
-    } else {
-        (void)fr_buf_puts(s, ") SELECT DISTINCT ON (");
-        put_keys(s, ds);
-        (void)fr_buf_puts(s, ") ");
-        put_cols(s, b, NULL);
-        (void)fr_buf_puts(s, " FROM fr_stage ORDER BY ");
-        put_keys(s, ds);
-        if (has_version) {
-            (void)fr_buf_puts(s, ", ");
-            fr_buf_sql_ident(s, ds->version);
-            (void)fr_buf_puts(s, " DESC NULLS LAST");
-        }
-        /* fr_row is the row's index in the batch: the last row wins among
-         * equal versions. */
-        (void)fr_buf_puts(s, ", fr_row DESC");
-    }
-    (void)fr_buf_puts(s, " ON CONFLICT (");
-    put_keys(s, ds);
-    (void)fr_buf_puts(s, ") DO UPDATE SET ");
-    for (size_t i = 0; i < fr_batch_cols(b); i++) {
-        const char *name = fr_batch_col_name(b, i);
-        if (is_key_col(ds, name))
-            continue;
-        if (any_set)
-            (void)fr_buf_puts(s, ", ");
-        any_set = true;
-        put_set(s, ds, name, has_version, grouped);
-    }
-    if (reactivate) {
-        /* A write of a soft-deleted key brings it back. */
-        if (any_set)
-            (void)fr_buf_puts(s, ", ");
-        any_set = true;
-        fr_buf_sql_ident(s, ds->soft_delete);
-        (void)fr_buf_puts(s, " = NULL");
-    }
-    if (!any_set) {
-        /* Only key columns: nothing to update. */
-        fr_buf_reset(s);
-        (void)fr_buf_puts(s, "INSERT INTO ");
-        fr_buf_sql_ident(s, ds->table);
-        (void)fr_buf_puts(s, " (");
-        put_cols(s, b, NULL);
-        (void)fr_buf_puts(s, ") SELECT DISTINCT ");
-        put_cols(s, b, NULL);
-        (void)fr_buf_puts(s, " FROM fr_stage ON CONFLICT DO NOTHING");
-        return false;
-    }
-    if (has_version && !grouped) {
-        (void)fr_buf_puts(s, " WHERE fr_t.");
-        fr_buf_sql_ident(s, ds->version);
-        (void)fr_buf_puts(s, " IS NULL OR fr_t.");
-        fr_buf_sql_ident(s, ds->version);
-        (void)fr_buf_puts(s, " <= EXCLUDED.");
-        fr_buf_sql_ident(s, ds->version);
-    }
-    return false;
-}
-
-/* True when the batch must go through LOAD_CHECK: an upsert carrying a
- * references or unique column. */
-static bool needs_check(const struct ld_load *l)
-{
-    const struct fr_dataset *ds = ds_of(l);
-
-    if (!l->keyed || fr_batch_op(l->b) != FR_OP_UPSERT)
-        return false;
-    for (size_t i = 0; i < fr_batch_cols(l->b); i++) {
-        const struct fr_column *c = ds_col(ds, fr_batch_col_name(l->b, i));
-        if (c && (c->references || c->unique))
-            return true;
-    }
-    return false;
-}
-
-/* One statement: finds the rows breaking a references/unique constraint
- * (one reason per row, the first column's), deletes them from the stage,
- * records them in the ledger row ($1 = batch id) and returns them as
- * fr_row, field, value, kind, reason. Names inside the string literals are
- * identifiers validated by config ([a-z_][a-z0-9_]*). */
-static void build_check(const struct ld_load *l, struct fr_buf *s)
-{
-    const struct fr_dataset *ds = ds_of(l);
-    const struct fr_pipeline *p = l->e->st->p;
-    bool first = true;
-
-    (void)fr_buf_puts(s, "WITH fr_bad AS (");
-    for (size_t i = 0; i < fr_batch_cols(l->b); i++) {
-        const char *name = fr_batch_col_name(l->b, i);
-        const struct fr_column *c = ds_col(ds, name);
-        const struct fr_dataset *ref = c && c->references ? fr_pipeline_dataset(p, c->references) : NULL;
-
-        if (ref && ref->n_key == 1) {
-            if (!first)
-                (void)fr_buf_puts(s, " UNION ALL ");
-            first = false;
-            (void)fr_buf_printf(s, "SELECT fr_s.fr_row, %zu AS fr_ci, '%s'::text AS field, fr_s.", i, name);
-            fr_buf_sql_ident(s, name);
-            (void)fr_buf_printf(s,
-                                "::text AS value, 'reference'::text AS kind, format('%%s %%s does not exist in %s', "
-                                "'%s'::text, fr_s.",
-                                ref->name, name);
-            fr_buf_sql_ident(s, name);
-            (void)fr_buf_puts(s, ") AS reason FROM fr_stage fr_s WHERE fr_s.");
-            fr_buf_sql_ident(s, name);
-            (void)fr_buf_puts(s, " IS NOT NULL AND NOT EXISTS (SELECT 1 FROM ");
-            fr_buf_sql_ident(s, ref->table);
-            (void)fr_buf_puts(s, " fr_r WHERE fr_r.");
-            fr_buf_sql_ident(s, ref->key[0]);
-            (void)fr_buf_puts(s, " = fr_s.");
-            fr_buf_sql_ident(s, name);
-            if (ref->soft_delete) {
-                (void)fr_buf_puts(s, " AND fr_r.");
-                fr_buf_sql_ident(s, ref->soft_delete);
-                (void)fr_buf_puts(s, " IS NULL");
-            }
-            (void)fr_buf_putc(s, ')');
-        }
-        if (c && c->unique) {
-            if (!first)
-                (void)fr_buf_puts(s, " UNION ALL ");
-            first = false;
-            (void)fr_buf_printf(s, "SELECT fr_s.fr_row, %zu AS fr_ci, '%s'::text AS field, fr_s.", i, name);
-            fr_buf_sql_ident(s, name);
-            (void)fr_buf_printf(s,
-                                "::text AS value, 'unique'::text AS kind, format('%%s %%s is already used by "
-                                "another row of %s', '%s'::text, fr_s.",
-                                ds->name, name);
-            fr_buf_sql_ident(s, name);
-            (void)fr_buf_puts(s, ") AS reason FROM fr_stage fr_s WHERE fr_s.");
-            fr_buf_sql_ident(s, name);
-            (void)fr_buf_puts(s, " IS NOT NULL AND (EXISTS (SELECT 1 FROM ");
-            fr_buf_sql_ident(s, ds->table);
-            (void)fr_buf_puts(s, " fr_o WHERE fr_o.");
-            fr_buf_sql_ident(s, name);
-            (void)fr_buf_puts(s, " = fr_s.");
-            fr_buf_sql_ident(s, name);
-            (void)fr_buf_puts(s, " AND ");
-            put_key_distinct(s, ds, "fr_o", "fr_s");
-            if (ds->soft_delete) {
-                (void)fr_buf_puts(s, " AND fr_o.");
-                fr_buf_sql_ident(s, ds->soft_delete);
-                (void)fr_buf_puts(s, " IS NULL");
-            }
-            (void)fr_buf_puts(s, ") OR EXISTS (SELECT 1 FROM fr_stage fr_e WHERE fr_e.");
-            fr_buf_sql_ident(s, name);
-            (void)fr_buf_puts(s, " = fr_s.");
-            fr_buf_sql_ident(s, name);
-            (void)fr_buf_puts(s, " AND fr_e.fr_row < fr_s.fr_row AND ");
-            put_key_distinct(s, ds, "fr_e", "fr_s");
-            (void)fr_buf_puts(s, "))");
-        }
-    }
-    (void)fr_buf_puts(
-        s, "),\nfr_one AS (SELECT DISTINCT ON (fr_row) fr_row, field, value, kind, reason FROM fr_bad "
-           "ORDER BY fr_row, fr_ci),\n"
-           "fr_del AS (DELETE FROM fr_stage WHERE fr_row IN (SELECT fr_row FROM fr_one)),\n"
-           "fr_led AS (UPDATE freshet.batches SET rejected = COALESCE((SELECT jsonb_agg(jsonb_build_object("
-           "'row', fr_row, 'field', field, 'value', value, 'kind', kind, 'reason', reason) ORDER BY "
-           "fr_row) FROM fr_one), '[]'::jsonb) WHERE batch_id = $1)\n"
-           "SELECT fr_row::text, field, value, kind, reason FROM fr_one ORDER BY fr_row");
-}
-
-/* Retention of the batch's keys: DELETE the rows whose greatest retention
- * column is before $1 (the cutoff). */
-static void build_retain(const struct ld_load *l, struct fr_buf *s)
-{
-    const struct fr_dataset *ds = ds_of(l);
-
-    (void)fr_buf_puts(s, "DELETE FROM ");
-    fr_buf_sql_ident(s, ds->table);
-    (void)fr_buf_puts(s, " AS fr_t USING fr_stage AS fr_s WHERE ");
-    put_key_match(s, ds, "fr_t", "fr_s");
-    (void)fr_buf_puts(s, " AND GREATEST(");
-    for (size_t i = 0; i < ds->n_retention_columns; i++) {
-        (void)fr_buf_puts(s, i ? ", fr_t." : "fr_t.");
-        fr_buf_sql_ident(s, ds->retention_columns[i]);
-    }
-    (void)fr_buf_puts(s, ") < $1::timestamptz");
+    const char **cols = fr_xcalloc(fr_batch_cols(b) + 1, sizeof(*cols));
+    for (size_t i = 0; i < fr_batch_cols(b); i++)
+        cols[i] = fr_batch_col_name(b, i);
+    return cols;
 }
 
 /* Distinct keys for the batch.loaded event: the dataset key when it is one
@@ -842,33 +461,16 @@ static void enter(struct ld_load *l, enum ld_load_state to)
         params[0] = fr_batch_id(l->b);
         params[1] = ds->qname;
         params[2] = rows;
-        rc = fr_pg_query(ld->app->pg,
-                         "INSERT INTO freshet.batches (batch_id, dataset, rows) VALUES ($1, $2, $3) "
-                         "ON CONFLICT DO NOTHING RETURNING 1",
-                         3, params, NULL, on_pg, l);
+        rc = fr_pg_query(ld->app->pg, FR_SQL_LEDGER_INSERT, 3, params, NULL, on_pg, l);
         break;
     }
     case LOAD_STAGE:
-        /* fr_row: the row's 0-based index in the batch (one COPY of rows
-         * [lo, hi) fills the identity in row order from lo). */
-        (void)fr_buf_puts(&s, "CREATE TEMP TABLE fr_stage (LIKE ");
-        fr_buf_sql_ident(&s, ds->table);
-        (void)fr_buf_printf(&s,
-                            " INCLUDING DEFAULTS, fr_row integer GENERATED ALWAYS AS IDENTITY (START WITH %zu "
-                            "MINVALUE 0)) ON COMMIT DROP",
-                            l->lo);
+        fr_sql_stage(&s, ds, l->lo);
         rc = fr_pg_query(ld->app->pg, s.data, 0, NULL, NULL, on_pg, l);
         break;
     case LOAD_COPY: {
         struct fr_buf data;
-        (void)fr_buf_puts(&s, "COPY ");
-        if (l->keyed)
-            (void)fr_buf_puts(&s, "fr_stage");
-        else
-            fr_buf_sql_ident(&s, ds->table);
-        (void)fr_buf_puts(&s, " (");
-        put_cols(&s, l->b, NULL);
-        (void)fr_buf_puts(&s, ") FROM STDIN");
+        fr_sql_copy(&s, ds, l->cols, fr_batch_cols(l->b));
         fr_buf_init(&data, 0);
         if (fr_batch_copy_text(l->b, l->lo, l->hi, &data) != 0) {
             fr_buf_deinit(&data);
@@ -882,7 +484,7 @@ static void enter(struct ld_load *l, enum ld_load_state to)
     }
     case LOAD_CHECK: {
         const char *params[1] = {fr_batch_id(l->b)};
-        build_check(l, &s);
+        fr_sql_check(&s, l->e->st->p, ds, l->cols, fr_batch_cols(l->b));
         rc = fr_pg_query(ld->app->pg, s.data, 1, params, NULL, on_pg, l);
         break;
     }
@@ -901,7 +503,7 @@ static void enter(struct ld_load *l, enum ld_load_state to)
         char ts[40];
         const char *params[1] = {ts};
         fr_format_timestamp(fr_batch_produced_at_us(l->b) ? fr_batch_produced_at_us(l->b) : fr_wall_us(), ts);
-        if (build_merge(l, &s))
+        if (fr_sql_merge(&s, ds, l->cols, fr_batch_cols(l->b), fr_batch_op(l->b)))
             rc = fr_pg_query(ld->app->pg, s.data, 1, params, NULL, on_pg, l);
         else
             rc = fr_pg_query(ld->app->pg, s.data, 0, NULL, NULL, on_pg, l);
@@ -912,7 +514,7 @@ static void enter(struct ld_load *l, enum ld_load_state to)
         const char *params[1] = {ts};
         int64_t cutoff = fr_pipeline_now(l->e->st->p) - (int64_t)ds->retention_days * 86400000000LL;
         fr_format_timestamp(cutoff, ts);
-        build_retain(l, &s);
+        fr_sql_retain(&s, ds);
         rc = fr_pg_query(ld->app->pg, s.data, 1, params, NULL, on_pg, l);
         break;
     }
@@ -965,8 +567,7 @@ static void enter(struct ld_load *l, enum ld_load_state to)
         fr_buf_init(&j, 0);
         put_rejected_json(&j, &l->rej);
         params[1] = j.data;
-        rc = fr_pg_query(ld->app->pg, "UPDATE freshet.batches SET rejected = $2::jsonb WHERE batch_id = $1", 2,
-                         params, NULL, on_pg, l);
+        rc = fr_pg_query(ld->app->pg, FR_SQL_LEDGER_REJECTED, 2, params, NULL, on_pg, l);
         fr_buf_deinit(&j);
         break;
     }
@@ -975,11 +576,13 @@ static void enter(struct ld_load *l, enum ld_load_state to)
         finish(l);
         fr_batch_free(l->b);
         l->b = NULL;
+        free(l->cols);
+        l->cols = NULL;
         fr__keyset_deinit(&l->keys);
         fr__rows_deinit(&l->rej);
         fr__rows_deinit(&l->part_rej);
         l->state = LOAD_IDLE;
-        fr__loader_load_done(ld);
+        l->done(ld, 0);
         return;
     case LOAD_IDLE:
         break;
@@ -1245,7 +848,7 @@ static void on_pg(fr_pg_t *pg, PGresult *res, void *data)
         enter(l, LOAD_COPY);
         return;
     case LOAD_COPY:
-        if (needs_check(l))
+        if (fr_sql_needs_check(ds_of(l), l->cols, fr_batch_cols(l->b), fr_batch_op(l->b)))
             enter(l, LOAD_CHECK);
         else if (l->keyed)
             enter(l, LOAD_MERGE);
@@ -1354,7 +957,7 @@ static void on_redis(fr_redis_t *r, redisReply *reply, void *data)
     }
 }
 
-void fr__load_start(struct loader *ld, struct ld_entry *e)
+void fr__load_start(struct loader *ld, struct ld_entry *e, ld_done_cb done)
 {
     struct ld_load *l = &ld->load;
     char err[FR_ERR_LEN];
@@ -1363,6 +966,7 @@ void fr__load_start(struct loader *ld, struct ld_entry *e)
     l->ld = ld;
     l->state = LOAD_IDLE;
     l->e = e;
+    l->done = done;
     l->t0_ns = fr_mono_ns();
     fr__keyset_init(&l->keys);
     l->keyed = e->st->ds->n_key > 0;
@@ -1391,6 +995,7 @@ void fr__load_start(struct loader *ld, struct ld_entry *e)
         enter(l, LOAD_DLQ);
         return;
     }
+    l->cols = batch_cols(l->b);
     l->lo = 0;
     l->hi = fr_batch_rows(l->b);
     enter(l, LOAD_BEGIN);

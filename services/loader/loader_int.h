@@ -42,6 +42,14 @@
 #define LD_TRIM_ACKS     128    /* this many acks trim the streams before the interval is up ... */
 #define LD_TRIM_MIN_MS   1000   /* ... at most this often */
 
+struct loader;
+
+/* A leaf job's completion (migration, model_state, groups, batch load,
+ * model refresh, cache write or resync), called exactly once: status 0 ok,
+ * -ENOTCONN connection lost, other < 0 error. The job knows nothing of who
+ * scheduled it: main.c passes these and frees its slot in them. */
+typedef void (*ld_done_cb)(struct loader *ld, int status);
+
 /* ---- a set of strings (touched keys) ------------------------------------ */
 
 /* Open addressing, owned copies. Iterate with: for i < cap, if slots[i]. */
@@ -89,8 +97,6 @@ void fr__sql_text_array(struct fr_buf *b, const struct fr_keyset *keys);
 void fr__json_keys(struct fr_buf *b, const char *field, const struct fr_keyset *keys);
 
 /* ---- configuration views ------------------------------------------------- */
-
-struct loader;
 
 struct ld_stream {
     struct loader *ld;           /* borrowed: back pointer */
@@ -200,7 +206,9 @@ struct ld_load {
     enum ld_load_state prev;    /* state before the current one (logs) */
     enum ld_load_state rb_next; /* after ROLLBACK: LOAD_ACK (duplicate) or LOAD_DONE/LOAD_DLQ */
     struct ld_entry *e;         /* owned while running */
+    ld_done_cb done;            /* called once when the load ends (status 0; the outcome is here) */
     fr_batch_t *b;              /* owned or NULL (undecodable) */
+    const char **cols;          /* owned or NULL: b's column names (borrowed from b), for sql.c */
     enum ld_outcome outcome;
     bool ack_lost;         /* committed, but the XACK got no reply (Redis lost) */
     bool keyed;            /* dataset has a key */
@@ -220,8 +228,9 @@ struct ld_load {
     struct ld_rows part_rej; /* LOAD_CHECK's rejects of the current part, into rej once it loads */
     char fault_col[64];      /* column the server named in the current part's error, "" = none */
 };
-/* Starts loading entry e (ownership taken). Completion: fr__loader_load_done. */
-void fr__load_start(struct loader *ld, struct ld_entry *e);
+/* Starts loading entry e (ownership taken). done(ld, 0) fires once at the
+ * end, maybe before this returns; ld->load.outcome says how it went. */
+void fr__load_start(struct loader *ld, struct ld_entry *e, ld_done_cb done);
 const char *fr__load_state_name(enum ld_load_state s);
 
 /* ---- model refresh and caches (model.c, cache.c) -------------------------- */
@@ -233,12 +242,10 @@ struct ld_refresh {
     struct ld_rows rows;    /* changed / deleted rows */
     size_t cache_i;         /* next cache of the model to write */
     uint64_t t0_ns;
-    int32_t day;  /* day of "now" used */
-    char now[32]; /* "now" passed as $2 */
+    int32_t day;     /* day of "now" used */
+    char now[32];    /* "now" passed as $2 */
+    ld_done_cb done; /* called once when the refresh (and its cache writes) ends */
 };
-
-struct ld_cachew;
-typedef void (*ld_cachew_cb)(struct loader *ld, int status);
 
 /* Cache writer/resync job. */
 struct ld_cachew {
@@ -254,19 +261,20 @@ struct ld_cachew {
     bool scanning;              /* resync: SCAN started */
     char *cursor;               /* owned: SCAN cursor */
     uint64_t start_ns;          /* resync: monotonic start, for the log line */
-    ld_cachew_cb done;
+    ld_done_cb done;
 };
 /* Writes rows (changed rows, or deleted keys when rows->deleted) of the
  * model into cache c, MULTI/EXEC groups, pipelined. done(ld, 0 | -EIO). */
-void fr__cache_write(struct loader *ld, struct ld_cache *c, const struct ld_rows *rows, ld_cachew_cb done);
+void fr__cache_write(struct loader *ld, struct ld_cache *c, const struct ld_rows *rows, ld_done_cb done);
 /* Full resync of one cache (SELECT the model, write every key, delete stale
  * keys, publish cache.refreshed all). done(ld, 0 | -EIO | -EPROTO). */
-void fr__cache_resync(struct loader *ld, struct ld_cache *c, ld_cachew_cb done);
+void fr__cache_resync(struct loader *ld, struct ld_cache *c, ld_done_cb done);
 
 /* Starts a refresh of model m (its touched keys or all) on ld->refresh_pg,
- * then writes its caches through ld->cw. Completion:
- * fr__loader_job_done(ld, JOB_REFRESH, ...), which frees the refresh slot. */
-void fr__model_refresh(struct loader *ld, struct ld_model *m);
+ * then writes its caches through ld->cw. done(ld, 0 | -ENOTCONN | -EIO)
+ * fires once, maybe before this returns; a failed refresh has put its keys
+ * back and set m->retry_at_ms. */
+void fr__model_refresh(struct loader *ld, struct ld_model *m, ld_done_cb done);
 /* Builds m->refresh_sql. */
 void fr__model_build_sql(struct ld_model *m);
 /* Adds the keys batch b touches to every model fed by its dataset. */
@@ -279,8 +287,9 @@ void fr__model_touch_all(struct loader *ld, const struct ld_stream *st);
 struct ld_model *fr__model_due(struct loader *ld, bool stream_idle, uint64_t *wait_ms);
 /* Day-turn check (1 s tick). */
 void fr__model_day_check(struct loader *ld);
-/* Loads freshet.model_state. Completion: fr__loader_job_done. */
-void fr__model_load_state(struct loader *ld);
+/* Loads freshet.model_state, then marks every model for a full refresh.
+ * done(ld, 0 | -ENOTCONN | -EIO) fires once. */
+void fr__model_load_state(struct loader *ld, ld_done_cb done);
 
 /* ---- exports and daily retention (export.c) ---------------------------------- */
 
@@ -304,17 +313,19 @@ struct ld_migrate {
     size_t n;
     size_t i;          /* statement in flight */
     bool rolling_back; /* ROLLBACK after an error is in flight */
+    ld_done_cb done;   /* called once when the migration ends */
 };
 
-/* Runs the idempotent migrations in one transaction. Completion:
- * fr__loader_job_done(ld, 0 | -EIO (PG error) | -ENOTCONN). */
-void fr__migrate_start(struct loader *ld);
+/* Runs the idempotent migrations in one transaction. done(ld, 0 | -EIO (PG
+ * error) | -ENOTCONN) fires once, maybe before this returns. */
+void fr__migrate_start(struct loader *ld, ld_done_cb done);
 
 /* ---- stream consumption (consume.c) ---------------------------------------- */
 
-void fr__consume_groups(struct loader *ld); /* XGROUP CREATE all; job */
-void fr__consume_read(struct loader *ld);   /* one XREADGROUP on the stream connection */
-void fr__consume_claim(struct loader *ld);  /* XAUTOCLAIM every stream */
+/* XGROUP CREATE of every stream; done(ld, 0 | -ENOTCONN | -EIO) fires once. */
+void fr__consume_groups(struct loader *ld, ld_done_cb done);
+void fr__consume_read(struct loader *ld);  /* one XREADGROUP on the stream connection */
+void fr__consume_claim(struct loader *ld); /* XAUTOCLAIM every stream */
 void fr__consume_sample_lag(struct loader *ld);
 /* XACK st id. cb fires once (NULL reply = Redis lost). */
 FR_MUST_CHECK int fr__consume_ack(struct loader *ld, struct ld_stream *st, const char *id, fr_redis_cb cb,
@@ -381,6 +392,8 @@ struct loader {
     uint64_t read_gen;         /* bumped when the queue is dropped: stale reads are ignored */
     size_t groups_outstanding; /* XGROUP CREATE replies awaited */
     int groups_status;         /* 0, or the first failure of the groups job */
+    ld_done_cb groups_done;    /* the groups job's completion */
+    ld_done_cb state_done;     /* the model_state load's completion */
 
     bool pg_up;                /* app->pg connected */
     bool refresh_pg_up;        /* refresh_pg connected */
@@ -438,12 +451,11 @@ static inline bool fr__loader_gone(const struct loader *ld)
 
 /* Runs the scheduler on the next loop turn. */
 void fr__loader_kick(struct loader *ld);
-/* A job (migration, state load, groups, refresh, resync) ended: frees its
- * slot (ld->job, or ld->refreshing for JOB_REFRESH). status 0 ok,
- * -ENOTCONN connection lost, other < 0 error (retried later). */
+/* A job ended: frees its slot (ld->job, or ld->refreshing for
+ * JOB_REFRESH). status 0 ok, -ENOTCONN connection lost, other < 0 error
+ * (retried later). Only export.c's upkeep jobs call it by name (JOB_REFRESH);
+ * every other job gets its completion as a done callback. */
 void fr__loader_job_done(struct loader *ld, enum ld_job job, int status);
-/* The batch load ended (ld->load holds the outcome). */
-void fr__loader_load_done(struct loader *ld);
 /* PUBLISH fr:events json (fire and forget). */
 void fr__loader_publish(struct loader *ld, const struct fr_buf *json);
 /* Appends {"type":"<type>","ts":"<now>" (no closing brace). */

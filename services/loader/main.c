@@ -9,7 +9,10 @@
  * beside an exclusive job: those wait for both slots to be empty. While
  * migrations, model_state or groups are wanted nothing else starts; while a
  * cache resync is wanted no load starts (a refresh already due may go
- * first, as before the split).
+ * first, as before the split). Jobs are leaves (migrate.c, model.c,
+ * consume.c, cache.c, load.c): each is started with a done callback from
+ * here and knows nothing of the scheduler; export.c's upkeep jobs still
+ * report through fr__loader_job_done.
  *
  * Wire details this daemon adds to the shared contracts:
  *  - Consumer name in group "loader": env FRESHET_CONSUMER, else the host
@@ -150,60 +153,110 @@ static void retry_later(struct loader *ld, uint64_t ms)
         ld->retry_at_ms = t;
 }
 
-void fr__loader_job_done(struct loader *ld, enum ld_job job, int status)
+/* Each job's done callback frees its slot, notes what the result asks for,
+ * and runs the scheduler again. None runs once the loader is gone. */
+
+static void on_migrate_done(struct loader *ld, int status)
 {
     if (fr__loader_gone(ld))
         return;
-    if (job == JOB_REFRESH)
-        ld->refreshing = false;
-    else
-        ld->job = JOB_NONE;
-    switch (job) {
-    case JOB_MIGRATE:
-        if (status == 0) {
-            ld->need_migrate = false;
-            if (!ld->started) {
-                ld->started = true;
-                ld->need_state = true;
-            }
-        } else {
-            retry_later(ld, status == -ENOTCONN ? LD_RETRY_MS : 5 * LD_RETRY_MS);
+    ld->job = JOB_NONE;
+    if (status == 0) {
+        ld->need_migrate = false;
+        if (!ld->started) {
+            ld->started = true;
+            ld->need_state = true;
         }
-        break;
-    case JOB_STATE:
-        if (status == 0)
-            ld->need_state = false;
-        else
-            retry_later(ld, LD_RETRY_MS);
-        break;
-    case JOB_GROUPS:
-        if (status == 0)
-            ld->need_groups = false;
-        else
-            retry_later(ld, LD_RETRY_MS);
-        break;
-    case JOB_RESYNC:
-        if (status == -EPROTO && ld->resync_cache) {
-            ld->resync_cache->need_resync = false; /* the model table is unreadable: logged */
-        } else if (status != 0) {
-            retry_later(ld, LD_RETRY_MS);
-        }
-        ld->resync_cache = NULL;
-        break;
-    case JOB_REFRESH:
-    case JOB_LOAD:
-    case JOB_NONE:
-        break;
+    } else {
+        retry_later(ld, status == -ENOTCONN ? LD_RETRY_MS : 5 * LD_RETRY_MS);
     }
     fr__loader_kick(ld);
 }
 
-void fr__loader_load_done(struct loader *ld)
+static void on_state_done(struct loader *ld, int status)
+{
+    if (fr__loader_gone(ld))
+        return;
+    ld->job = JOB_NONE;
+    if (status == 0)
+        ld->need_state = false;
+    else
+        retry_later(ld, LD_RETRY_MS);
+    fr__loader_kick(ld);
+}
+
+static void on_groups_done(struct loader *ld, int status)
+{
+    if (fr__loader_gone(ld))
+        return;
+    ld->job = JOB_NONE;
+    if (status == 0)
+        ld->need_groups = false;
+    else
+        retry_later(ld, LD_RETRY_MS);
+    fr__loader_kick(ld);
+}
+
+static void on_resync_done(struct loader *ld, int status)
+{
+    if (fr__loader_gone(ld))
+        return;
+    ld->job = JOB_NONE;
+    if (status == -EPROTO && ld->resync_cache)
+        ld->resync_cache->need_resync = false; /* the model table is unreadable: logged */
+    else if (status != 0)
+        retry_later(ld, LD_RETRY_MS);
+    ld->resync_cache = NULL;
+    fr__loader_kick(ld);
+}
+
+/* A model refresh or an upkeep job (export, daily retention) left the
+ * refresh slot; a failed refresh has set its own retry time. */
+static void on_refresh_done(struct loader *ld, int status)
+{
+    (void)status;
+    if (fr__loader_gone(ld))
+        return;
+    ld->refreshing = false;
+    fr__loader_kick(ld);
+}
+
+void fr__loader_job_done(struct loader *ld, enum ld_job job, int status)
+{
+    switch (job) {
+    case JOB_MIGRATE:
+        on_migrate_done(ld, status);
+        return;
+    case JOB_STATE:
+        on_state_done(ld, status);
+        return;
+    case JOB_GROUPS:
+        on_groups_done(ld, status);
+        return;
+    case JOB_RESYNC:
+        on_resync_done(ld, status);
+        return;
+    case JOB_REFRESH:
+        on_refresh_done(ld, status);
+        return;
+    case JOB_LOAD:
+    case JOB_NONE:
+        break;
+    }
+    if (!fr__loader_gone(ld)) {
+        ld->job = JOB_NONE;
+        fr__loader_kick(ld);
+    }
+}
+
+/* The batch load ended (ld->load holds the outcome). */
+static void on_load_done(struct loader *ld, int status)
 {
     struct ld_load *l = &ld->load;
     struct ld_entry *e = l->e;
     uint64_t now = fr_mono_ms();
 
+    (void)status;
     l->e = NULL;
     ld->job = JOB_NONE;
     switch (l->outcome) {
@@ -245,11 +298,6 @@ void fr__loader_load_done(struct loader *ld)
     }
     fr__entry_free(e);
     fr__loader_kick(ld);
-}
-
-static void on_resync_done(struct loader *ld, int status)
-{
-    fr__loader_job_done(ld, JOB_RESYNC, status);
 }
 
 /* ---- connection states ---------------------------------------------------------------- */
@@ -352,17 +400,17 @@ static void start_exclusive(struct loader *ld)
 {
     if (ld->need_migrate) {
         ld->job = JOB_MIGRATE;
-        fr__migrate_start(ld);
+        fr__migrate_start(ld, on_migrate_done);
         return;
     }
     if (ld->need_state) {
         ld->job = JOB_STATE;
-        fr__model_load_state(ld);
+        fr__model_load_state(ld, on_state_done);
         return;
     }
     if (ld->need_groups) {
         ld->job = JOB_GROUPS;
-        fr__consume_groups(ld);
+        fr__consume_groups(ld, on_groups_done);
         return;
     }
     for (size_t i = 0; i < ld->n_caches; i++) {
@@ -380,7 +428,7 @@ static void start_exclusive(struct loader *ld)
 static void start_refresh(struct loader *ld, struct ld_model *m)
 {
     ld->refreshing = true;
-    fr__model_refresh(ld, m);
+    fr__model_refresh(ld, m, on_refresh_done);
 }
 
 static void pump(struct loader *ld)
@@ -490,7 +538,7 @@ static void pump(struct loader *ld)
         ld->q_len--;
         e->next = NULL;
         ld->job = JOB_LOAD;
-        fr__load_start(ld, e);
+        fr__load_start(ld, e, on_load_done);
         /* A load done already has kicked us: keep that kick. */
         if (ld->job == JOB_LOAD && wait != UINT64_MAX)
             arm(ld, wait);
@@ -722,6 +770,7 @@ static void loader_deinit(struct loader *ld)
     drop_queue(ld);
     /* Work abandoned by a shutdown (callbacks returned early). */
     fr_batch_free(ld->load.b);
+    free(ld->load.cols);
     fr__entry_free(ld->load.e);
     fr__keyset_deinit(&ld->load.keys);
     fr__keyset_deinit(&ld->refresh.keys);

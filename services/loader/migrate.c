@@ -176,6 +176,14 @@ static void build(struct loader *ld)
 
 static void send_next(struct loader *ld);
 
+static void migrate_done(struct loader *ld, int status)
+{
+    ld_done_cb done = ld->mig.done;
+
+    ld->mig.done = NULL;
+    done(ld, status);
+}
+
 static void on_result(fr_pg_t *pg, PGresult *res, void *data)
 {
     struct loader *ld = data;
@@ -188,13 +196,13 @@ static void on_result(fr_pg_t *pg, PGresult *res, void *data)
     if (!res) {
         free_sql(m);
         m->rolling_back = false;
-        fr__loader_job_done(ld, JOB_MIGRATE, -ENOTCONN);
+        migrate_done(ld, -ENOTCONN);
         return;
     }
     if (m->rolling_back) {
         m->rolling_back = false;
         free_sql(m);
-        fr__loader_job_done(ld, JOB_MIGRATE, -EIO);
+        migrate_done(ld, -EIO);
         return;
     }
     st = PQresultStatus(res);
@@ -204,7 +212,7 @@ static void on_result(fr_pg_t *pg, PGresult *res, void *data)
         if (fr_pg_query(ld->app->pg, "ROLLBACK", 0, NULL, NULL, on_result, ld) != 0) {
             m->rolling_back = false;
             free_sql(m);
-            fr__loader_job_done(ld, JOB_MIGRATE, -ENOTCONN);
+            migrate_done(ld, -ENOTCONN);
         }
         return;
     }
@@ -212,7 +220,7 @@ static void on_result(fr_pg_t *pg, PGresult *res, void *data)
     if (m->i >= m->n) {
         fr_info("migrations applied (%zu statements)", m->n);
         free_sql(m);
-        fr__loader_job_done(ld, JOB_MIGRATE, 0);
+        migrate_done(ld, 0);
         return;
     }
     send_next(ld);
@@ -224,12 +232,13 @@ static void send_next(struct loader *ld)
 
     if (fr_pg_query(ld->app->pg, m->sql[m->i], 0, NULL, NULL, on_result, ld) != 0) {
         free_sql(m);
-        fr__loader_job_done(ld, JOB_MIGRATE, -ENOTCONN);
+        migrate_done(ld, -ENOTCONN);
     }
 }
 
-void fr__migrate_start(struct loader *ld)
+void fr__migrate_start(struct loader *ld, ld_done_cb done)
 {
+    ld->mig.done = done;
     build(ld);
     ld->mig.i = 0;
     ld->mig.rolling_back = false;

@@ -15,6 +15,7 @@
 
 #include "loader_int.h"
 #include "log.h"
+#include "sql.h"
 
 #define US_PER_DAY 86400000000LL
 
@@ -26,104 +27,12 @@ static int32_t day_of(int64_t us)
     return (int32_t)d;
 }
 
-static void put_col_list(struct fr_buf *s, const struct fr_model *m, const char *prefix, const char *suffix)
-{
-    for (size_t i = 0; i < m->n_columns; i++) {
-        if (i)
-            (void)fr_buf_puts(s, ", ");
-        if (prefix)
-            (void)fr_buf_puts(s, prefix);
-        fr_buf_sql_ident(s, m->columns[i].name);
-        if (suffix)
-            (void)fr_buf_puts(s, suffix);
-    }
-}
-
-/* WITH args AS (...),                      -- fixes the types of $1 and $2
- *      new AS (<model SQL>),
- *      up AS (INSERT ... ON CONFLICT (key) DO UPDATE ... WHERE changed RETURNING *),
- *      del AS (DELETE rows of the recomputed keys the model no longer yields RETURNING *)
- * SELECT false, up.* (as text) UNION ALL SELECT true, del.* (as text) */
 void fr__model_build_sql(struct ld_model *lm)
 {
-    const struct fr_model *m = lm->m;
     struct fr_buf s;
-    size_t n = strlen(m->sql);
-    bool any_set = false;
 
-    while (n > 0 && (m->sql[n - 1] == ';' || m->sql[n - 1] == ' ' || m->sql[n - 1] == '\n' || m->sql[n - 1] == '\t' ||
-                     m->sql[n - 1] == '\r'))
-        n--;
     fr_buf_init(&s, 0);
-    (void)fr_buf_puts(&s, "WITH fr_args AS (SELECT $1::text[] AS keys, $2::timestamptz AS now),\nfr_new AS (\n");
-    (void)fr_buf_append(&s, m->sql, n);
-    (void)fr_buf_puts(&s, "\n),\nfr_up AS (INSERT INTO ");
-    fr_buf_sql_ident(&s, m->table);
-    (void)fr_buf_puts(&s, " AS fr_t (");
-    put_col_list(&s, m, NULL, NULL);
-    (void)fr_buf_puts(&s, ") SELECT ");
-    put_col_list(&s, m, NULL, NULL);
-    (void)fr_buf_puts(&s, " FROM fr_new ON CONFLICT (");
-    for (size_t k = 0; k < m->n_key; k++) {
-        if (k)
-            (void)fr_buf_puts(&s, ", ");
-        fr_buf_sql_ident(&s, m->key[k]);
-    }
-    (void)fr_buf_puts(&s, ") DO UPDATE SET ");
-    for (size_t i = 0; i < m->n_columns; i++) {
-        bool is_key = false;
-        for (size_t k = 0; k < m->n_key; k++)
-            is_key = is_key || strcmp(m->key[k], m->columns[i].name) == 0;
-        if (is_key)
-            continue;
-        if (any_set)
-            (void)fr_buf_puts(&s, ", ");
-        any_set = true;
-        fr_buf_sql_ident(&s, m->columns[i].name);
-        (void)fr_buf_puts(&s, " = EXCLUDED.");
-        fr_buf_sql_ident(&s, m->columns[i].name);
-    }
-    if (!any_set) {
-        /* Key-only model: rewrite the conflict clause to "nothing to do". */
-        const char *p = strstr(s.data, ") DO UPDATE SET ");
-        s.len = (size_t)(p - s.data) + 1;
-        s.data[s.len] = '\0';
-        (void)fr_buf_puts(&s, " DO NOTHING");
-    } else {
-        (void)fr_buf_puts(&s, " WHERE (");
-        put_col_list(&s, m, "fr_t.", NULL);
-        (void)fr_buf_puts(&s, ") IS DISTINCT FROM (");
-        put_col_list(&s, m, "EXCLUDED.", NULL);
-        (void)fr_buf_putc(&s, ')');
-    }
-    (void)fr_buf_puts(&s, " RETURNING ");
-    put_col_list(&s, m, "fr_t.", NULL);
-    (void)fr_buf_puts(&s, "),\nfr_del AS (DELETE FROM ");
-    fr_buf_sql_ident(&s, m->table);
-    (void)fr_buf_puts(&s, " AS fr_m WHERE ");
-    if (lm->key_col >= 0) {
-        (void)fr_buf_puts(&s, "($1::text[] IS NULL OR fr_m.");
-        fr_buf_sql_ident(&s, m->key[0]);
-        (void)fr_buf_puts(&s, "::text = ANY ($1::text[]))");
-    } else {
-        (void)fr_buf_puts(&s, "$1::text[] IS NULL");
-    }
-    (void)fr_buf_puts(&s, " AND NOT EXISTS (SELECT 1 FROM fr_new fr_n WHERE ");
-    for (size_t k = 0; k < m->n_key; k++) {
-        if (k)
-            (void)fr_buf_puts(&s, " AND ");
-        (void)fr_buf_puts(&s, "fr_n.");
-        fr_buf_sql_ident(&s, m->key[k]);
-        (void)fr_buf_puts(&s, " = fr_m.");
-        fr_buf_sql_ident(&s, m->key[k]);
-    }
-    (void)fr_buf_puts(&s, ") RETURNING ");
-    put_col_list(&s, m, "fr_m.", NULL);
-    (void)fr_buf_puts(&s, ")\nSELECT false, ");
-    put_col_list(&s, m, NULL, "::text");
-    (void)fr_buf_puts(&s, " FROM fr_up UNION ALL SELECT true, ");
-    put_col_list(&s, m, NULL, "::text");
-    (void)fr_buf_puts(&s, " FROM fr_del");
+    fr_sql_model_refresh(&s, lm->m);
     free(lm->refresh_sql);
     lm->refresh_sql = fr_xstrdup(s.data);
     fr_buf_deinit(&s);
@@ -268,12 +177,12 @@ static void on_state(fr_pg_t *pg, PGresult *res, void *data)
     if (fr__loader_gone(ld))
         return;
     if (!res) {
-        fr__loader_job_done(ld, JOB_STATE, -ENOTCONN);
+        ld->state_done(ld, -ENOTCONN);
         return;
     }
     if (PQresultStatus(res) != PGRES_TUPLES_OK) {
         fr_error("cannot read freshet.model_state: %s", PQresultErrorMessage(res));
-        fr__loader_job_done(ld, JOB_STATE, -EIO);
+        ld->state_done(ld, -EIO);
         return;
     }
     for (int r = 0; r < PQntuples(res); r++) {
@@ -292,14 +201,14 @@ static void on_state(fr_pg_t *pg, PGresult *res, void *data)
      * acknowledged batches unrefreshed), then its caches resynced. */
     for (size_t i = 0; i < ld->n_models; i++)
         mark_all(&ld->models[i]);
-    fr__loader_job_done(ld, JOB_STATE, 0);
+    ld->state_done(ld, 0);
 }
 
-void fr__model_load_state(struct loader *ld)
+void fr__model_load_state(struct loader *ld, ld_done_cb done)
 {
-    if (fr_pg_query(ld->app->pg, "SELECT model, (day - DATE '1970-01-01')::text FROM freshet.model_state", 0, NULL,
-                    NULL, on_state, ld) != 0)
-        fr__loader_job_done(ld, JOB_STATE, -ENOTCONN);
+    ld->state_done = done;
+    if (fr_pg_query(ld->app->pg, FR_SQL_MODEL_STATE_READ, 0, NULL, NULL, on_state, ld) != 0)
+        ld->state_done(ld, -ENOTCONN);
 }
 
 /* ---- refresh ----------------------------------------------------------------------- */
@@ -380,7 +289,7 @@ static void finish_refresh(struct loader *ld)
     r->model->last_cost_ms = (fr_mono_ns() - r->t0_ns) / 1000000u;
     fr__export_touch(ld, r->model->p, r->model->m->name);
     ld->last_refresh_ms = fr_mono_ms();
-    fr__loader_job_done(ld, JOB_REFRESH, 0);
+    r->done(ld, 0);
 }
 
 static void next_cache(struct loader *ld);
@@ -442,14 +351,14 @@ static void on_refreshed(fr_pg_t *pg, PGresult *res, void *data)
          * at once. */
         restore_keys(r);
         m->retry_at_ms = fr_mono_ms() + LD_RETRY_MS;
-        fr__loader_job_done(ld, JOB_REFRESH, -ENOTCONN);
+        r->done(ld, -ENOTCONN);
         return;
     }
     if (PQresultStatus(res) != PGRES_TUPLES_OK) {
         fr_error("refresh of model %s failed: %s", m->state_name, PQresultErrorMessage(res));
         restore_keys(r);
         m->retry_at_ms = fr_mono_ms() + 5 * LD_RETRY_MS;
-        fr__loader_job_done(ld, JOB_REFRESH, -EIO);
+        r->done(ld, -EIO);
         return;
     }
     fr__rows_from_result(&r->rows, res, true);
@@ -458,20 +367,15 @@ static void on_refreshed(fr_pg_t *pg, PGresult *res, void *data)
     fr_format_date(r->day, day);
     params[0] = m->state_name;
     params[1] = day;
-    if (fr_pg_query(ld->refresh_pg,
-                    r->all
-                        ? "INSERT INTO freshet.model_state (model, day, refreshed_at) VALUES ($1, $2::date, now()) "
-                          "ON CONFLICT (model) DO UPDATE SET day = EXCLUDED.day, refreshed_at = EXCLUDED.refreshed_at"
-                        : "INSERT INTO freshet.model_state (model, day, refreshed_at) VALUES ($1, NULL, now()) "
-                          "ON CONFLICT (model) DO UPDATE SET refreshed_at = EXCLUDED.refreshed_at",
-                    r->all ? 2 : 1, params, NULL, on_state_saved, ld) != 0) {
+    if (fr_pg_query(ld->refresh_pg, r->all ? FR_SQL_MODEL_STATE_FULL : FR_SQL_MODEL_STATE_KEYS, r->all ? 2 : 1,
+                    params, NULL, on_state_saved, ld) != 0) {
         publish_model_event(ld);
         r->cache_i = 0;
         next_cache(ld);
     }
 }
 
-void fr__model_refresh(struct loader *ld, struct ld_model *m)
+void fr__model_refresh(struct loader *ld, struct ld_model *m, ld_done_cb done)
 {
     struct ld_refresh *r = &ld->refresh;
     int64_t now = fr_pipeline_now(m->p);
@@ -480,6 +384,7 @@ void fr__model_refresh(struct loader *ld, struct ld_model *m)
 
     memset(r, 0, sizeof(*r));
     r->model = m;
+    r->done = done;
     r->t0_ns = fr_mono_ns();
     r->all = m->all || m->key_col < 0;
     r->keys = m->touched;
@@ -498,7 +403,7 @@ void fr__model_refresh(struct loader *ld, struct ld_model *m)
     if (fr_pg_query(ld->refresh_pg, m->refresh_sql, 2, params, NULL, on_refreshed, ld) != 0) {
         restore_keys(r);
         m->retry_at_ms = fr_mono_ms() + LD_RETRY_MS;
-        fr__loader_job_done(ld, JOB_REFRESH, -ENOTCONN);
+        r->done(ld, -ENOTCONN);
     }
     fr_buf_deinit(&arr);
 }
