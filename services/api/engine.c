@@ -206,11 +206,19 @@ static struct eroute *find(struct fr_api_engine *e, const char *method, const ch
     return best;
 }
 
+static const struct eroute *crud_match(struct fr_api_engine *e, const char *path, const char **pattern);
+
+/* A crud resource's role covers all its paths and verbs: reads (GET of
+ * the list and of an item) need its role, writes its role_write. */
 const char *fr_api_engine_role(struct fr_api_engine *e, const char *method, const char *path)
 {
     bool pm;
     const char *ss[64];
     size_t sl[64];
+    const char *pat;
+    const struct eroute *cr = e && e->n_crud ? crud_match(e, path, &pat) : NULL;
+    if (cr)
+        return strcmp(method, "GET") == 0 ? cr->r->role : cr->r->role_write;
     struct eroute *er = e ? find(e, method, path, &pm, ss, sl) : NULL;
     return er ? er->r->role : NULL;
 }
@@ -226,8 +234,8 @@ const struct fr_route *fr_api_engine_route_at(const struct fr_api_engine *e, siz
     return e->routes[i].r;
 }
 
-/* The pattern a crud route's path falls under: P, P/bulk or P/{id}. */
-static const char *crud_pattern(struct fr_api_engine *e, const char *path)
+/* The crud route a path falls under, and its pattern: P, P/bulk or P/{id}. */
+static const struct eroute *crud_match(struct fr_api_engine *e, const char *path, const char **pattern)
 {
     for (size_t i = 0; i < e->n; i++) {
         const struct eroute *er = &e->routes[i];
@@ -237,13 +245,22 @@ static const char *crud_pattern(struct fr_api_engine *e, const char *path)
         if (strncmp(path, er->r->path, bl) != 0 || (path[bl] != '\0' && path[bl] != '/'))
             continue;
         const char *seg = path[bl] == '/' ? path + bl + 1 : NULL;
-        if (!seg)
-            return er->r->path;
+        if (!seg) {
+            *pattern = er->r->path;
+            return er;
+        }
         if (seg[0] == '\0' || strchr(seg, '/'))
             continue;
-        return strcmp(seg, "bulk") == 0 ? er->crud_bulk : er->crud_id;
+        *pattern = strcmp(seg, "bulk") == 0 ? er->crud_bulk : er->crud_id;
+        return er;
     }
     return NULL;
+}
+
+static const char *crud_pattern(struct fr_api_engine *e, const char *path)
+{
+    const char *pat = NULL;
+    return crud_match(e, path, &pat) ? pat : NULL;
 }
 
 const char *fr_api_engine_pattern(struct fr_api_engine *e, const char *method, const char *path)
@@ -1885,28 +1902,28 @@ static void oa_crud(struct fr_buf *b, const struct fr_pipeline *p, const struct 
     char path[600];
     oa_str(b, r->path);
     (void)fr_buf_puts(b, ":{");
-    oa_op(b, p, r, "get", "list", "List (limit/offset or cursor; Link rel=next)", "read", false, false, "200", auth);
+    oa_op(b, p, r, "get", "list", "List (limit/offset or cursor; Link rel=next)", r->role, false, false, "200", auth);
     (void)fr_buf_putc(b, ',');
     oa_op(b, p, r, "post", "create", "Create one row (201; an equal row is returned, a deleted one reactivated)",
-          "write", false, true, "201", auth);
+          r->role_write, false, true, "201", auth);
     (void)fr_buf_puts(b, "},");
     snprintf(path, sizeof(path), "%s/{id}", r->path);
     oa_str(b, path);
     (void)fr_buf_puts(b, ":{");
-    oa_op(b, p, r, "get", "get", "One row", "read", true, false, "200", auth);
+    oa_op(b, p, r, "get", "get", "One row", r->role, true, false, "200", auth);
     (void)fr_buf_putc(b, ',');
-    oa_op(b, p, r, "put", "replace", "Replace a row", "write", true, true, "200", auth);
+    oa_op(b, p, r, "put", "replace", "Replace a row", r->role_write, true, true, "200", auth);
     (void)fr_buf_putc(b, ',');
-    oa_op(b, p, r, "patch", "update", "Update some fields of a row", "write", true, true, "200", auth);
+    oa_op(b, p, r, "patch", "update", "Update some fields of a row", r->role_write, true, true, "200", auth);
     (void)fr_buf_putc(b, ',');
-    oa_op(b, p, r, "delete", "delete", "Delete (soft; X-Soft-Delete: false for good)", "write", true, false, "204",
-          auth);
+    oa_op(b, p, r, "delete", "delete", "Delete (soft; X-Soft-Delete: false for good)", r->role_write, true, false,
+          "204", auth);
     (void)fr_buf_puts(b, "},");
     snprintf(path, sizeof(path), "%s/bulk", r->path);
     oa_str(b, path);
     (void)fr_buf_puts(b, ":{");
-    oa_op(b, p, r, "post", "bulk", "1 to 1000 rows, JSON array or CSV: {inserted, rejected}", "write", false, true,
-          "201", auth);
+    oa_op(b, p, r, "post", "bulk", "1 to 1000 rows, JSON array or CSV: {inserted, rejected}", r->role_write, false,
+          true, "201", auth);
     (void)fr_buf_putc(b, '}');
 }
 
