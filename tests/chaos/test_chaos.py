@@ -19,7 +19,7 @@ While it runs, in turn:
  3. backpressure: hold ACCESS EXCLUSIVE on players.events for CHAOS_HOLD_S
     seconds while files keep arriving; every daemon's RSS must stay below
     CHAOS_RSS_LIMIT_MB, the api must keep answering;
- 4. poison batch: a CHECK constraint rejects platform='poison'; a file of
+ 4. poison batch: a trigger raising an error (no row at fault) rejects platform='poison'; a file of
     such rows must be dead-lettered (kind=batch) after the loader's retries
     and the files behind it must still load.
 Some files also carry one invalid row (country "DEU"): it must be in the
@@ -561,7 +561,12 @@ def main(t):
 
     # ---- 4. a poison batch ---------------------------------------------------------------
     phase["poison"] = time.time()
-    stack.pg.query("ALTER TABLE players.events ADD CONSTRAINT chaos_no_poison CHECK (platform IS DISTINCT FROM 'poison')")
+    # a trigger error (SQLSTATE P0001) belongs to no row, so the whole batch fails
+    # (data errors of class 22/23 are isolated to their rows instead)
+    stack.pg.query("CREATE FUNCTION players.chaos_no_poison() RETURNS trigger LANGUAGE plpgsql AS "
+                   "$$BEGIN IF NEW.platform = 'poison' THEN RAISE EXCEPTION 'chaos_no_poison: poison row'; END IF; RETURN NEW; END$$")
+    stack.pg.query("CREATE TRIGGER chaos_no_poison BEFORE INSERT OR UPDATE ON players.events "
+                   "FOR EACH ROW EXECUTE FUNCTION players.chaos_no_poison()")
     t0 = time.time()
     poison_file = load.drop(rnd.randint(20, 60), rnd=rnd, platform="poison", prefix="poison", fmt="csv")
     try:
@@ -574,7 +579,7 @@ def main(t):
     except AssertionError as e:
         t.check(False, str(e))
     probe("files after the poison batch", t0)
-    stack.pg.query("ALTER TABLE players.events DROP CONSTRAINT chaos_no_poison")
+    stack.pg.query("DROP TRIGGER chaos_no_poison ON players.events")
 
     # ---- drain ---------------------------------------------------------------------------
     time.sleep(1.0)

@@ -73,7 +73,12 @@ def main(t):
     t.eq(stack.pg.scalar("SELECT count(*) FROM freshet.batches"), n_ledger, "ledger unchanged")
 
     # 4. a poison batch: dead-lettered after its retries, the next batch loads
-    stack.pg.query("ALTER TABLE kvtest.items ADD CONSTRAINT no_poison CHECK (name IS DISTINCT FROM 'poison')")
+    # a trigger error (SQLSTATE P0001) belongs to no row, so the whole batch fails
+    # (data errors of class 22/23 are isolated to their rows instead)
+    stack.pg.query("CREATE FUNCTION kvtest.no_poison() RETURNS trigger LANGUAGE plpgsql AS "
+                   "$$BEGIN IF NEW.name = 'poison' THEN RAISE EXCEPTION 'no_poison: poison row'; END IF; RETURN NEW; END$$")
+    stack.pg.query("CREATE TRIGGER no_poison BEFORE INSERT OR UPDATE ON kvtest.items "
+                   "FOR EACH ROW EXECUTE FUNCTION kvtest.no_poison()")
     stack.drop("kvtest", "items", "poison.csv", HEADER + "10,poison,1,2024-03-01T00:00:00Z\n")
     time.sleep(0.3)
     stack.drop("kvtest", "items", "after.csv", HEADER + "11,after,2,2024-03-01T00:00:00Z\n")
