@@ -1,6 +1,7 @@
 /* api: the freshet-api daemon's per-worker state and the entry points its
- * files share (main.c: setup and drain; routes.c: dispatch, the cache
- * handlers and request accounting). Each worker owns one loop's worth of state; nothing is global,
+ * files share (workers.c: a worker's server, subscription and drain;
+ * router.c: the dispatch of a request; routes.c: the cache handlers and
+ * request accounting). Each worker owns one loop's worth of state; nothing is global,
  * so N workers (one loop each, SO_REUSEPORT) can later run side by side. */
 #ifndef FR_API_H
 #define FR_API_H
@@ -59,10 +60,7 @@ struct fr_api_worker {
     struct fr_buf q2;
     struct fr_api_metric_slot metric_slots[FR_API_METRIC_SLOTS]; /* http_requests_total, by hash */
     /* auth (auth_gate.c): the process-wide keys, NULL when FRESHET_API_AUTH=off */
-    fr_auth_t *auth; /* borrowed: shared by every worker */
-    /* the role a request's route declares (set by the route engine); NULL:
-     * fr_api_auth_default_role */
-    enum fr_auth_role (*route_role)(struct fr_api_worker *w, fr_http_req_t *req);
+    fr_auth_t *auth;                /* borrowed: shared by every worker */
     struct fr_api_pool *pool;       /* borrowed: workers.c's pool, NULL with one worker */
     struct fr_api_push *push;       /* owned by push.c: writes waiting for their batch (lazily made) */
     bool push_closed;               /* the worker drains: no new writes */
@@ -94,9 +92,6 @@ void fr_api_count_answer(fr_http_req_t *req, int status, void *data);
 FR_MUST_CHECK int fr_api_worker_init(struct fr_api_worker *w, struct fr_app *app, char err[FR_ERR_LEN]);
 /* Frees what init allocated; every lookup must have completed. */
 void fr_api_worker_deinit(struct fr_api_worker *w);
-
-/* The fr_http_handler of the api server (data = the worker). */
-void fr_api_handle(fr_http_req_t *req, void *data);
 
 /* Handles one fr:events message (JSON): evicts what a cache.refreshed for
  * our cache names. */

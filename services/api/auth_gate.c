@@ -1,4 +1,4 @@
-/* auth_gate: the api's front handler and key checks (see auth_gate.h). */
+/* auth_gate: the api's key checks (see auth_gate.h); router.c calls them. */
 #include "auth_gate.h"
 
 #include <errno.h>
@@ -7,11 +7,9 @@
 #include <string.h>
 
 #include "api.h"
-#include "batches.h"
 #include "docsui.h"
+#include "engine.h"
 #include "log.h"
-#include "push.h"
-#include "workers.h"
 
 #define HASH_KEY_MAX 4096 /* bytes of key read from stdin */
 
@@ -103,7 +101,12 @@ static enum fr_auth_role need_of(struct fr_api_worker *w, fr_http_req_t *req)
     const char *path = fr_http_req_path(req);
     if (!w->auth || fr_api_auth_open_path(path))
         return FR_AUTH_ROLE_NONE;
-    return w->route_role ? w->route_role(w, req) : fr_api_auth_default_role(fr_http_req_method(req), path);
+    const char *method = fr_http_req_method(req);
+    const char *role = fr_api_engine_role(w->engine, method, path);
+    enum fr_auth_role r;
+    if (role && fr_auth_role_parse(role, strlen(role), &r))
+        return r;
+    return fr_api_auth_default_role(method, path);
 }
 
 int fr_api_auth_expect(fr_http_req_t *req, const char **detail, void *data)
@@ -115,23 +118,15 @@ int fr_api_auth_expect(fr_http_req_t *req, const char **detail, void *data)
     return status;
 }
 
-void fr_api_front(fr_http_req_t *req, void *data)
+bool fr_api_auth_check(struct fr_api_worker *w, fr_http_req_t *req)
 {
-    struct fr_api_worker *w = data;
-    const char *path = fr_http_req_path(req);
-
-    if (fr_api_docsui_handle(req))
-        return;
-    if (w->pool && strcmp(path, "/metrics") == 0 && strcmp(fr_http_req_method(req), "GET") == 0 &&
-        fr_api_pool_metrics(w->pool, w, req))
-        return; /* summed over the workers */
-    if (fr_http_req_data(req) == &g_checked)
+    if (fr_http_req_data(req) == &g_checked) {
         fr_http_req_set_data(req, NULL); /* checked before its body (Expect: 100-continue) */
-    else if (w->auth && !fr_api_auth_open_path(path) && !fr_api_auth_gate(w->auth, req, need_of(w, req)))
-        return;
-    if (fr_api_batches_route(w, req) || fr_api_push_route(w, req))
-        return;
-    fr_api_handle(req, data);
+        return true;
+    }
+    if (!w->auth || fr_api_auth_open_path(fr_http_req_path(req)))
+        return true;
+    return fr_api_auth_gate(w->auth, req, need_of(w, req));
 }
 
 int fr_api_hash_key_main(void)

@@ -1,7 +1,8 @@
-/* auth_gate: API keys applied to freshet-api requests (docs/api-auth.md). The front
- * handler of every api worker: serves /docs, checks the key of every
- * request that is not on an open path, then hands the request to the route
- * dispatcher (fr_api_handle). Loop thread of its worker. */
+/* auth_gate: API keys applied to freshet-api requests (docs/api-auth.md):
+ * the key check of every request that is not on an open path, against the
+ * role its route declares (engine.c) or the default role. Step 3 of the
+ * front router (router.c), and the Expect: 100-continue hook. Loop thread
+ * of its worker. */
 #ifndef FR_API_AUTH_GATE_H
 #define FR_API_AUTH_GATE_H
 
@@ -34,10 +35,14 @@ bool fr_api_auth_gate(fr_auth_t *a, fr_http_req_t *req, enum fr_auth_role need);
  * handler (which then does not check it again); a refusal is its answer. */
 int fr_api_auth_expect(fr_http_req_t *req, const char **detail, void *data);
 
-/* The fr_http_handler the api's servers are created with (data = the
- * struct fr_api_worker): /docs, then the key check (the worker's
- * route_role hook, when set, says what a route needs; else the default
- * role), then fr_api_handle. */
+struct fr_api_worker;
+/* The auth step of the front router (router.c): true to go on; false
+ * after answering the refusal. Auth off, an open path, or a key the expect
+ * hook already checked for this request: true. */
+bool fr_api_auth_check(struct fr_api_worker *w, fr_http_req_t *req);
+
+/* The fr_http_handler the api's servers are created with (router.c, data
+ * = the struct fr_api_worker): the one dispatch of a request. */
 void fr_api_front(fr_http_req_t *req, void *data);
 
 /* `freshet-api hash-key`: reads a key from stdin, prints its SHA-256 hex

@@ -1,11 +1,11 @@
 /* engine: the api's route table, compiled once per worker from every
  * pipeline's `routes:` (common/config_route.h, docs/routes.md). It matches
  * method + path (static segments win over parameters; a path that matches
- * with another method is a 405), parses and checks typed parameters
- * (FastAPI-shaped 422 naming the parameter), and runs the handler:
- * sql (bound parameters on the worker's PostgreSQL connection; JSON or CSV),
- * static, push (services/api/push.c) and the cache handlers of routes.c.
- * It also renders /openapi.json from the same table. Loop thread only. */
+ * with another method is a 405), has the parameters checked (params.c:
+ * FastAPI-shaped 422 naming the parameter), and runs the handler: sql
+ * (sqlroute.c), crud (crud.c), admin (admin.c), static, push (push.c) and
+ * the cache handlers of routes.c. /openapi.json is rendered from the same
+ * routes (openapi.c). Those modules share engine_int.h. Loop thread only. */
 #ifndef FR_API_ENGINE_H
 #define FR_API_ENGINE_H
 

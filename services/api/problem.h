@@ -1,8 +1,9 @@
 /* problem: the api's error bodies, built in one place: {"detail": "msg"}
  * and FastAPI's 422 list {"detail": [{"loc": [...], "msg": ..., "type":
  * ...}]} (loc: where ("query", "path", "body"), then the parameter or
- * member name, a row or item index, a column). Every handler (engine.c,
- * routes.c, push.c) answers its errors through these. */
+ * member name, a row or item index, a column). Every handler of the api
+ * (router.c, engine.c, params.c, sqlroute.c, crud.c, admin.c, routes.c,
+ * push.c, idem.c) answers its errors through these. */
 #ifndef FR_API_PROBLEM_H
 #define FR_API_PROBLEM_H
 

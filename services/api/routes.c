@@ -1,6 +1,7 @@
-/* routes: request dispatch, the cache handlers (cache_field, cache_hash,
- * cache_multi routes of any pipeline, docs/routes.md), health, readiness
- * and metrics, and the accounting of every answer. Hot path: a GET whose
+/* routes: the cache handlers (cache_field, cache_hash, cache_multi routes
+ * of any pipeline, docs/routes.md) and their invalidation (fr:events), the
+ * accounting of every answer, and a worker's state (fr_api_worker_init).
+ * Requests reach the cache handlers through router.c and engine.c. Hot path: a GET whose
  * key is in the process cache is answered synchronously from the worker's
  * reused buffer; anything else goes through an async store lookup and is
  * answered from its completion callback, which fires exactly once. */
@@ -116,12 +117,6 @@ static void finish_detail(struct fr_api_worker *w, fr_http_req_t *req, int statu
 {
     fr_problem_detail(&w->out, msg, len);
     finish_json(req, status, &w->out);
-}
-
-static void finish_405(struct fr_api_worker *w, fr_http_req_t *req, const char *allow)
-{
-    fr_http_add_header(req, "Allow", allow);
-    finish_detail(w, req, 405, "Method Not Allowed", 18);
 }
 
 enum idcheck {
@@ -520,68 +515,6 @@ out_errors:
     finish_json(req, 422, &w->out);
 }
 
-static void handle_readyz(struct fr_api_worker *w, fr_http_req_t *req)
-{
-    struct fr_app *app = w->app;
-    bool redis_ok = app->redis && fr_redis_connected(app->redis);
-    bool pg_ok = app->pg && fr_pg_connected(app->pg);
-
-    fr_buf_reset(&w->out);
-    (void)fr_buf_printf(&w->out, "{\"redis\":%s,\"postgres\":%s}", redis_ok ? "true" : "false",
-                        pg_ok ? "true" : "false");
-    finish_json(req, redis_ok && pg_ok ? 200 : 503, &w->out);
-}
-
-static void handle_metrics(struct fr_api_worker *w, fr_http_req_t *req)
-{
-    fr_buf_reset(&w->out);
-    (void)fr_metrics_render(w->metrics, &w->out);
-    finish(req, 200, "text/plain; version=0.0.4", w->out.data, w->out.len);
-}
-
-void fr_api_handle(fr_http_req_t *req, void *data)
-{
-    struct fr_api_worker *w = data;
-    const char *path = fr_http_req_path(req);
-    bool get = strcmp(fr_http_req_method(req), "GET") == 0;
-
-    /* Declared routes first (engine.c): the players routes are among them. */
-    if (fr_api_engine_handle(w->engine, req))
-        return;
-    if (strcmp(path, "/openapi.json") == 0) {
-        if (!get) {
-            finish_405(w, req, "GET");
-            return;
-        }
-        fr_buf_reset(&w->out);
-        fr_api_openapi((const struct fr_pipeline *const *)w->app->pipelines, w->app->n_pipelines, w->auth != NULL,
-                       &w->out);
-        finish_json(req, 200, &w->out);
-        return;
-    }
-    if (strcmp(path, "/healthz") == 0) {
-        static const char ok[] = "{\"status\":\"ok\"}";
-        if (get)
-            finish(req, 200, "application/json", ok, sizeof(ok) - 1);
-        else
-            finish_405(w, req, "GET");
-        return;
-    } else if (strcmp(path, "/readyz") == 0) {
-        if (get)
-            handle_readyz(w, req);
-        else
-            finish_405(w, req, "GET");
-        return;
-    } else if (strcmp(path, "/metrics") == 0) {
-        if (get)
-            handle_metrics(w, req);
-        else
-            finish_405(w, req, "GET");
-        return;
-    }
-    finish_detail(w, req, 404, "Not Found", 9);
-}
-
 static struct fr_api_cache *cache_of(struct fr_api_worker *w, const struct fr_pipeline *p, const char *name)
 {
     for (size_t i = 0; i < w->n_caches; i++)
@@ -608,16 +541,6 @@ void fr_api_caches_set_caching(struct fr_api_worker *w, bool on)
 {
     for (size_t i = 0; i < w->n_caches; i++)
         fr_store_set_caching(w->caches[i].store, on);
-}
-
-static enum fr_auth_role route_role(struct fr_api_worker *w, fr_http_req_t *req)
-{
-    const char *method = fr_http_req_method(req), *path = fr_http_req_path(req);
-    const char *role = fr_api_engine_role(w->engine, method, path);
-    enum fr_auth_role r;
-    if (role && fr_auth_role_parse(role, strlen(role), &r))
-        return r;
-    return fr_api_auth_default_role(method, path);
 }
 
 /* ---------------------------------------------------------------- events */
@@ -763,7 +686,6 @@ int fr_api_worker_init(struct fr_api_worker *w, struct fr_app *app, char err[FR_
     w->engine = fr_api_engine_new(w, err);
     if (!w->engine)
         return -EINVAL;
-    w->route_role = route_role;
     size_t entries = 0;
     for (size_t i = 0; i < fr_api_engine_count(w->engine); i++) {
         const struct fr_pipeline *p;

@@ -1,0 +1,118 @@
+/* router: the one front door of every api worker. fr_api_front is the
+ * fr_http_handler each worker's server is created with (workers.c); a
+ * request goes through these steps, in this order, and the first that
+ * answers ends it:
+ *
+ *   1. /docs and its files (docsui.c), open;
+ *   2. GET /metrics with several workers: the sum over all (workers.c);
+ *   3. auth (auth_gate.c): the role the matched route declares (engine.c),
+ *      else the default for the method and path; open paths need none; a
+ *      key already checked before the body (Expect: 100-continue) is not
+ *      checked again;
+ *   4. the built-in write paths: GET /v1/batches/{id} (batches.c),
+ *      POST /v1/push/{pipeline}/{dataset} (push.c);
+ *   5. the route table (engine.c): a declared route, crud resource or admin
+ *      route; there parameters are checked (params.c) and the handler runs
+ *      (sqlroute.c, crud.c, admin.c, routes.c's cache handlers, push.c);
+ *   6. the built-in reads: /openapi.json (openapi.c), /healthz, /readyz,
+ *      /metrics;
+ *   7. 404.
+ *
+ * Every answer, whoever gives it, is counted by routes.c's observer
+ * (fr_api_count_answer). Loop thread of the worker. */
+#include <string.h>
+
+#include "api.h"
+#include "auth_gate.h"
+#include "batches.h"
+#include "docsui.h"
+#include "engine.h"
+#include "problem.h"
+#include "push.h"
+#include "workers.h"
+
+static void answer_json(fr_http_req_t *req, int status, const struct fr_buf *b)
+{
+    fr_http_respond(req, status, "application/json", b->data ? b->data : "", b->len);
+}
+
+static void answer_detail(struct fr_api_worker *w, fr_http_req_t *req, int status, const char *msg)
+{
+    fr_problem_detail(&w->out, msg, strlen(msg));
+    answer_json(req, status, &w->out);
+}
+
+static void handle_openapi(struct fr_api_worker *w, fr_http_req_t *req)
+{
+    fr_buf_reset(&w->out);
+    fr_api_openapi((const struct fr_pipeline *const *)w->app->pipelines, w->app->n_pipelines, w->auth != NULL,
+                   &w->out);
+    answer_json(req, 200, &w->out);
+}
+
+static void handle_healthz(struct fr_api_worker *w, fr_http_req_t *req)
+{
+    static const char ok[] = "{\"status\":\"ok\"}";
+    (void)w;
+    fr_http_respond(req, 200, "application/json", ok, sizeof(ok) - 1);
+}
+
+static void handle_readyz(struct fr_api_worker *w, fr_http_req_t *req)
+{
+    struct fr_app *app = w->app;
+    bool redis_ok = app->redis && fr_redis_connected(app->redis);
+    bool pg_ok = app->pg && fr_pg_connected(app->pg);
+
+    fr_buf_reset(&w->out);
+    (void)fr_buf_printf(&w->out, "{\"redis\":%s,\"postgres\":%s}", redis_ok ? "true" : "false",
+                        pg_ok ? "true" : "false");
+    answer_json(req, redis_ok && pg_ok ? 200 : 503, &w->out);
+}
+
+static void handle_metrics(struct fr_api_worker *w, fr_http_req_t *req)
+{
+    fr_buf_reset(&w->out);
+    (void)fr_metrics_render(w->metrics, &w->out);
+    fr_http_respond(req, 200, "text/plain; version=0.0.4", w->out.data ? w->out.data : "", w->out.len);
+}
+
+/* The built-in reads (step 6): GET only. */
+static const struct {
+    const char *path;
+    void (*handle)(struct fr_api_worker *w, fr_http_req_t *req);
+} builtins[] = {
+    {"/openapi.json", handle_openapi},
+    {"/healthz", handle_healthz},
+    {"/readyz", handle_readyz},
+    {"/metrics", handle_metrics},
+};
+
+void fr_api_front(fr_http_req_t *req, void *data)
+{
+    struct fr_api_worker *w = data;
+    const char *path = fr_http_req_path(req);
+    bool get = strcmp(fr_http_req_method(req), "GET") == 0;
+
+    if (fr_api_docsui_handle(req)) /* 1 */
+        return;
+    if (w->pool && get && strcmp(path, "/metrics") == 0 && fr_api_pool_metrics(w->pool, w, req)) /* 2 */
+        return;
+    if (!fr_api_auth_check(w, req)) /* 3 */
+        return;
+    if (fr_api_batches_route(w, req) || fr_api_push_route(w, req)) /* 4 */
+        return;
+    if (fr_api_engine_handle(w->engine, req)) /* 5 */
+        return;
+    for (size_t i = 0; i < FR_ARRAY_LEN(builtins); i++) { /* 6 */
+        if (strcmp(path, builtins[i].path) != 0)
+            continue;
+        if (get) {
+            builtins[i].handle(w, req);
+        } else {
+            fr_http_add_header(req, "Allow", "GET");
+            answer_detail(w, req, 405, "Method Not Allowed");
+        }
+        return;
+    }
+    answer_detail(w, req, 404, "Not Found"); /* 7 */
+}
