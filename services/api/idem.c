@@ -23,6 +23,7 @@
 #include "api.h"
 #include "log.h"
 #include "names.h"
+#include "problem.h"
 #include "push.h"
 
 #define GATE_MAGIC     0x1de3u
@@ -117,9 +118,7 @@ static void respond_422(fr_http_req_t *req, const char *msg)
     struct fr_buf b;
 
     fr_buf_init(&b, 0);
-    (void)fr_buf_puts(&b, "{\"detail\":[{\"loc\":[\"header\",\"" FR_API_IDEM_HEADER "\"],\"msg\":");
-    (void)fr_buf_json_str(&b, msg, strlen(msg));
-    (void)fr_buf_puts(&b, ",\"type\":\"idempotency_key\"}]}");
+    fr_problem_one(&b, "header", FR_API_IDEM_HEADER, msg, "idempotency_key");
     fr_http_respond_json(req, 422, &b);
     fr_buf_deinit(&b);
 }

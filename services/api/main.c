@@ -1,10 +1,12 @@
 /* freshet-api: the HTTP/1.1 read server (README "API: every route").
  *
  * Setup: fr_app (settings, pipelines, the Redis command connection and the
- * PostgreSQL connection), one worker (one loop) with an fr_http_server on
- * settings.api_addr (SO_REUSEPORT), and a second Redis connection
- * subscribed to fr:events for cache invalidation. No admin port: the api
- * serves /metrics, /healthz and /readyz itself.
+ * PostgreSQL connection) and worker 0 on this thread's loop, set up like
+ * every other worker (workers.c: fr_api_worker_init, fr_api_worker_serve:
+ * an fr_http_server on settings.api_addr with SO_REUSEPORT, a second Redis
+ * connection subscribed to fr:events for cache invalidation, the drain),
+ * then the pool starts workers 1..N-1. No admin port: the api serves
+ * /metrics, /healthz and /readyz itself.
  *
  * Contract details added here:
  *  - The /player routes are served when a loaded pipeline has a cache named
@@ -29,14 +31,10 @@
 #include <string.h>
 
 #include "api.h"
-#include "engine.h"
 #include "auth_gate.h"
+#include "engine.h"
 #include "log.h"
-#include "push.h"
 #include "workers.h"
-
-#define DRAIN_MS       5000
-#define EVENTS_CHANNEL "fr:events"
 
 static const char usage[] =
     "Serves the pipelines' routes over HTTP on FRESHET_API_ADDR (--api-addr), with /metrics, /healthz and\n"
@@ -46,87 +44,6 @@ static const char usage[] =
     "  FRESHET_API_KEYS_FILE (name:role:sha256hex lines; see docs/api-auth.md).\n"
     "Commands: freshet-api hash-key  (reads a key on stdin, prints its SHA-256 for the keys file)\n"
     "          freshet-api openapi   (prints the OpenAPI document of the configured routes)\n";
-
-static void on_sub_state(fr_redis_t *r, bool connected, void *data)
-{
-    struct fr_api_worker *w = data;
-    (void)r;
-
-    /* Invalidations may have been missed while we were not subscribed:
-     * start from an empty cache, and cache nothing while deaf. */
-    fr_api_caches_set_caching(w, connected);
-    if (connected && !w->sub_connected)
-        fr_info("subscribed to %s: process cache on (cleared)", EVENTS_CHANNEL);
-    else if (!connected && w->sub_connected)
-        fr_warn("lost the %s subscription: process cache off until it is back", EVENTS_CHANNEL);
-    w->sub_connected = connected;
-}
-
-static void on_sub_message(fr_redis_t *r, const char *channel, const char *payload, size_t len, void *data)
-{
-    (void)r;
-    (void)channel;
-    fr_api_on_event(data, payload, len);
-    fr_api_push_on_event(data, payload, len);
-}
-
-static void on_sub_closed(void *data)
-{
-    struct fr_api_worker *w = data;
-
-    fr_info("drained: shutting down");
-    fr_api_streams_close(w);
-    fr_app_shutdown(w->app, 0);
-}
-
-static void on_http_closed(void *data)
-{
-    struct fr_api_worker *w = data;
-    fr_redis_t *sub = w->sub;
-
-    w->http = NULL;
-    w->sub = NULL;
-    if (sub)
-        fr_redis_close(sub, on_sub_closed, w);
-    else
-        on_sub_closed(w);
-}
-
-static void on_drain(struct fr_app *app, void *data)
-{
-    struct fr_api_worker *w = data;
-    fr_http_server_t *http = w->http;
-    (void)app;
-
-    fr_api_pool_detach(w->pool, w);
-    fr_api_push_drain(w);
-    if (http)
-        fr_http_server_close(http, DRAIN_MS, on_http_closed, w); /* w->http cleared in the callback */
-    else
-        on_http_closed(w);
-}
-
-static int start_subscriber(struct fr_api_worker *w, char err[FR_ERR_LEN])
-{
-    int rc;
-
-    w->sub = fr_redis_new(&w->app->loop, w->app->settings.redis_url, "redis-events", err);
-    if (!w->sub)
-        return -EINVAL;
-    fr_redis_set_state_cb(w->sub, on_sub_state, w);
-    rc = fr_redis_subscribe(w->sub, EVENTS_CHANNEL, on_sub_message, w);
-    if (rc != 0) {
-        snprintf(err, FR_ERR_LEN, "cannot subscribe to %s: %s", EVENTS_CHANNEL, strerror(-rc));
-        return rc;
-    }
-    rc = fr_redis_start(w->sub);
-    if (rc != 0) {
-        snprintf(err, FR_ERR_LEN, "cannot start the %s subscriber: %s", EVENTS_CHANNEL, strerror(-rc));
-        return rc;
-    }
-    fr_api_caches_set_caching(w, false); /* until subscribed */
-    return 0;
-}
 
 int main(int argc, char **argv)
 {
@@ -152,6 +69,7 @@ int main(int argc, char **argv)
         return 2;
     }
     memset(&w, 0, sizeof(w));
+    w.app = &app; /* fr_api_worker_init sets it too; the failure path needs it before */
     if (rest_argc == 1 && strcmp(rest_argv[0], "openapi") == 0) {
         /* The OpenAPI document of the configured routes, without serving
          * (scripts/gen-route-docs renders the README's route table from it). */
@@ -173,27 +91,10 @@ int main(int argc, char **argv)
     if (fr_api_auth_setup(&auth, err) != 0 || fr_api_workers_setting(&n_workers, err) != 0 ||
         fr_api_http_limits(&lim, err) != 0)
         goto out_fail;
-    if (fr_api_worker_init(&w, &app, err) != 0)
-        goto out_fail;
-    w.auth = auth;
-    /* Reads give up on Redis quickly (PostgreSQL backs them) and on
-     * PostgreSQL before a client would. */
-    fr_pg_set_timeout(app.pg, 5000);
-
-    w.http = fr_http_server_new(&app.loop, &lim, fr_api_front, &w);
-    fr_http_server_on_answer(w.http, fr_api_count_answer, &w);
-    fr_http_server_on_expect(w.http, fr_api_auth_expect, &w);
-    rc = fr_http_listen(w.http, app.settings.api_addr, true);
-    if (rc != 0) {
-        snprintf(err, sizeof(err), "cannot listen on %s: %s", app.settings.api_addr, uv_strerror(rc));
-        goto out_fail;
-    }
-    if (start_subscriber(&w, err) != 0)
+    if (fr_api_worker_init(&w, &app, err) != 0 || fr_api_worker_serve(&w, auth, &lim, err) != 0)
         goto out_fail;
     if (fr_api_pool_start(&pool, &w, n_workers, argc, argv, auth, &lim, err) != 0)
         goto out_fail;
-    app.on_drain = on_drain;
-    app.drain_data = &w;
     fr_info("listening on %s with %zu worker(s)%s%s", app.settings.api_addr, n_workers,
             w.n_caches ? " (cache routes on)" : "", auth ? " (API keys required)" : "");
 
@@ -210,14 +111,7 @@ int main(int argc, char **argv)
 
 out_fail:
     fr_error("%s", err);
-    if (w.http)
-        fr_http_server_close(w.http, 0, NULL, NULL);
-    w.http = NULL;
-    if (w.sub)
-        fr_redis_close(w.sub, NULL, NULL);
-    w.sub = NULL;
-    fr_app_shutdown(&app, 2);
-    (void)fr_app_run(&app); /* runs the loop until every handle is closed */
+    fr_api_worker_abort(&w);
     fr_api_worker_deinit(&w);
     fr_app_deinit(&app);
     fr_auth_free(auth);

@@ -132,9 +132,7 @@ static void finish_detail(struct waiter *wt, int status, const char *msg)
     struct fr_buf b;
 
     fr_buf_init(&b, 0);
-    (void)fr_buf_puts(&b, "{\"detail\":");
-    (void)fr_buf_json_str(&b, msg, strlen(msg));
-    (void)fr_buf_putc(&b, '}');
+    fr_problem_detail(&b, msg, strlen(msg));
     finish(wt, status, "application/json", &b);
     fr_buf_deinit(&b);
 }

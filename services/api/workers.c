@@ -18,11 +18,12 @@
 #include "api.h"
 #include "auth_gate.h"
 #include "log.h"
+#include "names.h"
 #include "push.h"
 #include "readpool.h"
 
-#define DRAIN_MS       5000
-#define EVENTS_CHANNEL "fr:events"
+#define DRAIN_MS      5000
+#define PG_TIMEOUT_MS 5000 /* a query gives up before a client would */
 
 enum job_kind { JOB_RENDER, JOB_DONE, JOB_STOP };
 
@@ -147,7 +148,7 @@ static struct fr_api_streams *streams_get(struct fr_api_worker *w)
         st->pg[i] = fr_pg_new(&w->app->loop, w->app->settings.database_url, name, err);
         if (!st->pg[i])
             break; /* the main connection parsed the same URL: not reached */
-        fr_pg_set_timeout(st->pg[i], 5000);
+        fr_pg_set_timeout(st->pg[i], PG_TIMEOUT_MS);
         if (fr_pg_start(st->pg[i]) != 0) {
             fr_pg_close(st->pg[i], NULL, NULL);
             st->pg[i] = NULL;
@@ -562,16 +563,29 @@ void fr_api_pool_detach(fr_api_pool_t *p, struct fr_api_worker *w)
             slot_close_inbox(&p->slots[i]);
 }
 
-/* ------------------------------------------------------ workers 1..n-1 */
+/* ------------------------------------------------- serving (every worker) */
+
+/* A worker's PostgreSQL connections: the main one (app->pg, made by
+ * fr_app_init) gets the query timeout here; the stream connections are
+ * made at the first list request (streams_get) with the same timeout; read
+ * replicas are fr_api_worker_init's (readpool.c). */
+static void worker_pg_setup(struct fr_api_worker *w)
+{
+    fr_pg_set_timeout(w->app->pg, PG_TIMEOUT_MS);
+}
 
 static void on_sub_state(fr_redis_t *r, bool connected, void *data)
 {
     struct fr_api_worker *w = data;
     (void)r;
 
+    /* Invalidations may have been missed while we were not subscribed:
+     * start from an empty cache, and cache nothing while deaf. */
     fr_api_caches_set_caching(w, connected);
-    if (!connected && w->sub_connected)
-        fr_warn("lost the %s subscription: process cache off until it is back", EVENTS_CHANNEL);
+    if (connected && !w->sub_connected)
+        fr_info("subscribed to %s: process cache on (cleared)", FR_NAMES_EVENTS);
+    else if (!connected && w->sub_connected)
+        fr_warn("lost the %s subscription: process cache off until it is back", FR_NAMES_EVENTS);
     w->sub_connected = connected;
 }
 
@@ -585,37 +599,92 @@ static void on_sub_message(fr_redis_t *r, const char *channel, const char *paylo
 
 static void on_sub_closed(void *data)
 {
-    struct slot *s = data;
-    fr_api_streams_close(&s->wk);
-    fr_app_shutdown(&s->app, 0);
+    struct fr_api_worker *w = data;
+
+    fr_info("drained: shutting down");
+    fr_api_streams_close(w);
+    fr_app_shutdown(w->app, 0);
 }
 
 static void on_http_closed(void *data)
 {
-    struct slot *s = data;
-    fr_redis_t *sub = s->wk.sub;
+    struct fr_api_worker *w = data;
+    fr_redis_t *sub = w->sub;
 
-    s->wk.http = NULL;
-    s->wk.sub = NULL;
+    w->http = NULL;
+    w->sub = NULL;
     if (sub)
-        fr_redis_close(sub, on_sub_closed, s);
+        fr_redis_close(sub, on_sub_closed, w);
     else
-        on_sub_closed(s);
+        on_sub_closed(w);
 }
 
-static void slot_on_drain(struct fr_app *app, void *data)
+/* SIGTERM (every loop gets it): no more /metrics gathers, no new writes,
+ * let requests in flight finish (DRAIN_MS at most), close the
+ * subscription, then the app. */
+static void on_drain(struct fr_app *app, void *data)
 {
-    struct slot *s = data;
-    fr_http_server_t *http = s->wk.http;
+    struct fr_api_worker *w = data;
+    fr_http_server_t *http = w->http;
     (void)app;
 
-    slot_close_inbox(s);
-    fr_api_push_drain(&s->wk);
+    fr_api_pool_detach(w->pool, w);
+    fr_api_push_drain(w);
     if (http)
-        fr_http_server_close(http, DRAIN_MS, on_http_closed, s);
+        fr_http_server_close(http, DRAIN_MS, on_http_closed, w); /* w->http cleared in the callback */
     else
-        on_http_closed(s);
+        on_http_closed(w);
 }
+
+int fr_api_worker_serve(struct fr_api_worker *w, fr_auth_t *auth, const struct fr_http_limits *lim,
+                        char err[FR_ERR_LEN])
+{
+    struct fr_app *app = w->app;
+    int rc;
+
+    w->auth = auth;
+    worker_pg_setup(w);
+    w->http = fr_http_server_new(&app->loop, lim, fr_api_front, w);
+    fr_http_server_on_answer(w->http, fr_api_count_answer, w);
+    fr_http_server_on_expect(w->http, fr_api_auth_expect, w);
+    rc = fr_http_listen(w->http, app->settings.api_addr, true);
+    if (rc != 0) {
+        snprintf(err, FR_ERR_LEN, "cannot listen on %s: %s", app->settings.api_addr, uv_strerror(rc));
+        return rc;
+    }
+    w->sub = fr_redis_new(&app->loop, app->settings.redis_url, "redis-events", err);
+    if (!w->sub)
+        return -EINVAL;
+    fr_redis_set_state_cb(w->sub, on_sub_state, w);
+    rc = fr_redis_subscribe(w->sub, FR_NAMES_EVENTS, on_sub_message, w);
+    if (rc != 0) {
+        snprintf(err, FR_ERR_LEN, "cannot subscribe to %s: %s", FR_NAMES_EVENTS, strerror(-rc));
+        return rc;
+    }
+    rc = fr_redis_start(w->sub);
+    if (rc != 0) {
+        snprintf(err, FR_ERR_LEN, "cannot start the %s subscriber: %s", FR_NAMES_EVENTS, strerror(-rc));
+        return rc;
+    }
+    fr_api_caches_set_caching(w, false); /* until subscribed */
+    app->on_drain = on_drain;
+    app->drain_data = w;
+    return 0;
+}
+
+void fr_api_worker_abort(struct fr_api_worker *w)
+{
+    if (w->http)
+        fr_http_server_close(w->http, 0, NULL, NULL);
+    w->http = NULL;
+    if (w->sub)
+        fr_redis_close(w->sub, NULL, NULL);
+    w->sub = NULL;
+    fr_app_shutdown(w->app, 2);
+    (void)fr_app_run(w->app); /* runs the loop until every handle is closed */
+}
+
+/* ------------------------------------------------------ workers 1..n-1 */
 
 static void slot_thread(void *arg)
 {
@@ -639,30 +708,14 @@ static int slot_setup(struct slot *s, int argc, char **argv, fr_auth_t *auth, co
         return -EINVAL;
     }
     s->wk_init = true;
-    s->wk.auth = auth;
     s->wk.pool = s->pool;
-    fr_pg_set_timeout(s->app.pg, 5000);
-    s->wk.http = fr_http_server_new(&s->app.loop, lim, fr_api_front, &s->wk);
-    fr_http_server_on_answer(s->wk.http, fr_api_count_answer, &s->wk);
-    fr_http_server_on_expect(s->wk.http, fr_api_auth_expect, &s->wk);
-    rc = fr_http_listen(s->wk.http, s->app.settings.api_addr, true);
+    rc = fr_api_worker_serve(&s->wk, auth, lim, err);
     if (rc != 0) {
-        snprintf(err, FR_ERR_LEN, "worker %zu cannot listen on %s: %s", s->idx, s->app.settings.api_addr,
-                 uv_strerror(rc));
+        char why[FR_ERR_LEN - 32];
+        snprintf(why, sizeof(why), "%s", err);
+        snprintf(err, FR_ERR_LEN, "worker %zu: %s", s->idx, why);
         return rc;
     }
-    s->wk.sub = fr_redis_new(&s->app.loop, s->app.settings.redis_url, "redis-events", err);
-    if (!s->wk.sub)
-        return -EINVAL;
-    fr_redis_set_state_cb(s->wk.sub, on_sub_state, &s->wk);
-    if (fr_redis_subscribe(s->wk.sub, EVENTS_CHANNEL, on_sub_message, &s->wk) != 0 ||
-        fr_redis_start(s->wk.sub) != 0) {
-        snprintf(err, FR_ERR_LEN, "worker %zu cannot subscribe to %s", s->idx, EVENTS_CHANNEL);
-        return -EINVAL;
-    }
-    fr_api_caches_set_caching(&s->wk, false); /* until subscribed */
-    s->app.on_drain = slot_on_drain;
-    s->app.drain_data = s;
     return 0;
 }
 
@@ -672,14 +725,8 @@ static void slot_abort(struct slot *s)
     if (!s->app_init)
         return;
     slot_close_inbox(s);
-    if (s->wk.http)
-        fr_http_server_close(s->wk.http, 0, NULL, NULL);
-    s->wk.http = NULL;
-    if (s->wk.sub)
-        fr_redis_close(s->wk.sub, NULL, NULL);
-    s->wk.sub = NULL;
-    fr_app_shutdown(&s->app, 2);
-    (void)fr_app_run(&s->app);
+    s->wk.app = &s->app; /* set by fr_api_worker_init; abort needs it even when that failed early */
+    fr_api_worker_abort(&s->wk);
     if (s->wk_init)
         fr_api_worker_deinit(&s->wk);
     fr_app_deinit(&s->app);

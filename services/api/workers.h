@@ -3,8 +3,11 @@
  * struct fr_app (loop, Redis and PostgreSQL clients, metrics registry),
  * struct fr_api_worker (store, LRU, fr:events subscription) and HTTP
  * server bound to the same address with SO_REUSEPORT, so the kernel spreads
- * connections. Worker 0 is main.c's, on the main thread; this module starts
- * workers 1..N-1 and joins them. SIGTERM reaches every loop (libuv delivers
+ * connections. Every worker is set up by the same two calls,
+ * fr_api_worker_init (routes.c: route table, caches) then
+ * fr_api_worker_serve (here: PostgreSQL settings, server, subscription,
+ * drain); worker 0 runs on the main thread's loop (main.c), this module
+ * starts workers 1..N-1 on their own threads and joins them. SIGTERM reaches every loop (libuv delivers
  * a signal to each loop watching it), and each drains on its own.
  *
  * /metrics on any worker answers the sum over all workers: the worker asks
@@ -39,6 +42,21 @@ FR_MUST_CHECK int fr_api_workers_setting(size_t *n, char err[FR_ERR_LEN]);
  * one stops the start. Returns 0 or -EINVAL with err naming the variable
  * and its bounds. */
 FR_MUST_CHECK int fr_api_http_limits(struct fr_http_limits *lim, char err[FR_ERR_LEN]);
+
+/* Makes w (fr_api_worker_init done) serve: its PostgreSQL connection's
+ * query timeout, an HTTP server on the api address whose requests go to
+ * router.c (fr_api_front) and whose answers are counted (routes.c), the
+ * fr:events subscription (cache invalidation, push waits), and the drain
+ * on SIGTERM (stop taking connections, finish requests in flight within
+ * 5 s, close the subscription and the stream connections, stop the loop).
+ * Returns 0, or an error with err filled (then fr_api_worker_abort). Loop
+ * thread of w, before the loop runs. */
+FR_MUST_CHECK int fr_api_worker_serve(struct fr_api_worker *w, fr_auth_t *auth, const struct fr_http_limits *lim,
+                                      char err[FR_ERR_LEN]);
+/* Start-up failure of w: closes what fr_api_worker_serve opened, shuts its
+ * app down and runs the loop until every handle is closed. w->app must be
+ * set. */
+void fr_api_worker_abort(struct fr_api_worker *w);
 
 /* Creates the pool around worker 0 (w0, whose loop is main's: its server
  * must already listen) and sets up workers 1..n-1 from the same argv, each
