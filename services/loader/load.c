@@ -100,7 +100,8 @@ static const char *batch_id_of(const struct ld_load *l)
 static void set_reason(struct ld_load *l, const char *msg)
 {
     size_t n;
-    snprintf(l->reason, sizeof(l->reason), "%s", msg && *msg ? msg : "unknown error");
+    /* truncation intended: the precision says so (gcc -O2 -Wformat-truncation) */
+    snprintf(l->reason, sizeof(l->reason), "%.*s", (int)sizeof(l->reason) - 1, msg && *msg ? msg : "unknown error");
     n = strlen(l->reason);
     while (n > 0 && (l->reason[n - 1] == '\n' || l->reason[n - 1] == ' '))
         l->reason[--n] = '\0';
