@@ -567,11 +567,14 @@ void fr_api_pool_detach(fr_api_pool_t *p, struct fr_api_worker *w)
 
 /* A worker's PostgreSQL connections: the main one (app->pg, made by
  * fr_app_init) gets the query timeout here; the stream connections are
- * made at the first list request (streams_get) with the same timeout; read
+ * started here too, with the same timeout, so that they are up by the
+ * first list request (made at that request instead, a cursor would run on
+ * the main connection and queue every short query behind it); read
  * replicas are fr_api_worker_init's (readpool.c). */
 static void worker_pg_setup(struct fr_api_worker *w)
 {
     fr_pg_set_timeout(w->app->pg, PG_TIMEOUT_MS);
+    (void)streams_get(w);
 }
 
 static void on_sub_state(fr_redis_t *r, bool connected, void *data)

@@ -166,12 +166,16 @@ def stalled(t):
     stack = t.stack = h.Stack(pipelines=PIPE, extra_env={
         "FRESHET_API_WORKERS": "1", "FRESHET_API_MAX_STREAMS_PER_CLIENT": "1",
         "FRESHET_API_REQUEST_TIMEOUT_MS": "4000"}).start("api")
+    # the api streams before the hog comes (its stream connections are up)
+    h.wait_until(lambda: get(stack, "/rt/big?n=5000", None)[0] == 200, 30, interval=0.25,
+                 what="the api streams a large list")
     hog = slow_open(stack, None)
     try:
         # the hog's stream holds 127.0.0.1's one slot: another stream from
-        # there is refused, one from another address (127.0.0.2) is not
-        h.wait_until(lambda: get(stack, "/rt/big?n=5000", None)[0] == 503, 10, interval=0.1,
-                     what="a second stream from the hog's address is refused")
+        # there is refused (by the bound: with Retry-After), one from
+        # another address (127.0.0.2) is not
+        h.wait_until(lambda: get(stack, "/rt/big?n=5000", None)[2].get("retry-after") == "1", 30, interval=0.1,
+                     what="a second stream from the hog's address is refused by the bound")
         st, b, hd = get(stack, "/rt/big?n=5000", None)
         t.eq((st, hd.get("retry-after"), "detail" in json.loads(b)), (503, "1", True),
              "over the per-address bound: 503, Retry-After: 1, JSON detail")
