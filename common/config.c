@@ -104,14 +104,7 @@ void fr_pipeline_free(struct fr_pipeline *p)
     }
     free(p->sources);
     for (size_t i = 0; i < p->n_models; i++) {
-        struct fr_model *m = &p->models[i];
-        free(m->name);
-        free(m->table);
-        fr_cfg_free_columns(m->columns, m->n_columns);
-        fr_cfg_free_strv(m->key, m->n_key);
-        fr_cfg_free_strv(m->inputs, m->n_inputs);
-        free(m->sql_path);
-        free(m->sql);
+        fr_cfg_free_model(&p->models[i]);
     }
     free(p->models);
     for (size_t i = 0; i < p->n_caches; i++) {
@@ -832,70 +825,6 @@ static bool parse_source(struct fr_cfg *c, struct fr_pipeline *p, const char *na
     return true;
 }
 
-static const char *const model_keys[] = {"sql", "inputs", "key", "daily", "coalesce_ms", "columns", NULL};
-
-static bool parse_model(struct fr_cfg *c, struct fr_pipeline *p, const char *name, const yaml_node_t *n,
-                        struct fr_model *m)
-{
-    char what[96];
-    snprintf(what, sizeof(what), "model '%s'", name);
-    m->name = fr_xstrdup(name);
-    m->table = fr_xasprintf("%s.%s", p->name, name);
-    m->coalesce_ms = 50;
-    if (!fr_cfg_check_map(c, n, what, model_keys))
-        return false;
-    if (fr_pipeline_dataset(p, name))
-        return fail(c, n, "%s has the name of a dataset (both would be table %s.%s); rename one", what, p->name,
-                    name);
-    yaml_node_t *v = fr_cfg_map_get(c, n, "columns");
-    if (!v)
-        return fail(c, n, "%s has no columns; list its output columns in SELECT order", what);
-    if (!fr_cfg_parse_columns(c, v, what, &m->columns, &m->n_columns))
-        return false;
-    if ((v = fr_cfg_map_get(c, n, "key")) && !fr_cfg_is_null(v)) {
-        if (!fr_cfg_get_str_list(c, v, "key", true, &m->key, &m->n_key))
-            return false;
-        if (!fr_cfg_check_key_columns(c, v, what, m->key, m->n_key, m->columns, m->n_columns, NULL))
-            return false;
-    }
-    v = fr_cfg_map_get(c, n, "inputs");
-    if (!v)
-        return fail(c, n, "%s has no inputs; add inputs: [dataset, ...] naming the datasets it reads", what);
-    if (!fr_cfg_get_str_list(c, v, "inputs", true, &m->inputs, &m->n_inputs))
-        return false;
-    if (m->n_inputs == 0)
-        return fail(c, v, "inputs of %s is empty; name the datasets it reads", what);
-    for (size_t i = 0; i < m->n_inputs; i++)
-        if (!fr_pipeline_dataset(p, m->inputs[i]))
-            return fail(c, v, "%s reads unknown dataset '%s'; define it under datasets: or fix the name", what,
-                        m->inputs[i]);
-    if ((v = fr_cfg_map_get(c, n, "daily")) && !fr_cfg_get_bool(c, v, "daily", &m->daily))
-        return false;
-    if ((v = fr_cfg_map_get(c, n, "coalesce_ms")) && !fr_cfg_get_u32(c, v, "coalesce_ms", 0, 600000, &m->coalesce_ms))
-        return false;
-    v = fr_cfg_map_get(c, n, "sql");
-    if (!v)
-        return fail(c, n, "%s has no sql; add sql: models/%s.sql (relative to the pipeline directory)", what, name);
-    char *rel;
-    if (!fr_cfg_get_str(c, v, "sql", &rel))
-        return false;
-    if (rel[0] == '\0') {
-        free(rel);
-        return fail(c, v, "sql of %s is empty; give the SQL file path", what);
-    }
-    m->sql_path = rel[0] == '/' ? fr_xstrdup(rel) : fr_xasprintf("%s/%s", p->dir, rel);
-    free(rel);
-    char ferr[FR_ERR_LEN];
-    size_t len;
-    m->sql = fr_read_file(m->sql_path, MAX_SQL_BYTES, &len, ferr);
-    if (!m->sql)
-        return fail(c, v, "cannot read the SQL of %s (%.120s); check the path, relative to %.60s", what, ferr,
-                    p->dir);
-    if (strlen(m->sql) != len)
-        return fail(c, v, "SQL file of %s contains a NUL byte; save it as text", what);
-    return true;
-}
-
 static const char *const cache_keys[] = {"from", "key", "type", "ttl_s", NULL};
 
 static bool parse_cache(struct fr_cfg *c, struct fr_pipeline *p, const char *name, const yaml_node_t *n,
@@ -1177,7 +1106,9 @@ static struct fr_pipeline *parse_impl(const char *yaml, size_t len, const char *
     }
     PARSE_SECTION(&c, p, root, "datasets", p->datasets, p->n_datasets, parse_dataset, out_free);
     PARSE_SECTION(&c, p, root, "sources", p->sources, p->n_sources, parse_source, out_free);
-    PARSE_SECTION(&c, p, root, "models", p->models, p->n_models, parse_model, out_free);
+    PARSE_SECTION(&c, p, root, "models", p->models, p->n_models, fr_cfg_parse_model, out_free);
+    if (!fr_cfg_check_models(&c, p, root))
+        goto out_free;
     PARSE_SECTION(&c, p, root, "caches", p->caches, p->n_caches, parse_cache, out_free);
     PARSE_SECTION(&c, p, root, "exports", p->exports, p->n_exports, parse_export, out_free);
     if (!check_references(&c, p, root))

@@ -134,6 +134,37 @@ struct fr_source {
     struct fr_http_source *http; /* owned, NULL unless kind == FR_SRC_HTTP_JSON */
 };
 
+/* A model is a SELECT materialised into a table and refreshed by key
+ * (select), or maintained from each batch of one dataset in the batch's own
+ * transaction (aggregate: docs/loader.md, "Aggregate models"). */
+enum fr_model_kind {
+    FR_MODEL_SELECT = 0,
+    FR_MODEL_AGGREGATE,
+};
+
+/* How an aggregate model's column merges the batch's rows into the stored
+ * row of their key. Every merge gives the same result whatever the order
+ * and grouping of the rows into batches. */
+enum fr_agg_merge {
+    FR_AGG_KEY = 0, /* a key column */
+    FR_AGG_SUM,     /* sum of the non-null values (null when none) */
+    FR_AGG_COUNT,   /* number of non-null values */
+    FR_AGG_MIN,
+    FR_AGG_MAX,
+    FR_AGG_LATEST, /* the value of the row with the greatest `by` (a max column); ties: the greatest value */
+    FR_AGG_FIRST,  /* the value of the row with the least `by` (a min column); ties: the least value */
+    FR_AGG_LIST,   /* values of the rows whose `by` is not null, newest first (by desc, value desc),
+                      bounded by `limit` items and/or a `within` window below the newest `by` */
+};
+
+struct fr_agg_col {
+    enum fr_agg_merge merge;
+    int by;         /* latest/first/list: index in the model's columns of the order column, else -1 */
+    uint32_t limit; /* list: at most this many items, 0 = no limit */
+    int64_t within; /* list: keep items with by >= newest by - within; seconds when `by` is a timestamptz or
+                       date, the column's units otherwise; 0 = no window */
+};
+
 struct fr_model {
     char *name;                /* owned: "user_panel" */
     char *table;               /* owned: "players.user_panel" */
@@ -148,6 +179,12 @@ struct fr_model {
                              (NULL = all), $2 is "now" as timestamptz. */
     bool daily;           /* depends on "now": refresh everything when the UTC day turns */
     uint32_t coalesce_ms; /* wait this long for more batches before refreshing, default 50 */
+    enum fr_model_kind kind;
+    /* aggregate models: inputs is {from}; sql reads the batch's rows as `as` (no parameters) */
+    char *from;             /* owned or NULL: the dataset whose batches feed it */
+    char *as;               /* owned or NULL: name of the batch's rows in sql, default "batch" */
+    struct fr_agg_col *agg; /* owned or NULL: n_columns entries, how each column merges */
+    uint32_t order;         /* position in dependency order: a model comes after every model it reads */
 };
 
 enum fr_cache_kind {

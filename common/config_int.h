@@ -48,6 +48,12 @@ void fr_cfg_free_columns(struct fr_column *c, size_t n);
  * section's (or entry's) node and owns what it adds to the pipeline. */
 bool fr_cfg_parse_http_source(struct fr_cfg *c, struct fr_pipeline *p, struct fr_source *s, const yaml_node_t *n);
 void fr_http_source_free(struct fr_http_source *h);
+/* config_model.c: one entry of models:, then (all parsed) inputs resolved,
+ * cycles refused and the models put in dependency order. */
+bool fr_cfg_parse_model(struct fr_cfg *c, struct fr_pipeline *p, const char *name, const yaml_node_t *n,
+                        struct fr_model *m);
+bool fr_cfg_check_models(struct fr_cfg *c, struct fr_pipeline *p, const yaml_node_t *root);
+void fr_cfg_free_model(struct fr_model *m);
 bool fr_cfg_parse_routes(struct fr_cfg *c, struct fr_pipeline *p, const yaml_node_t *n);
 void fr_routes_free(struct fr_route *r, size_t n);
 

@@ -15,6 +15,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "aggsql.h"
 #include "loader_int.h"
 #include "log.h"
 #include "sql.h"
@@ -39,6 +40,7 @@ static const char *const state_names[] = {
     [LOAD_PART_DROP] = "part-drop-stage",
     [LOAD_PART_RELEASE] = "part-release",
     [LOAD_REJECTS] = "ledger-rejected",
+    [LOAD_AGGREGATE] = "aggregate",
 };
 
 const char *fr__load_state_name(enum ld_load_state s)
@@ -59,10 +61,12 @@ static const unsigned allowed[] = {
                   B(LOAD_ROLLBACK) | B(LOAD_DONE),
     [LOAD_CHECK] = B(LOAD_MERGE) | B(LOAD_PART_UNDO) | B(LOAD_ROLLBACK) | B(LOAD_DONE),
     [LOAD_ROWDLQ] = B(LOAD_COMMIT) | B(LOAD_ROLLBACK) | B(LOAD_DONE),
-    [LOAD_MERGE] = B(LOAD_RETAIN) | B(LOAD_ROWDLQ) | B(LOAD_COMMIT) | B(LOAD_PART_UNDO) | B(LOAD_PART_DROP) |
-                   B(LOAD_ROLLBACK) | B(LOAD_DONE),
-    [LOAD_RETAIN] =
-        B(LOAD_ROWDLQ) | B(LOAD_COMMIT) | B(LOAD_PART_UNDO) | B(LOAD_PART_DROP) | B(LOAD_ROLLBACK) | B(LOAD_DONE),
+    [LOAD_MERGE] = B(LOAD_RETAIN) | B(LOAD_AGGREGATE) | B(LOAD_ROWDLQ) | B(LOAD_COMMIT) | B(LOAD_PART_UNDO) |
+                   B(LOAD_PART_DROP) | B(LOAD_PART_RELEASE) | B(LOAD_ROLLBACK) | B(LOAD_DONE),
+    [LOAD_RETAIN] = B(LOAD_AGGREGATE) | B(LOAD_ROWDLQ) | B(LOAD_COMMIT) | B(LOAD_PART_UNDO) | B(LOAD_PART_DROP) |
+                    B(LOAD_ROLLBACK) | B(LOAD_DONE),
+    [LOAD_AGGREGATE] = B(LOAD_AGGREGATE) | B(LOAD_ROWDLQ) | B(LOAD_COMMIT) | B(LOAD_PART_UNDO) | B(LOAD_PART_DROP) |
+                       B(LOAD_ROLLBACK) | B(LOAD_DONE),
     [LOAD_COMMIT] = B(LOAD_ACK) | B(LOAD_ROLLBACK) | B(LOAD_DONE),
     [LOAD_ROLLBACK] = B(LOAD_ACK) | B(LOAD_DLQ) | B(LOAD_BEGIN) | B(LOAD_DONE),
     [LOAD_DLQ] = B(LOAD_ACK) | B(LOAD_DONE),
@@ -82,6 +86,7 @@ static void on_pg(fr_pg_t *pg, PGresult *res, void *data);
 static void fail_counted(struct ld_load *l);
 static void on_redis(fr_redis_t *r, redisReply *reply, void *data);
 static int send_row_dlq(struct ld_load *l);
+static void body_done(struct ld_load *l);
 
 static const struct fr_dataset *ds_of(const struct ld_load *l)
 {
@@ -471,7 +476,7 @@ static void enter(struct ld_load *l, enum ld_load_state to)
         break;
     case LOAD_COPY: {
         struct fr_buf data;
-        fr_sql_copy(&s, ds, l->cols, fr_batch_cols(l->b));
+        fr_sql_copy(&s, ds, l->staged, l->cols, fr_batch_cols(l->b));
         fr_buf_init(&data, 0);
         if (fr_batch_copy_text(l->b, l->lo, l->hi, &data) != 0) {
             fr_buf_deinit(&data);
@@ -519,6 +524,12 @@ static void enter(struct ld_load *l, enum ld_load_state to)
         rc = fr_pg_query(ld->app->pg, s.data, 1, params, NULL, on_pg, l);
         break;
     }
+    case LOAD_AGGREGATE:
+        /* The batch's staged rows into each aggregate model it feeds, in
+         * this transaction: the ledger row makes it exactly once. */
+        fr_aggsql_apply(&s, l->e->st->aggs[l->agg_i]->m, ds, "fr_stage", false);
+        rc = fr_pg_query(ld->app->pg, s.data, 0, NULL, NULL, on_pg, l);
+        break;
     case LOAD_COMMIT:
         rc = fr_pg_query(ld->app->pg, "COMMIT", 0, NULL, NULL, on_pg, l);
         break;
@@ -626,7 +637,7 @@ static bool is_data_error(const PGresult *res)
 /* States whose statements write the batch's rows. */
 static bool is_row_state(enum ld_load_state s)
 {
-    return s == LOAD_COPY || s == LOAD_CHECK || s == LOAD_MERGE || s == LOAD_RETAIN;
+    return s == LOAD_COPY || s == LOAD_CHECK || s == LOAD_MERGE || s == LOAD_RETAIN || s == LOAD_AGGREGATE;
 }
 
 /* Appends one row of 5 columns (row, field, value, kind, reason) to r; a
@@ -767,11 +778,21 @@ static void next_part(struct ld_load *l)
     enter(l, LOAD_SAVEPOINT);
 }
 
+/* The dataset's rows are written: the aggregate models next, if any. */
+static void rows_done(struct ld_load *l)
+{
+    l->agg_i = 0;
+    if (l->e->st->n_aggs > 0 && fr_batch_op(l->b) == FR_OP_UPSERT)
+        enter(l, LOAD_AGGREGATE);
+    else
+        body_done(l);
+}
+
 /* The batch's rows (or the current part's) are written. */
 static void body_done(struct ld_load *l)
 {
     if (l->isolate)
-        enter(l, l->keyed ? LOAD_PART_DROP : LOAD_PART_RELEASE);
+        enter(l, l->staged ? LOAD_PART_DROP : LOAD_PART_RELEASE);
     else
         enter(l, l->rej.n_rows > 0 ? LOAD_ROWDLQ : LOAD_COMMIT);
 }
@@ -843,7 +864,7 @@ static void on_pg(fr_pg_t *pg, PGresult *res, void *data)
         else if (l->isolate)
             next_part(l);
         else
-            enter(l, l->keyed ? LOAD_STAGE : LOAD_COPY);
+            enter(l, l->staged ? LOAD_STAGE : LOAD_COPY);
         return;
     case LOAD_STAGE:
         enter(l, LOAD_COPY);
@@ -851,10 +872,10 @@ static void on_pg(fr_pg_t *pg, PGresult *res, void *data)
     case LOAD_COPY:
         if (fr_sql_needs_check(ds_of(l), l->cols, fr_batch_cols(l->b), fr_batch_op(l->b)))
             enter(l, LOAD_CHECK);
-        else if (l->keyed)
+        else if (l->staged)
             enter(l, LOAD_MERGE);
         else
-            body_done(l);
+            rows_done(l);
         return;
     case LOAD_CHECK: {
         struct ld_rows *into = l->isolate ? &l->part_rej : &l->rej;
@@ -867,13 +888,19 @@ static void on_pg(fr_pg_t *pg, PGresult *res, void *data)
         if (ds_of(l)->n_retention_columns > 0 && ds_of(l)->retention_days > 0 && fr_batch_op(l->b) == FR_OP_UPSERT)
             enter(l, LOAD_RETAIN);
         else
-            body_done(l);
+            rows_done(l);
         return;
     case LOAD_RETAIN:
-        body_done(l);
+        rows_done(l);
+        return;
+    case LOAD_AGGREGATE:
+        if (++l->agg_i < l->e->st->n_aggs)
+            enter(l, LOAD_AGGREGATE);
+        else
+            body_done(l);
         return;
     case LOAD_SAVEPOINT:
-        enter(l, l->keyed ? LOAD_STAGE : LOAD_COPY);
+        enter(l, l->staged ? LOAD_STAGE : LOAD_COPY);
         return;
     case LOAD_PART_UNDO:
         part_undone(l);
@@ -971,6 +998,7 @@ void fr__load_start(struct loader *ld, struct ld_entry *e, ld_done_cb done)
     l->t0_ns = fr_mono_ns();
     fr__keyset_init(&l->keys);
     l->keyed = e->st->ds->n_key > 0;
+    l->staged = l->keyed || e->st->n_aggs > 0;
 
     if (!e->batch) {
         /* Deleted from the stream while pending: nothing to load. */

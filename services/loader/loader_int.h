@@ -111,10 +111,12 @@ struct ld_stream {
     uint64_t *m_duplicate;
     uint64_t *m_failed;
     uint64_t *m_dead;
-    uint64_t *m_rows;        /* loader_rows_total */
-    int64_t *m_lag;          /* loader_stream_lag */
-    uint64_t *m_trimmed;     /* loader_stream_trimmed_total: acknowledged entries trimmed */
-    uint64_t *m_archived;    /* loader_dlq_archived_total: dead letters archived to files, then trimmed */
+    uint64_t *m_rows;       /* loader_rows_total */
+    int64_t *m_lag;         /* loader_stream_lag */
+    uint64_t *m_trimmed;    /* loader_stream_trimmed_total: acknowledged entries trimmed */
+    uint64_t *m_archived;   /* loader_dlq_archived_total: dead letters archived to files, then trimmed */
+    struct ld_model **aggs; /* owned array of borrowed: aggregate models fed by its batches */
+    size_t n_aggs;
     int32_t retain_day;      /* UTC day of the last full retention run, INT32_MIN = none yet */
     int32_t retain_next_day; /* day of the run in flight */
 };
@@ -178,6 +180,7 @@ enum ld_load_state {
     LOAD_PART_DROP,    /* DROP TABLE fr_stage sent (the part loaded) */
     LOAD_PART_RELEASE, /* RELEASE SAVEPOINT fr_part sent */
     LOAD_REJECTS,      /* UPDATE freshet.batches SET rejected sent (every part done) */
+    LOAD_AGGREGATE,    /* the staged rows merged into aggregate model agg_i sent */
 };
 
 enum ld_outcome {
@@ -212,6 +215,8 @@ struct ld_load {
     enum ld_outcome outcome;
     bool ack_lost;         /* committed, but the XACK got no reply (Redis lost) */
     bool keyed;            /* dataset has a key */
+    bool staged;           /* rows go through fr_stage: keyed, or aggregate models read them */
+    size_t agg_i;          /* LOAD_AGGREGATE: index in st->aggs */
     char reason[1024];     /* why it failed / was dead-lettered */
     uint64_t t0_ns;        /* start, for loader_batch_seconds */
     struct fr_keyset keys; /* distinct dataset/model keys for batch.loaded */

@@ -616,6 +616,18 @@ static void init_metrics_stream(struct loader *ld, struct ld_stream *st)
     free(l);
 }
 
+/* An aggregate model is maintained by the loads of its dataset's stream. */
+static void link_aggregate(struct loader *ld, struct ld_model *m)
+{
+    for (size_t i = 0; i < ld->n_streams; i++) {
+        struct ld_stream *st = &ld->streams[i];
+        if (st->p != m->p || strcmp(st->ds->name, m->m->from) != 0)
+            continue;
+        st->aggs = fr_xrealloc(st->aggs, (st->n_aggs + 1) * sizeof(*st->aggs));
+        st->aggs[st->n_aggs++] = m;
+    }
+}
+
 static int loader_init(struct loader *ld, struct fr_app *app, char err[FR_ERR_LEN])
 {
     const char *consumer = getenv("FRESHET_CONSUMER");
@@ -693,6 +705,10 @@ static int loader_init(struct loader *ld, struct fr_app *app, char err[FR_ERR_LE
                          m->m->name);
                 return -EINVAL;
             }
+            if (m->m->kind == FR_MODEL_AGGREGATE) {
+                link_aggregate(ld, m); /* maintained by its dataset's loads */
+                continue;
+            }
             fr__model_build_sql(m);
             l = fr_xasprintf("model=\"%s\"", m->state_name);
             m->m_secs = fr_metrics_histogram(app->metrics, "model_refresh_seconds", "Model refresh time", l);
@@ -708,6 +724,12 @@ static int loader_init(struct loader *ld, struct fr_app *app, char err[FR_ERR_LE
             for (size_t mi = 0; mi < ld->n_models; mi++)
                 if (ld->models[mi].p == p && strcmp(ld->models[mi].m->name, c->model) == 0)
                     model = &ld->models[mi];
+            if (model && model->m->kind == FR_MODEL_AGGREGATE) {
+                fr_warn("cache %s of pipeline %s is filled from aggregate model '%s': the loader does not write it; "
+                        "serve it through a select model reading the aggregate",
+                        c->name, p->name, c->model);
+                continue;
+            }
             if (!model) {
                 fr_warn("cache %s of pipeline %s is filled from '%s', which is not a model: the loader does not "
                         "write it",
@@ -756,6 +778,7 @@ static void loader_deinit(struct loader *ld)
         free(ld->streams[i].dlq);
         free(ld->streams[i].fail_id);
         free(ld->streams[i].fail_reason);
+        free(ld->streams[i].aggs);
     }
     for (size_t i = 0; i < ld->n_models; i++) {
         free(ld->models[i].state_name);

@@ -7,6 +7,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "aggsql.h"
 #include "loader_int.h"
 #include "log.h"
 
@@ -92,6 +93,36 @@ static void add_index(struct ld_migrate *m, struct fr_buf *b, const char *dsname
     add(m, b);
 }
 
+/* An aggregate model's table; the first time (no freshet.model_state row
+ * yet), filled from every row its dataset already holds, in this
+ * transaction, so batches loaded before the model existed count too. */
+static void add_aggregate(struct ld_migrate *m, struct fr_buf *b, const struct fr_pipeline *p,
+                          const struct fr_model *mo)
+{
+    const struct fr_dataset *ds = fr_pipeline_dataset(p, mo->from);
+    struct fr_buf src;
+
+    fr_aggsql_table(b, mo, false);
+    add(m, b);
+    fr_aggsql_table(b, mo, true);
+    add(m, b);
+    /* Names inside the literals are identifiers validated by config. */
+    fr_buf_init(&src, 0);
+    (void)fr_buf_puts(&src, "(SELECT * FROM ");
+    fr_buf_sql_ident(&src, ds->table);
+    (void)fr_buf_printf(&src,
+                        " WHERE NOT EXISTS (SELECT 1 FROM freshet.model_state WHERE model = '%s.%s')) AS fr_src",
+                        p->name, mo->name);
+    fr_aggsql_apply(b, mo, ds, src.data, false);
+    add(m, b);
+    fr_buf_deinit(&src);
+    (void)fr_buf_printf(b,
+                        "INSERT INTO freshet.model_state (model, day, refreshed_at) VALUES ('%s.%s', NULL, now()) "
+                        "ON CONFLICT (model) DO NOTHING",
+                        p->name, mo->name);
+    add(m, b);
+}
+
 static void build(struct loader *ld)
 {
     struct ld_migrate *m = &ld->mig;
@@ -132,6 +163,10 @@ static void build(struct loader *ld)
         }
         for (size_t mi = 0; mi < p->n_models; mi++) {
             const struct fr_model *mo = &p->models[mi];
+            if (mo->kind == FR_MODEL_AGGREGATE) {
+                add_aggregate(m, &b, p, mo);
+                continue;
+            }
             add_table(m, &b, mo->table, mo->columns, mo->n_columns, mo->key, mo->n_key);
             /* Incremental refreshes select the inputs by the model key. */
             for (size_t ii = 0; ii < mo->n_inputs; ii++) {

@@ -47,21 +47,51 @@ static void mark_all(struct ld_model *m)
     m->last_touch_ms = 1;
 }
 
+static bool is_aggregate(const struct ld_model *m)
+{
+    return m->m->kind == FR_MODEL_AGGREGATE;
+}
+
+/* True when select model m reads dataset `ds` directly or through an
+ * aggregate model of it (maintained in the batch's transaction). */
+static bool fed_by(const struct loader *ld, const struct ld_model *m, const struct fr_pipeline *p, const char *ds)
+{
+    if (m->p != p || is_aggregate(m))
+        return false;
+    for (size_t k = 0; k < m->m->n_inputs; k++) {
+        if (strcmp(m->m->inputs[k], ds) == 0)
+            return true;
+        for (size_t j = 0; j < ld->n_models; j++) {
+            const struct ld_model *a = &ld->models[j];
+            if (a->p == p && is_aggregate(a) && strcmp(a->m->name, m->m->inputs[k]) == 0 &&
+                strcmp(a->m->from, ds) == 0)
+                return true;
+        }
+    }
+    return false;
+}
+
+/* True when select model m reads select model `up`. */
+static bool reads_model(const struct ld_model *m, const struct ld_model *up)
+{
+    if (m->p != up->p || is_aggregate(m) || is_aggregate(up) || m == up)
+        return false;
+    for (size_t k = 0; k < m->m->n_inputs; k++)
+        if (strcmp(m->m->inputs[k], up->m->name) == 0)
+            return true;
+    return false;
+}
+
 void fr__model_touch(struct loader *ld, const struct ld_stream *st, const fr_batch_t *b)
 {
     uint64_t now = fr_mono_ms();
 
     for (size_t i = 0; i < ld->n_models; i++) {
         struct ld_model *m = &ld->models[i];
-        bool fed = false;
         size_t ci = 0;
         bool found = false;
 
-        if (m->p != st->p)
-            continue;
-        for (size_t k = 0; k < m->m->n_inputs && !fed; k++)
-            fed = strcmp(m->m->inputs[k], st->ds->name) == 0;
-        if (!fed)
+        if (!fed_by(ld, m, st->p, st->ds->name))
             continue;
         if (!m->first_touch_ms)
             m->first_touch_ms = now;
@@ -100,17 +130,62 @@ void fr__model_touch_all(struct loader *ld, const struct ld_stream *st)
 {
     for (size_t i = 0; i < ld->n_models; i++) {
         struct ld_model *m = &ld->models[i];
-        if (m->p != st->p)
+        if (fed_by(ld, m, st->p, st->ds->name)) {
+            mark_all(m);
+            m->first_touch_ms = fr_mono_ms(); /* coalesce like any batch */
+            m->last_touch_ms = m->first_touch_ms;
+        }
+    }
+}
+
+/* Select model `up` refreshed: the models reading it are stale for the keys
+ * of its changed rows (their values of the reader's key column), or in
+ * full when `up` has no such column or was refreshed in full. */
+static void touch_readers(struct loader *ld, const struct ld_model *up, const struct ld_rows *rows, bool all)
+{
+    uint64_t now = fr_mono_ms();
+
+    for (size_t i = 0; i < ld->n_models; i++) {
+        struct ld_model *m = &ld->models[i];
+        int ci;
+
+        if (!reads_model(m, up) || rows->n_rows == 0)
             continue;
-        for (size_t k = 0; k < m->m->n_inputs; k++) {
-            if (strcmp(m->m->inputs[k], st->ds->name) == 0) {
+        if (!m->first_touch_ms)
+            m->first_touch_ms = now;
+        m->last_touch_ms = now;
+        if (m->all)
+            continue;
+        ci = m->key_col >= 0 ? fr_column_index(up->m->columns, up->m->n_columns, m->m->key[0]) : -1;
+        if (all || ci < 0) {
+            mark_all(m);
+            continue;
+        }
+        for (size_t r = 0; r < rows->n_rows; r++) {
+            int len;
+            const char *v = fr__rows_val(rows, r, (size_t)ci, &len);
+            if (v)
+                (void)fr__keyset_add(&m->touched, v, (size_t)len);
+            if (m->touched.n > LD_FULL_REFRESH_KEYS) {
                 mark_all(m);
-                m->first_touch_ms = fr_mono_ms(); /* coalesce like any batch */
-                m->last_touch_ms = m->first_touch_ms;
                 break;
             }
         }
     }
+}
+
+/* True while a select model m reads has keys waiting or is refreshing: m
+ * waits, so that it refreshes once, after its inputs (dependency order). */
+static bool upstream_pending(const struct loader *ld, const struct ld_model *m)
+{
+    for (size_t j = 0; j < ld->n_models; j++) {
+        const struct ld_model *up = &ld->models[j];
+        if (!reads_model(m, up))
+            continue;
+        if (up->all || up->touched.n > 0 || (ld->refreshing && ld->refresh.model == up))
+            return true;
+    }
+    return false;
 }
 
 struct ld_model *fr__model_due(struct loader *ld, bool stream_idle, uint64_t *wait_ms)
@@ -122,6 +197,8 @@ struct ld_model *fr__model_due(struct loader *ld, bool stream_idle, uint64_t *wa
         struct ld_model *m = &ld->models[i];
         uint64_t due;
 
+        if (is_aggregate(m) || upstream_pending(ld, m))
+            continue;
         if (!m->all && m->touched.n == 0) {
             if (m->first_touch_ms && !m->all) /* touched with no key values (nulls) */
                 m->first_touch_ms = 0;
@@ -153,7 +230,7 @@ void fr__model_day_check(struct loader *ld)
         struct ld_model *m = &ld->models[i];
         int32_t today;
 
-        if (!m->m->daily || m->all || m->day == INT32_MIN)
+        if (is_aggregate(m) || !m->m->daily || m->all || m->day == INT32_MIN)
             continue;
         if (ld->refreshing && ld->refresh.model == m)
             continue;
@@ -200,7 +277,8 @@ static void on_state(fr_pg_t *pg, PGresult *res, void *data)
      * refresh was another day must be; and a crash may have left keys of
      * acknowledged batches unrefreshed), then its caches resynced. */
     for (size_t i = 0; i < ld->n_models; i++)
-        mark_all(&ld->models[i]);
+        if (!is_aggregate(&ld->models[i]))
+            mark_all(&ld->models[i]);
     ld->state_done(ld, 0);
 }
 
@@ -283,6 +361,7 @@ static void finish_refresh(struct loader *ld)
 {
     struct ld_refresh *r = &ld->refresh;
 
+    touch_readers(ld, r->model, &r->rows, r->all);
     fr__rows_deinit(&r->rows);
     fr__keyset_deinit(&r->keys);
     r->model->retry_at_ms = 0;

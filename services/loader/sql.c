@@ -89,10 +89,10 @@ void fr_sql_stage(struct fr_buf *s, const struct fr_dataset *ds, size_t first_ro
                         first_row);
 }
 
-void fr_sql_copy(struct fr_buf *s, const struct fr_dataset *ds, const char *const *cols, size_t n_cols)
+void fr_sql_copy(struct fr_buf *s, const struct fr_dataset *ds, bool staged, const char *const *cols, size_t n_cols)
 {
     (void)fr_buf_puts(s, "COPY ");
-    if (ds->n_key > 0)
+    if (staged)
         (void)fr_buf_puts(s, "fr_stage");
     else
         fr_buf_sql_ident(s, ds->table);
@@ -226,6 +226,17 @@ bool fr_sql_merge(struct fr_buf *s, const struct fr_dataset *ds, const char *con
 
     if (op != FR_OP_UPSERT)
         return build_delete(s, ds, op);
+    if (ds->n_key == 0) {
+        /* Append-only, staged for an aggregate model: every row goes in. */
+        (void)fr_buf_puts(s, "INSERT INTO ");
+        fr_buf_sql_ident(s, ds->table);
+        (void)fr_buf_puts(s, " (");
+        put_cols(s, cols, n_cols);
+        (void)fr_buf_puts(s, ") SELECT ");
+        put_cols(s, cols, n_cols);
+        (void)fr_buf_puts(s, " FROM fr_stage");
+        return false;
+    }
     (void)fr_buf_puts(s, "INSERT INTO ");
     fr_buf_sql_ident(s, ds->table);
     (void)fr_buf_puts(s, " AS fr_t (");

@@ -35,9 +35,10 @@
  * 0-based index in the batch, counting from first_row) ON COMMIT DROP. */
 void fr_sql_stage(struct fr_buf *s, const struct fr_dataset *ds, size_t first_row);
 
-/* COPY fr_stage (keyed datasets) or the table (append-only ones) (cols)
+/* COPY fr_stage (staged: keyed datasets, and append-only ones an
+ * aggregate model reads) or the table (other append-only ones) (cols)
  * FROM STDIN. */
-void fr_sql_copy(struct fr_buf *s, const struct fr_dataset *ds, const char *const *cols, size_t n_cols);
+void fr_sql_copy(struct fr_buf *s, const struct fr_dataset *ds, bool staged, const char *const *cols, size_t n_cols);
 
 /* True when a batch of op with these columns goes through the constraint
  * check: an upsert of a keyed dataset carrying a references or unique
@@ -52,7 +53,8 @@ void fr_sql_check(struct fr_buf *s, const struct fr_pipeline *p, const struct fr
                   size_t n_cols);
 
 /* The upsert of the stage into the table by the merge rules (op upsert), or
- * the delete / soft delete (op delete, hard_delete). Returns true when the
+ * the delete / soft delete (op delete, hard_delete); for an append-only
+ * dataset, the INSERT of the staged rows. Returns true when the
  * statement takes $1 (the batch's produced time, for a soft delete). */
 bool fr_sql_merge(struct fr_buf *s, const struct fr_dataset *ds, const char *const *cols, size_t n_cols,
                   enum fr_batch_op op);

@@ -122,8 +122,16 @@ static void test_players_pipeline(void **state)
     assert_int_equal(s->batch_latency_ms, 20);
     assert_int_equal(s->scan_interval_ms, 1000);
 
-    assert_int_equal(p->n_models, 1);
+    assert_int_equal(p->n_models, 2);
+    /* the aggregate first: user_panel reads it */
+    const struct fr_model *a = &p->models[0];
+    assert_string_equal(a->name, "player_days");
+    assert_int_equal(a->kind, FR_MODEL_AGGREGATE);
+    assert_string_equal(a->from, "events");
+    assert_int_equal(a->n_key, 2);
+    assert_int_equal(a->agg[fr_column_index(a->columns, a->n_columns, "deposits")].limit, 10);
     const struct fr_model *m = fr_pipeline_model(p, "user_panel");
+    assert_ptr_equal(m, &p->models[1]);
     assert_non_null(m);
     assert_string_equal(m->table, "players.user_panel");
     assert_int_equal(m->n_columns, 6);
@@ -131,12 +139,12 @@ static void test_players_pipeline(void **state)
     assert_int_equal(m->n_key, 1);
     assert_string_equal(m->key[0], "player_id");
     assert_int_equal(m->n_inputs, 1);
-    assert_string_equal(m->inputs[0], "events");
+    assert_string_equal(m->inputs[0], "player_days");
     assert_true(m->daily);
     assert_int_equal(m->coalesce_ms, 20);
     assert_non_null(strstr(m->sql_path, "pipelines/players/models/user_panel.sql"));
     assert_non_null(strstr(m->sql, "$1"));
-    assert_non_null(strstr(m->sql, "players.events"));
+    assert_non_null(strstr(m->sql, "players.player_days"));
 
     assert_int_equal(p->n_caches, 1);
     const struct fr_cache *c = fr_pipeline_cache(p, "user_panel");
@@ -330,7 +338,7 @@ static void test_errors_models(void **state)
 {
     (void)state;
     expect_error(MODEL "    sql: models/m.sql\n    inputs: [nope]\n    columns:\n      - {name: id, type: text}\n",
-                 "[nope]", "reads unknown dataset 'nope'");
+                 "[nope]", "reads unknown dataset or model 'nope'");
     expect_error(MODEL
                  "    sql: models/missing.sql\n    inputs: [ev]\n    columns:\n      - {name: id, type: text}\n",
                  "models/missing.sql", "cannot read the SQL of model 'm'");

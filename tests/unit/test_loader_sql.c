@@ -16,6 +16,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "../../services/loader/aggsql.c"
 #include "../../services/loader/sql.c"
 
 static const char yaml[] = "pipeline: t\n"
@@ -65,6 +66,21 @@ static const char yaml[] = "pipeline: t\n"
                            "    columns:\n"
                            "      - {name: id, type: bigint}\n"
                            "      - {name: n, type: bigint}\n"
+                           "  agg:\n"
+                           "    kind: aggregate\n"
+                           "    from: ev\n"
+                           "    as: rows\n"
+                           "    sql: models/agg.sql\n"
+                           "    key: [id]\n"
+                           "    columns:\n"
+                           "      - {name: id, type: bigint}\n"
+                           "      - {name: n, type: bigint, merge: count}\n"
+                           "      - {name: total, type: bigint, merge: sum}\n"
+                           "      - {name: lo, type: timestamptz, merge: min}\n"
+                           "      - {name: hi, type: timestamptz, merge: max}\n"
+                           "      - {name: first_v, type: bigint, merge: first, by: lo}\n"
+                           "      - {name: last_v, type: bigint, merge: latest, by: hi}\n"
+                           "      - {name: recent, type: bigint, merge: list, by: hi, limit: 3, within: 2 hours}\n"
                            "  pairs:\n"
                            "    sql: models/pairs.sql\n"
                            "    inputs: [tags]\n"
@@ -102,6 +118,8 @@ static int setup(void **state)
     write_file("models/panel.sql", "SELECT id, count(*) AS n FROM t.ev\n"
                                    "WHERE $1::text[] IS NULL OR id::text = ANY ($1) GROUP BY id;\n\n");
     write_file("models/pairs.sql", "SELECT DISTINCT a, b FROM t.tags");
+    write_file("models/agg.sql", "SELECT id, 1 AS n, id AS total, ts AS lo, ts AS hi, id AS first_v, id AS last_v, "
+                                 "id AS recent FROM rows;\n");
     pl = fr_pipeline_parse(yaml, strlen(yaml), "t.yaml", dir, err);
     if (!pl) {
         fprintf(stderr, "parse: %s\n", err);
@@ -119,6 +137,8 @@ static int teardown(void **state)
     snprintf(path, sizeof(path), "%s/models/panel.sql", dir);
     unlink(path);
     snprintf(path, sizeof(path), "%s/models/pairs.sql", dir);
+    unlink(path);
+    snprintf(path, sizeof(path), "%s/models/agg.sql", dir);
     unlink(path);
     snprintf(path, sizeof(path), "%s/models", dir);
     rmdir(path);
@@ -169,10 +189,15 @@ static void test_stage_copy(void **state)
     fr_sql_stage(&b, ds("dept"), 17);
     expect(&b, "CREATE TEMP TABLE fr_stage (LIKE \"t\".\"dept\" INCLUDING DEFAULTS, fr_row integer GENERATED ALWAYS "
                "AS IDENTITY (START WITH 17 MINVALUE 0)) ON COMMIT DROP");
-    fr_sql_copy(&b, ds("ev"), ev_cols, N(ev_cols));
+    fr_sql_copy(&b, ds("ev"), false, ev_cols, N(ev_cols));
     expect(&b, "COPY \"t\".\"ev\" (\"id\", \"ts\") FROM STDIN");
-    fr_sql_copy(&b, ds("dept"), dept_cols, N(dept_cols));
+    fr_sql_copy(&b, ds("dept"), true, dept_cols, N(dept_cols));
     expect(&b, "COPY fr_stage (\"id\", \"name\") FROM STDIN");
+    /* an append-only dataset an aggregate model reads is staged, then appended */
+    fr_sql_copy(&b, ds("ev"), true, ev_cols, N(ev_cols));
+    expect(&b, "COPY fr_stage (\"id\", \"ts\") FROM STDIN");
+    assert_false(fr_sql_merge(&b, ds("ev"), ev_cols, N(ev_cols), FR_OP_UPSERT));
+    expect(&b, "INSERT INTO \"t\".\"ev\" (\"id\", \"ts\") SELECT \"id\", \"ts\" FROM fr_stage");
     fr_buf_deinit(&b);
 }
 
@@ -345,11 +370,70 @@ static void test_model_refresh(void **state)
     fr_buf_deinit(&b);
 }
 
+static void test_aggregate(void **state)
+{
+    struct fr_buf b;
+
+    (void)state;
+    fr_buf_init(&b, 0);
+    fr_aggsql_apply(&b, model("agg"), ds("ev"), "fr_stage", true);
+    expect(&b, "WITH \"rows\" AS (SELECT \"id\", \"ts\" FROM fr_stage),\n"
+               "fr_rows AS (\n"
+               "SELECT id, 1 AS n, id AS total, ts AS lo, ts AS hi, id AS first_v, id AS last_v, id AS recent FROM r"
+               "ows\n"
+               "),\n"
+               "fr_win AS (SELECT fr_rows.*, max(\"hi\") OVER (PARTITION BY \"id\") AS fr_max_7 FROM fr_rows),\n"
+               "fr_agg AS (SELECT \"id\" AS \"id\", count(\"n\") AS \"n\", sum(\"total\") AS \"total\", min(\"lo\") "
+               "AS \"lo\", max(\"hi\") AS \"hi\", (array_agg(\"first_v\" ORDER BY \"lo\" ASC NULLS LAST, \"first_v\""
+               " ASC NULLS LAST))[1] AS \"first_v\", (array_agg(\"last_v\" ORDER BY \"hi\" DESC NULLS LAST, \"last_v"
+               "\" DESC NULLS LAST))[1] AS \"last_v\", (array_agg(\"recent\" ORDER BY \"hi\" DESC, \"recent\" DESC N"
+               "ULLS LAST) FILTER (WHERE \"hi\" IS NOT NULL AND \"hi\" >= fr_max_7 - interval '7200 seconds'))[1:3] "
+               "AS \"recent\", (array_agg(\"hi\" ORDER BY \"hi\" DESC, \"recent\" DESC NULLS LAST) FILTER (WHERE \"h"
+               "i\" IS NOT NULL AND \"hi\" >= fr_max_7 - interval '7200 seconds'))[1:3] AS \"recent__by\" FROM fr_wi"
+               "n WHERE \"id\" IS NOT NULL GROUP BY \"id\")\n"
+               "INSERT INTO \"t\".\"agg\" AS fr_t (\"id\", \"n\", \"total\", \"lo\", \"hi\", \"first_v\", \"last_v\""
+               ", \"recent\", \"recent__by\") SELECT \"id\", \"n\", \"total\", \"lo\", \"hi\", \"first_v\", \"last_v"
+               "\", \"recent\", \"recent__by\" FROM fr_agg ON CONFLICT (\"id\") DO UPDATE SET\n"
+               "  \"n\" = COALESCE(fr_t.\"n\", 0) + COALESCE(EXCLUDED.\"n\", 0),\n"
+               "  \"total\" = COALESCE(fr_t.\"total\" + EXCLUDED.\"total\", fr_t.\"total\", EXCLUDED.\"total\"),\n"
+               "  \"lo\" = LEAST(fr_t.\"lo\", EXCLUDED.\"lo\"),\n"
+               "  \"hi\" = GREATEST(fr_t.\"hi\", EXCLUDED.\"hi\"),\n"
+               "  \"first_v\" = CASE WHEN EXCLUDED.\"lo\" < fr_t.\"lo\" OR (fr_t.\"lo\" IS NULL AND EXCLUDED.\"lo\" "
+               "IS NOT NULL) THEN EXCLUDED.\"first_v\" WHEN EXCLUDED.\"lo\" IS NOT DISTINCT FROM fr_t.\"lo\" THEN LE"
+               "AST(fr_t.\"first_v\", EXCLUDED.\"first_v\") ELSE fr_t.\"first_v\" END,\n"
+               "  \"last_v\" = CASE WHEN EXCLUDED.\"hi\" > fr_t.\"hi\" OR (fr_t.\"hi\" IS NULL AND EXCLUDED.\"hi\" I"
+               "S NOT NULL) THEN EXCLUDED.\"last_v\" WHEN EXCLUDED.\"hi\" IS NOT DISTINCT FROM fr_t.\"hi\" THEN GREA"
+               "TEST(fr_t.\"last_v\", EXCLUDED.\"last_v\") ELSE fr_t.\"last_v\" END,\n"
+               "  \"recent\" = (SELECT array_agg(fr_l.v ORDER BY fr_l.b DESC, fr_l.v DESC NULLS LAST) FROM (SELECT f"
+               "r_u.b, fr_u.v FROM unnest(fr_t.\"recent__by\" || EXCLUDED.\"recent__by\", fr_t.\"recent\" || EXCLUDE"
+               "D.\"recent\") AS fr_u(b, v) WHERE fr_u.b >= (SELECT max(fr_x) FROM unnest(fr_t.\"recent__by\" || EXC"
+               "LUDED.\"recent__by\") AS fr_x) - interval '7200 seconds' ORDER BY fr_u.b DESC, fr_u.v DESC NULLS LAS"
+               "T LIMIT 3) AS fr_l),\n"
+               "  \"recent__by\" = (SELECT array_agg(fr_l.b ORDER BY fr_l.b DESC, fr_l.v DESC NULLS LAST) FROM (SELE"
+               "CT fr_u.b, fr_u.v FROM unnest(fr_t.\"recent__by\" || EXCLUDED.\"recent__by\", fr_t.\"recent\" || EXC"
+               "LUDED.\"recent\") AS fr_u(b, v) WHERE fr_u.b >= (SELECT max(fr_x) FROM unnest(fr_t.\"recent__by\" ||"
+               " EXCLUDED.\"recent__by\") AS fr_x) - interval '7200 seconds' ORDER BY fr_u.b DESC, fr_u.v DESC NULLS"
+               " LAST LIMIT 3) AS fr_l)\n"
+               "RETURNING fr_t.\"id\"::text");
+    fr_aggsql_table(&b, model("agg"), false);
+    expect(&b, "CREATE TABLE IF NOT EXISTS \"t\".\"agg\" (\"id\" bigint, \"n\" bigint, \"total\" bigint, \"lo\" time"
+               "stamptz, \"hi\" timestamptz, \"first_v\" bigint, \"last_v\" bigint, \"recent\" bigint[], \"recent__b"
+               "y\" timestamptz[], PRIMARY KEY (\"id\"))");
+    fr_aggsql_table(&b, model("agg"), true);
+    expect(&b, "ALTER TABLE \"t\".\"agg\" ADD COLUMN IF NOT EXISTS \"id\" bigint, ADD COLUMN IF NOT EXISTS \"n\" big"
+               "int, ADD COLUMN IF NOT EXISTS \"total\" bigint, ADD COLUMN IF NOT EXISTS \"lo\" timestamptz, ADD COL"
+               "UMN IF NOT EXISTS \"hi\" timestamptz, ADD COLUMN IF NOT EXISTS \"first_v\" bigint, ADD COLUMN IF NOT"
+               " EXISTS \"last_v\" bigint, ADD COLUMN IF NOT EXISTS \"recent\" bigint[], ADD COLUMN IF NOT EXISTS \""
+               "recent__by\" timestamptz[]");
+    fr_buf_deinit(&b);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_stage_copy), cmocka_unit_test(test_merge),  cmocka_unit_test(test_delete),
         cmocka_unit_test(test_check),      cmocka_unit_test(test_retain), cmocka_unit_test(test_model_refresh),
+        cmocka_unit_test(test_aggregate),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
 }
