@@ -371,7 +371,7 @@ static int rq_replica(struct rq *q, int i)
 /* A replica's answer that the primary should give instead: none (lost,
  * timed out), a recovery conflict (40001), the standby shutting down (57P)
  * or a connection error (08). Other errors are the query's own. */
-static bool retry_on_primary(PGresult *res)
+static bool retry_on_primary(const PGresult *res)
 {
     if (!res)
         return true;
@@ -488,6 +488,45 @@ int fr_readpool_query(fr_readpool_t *rp, fr_pg_t *primary, const char *caller, c
     if (!uv_is_active((uv_handle_t *)&rp->wait))
         uv_timer_start(&rp->wait, on_wait_timer, WAIT_TICK_MS, WAIT_TICK_MS);
     return 0;
+}
+
+int fr_readpool_pick_now(fr_readpool_t *rp, const char *caller)
+{
+    if (!rp || rp->closing)
+        return -1;
+    uint64_t need = caller ? fr_readpool_ryw_get(caller, now_ms(rp), rp->o.ryw_ms) : 0;
+    bool passed = false;
+    int i = need == UINT64_MAX ? -1 : pick(rp, need, &passed);
+    if (i >= 0 && !passed)
+        i = -1; /* read-your-writes: only a replica known to have the write */
+    uint64_t *c = i >= 0 ? rp->reads_replica : rp->reads_primary;
+    if (c)
+        (*c)++;
+    return i;
+}
+
+fr_pg_t *fr_readpool_conn(fr_readpool_t *rp, int i)
+{
+    if (!rp || rp->closing || i < 0 || (size_t)i >= rp->n || !rp->r[i].pg || !fr_pg_connected(rp->r[i].pg))
+        return NULL;
+    return rp->r[i].pg;
+}
+
+bool fr_readpool_failed(fr_readpool_t *rp, int i, const PGresult *res)
+{
+    if (!retry_on_primary(res))
+        return false;
+    if (rp && !rp->closing && i >= 0 && (size_t)i < rp->n) {
+        if (!res)
+            rp->r[i].ok_ms = 0; /* stopped or gone: skip it until a probe answers */
+        fr_warn("read replica %s failed a cursor read%s%s; running it on the primary", rp->r[i].name,
+                res ? ": " : "", res ? PQresultErrorMessage(res) : "");
+    }
+    if (rp && rp->reads_fallback)
+        (*rp->reads_fallback)++;
+    if (rp && rp->reads_primary)
+        (*rp->reads_primary)++;
+    return true;
 }
 
 struct lsn_note {

@@ -67,9 +67,25 @@ void fr_readpool_caller(fr_http_req_t *req, bool keys_on, char out[FR_READPOOL_C
  * once, never before this returns, with the answering client; res NULL as
  * for fr_pg_query. caller may be NULL (no read-your-writes). Returns 0, or
  * -ENOTCONN when neither a replica nor the primary can take it (cb will NOT
- * fire). */
+ * fire). cb's client is the primary's pointer exactly when the primary
+ * answered. */
 FR_MUST_CHECK int fr_readpool_query(fr_readpool_t *rp, fr_pg_t *primary, const char *caller, const char *sql,
                                     int nparams, const char *const *params, fr_pg_cb cb, void *data);
+
+/* For a read that must run on one connection from start to end (a list's
+ * cursor: DECLARE, FETCHes, CLOSE): a healthy replica that has already
+ * replayed caller's last write (no waiting), or -1 for the primary. Counts
+ * the read (api_db_reads_total) either way. NULL rp: -1. */
+int fr_readpool_pick_now(fr_readpool_t *rp, const char *caller);
+/* The connection of replica i (from fr_readpool_pick_now), or NULL when it
+ * is gone (pool closing or closed, connection lost): run on the primary. */
+fr_pg_t *fr_readpool_conn(fr_readpool_t *rp, int i);
+/* Replica i failed a pick_now read before anything was answered (res as
+ * the failing callback got it): true when the read should run again on
+ * the primary (lost, timed out, recovery conflict, standby shutting down);
+ * then the replica is skipped until a probe answers and the fallback is
+ * counted. */
+bool fr_readpool_failed(fr_readpool_t *rp, int i, const PGresult *res);
 
 /* A write of caller's was answered 2xx: remember the primary's WAL position
  * now (asked on primary; until it answers the caller reads the primary).

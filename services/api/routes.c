@@ -339,6 +339,11 @@ static struct preq *preq_new(struct fr_api_worker *w, fr_http_req_t *req, const 
 static void start(struct fr_api_worker *w, struct preq *p, fr_store_lookup_t *lk, bool probed)
 {
     w->inflight++;
+    if (w->readpool) { /* a PostgreSQL fallback may read a replica: read-your-writes by caller */
+        char caller[FR_READPOOL_CALLER_LEN];
+        fr_readpool_caller(p->req, w->auth != NULL, caller);
+        fr_store_lookup_set_caller(lk, caller);
+    }
     fr_store_lookup_start(lk, probed, on_lookup_done, p);
 }
 
@@ -661,6 +666,8 @@ static int cache_add(struct fr_api_worker *w, const struct fr_pipeline *p, const
         .n_attrs = c->n_attrs,
     };
     c->store = fr_store_new(&w->app->redis, &w->app->pg, &schema, entries, w->metrics, err);
+    if (c->store)
+        fr_store_set_readpool(c->store, &w->readpool); /* read replicas for the PostgreSQL fallback */
     return c->store ? 0 : -EINVAL;
 }
 

@@ -3,8 +3,9 @@
  * readpool.c), the optional exists check (404 with the route's not_found),
  * results as JSON or CSV (render.c for a cell) in the route's shape (one,
  * value, list, envelope), and list/envelope results paged from a WITH HOLD
- * cursor on a bounded stream slot (workers.c), streamed in chunks with
- * backpressure. */
+ * cursor on a bounded stream slot (workers.c; the cursor itself on a read
+ * replica that has the caller's writes, when there is one), streamed in
+ * chunks with backpressure. */
 #include <errno.h>
 #include <inttypes.h>
 #include <jansson.h>
@@ -53,6 +54,9 @@ struct sqlreq {
     char cursor[40];                /* list/envelope: the WITH HOLD cursor on the slot's connection */
     struct fr_api_stream_slot slot; /* list/envelope: the cursor's bounded slot (workers.h) */
     size_t rows;                    /* rows rendered so far */
+    int replica;                    /* list/envelope: the read replica holding the cursor, -1: the slot's */
+    bool no_replica;                /* a replica failed the cursor: the primary's stream connection */
+    bool declare_failed;            /* the replica failed the DECLARE: its FETCH runs it again on the primary */
     struct fr_buf page;             /* owned: one page of output */
 };
 
@@ -230,6 +234,16 @@ static void page_suffix(struct sqlreq *sr, struct fr_buf *b)
 
 static void on_ignore(fr_pg_t *pg, PGresult *res, void *data)
 {
+/* The connection holding sr's cursor: its read replica's, else the stream
+ * slot's on the primary (NULL: gone). */
+static fr_pg_t *cursor_pg(struct sqlreq *sr)
+{
+    struct fr_api_worker *w = sr->e->w;
+    return sr->replica >= 0 ? fr_readpool_conn(w->readpool, sr->replica) : fr_api_stream_pg(w, &sr->slot);
+}
+
+static void run_sql(struct sqlreq *sr);
+
     (void)pg;
     (void)res;
     struct fr_api_worker *w = data;
@@ -241,7 +255,7 @@ static void on_ignore(fr_pg_t *pg, PGresult *res, void *data)
 static void close_cursor(struct sqlreq *sr)
 {
     struct fr_api_worker *w = sr->e->w;
-    fr_pg_t *pg = fr_api_stream_pg(w, &sr->slot);
+    fr_pg_t *pg = cursor_pg(sr);
     char sql[64];
     snprintf(sql, sizeof(sql), "CLOSE %s", sr->cursor);
     if (pg && fr_pg_connected(pg) && fr_pg_query(pg, sql, 0, NULL, NULL, on_ignore, w) == 0)
@@ -267,6 +281,15 @@ static void on_page(fr_pg_t *pg, PGresult *res, void *data)
     w->inflight--;
     if (!res || PQresultStatus(res) != PGRES_TUPLES_OK) {
         /* sr lives in the request's arena: finish with it before answering */
+    if (sr->replica >= 0 && !sr->streaming && sr->rows == 0 &&
+        (sr->declare_failed ||
+         ((!res || PQresultStatus(res) != PGRES_TUPLES_OK) && fr_readpool_failed(w->readpool, sr->replica, res)))) {
+        close_cursor(sr);      /* if it is still open there; gives the slot back */
+        sr->no_replica = true; /* nothing answered yet: the whole read again on the primary */
+        fr_buf_deinit(&sr->page);
+        run_sql(sr);
+        return;
+    }
         if (res) {
             fr_warn("route %s: query failed: %s", sr->er->r->name, PQresultErrorMessage(res));
             close_cursor(sr);
@@ -331,7 +354,7 @@ static void fetch_page(struct sqlreq *sr)
     struct fr_api_worker *w = sr->e->w;
     char sql[80];
     snprintf(sql, sizeof(sql), "FETCH %d FROM %s", PAGE_ROWS, sr->cursor);
-    fr_pg_t *pg = fr_api_stream_pg(w, &sr->slot);
+    fr_pg_t *pg = cursor_pg(sr);
     if (!pg || !fr_pg_connected(pg) || fr_pg_query(pg, sql, 0, NULL, NULL, on_page, sr) != 0) {
         fr_api_stream_release(w, &sr->slot);
         fr_buf_deinit(&sr->page);
@@ -353,6 +376,11 @@ static void on_declare(fr_pg_t *pg, PGresult *res, void *data)
         fr_warn("route %s: query failed: %s", sr->er->r->name, PQresultErrorMessage(res));
     /* the FETCH queued behind it answers the request either way */
 }
+    if (sr->replica >= 0 && (!res || PQresultStatus(res) != PGRES_COMMAND_OK) &&
+        fr_readpool_failed(sr->e->w->readpool, sr->replica, res)) {
+        sr->declare_failed = true;
+        return;
+    }
 
 static void render(struct sqlreq *sr, const PGresult *res)
 {
@@ -420,8 +448,6 @@ static void render(struct sqlreq *sr, const PGresult *res)
 
 /* ------------------------------------------------------------------- sql */
 
-static void run_sql(struct sqlreq *sr);
-
 static void on_sql(fr_pg_t *pg, PGresult *res, void *data)
 {
     (void)pg;
@@ -482,7 +508,15 @@ static void run_sql(struct sqlreq *sr)
             fr_api_respond_detail(sr->er, sr->req, 503, why, w);
             return;
         }
-        fr_pg_t *cpg = fr_api_stream_pg(w, &sr->slot);
+        /* a read replica that has the caller's writes holds it, when there is one */
+        sr->replica = -1;
+        sr->declare_failed = false;
+        if (w->readpool && !sr->no_replica) {
+            char who[FR_READPOOL_CALLER_LEN];
+            fr_readpool_caller(sr->req, w->auth != NULL, who);
+            sr->replica = fr_readpool_pick_now(w->readpool, who);
+        }
+        fr_pg_t *cpg = cursor_pg(sr);
         snprintf(sr->cursor, sizeof(sr->cursor), "fr_c_%" PRIu64, ++sr->e->cursor_seq);
         char *decl = fr_xasprintf("DECLARE %s NO SCROLL CURSOR WITH HOLD FOR %s", sr->cursor, sql);
         int rc =
@@ -494,6 +528,12 @@ static void run_sql(struct sqlreq *sr)
             return;
         }
         w->inflight++;
+        if (rc != 0 && sr->replica >= 0) {
+            fr_api_stream_release(w, &sr->slot);
+            sr->no_replica = true;
+            run_sql(sr);
+            return;
+        }
         fr_buf_init(&sr->page, 0);
         fetch_page(sr);
         return;
@@ -538,6 +578,7 @@ void fr_api_sql_route(struct fr_api_engine *e, struct eroute *er, fr_http_req_t 
     sr->vals = vals;
     sr->csv = wants_csv(er, req, w);
     if (sr->csv && !r->csv) {
+    sr->replica = -1;
         fr_api_respond_detail(er, req, 406, "this route answers JSON only", w);
         return;
     }

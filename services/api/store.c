@@ -14,6 +14,7 @@
 #include <string.h>
 
 #include "log.h"
+#include "readpool.h"
 #include "render.h"
 
 #define REDIS_TIMEOUT_MS 1000
@@ -25,6 +26,7 @@
 struct fr_store {
     fr_redis_t *const *redis_ref; /* borrowed: &app->redis */
     fr_pg_t *const *pg_ref;       /* borrowed: &app->pg */
+    fr_readpool_t *const *rp_ref; /* borrowed: &worker->readpool, or NULL */
     char *cache;                  /* owned */
     size_t cache_len;
     char **attrs;        /* owned */
@@ -78,6 +80,8 @@ struct fr_store_lookup {
     bool redis_failed;  /* some Redis read failed */
     bool used_prepared; /* the PostgreSQL query in flight is a prepared one */
     uint64_t gen;       /* s->gen when the backends were asked */
+    bool from_replica;  /* a read replica answered: not cached */
+    char caller[FR_READPOOL_CALLER_LEN]; /* read-your-writes ("": none) */
     const char *error;  /* static, or NULL */
     fr_store_cb cb;
     void *data;
@@ -366,7 +370,7 @@ static void maybe_cache(fr_store_lookup_t *lk, size_t i)
 
     /* An invalidation since we asked may concern this key: don't cache
      * what may be stale; the next read fetches it again. */
-    if (!s->caching || lk->gen != s->gen)
+    if (!s->caching || lk->gen != s->gen || lk->from_replica)
         return;
     if (fr_lru_put(s->lru, item_key(lk, it), it->key_len, lk->vals.data, item_offs(lk, i)) != 0)
         fr_warn("store: row too large for the process cache");
@@ -396,7 +400,8 @@ static void on_pg_result(fr_pg_t *pg, PGresult *res, void *data)
     fr_store_t *s = lk->s;
     int ncols = (int)s->n_attrs + 1;
     const char *state = res ? PQresultErrorField(res, PG_DIAG_SQLSTATE) : NULL;
-    (void)pg;
+    if (pg != *s->pg_ref)
+        lk->from_replica = true;
 
     if (state && strcmp(state, "26000") == 0 && lk->used_prepared) {
         /* The statements were prepared at connect time, before the table
@@ -508,10 +513,21 @@ static int send_pg(fr_store_lookup_t *lk, bool try_prepared)
             last = i;
         }
     }
-    prepared = try_prepared && ensure_prepared(s, pg);
+    fr_readpool_t *rp = s->rp_ref ? *s->rp_ref : NULL;
+    prepared = !rp && try_prepared && ensure_prepared(s, pg);
     lk->used_prepared = prepared;
     fr_buf_init(&arr, 0);
-    if (pending == 1) {
+    if (rp) { /* replicas (plain statements: they are not prepared there) */
+        const char *caller = lk->caller[0] ? lk->caller : NULL;
+        if (pending == 1) {
+            param = item_key(lk, &lk->items[last]);
+            rc = fr_readpool_query(rp, pg, caller, s->sql_one, 1, &param, on_pg_result, lk);
+        } else {
+            put_array_literal(lk, &arr);
+            param = arr.data;
+            rc = fr_readpool_query(rp, pg, caller, s->sql_many, 1, &param, on_pg_result, lk);
+        }
+    } else if (pending == 1) {
         param = item_key(lk, &lk->items[last]);
         if (prepared)
             rc = fr_pg_exec(pg, PG_STMT_ONE, 1, &param, NULL, on_pg_result, lk);
@@ -656,6 +672,16 @@ static void redis_phase(fr_store_lookup_t *lk)
     lk->issuing = false;
     if (lk->outstanding == 0)
         pg_phase(lk);
+}
+
+void fr_store_set_readpool(fr_store_t *s, fr_readpool_t *const *rp_ref)
+{
+    s->rp_ref = rp_ref;
+}
+
+void fr_store_lookup_set_caller(fr_store_lookup_t *lk, const char *caller)
+{
+    snprintf(lk->caller, sizeof(lk->caller), "%s", caller ? caller : "");
 }
 
 void fr_store_lookup_start(fr_store_lookup_t *lk, bool probed, fr_store_cb cb, void *data)

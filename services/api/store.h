@@ -45,6 +45,13 @@ fr_store_t *fr_store_new(fr_redis_t *const *redis_ref, fr_pg_t *const *pg_ref, c
                          size_t cache_entries, fr_metrics_t *m, char err[FR_ERR_LEN]);
 /* All lookups must have completed (they hold the store). NULL: nothing. */
 void fr_store_free(fr_store_t *s);
+/* rp_ref points at the worker's read pool pointer (readpool.h; borrowed,
+ * read at each use, NULL: none): PostgreSQL fallbacks then run through it,
+ * for the caller a lookup names (fr_store_lookup_set_caller), and what a
+ * replica answered is not kept in the process cache (a replica may be
+ * behind the invalidation that emptied it). */
+struct fr_readpool;
+void fr_store_set_readpool(fr_store_t *s, struct fr_readpool *const *rp_ref);
 
 /* Process-cache probe for one key (counts a process hit or miss). The
  * entry is borrowed: use it before returning to the loop. NULL on a miss or
@@ -84,6 +91,8 @@ size_t fr_store_lookup_add(fr_store_lookup_t *lk, const char *key, size_t klen);
 /* Starts the lookup; cb fires exactly once (see fr_store_cb). probed: the
  * caller has just missed every key with fr_store_cached, so the process
  * cache is skipped (and not counted twice). */
+/* Read-your-writes: who the lookup is for (fr_readpool_caller); copied. */
+void fr_store_lookup_set_caller(fr_store_lookup_t *lk, const char *caller);
 void fr_store_lookup_start(fr_store_lookup_t *lk, bool probed, fr_store_cb cb, void *data);
 void fr_store_lookup_free(fr_store_lookup_t *lk); /* not while started and not yet completed */
 
