@@ -16,6 +16,7 @@
 
 #include "api.h"
 #include "engine_int.h"
+#include "httpcache.h"
 #include "log.h"
 #include "problem.h"
 #include "readpool.h"
@@ -53,11 +54,12 @@ struct sqlreq {
     const char **vals;              /* arena: one per param, NULL = absent */
     char cursor[40];                /* list/envelope: the WITH HOLD cursor on the slot's connection */
     struct fr_api_stream_slot slot; /* list/envelope: the cursor's bounded slot (workers.h) */
-    size_t rows;                    /* rows rendered so far */
     int replica;                    /* list/envelope: the read replica holding the cursor, -1: the slot's */
     bool no_replica;                /* a replica failed the cursor: the primary's stream connection */
     bool declare_failed;            /* the replica failed the DECLARE: its FETCH runs it again on the primary */
+    size_t rows;                    /* rows rendered so far */
     struct fr_buf page;             /* owned: one page of output */
+    struct fr_httpcache_req hc;     /* its ETag and answer-cache key (httpcache.h) */
 };
 
 /* -------------------------------------------------------------- rendering */
@@ -232,8 +234,6 @@ static void page_suffix(struct sqlreq *sr, struct fr_buf *b)
         (void)fr_buf_printf(b, "],\"count\":%zu}", sr->rows);
 }
 
-static void on_ignore(fr_pg_t *pg, PGresult *res, void *data)
-{
 /* The connection holding sr's cursor: its read replica's, else the stream
  * slot's on the primary (NULL: gone). */
 static fr_pg_t *cursor_pg(struct sqlreq *sr)
@@ -244,6 +244,8 @@ static fr_pg_t *cursor_pg(struct sqlreq *sr)
 
 static void run_sql(struct sqlreq *sr);
 
+static void on_ignore(fr_pg_t *pg, PGresult *res, void *data)
+{
     (void)pg;
     (void)res;
     struct fr_api_worker *w = data;
@@ -279,8 +281,6 @@ static void on_page(fr_pg_t *pg, PGresult *res, void *data)
     struct sqlreq *sr = data;
     struct fr_api_worker *w = sr->e->w;
     w->inflight--;
-    if (!res || PQresultStatus(res) != PGRES_TUPLES_OK) {
-        /* sr lives in the request's arena: finish with it before answering */
     if (sr->replica >= 0 && !sr->streaming && sr->rows == 0 &&
         (sr->declare_failed ||
          ((!res || PQresultStatus(res) != PGRES_TUPLES_OK) && fr_readpool_failed(w->readpool, sr->replica, res)))) {
@@ -290,6 +290,8 @@ static void on_page(fr_pg_t *pg, PGresult *res, void *data)
         run_sql(sr);
         return;
     }
+    if (!res || PQresultStatus(res) != PGRES_TUPLES_OK) {
+        /* sr lives in the request's arena: finish with it before answering */
         if (res) {
             fr_warn("route %s: query failed: %s", sr->er->r->name, PQresultErrorMessage(res));
             close_cursor(sr);
@@ -319,14 +321,16 @@ static void on_page(fr_pg_t *pg, PGresult *res, void *data)
     if (!sr->streaming && last) {
         /* the whole answer fit in one page: a plain response with a length */
         struct fr_buf page = sr->page;
+        const char *ctype = sr->csv ? "text/csv; charset=utf-8" : "application/json";
         close_cursor(sr);
-        fr_api_respond(sr->er, sr->req, 200, sr->csv ? "text/csv; charset=utf-8" : "application/json", page.data,
-                       page.len, w);
+        fr_httpcache_answer(w->hc, sr->req, &sr->hc, ctype, page.data ? page.data : "", page.len);
+        fr_api_respond(sr->er, sr->req, 200, ctype, page.data, page.len, w);
         fr_buf_deinit(&page);
         return;
     }
     if (!sr->streaming) {
         sr->streaming = true;
+        fr_httpcache_answer(w->hc, sr->req, &sr->hc, NULL, NULL, 0); /* tagged, not kept */
         if (fr_http_stream_begin(sr->req, 200, sr->csv ? "text/csv; charset=utf-8" : "application/json") != 0)
             sr->gone = true;
     }
@@ -372,15 +376,15 @@ static void on_declare(fr_pg_t *pg, PGresult *res, void *data)
     (void)pg;
     struct sqlreq *sr = data;
     sr->e->w->inflight--;
-    if (res && PQresultStatus(res) != PGRES_COMMAND_OK)
-        fr_warn("route %s: query failed: %s", sr->er->r->name, PQresultErrorMessage(res));
-    /* the FETCH queued behind it answers the request either way */
-}
     if (sr->replica >= 0 && (!res || PQresultStatus(res) != PGRES_COMMAND_OK) &&
         fr_readpool_failed(sr->e->w->readpool, sr->replica, res)) {
         sr->declare_failed = true;
         return;
     }
+    if (res && PQresultStatus(res) != PGRES_COMMAND_OK)
+        fr_warn("route %s: query failed: %s", sr->er->r->name, PQresultErrorMessage(res));
+    /* the FETCH queued behind it answers the request either way */
+}
 
 static void render(struct sqlreq *sr, const PGresult *res)
 {
@@ -443,7 +447,9 @@ static void render(struct sqlreq *sr, const PGresult *res)
         fr_api_respond_detail(er, sr->req, 500, "result too large to answer at once; paginate with limit/offset", w);
         return;
     }
-    fr_api_respond(er, sr->req, 200, sr->csv ? "text/csv; charset=utf-8" : "application/json", b->data, b->len, w);
+    const char *ctype = sr->csv ? "text/csv; charset=utf-8" : "application/json";
+    fr_httpcache_answer(w->hc, sr->req, &sr->hc, ctype, b->data ? b->data : "", b->len);
+    fr_api_respond(er, sr->req, 200, ctype, b->data, b->len, w);
 }
 
 /* ------------------------------------------------------------------- sql */
@@ -522,18 +528,18 @@ static void run_sql(struct sqlreq *sr)
         int rc =
             cpg && fr_pg_connected(cpg) ? fr_pg_query(cpg, decl, (int)n, params, NULL, on_declare, sr) : -ENOTCONN;
         free(decl);
-        if (rc != 0) {
-            fr_api_stream_release(w, &sr->slot);
-            fr_api_respond_detail(sr->er, sr->req, 503, "database unavailable; retry", w);
-            return;
-        }
-        w->inflight++;
         if (rc != 0 && sr->replica >= 0) {
             fr_api_stream_release(w, &sr->slot);
             sr->no_replica = true;
             run_sql(sr);
             return;
         }
+        if (rc != 0) {
+            fr_api_stream_release(w, &sr->slot);
+            fr_api_respond_detail(sr->er, sr->req, 503, "database unavailable; retry", w);
+            return;
+        }
+        w->inflight++;
         fr_buf_init(&sr->page, 0);
         fetch_page(sr);
         return;
@@ -572,13 +578,13 @@ void fr_api_sql_route(struct fr_api_engine *e, struct eroute *er, fr_http_req_t 
     struct sqlreq *sr = fr_http_req_alloc(req, sizeof(*sr));
     memset(sr, 0, sizeof(*sr));
     sr->slot.conn = -1; /* no stream slot held */
+    sr->replica = -1;
     sr->e = e;
     sr->er = er;
     sr->req = req;
     sr->vals = vals;
     sr->csv = wants_csv(er, req, w);
     if (sr->csv && !r->csv) {
-    sr->replica = -1;
         fr_api_respond_detail(er, req, 406, "this route answers JSON only", w);
         return;
     }
@@ -586,6 +592,9 @@ void fr_api_sql_route(struct fr_api_engine *e, struct eroute *er, fr_http_req_t 
         fr_api_respond_detail(er, req, 406, "this route answers CSV only; use ?format=csv", w);
         return;
     }
+    /* ETag from its inputs' versions: 304, or the answer kept in the process */
+    if (fr_httpcache_sql_begin(w->hc, req, r, vals, sr->csv, &sr->hc))
+        return;
     sr->exists_phase = r->exists != NULL;
     run_sql(sr);
 }
