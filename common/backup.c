@@ -1168,45 +1168,76 @@ int fr_backup_restore_file(const char *conninfo, const struct fr_pipeline *p, co
 
 /* ---- notify ------------------------------------------------------------------------------ */
 
-/* A blocking connection to redis_url (5 s connect and I/O timeout), after
- * AUTH and SELECT. NULL + err on failure. */
-static redisContext *connect_redis(const char *redis_url, char err[FR_ERR_LEN])
+/* A Redis URL: redis://[:pass@]host[:port][/db], or
+ * redis+cluster://[:pass@]host:port,host:port,... (seed nodes of a Redis
+ * Cluster, db 0). */
+#define NOTIFY_SEEDS 16
+struct rurl {
+    char host[NOTIFY_SEEDS][256];
+    int port[NOTIFY_SEEDS];
+    size_t n;
+    char pass[256];
+    int db;
+    bool cluster;
+};
+
+static bool parse_rurl(const char *redis_url, struct rurl *u, char err[FR_ERR_LEN])
 {
-    char host[256] = "127.0.0.1";
-    char pass[256] = "";
-    int port = 6379;
-    int db = 0;
     const char *s = redis_url;
     const char *at, *end;
-    redisContext *rc_ctx;
-    redisReply *rep;
-    struct timeval tv = {5, 0};
-    int rc = 0;
 
-    if (strncmp(s, "redis://", 8) != 0) {
-        snprintf(err, FR_ERR_LEN, "Redis URL '%s' must start with redis://; set FRESHET_REDIS_URL (or --redis-url)",
+    memset(u, 0, sizeof(*u));
+    if (strncmp(s, "redis://", 8) == 0) {
+        s += 8;
+    } else if (strncmp(s, "redis+cluster://", 16) == 0) {
+        s += 16;
+        u->cluster = true;
+    } else {
+        snprintf(err, FR_ERR_LEN,
+                 "Redis URL '%s' must start with redis:// or redis+cluster://; set FRESHET_REDIS_URL (or --redis-url)",
                  redis_url);
-        return NULL;
+        return false;
     }
-    s += 8;
     end = s + strcspn(s, "/");
     at = memchr(s, '@', (size_t)(end - s));
     if (at) {
         const char *colon = memchr(s, ':', (size_t)(at - s));
         const char *pw = colon ? colon + 1 : s;
-        snprintf(pass, sizeof(pass), "%.*s", (int)(at - pw), pw);
+        snprintf(u->pass, sizeof(u->pass), "%.*s", (int)(at - pw), pw);
         s = at + 1;
     }
-    {
-        const char *colon = memchr(s, ':', (size_t)(end - s));
-        size_t hn = (size_t)((colon ? colon : end) - s);
-        if (hn > 0)
-            snprintf(host, sizeof(host), "%.*s", (int)hn, s);
-        if (colon)
-            port = atoi(colon + 1);
+    while (s < end && u->n < NOTIFY_SEEDS) {
+        const char *comma = memchr(s, ',', (size_t)(end - s));
+        const char *stop = comma ? comma : end;
+        const char *colon = memchr(s, ':', (size_t)(stop - s));
+        size_t hn = (size_t)((colon ? colon : stop) - s);
+
+        snprintf(u->host[u->n], sizeof(u->host[u->n]), "%.*s", (int)(hn ? hn : 9), hn ? s : "127.0.0.1");
+        u->port[u->n] = colon ? atoi(colon + 1) : 6379;
+        u->n++;
+        if (!comma)
+            break;
+        s = comma + 1;
+    }
+    if (u->n == 0) {
+        snprintf(u->host[0], sizeof(u->host[0]), "127.0.0.1");
+        u->port[0] = 6379;
+        u->n = 1;
     }
     if (*end == '/' && end[1])
-        db = atoi(end + 1);
+        u->db = atoi(end + 1);
+    return true;
+}
+
+/* A blocking connection to one node (5 s connect and I/O timeout), after
+ * AUTH and SELECT. NULL + err on failure. */
+static redisContext *connect_node(const struct rurl *u, const char *host, int port, char err[FR_ERR_LEN])
+{
+    redisContext *rc_ctx;
+    redisReply *rep;
+    struct timeval tv = {5, 0};
+    int rc = 0;
+
     rc_ctx = redisConnectWithTimeout(host, port, tv);
     if (!rc_ctx || rc_ctx->err) {
         snprintf(err, FR_ERR_LEN,
@@ -1221,14 +1252,14 @@ static redisContext *connect_redis(const char *redis_url, char err[FR_ERR_LEN])
         redisFree(rc_ctx);
         return NULL;
     }
-    if (pass[0]) {
-        rep = redisCommand(rc_ctx, "AUTH %s", pass);
+    if (u->pass[0]) {
+        rep = redisCommand(rc_ctx, "AUTH %s", u->pass);
         if (!rep || rep->type == REDIS_REPLY_ERROR)
             rc = -EACCES;
         freeReplyObject(rep);
     }
-    if (rc == 0 && db) {
-        rep = redisCommand(rc_ctx, "SELECT %d", db);
+    if (rc == 0 && u->db) {
+        rep = redisCommand(rc_ctx, "SELECT %d", u->db);
         if (!rep || rep->type == REDIS_REPLY_ERROR)
             rc = -EINVAL;
         freeReplyObject(rep);
@@ -1241,9 +1272,68 @@ static redisContext *connect_redis(const char *redis_url, char err[FR_ERR_LEN])
     return rc_ctx;
 }
 
+/* A connection to redis_url: its node, or the first seed of a cluster that
+ * answers. */
+static redisContext *connect_redis(const char *redis_url, struct rurl *u, char err[FR_ERR_LEN])
+{
+    if (!parse_rurl(redis_url, u, err))
+        return NULL;
+    for (size_t i = 0; i < u->n; i++) {
+        redisContext *c = connect_node(u, u->host[i], u->port[i], err);
+        if (c)
+            return c;
+    }
+    return NULL;
+}
+
+/* Sends a command; on a cluster, follows -MOVED (reconnects to the slot's
+ * master) and -ASK (ASKING first) up to 5 times. The reply is the caller's
+ * (NULL on a connection error, err set). */
+static redisReply *command_routed(redisContext **ctx, const struct rurl *u, int argc, const char **argv,
+                                  const size_t *lens, char err[FR_ERR_LEN])
+{
+    for (int hop = 0; hop <= 5; hop++) {
+        redisReply *rep = redisCommandArgv(*ctx, argc, argv, lens);
+        bool ask;
+        char host[256];
+        int port = 0;
+        const char *sp, *colon;
+        redisContext *next;
+
+        if (!rep) {
+            snprintf(err, FR_ERR_LEN, "%.200s", (*ctx)->errstr);
+            return NULL;
+        }
+        if (!u->cluster || rep->type != REDIS_REPLY_ERROR ||
+            (strncmp(rep->str, "MOVED ", 6) != 0 && strncmp(rep->str, "ASK ", 4) != 0))
+            return rep;
+        /* "MOVED 3999 127.0.0.1:6381" */
+        ask = rep->str[0] == 'A';
+        sp = strchr(rep->str + (ask ? 4 : 6), ' ');
+        colon = sp ? strrchr(sp, ':') : NULL;
+        if (!sp || !colon || colon - sp - 1 <= 0 || colon - sp - 1 >= (long)sizeof(host))
+            return rep;
+        snprintf(host, sizeof(host), "%.*s", (int)(colon - sp - 1), sp + 1);
+        port = atoi(colon + 1);
+        freeReplyObject(rep);
+        next = connect_node(u, host, port, err);
+        if (!next)
+            return NULL;
+        redisFree(*ctx);
+        *ctx = next;
+        if (ask) {
+            redisReply *a = redisCommand(*ctx, "ASKING");
+            freeReplyObject(a);
+        }
+    }
+    snprintf(err, FR_ERR_LEN, "too many cluster redirects");
+    return NULL;
+}
+
 int fr_backup_redis_check(const char *redis_url, char err[FR_ERR_LEN])
 {
-    redisContext *rc_ctx = connect_redis(redis_url, err);
+    struct rurl u;
+    redisContext *rc_ctx = connect_redis(redis_url, &u, err);
     redisReply *rep;
     int rc = 0;
 
@@ -1268,9 +1358,10 @@ int fr_backup_notify(const char *redis_url, const struct fr_dataset *ds, char er
     struct fr_buf msg;
     char id[27];
     char *key = NULL;
+    struct rurl u;
     int rc = 0;
 
-    rc_ctx = connect_redis(redis_url, err);
+    rc_ctx = connect_redis(redis_url, &u, err);
     if (!rc_ctx)
         return -ECONNREFUSED;
     fr_ulid(id);
@@ -1282,10 +1373,16 @@ int fr_backup_notify(const char *redis_url, const struct fr_dataset *ds, char er
         goto out;
     }
     key = fr_names_stream(ds->qname);
-    rep = redisCommand(rc_ctx, "XADD %s * batch %b id %s rows 0", key, msg.data, msg.len, id);
-    if (!rep || rep->type == REDIS_REPLY_ERROR) {
-        snprintf(err, FR_ERR_LEN, "XADD %.100s failed: %.100s", key, rep ? rep->str : rc_ctx->errstr);
-        rc = -EIO;
+    {
+        const char *argv[] = {"XADD", key, "*", "batch", msg.data, "id", id, "rows", "0"};
+        size_t lens[] = {4, strlen(key), 1, 5, msg.len, 2, strlen(id), 4, 1};
+        char cerr[FR_ERR_LEN] = "";
+
+        rep = command_routed(&rc_ctx, &u, (int)(sizeof(argv) / sizeof(argv[0])), argv, lens, cerr);
+        if (!rep || rep->type == REDIS_REPLY_ERROR) {
+            snprintf(err, FR_ERR_LEN, "XADD %.100s failed: %.100s", key, rep ? rep->str : cerr);
+            rc = -EIO;
+        }
     }
     freeReplyObject(rep);
 out:

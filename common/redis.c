@@ -104,6 +104,7 @@ struct fr_redis {
 
     struct fr__cluster *cl; /* owned: redis+cluster:// (then no ac of our own); NULL = one node */
     bool cl_closing;        /* fr__cluster_close called */
+    bool is_cluster;        /* made from a redis+cluster:// URL */
 
     fr_redis_state_cb state_cb;
     void *state_data; /* borrowed */
@@ -898,6 +899,7 @@ fr_redis_t *fr_redis_new(uv_loop_t *loop, const char *url, const char *name, cha
         r->cl = fr__cluster_new(r, loop, url, r->name, err);
         if (r->cl == NULL)
             goto out_free;
+        r->is_cluster = true;
     } else if (!parse_url(r, url, err)) {
         goto out_free;
     }
@@ -945,6 +947,11 @@ int fr_redis_start(fr_redis_t *r)
     }
     start_connect(r);
     return 0;
+}
+
+bool fr_redis_is_cluster(const fr_redis_t *r)
+{
+    return r->is_cluster;
 }
 
 bool fr_redis_connected(const fr_redis_t *r)

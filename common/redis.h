@@ -47,6 +47,9 @@ void fr_redis_set_connect_timeout(fr_redis_t *r, uint32_t ms);
 /* Starts connecting (and reconnecting forever, with backoff). */
 FR_MUST_CHECK int fr_redis_start(fr_redis_t *r);
 bool fr_redis_connected(const fr_redis_t *r);
+/* True for a redis+cluster:// handle: a command's keys must then share a
+ * slot (a multi-stream XREADGROUP is one read per stream, say). */
+bool fr_redis_is_cluster(const fr_redis_t *r);
 
 /* Sends a command. timeout_ms 0 = the default. Returns 0 (cb will fire
  * exactly once) or -ENOTCONN when not connected / -ESHUTDOWN when closing

@@ -10,6 +10,7 @@
 
 #include "http_source.h"
 #include "log.h"
+#include "names.h"
 
 struct fr_cmdrun {
     struct fr_app *app; /* borrowed */
@@ -99,7 +100,7 @@ static void send_trigger(fr_cmdrun_t *c)
     json_decref(m);
     c->sent = true; /* events from now on count */
     if (c->app->redis == NULL ||
-        fr_redis_command(c->app->redis, 0, on_publish, c, "PUBLISH fr:control %s", msg) != 0) {
+        fr_redis_command(c->app->redis, 0, on_publish, c, "PUBLISH %s %s", FR_NAMES_CONTROL, msg) != 0) {
         c->sent = false;
         uv_timer_start(&c->timer, on_timer, 200, 0);
     }
@@ -133,7 +134,7 @@ fr_cmdrun_t *fr_cmdrun_start(struct fr_app *app, const char *pipeline, const cha
     uv_timer_init(&app->loop, &c->timer);
     c->open = 2;
     fr_redis_set_state_cb(c->sub, on_sub_state, c);
-    if (fr_redis_subscribe(c->sub, "fr:events", on_event, c) != 0 || fr_redis_start(c->sub) != 0) {
+    if (fr_redis_subscribe(c->sub, FR_NAMES_EVENTS, on_event, c) != 0 || fr_redis_start(c->sub) != 0) {
         snprintf(err, FR_ERR_LEN, "cannot subscribe to fr:events");
         return c; /* the caller closes it */
     }

@@ -1607,7 +1607,8 @@ int fr_httpsrcs_start(fr_httpsrcs_t *hs)
     hs->start_us = fr_wall_us();
     for (size_t i = 0; i < hs->n; i++) {
         struct hsrc *s = hs->srcs[i];
-        char *k = fr_names_src_lease(s->qname), *f = fr_names_src_fence(s->qname), *st = fr_names_src_state(s->qname);
+        char *k = fr_names_src_lease(s->ds->qname, s->qname), *f = fr_names_src_fence(s->ds->qname, s->qname),
+             *st = fr_names_src_state(s->ds->qname, s->qname);
         s->lease =
             fr_lease_new(hs->app, k, f, st, hs->holder, hs->lease_ttl_ms, hs->lease_renew_ms, on_lease_lost, s);
         free(k);
@@ -1622,7 +1623,7 @@ int fr_httpsrcs_start(fr_httpsrcs_t *hs)
         fr_error("fr:control subscriber: %s", err);
         return -EINVAL;
     }
-    int rc = fr_redis_subscribe(hs->control, "fr:control", on_control, hs);
+    int rc = fr_redis_subscribe(hs->control, FR_NAMES_CONTROL, on_control, hs);
     if (rc == 0)
         rc = fr_redis_start(hs->control);
     if (rc != 0)

@@ -14,6 +14,7 @@
 
 #include "loader_int.h"
 #include "log.h"
+#include "names.h"
 
 #define SCAN_COUNT "1000"
 
@@ -123,7 +124,7 @@ static void write_row(struct ld_cachew *cw, size_t row)
 
     if (!kv)
         return;
-    key = fr_xasprintf("%s:%s", c->name, kv);
+    key = fr_names_cache(c->name, kv);
     snprintf(ttl, sizeof(ttl), "%u", c->ttl_s);
     {
         const char *argv[] = {"DEL", key};
@@ -323,7 +324,7 @@ static void scan_next(struct ld_cachew *cw)
         return;
     }
     cw->scanning = true;
-    pattern = fr_xasprintf("%s:*", cw->cache->c->name);
+    pattern = fr_names_cache(cw->cache->c->name, "*");
     {
         const char *argv[] = {"SCAN", cw->cursor, "MATCH", pattern, "COUNT", SCAN_COUNT};
         if (fr_redis_commandv(ld->app->redis, 0, on_scan, cw, (int)FR_ARRAY_LEN(argv), argv, NULL) != 0) {

@@ -31,8 +31,37 @@ static void on_group(fr_redis_t *r, redisReply *reply, void *data)
         ld->groups_done(ld, ld->groups_status);
 }
 
+/* A stream under its name from before hash tags ("fr:stream:players.events"
+ * beside "fr:stream:{players.events}") still holding entries: an upgrade
+ * that did not drain it first (docs/architecture.md "Redis keys"). Said, not
+ * read: this version never reads the old name. */
+static void on_legacy(fr_redis_t *r, redisReply *reply, void *data)
+{
+    char *key = data;
+
+    (void)r;
+    if (reply && reply->type == REDIS_REPLY_INTEGER && reply->integer > 0)
+        fr_warn("%s still holds %lld entries under its name from before hash tags: they are not loaded; "
+                "drain it with the previous version (docs/architecture.md \"Redis keys\")",
+                key, reply->integer);
+    free(key);
+}
+
+static void check_legacy(struct loader *ld)
+{
+    for (size_t i = 0; i < ld->n_streams; i++) {
+        char *key = fr_names_legacy_stream(ld->streams[i].ds->qname);
+        const char *argv[] = {"XLEN", key};
+        if (fr_redis_commandv(ld->app->redis, 0, on_legacy, key, (int)FR_ARRAY_LEN(argv), argv, NULL) != 0) {
+            free(key);
+            return;
+        }
+    }
+}
+
 void fr__consume_groups(struct loader *ld, ld_done_cb done)
 {
+    check_legacy(ld);
     ld->groups_done = done;
     ld->groups_status = 0;
     ld->groups_outstanding = 1; /* held until every command is sent */
@@ -51,12 +80,24 @@ void fr__consume_groups(struct loader *ld, ld_done_cb done)
 
 /* ---- reads ------------------------------------------------------------------- */
 
+/* One read: a single XREADGROUP over every stream, or on a Redis Cluster
+ * (where one command's keys must share a slot and each stream has its own)
+ * one XREADGROUP per stream, sent together and taken as one read once the
+ * last part is back. */
 struct read_ctx {
-    struct loader *ld; /* borrowed */
-    uint64_t gen;      /* ld->read_gen when sent */
-    bool pending;      /* read our pending entries (id 0), not new ones */
-    uint64_t pgen;     /* ld->pending_gen when sent */
-    unsigned count;    /* COUNT asked for */
+    struct loader *ld;  /* borrowed */
+    uint64_t gen;       /* ld->read_gen when sent */
+    bool pending;       /* read our pending entries (id 0), not new ones */
+    uint64_t pgen;      /* ld->pending_gen when sent */
+    unsigned count;     /* COUNT asked for */
+    bool polled;        /* cluster parts without BLOCK: wait LD_POLL_MS when all came back empty */
+    size_t outstanding; /* parts still to come back */
+    bool lost;          /* a part came back NULL (connection lost, timeout) */
+    bool failed;        /* a part came back an error */
+    bool stale;         /* a part came back after a reconnect or into a drain */
+    size_t total;       /* entries taken */
+    size_t bytes;       /* their payload bytes */
+    bool full;          /* a stream gave COUNT entries: more may be waiting */
 };
 
 static struct ld_stream *stream_by_key(struct loader *ld, const char *key, size_t len)
@@ -123,28 +164,13 @@ static size_t take_entries(struct loader *ld, struct ld_stream *st, const redisR
     return n;
 }
 
-static void on_read(fr_redis_t *r, redisReply *reply, void *data)
+/* One part's reply: its entries go to the queue unless the read is stale. */
+static void read_part(struct read_ctx *ctx, const redisReply *reply)
 {
-    struct read_ctx *ctx = data;
     struct loader *ld = ctx->ld;
-    bool stale = ctx->gen != ld->read_gen;
-    bool was_pending = ctx->pending && ctx->pgen == ld->pending_gen;
-    unsigned count = ctx->count;
-    size_t bytes = 0;
-    size_t total = 0;
-    bool full = false;
 
-    (void)r;
-    free(ctx);
-    ld->reading = false;
-    if (fr__loader_gone(ld))
-        return;
     if (!reply) {
-        /* Connection lost or timed out: the state callback takes it from
-         * here; never spin. */
-        ld->backoff_until_ms = fr_mono_ms() + LD_RETRY_MS;
-        fr__want_pending(ld);
-        fr__loader_kick(ld);
+        ctx->lost = true;
         return;
     }
     if (reply->type == REDIS_REPLY_ERROR) {
@@ -153,95 +179,153 @@ static void on_read(fr_redis_t *r, redisReply *reply, void *data)
          * UNBLOCKED: the stream was deleted under a blocked read. */
         if (strncmp(reply->str, "NOGROUP", 7) == 0 || strncmp(reply->str, "UNBLOCKED", 9) == 0)
             ld->need_groups = true;
-        ld->backoff_until_ms = fr_mono_ms() + LD_RETRY_MS;
-        fr__want_pending(ld);
-        fr__loader_kick(ld);
+        ctx->failed = true;
         return;
     }
-    if (stale || ld->draining) {
+    if (ctx->gen != ld->read_gen || ld->draining) {
         /* Entries read now stay pending for this consumer: the next pending
          * read (or the next start) finds them. */
-        fr__want_pending(ld);
-        fr__loader_kick(ld);
+        ctx->stale = true;
         return;
     }
-    if (reply->type == REDIS_REPLY_ARRAY) {
-        for (size_t i = 0; i < reply->elements; i++) {
-            const redisReply *s = reply->element[i];
-            struct ld_stream *st;
-            size_t n;
+    if (reply->type != REDIS_REPLY_ARRAY)
+        return;
+    for (size_t i = 0; i < reply->elements; i++) {
+        const redisReply *s = reply->element[i];
+        struct ld_stream *st;
+        size_t n;
 
-            if (s->type != REDIS_REPLY_ARRAY || s->elements < 2 || s->element[0]->type != REDIS_REPLY_STRING)
-                continue;
-            st = stream_by_key(ld, s->element[0]->str, s->element[0]->len);
-            if (!st)
-                continue;
-            n = take_entries(ld, st, s->element[1], &bytes);
-            total += n;
-            if (n >= count)
-                full = true;
-        }
+        if (s->type != REDIS_REPLY_ARRAY || s->elements < 2 || s->element[0]->type != REDIS_REPLY_STRING)
+            continue;
+        st = stream_by_key(ld, s->element[0]->str, s->element[0]->len);
+        if (!st)
+            continue;
+        n = take_entries(ld, st, s->element[1], &ctx->bytes);
+        ctx->total += n;
+        if (n >= ctx->count)
+            ctx->full = true;
+    }
+}
+
+/* The whole read is back. */
+static void read_done(struct read_ctx *ctx)
+{
+    struct loader *ld = ctx->ld;
+    bool was_pending = ctx->pending && ctx->pgen == ld->pending_gen;
+
+    ld->reading = false;
+    if (ctx->lost || ctx->failed || ctx->stale) {
+        /* Connection lost or timed out (the state callback takes it from
+         * here) or an error: never spin. What any part read and did not
+         * queue is pending for us. */
+        if (ctx->lost || ctx->failed)
+            ld->backoff_until_ms = fr_mono_ms() + LD_RETRY_MS;
+        fr__want_pending(ld);
+        fr__loader_kick(ld);
+        free(ctx);
+        return;
     }
     /* Bounded memory: size the next COUNT so a read holds about
      * LD_READ_BYTES whatever the batch size. */
-    if (total > 0) {
-        size_t avg = bytes / total + 1;
+    if (ctx->total > 0) {
+        size_t avg = ctx->bytes / ctx->total + 1;
         size_t c = LD_READ_BYTES / avg;
         ld->read_count = c < 1 ? 1 : c > LD_READ_COUNT ? LD_READ_COUNT : (unsigned)c;
     }
-    ld->last_read_full = full;
+    ld->last_read_full = ctx->full;
     if (!was_pending)
         ld->read_new_once = true;
-    if (was_pending && total == 0) {
+    if (was_pending && ctx->total == 0) {
         fr_debug("no pending entries left: reading new ones");
         ld->read_pending = false;
+    } else if (ctx->polled && !ctx->pending && ctx->total == 0) {
+        ld->backoff_until_ms = fr_mono_ms() + LD_POLL_MS; /* nothing new anywhere: poll again soon */
     }
     fr__loader_kick(ld);
+    free(ctx);
 }
 
-void fr__consume_read(struct loader *ld)
+static void on_read(fr_redis_t *r, redisReply *reply, void *data)
+{
+    struct read_ctx *ctx = data;
+
+    (void)r;
+    if (fr__loader_gone(ctx->ld)) {
+        if (--ctx->outstanding == 0) {
+            ctx->ld->reading = false;
+            free(ctx);
+        }
+        return;
+    }
+    read_part(ctx, reply);
+    if (--ctx->outstanding == 0)
+        read_done(ctx);
+}
+
+/* Sends one XREADGROUP over streams [from, to). */
+static int send_read(struct loader *ld, struct read_ctx *ctx, size_t from, size_t to, bool block)
 {
     size_t argc = 0;
-    size_t cap = 10 + 2 * ld->n_streams;
+    size_t cap = 10 + 2 * (to - from);
     const char **argv = fr_xcalloc(cap, sizeof(*argv));
     char count[16];
-    char block[16];
-    struct read_ctx *ctx;
-    const char *id = ld->read_pending ? "0" : ">";
+    char blockms[16];
+    const char *id = ctx->pending ? "0" : ">";
+    int rc;
 
-    if (ld->read_count == 0 || ld->read_count > LD_READ_COUNT)
-        ld->read_count = LD_READ_COUNT;
-    snprintf(count, sizeof(count), "%u", ld->read_count);
-    snprintf(block, sizeof(block), "%d", LD_BLOCK_MS);
+    snprintf(count, sizeof(count), "%u", ctx->count);
+    snprintf(blockms, sizeof(blockms), "%d", LD_BLOCK_MS);
     argv[argc++] = "XREADGROUP";
     argv[argc++] = "GROUP";
     argv[argc++] = FR_NAMES_GROUP;
     argv[argc++] = ld->consumer;
     argv[argc++] = "COUNT";
     argv[argc++] = count;
-    if (!ld->read_pending) {
+    if (block) {
         argv[argc++] = "BLOCK";
-        argv[argc++] = block;
+        argv[argc++] = blockms;
     }
     argv[argc++] = "STREAMS";
-    for (size_t i = 0; i < ld->n_streams; i++)
+    for (size_t i = from; i < to; i++)
         argv[argc++] = ld->streams[i].key;
-    for (size_t i = 0; i < ld->n_streams; i++)
+    for (size_t i = from; i < to; i++)
         argv[argc++] = id;
+    rc = fr_redis_commandv(ld->xread, LD_XREAD_TIMEOUT_MS, on_read, ctx, (int)argc, argv, NULL);
+    free(argv);
+    return rc;
+}
 
-    ctx = fr_xmalloc(sizeof(*ctx));
+void fr__consume_read(struct loader *ld)
+{
+    struct read_ctx *ctx;
+    /* On a cluster with several streams: one part per stream, none blocking
+     * (a blocked read would hold its node connection, and the parts behind
+     * it, for LD_BLOCK_MS). */
+    bool split = fr_redis_is_cluster(ld->xread) && ld->n_streams > 1;
+
+    if (ld->n_streams == 0)
+        return;
+    if (ld->read_count == 0 || ld->read_count > LD_READ_COUNT)
+        ld->read_count = LD_READ_COUNT;
+    ctx = fr_xcalloc(1, sizeof(*ctx));
     ctx->ld = ld;
     ctx->gen = ld->read_gen;
     ctx->pending = ld->read_pending;
     ctx->pgen = ld->pending_gen;
     ctx->count = ld->read_count;
-    if (fr_redis_commandv(ld->xread, LD_XREAD_TIMEOUT_MS, on_read, ctx, (int)argc, argv, NULL) != 0) {
-        free(ctx);
-        ld->backoff_until_ms = fr_mono_ms() + LD_RETRY_MS;
-    } else {
-        ld->reading = true;
+    ctx->polled = split;
+    ctx->outstanding = 1; /* held while the parts are sent */
+    ld->reading = true;
+    for (size_t i = 0; i < (split ? ld->n_streams : 1); i++) {
+        ctx->outstanding++;
+        if (send_read(ld, ctx, split ? i : 0, split ? i + 1 : ld->n_streams, !split && !ctx->pending) != 0) {
+            ctx->outstanding--;
+            ctx->lost = true;
+            break;
+        }
     }
-    free(argv);
+    if (--ctx->outstanding == 0)
+        read_done(ctx);
 }
 
 /* ---- claim -------------------------------------------------------------------- */

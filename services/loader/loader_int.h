@@ -21,6 +21,7 @@
 #define LD_READ_COUNT        64          /* entries per stream per XREADGROUP */
 #define LD_READ_BYTES        (64u << 20) /* aim of one read's total batch bytes (COUNT adapts) */
 #define LD_BLOCK_MS          1000        /* XREADGROUP BLOCK */
+#define LD_POLL_MS           20          /* Redis Cluster, several streams: reads poll (no BLOCK) this often when idle */
 #define LD_XREAD_TIMEOUT_MS  6000        /* command timeout of the stream connection (> block) */
 #define LD_MAX_ATTEMPTS      5           /* failed loads of one entry before it is dead-lettered */
 #define LD_RETRY_STEP_MS     200         /* backoff = step x attempts */

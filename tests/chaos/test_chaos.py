@@ -70,8 +70,8 @@ import players_ref  # noqa: E402
 UTC = dt.timezone.utc
 NOW = dt.datetime(2024, 6, 17, 12, 0, 0, tzinfo=UTC)
 NOW_S = "2024-06-17T12:00:00Z"
-STREAM = "fr:stream:players.events"
-DLQ = "fr:dlq:players.events"
+STREAM = "fr:stream:{players.events}"
+DLQ = "fr:dlq:{players.events}"
 DLQ_KEEP = 25  # FRESHET_DLQ_MAX_ENTRIES of this run
 DAEMONS = ("ingest", "loader", "api")
 PLATFORMS = ["ios", "android", "web"]

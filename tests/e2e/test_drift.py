@@ -63,7 +63,7 @@ def main(t):
         return None
 
     def dlq(ds, file):
-        return [f for _, f in r.xrange("fr:dlq:drift.%s" % ds) if f.get(b"file") == file.encode()]
+        return [f for _, f in r.xrange("fr:dlq:{drift.%s}" % ds) if f.get(b"file") == file.encode()]
 
     def reason_file(ds, name):
         d = os.path.join(stack.inbound("drift", ds), "rejected")

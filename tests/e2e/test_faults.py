@@ -18,8 +18,8 @@ from harness import Stack, TestRun, wait_until  # noqa: E402
 import players_ref  # noqa: E402
 from test_players import NOW, make_events, to_csv, compare_all  # noqa: E402
 
-STREAM = "fr:stream:players.events"
-DLQ = "fr:dlq:players.events"
+STREAM = "fr:stream:{players.events}"
+DLQ = "fr:dlq:{players.events}"
 
 
 def group_idle(stack):

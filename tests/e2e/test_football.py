@@ -26,7 +26,7 @@ sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "lib"))
 from harness import FakeUpstream, Stack, TestRun, wait_until  # noqa: E402
 
 TOKEN = "test-token-42"
-DLQ = "fr:dlq:football.teams"
+DLQ = "fr:dlq:{football.teams}"
 MALFORMED = 2003  # Eredivisie, 7th in the list: some load before it
 TRUNCATED = 2002  # Bundesliga
 

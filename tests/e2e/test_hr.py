@@ -111,13 +111,13 @@ def main(t):
     t.eq(dict(stack.pg.query("SELECT id, department FROM hr.departments")), deps, "departments")
     t.eq(dict(stack.pg.query("SELECT id, job FROM hr.jobs")), jobs, "jobs")
     r = stack.redis.client()
-    wait_until(lambda: r.xlen("fr:dlq:hr.hired_employees") >= bad, 30, what="%d dead letters" % bad)
-    dlq = [e[1] for e in r.xrange("fr:dlq:hr.hired_employees")]
+    wait_until(lambda: r.xlen("fr:dlq:{hr.hired_employees}") >= bad, 30, what="%d dead letters" % bad)
+    dlq = [e[1] for e in r.xrange("fr:dlq:{hr.hired_employees}")]
     t.eq(len(dlq), bad, "one dead letter per bad row")
     t.check(all(e.get(b"reason") for e in dlq), "every dead letter has a reason")
     t.check(any(b"does not exist" in e.get(b"reason", b"") for e in dlq), "dangling foreign keys are named")
-    wait_until(lambda: r.xlen("fr:dlq:hr.departments") == 1, 30, what="the duplicate department name rejected")
-    t.check(b"department" in r.xrange("fr:dlq:hr.departments")[0][1].get(b"reason", b""),
+    wait_until(lambda: r.xlen("fr:dlq:{hr.departments}") == 1, 30, what="the duplicate department name rejected")
+    t.check(b"department" in r.xrange("fr:dlq:{hr.departments}")[0][1].get(b"reason", b""),
             "the unique rejection names the column")
 
     reports(t, stack, deps, jobs, emps)

@@ -252,7 +252,7 @@ def main(t):
     landed = [os.path.join(dp, f) for dp, _, fs in os.walk(land) for f in fs if f.endswith(".json")
               and not f.endswith(".meta.json")]
     t.eq(len(landed), 4, "4 raw responses landed")
-    rows_dlq = [e for _, e in r.xrange("fr:dlq:httptest.comps") if e.get(b"kind") == b"row"]
+    rows_dlq = [e for _, e in r.xrange("fr:dlq:{httptest.comps}") if e.get(b"kind") == b"row"]
     t.check(len(rows_dlq) == 1 and b"id" in rows_dlq[0].get(b"reason", b"") and b"landing/httptest/comps/" in
             rows_dlq[0].get(b"file", b""), "the bad record is a DLQ row naming the column and landing file: %r"
             % (rows_dlq,))
@@ -271,7 +271,7 @@ def main(t):
     kreq = up.requests("/klines")
     t.eq(len(kreq), 10, "5 windows x 2 symbols")
     t.eq(kreq[0][2].get("endTime"), str(1704067200000 + 10 * H - 1), "end is inclusive (window end - 1 ms)")
-    st = json.loads(r.get("fr:state:src:httptest.klines"))
+    st = json.loads(r.get("fr:state:src:{httptest.klines}:httptest.klines"))
     t.eq(st.get("last_window_end"), "2024-01-03T00:00:00Z", "state holds the last window end")
     res = cmd(stack, "run", "httptest", "klines")
     t.eq(len(up.requests("/klines")), 10, "a rerun with nothing new sends no request")
@@ -279,7 +279,7 @@ def main(t):
     # 3. truncated JSON: rejected, DLQ kind batch, source.failed
     res = cmd(stack, "run", "httptest", "broken")
     t.eq(res.returncode, 1, "run broken exits 1")
-    dlq = r.xrange("fr:dlq:httptest.brk")
+    dlq = r.xrange("fr:dlq:{httptest.brk}")
     t.check(dlq and dlq[0][1].get(b"kind") == b"batch" and b"not valid JSON" in dlq[0][1].get(b"reason", b""),
             "DLQ entry of kind batch with the reason: %r" % (dlq,))
     time.sleep(1)

@@ -29,7 +29,7 @@ SYMS = ("BTCUSDT", "ETHUSDT", "XRPUSDT")
 H = 3600 * 1000
 START_MS = 1715990400000  # 2024-05-18T00:00:00Z, the window start
 NOW1, NOW2, NOW3 = "2024-05-28T00:30:00Z", "2024-06-17T00:30:00Z", "2024-07-07T00:30:00Z"
-LEASE = "fr:lease:src:replicas.klines"
+LEASE = "fr:lease:src:{replicas.ohlc}:replicas.klines"
 
 spec = importlib.util.spec_from_file_location("fake_upstream", os.path.join(SRC, "tools", "fake_upstream",
                                                                             "fake_upstream.py"))

@@ -54,8 +54,8 @@ def main(t):
     stack.drop("isolate", "tags", "five-thousand.csv", "\n".join(lines) + "\n")
     wait_until(lambda: count("isolate.tags") == 4999 and os.listdir(
         os.path.join(stack.data_dir, "inbound", "isolate", "tags", "done")), 60, what="4,999 rows of the file")
-    wait_until(lambda: dlq(r, "fr:dlq:isolate.tags"), 20, what="the dead letter")
-    got = dlq(r, "fr:dlq:isolate.tags")
+    wait_until(lambda: dlq(r, "fr:dlq:{isolate.tags}"), 20, what="the dead letter")
+    got = dlq(r, "fr:dlq:{isolate.tags}")
     t.eq(len(got), 1, "one dead letter for the file")
     t.check(got and got[0].get("line") == "1236" and "name" in got[0].get("reason", "") and
             "2000 bytes" in got[0].get("reason", ""), "its line and a reason naming the column and limit: %r" %
@@ -97,19 +97,19 @@ def main(t):
          "the ledger's rejected lists the three rows in order")
     t.check(all("index row" in x["reason"] for x in led if x["kind"] == "load"),
             "the set-aside rows carry the server's reason: %r" % [x["reason"][:100] for x in led])
-    got = dlq(r, "fr:dlq:isolate.tags", batch=bid)
+    got = dlq(r, "fr:dlq:{isolate.tags}", batch=bid)
     t.eq(sorted(int(f["row"]) for f in got), [17, 2500, 4321], "one dead letter per row at fault, once each")
     t.check(all(f.get("kind") == "row" and f.get("reason") for f in got), "dead letters are row entries with "
             "a reason")
-    t.eq(len(dlq(r, "fr:dlq:isolate.tags", kind="batch")), 0, "no batch is dead-lettered")
+    t.eq(len(dlq(r, "fr:dlq:{isolate.tags}", kind="batch")), 0, "no batch is dead-lettered")
     t.eq(stack.pg.scalar("SELECT n FROM isolate.tags WHERE name = 's04999'"), 4999, "the last row is in")
     # a replay of the same batch id is a duplicate: nothing changes
-    r.xadd("fr:stream:isolate.tags", {"batch": encode_batch(bid, "isolate.tags", TCOLS, brows), "id": bid,
+    r.xadd("fr:stream:{isolate.tags}", {"batch": encode_batch(bid, "isolate.tags", TCOLS, brows), "id": bid,
                                       "rows": str(len(brows))})
-    wait_until(lambda: r.xpending("fr:stream:isolate.tags", "loader")["pending"] == 0 and
-               not r.xinfo_groups("fr:stream:isolate.tags")[0].get("lag"), 20, what="replay consumed")
+    wait_until(lambda: r.xpending("fr:stream:{isolate.tags}", "loader")["pending"] == 0 and
+               not r.xinfo_groups("fr:stream:{isolate.tags}")[0].get("lag"), 20, what="replay consumed")
     t.eq(count("isolate.tags") - base, 4997, "a replay loads nothing more")
-    t.eq(len(dlq(r, "fr:dlq:isolate.tags", batch=bid)), 3, "... and dead-letters nothing more")
+    t.eq(len(dlq(r, "fr:dlq:{isolate.tags}", batch=bid)), 3, "... and dead-letters nothing more")
 
     t.eq(stack["loader"].stop(), 0, "loader exits 0")
 

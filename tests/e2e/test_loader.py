@@ -17,8 +17,8 @@ sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "lib"))
 from harness import Daemon, Stack, TestRun, free_port, wait_until  # noqa: E402
 
 PIPE = os.path.join(os.path.dirname(os.path.abspath(__file__)), "pipelines", "kvtest")
-STREAM = "fr:stream:kvtest.items"
-DLQ = "fr:dlq:kvtest.items"
+STREAM = "fr:stream:{kvtest.items}"
+DLQ = "fr:dlq:{kvtest.items}"
 HEADER = "id,name,price,updated_at\n"
 
 

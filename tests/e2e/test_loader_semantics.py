@@ -72,7 +72,7 @@ def send(r, dataset, cols, rows, op="upsert"):
     """XADDs one batch to fr:stream:{dataset}; returns its id."""
     _seq[0] += 1
     bid = "t%013d%06d" % (int(time.time() * 1000), _seq[0])
-    r.xadd("fr:stream:" + dataset, {"batch": encode_batch(bid, dataset, cols, rows, op), "id": bid,
+    r.xadd("fr:stream:{%s}" % dataset, {"batch": encode_batch(bid, dataset, cols, rows, op), "id": bid,
                                      "rows": str(len(rows))})
     return bid
 
@@ -171,7 +171,7 @@ def constraints(t, stack, r):
     rej = stack.pg.scalar("SELECT rejected FROM freshet.batches WHERE batch_id = %s", (bid,))
     t.eq(rej, [{"row": 1, "field": "department_id", "value": "7", "kind": "reference",
                 "reason": "department_id 7 does not exist in departments"}], "ledger rejected")
-    dlq = [f for _, f in r.xrange("fr:dlq:semtest.employees") if f.get(b"batch") == bid.encode()]
+    dlq = [f for _, f in r.xrange("fr:dlq:{semtest.employees}") if f.get(b"batch") == bid.encode()]
     t.eq(len(dlq), 1, "one dead letter for the rejected row")
     if dlq:
         t.eq((dlq[0][b"kind"], dlq[0][b"row"], dlq[0][b"field"], dlq[0][b"reason"]),

@@ -27,8 +27,8 @@ from harness import Daemon, Stack, TestRun, free_port, wait_until  # noqa: E402
 
 PIPE = os.path.join(os.path.dirname(os.path.abspath(__file__)), "pipelines", "retaintest")
 QNAME = "retaintest.items"
-STREAM = "fr:stream:" + QNAME
-DLQ = "fr:dlq:" + QNAME
+STREAM = "fr:stream:{%s}" % QNAME
+DLQ = "fr:dlq:{%s}" % QNAME
 N_FILES = 300
 ROWS = 4  # good rows per file; each file also has one bad row
 KEEP = 40  # FRESHET_DLQ_MAX_ENTRIES

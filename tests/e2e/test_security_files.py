@@ -104,7 +104,7 @@ def main(t):
                 if SECRET.encode() in f.read():
                     leaked.append(p)
     t.eq(leaked, [], "no landing file holds the secret")
-    dlq = [f for _, f in r.xrange("fr:dlq:sectest.items") if SECRET.encode() in b"".join(f.values())]
+    dlq = [f for _, f in r.xrange("fr:dlq:{sectest.items}") if SECRET.encode() in b"".join(f.values())]
     t.eq(dlq, [], "no dead letter holds the secret")
 
     # ---- done/ swapped for a symbolic link ----------------------------------

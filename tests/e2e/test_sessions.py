@@ -21,7 +21,7 @@ NOW = "2024-06-17T12:00:00Z"
 NOW_T = dt.datetime(2024, 6, 17, 12, tzinfo=dt.timezone.utc)
 RETENTION_DAYS = 365
 GEN = os.path.join(SRC, "pipelines", "sessions", "generate.py")
-DLQ = "fr:dlq:sessions.session_events"
+DLQ = "fr:dlq:{sessions.session_events}"
 
 
 def parse_ts(s):

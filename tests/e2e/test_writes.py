@@ -112,8 +112,8 @@ def idempotency(t, stack):
             "with the record gone the retry publishes the same batch id (%r %r)" % (st, hd.get("location")))
 
     def drained():
-        g = [g for g in r.xinfo_groups("fr:stream:crud.events") if g["name"] in (b"loader", "loader")][0]
-        last = r.xinfo_stream("fr:stream:crud.events")["last-generated-id"]
+        g = [g for g in r.xinfo_groups("fr:stream:{crud.events}") if g["name"] in (b"loader", "loader")][0]
+        last = r.xinfo_stream("fr:stream:{crud.events}")["last-generated-id"]
         return g["pending"] == 0 and g["last-delivered-id"] == last
     h.wait_until(drained, 30, what="the loader took every entry")
     t.eq(count("k1"), 2, "... and the ledger loads it once: still 2 rows")
@@ -151,7 +151,7 @@ def main(t):
     t.check(isinstance(js, dict) and js.get("player_id") == "p2", "one object in, one object out (%r)" % (js,))
 
     # invalid rows: 422 naming row and field; nothing published
-    before_len = r.xinfo_stream("fr:stream:crud.events")["entries-added"]  # the loader trims the stream
+    before_len = r.xinfo_stream("fr:stream:{crud.events}")["entries-added"]  # the loader trims the stream
     bad = ev + [{"event": "jump", "player_id": "p3", "ts": "2024-01-01T00:00:00Z"},
                 {"event": "start", "player_id": "p3", "ts": "not a time"}]
     st, js, _ = post(stack, "/v1/push/crud/events", bad)
@@ -160,7 +160,7 @@ def main(t):
     locs = [d.get("loc") for d in det] if isinstance(det, list) else []
     t.check(["body", 2, "event"] in locs and ["body", 3, "ts"] in locs,
             "422 names row and field of each invalid row (%r)" % (det,))
-    t.eq(r.xinfo_stream("fr:stream:crud.events")["entries-added"], before_len,
+    t.eq(r.xinfo_stream("fr:stream:{crud.events}")["entries-added"], before_len,
          "nothing published for a request with invalid rows")
 
     # ?partial=1: the valid rows load, the invalid ones are reported by request index

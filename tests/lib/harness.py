@@ -116,6 +116,129 @@ class Redis:
         self.start()
 
 
+def _free_cluster_port(taken):
+    """A free port P whose cluster bus port P+10000 is free too."""
+    while True:
+        p = free_port()
+        if p in taken or p + 10000 > 65535:
+            continue
+        b = socket.socket()
+        try:
+            b.bind(("127.0.0.1", p + 10000))
+            return p
+        except OSError:
+            pass
+        finally:
+            b.close()
+
+
+class RedisCluster:
+    """A Redis Cluster on loopback: `masters` masters with one replica each
+    (redis-server --cluster-enabled yes, redis-cli --cluster create), every
+    node a child process stopped by PID. Nodes fail over after 2 s."""
+
+    def __init__(self, base, masters=3):
+        self.dir = os.path.join(base, "redis-cluster")
+        os.makedirs(self.dir, exist_ok=True)
+        self.nmasters = masters
+        self.ports = []
+        for _ in range(masters * 2):
+            self.ports.append(_free_cluster_port(self.ports))
+        self.procs = {}
+        self.url = "redis+cluster://" + ",".join("127.0.0.1:%d" % p for p in self.ports)
+        _cleanups.append(self.stop)
+
+    def start_node(self, port):
+        d = os.path.join(self.dir, str(port))
+        os.makedirs(d, exist_ok=True)
+        self.procs[port] = subprocess.Popen(
+            ["redis-server", "--port", str(port), "--bind", "127.0.0.1", "--dir", d, "--cluster-enabled", "yes",
+             "--cluster-config-file", os.path.join(d, "nodes.conf"), "--cluster-node-timeout", "2000",
+             "--cluster-replica-validity-factor", "0", "--appendonly", "yes", "--appendfsync", "always",
+             "--save", "", "--logfile", os.path.join(d, "redis.log")])
+        wait_until(lambda: self.node(port).ping(), 10, what="redis node %d up" % port)
+
+    def start(self):
+        for p in self.ports:
+            self.start_node(p)
+        out = subprocess.run(["redis-cli", "--cluster", "create"] + ["127.0.0.1:%d" % p for p in self.ports] +
+                             ["--cluster-replicas", "1", "--cluster-yes"], capture_output=True, text=True,
+                             timeout=60)
+        if out.returncode != 0:
+            raise AssertionError("redis-cli --cluster create failed: %s %s" % (out.stdout, out.stderr))
+        self.wait_ok()
+        return self
+
+    def wait_ok(self, timeout=30):
+        """Every live node says cluster_state:ok, every slot has a master and
+        each master has a replica in sync."""
+        def ok():
+            for p in self.live_ports():
+                if "cluster_state:ok" not in self.cli(p, "CLUSTER", "INFO"):
+                    return False
+            ms = self.masters()
+            if len(ms) != self.nmasters:
+                return False
+            for p in self.live_ports():
+                info = self.node(p).info("replication")
+                if info.get("role") == "slave" and info.get("master_link_status") != "up":
+                    return False
+            return True
+        wait_until(ok, timeout, interval=0.1, what="redis cluster ok")
+
+    def node(self, port):
+        import redis
+        return redis.Redis(host="127.0.0.1", port=port, socket_timeout=10)
+
+    def cli(self, port, *args):
+        """redis-cli's raw answer (redis-py parses CLUSTER replies differently by version)."""
+        return subprocess.run(["redis-cli", "-p", str(port)] + list(args), capture_output=True, text=True,
+                              timeout=30).stdout
+
+    def live_ports(self):
+        return [p for p, proc in self.procs.items() if proc.poll() is None]
+
+    def nodes(self):
+        """CLUSTER NODES as dicts (port, id, master flag, slots), from a live node."""
+        raw = self.cli(self.live_ports()[0], "CLUSTER", "NODES")
+        out = []
+        for line in raw.splitlines():
+            f = line.split()
+            if len(f) < 8:
+                continue
+            port = int(f[1].split("@")[0].rsplit(":", 1)[1])
+            out.append({"id": f[0], "port": port, "master": "master" in f[2] and "fail" not in f[2],
+                        "slots": f[8:]})
+        return out
+
+    def masters(self):
+        return sorted(n["port"] for n in self.nodes() if n["master"] and n["slots"] and
+                      n["port"] in self.live_ports())
+
+    def client(self):
+        from redis.cluster import RedisCluster as PyCluster, ClusterNode
+        return PyCluster(startup_nodes=[ClusterNode("127.0.0.1", p) for p in self.live_ports()],
+                         socket_timeout=10)
+
+    def kill(self, port, sig=signal.SIGKILL):
+        proc = self.procs.get(port)
+        if proc and proc.poll() is None:
+            proc.send_signal(sig)
+            proc.wait(20)
+
+    def stop(self, sig=signal.SIGTERM):
+        for p, proc in self.procs.items():
+            if proc.poll() is None:
+                proc.send_signal(sig)
+        for proc in self.procs.values():
+            try:
+                proc.wait(20)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait(10)
+        self.procs = {}
+
+
 class Postgres:
     def __init__(self, base):
         self.dir = os.path.join(base, "pg")
@@ -261,11 +384,14 @@ class Daemon:
 class Stack:
     """Redis + PostgreSQL + the three daemons on one data dir."""
 
-    def __init__(self, pipelines="players", now=None, redis_aof=True, extra_env=None):
+    def __init__(self, pipelines="players", now=None, redis_aof=True, extra_env=None, redis_cluster=False):
         self.base = tmpdir()
         self.data_dir = os.path.join(self.base, "var")
         os.makedirs(self.data_dir)
-        self.redis = Redis(self.base, appendonly=redis_aof).start()
+        if redis_cluster:  # 3 masters + 3 replicas; FRESHET_REDIS_URL=redis+cluster://...
+            self.redis = RedisCluster(self.base).start()
+        else:
+            self.redis = Redis(self.base, appendonly=redis_aof).start()
         self.pg = Postgres(self.base).start()
         self.api_port = free_port()
         self.env = dict(os.environ)
