@@ -10,6 +10,7 @@
  * goes through enter(); the statements' text comes from sql.c. The load ends
  * by calling its done callback once (the outcome in struct ld_load). */
 #include <errno.h>
+#include <inttypes.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -227,6 +228,24 @@ static const char **batch_cols(const fr_batch_t *b)
     return cols;
 }
 
+/* A data version the ledger statement returned: the dataset's, or an
+ * aggregate model's (into "versions" of batch.loaded). */
+static void note_version(struct ld_load *l, const char *name, const char *v, const char *us)
+{
+    int64_t version, at;
+    if (!fr_parse_i64(v, strlen(v), &version) || !fr_parse_i64(us, strlen(us), &at))
+        return;
+    if (strcmp(name, ds_of(l)->qname) == 0) {
+        l->version = version;
+        l->version_us = at;
+        return;
+    }
+    if (l->aggv.len)
+        (void)fr_buf_putc(&l->aggv, ',');
+    (void)fr_buf_json_str(&l->aggv, name, strlen(name));
+    (void)fr_buf_printf(&l->aggv, ":%" PRId64, version);
+}
+
 /* Distinct keys for the batch.loaded event: the dataset key when it is one
  * column, else the first single-column key of a model fed by it. Stops
  * counting past LD_EVENT_KEYS (the event then omits them). */
@@ -372,6 +391,12 @@ static void publish_outcome(struct ld_load *l)
                             fr_batch_rows(l->b), fr_batch_rows(l->b) - l->rej.n_rows);
         put_rejected_json(&j, &l->rej);
         (void)fr_buf_printf(&j, ",\"commit_time\":\"%s\"", ts);
+        if (l->version > 0) { /* the api's ETags (docs/routes.md "HTTP caching") */
+            fr_format_timestamp(l->version_us, ts);
+            (void)fr_buf_printf(&j, ",\"version\":%" PRId64 ",\"refreshed_at\":\"%s\"", l->version, ts);
+            if (l->aggv.len)
+                (void)fr_buf_printf(&j, ",\"versions\":{%.*s}", (int)l->aggv.len, l->aggv.data);
+        }
         event_keys(l);
         fr__json_keys(&j, "keys", &l->keys);
         (void)fr_buf_putc(&j, '}');
@@ -462,12 +487,31 @@ static void enter(struct ld_load *l, enum ld_load_state to)
         break;
     case LOAD_LEDGER: {
         char rows[24];
-        const char *params[3];
+        const char *params[7];
+        struct fr_buf keys, aggs;
         snprintf(rows, sizeof(rows), "%zu", fr_batch_rows(l->b));
+        fr_buf_init(&keys, 0);
+        fr_buf_init(&aggs, 0);
+        fr_buf_reset(&l->aggv); /* this transaction's versions (an isolating retry runs this again) */
+        l->version = 0;
+        for (size_t i = 0; fr_batch_op(l->b) == FR_OP_UPSERT && i < l->e->st->n_aggs; i++) /* their versions too */
+            (void)fr_buf_printf(&aggs, "%s\"%s\"", i ? "," : "{", l->e->st->aggs[i]->state_name);
+        if (aggs.len)
+            (void)fr_buf_putc(&aggs, '}');
+        if (!l->keys.n)
+            event_keys(l); /* the same keys batch.loaded names (idempotent) */
+        if (l->keys.n && l->keys.n <= LD_EVENT_KEYS)
+            fr__sql_text_array(&keys, &l->keys);
         params[0] = fr_batch_id(l->b);
         params[1] = ds->qname;
         params[2] = rows;
-        rc = fr_pg_query(ld->app->pg, FR_SQL_LEDGER_INSERT, 3, params, NULL, on_pg, l);
+        params[3] = fr_batch_raw_path(l->b);
+        params[4] = fr_batch_raw_sha256(l->b);
+        params[5] = keys.data; /* NULL: none or many */
+        params[6] = aggs.data; /* NULL: none */
+        rc = fr_pg_query(ld->app->pg, FR_SQL_LEDGER_INSERT, 7, params, NULL, on_pg, l);
+        fr_buf_deinit(&keys);
+        fr_buf_deinit(&aggs);
         break;
     }
     case LOAD_STAGE:
@@ -591,6 +635,7 @@ static void enter(struct ld_load *l, enum ld_load_state to)
         free(l->cols);
         l->cols = NULL;
         fr__keyset_deinit(&l->keys);
+        fr_buf_deinit(&l->aggv);
         fr__rows_deinit(&l->rej);
         fr__rows_deinit(&l->part_rej);
         l->state = LOAD_IDLE;
@@ -850,6 +895,8 @@ static void on_pg(fr_pg_t *pg, PGresult *res, void *data)
         enter(l, LOAD_LEDGER);
         return;
     case LOAD_LEDGER:
+        for (int i = 0; i < PQntuples(res) && PQnfields(res) == 3; i++) /* the new data versions */
+            note_version(l, PQgetvalue(res, i, 0), PQgetvalue(res, i, 1), PQgetvalue(res, i, 2));
         if (PQntuples(res) == 0) {
             l->outcome = LD_OUT_DUPLICATE;
             l->rb_next = LOAD_ACK;
@@ -997,6 +1044,7 @@ void fr__load_start(struct loader *ld, struct ld_entry *e, ld_done_cb done)
     l->done = done;
     l->t0_ns = fr_mono_ns();
     fr__keyset_init(&l->keys);
+    fr_buf_init(&l->aggv, 0);
     l->keyed = e->st->ds->n_key > 0;
     l->staged = l->keyed || e->st->n_aggs > 0;
 

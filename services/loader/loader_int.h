@@ -221,6 +221,9 @@ struct ld_load {
     char reason[1024];     /* why it failed / was dead-lettered */
     uint64_t t0_ns;        /* start, for loader_batch_seconds */
     struct fr_keyset keys; /* distinct dataset/model keys for batch.loaded */
+    int64_t version;       /* the dataset's data version this batch made (ledger), 0 = unknown */
+    int64_t version_us;    /* and its refreshed_at, epoch microseconds */
+    struct fr_buf aggv;    /* "name":version, ... of the aggregate models it wrote (batch.loaded) */
     struct ld_rows rej;    /* rows rejected by LOAD_CHECK: fr_row, field, value, kind, reason */
     size_t dlq_out;        /* LOAD_ROWDLQ: replies awaited */
     bool dlq_failed;       /* LOAD_ROWDLQ: a reply was NULL or an error */
@@ -246,6 +249,8 @@ struct ld_refresh {
     struct fr_keyset keys;  /* keys being recomputed (moved from model->touched) */
     bool all;               /* NULL keys */
     struct ld_rows rows;    /* changed / deleted rows */
+    int64_t version;        /* the model's data version after it (freshet.versions), 0 = unknown */
+    int64_t version_us;     /* and its refreshed_at, epoch microseconds */
     size_t cache_i;         /* next cache of the model to write */
     uint64_t t0_ns;
     int32_t day;     /* day of "now" used */

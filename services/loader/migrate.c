@@ -144,6 +144,17 @@ static void build(struct loader *ld)
     add_str(m, "ALTER TABLE freshet.batches ADD COLUMN IF NOT EXISTS rejected jsonb NOT NULL DEFAULT '[]'::jsonb");
     add_str(m, "CREATE TABLE IF NOT EXISTS freshet.model_state (model text PRIMARY KEY, day date, "
                "refreshed_at timestamptz)");
+    /* Provenance of a batch (docs/routes.md "Provenance"): its raw file in
+     * the landing zone and the keys it touched (NULL = more than the
+     * batch.loaded event lists). */
+    add_str(m, "ALTER TABLE freshet.batches ADD COLUMN IF NOT EXISTS raw_path text");
+    add_str(m, "ALTER TABLE freshet.batches ADD COLUMN IF NOT EXISTS raw_sha256 text");
+    add_str(m, "ALTER TABLE freshet.batches ADD COLUMN IF NOT EXISTS keys text[]");
+    /* Data versions (docs/routes.md "HTTP caching"): one row per dataset and
+     * model ("{pipeline}.{name}"), version + 1 in the transaction that
+     * changes its data, refreshed_at at each load or refresh. */
+    add_str(m, "CREATE TABLE IF NOT EXISTS freshet.versions (name text PRIMARY KEY, version bigint NOT NULL, "
+               "refreshed_at timestamptz NOT NULL)");
     for (size_t pi = 0; pi < ld->app->n_pipelines; pi++) {
         const struct fr_pipeline *p = ld->app->pipelines[pi];
 

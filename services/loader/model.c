@@ -8,6 +8,7 @@
  * app->pg: they read committed data only, and keys touched meanwhile wait
  * in the model for the next refresh. */
 #include <errno.h>
+#include <inttypes.h>
 #include <limits.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -350,6 +351,11 @@ static void publish_model_event(struct loader *ld)
     (void)fr_buf_json_str(&j, m->p->name, strlen(m->p->name));
     if (!r->all)
         fr__json_keys(&j, "keys", &r->keys);
+    if (r->version > 0) { /* the api's ETags (docs/routes.md "HTTP caching") */
+        char ts[40];
+        fr_format_timestamp(r->version_us, ts);
+        (void)fr_buf_printf(&j, ",\"version\":%" PRId64 ",\"refreshed_at\":\"%s\"", r->version, ts);
+    }
     (void)fr_buf_printf(&j, ",\"count\":%zu,\"ms\":%.3f}", r->rows.n_rows, secs * 1e3);
     fr__loader_publish(ld, &j);
     fr_buf_deinit(&j);
@@ -406,8 +412,14 @@ static void on_state_saved(fr_pg_t *pg, PGresult *res, void *data)
     (void)pg;
     if (fr__loader_gone(ld))
         return;
-    if (res && PQresultStatus(res) != PGRES_COMMAND_OK)
+    if (res && PQresultStatus(res) != PGRES_TUPLES_OK) {
         fr_warn("cannot update freshet.model_state: %s", PQresultErrorMessage(res));
+    } else if (res && PQntuples(res) == 1 && PQnfields(res) == 2) { /* the model's data version */
+        const char *v = PQgetvalue(res, 0, 0), *us = PQgetvalue(res, 0, 1);
+        if (!fr_parse_i64(v, strlen(v), &ld->refresh.version) ||
+            !fr_parse_i64(us, strlen(us), &ld->refresh.version_us))
+            ld->refresh.version = 0;
+    }
     /* The model table is committed either way: go on with the caches. */
     publish_model_event(ld);
     ld->refresh.cache_i = 0;
@@ -445,9 +457,9 @@ static void on_refreshed(fr_pg_t *pg, PGresult *res, void *data)
         m->day = r->day;
     fr_format_date(r->day, day);
     params[0] = m->state_name;
-    params[1] = day;
-    if (fr_pg_query(ld->refresh_pg, r->all ? FR_SQL_MODEL_STATE_FULL : FR_SQL_MODEL_STATE_KEYS, r->all ? 2 : 1,
-                    params, NULL, on_state_saved, ld) != 0) {
+    params[1] = r->all ? day : r->rows.n_rows > 0 ? "t" : "f"; /* KEYS: bump the version when rows changed */
+    if (fr_pg_query(ld->refresh_pg, r->all ? FR_SQL_MODEL_STATE_FULL : FR_SQL_MODEL_STATE_KEYS, 2, params, NULL,
+                    on_state_saved, ld) != 0) {
         publish_model_event(ld);
         r->cache_i = 0;
         next_cache(ld);

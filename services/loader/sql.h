@@ -14,22 +14,44 @@
 #include "config.h"
 #include "util.h"
 
-/* The ledger row of a batch: $1 batch id, $2 dataset qname, $3 rows; a row
- * back = inserted, none = already loaded. */
+/* The ledger row of a batch and the data versions it changes (+ 1, in the
+ * batch's transaction): $1 batch id, $2 dataset qname, $3 rows, $4 raw path,
+ * $5 raw sha256 ("" = none), $6 keys touched (text[] literal, NULL = many),
+ * $7 the aggregate models the batch writes (text[] of qnames, NULL = none).
+ * Rows back (name, new version, refreshed_at in epoch microseconds), one per
+ * name = inserted; none = already loaded. */
 #define FR_SQL_LEDGER_INSERT                                                                                         \
-    "INSERT INTO freshet.batches (batch_id, dataset, rows) VALUES ($1, $2, $3) ON CONFLICT DO NOTHING RETURNING 1"
+    "WITH fr_l AS (INSERT INTO freshet.batches (batch_id, dataset, rows, raw_path, raw_sha256, keys) "               \
+    "VALUES ($1, $2, $3, NULLIF($4, ''), NULLIF($5, ''), $6::text[]) ON CONFLICT DO NOTHING RETURNING 1), "          \
+    "fr_v AS (INSERT INTO freshet.versions AS v (name, version, refreshed_at) SELECT n, 1, now() FROM fr_l, "        \
+    "unnest(array_prepend($2::text, COALESCE($7::text[], '{}'))) n "                                                 \
+    "ON CONFLICT (name) DO UPDATE SET version = v.version + 1, refreshed_at = now() "                                \
+    "RETURNING name, version, (extract(epoch FROM refreshed_at) * 1000000)::bigint) "                                \
+    "SELECT * FROM fr_v"
 /* The rows set aside by isolation: $1 batch id, $2 the rejected JSON array. */
 #define FR_SQL_LEDGER_REJECTED "UPDATE freshet.batches SET rejected = $2::jsonb WHERE batch_id = $1"
 /* Every model's last full-refresh day, as days since 1970-01-01. */
 #define FR_SQL_MODEL_STATE_READ "SELECT model, (day - DATE '1970-01-01')::text FROM freshet.model_state"
-/* After a full refresh: $1 model state name, $2 the day (date). */
+/* A model's data version after a refresh: + 1 when $V (bool) says rows
+ * changed; refreshed_at = now. Returns the version and refreshed_at (epoch
+ * microseconds). */
+#define FR__SQL_MODEL_VERSION(V)                                                                                     \
+    "INSERT INTO freshet.versions AS v (name, version, refreshed_at) VALUES ($1, 1, now()) "                         \
+    "ON CONFLICT (name) DO UPDATE SET version = v.version + CASE WHEN " V " THEN 1 ELSE 0 END, "                     \
+    "refreshed_at = now() RETURNING version, (extract(epoch FROM refreshed_at) * 1000000)::bigint"
+/* After a full refresh: $1 model state name ("{pipeline}.{model}", also its
+ * version's name), $2 the day (date). A full refresh always bumps the
+ * version (a crash between a refresh's commit and this statement must not
+ * leave an old version on new data; the loader refreshes in full at start). */
 #define FR_SQL_MODEL_STATE_FULL                                                                                      \
-    "INSERT INTO freshet.model_state (model, day, refreshed_at) VALUES ($1, $2::date, now()) "                       \
-    "ON CONFLICT (model) DO UPDATE SET day = EXCLUDED.day, refreshed_at = EXCLUDED.refreshed_at"
-/* After a refresh of some keys: $1 model state name (the day stays). */
+    "WITH fr_s AS (INSERT INTO freshet.model_state (model, day, refreshed_at) VALUES ($1, $2::date, now()) "         \
+    "ON CONFLICT (model) DO UPDATE SET day = EXCLUDED.day, refreshed_at = "                                          \
+    "EXCLUDED.refreshed_at) " FR__SQL_MODEL_VERSION("true")
+/* After a refresh of some keys: $1 model state name (the day stays), $2
+ * ("t"/"f") whether rows changed. */
 #define FR_SQL_MODEL_STATE_KEYS                                                                                      \
-    "INSERT INTO freshet.model_state (model, day, refreshed_at) VALUES ($1, NULL, now()) "                           \
-    "ON CONFLICT (model) DO UPDATE SET refreshed_at = EXCLUDED.refreshed_at"
+    "WITH fr_s AS (INSERT INTO freshet.model_state (model, day, refreshed_at) VALUES ($1, NULL, now()) "             \
+    "ON CONFLICT (model) DO UPDATE SET refreshed_at = EXCLUDED.refreshed_at) " FR__SQL_MODEL_VERSION("$2::bool")
 
 /* CREATE TEMP TABLE fr_stage (LIKE the table, plus fr_row: the row's
  * 0-based index in the batch, counting from first_row) ON COMMIT DROP. */
