@@ -1,5 +1,6 @@
 /* config_route: parses `routes:` (docs/routes.md). Every error names
  * file:line:col and the fix; the api compiles the result into its table. */
+#include <ctype.h>
 #include <regex.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -62,8 +63,8 @@ void fr_routes_free(struct fr_route *r, size_t n)
     free(r);
 }
 
-static const char *const route_keys[] = {"name",   "method", "path",    "summary", "role",
-                                         "params", "checks", "handler", "output",  NULL};
+static const char *const route_keys[] = {"name",   "method",  "path",   "summary", "role", "params",
+                                         "checks", "handler", "output", "max_age", NULL};
 static const char *const param_keys[] = {"in",    "type",       "required",   "default", "min",
                                          "max",   "min_length", "max_length", "pattern", "allowed",
                                          "upper", "lower",      "suffix",     NULL};
@@ -469,6 +470,33 @@ static bool parse_output(struct fr_cfg *c, struct fr_route *r, const yaml_node_t
     return true;
 }
 
+#define MAX_AGE_LIMIT_S (3650u * 86400u)
+
+/* max_age: seconds, or a number with s, m, h or d (15m); 1s..3650d. */
+static bool parse_max_age(struct fr_cfg *c, struct fr_route *r, const yaml_node_t *v)
+{
+    char *s = NULL;
+    if (!fr_cfg_get_str(c, v, "max_age", &s))
+        return false;
+    size_t n = strlen(s);
+    uint64_t unit = 1;
+    if (n > 1 && strchr("smhd", s[n - 1])) {
+        unit = s[n - 1] == 's' ? 1 : s[n - 1] == 'm' ? 60 : s[n - 1] == 'h' ? 3600 : 86400;
+        n--;
+    }
+    int64_t num;
+    bool ok = n > 0 && isdigit((unsigned char)s[0]) && fr_parse_i64(s, n, &num) && num >= 1 &&
+              (uint64_t)num <= MAX_AGE_LIMIT_S / unit;
+    if (ok)
+        r->max_age_s = (uint32_t)((uint64_t)num * unit);
+    else
+        fail(c, v,
+             "max_age of route '%s' must be seconds or a number with s, m, h or d (15m), 1s..3650d, not '%.40s'",
+             r->name, s);
+    free(s);
+    return ok;
+}
+
 static bool split_path(struct fr_cfg *c, struct fr_route *r, const yaml_node_t *n)
 {
     const char *s = r->path;
@@ -580,6 +608,8 @@ static bool parse_route(struct fr_cfg *c, struct fr_pipeline *p, const yaml_node
         r->method = fr_xstrdup("GET");
     }
     if ((v = fr_cfg_map_get(c, n, "summary")) && !fr_cfg_get_str(c, v, "summary", &r->summary))
+        return false;
+    if ((v = fr_cfg_map_get(c, n, "max_age")) && !parse_max_age(c, r, v))
         return false;
     yaml_node_t *role_node = fr_cfg_map_get(c, n, "role");
     if (!parse_role(c, r, role_node))

@@ -85,8 +85,9 @@ struct fr_route {
     char *not_found;   /* owned or NULL */
     char **csv_header; /* owned or NULL: CSV column labels, one per result column (default: column names) */
     size_t n_csv_header;
-    bool csv_lf;  /* CSV lines end with LF (as exports write them), not CRLF */
-    bool csv_raw; /* output.csv_raw: CSV text cells as stored, without the formula guard */
+    bool csv_lf;        /* CSV lines end with LF (as exports write them), not CRLF */
+    bool csv_raw;       /* output.csv_raw: CSV text cells as stored, without the formula guard */
+    uint32_t max_age_s; /* max_age: data behind an answer older than this is reported; 0 = never */
 };
 
 int fr_route_param_index(const struct fr_route *r, const char *name); /* -1 if absent */

@@ -12,6 +12,7 @@
 
 #include "api.h"
 #include "engine_int.h"
+#include "httpcache.h"
 #include "log.h"
 #include "problem.h"
 #include "idem.h"
@@ -39,7 +40,8 @@ struct crudreq {
     enum crud_op op;
     int64_t limit, offset;
     const char *id;
-    const char *cursor; /* list: key after which the page starts (keyset), or NULL */
+    const char *cursor;         /* list: key after which the page starts (keyset), or NULL */
+    struct fr_httpcache_req hc; /* reads: ETag from the dataset's version (httpcache.h) */
 };
 
 static void crud_cols(const struct fr_dataset *ds, struct fr_buf *b)
@@ -180,6 +182,7 @@ static void on_crud(fr_pg_t *pg, PGresult *res, void *data)
             }
             fr_http_add_header(cr->req, "Link", link);
         }
+        fr_httpcache_answer(w->hc, cr->req, &cr->hc, NULL, NULL, 0);
         fr_api_respond(cr->er, cr->req, 200, "application/json", b->data, b->len, w);
         return;
     }
@@ -205,6 +208,7 @@ static void on_crud(fr_pg_t *pg, PGresult *res, void *data)
             fr_api_put_json_value(b, res, 0, c);
         }
         (void)fr_buf_putc(b, '}');
+        fr_httpcache_answer(w->hc, cr->req, &cr->hc, NULL, NULL, 0);
         fr_api_respond(cr->er, cr->req, 200, "application/json", b->data, b->len, w);
         return;
     }
@@ -539,6 +543,11 @@ bool fr_api_crud_handle(struct fr_api_engine *e, fr_http_req_t *req, const char 
         (void)fr_buf_printf(&sql, " FROM %s t WHERE t.%s = $1::%s", ds->table, key->name, fr_type_sql(key->type));
         params[0] = id;
         np = 1;
+    }
+    /* reads: ETag from the dataset's version, 304 before the query */
+    if ((cr->op == CRUD_LIST || cr->op == CRUD_GET) && fr_httpcache_crud_begin(w->hc, req, er->r, &cr->hc)) {
+        fr_buf_deinit(&sql);
+        return true;
     }
     fr_pg_t *pg = w->app->pg;
     int rc = pg && fr_pg_connected(pg) ? fr_pg_query(pg, sql.data, np, params, NULL, on_crud, cr) : -ENOTCONN;

@@ -10,7 +10,8 @@
  *      key already checked before the body (Expect: 100-continue) is not
  *      checked again;
  *   4. the built-in write paths: GET /v1/batches/{id} (batches.c),
- *      POST /v1/push/{pipeline}/{dataset} (push.c);
+ *      POST /v1/push/{pipeline}/{dataset} (push.c); and
+ *      GET /v1/provenance/{cache}/{key} (provenance.c);
  *   5. the route table (engine.c): a declared route, crud resource or admin
  *      route; there parameters are checked (params.c) and the handler runs
  *      (sqlroute.c, crud.c, admin.c, routes.c's cache handlers, push.c);
@@ -28,6 +29,7 @@
 #include "docsui.h"
 #include "engine.h"
 #include "problem.h"
+#include "provenance.h"
 #include "push.h"
 #include "workers.h"
 
@@ -99,7 +101,7 @@ void fr_api_front(fr_http_req_t *req, void *data)
         return;
     if (!fr_api_auth_check(w, req)) /* 3 */
         return;
-    if (fr_api_batches_route(w, req) || fr_api_push_route(w, req)) /* 4 */
+    if (fr_api_batches_route(w, req) || fr_api_push_route(w, req) || fr_api_provenance_route(w, req)) /* 4 */
         return;
     if (fr_api_engine_handle(w->engine, req)) /* 5 */
         return;

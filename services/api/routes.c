@@ -15,6 +15,7 @@
 #include "api.h"
 #include "auth_gate.h"
 #include "engine.h"
+#include "httpcache.h"
 #include "log.h"
 #include "problem.h"
 #include "readpool.h"
@@ -314,7 +315,7 @@ static void on_lookup_done(fr_store_lookup_t *lk, void *data)
         render_one_attr(b, c, fr_store_lookup_row(lk, 0), (size_t)p->attr);
     else
         render_hash(b, c, id, id_len, fr_store_lookup_row(lk, 0));
-    finish_json(p->req, 200, b);
+    fr_httpcache_respond_value(w->hc, p->req, p->r, b->data, b->len); /* ETag, 304 */
 
 out_free:
     fr_store_lookup_free(lk);
@@ -360,7 +361,7 @@ static void lookup_one(struct fr_api_worker *w, fr_http_req_t *req, const struct
             render_one_attr(&w->out, c, fr_lru_entry_row(e), (size_t)attr);
         else
             render_hash(&w->out, c, id, id_len, fr_lru_entry_row(e));
-        finish_json(req, 200, &w->out);
+        fr_httpcache_respond_value(w->hc, req, r, w->out.data, w->out.len); /* ETag, 304 */
         return;
     }
     p = preq_new(w, req, r, vals, c);
@@ -544,6 +545,8 @@ void fr_api_cache_route(struct fr_api_worker *w, fr_http_req_t *req, const struc
 
 void fr_api_caches_set_caching(struct fr_api_worker *w, bool on)
 {
+    if (w->hc)
+        fr_httpcache_set_channel(w->hc, on); /* versions and kept answers follow the same channel */
     for (size_t i = 0; i < w->n_caches; i++)
         fr_store_set_caching(w->caches[i].store, on);
 }
@@ -556,6 +559,8 @@ void fr_api_on_event(struct fr_api_worker *w, const char *payload, size_t len)
     json_t *ev, *keys;
     const char *type, *cache, *pipeline;
 
+    if (w->hc)
+        fr_httpcache_on_event(w->hc, payload, len); /* data versions, kept SQL answers */
     if (!w->n_caches)
         return;
     ev = json_loadb(payload, len, 0, &jerr);
@@ -714,11 +719,14 @@ int fr_api_worker_init(struct fr_api_worker *w, struct fr_app *app, char err[FR_
         fr_readpool_new(&w->readpool, &app->loop, app->settings.database_read_url, &app->pg, &ro, w->metrics, err) !=
             0)
         return -EINVAL;
+    w->hc = fr_httpcache_new(w); /* after the engine and the read pool */
     return 0;
 }
 
 void fr_api_worker_deinit(struct fr_api_worker *w)
 {
+    fr_httpcache_free(w->hc);
+    w->hc = NULL;
     fr_api_engine_free(w->engine);
     w->engine = NULL;
     for (size_t i = 0; i < w->n_caches; i++) {

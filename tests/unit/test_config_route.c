@@ -338,13 +338,55 @@ static void test_csv_raw(void **state)
     unlink(sql);
 }
 
+/* max_age: seconds or a number with s, m, h or d; absent = 0 (never
+ * reported); errors name file:line:col of the value and the accepted form. */
+static void test_max_age(void **state)
+{
+    (void)state;
+    char err[FR_ERR_LEN];
+    const char *y = HEAD "  - name: a\n"
+                         "    path: /a\n"
+                         "    max_age: 15m\n"
+                         "    handler: {query: \"SELECT 1\"}\n"
+                         "  - name: b\n"
+                         "    path: /b\n"
+                         "    max_age: 90\n"
+                         "    handler: {query: \"SELECT 1\"}\n"
+                         "  - name: c\n"
+                         "    path: /c\n"
+                         "    max_age: 2d\n"
+                         "    handler: {cache_hash: {cache: panel, key: player_id}}\n"
+                         "    params: {player_id: {in: query, type: text, required: true}}\n"
+                         "  - name: d\n"
+                         "    path: /d\n"
+                         "    handler: {query: \"SELECT 1\"}\n";
+    struct fr_pipeline *p = parse(y, err);
+    if (!p)
+        fail_msg("%s", err);
+    assert_int_equal(p->routes[0].max_age_s, 900);
+    assert_int_equal(p->routes[1].max_age_s, 90);
+    assert_int_equal(p->routes[2].max_age_s, 2 * 86400);
+    assert_int_equal(p->routes[3].max_age_s, 0);
+    fr_pipeline_free(p);
+
+    /* the route starts on line 18: max_age's value is at 20:14 */
+    expect_err("  - name: a\n    path: /x\n    max_age: soon\n    handler: {query: \"SELECT 1\"}\n", "p.yaml:20:14",
+               "max_age of route 'a' must be seconds or a number with s, m, h or d");
+    expect_err("  - name: a\n    path: /x\n    max_age: 0\n    handler: {query: \"SELECT 1\"}\n", "p.yaml:20:14",
+               "1s..3650d");
+    expect_err("  - name: a\n    path: /x\n    max_age: 3651d\n    handler: {query: \"SELECT 1\"}\n", "p.yaml:20:14",
+               "not '3651d'");
+    expect_err("  - name: a\n    path: /x\n    max_age: -5m\n    handler: {query: \"SELECT 1\"}\n", "p.yaml:20:14",
+               "max_age");
+    expect_err("  - name: a\n    path: /x\n    max_age: [1]\n    handler: {query: \"SELECT 1\"}\n", "p.yaml:20:14",
+               "max_age");
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_full),
-        cmocka_unit_test(test_errors),
-        cmocka_unit_test(test_csv_header),
-        cmocka_unit_test(test_csv_raw),
+        cmocka_unit_test(test_full),    cmocka_unit_test(test_errors),  cmocka_unit_test(test_csv_header),
+        cmocka_unit_test(test_csv_raw), cmocka_unit_test(test_max_age),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
