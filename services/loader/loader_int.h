@@ -30,10 +30,6 @@
 #define LD_LAG_EVERY_MS      5000        /* loader_stream_lag sampling period */
 #define LD_FULL_REFRESH_KEYS 5000        /* more touched keys than this: refresh the whole model */
 #define LD_EVENT_KEYS        100         /* events list keys only up to this many */
-#define LD_BULK_REFRESH_MS   10000       /* during a backlog, refresh at most this often ... */
-#define LD_BULK_REFRESH_COST                                                                                         \
-    4                           /* ... and no sooner than this many times the last refresh's                         \
-                                   duration, so refreshes take at most ~1/(1+N) of a backlog */
 #define LD_CACHE_GROUP   500    /* keys per MULTI/EXEC group */
 #define LD_PG_TIMEOUT_MS 300000 /* per statement: full refreshes can be long */
 #define LD_RETRY_MS      1000   /* retry of migrations / groups / refresh after an error */
@@ -143,6 +139,7 @@ struct ld_model {
     uint64_t last_touch_ms;
     uint64_t retry_at_ms;     /* after a failed refresh, 0 = none */
     uint64_t last_cost_ms;    /* duration of the last refresh (SQL + cache writes) */
+    uint64_t last_end_ms;     /* monotonic end of the last refresh, 0 = none */
     int32_t day;              /* UTC day (days since epoch) of the last full refresh, INT32_MIN = unknown */
     struct ld_cache **caches; /* owned array of borrowed: caches filled from this model */
     size_t n_caches;

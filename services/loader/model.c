@@ -1,12 +1,18 @@
-/* model: keeps model tables fresh. Batches add the model keys they touch;
- * when a stream goes quiet (after coalesce_ms) or, during bulk loads, every
- * max(10 s, 4 x the last refresh's duration), one statement recomputes those keys (or everything)
- * with the model's SQL and upserts/deletes only rows that changed; the
- * changed rows then go to the model's caches. Daily models are recomputed
- * in full when the UTC day of the pipeline's "now" turns. Refreshes run on
- * the loader's own connection (ld->refresh_pg), beside the batch loads on
- * app->pg: they read committed data only, and keys touched meanwhile wait
- * in the model for the next refresh. */
+/* model: keeps select models fresh (aggregate models are maintained by the
+ * batch loads themselves, load.c). Batches add the model keys they touch,
+ * to every model reading their dataset directly or through an aggregate of
+ * it; a model's refresh then adds the keys of its changed rows to the
+ * models reading it. Refreshes are continuous: a model with keys waiting is
+ * due coalesce_ms after the first of them (a full recompute during a
+ * backlog also no sooner than its last duration after it ended), and not
+ * while a model it reads has keys waiting or is refreshing (dependency
+ * order). One statement recomputes those keys (or everything) with the
+ * model's SQL and upserts/deletes only rows that changed; the changed rows
+ * then go to the model's caches. Daily models are recomputed in full when
+ * the UTC day of the pipeline's "now" turns. Refreshes run on the loader's
+ * own connection (ld->refresh_pg), beside the batch loads on app->pg, which
+ * never wait for them: they read committed data only, and keys touched
+ * meanwhile wait in the model for the next refresh. */
 #include <errno.h>
 #include <inttypes.h>
 #include <limits.h>
@@ -205,13 +211,14 @@ struct ld_model *fr__model_due(struct loader *ld, bool stream_idle, uint64_t *wa
                 m->first_touch_ms = 0;
             continue;
         }
-        /* A backlog: coalesce more, so that refreshing (often a full
-         * recompute during a bulk load) cannot starve loading. */
-        due = m->first_touch_ms + LD_BULK_REFRESH_MS;
-        if (m->last_cost_ms * LD_BULK_REFRESH_COST > LD_BULK_REFRESH_MS)
-            due = m->first_touch_ms + m->last_cost_ms * LD_BULK_REFRESH_COST;
-        if (stream_idle && m->last_touch_ms + m->m->coalesce_ms < due)
-            due = m->last_touch_ms + m->m->coalesce_ms;
+        /* Continuous: coalesce_ms after the first change waiting, so a
+         * change waits for at most the refresh running plus its own. A full
+         * recompute during a backlog also waits as long as the last one
+         * took since it ended: at most half of the time (loads run beside
+         * refreshes on their own connection either way). */
+        due = m->first_touch_ms + m->m->coalesce_ms;
+        if (m->all && !stream_idle && m->last_end_ms + m->last_cost_ms > due)
+            due = m->last_end_ms + m->last_cost_ms;
         if (m->retry_at_ms > due)
             due = m->retry_at_ms;
         if (due <= now) {
@@ -372,6 +379,7 @@ static void finish_refresh(struct loader *ld)
     fr__keyset_deinit(&r->keys);
     r->model->retry_at_ms = 0;
     r->model->last_cost_ms = (fr_mono_ns() - r->t0_ns) / 1000000u;
+    r->model->last_end_ms = fr_mono_ms();
     fr__export_touch(ld, r->model->p, r->model->m->name);
     ld->last_refresh_ms = fr_mono_ms();
     r->done(ld, 0);
