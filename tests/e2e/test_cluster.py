@@ -16,7 +16,7 @@ import threading
 
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "lib"))
 sys.path.insert(0, os.path.dirname(__file__))
-from harness import BIN, Daemon, Stack, TestRun, free_port, wait_until  # noqa: E402
+from harness import BIN, Stack, TestRun, wait_until  # noqa: E402
 import players_ref  # noqa: E402
 from test_players import compare_all, make_events, to_csv, to_ndjson  # noqa: E402
 
@@ -70,15 +70,7 @@ def main(t):
     t.eq(len(replicas), 3, "3 replicas")
 
     # 3 loaders: the stack's and two more, each its own consumer and admin port
-    loaders = [stack["loader"]]
-    for i in range(2, LOADERS + 1):
-        env = dict(stack.env, FRESHET_CONSUMER="test-loader-%d" % i,
-                   FRESHET_ADMIN_ADDR="127.0.0.1:%d" % free_port())
-        d = os.path.join(stack.base, "loader%d" % i)
-        os.makedirs(d)
-        ld = Daemon("loader", env, d)
-        ld.admin_port = int(env["FRESHET_ADMIN_ADDR"].rsplit(":", 1)[1])
-        loaders.append(ld)
+    loaders = [stack["loader"]] + [stack.add_loader(i) for i in range(2, LOADERS + 1)]
     for ld in loaders[1:]:
         ld.start()
     stack.start()

@@ -416,6 +416,17 @@ class Stack:
             self.daemons[name] = Daemon(name, env, self.base)
             self.daemons[name].admin_port = port
 
+    def add_loader(self, i):
+        """Another loader (freshet-loader) on this stack: consumer
+        test-loader-<i>, its own admin port and log folder; not started."""
+        port = free_port()
+        env = dict(self.env, FRESHET_CONSUMER="test-loader-%d" % i, FRESHET_ADMIN_ADDR="127.0.0.1:%d" % port)
+        d = os.path.join(self.base, "loader%d" % i)
+        os.makedirs(d, exist_ok=True)
+        ld = Daemon("loader", env, d)
+        ld.admin_port = port
+        return ld
+
     def start(self, *names):
         for n in names or ("loader", "ingest", "api"):
             self.daemons[n].start()
