@@ -182,8 +182,8 @@ static void on_crud(fr_pg_t *pg, PGresult *res, void *data)
             }
             fr_http_add_header(cr->req, "Link", link);
         }
-        fr_httpcache_answer(w->hc, cr->req, &cr->hc, NULL, NULL, 0);
-        fr_api_respond(cr->er, cr->req, 200, "application/json", b->data, b->len, w);
+        if (!fr_httpcache_answer(w->hc, cr->req, &cr->hc, NULL, b->data ? b->data : "", b->len))
+            fr_api_respond(cr->er, cr->req, 200, "application/json", b->data, b->len, w);
         return;
     }
     if (rows == 0) {
@@ -208,8 +208,8 @@ static void on_crud(fr_pg_t *pg, PGresult *res, void *data)
             fr_api_put_json_value(b, res, 0, c);
         }
         (void)fr_buf_putc(b, '}');
-        fr_httpcache_answer(w->hc, cr->req, &cr->hc, NULL, NULL, 0);
-        fr_api_respond(cr->er, cr->req, 200, "application/json", b->data, b->len, w);
+        if (!fr_httpcache_answer(w->hc, cr->req, &cr->hc, NULL, b->data ? b->data : "", b->len))
+            fr_api_respond(cr->er, cr->req, 200, "application/json", b->data, b->len, w);
         return;
     }
     crud_write(cr, PQgetvalue(res, 0, 0));

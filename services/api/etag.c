@@ -77,6 +77,20 @@ static void opaque_of(const char *etag, const char **o, size_t *n)
     *n = strlen(etag);
 }
 
+bool fr_etag_is_star(const char *header)
+{
+    const char *s = header;
+    if (!s)
+        return false;
+    while (ows(*s))
+        s++;
+    if (*s++ != '*')
+        return false;
+    while (ows(*s))
+        s++;
+    return *s == '\0';
+}
+
 bool fr_etag_match(const char *header, const char *etag)
 {
     const char *s = header, *want;

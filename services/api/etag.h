@@ -32,5 +32,7 @@ void fr_etag_format(const struct fr_etag_digest *d, char out[FR_ETAG_LEN]);
  * ignored on both sides). NULL or a malformed header matches nothing (the
  * answer is then a full 200, never a wrong 304). */
 bool fr_etag_match(const char *header, const char *etag);
+/* True when the If-None-Match header is "*" (any current representation). */
+bool fr_etag_is_star(const char *header);
 
 #endif

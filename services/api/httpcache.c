@@ -324,14 +324,21 @@ static char *arena_copy(fr_http_req_t *req, const struct fr_buf *b)
     return p;
 }
 
-/* Shared by sql and crud reads once st->key is set: the tag, max_age, 304. */
-static bool begin_tagged(fr_httpcache_t *hc, fr_http_req_t *req, struct hroute *hr, struct fr_httpcache_req *st)
+/* Shared by sql and crud reads once st->key is set: the tag, max_age, 304.
+ * found: the answer cannot be a 404 (a list), so "*" matches at once. */
+static bool begin_tagged(fr_httpcache_t *hc, fr_http_req_t *req, struct hroute *hr, struct fr_httpcache_req *st,
+                         bool found)
 {
     if (!tag(hc, hr, st))
         return false;
     int64_t now = fr_wall_us();
+    const char *inm = fr_http_req_header(req, "If-None-Match");
     check_age(hc, hr, st->modified_us, now);
-    if (fr_etag_match(fr_http_req_header(req, "If-None-Match"), st->etag)) {
+    if (!found && fr_etag_is_star(inm)) {
+        st->star = true;
+        return false;
+    }
+    if (fr_etag_match(inm, st->etag)) {
         add_headers(req, st->etag, st->modified_us, now);
         not_modified(hc, req);
         return true;
@@ -360,7 +367,8 @@ bool fr_httpcache_sql_begin(fr_httpcache_t *hc, fr_http_req_t *req, const struct
     st->key = arena_copy(req, &k);
     st->klen = k.len;
     fr_buf_deinit(&k);
-    if (begin_tagged(hc, req, hr, st))
+    bool found = (r->shape == FR_SHAPE_LIST || r->shape == FR_SHAPE_ENVELOPE) && !r->exists;
+    if (begin_tagged(hc, req, hr, st, found))
         return true;
     if (!st->tagged)
         return false;
@@ -372,7 +380,10 @@ bool fr_httpcache_sql_begin(fr_httpcache_t *hc, fr_http_req_t *req, const struct
         return false;
     }
     add_headers(req, a->etag, st->modified_us, fr_wall_us());
-    fr_http_respond(req, 200, a->ctype, a->body, a->len);
+    if (st->star)
+        not_modified(hc, req); /* a kept answer is a found one */
+    else
+        fr_http_respond(req, 200, a->ctype, a->body, a->len);
     return true;
 }
 
@@ -396,21 +407,26 @@ bool fr_httpcache_crud_begin(fr_httpcache_t *hc, fr_http_req_t *req, const struc
     st->key = arena_copy(req, &k);
     st->klen = k.len;
     fr_buf_deinit(&k);
-    return begin_tagged(hc, req, hr, st);
+    return begin_tagged(hc, req, hr, st, strcmp(fr_http_req_path(req), r->path) == 0 /* the list */);
 }
 
-void fr_httpcache_answer(fr_httpcache_t *hc, fr_http_req_t *req, struct fr_httpcache_req *st, const char *ctype,
+bool fr_httpcache_answer(fr_httpcache_t *hc, fr_http_req_t *req, struct fr_httpcache_req *st, const char *ctype,
                          const char *body, size_t len)
 {
     if (!st || st->route < 0 || !st->tagged)
-        return;
+        return false;
     add_headers(req, st->etag, st->modified_us, fr_wall_us());
-    if (!body || hc->routes[st->route].r->handler != FR_RH_SQL)
-        return;
-    struct fr_answer a = {
-        .body = body, .len = len, .ctype = ctype, .modified_us = st->modified_us, .route = st->route};
-    memcpy(a.etag, st->etag, sizeof(a.etag));
-    fr_anscache_put(hc->ac, st->key, st->klen, &a);
+    if (body && hc->routes[st->route].r->handler == FR_RH_SQL) {
+        struct fr_answer a = {
+            .body = body, .len = len, .ctype = ctype, .modified_us = st->modified_us, .route = st->route};
+        memcpy(a.etag, st->etag, sizeof(a.etag));
+        fr_anscache_put(hc->ac, st->key, st->klen, &a);
+    }
+    if (body && st->star) { /* a found answer matches "*" */
+        not_modified(hc, req);
+        return true;
+    }
+    return false;
 }
 
 void fr_httpcache_respond_value(fr_httpcache_t *hc, fr_http_req_t *req, const struct fr_route *r, const char *body,

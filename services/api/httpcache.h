@@ -42,6 +42,7 @@ struct fr_httpcache_req {
     int64_t modified_us;    /* the newest refresh of its inputs, epoch us; 0 = unknown */
     char *key;              /* arena: the answer cache key (route, parameters, format) */
     size_t klen;
+    bool star; /* If-None-Match: * on an answer that may be a 404: decided at the 200 */
 };
 
 /* A sql route's read (vals: its parsed parameters, one per param, NULL =
@@ -55,10 +56,11 @@ bool fr_httpcache_sql_begin(fr_httpcache_t *hc, fr_http_req_t *req, const struct
 bool fr_httpcache_crud_begin(fr_httpcache_t *hc, fr_http_req_t *req, const struct fr_route *r,
                              struct fr_httpcache_req *st);
 /* Before a 200 of a read begun above goes out: adds ETag, Last-Modified
- * and Age, reports max_age, and keeps the answer (sql routes; body != NULL:
- * the whole answer; NULL: it is streamed and not kept). ctype must be a
- * static string. */
-void fr_httpcache_answer(fr_httpcache_t *hc, fr_http_req_t *req, struct fr_httpcache_req *st, const char *ctype,
+ * and Age, and keeps the answer (sql routes; body != NULL: the whole
+ * answer; NULL: it is streamed and not kept). Returns true when it answered
+ * instead (304 for "If-None-Match: *", which only a found answer matches);
+ * the caller then sends nothing. ctype must be a static string. */
+bool fr_httpcache_answer(fr_httpcache_t *hc, fr_http_req_t *req, struct fr_httpcache_req *st, const char *ctype,
                          const char *body, size_t len);
 
 /* A cache route's 200 answer, rendered in body: tags it by its bytes (the

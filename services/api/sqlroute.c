@@ -323,14 +323,14 @@ static void on_page(fr_pg_t *pg, PGresult *res, void *data)
         struct fr_buf page = sr->page;
         const char *ctype = sr->csv ? "text/csv; charset=utf-8" : "application/json";
         close_cursor(sr);
-        fr_httpcache_answer(w->hc, sr->req, &sr->hc, ctype, page.data ? page.data : "", page.len);
-        fr_api_respond(sr->er, sr->req, 200, ctype, page.data, page.len, w);
+        if (!fr_httpcache_answer(w->hc, sr->req, &sr->hc, ctype, page.data ? page.data : "", page.len))
+            fr_api_respond(sr->er, sr->req, 200, ctype, page.data, page.len, w);
         fr_buf_deinit(&page);
         return;
     }
     if (!sr->streaming) {
         sr->streaming = true;
-        fr_httpcache_answer(w->hc, sr->req, &sr->hc, NULL, NULL, 0); /* tagged, not kept */
+        (void)fr_httpcache_answer(w->hc, sr->req, &sr->hc, NULL, NULL, 0); /* tagged, not kept */
         if (fr_http_stream_begin(sr->req, 200, sr->csv ? "text/csv; charset=utf-8" : "application/json") != 0)
             sr->gone = true;
     }
@@ -448,8 +448,8 @@ static void render(struct sqlreq *sr, const PGresult *res)
         return;
     }
     const char *ctype = sr->csv ? "text/csv; charset=utf-8" : "application/json";
-    fr_httpcache_answer(w->hc, sr->req, &sr->hc, ctype, b->data ? b->data : "", b->len);
-    fr_api_respond(er, sr->req, 200, ctype, b->data, b->len, w);
+    if (!fr_httpcache_answer(w->hc, sr->req, &sr->hc, ctype, b->data ? b->data : "", b->len))
+        fr_api_respond(er, sr->req, 200, ctype, b->data, b->len, w);
 }
 
 /* ------------------------------------------------------------------- sql */

@@ -1,6 +1,7 @@
 """e2e: HTTP caching of read answers (docs/routes.md "HTTP caching",
 tests/e2e/pipelines/httpc). Every read route kind answers ETag,
-Last-Modified and Age; a matching If-None-Match gets 304 (lists, W/, *);
+Last-Modified and Age; a matching If-None-Match gets 304 (lists, W/, *;
+"*" never for an answer that would be a 404);
 the tag changes exactly when the data behind the answer changes: a batch of
 another dataset leaves it, a batch touching the key (or the SQL route's
 dataset) changes it, and a key the batch did not touch keeps its tag. A 304
@@ -99,6 +100,8 @@ def main(t):
         t.eq(c.get(path, inm='"nope", ' + tag.replace("W/", ""))[0], 304, "list and strong form match on " + path)
         t.eq(c.get(path, inm="*")[0], 304, "* matches on " + path)
         t.eq(c.get(path, inm='W/"0000000000000000"')[0], 200, "another tag: 200 on " + path)
+    t.eq(c.get("/hc/price/NOPE", inm="*")[0], 404, "* does not match an answer that does not exist")
+    t.eq(c.get("/hc/rows/ZZ-9", inm="*")[0], 404, "* on a missing crud row: 404")
     n304 = metric(stack, "api_not_modified_total")
     t.check(n304 >= 12, "api_not_modified_total counts the 304s: %d" % n304)
 

@@ -42,6 +42,10 @@ static void test_match_star(void **state)
     assert_true(fr_etag_match("*", "W/\"1\""));
     assert_true(fr_etag_match(" * ", "W/\"1\""));
     assert_false(fr_etag_match("*, \"1\"", "W/\"2\"")); /* "*" only alone */
+    assert_true(fr_etag_is_star(" *\t"));
+    assert_false(fr_etag_is_star("*, \"1\""));
+    assert_false(fr_etag_is_star("\"*\""));
+    assert_false(fr_etag_is_star(NULL));
 }
 
 static void test_digest(void **state)
