@@ -116,6 +116,8 @@ struct fr_http_req {
     bool stream_keep;          /* the streamed answer keeps the connection */
     void (*writable_cb)(fr_http_req_t *req, void *data); /* fr_http_stream_on_writable */
     void *writable_data;
+    void (*close_cb)(fr_http_req_t *req, void *data); /* fr_http_stream_on_close */
+    void *close_data;
     bool answered;                 /* the server's answer_cb has seen this request's status */
     fr_http_respond_cb respond_cb; /* fr_http_req_on_respond, or NULL */
     void *respond_data;            /* borrowed */
@@ -757,6 +759,17 @@ static void stream_notify(struct conn *c)
     cb(r, r->writable_data);
 }
 
+/* The pending streamed request's client went away (fr_http_stream_on_close). */
+static void stream_gone(struct conn *c)
+{
+    fr_http_req_t *r = c->pending;
+    if (r == NULL || !r->streaming || r->close_cb == NULL)
+        return;
+    void (*cb)(fr_http_req_t *, void *) = r->close_cb;
+    r->close_cb = NULL;
+    cb(r, r->close_data);
+}
+
 static void conn_close(struct conn *c)
 {
     if (c->state == C_CLOSING)
@@ -764,6 +777,7 @@ static void conn_close(struct conn *c)
     c->state = C_CLOSING;
     c->reading = false;
     stream_notify(c); /* a streamer waiting for room learns the connection is gone */
+    stream_gone(c);
     if (!uv_is_closing((uv_handle_t *)&c->timer)) {
         uv_timer_stop(&c->timer);
         uv_close((uv_handle_t *)&c->timer, conn_handle_closed);
@@ -1116,6 +1130,7 @@ static void read_cb(uv_stream_t *st, ssize_t nread, const uv_buf_t *buf)
              * connection closes */
             c->eof = true;
             ensure_reading(c, false);
+            stream_gone(c); /* a streamed answer with an on_close hook: its reader is gone */
             process(c);
             return;
         }
@@ -1597,12 +1612,24 @@ void fr_http_stream_on_writable(fr_http_req_t *req, void (*cb)(fr_http_req_t *re
     set_timer(req->conn, T_REQUEST);
 }
 
+size_t fr_http_stream_queued(const fr_http_req_t *req)
+{
+    return stream_ok(req) ? uv_stream_get_write_queue_size((const uv_stream_t *)&req->conn->tcp) : 0;
+}
+
+void fr_http_stream_on_close(fr_http_req_t *req, void (*cb)(fr_http_req_t *req, void *data), void *data)
+{
+    req->close_cb = cb;
+    req->close_data = data;
+}
+
 void fr_http_stream_end(fr_http_req_t *req)
 {
     if (req == NULL)
         return;
     struct conn *c = req->conn;
     req->writable_cb = NULL;
+    req->close_cb = NULL;
     if (c == NULL) {
         req_free(req);
         return;
@@ -1638,6 +1665,7 @@ void fr_http_stream_abort(fr_http_req_t *req)
         return;
     struct conn *c = req->conn;
     req->writable_cb = NULL;
+    req->close_cb = NULL;
     if (c == NULL) {
         req_free(req);
         return;

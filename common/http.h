@@ -126,6 +126,17 @@ int fr_http_stream_begin(fr_http_req_t *req, int status, const char *content_typ
 int fr_http_stream_write(fr_http_req_t *req, const char *data, size_t len);
 bool fr_http_stream_blocked(const fr_http_req_t *req);
 void fr_http_stream_on_writable(fr_http_req_t *req, void (*cb)(fr_http_req_t *req, void *data), void *data);
+/* Bytes of this stream's connection written and not yet sent (the kernel
+ * took none of them yet): a long-lived stream (Server-Sent Events) bounds
+ * what one slow reader may hold with it. 0 when the connection is gone. */
+size_t fr_http_stream_queued(const fr_http_req_t *req);
+/* A long-lived stream learns that its reader left: cb fires once, after
+ * fr_http_stream_begin, when the connection closes or the client ends its
+ * input (EOF: a stream's reader sends nothing more), unless the stream was
+ * ended first. It may fire from inside fr_http_stream_write (a failed
+ * write); the request stays valid and must still be ended (end or abort),
+ * later rather than from cb. */
+void fr_http_stream_on_close(fr_http_req_t *req, void (*cb)(fr_http_req_t *req, void *data), void *data);
 void fr_http_stream_end(fr_http_req_t *req);
 /* Ends a stream that failed midway: closes the connection without the last
  * chunk, so the client cannot mistake a truncated answer for a whole one. */

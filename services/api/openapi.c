@@ -10,6 +10,7 @@
 #include <strings.h>
 
 #include "engine.h"
+#include "status.h"
 
 /* ---------------------------------------------------------------- openapi */
 
@@ -273,6 +274,7 @@ void fr_api_openapi(const struct fr_pipeline *const *ps, size_t n, bool auth, st
     }
     if (!first_path)
         (void)fr_buf_putc(b, ',');
+    fr_api_status_openapi(b); /* status.c: /v1/status, /v1/changes */
     (void)fr_buf_puts(
         b, "\"/healthz\":{\"get\":{\"operationId\":\"healthz\",\"summary\":\"alive\",\"responses\":{\"200\":{"
            "\"description\":\"OK\"}}}},"

@@ -16,7 +16,7 @@
  *      route; there parameters are checked (params.c) and the handler runs
  *      (sqlroute.c, crud.c, admin.c, routes.c's cache handlers, push.c);
  *   6. the built-in reads: /openapi.json (openapi.c), /healthz, /readyz,
- *      /metrics;
+ *      /metrics, /v1/status (status.c), /v1/changes (changes.c);
  *   7. 404.
  *
  * Every answer, whoever gives it, is counted by routes.c's observer
@@ -26,11 +26,13 @@
 #include "api.h"
 #include "auth_gate.h"
 #include "batches.h"
+#include "changes.h"
 #include "docsui.h"
 #include "engine.h"
 #include "problem.h"
 #include "provenance.h"
 #include "push.h"
+#include "status.h"
 #include "workers.h"
 
 static void answer_json(fr_http_req_t *req, int status, const struct fr_buf *b)
@@ -87,6 +89,9 @@ static const struct {
     {"/healthz", handle_healthz},
     {"/readyz", handle_readyz},
     {"/metrics", handle_metrics},
+    /* status.c, changes.c */
+    {"/v1/status", fr_api_status_handle},
+    {"/v1/changes", fr_api_changes_handle},
 };
 
 void fr_api_front(fr_http_req_t *req, void *data)

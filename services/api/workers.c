@@ -17,6 +17,7 @@
 
 #include "api.h"
 #include "auth_gate.h"
+#include "changes.h"
 #include "log.h"
 #include "names.h"
 #include "push.h"
@@ -633,6 +634,7 @@ static void on_drain(struct fr_app *app, void *data)
 
     fr_api_pool_detach(w->pool, w);
     fr_api_push_drain(w);
+    fr_api_changes_drain(w);
     if (http)
         fr_http_server_close(http, DRAIN_MS, on_http_closed, w); /* w->http cleared in the callback */
     else
@@ -646,6 +648,9 @@ int fr_api_worker_serve(struct fr_api_worker *w, fr_auth_t *auth, const struct f
     int rc;
 
     w->auth = auth;
+    rc = fr_api_changes_init(w, err);
+    if (rc != 0)
+        return rc;
     worker_pg_setup(w);
     w->http = fr_http_server_new(&app->loop, lim, fr_api_front, w);
     fr_http_server_on_answer(w->http, fr_api_count_answer, w);
@@ -677,6 +682,7 @@ int fr_api_worker_serve(struct fr_api_worker *w, fr_auth_t *auth, const struct f
 
 void fr_api_worker_abort(struct fr_api_worker *w)
 {
+    fr_api_changes_drain(w);
     if (w->http)
         fr_http_server_close(w->http, 0, NULL, NULL);
     w->http = NULL;

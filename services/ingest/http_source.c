@@ -1831,3 +1831,21 @@ void fr_httpsrcs_free(fr_httpsrcs_t *hs)
     fr_hc_free(hs->hc);
     free(hs);
 }
+
+bool fr_httpsrcs_live(const fr_httpsrcs_t *hs, const char *pipeline, const char *source, struct fr_httpsrc_live *out)
+{
+    for (size_t i = 0; hs && i < hs->n; i++) {
+        const struct hsrc *s = hs->srcs[i];
+        if (strcmp(s->p->name, pipeline) != 0 || strcmp(s->src->name, source) != 0)
+            continue;
+        memset(out, 0, sizeof(*out));
+        out->running = running(s);
+        out->lease_held = s->lease && fr_lease_held(s->lease);
+        if (uv_is_active((const uv_handle_t *)&s->sched))
+            out->next_run_us = fr_wall_us() + (int64_t)uv_timer_get_due_in(&s->sched) * 1000;
+        out->waits = s->m_waits ? *s->m_waits : 0;
+        out->retries = s->m_retries ? *s->m_retries : 0;
+        return true;
+    }
+    return false;
+}

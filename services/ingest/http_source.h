@@ -59,6 +59,19 @@ void fr_httpsrcs_pump(fr_httpsrcs_t *hs);
 void fr_httpsrcs_stop(fr_httpsrcs_t *hs, void (*cb)(void *data), void *data);
 void fr_httpsrcs_free(fr_httpsrcs_t *hs);
 
+/* The live state of one http_json source (status.c): whether a run is in
+ * progress, when the next scheduled run is due (wall µs, 0 = none
+ * scheduled), whether this replica holds its lease, and its rate-limit
+ * waits and retries since start. false if unknown. */
+struct fr_httpsrc_live {
+    bool running;
+    bool lease_held;
+    int64_t next_run_us;
+    uint64_t waits;
+    uint64_t retries;
+};
+bool fr_httpsrcs_live(const fr_httpsrcs_t *hs, const char *pipeline, const char *source, struct fr_httpsrc_live *out);
+
 /* `freshet-ingest run PIPELINE SOURCE` (http_cmd.c): subscribes to
  * fr:events on its own connection, publishes {"cmd":"run",...} on
  * fr:control through app->redis once subscribed, and calls done(ok) once on

@@ -54,6 +54,7 @@
 #include "log.h"
 #include "publish.h"
 #include "replay.h"
+#include "status.h"
 
 /* The daemon: the app plus what ingest adds. Reached from the loop through
  * fr_container_of(app, struct ingest, app). */
@@ -73,7 +74,13 @@ struct ingest {
     uv_timer_t reach;    /* embedded: a command's wait for Redis (CMD_REACH_MS) */
     bool reach_init;
     uint64_t reach_deadline_ms; /* monotonic */
+    fr_instatus_t *status;      /* owned: the status key's writer (daemon mode), NULL until started */
 };
+
+void fr_ingest_observe_event(struct fr_app *app, const char *json, size_t len)
+{
+    fr_instatus_note(fr_container_of(app, struct ingest, app)->status, json, len);
+}
 
 /* A command (run, backfill, replay) that cannot reach Redis by then exits 1
  * and says what to set, instead of reconnecting forever like a daemon. */
@@ -154,6 +161,8 @@ static void on_drain(struct fr_app *app, void *data)
     if (in->draining)
         return;
     in->draining = true;
+    fr_instatus_stop(in->status);
+    in->status = NULL;
     in->n_running = in->n_srcs + (in->http != NULL) + (in->cmd != NULL) + (in->replay != NULL);
     if (in->reach_init && !uv_is_closing((uv_handle_t *)&in->reach))
         uv_close((uv_handle_t *)&in->reach, NULL);
@@ -383,6 +392,7 @@ static int setup(struct ingest *in, int rest_argc, char **rest_argv)
         fr_error("cannot start the http_json sources");
         return -EINVAL;
     }
+    in->status = fr_instatus_start(app, in->http);
     if (in->n_srcs == 0 && fr_httpsrcs_count(in->http) == 0)
         fr_warn("no file or http_json source in the loaded pipelines: nothing to do until stopped");
     fr_info("freshet-ingest %s: %zu pipeline(s), %zu file source(s), data dir %s", FR_VERSION, app->n_pipelines,

@@ -12,6 +12,7 @@
 #include "lease.h"
 #include "log.h"
 #include "names.h"
+#include "status.h"
 
 #define RETRY_DELAY_MS 1000
 
@@ -100,6 +101,8 @@ void fr_ingest_event(struct fr_app *app, const char *json, size_t len)
 {
     const char *argv[3] = {"PUBLISH", FR_NAMES_EVENTS, json};
     size_t argvlen[3] = {7, sizeof(FR_NAMES_EVENTS) - 1, len};
+
+    fr_ingest_observe_event(app, json, len);
 
     if (app->redis == NULL || fr_redis_commandv(app->redis, 0, on_event_reply, NULL, 3, argv, argvlen) != 0)
         fr_debug("event not published (Redis not connected)");

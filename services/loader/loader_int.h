@@ -383,6 +383,9 @@ struct loader {
     size_t n_models;
     struct ld_cache *caches; /* owned */
     size_t n_caches;
+
+    struct fr_ldstatus *status; /* owned: status key writer (status.c); NULL before start */
+
     struct ld_export *exports; /* owned */
     size_t n_exports;
     struct ld_export *export_run; /* borrowed: export in the refresh slot */

@@ -43,6 +43,7 @@
 #include "loader_int.h"
 #include "log.h"
 #include "names.h"
+#include "status.h"
 
 static const char usage[] = "freshet-loader: loads batches from fr:stream:{pipeline}.{dataset} into PostgreSQL,\n"
                             "refreshes models and their Redis caches.\n"
@@ -97,13 +98,51 @@ static void on_publish(fr_redis_t *r, redisReply *reply, void *data)
         fr_warn("PUBLISH failed: %s", reply->str);
 }
 
+static void on_change_added(fr_redis_t *r, redisReply *reply, void *data)
+{
+    (void)r;
+    (void)data;
+    if (reply && reply->type == REDIS_REPLY_ERROR)
+        fr_warn("XADD %s failed: %s", FR_NAMES_CHANGES, reply->str);
+}
+
+/* A change (batch.loaded, model.refreshed, cache.refreshed) also goes on
+ * the change feed's stream, sent before its PUBLISH on the same connection,
+ * so a subscriber that sees the event finds the change in the stream. */
+static void append_change(struct loader *ld, const struct fr_buf *json)
+{
+    char type[32], maxlen[24];
+    const char *argv[10];
+    size_t lens[10];
+
+    if (!fr_names_event_type(json->data, json->len, type, sizeof(type)) || !fr_names_is_change(type))
+        return;
+    snprintf(maxlen, sizeof(maxlen), "%u", (unsigned)FR_NAMES_CHANGES_MAXLEN);
+    argv[0] = "XADD";
+    argv[1] = FR_NAMES_CHANGES;
+    argv[2] = "MAXLEN";
+    argv[3] = "~";
+    argv[4] = maxlen;
+    argv[5] = "*";
+    argv[6] = FR_NAMES_CHANGE_TYPE;
+    argv[7] = type;
+    argv[8] = FR_NAMES_CHANGE_EVENT;
+    argv[9] = json->data;
+    for (size_t i = 0; i < 10; i++)
+        lens[i] = i == 9 ? json->len : strlen(argv[i]);
+    if (fr_redis_commandv(ld->app->redis, 0, on_change_added, NULL, 10, argv, lens) != 0)
+        fr_debug("change not appended (Redis down): %s", type);
+}
+
 void fr__loader_publish(struct loader *ld, const struct fr_buf *json)
 {
     const char *argv[] = {"PUBLISH", FR_NAMES_EVENTS, json->data};
     size_t lens[] = {7, sizeof(FR_NAMES_EVENTS) - 1, json->len};
 
+    fr_ldstatus_note(ld->status, json->data, json->len);
     if (ld->closed || !ld->app->redis)
         return;
+    append_change(ld, json);
     if (fr_redis_commandv(ld->app->redis, 0, on_publish, NULL, 3, argv, lens) != 0)
         fr_debug("event not published (Redis down): %s", json->data);
 }
@@ -130,6 +169,8 @@ static void close_loader(struct loader *ld, int code)
         ld->refresh_pg = NULL;
     }
     drop_queue(ld);
+    fr_ldstatus_stop(ld->status);
+    ld->status = NULL;
     fr_info("loader stopped");
     fr_app_shutdown(ld->app, code);
 }
@@ -868,6 +909,7 @@ int main(int argc, char **argv)
         close_loader(&ld, 1);
     } else {
         uv_timer_start(&ld.tick, on_tick, 1000, 1000);
+        ld.status = fr_ldstatus_start(&ld);
         fr_info("loader starting: consumer %s, %zu streams, %zu models, %zu caches", ld.consumer, ld.n_streams,
                 ld.n_models, ld.n_caches);
     }
