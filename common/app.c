@@ -89,6 +89,26 @@ static void resolve_setting(char **url, bool libpq)
     }
 }
 
+/* FRESHET_DATABASE_READ_URL: comma-separated libpq URIs (read replicas, e.g.
+ * a Kubernetes Service name), each resolved as above. */
+static void resolve_list(char **urls)
+{
+    if (!*urls || !**urls)
+        return;
+    char *out = fr_xstrdup(""), *copy = fr_xstrdup(*urls), *save = NULL;
+    for (char *u = strtok_r(copy, ",", &save); u; u = strtok_r(NULL, ",", &save)) {
+        while (*u == ' ')
+            u++;
+        char *r = resolve_url(u, true), *next = fr_xasprintf("%s%s%s", out, *out ? "," : "", r ? r : u);
+        free(r);
+        free(out);
+        out = next;
+    }
+    free(copy);
+    free(*urls);
+    *urls = out;
+}
+
 static void respond_text(fr_http_req_t *req, int status, const char *ctype, const char *s)
 {
     fr_http_respond(req, status, ctype, s, strlen(s));
@@ -177,6 +197,7 @@ enum fr_settings_result fr_app_init(struct fr_app *app, const char *daemon, cons
 
     resolve_setting(&app->settings.redis_url, false);
     resolve_setting(&app->settings.database_url, true);
+    resolve_list(&app->settings.database_read_url);
     if (needs & FR_APP_REDIS) {
         app->redis = fr_redis_new(&app->loop, app->settings.redis_url, "redis", err);
         if (!app->redis)
