@@ -165,6 +165,27 @@ struct fr_agg_col {
                        date, the column's units otherwise; 0 = no window */
 };
 
+/* A data test on a select model's rows, run on the keys each refresh
+ * recomputes: a failing refresh is not applied (docs/loader.md "Data tests"). */
+enum fr_model_test_kind {
+    FR_TEST_NOT_NULL = 0, /* column is never null */
+    FR_TEST_UNIQUE,       /* no two rows of the model share the column's value */
+    FR_TEST_ACCEPTED,     /* column (as text) is one of values, or null */
+    FR_TEST_RELATIONSHIP, /* column's value, when not null, is a `field` of the dataset or model `to` */
+    FR_TEST_EXPRESSION,   /* a SQL boolean over the row's columns is true */
+};
+
+struct fr_model_test {
+    enum fr_model_test_kind kind;
+    char *name;   /* owned: how reports name it, "not_null(country)", "expression(...)" */
+    char *column; /* owned or NULL (expression) */
+    char **values; /* owned: accepted values */
+    size_t n_values;
+    char *to_table; /* owned or NULL: relationships: the table of `to` ("players.events") */
+    char *field;    /* owned or NULL: relationships: its column */
+    char *expr;     /* owned or NULL: expression */
+};
+
 struct fr_model {
     char *name;                /* owned: "user_panel" */
     char *table;               /* owned: "players.user_panel" */
@@ -185,6 +206,8 @@ struct fr_model {
     char *as;               /* owned or NULL: name of the batch's rows in sql, default "batch" */
     struct fr_agg_col *agg; /* owned or NULL: n_columns entries, how each column merges */
     uint32_t order;         /* position in dependency order: a model comes after every model it reads */
+    struct fr_model_test *tests; /* owned: select models' data tests */
+    size_t n_tests;
 };
 
 enum fr_cache_kind {

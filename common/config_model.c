@@ -15,8 +15,8 @@
 
 #define fail fr_cfg_fail
 
-static const char *const model_keys[] = {"kind",        "sql",     "inputs", "key", "daily",
-                                         "coalesce_ms", "columns", "from",   "as",  NULL};
+static const char *const model_keys[] = {"kind",    "sql",  "inputs", "key",   "daily", "coalesce_ms",
+                                         "columns", "from", "as",     "tests", NULL};
 static const char *const agg_column_keys[] = {"name", "type", "merge", "by", "limit", "within", NULL};
 static const char *const agg_merge_names[] = {
     [FR_AGG_KEY] = "key", [FR_AGG_SUM] = "sum",       [FR_AGG_COUNT] = "count", [FR_AGG_MIN] = "min",
@@ -36,6 +36,124 @@ void fr_cfg_free_model(struct fr_model *m)
     free(m->from);
     free(m->as);
     free(m->agg);
+    for (size_t i = 0; i < m->n_tests; i++) {
+        struct fr_model_test *t = &m->tests[i];
+        free(t->name);
+        free(t->column);
+        fr_cfg_free_strv(t->values, t->n_values);
+        free(t->to_table);
+        free(t->field);
+        free(t->expr);
+    }
+    free(m->tests);
+}
+
+/* One column of the model, for a test. */
+static bool test_column(struct fr_cfg *c, const yaml_node_t *v, const char *what, const struct fr_model *m,
+                        char **out)
+{
+    if (!fr_cfg_get_ident(c, v, "column", out))
+        return false;
+    if (fr_column_index(m->columns, m->n_columns, *out) < 0)
+        return fail(c, v, "%s: '%s' is not a column of the model; use one of its columns", what, *out);
+    return true;
+}
+
+static const char *const test_kinds[] = {
+    [FR_TEST_NOT_NULL] = "not_null",        [FR_TEST_UNIQUE] = "unique",
+    [FR_TEST_ACCEPTED] = "accepted_values", [FR_TEST_RELATIONSHIP] = "relationships",
+    [FR_TEST_EXPRESSION] = "expression",
+};
+static const char *const accepted_keys[] = {"column", "values", NULL};
+static const char *const relationship_keys[] = {"column", "to", "field", NULL};
+
+/* tests: a list of one-key maps: not_null: col, unique: col,
+ * accepted_values: {column, values}, relationships: {column, to, field},
+ * expression: "<SQL boolean>". */
+static bool parse_tests(struct fr_cfg *c, struct fr_pipeline *p, const yaml_node_t *n, const char *owner,
+                        struct fr_model *m)
+{
+    char what[160];
+    size_t total;
+
+    if (n->type != YAML_SEQUENCE_NODE)
+        return fail(c, n, "tests of %s must be a list; write each as '- not_null: column'", owner);
+    total = (size_t)(n->data.sequence.items.top - n->data.sequence.items.start);
+    m->tests = fr_xcalloc(total ? total : 1, sizeof(*m->tests));
+    for (size_t i = 0; i < total; i++) {
+        yaml_node_t *item = fr_cfg_node_at(c, n->data.sequence.items.start[i]);
+        struct fr_model_test *t = &m->tests[i];
+        const char *kind;
+        yaml_node_t *v;
+        size_t k;
+
+        m->n_tests = i + 1;
+        snprintf(what, sizeof(what), "test %zu of %s", i + 1, owner);
+        if (item->type != YAML_MAPPING_NODE || fr_cfg_map_len(item) != 1)
+            return fail(c, item,
+                        "%s must be one of not_null: col, unique: col, accepted_values: {column, values}, "
+                        "relationships: {column, to, field}, expression: \"SQL\"; write one per list item",
+                        what);
+        kind = fr_cfg_scalar_of(fr_cfg_node_at(c, item->data.mapping.pairs.start[0].key));
+        v = fr_cfg_node_at(c, item->data.mapping.pairs.start[0].value);
+        for (k = 0; k < FR_ARRAY_LEN(test_kinds) && (!kind || strcmp(kind, test_kinds[k]) != 0); k++)
+            ;
+        if (k == FR_ARRAY_LEN(test_kinds))
+            return fail(
+                c, item,
+                "%s: unknown test '%.40s'; use not_null, unique, accepted_values, relationships or expression", what,
+                kind ? kind : "?");
+        t->kind = (enum fr_model_test_kind)k;
+        switch (t->kind) {
+        case FR_TEST_NOT_NULL:
+        case FR_TEST_UNIQUE:
+            if (!test_column(c, v, what, m, &t->column))
+                return false;
+            t->name = fr_xasprintf("%s(%s)", test_kinds[k], t->column);
+            break;
+        case FR_TEST_ACCEPTED: {
+            yaml_node_t *cv, *vv;
+            if (!fr_cfg_check_map(c, v, what, accepted_keys))
+                return false;
+            if (!(cv = fr_cfg_map_get(c, v, "column")) || !(vv = fr_cfg_map_get(c, v, "values")))
+                return fail(c, v, "%s: accepted_values needs column: and values: [...]; add them", what);
+            if (!test_column(c, cv, what, m, &t->column))
+                return false;
+            if (!fr_cfg_get_str_list(c, vv, "values", false, &t->values, &t->n_values))
+                return false;
+            if (t->n_values == 0)
+                return fail(c, vv, "%s: values is empty; list the accepted values", what);
+            t->name = fr_xasprintf("accepted_values(%s)", t->column);
+            break;
+        }
+        case FR_TEST_RELATIONSHIP: {
+            yaml_node_t *cv, *tv, *fv;
+            char *to;
+            if (!fr_cfg_check_map(c, v, what, relationship_keys))
+                return false;
+            if (!(cv = fr_cfg_map_get(c, v, "column")) || !(tv = fr_cfg_map_get(c, v, "to")) ||
+                !(fv = fr_cfg_map_get(c, v, "field")))
+                return fail(c, v, "%s: relationships needs column:, to: (a dataset or model) and field:; add them",
+                            what);
+            if (!test_column(c, cv, what, m, &t->column) || !fr_cfg_get_ident(c, tv, "to", &to))
+                return false;
+            t->to_table = fr_xasprintf("%s.%s", p->name, to);
+            free(to);
+            if (!fr_cfg_get_ident(c, fv, "field", &t->field))
+                return false;
+            t->name = fr_xasprintf("relationships(%s -> %s.%s)", t->column, strchr(t->to_table, '.') + 1, t->field);
+            break;
+        }
+        case FR_TEST_EXPRESSION:
+            if (!fr_cfg_get_str(c, v, "expression", &t->expr))
+                return false;
+            if (t->expr[0] == '\0' || strchr(t->expr, ';'))
+                return fail(c, v, "%s: expression must be one SQL boolean over the row's columns; remove the ';'", what);
+            t->name = fr_xasprintf("expression(%.80s)", t->expr);
+            break;
+        }
+    }
+    return true;
 }
 
 static bool read_sql(struct fr_cfg *c, struct fr_pipeline *p, const yaml_node_t *v, const char *what,
@@ -275,6 +393,8 @@ static bool parse_aggregate(struct fr_cfg *c, struct fr_pipeline *p, const yaml_
                     what);
     if ((v = fr_cfg_map_get(c, n, "daily")))
         return fail(c, v, "%s is an aggregate, maintained from each batch: daily does not apply; remove it", what);
+    if ((v = fr_cfg_map_get(c, n, "tests")))
+        return fail(c, v, "%s is an aggregate: data tests apply to select models; test a model reading it", what);
     if (!(v = fr_cfg_map_get(c, n, "from")))
         return fail(c, n, "%s has no from; add from: <dataset> (the dataset whose batches it aggregates)", what);
     if (!fr_cfg_get_ident(c, v, "from", &m->from))
@@ -400,6 +520,8 @@ bool fr_cfg_parse_model(struct fr_cfg *c, struct fr_pipeline *p, const char *nam
         return fail(c, v, "inputs of %s is empty; name the datasets or models it reads", what);
     if ((v = fr_cfg_map_get(c, n, "daily")) && !fr_cfg_get_bool(c, v, "daily", &m->daily))
         return false;
+    if ((v = fr_cfg_map_get(c, n, "tests")) && !fr_cfg_is_null(v) && !parse_tests(c, p, v, what, m))
+        return false;
     v = fr_cfg_map_get(c, n, "sql");
     if (!v)
         return fail(c, n, "%s has no sql; add sql: models/%s.sql (relative to the pipeline directory)", what, name);
@@ -428,6 +550,23 @@ bool fr_cfg_check_models(struct fr_cfg *c, struct fr_pipeline *p, const yaml_nod
                             m->name, m->inputs[k]);
             if (strcmp(m->inputs[k], m->name) == 0)
                 return fail(c, iv ? iv : at, "model '%s' reads itself; remove it from its inputs", m->name);
+        }
+        for (size_t k = 0; k < m->n_tests; k++) {
+            const struct fr_model_test *t = &m->tests[k];
+            const char *to = t->to_table ? strchr(t->to_table, '.') + 1 : NULL;
+            const struct fr_model *tm = to ? fr_pipeline_model(p, to) : NULL;
+            const struct fr_dataset *td = to ? fr_pipeline_dataset(p, to) : NULL;
+            if (!to)
+                continue;
+            if (!tm && !td)
+                return fail(c, at ? fr_cfg_map_get(c, at, "tests") : NULL,
+                            "test %s of model '%s' points to unknown dataset or model '%s'; fix the name", t->name,
+                            m->name, to);
+            if ((tm && fr_column_index(tm->columns, tm->n_columns, t->field) < 0) ||
+                (td && fr_column_index(td->columns, td->n_columns, t->field) < 0))
+                return fail(c, at ? fr_cfg_map_get(c, at, "tests") : NULL,
+                            "test %s of model '%s': '%s' is not a column of '%s'; fix the field", t->name, m->name,
+                            t->field, to);
         }
     }
     if (n == 0)

@@ -167,3 +167,34 @@ char *fr_names_backfill(const char *id)
 {
     return fr_xasprintf("fr:backfill:%s", id);
 }
+
+char *fr_names_event_model_test_failed(const char *pipeline, const char *model, const char *const *tests,
+                                       size_t n_tests, const char *const *keys, size_t n_keys, size_t rows)
+{
+    struct fr_buf b;
+    char ts[40];
+    char *out;
+
+    fr_format_timestamp(fr_wall_us(), ts);
+    fr_buf_init(&b, 0);
+    (void)fr_buf_printf(&b, "{\"type\":\"model.test_failed\",\"ts\":\"%s\",\"pipeline\":", ts);
+    (void)fr_buf_json_str(&b, pipeline, strlen(pipeline));
+    (void)fr_buf_puts(&b, ",\"model\":");
+    (void)fr_buf_json_str(&b, model, strlen(model));
+    (void)fr_buf_puts(&b, ",\"tests\":[");
+    for (size_t i = 0; i < n_tests; i++) {
+        if (i)
+            (void)fr_buf_putc(&b, ',');
+        (void)fr_buf_json_str(&b, tests[i], strlen(tests[i]));
+    }
+    (void)fr_buf_puts(&b, "],\"keys\":[");
+    for (size_t i = 0; i < n_keys; i++) {
+        if (i)
+            (void)fr_buf_putc(&b, ',');
+        (void)fr_buf_json_str(&b, keys[i], strlen(keys[i]));
+    }
+    (void)fr_buf_printf(&b, "],\"rows\":%zu}", rows);
+    out = fr_xstrndup(b.data, b.len);
+    fr_buf_deinit(&b);
+    return out;
+}

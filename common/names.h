@@ -130,4 +130,12 @@ char *fr_names_event_route_stale(const char *pipeline, const char *route, const 
 #define FR_NAMES_BACKFILL_TTL_S 86400
 char *fr_names_backfill(const char *id);
 
+/* The loader's model.test_failed event on fr:events (JSON, heap): a
+ * refresh of `model` was not applied because rows failed its data tests:
+ * {"type":"model.test_failed","ts":...,"pipeline","model","tests":[names],
+ * "keys":[the failing rows' keys],"rows":n} (`rows` counts the failing rows
+ * found, up to the query's limit; keys and tests are distinct). */
+char *fr_names_event_model_test_failed(const char *pipeline, const char *model, const char *const *tests,
+                                       size_t n_tests, const char *const *keys, size_t n_keys, size_t rows);
+
 #endif

@@ -140,6 +140,9 @@ struct ld_model {
     uint64_t retry_at_ms;     /* after a failed refresh, 0 = none */
     uint64_t last_cost_ms;    /* duration of the last refresh (SQL + cache writes) */
     uint64_t last_end_ms;     /* monotonic end of the last refresh, 0 = none */
+    char *test_sql;           /* owned or NULL: the data tests' statement (testsql.c) */
+    bool hold;                /* its data tests failed: not due until something touches it again */
+    uint64_t *m_test_failures; /* model_test_failures_total{model} */
     int32_t day;              /* UTC day (days since epoch) of the last full refresh, INT32_MIN = unknown */
     struct ld_cache **caches; /* owned array of borrowed: caches filled from this model */
     size_t n_caches;
@@ -246,6 +249,8 @@ struct ld_refresh {
     struct fr_keyset keys;  /* keys being recomputed (moved from model->touched) */
     bool all;               /* NULL keys */
     struct ld_rows rows;    /* changed / deleted rows */
+    bool txn;               /* in the transaction of a model with data tests (BEGIN sent) */
+    char *keys_arr;         /* owned or NULL: $1 while the tests run */
     int64_t version;        /* the model's data version after it (freshet.versions), 0 = unknown */
     int64_t version_us;     /* and its refreshed_at, epoch microseconds */
     size_t cache_i;         /* next cache of the model to write */

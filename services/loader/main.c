@@ -753,6 +753,8 @@ static int loader_init(struct loader *ld, struct fr_app *app, char err[FR_ERR_LE
             fr__model_build_sql(m);
             l = fr_xasprintf("model=\"%s\"", m->state_name);
             m->m_secs = fr_metrics_histogram(app->metrics, "model_refresh_seconds", "Model refresh time", l);
+            m->m_test_failures = fr_metrics_counter(app->metrics, "model_test_failures_total",
+                                                    "Model refreshes not applied: rows failed a data test", l);
             free(l);
         }
     }
@@ -824,6 +826,7 @@ static void loader_deinit(struct loader *ld)
     for (size_t i = 0; i < ld->n_models; i++) {
         free(ld->models[i].state_name);
         free(ld->models[i].refresh_sql);
+        free(ld->models[i].test_sql);
         free(ld->models[i].caches);
         fr__keyset_deinit(&ld->models[i].touched);
     }

@@ -22,7 +22,9 @@
 
 #include "loader_int.h"
 #include "log.h"
+#include "names.h"
 #include "sql.h"
+#include "testsql.h"
 
 #define US_PER_DAY 86400000000LL
 
@@ -42,11 +44,19 @@ void fr__model_build_sql(struct ld_model *lm)
     fr_sql_model_refresh(&s, lm->m);
     free(lm->refresh_sql);
     lm->refresh_sql = fr_xstrdup(s.data);
+    fr_buf_reset(&s);
+    free(lm->test_sql);
+    lm->test_sql = NULL;
+    if (lm->m->n_tests > 0) {
+        fr_testsql_build(&s, lm->m);
+        lm->test_sql = fr_xstrdup(s.data);
+    }
     fr_buf_deinit(&s);
 }
 
 static void mark_all(struct ld_model *m)
 {
+    m->hold = false;
     m->all = true;
     fr__keyset_clear(&m->touched);
     if (!m->first_touch_ms)
@@ -100,6 +110,7 @@ void fr__model_touch(struct loader *ld, const struct ld_stream *st, const fr_bat
 
         if (!fed_by(ld, m, st->p, st->ds->name))
             continue;
+        m->hold = false; /* a refresh that failed its data tests is retried after the next batch */
         if (!m->first_touch_ms)
             m->first_touch_ms = now;
         m->last_touch_ms = now;
@@ -158,6 +169,7 @@ static void touch_readers(struct loader *ld, const struct ld_model *up, const st
 
         if (!reads_model(m, up) || rows->n_rows == 0)
             continue;
+        m->hold = false;
         if (!m->first_touch_ms)
             m->first_touch_ms = now;
         m->last_touch_ms = now;
@@ -204,7 +216,7 @@ struct ld_model *fr__model_due(struct loader *ld, bool stream_idle, uint64_t *wa
         struct ld_model *m = &ld->models[i];
         uint64_t due;
 
-        if (is_aggregate(m) || upstream_pending(ld, m))
+        if (is_aggregate(m) || m->hold || upstream_pending(ld, m))
             continue;
         if (!m->all && m->touched.n == 0) {
             if (m->first_touch_ms && !m->all) /* touched with no key values (nulls) */
@@ -312,6 +324,27 @@ static void restore_keys(struct ld_refresh *r)
         m->last_touch_ms = m->first_touch_ms;
     }
     fr__keyset_deinit(&r->keys);
+    free(r->keys_arr);
+    r->keys_arr = NULL;
+}
+
+static void on_rollback_done(fr_pg_t *pg, PGresult *res, void *data)
+{
+    (void)pg;
+    (void)res; /* the connection may be gone: a transaction left open ends with it */
+    (void)data;
+}
+
+/* Ends the refresh's transaction (data tests) without applying it. */
+static void rollback(struct loader *ld)
+{
+    struct ld_refresh *r = &ld->refresh;
+    if (!r->txn)
+        return;
+    r->txn = false;
+    if (fr_pg_connected(ld->refresh_pg) &&
+        fr_pg_query(ld->refresh_pg, "ROLLBACK", 0, NULL, NULL, on_rollback_done, NULL) != 0)
+        fr_warn("model %s: cannot queue ROLLBACK", r->model->state_name);
 }
 
 static void publish_cache_event(struct loader *ld, struct ld_cache *c, const struct ld_rows *rows, bool all)
@@ -413,6 +446,8 @@ static void next_cache(struct loader *ld)
     fr__cache_write(ld, r->model->caches[r->cache_i], &r->rows, on_cache_written);
 }
 
+static void on_committed(fr_pg_t *pg, PGresult *res, void *data);
+
 static void on_state_saved(fr_pg_t *pg, PGresult *res, void *data)
 {
     struct loader *ld = data;
@@ -427,6 +462,12 @@ static void on_state_saved(fr_pg_t *pg, PGresult *res, void *data)
         if (!fr_parse_i64(v, strlen(v), &ld->refresh.version) ||
             !fr_parse_i64(us, strlen(us), &ld->refresh.version_us))
             ld->refresh.version = 0;
+    }
+    if (ld->refresh.txn) {
+        /* Data tests passed: make it visible, then the caches. */
+        if (fr_pg_query(ld->refresh_pg, "COMMIT", 0, NULL, NULL, on_committed, ld) != 0)
+            on_committed(pg, NULL, ld);
+        return;
     }
     /* The model table is committed either way: go on with the caches. */
     publish_model_event(ld);
@@ -448,6 +489,7 @@ static void on_refreshed(fr_pg_t *pg, PGresult *res, void *data)
     if (!res) {
         /* refresh_pg lost (or timed out): retry after the reconnect, never
          * at once. */
+        r->txn = false;
         restore_keys(r);
         m->retry_at_ms = fr_mono_ms() + LD_RETRY_MS;
         r->done(ld, -ENOTCONN);
@@ -455,6 +497,7 @@ static void on_refreshed(fr_pg_t *pg, PGresult *res, void *data)
     }
     if (PQresultStatus(res) != PGRES_TUPLES_OK) {
         fr_error("refresh of model %s failed: %s", m->state_name, PQresultErrorMessage(res));
+        rollback(ld);
         restore_keys(r);
         m->retry_at_ms = fr_mono_ms() + 5 * LD_RETRY_MS;
         r->done(ld, -EIO);
@@ -468,10 +511,171 @@ static void on_refreshed(fr_pg_t *pg, PGresult *res, void *data)
     params[1] = r->all ? day : r->rows.n_rows > 0 ? "t" : "f"; /* KEYS: bump the version when rows changed */
     if (fr_pg_query(ld->refresh_pg, r->all ? FR_SQL_MODEL_STATE_FULL : FR_SQL_MODEL_STATE_KEYS, 2, params, NULL,
                     on_state_saved, ld) != 0) {
+        if (r->txn) { /* nothing is committed: as a lost connection */
+            r->txn = false;
+            fr__rows_deinit(&r->rows);
+            restore_keys(r);
+            m->retry_at_ms = fr_mono_ms() + LD_RETRY_MS;
+            r->done(ld, -ENOTCONN);
+            return;
+        }
         publish_model_event(ld);
         r->cache_i = 0;
         next_cache(ld);
     }
+}
+
+/* ---- data tests ----------------------------------------------------------------
+ * A model with tests refreshes in one REPEATABLE READ transaction: BEGIN, the
+ * tests over the rows the refresh is about to write (testsql.c), then, when
+ * none fails, the refresh and its model_state row, COMMIT, then the caches.
+ * When one fails, ROLLBACK: the model table and its caches keep their last
+ * good values; the failure is reported (model.test_failed, the metric
+ * model_test_failures_total, an error log naming the tests and keys) and the
+ * keys wait until a batch (or a model read) touches the model again. */
+
+static void report_test_failure(struct loader *ld, const PGresult *res)
+{
+    struct ld_refresh *r = &ld->refresh;
+    struct ld_model *m = r->model;
+    int n = PQntuples(res);
+    const char **tests = fr_xcalloc((size_t)n + 1, sizeof(*tests));
+    const char **keys = fr_xcalloc((size_t)n + 1, sizeof(*keys));
+    size_t n_tests = 0, n_keys = 0;
+    struct fr_buf log;
+    char *event;
+
+    for (int i = 0; i < n; i++) {
+        const char *t = PQgetvalue(res, i, 0), *k = PQgetvalue(res, i, 1);
+        bool seen = false;
+        for (size_t j = 0; j < n_tests && !seen; j++)
+            seen = strcmp(tests[j], t) == 0;
+        if (!seen)
+            tests[n_tests++] = t;
+        seen = false;
+        for (size_t j = 0; j < n_keys && !seen; j++)
+            seen = strcmp(keys[j], k) == 0;
+        if (!seen && n_keys < LD_EVENT_KEYS)
+            keys[n_keys++] = k;
+    }
+    if (m->m_test_failures)
+        (*m->m_test_failures)++;
+    event = fr_names_event_model_test_failed(m->p->name, m->m->name, tests, n_tests, keys, n_keys, (size_t)n);
+    {
+        struct fr_buf j;
+        fr_buf_init(&j, 0);
+        (void)fr_buf_puts(&j, event);
+        fr__loader_publish(ld, &j);
+        fr_buf_deinit(&j);
+    }
+    free(event);
+    fr_buf_init(&log, 0);
+    for (int i = 0; i < n && i < 20; i++)
+        (void)fr_buf_printf(&log, "%s%s for key %s", i ? "; " : "", PQgetvalue(res, i, 0), PQgetvalue(res, i, 1));
+    fr_error("model %s: data tests failed (%d row%s%s): %s; the refresh is not applied (the last good values keep "
+             "serving) and is retried after the next batch",
+             m->state_name, n, n == 1 ? "" : "s", n >= FR_TESTSQL_MAX_FAILURES ? " or more" : "",
+             log.data ? log.data : "");
+    fr_buf_deinit(&log);
+    free(tests);
+    free(keys);
+}
+
+static void on_tested(fr_pg_t *pg, PGresult *res, void *data)
+{
+    struct loader *ld = data;
+    struct ld_refresh *r = &ld->refresh;
+    struct ld_model *m = r->model;
+    const char *params[2];
+
+    (void)pg;
+    if (fr__loader_gone(ld))
+        return;
+    if (!res) {
+        r->txn = false;
+        restore_keys(r);
+        m->retry_at_ms = fr_mono_ms() + LD_RETRY_MS;
+        r->done(ld, -ENOTCONN);
+        return;
+    }
+    if (PQresultStatus(res) != PGRES_TUPLES_OK) {
+        fr_error("data tests of model %s could not run: %s", m->state_name, PQresultErrorMessage(res));
+        rollback(ld);
+        restore_keys(r);
+        m->retry_at_ms = fr_mono_ms() + 5 * LD_RETRY_MS;
+        r->done(ld, -EIO);
+        return;
+    }
+    if (PQntuples(res) > 0) {
+        report_test_failure(ld, res);
+        rollback(ld);
+        restore_keys(r);
+        m->hold = true; /* after restore_keys: retried once something touches the model again */
+        m->retry_at_ms = fr_mono_ms() + LD_RETRY_MS;
+        r->done(ld, -EIO);
+        return;
+    }
+    params[0] = r->keys_arr;
+    params[1] = r->now;
+    if (fr_pg_query(ld->refresh_pg, m->refresh_sql, 2, params, NULL, on_refreshed, ld) != 0) {
+        r->txn = false;
+        restore_keys(r);
+        m->retry_at_ms = fr_mono_ms() + LD_RETRY_MS;
+        r->done(ld, -ENOTCONN);
+        return;
+    }
+    free(r->keys_arr);
+    r->keys_arr = NULL;
+}
+
+static void on_begun(fr_pg_t *pg, PGresult *res, void *data)
+{
+    struct loader *ld = data;
+    struct ld_refresh *r = &ld->refresh;
+    struct ld_model *m = r->model;
+    const char *params[2];
+
+    (void)pg;
+    if (fr__loader_gone(ld))
+        return;
+    params[0] = r->keys_arr;
+    params[1] = r->now;
+    if (!res || PQresultStatus(res) != PGRES_COMMAND_OK ||
+        fr_pg_query(ld->refresh_pg, m->test_sql, 2, params, NULL, on_tested, ld) != 0) {
+        if (res && PQresultStatus(res) != PGRES_COMMAND_OK)
+            fr_error("model %s: BEGIN failed: %s", m->state_name, PQresultErrorMessage(res));
+        rollback(ld);
+        restore_keys(r);
+        m->retry_at_ms = fr_mono_ms() + LD_RETRY_MS;
+        r->done(ld, res ? -EIO : -ENOTCONN);
+    }
+}
+
+static void on_committed(fr_pg_t *pg, PGresult *res, void *data)
+{
+    struct loader *ld = data;
+    struct ld_refresh *r = &ld->refresh;
+    struct ld_model *m = r->model;
+
+    (void)pg;
+    if (fr__loader_gone(ld))
+        return;
+    r->txn = false;
+    if (!res || PQresultStatus(res) != PGRES_COMMAND_OK || strcmp(PQcmdStatus(res), "COMMIT") != 0) {
+        /* Lost, or the transaction had failed (COMMIT answers ROLLBACK):
+         * nothing is applied. */
+        if (res)
+            fr_error("model %s: refresh not committed: %s", m->state_name,
+                     PQresultStatus(res) == PGRES_COMMAND_OK ? PQcmdStatus(res) : PQresultErrorMessage(res));
+        fr__rows_deinit(&r->rows);
+        restore_keys(r);
+        m->retry_at_ms = fr_mono_ms() + LD_RETRY_MS;
+        r->done(ld, res ? -EIO : -ENOTCONN);
+        return;
+    }
+    publish_model_event(ld);
+    r->cache_i = 0;
+    next_cache(ld);
 }
 
 void fr__model_refresh(struct loader *ld, struct ld_model *m, ld_done_cb done)
@@ -481,6 +685,7 @@ void fr__model_refresh(struct loader *ld, struct ld_model *m, ld_done_cb done)
     const char *params[2];
     struct fr_buf arr;
 
+    free(r->keys_arr); /* NULL unless a refresh ended without passing by restore_keys */
     memset(r, 0, sizeof(*r));
     r->model = m;
     r->done = done;
@@ -499,6 +704,20 @@ void fr__model_refresh(struct loader *ld, struct ld_model *m, ld_done_cb done)
         fr__sql_text_array(&arr, &r->keys);
     params[0] = r->all ? NULL : arr.data;
     params[1] = r->now;
+    if (m->test_sql) {
+        /* Data tests first, in the refresh's transaction. */
+        free(r->keys_arr);
+        r->keys_arr = params[0] ? fr_xstrdup(params[0]) : NULL;
+        r->txn = true;
+        if (fr_pg_query(ld->refresh_pg, "BEGIN ISOLATION LEVEL REPEATABLE READ", 0, NULL, NULL, on_begun, ld) != 0) {
+            r->txn = false;
+            restore_keys(r);
+            m->retry_at_ms = fr_mono_ms() + LD_RETRY_MS;
+            r->done(ld, -ENOTCONN);
+        }
+        fr_buf_deinit(&arr);
+        return;
+    }
     if (fr_pg_query(ld->refresh_pg, m->refresh_sql, 2, params, NULL, on_refreshed, ld) != 0) {
         restore_keys(r);
         m->retry_at_ms = fr_mono_ms() + LD_RETRY_MS;

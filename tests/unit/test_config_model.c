@@ -249,13 +249,57 @@ static void test_dependencies(void **state)
                  "reads unknown dataset or model 'zz'");
 }
 
+#define SEL                                                                                                          \
+    HEAD "  s:\n    sql: m.sql\n    inputs: [ev]\n    key: [pid]\n    columns:\n" KEYCOL                             \
+         "      - {name: n, type: int}\n"
+
+static void test_data_tests(void **state)
+{
+    struct fr_pipeline *p = parse_ok(SEL "    tests:\n"
+                                         "      - not_null: n\n"
+                                         "      - unique: pid\n"
+                                         "      - accepted_values: {column: n, values: [1, 2]}\n"
+                                         "      - relationships: {column: pid, to: ev, field: pid}\n"
+                                         "      - expression: \"n >= 0\"\n");
+    const struct fr_model *m = &p->models[0];
+
+    (void)state;
+    assert_int_equal(m->n_tests, 5);
+    assert_int_equal(m->tests[0].kind, FR_TEST_NOT_NULL);
+    assert_string_equal(m->tests[0].name, "not_null(n)");
+    assert_int_equal(m->tests[1].kind, FR_TEST_UNIQUE);
+    assert_string_equal(m->tests[1].column, "pid");
+    assert_int_equal(m->tests[2].kind, FR_TEST_ACCEPTED);
+    assert_int_equal(m->tests[2].n_values, 2);
+    assert_string_equal(m->tests[2].values[1], "2");
+    assert_int_equal(m->tests[3].kind, FR_TEST_RELATIONSHIP);
+    assert_string_equal(m->tests[3].to_table, "t.ev");
+    assert_string_equal(m->tests[3].field, "pid");
+    assert_string_equal(m->tests[3].name, "relationships(pid -> ev.pid)");
+    assert_int_equal(m->tests[4].kind, FR_TEST_EXPRESSION);
+    assert_string_equal(m->tests[4].expr, "n >= 0");
+    fr_pipeline_free(p);
+
+    expect_error(SEL "    tests:\n      - not_nul: n\n", "not_nul", "unknown test 'not_nul'");
+    expect_error(SEL "    tests:\n      - not_null: zz\n", "zz", "'zz' is not a column of the model");
+    expect_error(SEL "    tests:\n      - {not_null: n, unique: n}\n", "{not_null", "write one per list item");
+    expect_error(SEL "    tests:\n      - accepted_values: {column: n}\n", "{column: n}",
+                 "needs column: and values:");
+    expect_error(SEL "    tests:\n      - relationships: {column: n, to: nope, field: x}\n",
+                 "- relationships", "points to unknown dataset or model 'nope'");
+    expect_error(SEL "    tests:\n      - relationships: {column: n, to: ev, field: x}\n",
+                 "- relationships", "'x' is not a column of 'ev'");
+    expect_error(SEL "    tests:\n      - expression: \"n > 0; DROP TABLE x\"\n", "\"n > 0", "remove the ';'");
+    expect_error(AGG KEYCOL "      - {name: n, type: bigint, merge: count}\n    tests:\n      - not_null: n\n",
+                 "- not_null", "data tests apply to select models");
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_aggregate),
-        cmocka_unit_test(test_aggregate_defaults),
-        cmocka_unit_test(test_aggregate_errors),
-        cmocka_unit_test(test_dependencies),
+        cmocka_unit_test(test_aggregate),        cmocka_unit_test(test_aggregate_defaults),
+        cmocka_unit_test(test_aggregate_errors), cmocka_unit_test(test_dependencies),
+        cmocka_unit_test(test_data_tests),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
 }

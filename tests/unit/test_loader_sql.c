@@ -18,6 +18,7 @@
 
 #include "../../services/loader/aggsql.c"
 #include "../../services/loader/sql.c"
+#include "../../services/loader/testsql.c"
 
 static const char yaml[] = "pipeline: t\n"
                            "datasets:\n"
@@ -63,6 +64,12 @@ static const char yaml[] = "pipeline: t\n"
                            "    sql: models/panel.sql\n"
                            "    inputs: [ev]\n"
                            "    key: [id]\n"
+                           "    tests:\n"
+                           "      - not_null: n\n"
+                           "      - unique: n\n"
+                           "      - accepted_values: {column: n, values: ['1', \"it's\"]}\n"
+                           "      - relationships: {column: id, to: ev, field: id}\n"
+                           "      - expression: \"n >= 0\"\n"
                            "    columns:\n"
                            "      - {name: id, type: bigint}\n"
                            "      - {name: n, type: bigint}\n"
@@ -370,6 +377,35 @@ static void test_model_refresh(void **state)
     fr_buf_deinit(&b);
 }
 
+static void test_data_tests(void **state)
+{
+    struct fr_buf b;
+
+    (void)state;
+    fr_buf_init(&b, 0);
+    fr_testsql_build(&b, model("panel"));
+    expect(&b, "WITH fr_args AS (SELECT $1::text[] AS keys, $2::timestamptz AS now),\n"
+               "fr_new AS (\n"
+               "SELECT id, count(*) AS n FROM t.ev\n"
+               "WHERE $1::text[] IS NULL OR id::text = ANY ($1) GROUP BY id\n"
+               "),\n"
+               "fr_fail AS (SELECT 'not_null(n)'::text AS test, fr_new.\"id\"::text AS key FROM fr_new WHERE fr_new."
+               "\"n\" IS NULL\n"
+               "  UNION ALL SELECT 'unique(n)'::text AS test, fr_new.\"id\"::text AS key FROM fr_new WHERE fr_new.\""
+               "n\" IS NOT NULL AND (fr_new.\"n\" IN (SELECT fr_d.\"n\" FROM fr_new AS fr_d GROUP BY 1 HAVING count("
+               "*) > 1) OR ($1::text[] IS NOT NULL AND EXISTS (SELECT 1 FROM \"t\".\"panel\" AS fr_o WHERE fr_o.\"n"
+               "\" = fr_new.\"n\" AND NOT fr_o.\"id\"::text = ANY ($1::text[]))))\n"
+               "  UNION ALL SELECT 'accepted_values(n)'::text AS test, fr_new.\"id\"::text AS key FROM fr_new WHERE "
+               "fr_new.\"n\" IS NOT NULL AND fr_new.\"n\"::text <> ALL (ARRAY['1', 'it''s']::text[])\n"
+               "  UNION ALL SELECT 'relationships(id -> ev.id)'::text AS test, fr_new.\"id\"::text AS key FROM fr_ne"
+               "w WHERE fr_new.\"id\" IS NOT NULL AND NOT EXISTS (SELECT 1 FROM \"t\".\"ev\" AS fr_r WHERE fr_r.\"id"
+               "\" = fr_new.\"id\")\n"
+               "  UNION ALL SELECT 'expression(n >= 0)'::text AS test, fr_new.\"id\"::text AS key FROM fr_new WHERE "
+               "NOT COALESCE((n >= 0), false))\n"
+               "SELECT test, key FROM fr_fail ORDER BY test, key LIMIT 100");
+    fr_buf_deinit(&b);
+}
+
 static void test_aggregate(void **state)
 {
     struct fr_buf b;
@@ -431,9 +467,9 @@ static void test_aggregate(void **state)
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_stage_copy), cmocka_unit_test(test_merge),  cmocka_unit_test(test_delete),
-        cmocka_unit_test(test_check),      cmocka_unit_test(test_retain), cmocka_unit_test(test_model_refresh),
-        cmocka_unit_test(test_aggregate),
+        cmocka_unit_test(test_stage_copy), cmocka_unit_test(test_merge),      cmocka_unit_test(test_delete),
+        cmocka_unit_test(test_check),      cmocka_unit_test(test_retain),     cmocka_unit_test(test_model_refresh),
+        cmocka_unit_test(test_aggregate),  cmocka_unit_test(test_data_tests),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
 }

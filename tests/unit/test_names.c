@@ -193,6 +193,25 @@ static void test_status(void **state)
     free(k);
 }
 
+static void test_model_test_failed(void **state)
+{
+    static const char *const tests[] = {"not_null(country)", "expression(n \"x\" >= 0)"};
+    static const char *const keys[] = {"p1", "p\"2"};
+    char *e = fr_names_event_model_test_failed("players", "user_panel", tests, 2, keys, 2, 3);
+    const char *want = "\",\"pipeline\":\"players\",\"model\":\"user_panel\",\"tests\":[\"not_null(country)\","
+                       "\"expression(n \\\"x\\\" >= 0)\"],\"keys\":[\"p1\",\"p\\\"2\"],\"rows\":3}";
+
+    (void)state;
+    const char *head = "{\"type\":\"model.test_failed\",\"ts\":\"";
+    assert_true(strncmp(e, head, strlen(head)) == 0);
+    assert_non_null(strstr(e, want));
+    assert_string_equal(strstr(e, want), want);
+    free(e);
+    e = fr_names_event_model_test_failed("p", "m", NULL, 0, NULL, 0, 0);
+    assert_non_null(strstr(e, "\"tests\":[],\"keys\":[],\"rows\":0}"));
+    free(e);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -206,6 +225,7 @@ int main(void)
         cmocka_unit_test(test_cache_keys_spread),
         cmocka_unit_test(test_changes),
         cmocka_unit_test(test_status),
+        cmocka_unit_test(test_model_test_failed),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
