@@ -91,7 +91,14 @@ struct fr_dataset {
     uint32_t retention_days;
     char *soft_delete; /* owned or NULL: timestamptz column set by a soft DELETE; rows with it
                           set are "gone" (410) and do not satisfy references */
+    /* Batch streams (docs/scaling.md "Partitioned streams"): 1 = one stream;
+     * N (append-only datasets only) = N streams, each on its own Redis
+     * Cluster slot, a file's batches on the stream of its inbound name's
+     * hash (fr_names_partition). */
+    uint32_t partitions;
 };
+
+#define FR_DATASET_MAX_PARTITIONS 64u
 
 /* Largest batch_bytes a source may ask for: a batch is flushed after the row
  * that crosses it, and the codec refuses batches over FR_BATCH_MAX_BYTES

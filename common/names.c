@@ -16,6 +16,26 @@ char *fr_names_stream(const char *qname)
     return fr_xasprintf(STREAM_PREFIX "{%s}", qname);
 }
 
+char *fr_names_stream_part(const char *qname, unsigned part)
+{
+    if (part == 0)
+        return fr_names_stream(qname);
+    return fr_xasprintf(STREAM_PREFIX "{%s/%u}", qname, part);
+}
+
+unsigned fr_names_partition(const char *key, size_t len, unsigned n)
+{
+    uint64_t h = 14695981039346656037ull;
+
+    if (n <= 1)
+        return 0;
+    for (size_t i = 0; i < len; i++) {
+        h ^= (unsigned char)key[i];
+        h *= 1099511628211ull;
+    }
+    return (unsigned)(h % n);
+}
+
 char *fr_names_dlq(const char *qname)
 {
     return fr_xasprintf(DLQ_PREFIX "{%s}", qname);

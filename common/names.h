@@ -30,6 +30,15 @@
 /* "fr:stream:{qname}" (braces included): a dataset's batches
  * (qname = "{pipeline}.{dataset}", e.g. fr:stream:{players.events}). */
 char *fr_names_stream(const char *qname);
+/* Partition `part` of a dataset's batch stream (docs/scaling.md "Partitioned
+ * streams"): partition 0 is fr_names_stream(qname), partition i > 0 is
+ * "fr:stream:{qname/i}", its own hash tag, so each partition has its own
+ * slot. */
+char *fr_names_stream_part(const char *qname, unsigned part);
+/* The partition (0..n-1) of a batch keyed by `key` (a file source's inbound
+ * file name): FNV-1a 64 of the bytes, mod n; 0 when n <= 1. Stable across
+ * versions and hosts. */
+unsigned fr_names_partition(const char *key, size_t len, unsigned n);
 /* "fr:dlq:{qname}": a dataset's dead letters (rows and batches, with
  * reasons); same slot as its stream. */
 char *fr_names_dlq(const char *qname);

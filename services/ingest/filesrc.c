@@ -24,6 +24,7 @@
 
 #include "batch.h"
 #include "log.h"
+#include "names.h"
 #include "parse.h"
 
 #define IO_CHUNK        (256u * 1024u) /* read size for landing and parsing */
@@ -272,6 +273,8 @@ static int flush_batch(struct wctx *w)
     w->chunk++;
     it->rows = (uint32_t)rows;
     it->file = fr_xstrdup(w->landing_rel);
+    /* every batch of a file on one stream partition (by the file's inbound name) */
+    it->partition = fr_names_partition(j->name, strlen(j->name), j->fs->ds->partitions);
     rc = push(j, it);
     if (rc == 0)
         j->batches++;

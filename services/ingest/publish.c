@@ -302,7 +302,7 @@ static int send_item(fr_publisher_t *p, struct fr_pub_item *it)
 #define ARGS(s) ARG((s), strlen(s))
 
     if (it->kind == FR_PUB_BATCH) {
-        key = fr_names_stream(it->qname);
+        key = fr_names_stream_part(it->qname, it->partition);
         rc = ensure_group(p, key);
         if (rc != 0) {
             free(key);

@@ -38,6 +38,7 @@ struct fr_pub_item {
     char id[FR_BATCH_ID_LEN]; /* batch id (FR_PUB_BATCH) */
     struct fr_buf payload;    /* owned: packed freshet.Batch (FR_PUB_BATCH) */
     uint32_t rows;            /* rows in the batch */
+    uint32_t partition;       /* FR_PUB_BATCH: stream partition (fr_names_stream_part), 0 = the first */
     char *file;               /* owned: landing path (batch) or inbound file name (row) */
     uint32_t line;            /* FR_PUB_ROW: 1-based line, 0 = whole file */
     char *reason;             /* owned: FR_PUB_ROW */

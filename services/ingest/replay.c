@@ -17,6 +17,7 @@
 #include "config_http.h"
 #include "http_source.h"
 #include "log.h"
+#include "names.h"
 #include "parse.h"
 
 #define REPLAY_MAX_FILE (256u << 20)
@@ -90,6 +91,15 @@ static int flush(struct rjob *j)
     j->chunk++;
     it->rows = (uint32_t)rows;
     it->file = fr_xstrdup(j->f->rel);
+    {
+        /* the partition ingest chose: by the inbound name, "{ulid}-NAME" in the landing zone */
+        const char *base = strrchr(j->f->rel, '/');
+        const char *dash;
+        base = base ? base + 1 : j->f->rel;
+        dash = strchr(base, '-');
+        base = dash ? dash + 1 : base;
+        it->partition = fr_names_partition(base, strlen(base), j->ds->partitions);
+    }
     push(j, it);
     return 0;
 }

@@ -50,7 +50,10 @@ static void on_legacy(fr_redis_t *r, redisReply *reply, void *data)
 static void check_legacy(struct loader *ld)
 {
     for (size_t i = 0; i < ld->n_streams; i++) {
-        char *key = fr_names_legacy_stream(ld->streams[i].ds->qname);
+        char *key;
+        if (ld->streams[i].part != 0)
+            continue;
+        key = fr_names_legacy_stream(ld->streams[i].ds->qname);
         const char *argv[] = {"XLEN", key};
         if (fr_redis_commandv(ld->app->redis, 0, on_legacy, key, (int)FR_ARRAY_LEN(argv), argv, NULL) != 0) {
             free(key);
@@ -390,7 +393,14 @@ static void on_lag(fr_redis_t *r, redisReply *reply, void *data)
                 pending = val->integer;
         }
         if (ours) {
-            *st->m_lag = (int64_t)(lag + pending);
+            struct loader *ld = st->ld;
+            int64_t sum = 0;
+
+            st->lag_now = (int64_t)(lag + pending);
+            for (size_t i = 0; i < ld->n_streams; i++) /* the dataset's gauge: every partition */
+                if (ld->streams[i].ds == st->ds)
+                    sum += ld->streams[i].lag_now;
+            *st->m_lag = sum;
             return;
         }
     }

@@ -244,8 +244,8 @@ bool fr__upkeep_start(struct loader *ld)
         struct ld_stream *st = &ld->streams[i];
         int32_t today;
 
-        if (st->ds->n_retention_columns == 0 || st->ds->retention_days == 0)
-            continue;
+        if (st->part != 0 || st->ds->n_retention_columns == 0 || st->ds->retention_days == 0)
+            continue; /* once per dataset (partition 0) */
         today = day_of(fr_pipeline_now(st->p));
         if (today != st->retain_day)
             return start_retention(ld, st, today);

@@ -101,6 +101,10 @@ struct ld_stream {
     const struct fr_dataset *ds; /* borrowed */
     char *key;                   /* owned: "fr:stream:{qname}" */
     char *dlq;                   /* owned: "fr:dlq:{qname}" */
+    unsigned part;               /* stream partition (fr_names_stream_part); 0 also owns the
+                                    dataset's retention and dead-letter bounding */
+    unsigned n_parts;            /* the dataset's partitions (streams), >= 1 */
+    int64_t lag_now;             /* this partition's lag + pending (m_lag sums the partitions) */
     char *fail_id;               /* owned or NULL: entry whose load failed last */
     char *fail_reason;           /* owned or NULL: its last error */
     unsigned attempts;           /* failed loads of fail_id */

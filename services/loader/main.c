@@ -700,7 +700,8 @@ static int loader_init(struct loader *ld, struct fr_app *app, char err[FR_ERR_LE
     fr__want_pending(ld);
 
     for (size_t i = 0; i < app->n_pipelines; i++) {
-        ns += app->pipelines[i]->n_datasets;
+        for (size_t d = 0; d < app->pipelines[i]->n_datasets; d++)
+            ns += app->pipelines[i]->datasets[d].partitions > 1 ? app->pipelines[i]->datasets[d].partitions : 1;
         nm += app->pipelines[i]->n_models;
         nc += app->pipelines[i]->n_caches;
     }
@@ -723,14 +724,19 @@ static int loader_init(struct loader *ld, struct fr_app *app, char err[FR_ERR_LE
     for (size_t pi = 0; pi < app->n_pipelines; pi++) {
         const struct fr_pipeline *p = app->pipelines[pi];
         for (size_t d = 0; d < p->n_datasets; d++) {
-            struct ld_stream *st = &ld->streams[ld->n_streams++];
-            st->ld = ld;
-            st->p = p;
-            st->ds = &p->datasets[d];
-            st->key = fr_names_stream(st->ds->qname);
-            st->dlq = fr_names_dlq(st->ds->qname);
-            st->retain_day = INT32_MIN;
-            init_metrics_stream(ld, st);
+            unsigned np = p->datasets[d].partitions > 1 ? p->datasets[d].partitions : 1;
+            for (unsigned part = 0; part < np; part++) { /* one per stream partition */
+                struct ld_stream *st = &ld->streams[ld->n_streams++];
+                st->ld = ld;
+                st->p = p;
+                st->ds = &p->datasets[d];
+                st->part = part;
+                st->n_parts = np;
+                st->key = fr_names_stream_part(st->ds->qname, part);
+                st->dlq = fr_names_dlq(st->ds->qname);
+                st->retain_day = INT32_MIN;
+                init_metrics_stream(ld, st); /* the same counters for every partition */
+            }
         }
         for (size_t mi = 0; mi < p->n_models; mi++) {
             struct ld_model *m = &ld->models[ld->n_models++];

@@ -589,6 +589,8 @@ static void dq_next_stream(struct ld_dlqjob *j)
 {
     struct loader *ld = j->ld;
 
+    while (j->si < ld->n_streams && ld->streams[j->si].part != 0)
+        j->si++; /* a dataset's dead letters are bounded once (at its partition 0) */
     if (j->si >= ld->n_streams || fr__loader_gone(ld) || ld->draining) {
         dq_end(j);
         return;

@@ -1,6 +1,8 @@
 """e2e: the players pipeline on a Redis Cluster (3 masters + 3 replicas on
 loopback, FRESHET_REDIS_URL=redis+cluster://...) with 3 loaders in group
-`loader`: file drop -> stream -> PostgreSQL -> cache -> HTTP, every
+`loader` and its events dataset partitioned over 3 streams (a copy of
+pipelines/players with `partitions: 3`; each stream on its own slot):
+file drop -> stream -> PostgreSQL -> cache -> HTTP, every
 attribute of every player compared with the independent computation
 (players_ref.py); cache keys on every master, each equal to its row;
 `SUBSCRIBE fr:events` on a replica and on a master both see every
@@ -10,19 +12,36 @@ import datetime as dt
 import json
 import os
 import random
+import re
+import shutil
 import subprocess
 import sys
 import threading
 
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "lib"))
 sys.path.insert(0, os.path.dirname(__file__))
-from harness import BIN, Stack, TestRun, wait_until  # noqa: E402
+from harness import BIN, SRC, Stack, TestRun, tmpdir, wait_until  # noqa: E402
 import players_ref  # noqa: E402
 from test_players import compare_all, make_events, to_csv, to_ndjson  # noqa: E402
 
 UTC = dt.timezone.utc
 NOW = dt.datetime(2024, 6, 17, 12, 0, 0, tzinfo=UTC)
 LOADERS = 3
+PARTS = 3
+
+
+def partitioned_players(base):
+    """pipelines/players copied with `partitions: 3` on its events dataset."""
+    d = os.path.join(base, "pipelines")
+    shutil.copytree(os.path.join(SRC, "pipelines", "players"), os.path.join(d, "players"))
+    path = os.path.join(d, "players", "pipeline.yaml")
+    with open(path) as f:
+        text = f.read()
+    text, n = re.subn(r"(?m)^  events:\n", "  events:\n    partitions: %d\n" % PARTS, text, count=1)
+    assert n == 1, "no events dataset in pipelines/players/pipeline.yaml"
+    with open(path, "w") as f:
+        f.write(text)
+    return d
 
 
 class Subscriber:
@@ -61,7 +80,9 @@ def run_cmd(stack, binary, *args):
 
 
 def main(t):
-    stack = t.stack = Stack(pipelines="players", now="2024-06-17T12:00:00Z", redis_cluster=True)
+    pdir = partitioned_players(tmpdir())
+    stack = t.stack = Stack(pipelines="players", now="2024-06-17T12:00:00Z", redis_cluster=True,
+                            extra_env={"FRESHET_PIPELINES_DIR": pdir})
     cl = stack.redis
     t.check(stack.env["FRESHET_REDIS_URL"].startswith("redis+cluster://"), "daemons get a redis+cluster:// URL")
     masters = cl.masters()
@@ -114,13 +135,21 @@ def main(t):
     for s in subs:
         s.close()
 
-    # the stream is in its dataset's slot and drained
+    # the partitions: each stream on its own slot, each drained, each used
     r0 = cl.client()
-    info = r0.xinfo_groups("fr:stream:{players.events}")
-    grp = [g for g in info if g["name"] in (b"loader", "loader")][0]
-    t.eq((grp["pending"], grp.get("lag") or 0), (0, 0), "group loader: nothing pending, no lag")
-    consumers = {c["name"] for c in r0.xinfo_consumers("fr:stream:{players.events}", "loader")}
-    t.check(len(consumers) >= 1, "consumers of the stream: %r" % sorted(consumers))
+    streams = ["fr:stream:{players.events}"] + ["fr:stream:{players.events/%d}" % i for i in range(1, PARTS)]
+    slots = {cl.cli(masters[0], "CLUSTER", "KEYSLOT", k).strip() for k in streams}
+    t.eq(len(slots), PARTS, "each partition on its own slot")
+    consumers = set()
+    per_stream = []
+    for k in streams:
+        grp = [g for g in r0.xinfo_groups(k) if g["name"] in (b"loader", "loader")][0]
+        t.eq((grp["pending"], grp.get("lag") or 0), (0, 0), "%s: nothing pending, no lag" % k)
+        per_stream.append(r0.xinfo_stream(k)["entries-added"])
+        consumers |= {c["name"] for c in r0.xinfo_consumers(k, "loader")}
+    t.eq(sum(per_stream), batches, "every batch on exactly one partition (%r)" % per_stream)
+    t.check(sum(1 for n in per_stream if n > 0) >= 2, "batches on several partitions (%r)" % per_stream)
+    t.check(len(consumers) >= 1, "consumers of the streams: %r" % sorted(consumers))
 
     # one-shot commands on the cluster URL
     backup = os.path.join(stack.base, "events.avro")
@@ -142,9 +171,9 @@ def main(t):
     t.eq(stack.admin("ingest", "/readyz")[0], 200, "ingest /readyz")
     for i, ld in enumerate(loaders):
         t.eq(stack.get("/readyz", port=ld.admin_port)[0], 200, "loader %d /readyz" % (i + 1))
-    print("cluster: masters=%s events=%d batches=%d cache_keys=%d keys_per_master=%s consumers=%d "
-          "events_seen=%d/%d" % (masters, n, batches, len(rows), sorted(per_master.values()), len(consumers),
-                                 len(subs[0].loaded()), len(subs[1].loaded())))
+    print("cluster: masters=%s events=%d batches=%d per_partition=%s cache_keys=%d keys_per_master=%s "
+          "consumers=%d events_seen=%d/%d" % (masters, n, batches, per_stream, len(rows), sorted(per_master.values()),
+                                              len(consumers), len(subs[0].loaded()), len(subs[1].loaded())))
     for name in ("ingest", "api"):
         t.eq(stack[name].stop(), 0, "%s exits 0 on SIGTERM" % name)
     for i, ld in enumerate(loaders):

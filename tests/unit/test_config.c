@@ -271,6 +271,28 @@ static void test_errors_datasets(void **state)
     expect_error("pipeline: t\ndatasets:\n  - ev\n", "- ev", "must be a mapping of name");
 }
 
+/* partitions: N streams for an append-only dataset; a keyed one keeps one. */
+static void test_partitions(void **state)
+{
+    (void)state;
+    char err[FR_ERR_LEN];
+    const char *yaml = COLS "    partitions: 3\n";
+    struct fr_pipeline *p = fr_pipeline_parse(yaml, strlen(yaml), FILE_LABEL, tmp_dir, err);
+    if (!p)
+        fail_msg("%s", err);
+    assert_int_equal(p->datasets[0].partitions, 3);
+    fr_pipeline_free(p);
+    p = fr_pipeline_parse(COLS, strlen(COLS), FILE_LABEL, tmp_dir, err);
+    assert_non_null(p);
+    assert_int_equal(p->datasets[0].partitions, 1);
+    fr_pipeline_free(p);
+    expect_error(COLS "    partitions: 0\n", "0\n", "out of range");
+    expect_error(COLS "    partitions: 65\n", "65", "out of range");
+    expect_error(COLS "    partitions: many\n", "many", "whole number");
+    expect_error(COLS "    key: [id]\n    partitions: 2\n", "2\n", "a keyed dataset keeps one stream");
+    expect_error(COLS "    partition: 2\n", "partition:", "partitions");
+}
+
 static void test_errors_top(void **state)
 {
     (void)state;
@@ -745,7 +767,7 @@ int main(void)
         cmocka_unit_test(test_errors_caches),      cmocka_unit_test(test_full_and_defaults),
         cmocka_unit_test(test_settings_defaults),  cmocka_unit_test(test_settings_precedence),
         cmocka_unit_test(test_settings_retention), cmocka_unit_test(test_settings_errors),
-        cmocka_unit_test(test_load_all),
+        cmocka_unit_test(test_load_all),           cmocka_unit_test(test_partitions),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
 }

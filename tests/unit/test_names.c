@@ -127,6 +127,41 @@ static void test_dataset_keys_share_a_slot(void **state)
     }
 }
 
+/* Partition 0 is the dataset's stream; every other partition has its own
+ * tag (its own slot), and a landing path always picks the same partition. */
+static void test_partitions(void **state)
+{
+    (void)state;
+    char *p0 = fr_names_stream_part("players.events", 0);
+    char *p1 = fr_names_stream_part("players.events", 1);
+    char *p2 = fr_names_stream_part("players.events", 2);
+    unsigned seen[3] = {0, 0, 0};
+    assert_string_equal(p0, "fr:stream:{players.events}");
+    assert_string_equal(p1, "fr:stream:{players.events/1}");
+    assert_string_equal(p2, "fr:stream:{players.events/2}");
+    assert_int_not_equal(slot_of(p0), slot_of(p1));
+    assert_int_not_equal(slot_of(p0), slot_of(p2));
+    assert_int_not_equal(slot_of(p1), slot_of(p2));
+    assert_int_equal(fr_names_partition("a", 1, 1), 0);
+    assert_int_equal(fr_names_partition("a", 1, 0), 0);
+    /* FNV-1a 64 of "a" is 0xaf63dc4c8601ec8c */
+    assert_int_equal(fr_names_partition("a", 1, 3), (unsigned)(0xaf63dc4c8601ec8cull % 3));
+    for (int i = 0; i < 300; i++) {
+        char path[64];
+        unsigned k;
+        snprintf(path, sizeof(path), "landing/players/events_drop/2024-06-17/01J%05d-f.csv", i);
+        k = fr_names_partition(path, strlen(path), 3);
+        assert_true(k < 3);
+        assert_int_equal(fr_names_partition(path, strlen(path), 3), k);
+        seen[k]++;
+    }
+    for (int k = 0; k < 3; k++)
+        assert_true(seen[k] > 50);
+    free(p0);
+    free(p1);
+    free(p2);
+}
+
 /* Cache keys carry no tag: 1000 keys of one cache land on many slots (and
  * on each third of the slot space, as three masters split it). */
 static void test_cache_keys_spread(void **state)
@@ -222,6 +257,7 @@ int main(void)
         cmocka_unit_test(test_idem_and_idseq),
         cmocka_unit_test(test_src_lease_fence_state),
         cmocka_unit_test(test_dataset_keys_share_a_slot),
+        cmocka_unit_test(test_partitions),
         cmocka_unit_test(test_cache_keys_spread),
         cmocka_unit_test(test_changes),
         cmocka_unit_test(test_status),
