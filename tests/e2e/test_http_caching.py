@@ -9,7 +9,8 @@ is answered while the test's own redis-server is stopped (SIGSTOP), so it
 touched neither Redis nor the data. A kept SQL-route answer is served from
 the process (api_answer_cache_total hit) and replaced after a batch. A route
 whose data is older than its max_age counts api_stale_answers_total and
-publishes route.stale. GET /v1/provenance/{cache}/{key} names the batch and
+publishes route.stale. Another api replica, and the api after a restart,
+answer the same tags. GET /v1/provenance/{cache}/{key} names the batch and
 the landed raw file whose sha256 is the dropped file's."""
 import hashlib
 import http.client
@@ -20,7 +21,7 @@ import signal
 import sys
 
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "lib"))
-from harness import Stack, TestRun, wait_until  # noqa: E402
+from harness import Daemon, Stack, TestRun, free_port, tmpdir, wait_until  # noqa: E402
 
 PIPE = os.path.join(os.path.dirname(os.path.abspath(__file__)), "pipelines", "httpc")
 ITEMS_A = "sku,qty,place\nAB-1,5,north\nAB-2,7,south\nAB-3,1,north\n"
@@ -33,12 +34,18 @@ class Conn:
     """One keep-alive connection (one api worker): (status, body, headers) per request."""
 
     def __init__(self, port):
+        self.port = port
         self.c = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
 
     def get(self, path, inm=None):
-        self.c.request("GET", path, headers={"If-None-Match": inm} if inm else {})
-        r = self.c.getresponse()
-        return r.status, r.read(), {k.lower(): v for k, v in r.getheaders()}
+        try:
+            self.c.request("GET", path, headers={"If-None-Match": inm} if inm else {})
+            r = self.c.getresponse()
+            return r.status, r.read(), {k.lower(): v for k, v in r.getheaders()}
+        except (OSError, http.client.HTTPException):
+            self.c.close()  # a fresh connection for the next try
+            self.c = http.client.HTTPConnection("127.0.0.1", self.port, timeout=30)
+            raise
 
     def close(self):
         self.c.close()
@@ -51,12 +58,12 @@ def metric(stack, name, labels=""):
 
 
 def tagged(c, path):
-    """The answer once it carries an ETag (the worker has read the versions)."""
+    """The answer once it carries an ETag and Last-Modified (the worker has read the versions)."""
     out = {}
 
     def ok():
         st, b, h = c.get(path)
-        if st == 200 and "etag" in h:
+        if st == 200 and "etag" in h and "last-modified" in h:
             out["r"] = (st, b, h)
             return True
         return False
@@ -167,6 +174,24 @@ def main(t):
     t.check("max_age of 1 s" in stack["api"].log(), "stale route logged")
     subscriber.close()
 
+    # --- the same tags from another api replica, and after a restart
+    now = {p: c.get(p)[2].get("etag") for p in ("/hc/stock/AB-1", "/hc/items", "/hc/rows/AB-1", "/hc/price/BTC")}
+    port2 = free_port()
+    api2 = Daemon("api", dict(stack.env, FRESHET_API_ADDR="127.0.0.1:%d" % port2), tmpdir("freshet-api2-")).start()
+    wait_until(lambda: stack.get("/healthz", port=port2)[0] == 200, 20, what="second api up")
+    c2 = Conn(port2)
+    for p, tag in now.items():
+        t.eq(tagged(c2, p)[2]["etag"], tag, "another api replica, same tag on " + p)
+    c2.close()
+    t.eq(api2.stop(), 0, "second api drains and exits 0")
+    c.close()
+    t.eq(stack["api"].stop(), 0, "api drains and exits 0 (ASan: nothing leaked)")
+    stack["api"].start()
+    wait_until(lambda: stack.get("/healthz")[0] == 200, 20, what="api back")
+    c = Conn(stack.api_port)
+    for p, tag in now.items():
+        t.eq(tagged(c, p)[2]["etag"], tag, "after an api restart, same tag on " + p)
+
     # --- provenance of a cache key: the batches and landed files behind it
     st, prov = stack.get("/v1/provenance/stock/AB-1")
     t.eq(st, 200, "provenance answer: %r" % (prov,))
@@ -191,6 +216,7 @@ def main(t):
     st, doc = stack.get("/openapi.json")
     t.check("/v1/provenance/{cache}/{key}" in doc.get("paths", {}), "provenance in /openapi.json")
     c.close()
+    t.eq(stack["api"].stop(), 0, "api drains and exits 0 after the provenance reads")
 
 
 if __name__ == "__main__":

@@ -1,8 +1,9 @@
-/* unit: the api's HTTP caching parsers (services/api/etag.c and sqlnames.c,
- * compiled in): If-None-Match lists (W/, *, whitespace, malformed ones
- * matching nothing), digests of length-delimited parts, and the inputs a
- * route's SQL names (comments, literals, quoted identifiers, functions,
- * volatile calls). */
+/* unit: the api's HTTP caching parsers and answer cache (services/api/etag.c,
+ * sqlnames.c and anscache.c, compiled in): If-None-Match lists (W/, *,
+ * whitespace, malformed ones matching nothing), digests of length-delimited
+ * parts, the inputs a route's SQL names (comments, literals, quoted
+ * identifiers, functions, volatile calls), and the byte-bounded answer cache
+ * (hits, LRU eviction by bytes, oversized answers, sweeps by route). */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -10,8 +11,10 @@
 #include <cmocka.h>
 
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
+#include "../../services/api/anscache.c"
 #include "../../services/api/etag.c"
 #include "../../services/api/sqlnames.c"
 
@@ -156,11 +159,86 @@ static void test_sqlnames_volatile(void **state)
     assert_string_equal(x.got, "a.b");
 }
 
+static bool odd_route(int route, void *data)
+{
+    (void)data;
+    return route % 2 == 1;
+}
+
+static void put(fr_anscache_t *c, const char *key, const char *body, int route)
+{
+    struct fr_answer a = {.body = body, .len = strlen(body), .ctype = "application/json", .route = route};
+    snprintf(a.etag, sizeof(a.etag), "W/\"%s\"", key);
+    fr_anscache_put(c, key, strlen(key), &a);
+}
+
+static void test_anscache(void **state)
+{
+    (void)state;
+    fr_metrics_t *m = fr_metrics_new();
+    char body[200];
+    memset(body, 'x', sizeof(body) - 1);
+    body[sizeof(body) - 1] = '\0';
+    size_t one = sizeof(struct node) + 2 + strlen(body); /* an entry of a 2-byte key */
+    fr_anscache_t *c = fr_anscache_new(8 * one + 8, m);  /* room for 8 */
+
+    put(c, "k0", body, 0);
+    const struct fr_answer *a = fr_anscache_get(c, "k0", 2);
+    assert_non_null(a);
+    assert_memory_equal(a->body, body, a->len);
+    assert_string_equal(a->etag, "W/\"k0\"");
+    assert_int_equal(fr_anscache_bytes(c), one);
+    assert_null(fr_anscache_get(c, "k9", 2));
+
+    char k[3] = "k?";
+    for (int i = 1; i < 8; i++) {
+        k[1] = (char)('0' + i);
+        put(c, k, body, i % 2);
+    }
+    assert_int_equal(fr_anscache_count(c), 8);
+    assert_non_null(fr_anscache_get(c, "k0", 2)); /* k0 most recent now: k1 is the oldest */
+    put(c, "k8", body, 0);                        /* over the bound: k1 goes */
+    assert_int_equal(fr_anscache_count(c), 8);
+    assert_null(fr_anscache_get(c, "k1", 2));
+    assert_non_null(fr_anscache_get(c, "k0", 2));
+    assert_true(fr_anscache_bytes(c) <= 8 * one + 8);
+
+    /* replacing keeps one entry; an answer over an eighth of the bound is not kept */
+    put(c, "k0", "{}", 0);
+    assert_int_equal(fr_anscache_get(c, "k0", 2)->len, 2);
+    char *big = malloc(2 * one);
+    memset(big, 'y', 2 * one - 1);
+    big[2 * one - 1] = '\0';
+    put(c, "kb", big, 0);
+    assert_null(fr_anscache_get(c, "kb", 2));
+    free(big);
+
+    /* sweep: the odd routes go */
+    size_t before = fr_anscache_count(c);
+    fr_anscache_sweep(c, odd_route, NULL);
+    assert_int_equal(fr_anscache_count(c), before - 3); /* k3, k5, k7 */
+    assert_null(fr_anscache_get(c, "k3", 2));
+    assert_non_null(fr_anscache_get(c, "k2", 2));
+    fr_anscache_del(c, "k2", 2);
+    assert_null(fr_anscache_get(c, "k2", 2));
+    fr_anscache_clear(c);
+    assert_int_equal(fr_anscache_count(c), 0);
+    assert_int_equal(fr_anscache_bytes(c), 0);
+    fr_anscache_free(c);
+
+    /* 0 bytes: off */
+    c = fr_anscache_new(0, m);
+    put(c, "k0", "{}", 0);
+    assert_null(fr_anscache_get(c, "k0", 2));
+    fr_anscache_free(c);
+    fr_metrics_free(m);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_match_list), cmocka_unit_test(test_match_star),        cmocka_unit_test(test_digest),
-        cmocka_unit_test(test_sqlnames),   cmocka_unit_test(test_sqlnames_volatile),
+        cmocka_unit_test(test_sqlnames),   cmocka_unit_test(test_sqlnames_volatile), cmocka_unit_test(test_anscache),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
