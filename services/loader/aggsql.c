@@ -143,6 +143,20 @@ static void agg_merge(struct fr_buf *s, const struct fr_model *m, size_t i, bool
         return;
     }
     case FR_AGG_LIST:
+        /* One side empty: the other is already sorted and cut. */
+        agg_by_array(s, "CASE WHEN EXCLUDED.", c);
+        (void)fr_buf_puts(s, " IS NULL THEN ");
+        if (by_arr)
+            agg_by_array(s, "fr_t.", c);
+        else
+            agg_ident(s, "fr_t.", c, NULL);
+        agg_by_array(s, " WHEN fr_t.", c);
+        (void)fr_buf_puts(s, " IS NULL THEN ");
+        if (by_arr)
+            agg_by_array(s, "EXCLUDED.", c);
+        else
+            agg_ident(s, "EXCLUDED.", c, NULL);
+        (void)fr_buf_puts(s, " ELSE ");
         (void)fr_buf_puts(s, by_arr ? "(SELECT array_agg(fr_l.b ORDER BY fr_l.b DESC, fr_l.v DESC NULLS LAST) FROM "
                                       "(SELECT fr_u.b, fr_u.v FROM unnest("
                                     : "(SELECT array_agg(fr_l.v ORDER BY fr_l.b DESC, fr_l.v DESC NULLS LAST) FROM "
@@ -161,7 +175,7 @@ static void agg_merge(struct fr_buf *s, const struct fr_model *m, size_t i, bool
         (void)fr_buf_puts(s, " ORDER BY fr_u.b DESC, fr_u.v DESC NULLS LAST");
         if (a->limit > 0)
             (void)fr_buf_printf(s, " LIMIT %u", a->limit);
-        (void)fr_buf_puts(s, ") AS fr_l)");
+        (void)fr_buf_puts(s, ") AS fr_l) END");
         return;
     }
 }

@@ -134,6 +134,9 @@ static void build(struct loader *ld)
      * a COMMIT we XACK after must be durable whatever the server's default,
      * or a server crash could undo a batch already acknowledged. */
     add_str(m, "SET synchronous_commit = on");
+    /* Aggregate models group a whole batch (tens of MB staged): sort it in
+     * memory. Per operation of this session's statements, not a total. */
+    add_str(m, "SET work_mem = '64MB'");
     add_str(m, "BEGIN");
     add_str(m, "SET LOCAL client_min_messages = warning"); /* no "already exists, skipping" noise */
     add_str(m, "SELECT pg_advisory_xact_lock(" MIGRATE_LOCK_ID ")");
