@@ -46,6 +46,7 @@ struct client {
     bool gone;             /* to be reaped: its stream ends */
     bool dropped;          /* gone because it was too slow (aborted, not ended) */
     bool range_out;        /* a catch-up XRANGE is in flight (holds the client) */
+    bool probing;          /* that XRANGE asks for the oldest entry kept (is `sent` still in the stream?) */
     /* filter */
     const struct fr_pipeline *fp; /* borrowed: the dataset's pipeline, NULL = every change */
     const char *ds_qname;         /* borrowed: its qname */
@@ -78,6 +79,7 @@ struct fr_api_changes {
     uint64_t *m_events;
     uint64_t *m_dropped;
     uint64_t *m_resumed;
+    uint64_t *m_resets;
 };
 
 static void reader_next(struct fr_api_changes *ch);
@@ -124,6 +126,9 @@ int fr_api_changes_init(struct fr_api_worker *w, char err[FR_ERR_LEN])
                            "/v1/changes clients dropped for holding too many unsent bytes", "reason=\"slow\"");
     ch->m_resumed = fr_metrics_counter(w->metrics, "api_changes_resumed_total",
                                        "/v1/changes clients that resumed with Last-Event-ID", NULL);
+    ch->m_resets =
+        fr_metrics_counter(w->metrics, "api_changes_resets_total",
+                           "/v1/changes clients whose Last-Event-ID was older than the changes kept", NULL);
     w->changes = ch;
     return 0;
 }
@@ -373,6 +378,25 @@ static void build_frame(struct fr_buf *b, const struct change *e)
 
 static void catchup(struct client *c);
 
+/* The client's Last-Event-ID is older than the oldest change kept: the
+ * changes between were trimmed. It is told so (event "reset": reload what
+ * it shows), then gets every change kept. */
+static void reset(struct client *c, const struct fr_sse_id *oldest)
+{
+    struct fr_api_changes *ch = c->ch;
+    char id[FR_SSE_ID_LEN], data[160];
+    int n;
+
+    fr_sse_id_format(oldest, id);
+    n = snprintf(data, sizeof(data),
+                 "{\"type\":\"reset\",\"reason\":\"changes after Last-Event-ID were trimmed\",\"oldest\":\"%s\"}",
+                 id);
+    fr_buf_reset(&ch->frame);
+    fr_sse_event(&ch->frame, NULL, "reset", data, (size_t)n);
+    client_write(c, &ch->frame);
+    (*ch->m_resets)++;
+}
+
 static void go_live(struct client *c)
 {
     c->state = C_LIVE;
@@ -398,6 +422,18 @@ static void on_range(fr_redis_t *r, redisReply *reply, void *data)
         mark_gone(c); /* the client reconnects with its Last-Event-ID */
         return;
     }
+    if (c->probing) {
+        struct change e;
+        c->probing = false;
+        if (reply->elements > 0 && change_from(reply->element[0], &e)) {
+            if (fr_sse_id_cmp(&c->sent, &e.id) < 0)
+                reset(c, &e.id);
+            json_decref(e.root);
+        }
+        if (!c->gone)
+            catchup(c);
+        return;
+    }
     for (size_t i = 0; i < reply->elements && !c->gone; i++) {
         struct change e;
         if (!change_from(reply->element[i], &e))
@@ -416,7 +452,7 @@ static void on_range(fr_redis_t *r, redisReply *reply, void *data)
 }
 
 /* One XRANGE page after c->sent (exclusive) on the worker's command
- * connection. */
+ * connection; while probing, the oldest entry instead. */
 static void catchup(struct client *c)
 {
     struct fr_api_changes *ch = c->ch;
@@ -426,10 +462,10 @@ static void catchup(struct client *c)
     c->state = C_CATCHUP;
     from[0] = '(';
     fr_sse_id_format(&c->sent, from + 1);
-    snprintf(count, sizeof(count), "%d", RANGE_COUNT);
+    snprintf(count, sizeof(count), "%d", c->probing ? 1 : RANGE_COUNT);
     {
-        const char *argv[] = {"XRANGE", FR_NAMES_CHANGES, from, "+", "COUNT", count};
-        size_t lens[] = {6, sizeof(FR_NAMES_CHANGES) - 1, strlen(from), 1, 5, strlen(count)};
+        const char *argv[] = {"XRANGE", FR_NAMES_CHANGES, c->probing ? "-" : from, "+", "COUNT", count};
+        size_t lens[] = {6, sizeof(FR_NAMES_CHANGES) - 1, strlen(argv[2]), 1, 5, strlen(count)};
         if (!r || fr_redis_commandv(r, 0, on_range, c, 6, argv, lens) != 0) {
             mark_gone(c);
             return;
@@ -454,8 +490,11 @@ static void client_start(struct client *c)
     fr_buf_reset(&ch->frame);
     (void)fr_buf_printf(&ch->frame, "retry: %d\n\n", RETRY_CLIENT_MS);
     client_write(c, &ch->frame);
-    if (c->has_from) {
+    if (c->has_from && fr_sse_id_cmp(&c->sent, &ch->cursor) < 0) {
+        c->probing = true;
         catchup(c);
+    } else if (c->has_from) {
+        go_live(c); /* nothing newer than its id yet */
     } else {
         c->sent = ch->cursor;
         go_live(c);

@@ -3,7 +3,8 @@
  * model.refreshed, cache.refreshed), read from the FR_NAMES_CHANGES stream
  * (common/names.h) so each event's id is its stream id and a client that
  * reconnects with Last-Event-ID resumes after it without a gap or a
- * duplicate. Filters: ?dataset= (a dataset's own loads and the models and
+ * duplicate (an id older than the oldest change kept first gets an event
+ * "reset"). Filters: ?dataset= (a dataset's own loads and the models and
  * caches computed from it) and ?key= (events naming that key, or naming no
  * keys: a whole refresh). One Redis reader per worker (XREAD BLOCK) fans
  * every change out to the worker's clients; a client that resumes first

@@ -9,6 +9,8 @@ daemons with keys on (FRESHET_API_AUTH=on) and two api workers:
    fr:changes after that id (no gap, no duplicate), then the live ones;
  - ?dataset= keeps one dataset's changes (and the models/caches computed
    from it); ?key= keeps the changes naming that key (or naming none);
+ - a Last-Event-ID older than the stream keeps gets a "reset" event, then
+   every change kept;
  - bad parameters -> 422 naming them;
  - an idle feed gets heartbeat comments;
  - a client that does not read is dropped once it holds more than its
@@ -203,6 +205,34 @@ def main(t):
     b.close()
     for cl in (pl, se, k1):
         cl.close()
+
+    # --- a Last-Event-ID older than what the stream keeps: "reset", then what is kept
+    r.xtrim("fr:changes", 0)
+    stack.drop("players", "events", "six.csv", players_file("p8"))
+    while True:
+        m = sub.get_message(timeout=60)
+        assert m is not None, "no cache.refreshed for six.csv"
+        if m["type"] == "message":
+            d = json.loads(m["data"])
+            if d["type"] == "cache.refreshed" and "p8" in d.get("keys", []):
+                break
+    kept = [i.decode() for i, _ in r.xrange("fr:changes")]
+    old = SSE(stack.api_port, "/v1/changes", dict(AUTH, **{"Last-Event-ID": last_a}))
+    t.eq(old.head(), 200, "an old Last-Event-ID: 200")
+    ev = old.next(60)
+    t.check(ev is not None and ev["event"] == "reset" and json.loads(ev["data"])["oldest"] == kept[0],
+            "its first event is a reset naming the oldest change kept: %r" % (ev,))
+    got = [e["id"] for e in (old.next(60) for _ in kept) if e]
+    t.eq(got, kept, "then every change kept, in order")
+    t.check(metric(stack, "api_changes_resets_total") >= 1, "api_changes_resets_total counts it")
+    old.close()
+    new = SSE(stack.api_port, "/v1/changes", dict(AUTH, **{"Last-Event-ID": kept[-1]}))
+    t.eq(new.head(), 200, "the newest id: 200")
+    stack.drop("players", "events", "seven.csv", players_file("p9"))
+    nx = collect_until(new, lambda e: is_cache_of(e, "user_panel", "p9"))
+    t.check(all(e["event"] != "reset" for e in nx) and idnum(nx[0]["id"]) > idnum(kept[-1]),
+            "resuming at the newest id: no reset, the next change on")
+    new.close()
 
     # SIGTERM with feeds open: they end and the api exits 0
     c = SSE(stack.api_port, "/v1/changes", AUTH)
