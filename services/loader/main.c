@@ -847,6 +847,7 @@ static void loader_deinit(struct loader *ld)
     fr__entry_free(ld->load.e);
     fr__keyset_deinit(&ld->load.keys);
     fr__keyset_deinit(&ld->refresh.keys);
+    free(ld->refresh.keys_arr);
     fr__rows_deinit(&ld->refresh.rows);
     fr__rows_deinit(&ld->cw.own_rows);
     fr__keyset_deinit(&ld->cw.present);

@@ -3,12 +3,13 @@
 
 - batches of scores merge into the aggregate totals (points summed, plays
   counted) in their own transactions; the select model board reads totals and
-  its cache board:{player} follows;
+  its cache board:{player} follows, and top (reading board) after it;
 - a batch that makes a player's total negative fails board's test
   `expression(points >= 0)`: the refresh is not applied (board and the cache
   keep the last good values), and it is reported: a model.test_failed event
   naming the test and the key, the metric model_test_failures_total, an error
-  log line; the aggregate itself has the batch (it is data, not a test);
+  log line; the aggregate itself has the batch (it is data, not a test), and
+  top, which reads board, keeps its value too;
 - the next batch of that player makes the test pass: the refresh is retried
   and applied."""
 import json
@@ -39,8 +40,8 @@ def main(t):
             except ValueError:
                 pass
 
-    def cached(player):
-        h = r.hgetall("board:%s" % player)
+    def cached(player, cache="board"):
+        h = r.hgetall("%s:%s" % (cache, player))
         return {k.decode(): v.decode() for k, v in h.items()}
 
     def failures():
@@ -59,6 +60,8 @@ def main(t):
     t.eq(cached("p1"), {"player": "p1", "points": "7", "plays": "2"}, "board:p1 from the aggregate")
     t.eq(stack.pg.scalar("SELECT points FROM mtests.totals WHERE player = 'p2'"), 7, "totals p2 summed")
     t.eq(stack.pg.scalar("SELECT plays FROM mtests.totals WHERE player = 'p2'"), 2, "totals p2 counted")
+    wait_until(lambda: cached("p2", "top").get("score") == "70", 30, what="top:p2 = 70 after board")
+    t.eq(cached("p1", "top").get("score"), "70", "top:p1 follows board")
     t.eq(failures(), 0, "no data test failure yet")
 
     # 2. p1's total turns negative: board's test fails, nothing is applied
@@ -75,6 +78,7 @@ def main(t):
          "the aggregate has the batch (-13)")
     t.eq(stack.pg.scalar("SELECT points FROM mtests.board WHERE player = 'p1'"), 7, "board keeps p1 = 7")
     t.eq(cached("p1").get("points"), "7", "the cache keeps serving p1 = 7")
+    t.eq(cached("p1", "top").get("score"), "70", "top, reading board, keeps p1 = 70")
     log = stack.daemons["loader"].log()
     t.check("data tests failed" in log and "expression(points >= 0) for key p1" in log,
             "an error log line names the test and the key")
@@ -83,6 +87,7 @@ def main(t):
     stack.drop("mtests", "scores", "d.csv", "player,points\np1,30\n")
     wait_until(lambda: cached("p1").get("points") == "17", 30, what="board:p1 = 17 after the next batch")
     t.eq(stack.pg.scalar("SELECT points FROM mtests.board WHERE player = 'p1'"), 17, "board p1 = 17")
+    wait_until(lambda: cached("p1", "top").get("score") == "170", 30, what="top:p1 = 170 after board")
     t.eq(failures(), 1, "one failure counted")
     sub.close()
 
