@@ -68,6 +68,7 @@ struct fr_api_worker {
     struct fr_api_engine *engine;   /* owned: the routes of every pipeline (engine.c) */
     struct fr_api_streams *streams; /* owned by workers.c: list cursors' connections and bounds (lazily made) */
     struct fr_readpool *readpool;   /* owned: SQL reads on read replicas (readpool.h); NULL = the primary only */
+    struct fr_api_series *series;   /* owned by series.c: the console's per-minute charts (lazily made) */
     struct fr_api_changes *changes; /* owned by changes.c: the change feed's clients and reader; NULL after drain */
     struct fr_httpcache *hc;        /* owned: ETags, 304s, kept SQL answers, max_age (httpcache.h) */
 };

@@ -424,6 +424,52 @@ void fr_auth_check_from(fr_auth_t *a, const char *authorization, const char *cli
         fail_count(a, client, now_ms);
 }
 
+static int b64_val(char c)
+{
+    if (c >= 'A' && c <= 'Z')
+        return c - 'A';
+    if (c >= 'a' && c <= 'z')
+        return c - 'a' + 26;
+    if (c >= '0' && c <= '9')
+        return c - '0' + 52;
+    return c == '+' ? 62 : c == '/' ? 63 : -1;
+}
+
+size_t fr_auth_basic_key(const char *b64, char *out, size_t cap, const char **key)
+{
+    size_t n = 0, len;
+    uint32_t acc = 0;
+    int bits = 0;
+
+    *key = out;
+    if (cap == 0)
+        return 0;
+    while (*b64 == ' ')
+        b64++;
+    len = strlen(b64);
+    while (len > 0 && (b64[len - 1] == ' ' || b64[len - 1] == '='))
+        len--;
+    for (size_t i = 0; i < len; i++) {
+        int v = b64_val(b64[i]);
+        if (v < 0)
+            return 0;
+        acc = (acc << 6) | (uint32_t)v;
+        bits += 6;
+        if (bits >= 8) {
+            bits -= 8;
+            if (n + 1 >= cap)
+                return 0;
+            out[n++] = (char)((acc >> bits) & 0xff);
+        }
+    }
+    out[n] = '\0';
+    const char *colon = memchr(out, ':', n);
+    if (!colon)
+        return 0;
+    *key = colon + 1;
+    return n - (size_t)(colon + 1 - out);
+}
+
 static void check_key(fr_auth_t *a, const char *authorization, enum fr_auth_role need, uint64_t now_ms,
                       struct fr_auth_decision *d)
 {
@@ -434,20 +480,25 @@ static void check_key(fr_auth_t *a, const char *authorization, enum fr_auth_role
     uint64_t retry_ms = 0;
     bool ok;
 
+    char basic[FR_AUTH_BASIC_MAX];
+
     memset(d, 0, sizeof(*d));
     if (need == FR_AUTH_ROLE_NONE)
         return;
-    if (!authorization || strncasecmp(authorization, "Bearer ", 7) != 0) {
+    if (authorization && strncasecmp(authorization, "Basic ", 6) == 0) {
+        n = fr_auth_basic_key(authorization + 6, basic, sizeof(basic), &tok);
+    } else if (!authorization || strncasecmp(authorization, "Bearer ", 7) != 0) {
         d->status = 401;
         d->detail = "missing API key: send 'Authorization: Bearer <key>'";
         return;
+    } else {
+        tok = authorization + 7;
+        while (*tok == ' ')
+            tok++;
+        n = strlen(tok);
+        while (n > 0 && tok[n - 1] == ' ')
+            n--;
     }
-    tok = authorization + 7;
-    while (*tok == ' ')
-        tok++;
-    n = strlen(tok);
-    while (n > 0 && tok[n - 1] == ' ')
-        n--;
     if (n == 0) {
         d->status = 401;
         d->detail = "missing API key: send 'Authorization: Bearer <key>'";

@@ -76,8 +76,17 @@ struct fr_auth_decision {
     const char *detail;     /* static message for the response */
 };
 
+/* The key of "Authorization: Basic <b64>" (b64 = what follows "Basic "):
+ * base64 of "user:key", as a browser sends it after a login prompt (the
+ * console); the user name is ignored. Decoded into out[cap]; returns the
+ * key's length with *key pointing into out, or 0 (not base64, no ':',
+ * longer than cap - 1, or an empty key). */
+#define FR_AUTH_BASIC_MAX 1024
+size_t fr_auth_basic_key(const char *b64, char *out, size_t cap, const char **key);
+
 /* Checks an Authorization header value (may be NULL) against the keys for
- * a route needing `need` at now_ms: no header, not "Bearer", or an unknown
+ * a route needing `need` at now_ms: "Bearer <key>" or "Basic" with the key
+ * as the password (fr_auth_basic_key); no header, another scheme, or an unknown
  * key → 401; the key's bucket empty → 429; a role below `need` → 403. A
  * matched key always takes a token, so a key hammering forbidden routes is
  * rate limited too. Thread-safe. need == NONE allows everything. */

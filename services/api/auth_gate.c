@@ -7,6 +7,7 @@
 #include <string.h>
 
 #include "api.h"
+#include "console.h"
 #include "docsui.h"
 #include "engine.h"
 #include "log.h"
@@ -45,7 +46,7 @@ bool fr_api_auth_open_path(const char *path)
 
 enum fr_auth_role fr_api_auth_default_role(const char *method, const char *path)
 {
-    if (strncmp(path, "/admin/", 7) == 0)
+    if (strncmp(path, "/admin/", 7) == 0 || fr_api_console_path(path))
         return FR_AUTH_ROLE_ADMIN;
     if (strcmp(method, "GET") == 0 || strcmp(method, "HEAD") == 0 || strcmp(method, "OPTIONS") == 0)
         return FR_AUTH_ROLE_READ;
@@ -67,7 +68,10 @@ static int decide(fr_auth_t *a, fr_http_req_t *req, enum fr_auth_role need, cons
     case 0:
         return 0;
     case 401:
-        fr_http_add_header(req, "WWW-Authenticate", "Bearer realm=\"freshet\"");
+        if (fr_api_console_path(fr_http_req_path(req))) /* a browser: its login prompt sends Basic */
+            fr_http_add_header(req, "WWW-Authenticate", "Basic realm=\"freshet console\", charset=\"UTF-8\"");
+        else
+            fr_http_add_header(req, "WWW-Authenticate", "Bearer realm=\"freshet\"");
         break;
     case 429:
         snprintf(retry, sizeof(retry), "%u", d.retry_after_s);

@@ -15,6 +15,7 @@
 #include <strings.h>
 
 #include "api.h"
+#include "console.h"
 #include "engine_int.h"
 #include "log.h"
 #include "problem.h"
@@ -214,6 +215,9 @@ const char *fr_api_engine_pattern(struct fr_api_engine *e, const char *method, c
         return c;
     if (strncmp(path, "/admin/backup/", 14) == 0 && path[14])
         return "/admin/backup/{dataset}";
+    const char *console = fr_api_console_pattern(path);
+    if (console)
+        return console;
     if (strncmp(path, "/admin/restore/", 15) == 0 && path[15])
         return "/admin/restore/{dataset}";
     struct eroute *er = find(e, method, path, &pm, ss, sl);

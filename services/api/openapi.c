@@ -9,6 +9,7 @@
 #include <string.h>
 #include <strings.h>
 
+#include "console.h"
 #include "engine.h"
 #include "status.h"
 
@@ -303,7 +304,8 @@ void fr_api_openapi(const struct fr_pipeline *const *ps, size_t n, bool auth, st
            "\"type\":\"string\"}}],\"requestBody\":{\"required\":true,\"content\":{\"application/"
            "octet-stream\":{\"schema\":{\"type\":\"string\",\"format\":\"binary\"}}}},\"responses\":{"
            "\"200\":{\"description\":\"restored\"},\"422\":{\"description\":\"corrupt or mismatched\"},"
-           "\"404\":{\"description\":\"unknown dataset\"}}}}");
+           "\"404\":{\"description\":\"unknown dataset\"}}}},");
+    fr_api_console_openapi(b);
     (void)fr_buf_puts(b,
                       "},\"components\":{\"schemas\":{\"HTTPValidationError\":{\"type\":\"object\",\"properties\":{"
                       "\"detail\":{\"type\":\"array\",\"items\":{\"type\":\"object\",\"properties\":{\"loc\":{"

@@ -12,6 +12,9 @@
  *   4. the built-in write paths: GET /v1/batches/{id} (batches.c),
  *      POST /v1/push/{pipeline}/{dataset} (push.c); and
  *      GET /v1/provenance/{cache}/{key} (provenance.c);
+ *   4b. the console: GET /console and its files (console.c), role admin;
+ *      its admin endpoints /admin/deadletters/... (deadletters.c,
+ *      redrive.c), /admin/backfills (backfills.c), /admin/series (series.c);
  *   5. the route table (engine.c): a declared route, crud resource or admin
  *      route; there parameters are checked (params.c) and the handler runs
  *      (sqlroute.c, crud.c, admin.c, routes.c's cache handlers, push.c);
@@ -25,13 +28,17 @@
 
 #include "api.h"
 #include "auth_gate.h"
+#include "backfills.h"
 #include "batches.h"
 #include "changes.h"
+#include "console.h"
+#include "deadletters.h"
 #include "docsui.h"
 #include "engine.h"
 #include "problem.h"
 #include "provenance.h"
 #include "push.h"
+#include "series.h"
 #include "status.h"
 #include "workers.h"
 
@@ -107,6 +114,9 @@ void fr_api_front(fr_http_req_t *req, void *data)
     if (!fr_api_auth_check(w, req)) /* 3 */
         return;
     if (fr_api_batches_route(w, req) || fr_api_push_route(w, req) || fr_api_provenance_route(w, req)) /* 4 */
+        return;
+    if (fr_api_console_handle(req) || fr_api_deadletters_route(w, req) || fr_api_backfills_route(w, req) ||
+        fr_api_series_route(w, req)) /* 4b */
         return;
     if (fr_api_engine_handle(w->engine, req)) /* 5 */
         return;

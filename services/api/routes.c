@@ -13,6 +13,7 @@
 #include <string.h>
 
 #include "api.h"
+#include "series.h"
 #include "auth_gate.h"
 #include "engine.h"
 #include "httpcache.h"
@@ -725,6 +726,8 @@ int fr_api_worker_init(struct fr_api_worker *w, struct fr_app *app, char err[FR_
 
 void fr_api_worker_deinit(struct fr_api_worker *w)
 {
+    fr_api_series_free(w->series);
+    w->series = NULL;
     fr_httpcache_free(w->hc);
     w->hc = NULL;
     fr_api_engine_free(w->engine);

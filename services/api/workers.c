@@ -21,6 +21,7 @@
 #include "log.h"
 #include "names.h"
 #include "push.h"
+#include "series.h"
 #include "readpool.h"
 
 #define DRAIN_MS      5000
@@ -599,6 +600,7 @@ static void on_sub_message(fr_redis_t *r, const char *channel, const char *paylo
     (void)channel;
     fr_api_on_event(data, payload, len);
     fr_api_push_on_event(data, payload, len);
+    fr_api_series_on_event(data, payload, len);
 }
 
 static void on_sub_closed(void *data)

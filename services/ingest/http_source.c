@@ -18,6 +18,7 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "backfill.h"
 #include "batch.h"
 #include "config_http.h"
 #include "http_client.h"
@@ -99,6 +100,7 @@ struct hsrc {
         char id_prefix[40];
         void (*done)(bool ok, void *data);
         void *done_data;
+        fr_backfill_report_cb report; /* a backfill asked on fr:control (backfill.c) */
     } run;
     struct fr_hc_req req; /* embedded */
     /* metrics */
@@ -112,6 +114,7 @@ struct fr_httpsrcs {
     struct hsrc **srcs; /* owned */
     size_t n;
     fr_redis_t *control; /* owned: fr:control subscriber */
+    fr_backfills_t *bf;  /* owned: backfills asked on fr:control (daemon mode) */
     bool stopping;
     size_t open_handles;
     void (*stop_cb)(void *data);
@@ -690,7 +693,7 @@ static void pump_items(struct hsrc *s)
         it->next = NULL;
         it->on_done = on_item_done;
         it->done_data = s;
-        if (s->lease) { /* daemon: Redis takes it only while this run's lease holds */
+        if (s->lease && !s->run.backfill) { /* daemon: Redis takes it only while this run's lease holds */
             it->fence_key = fr_xstrdup(fr_lease_key(s->lease));
             it->fence_val = fr_xstrdup(s->fence_val);
         }
@@ -1045,10 +1048,23 @@ static void on_state_saved(fr_lease_t *l, int rc, void *data)
     step(s);
 }
 
+static void report(struct hsrc *s, bool finished, bool ok)
+{
+    struct fr_backfill_progress p = {s->run.windows_done, s->run.windows_total, s->run.rows, s->run.rejected,
+                                     s->run.requests, finished, ok, NULL};
+    if (finished && !ok)
+        p.reason = s->run.failed ? s->run.reason : "stopped (daemon draining)";
+    s->run.report(&p, s->run.done_data);
+}
+
 static void progress(struct hsrc *s)
 {
     if (!s->run.backfill)
         return;
+    if (s->run.report) {
+        report(s, false, false);
+        return;
+    }
     double el = (double)(fr_mono_ms() - s->run.t0_ms) / 1000.0;
     double rps = el > 0 ? (double)s->run.rows / el : 0;
     double eta = s->run.windows_done
@@ -1248,11 +1264,17 @@ static void run_end(struct hsrc *s)
     s->run.records = NULL;
     set_state(s, HS_IDLE);
     s->run.t0_ms = 0;
+    if (s->run.report) {
+        report(s, true, ok);
+        s->run.report = NULL;
+    }
     if (s->run.done) {
         void (*done)(bool, void *) = s->run.done;
         s->run.done = NULL;
         json_decref(records);
         done(ok, s->run.done_data);
+        if (s->lease) /* daemon mode: a run asked meanwhile waited for this backfill */
+            lease_step(s);
         return;
     }
     /* a run that ended (not cut short by a drain or a lost lease) serves
@@ -1493,7 +1515,10 @@ static void on_control(fr_redis_t *r, const char *channel, const char *payload, 
     const char *pl = json_string_value(json_object_get(m, "pipeline"));
     const char *so = json_string_value(json_object_get(m, "source"));
     json_t *at = json_object_get(m, "at_us"); /* when the run was asked for (freshet-ingest run) */
-    if (cmd && strcmp(cmd, "lease_released") == 0 && pl && so) {
+    if (cmd && strcmp(cmd, "backfill") == 0) {
+        if (hs->bf)
+            fr_backfills_on_control(hs->bf, m);
+    } else if (cmd && strcmp(cmd, "lease_released") == 0 && pl && so) {
         /* a replica let a source go: if we wait for it, try now */
         for (size_t i = 0; i < hs->n; i++) {
             struct hsrc *s = hs->srcs[i];
@@ -1623,6 +1648,7 @@ int fr_httpsrcs_start(fr_httpsrcs_t *hs)
         fr_error("fr:control subscriber: %s", err);
         return -EINVAL;
     }
+    hs->bf = fr_backfills_new(hs->app, hs, hs->holder);
     int rc = fr_redis_subscribe(hs->control, FR_NAMES_CONTROL, on_control, hs);
     if (rc == 0)
         rc = fr_redis_start(hs->control);
@@ -1692,6 +1718,43 @@ int fr_httpsrcs_backfill(fr_httpsrcs_t *hs, const char *pipeline, const char *so
     }
     snprintf(err, FR_ERR_LEN, "no http_json source %s in pipeline %s; check the names (and FRESHET_PIPELINES)",
              source, pipeline);
+    return -ENOENT;
+}
+
+static void backfill_job_done(bool ok, void *data)
+{
+    (void)ok; /* reported through run.report, before this */
+    (void)data;
+}
+
+int fr_httpsrcs_backfill_job(fr_httpsrcs_t *hs, const char *pipeline, const char *source, int64_t from_us,
+                             int64_t to_us, fr_backfill_report_cb cb, void *data, char err[FR_ERR_LEN])
+{
+    for (size_t i = 0; i < hs->n; i++) {
+        struct hsrc *s = hs->srcs[i];
+        if (strcmp(s->p->name, pipeline) != 0 || strcmp(s->src->name, source) != 0)
+            continue;
+        if (hs->stopping) {
+            snprintf(err, FR_ERR_LEN, "this ingest is draining");
+            return -ESHUTDOWN;
+        }
+        if (running(s)) {
+            snprintf(err, FR_ERR_LEN, "source %s.%s is running; the backfill starts when that run ends", pipeline,
+                     source);
+            return -EBUSY;
+        }
+        int rc = fr_httpsrcs_backfill(hs, pipeline, source, from_us, to_us, backfill_job_done, data, err);
+        if (rc != 0)
+            return rc;
+        s->run.report = cb;
+        s->run.done_data = data;
+        if (!running(s)) /* nothing to fetch: ended at once */
+            report(s, true, !s->run.failed);
+        else
+            report(s, false, false);
+        return 0;
+    }
+    snprintf(err, FR_ERR_LEN, "no http_json source %s in pipeline %s here", source, pipeline);
     return -ENOENT;
 }
 
@@ -1798,6 +1861,10 @@ void fr_httpsrcs_stop(fr_httpsrcs_t *hs, void (*cb)(void *data), void *data)
         hs->open_handles++;
         fr_redis_close(hs->control, on_control_closed, hs);
     }
+    if (hs->bf) {
+        hs->open_handles++;
+        fr_backfills_close(hs->bf, on_lease_closed, hs);
+    }
     if (hs->open_handles == 0) {
         hs->stop_cb = NULL;
         cb(data);
@@ -1829,6 +1896,7 @@ void fr_httpsrcs_free(fr_httpsrcs_t *hs)
     }
     free(hs->srcs);
     fr_hc_free(hs->hc);
+    fr_backfills_free(hs->bf);
     free(hs);
 }
 

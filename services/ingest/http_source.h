@@ -48,6 +48,23 @@ FR_MUST_CHECK int fr_httpsrcs_start(fr_httpsrcs_t *hs);
 FR_MUST_CHECK int fr_httpsrcs_backfill(fr_httpsrcs_t *hs, const char *pipeline, const char *source, int64_t from_us,
                                        int64_t to_us, void (*done)(bool ok, void *data), void *data,
                                        char err[FR_ERR_LEN]);
+/* What a backfill has done so far (fr_httpsrcs_backfill_job). reason:
+ * why it failed (finished and not ok), else NULL. */
+struct fr_backfill_progress {
+    uint64_t windows_done, windows_total, rows, rejected, requests;
+    bool finished, ok;
+    const char *reason;
+};
+typedef void (*fr_backfill_report_cb)(const struct fr_backfill_progress *p, void *data);
+/* Daemon mode (a backfill asked on fr:control, backfill.h): the same run
+ * as fr_httpsrcs_backfill, reported through cb at its start, after each
+ * window and once finished (finished = true, the last call). -EBUSY (err
+ * says so) while the source runs: ask again later; -EINVAL / -ENOENT as
+ * fr_httpsrcs_backfill; -ESHUTDOWN when draining. A run asked meanwhile
+ * waits for the backfill's end. */
+FR_MUST_CHECK int fr_httpsrcs_backfill_job(fr_httpsrcs_t *hs, const char *pipeline, const char *source,
+                                           int64_t from_us, int64_t to_us, fr_backfill_report_cb cb, void *data,
+                                           char err[FR_ERR_LEN]);
 /* Asks for a run: it starts once this replica holds the source's lease,
  * unless a run that started at or after due_us (wall µs: when the run was
  * asked for) already ended, on any replica. false if unknown. */

@@ -273,6 +273,38 @@ static void test_hash_key(void **state)
     assert_string_equal(a, "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad");
 }
 
+/* "Authorization: Basic base64(user:key)" (a browser's login prompt, the
+ * console): the password is the key, the user name is ignored. */
+static void test_basic(void **state)
+{
+    char err[FR_ERR_LEN] = "";
+    char text[1024], out[FR_AUTH_BASIC_MAX];
+    const char *key;
+    struct fr_auth_decision d;
+
+    (void)state;
+    assert_int_equal(fr_auth_basic_key("b3BzOmFkbWluLWtleQ==", out, sizeof(out), &key), 9); /* ops:admin-key */
+    assert_memory_equal(key, "admin-key", 9);
+    assert_int_equal(fr_auth_basic_key("OmFkbWluLWtleQ", out, sizeof(out), &key), 9); /* :admin-key, unpadded */
+    assert_int_equal(fr_auth_basic_key("b3Bz", out, sizeof(out), &key), 0);           /* "ops": no ':' */
+    assert_int_equal(fr_auth_basic_key("b3BzOg==", out, sizeof(out), &key), 0);       /* "ops:": empty key */
+    assert_int_equal(fr_auth_basic_key("b3Bz*mFk", out, sizeof(out), &key), 0);       /* not base64 */
+    assert_int_equal(fr_auth_basic_key("b3BzOmFkbWluLWtleQ==", out, 8, &key), 0);     /* over cap */
+    snprintf(text, sizeof(text), "reader:read:%s\nops:admin:%s\n", h_read, h_admin);
+    fr_auth_t *a = parse(text, err);
+    assert_non_null(a);
+    fr_auth_check(a, "Basic b3BzOmFkbWluLWtleQ==", FR_AUTH_ROLE_ADMIN, 1000, &d);
+    assert_int_equal(d.status, 0);
+    assert_string_equal(d.key_name, "ops");
+    fr_auth_check(a, "basic eDpyZWFkZXIta2V5", FR_AUTH_ROLE_ADMIN, 1000, &d); /* x:reader-key */
+    assert_int_equal(d.status, 403);
+    fr_auth_check(a, "Basic eDp3cm9uZw==", FR_AUTH_ROLE_READ, 1000, &d); /* x:wrong */
+    assert_int_equal(d.status, 401);
+    fr_auth_check(a, "Basic b3Bz", FR_AUTH_ROLE_READ, 1000, &d);
+    assert_int_equal(d.status, 401);
+    fr_auth_free(a);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -280,7 +312,7 @@ int main(void)
         cmocka_unit_test(test_parse_ok),     cmocka_unit_test(test_parse_upper_hex),
         cmocka_unit_test(test_parse_errors), cmocka_unit_test(test_tbucket),
         cmocka_unit_test(test_check),        cmocka_unit_test(test_hash_key),
-        cmocka_unit_test(test_fail_limit),
+        cmocka_unit_test(test_fail_limit),   cmocka_unit_test(test_basic),
     };
     return cmocka_run_group_tests(tests, setup, NULL);
 }
