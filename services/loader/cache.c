@@ -15,16 +15,33 @@
 #include "loader_int.h"
 #include "log.h"
 #include "names.h"
+#include "sql.h"
 
 #define SCAN_COUNT "1000"
 
 static void group_done(struct ld_cachew *cw);
 static void scan_next(struct ld_cachew *cw);
 
+static void on_unlocked(fr_pg_t *pg, PGresult *res, void *data)
+{
+    (void)pg;
+    (void)res;
+    (void)data;
+}
+
 static void finish(struct ld_cachew *cw, int status)
 {
     struct loader *ld = cw->ld;
     ld_done_cb done = cw->done;
+
+    if (cw->locked) { /* a resync's model lock (model.c "the model lock") */
+        const char *params[1] = {cw->cache->model->state_name};
+        cw->locked = false;
+        if (fr_pg_connected(ld->app->pg))
+            if (fr_pg_query(ld->app->pg, FR_SQL_MODEL_UNLOCK, 1, params, NULL, on_unlocked, NULL) != 0)
+                fr_debug("model %s: unlock not sent (the connection is going: it releases the lock)",
+                         params[0]);
+    }
 
     fr__rows_deinit(&cw->own_rows);
     fr__keyset_deinit(&cw->present);
@@ -364,20 +381,15 @@ static void on_select(fr_pg_t *pg, PGresult *res, void *data)
     write_group(cw);
 }
 
-void fr__cache_resync(struct loader *ld, struct ld_cache *c, ld_done_cb done)
+/* The resync reads the model holding its refresh lock (model.c), so it
+ * never writes an older snapshot over what another loader's refresh wrote. */
+static void resync_select(struct ld_cachew *cw)
 {
-    struct ld_cachew *cw = &ld->cw;
-    const struct fr_model *m = c->model->m;
+    struct loader *ld = cw->ld;
+    const struct fr_model *m = cw->cache->model->m;
     struct fr_buf s;
     int rc;
 
-    memset(cw, 0, sizeof(*cw));
-    cw->ld = ld;
-    cw->cache = c;
-    cw->done = done;
-    cw->resync = true;
-    cw->start_ns = fr_mono_ns();
-    fr__keyset_init(&cw->present);
     fr_buf_init(&s, 0);
     (void)fr_buf_puts(&s, "SELECT ");
     for (size_t i = 0; i < m->n_columns; i++) {
@@ -390,5 +402,42 @@ void fr__cache_resync(struct loader *ld, struct ld_cache *c, ld_done_cb done)
     rc = fr_pg_query(ld->app->pg, s.data, 0, NULL, NULL, on_select, cw);
     fr_buf_deinit(&s);
     if (rc != 0)
+        finish(cw, -ENOTCONN);
+}
+
+static void on_resync_locked(fr_pg_t *pg, PGresult *res, void *data)
+{
+    struct ld_cachew *cw = data;
+
+    (void)pg;
+    if (fr__loader_gone(cw->ld))
+        return;
+    if (!res || PQresultStatus(res) != PGRES_TUPLES_OK || PQntuples(res) != 1) {
+        finish(cw, res ? -EIO : -ENOTCONN);
+        return;
+    }
+    if (strcmp(PQgetvalue(res, 0, 0), "t") != 0) {
+        fr_debug("cache %s: model %s is being refreshed by another loader; resync later", cw->cache->c->name,
+                 cw->cache->model->state_name);
+        finish(cw, -EBUSY);
+        return;
+    }
+    cw->locked = true;
+    resync_select(cw);
+}
+
+void fr__cache_resync(struct loader *ld, struct ld_cache *c, ld_done_cb done)
+{
+    struct ld_cachew *cw = &ld->cw;
+    const char *params[1] = {c->model->state_name};
+
+    memset(cw, 0, sizeof(*cw));
+    cw->ld = ld;
+    cw->cache = c;
+    cw->done = done;
+    cw->resync = true;
+    cw->start_ns = fr_mono_ns();
+    fr__keyset_init(&cw->present);
+    if (fr_pg_query(ld->app->pg, FR_SQL_MODEL_TRYLOCK, 1, params, NULL, on_resync_locked, cw) != 0)
         finish(cw, -ENOTCONN);
 }

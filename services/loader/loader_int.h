@@ -21,6 +21,7 @@
 #define LD_READ_COUNT        64          /* entries per stream per XREADGROUP */
 #define LD_READ_BYTES        (64u << 20) /* aim of one read's total batch bytes (COUNT adapts) */
 #define LD_BLOCK_MS          1000        /* XREADGROUP BLOCK */
+#define LD_LOCKED_RETRY_MS   50          /* a model another loader is refreshing: try again after */
 #define LD_POLL_MS           20          /* Redis Cluster, several streams: reads poll (no BLOCK) this often when idle */
 #define LD_XREAD_TIMEOUT_MS  6000        /* command timeout of the stream connection (> block) */
 #define LD_MAX_ATTEMPTS      5           /* failed loads of one entry before it is dead-lettered */
@@ -262,6 +263,8 @@ struct ld_refresh {
     int32_t day;     /* day of "now" used */
     char now[32];    /* "now" passed as $2 */
     ld_done_cb done; /* called once when the refresh (and its cache writes) ends */
+    ld_done_cb outer_done; /* the caller's done: done releases the model lock first */
+    bool locked;           /* holds the model's refresh lock (FR_SQL_MODEL_TRYLOCK) on refresh_pg */
 };
 
 /* Cache writer/resync job. */
@@ -278,6 +281,7 @@ struct ld_cachew {
     bool scanning;              /* resync: SCAN started */
     char *cursor;               /* owned: SCAN cursor */
     uint64_t start_ns;          /* resync: monotonic start, for the log line */
+    bool locked;                /* resync: holds the model's refresh lock on app->pg */
     ld_done_cb done;
 };
 /* Writes rows (changed rows, or deleted keys when rows->deleted) of the

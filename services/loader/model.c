@@ -678,17 +678,84 @@ static void on_committed(fr_pg_t *pg, PGresult *res, void *data)
     next_cache(ld);
 }
 
+/* ---- the model lock -------------------------------------------------------------
+ * Several loaders refresh the same models: each refresh holds the model's
+ * session advisory lock on refresh_pg (FR_SQL_MODEL_TRYLOCK, never waiting)
+ * from before its first statement until its cache writes are done. So the
+ * refreshes of one model never overlap, each reads what the previous one
+ * committed (its statement starts after the lock is taken), and its cache
+ * writes come after the previous one's: a slower loader cannot overwrite a
+ * newer row or cache value with an older one. A model locked by another
+ * loader keeps its keys and is tried again LD_LOCKED_RETRY_MS later. A lost
+ * connection releases the lock on the server. */
+
+static void on_unlocked(fr_pg_t *pg, PGresult *res, void *data)
+{
+    (void)pg;
+    (void)res; /* f (not held: the session was replaced) is fine */
+    (void)data;
+}
+
+/* r->done: releases the lock (queued behind the refresh's own statements),
+ * then the caller's done. */
+static void unlock_done(struct loader *ld, int status)
+{
+    struct ld_refresh *r = &ld->refresh;
+    ld_done_cb done = r->outer_done;
+
+    if (r->locked) {
+        const char *params[1] = {r->model->state_name};
+        r->locked = false;
+        if (fr_pg_connected(ld->refresh_pg))
+            if (fr_pg_query(ld->refresh_pg, FR_SQL_MODEL_UNLOCK, 1, params, NULL, on_unlocked, NULL) != 0)
+                fr_debug("model %s: unlock not sent (the connection is going: it releases the lock)",
+                         params[0]);
+    }
+    done(ld, status);
+}
+
+static void refresh_locked(struct loader *ld);
+
+static void on_locked(fr_pg_t *pg, PGresult *res, void *data)
+{
+    struct loader *ld = data;
+    struct ld_refresh *r = &ld->refresh;
+    struct ld_model *m = r->model;
+
+    (void)pg;
+    if (fr__loader_gone(ld))
+        return;
+    if (!res || PQresultStatus(res) != PGRES_TUPLES_OK || PQntuples(res) != 1) {
+        if (res)
+            fr_error("model %s: cannot take its refresh lock: %s", m->state_name, PQresultErrorMessage(res));
+        restore_keys(r);
+        m->retry_at_ms = fr_mono_ms() + LD_RETRY_MS;
+        r->done(ld, res ? -EIO : -ENOTCONN);
+        return;
+    }
+    if (strcmp(PQgetvalue(res, 0, 0), "t") != 0) {
+        /* Another loader is refreshing this model: its keys wait here. */
+        restore_keys(r);
+        m->retry_at_ms = fr_mono_ms() + LD_LOCKED_RETRY_MS;
+        r->done(ld, -EBUSY);
+        return;
+    }
+    r->locked = true;
+    refresh_locked(ld);
+}
+
 void fr__model_refresh(struct loader *ld, struct ld_model *m, ld_done_cb done)
 {
     struct ld_refresh *r = &ld->refresh;
     int64_t now = fr_pipeline_now(m->p);
-    const char *params[2];
+    const char *params[1];
     struct fr_buf arr;
 
     free(r->keys_arr); /* NULL unless a refresh ended without passing by restore_keys */
     memset(r, 0, sizeof(*r));
     r->model = m;
-    r->done = done;
+    r->outer_done = done;
+    r->done = unlock_done;
     r->t0_ns = fr_mono_ns();
     r->all = m->all || m->key_col < 0;
     r->keys = m->touched;
@@ -702,12 +769,27 @@ void fr__model_refresh(struct loader *ld, struct ld_model *m, ld_done_cb done)
     fr_buf_init(&arr, 0);
     if (!r->all)
         fr__sql_text_array(&arr, &r->keys);
-    params[0] = r->all ? NULL : arr.data;
+    r->keys_arr = r->all ? NULL : fr_xstrdup(arr.data);
+    fr_buf_deinit(&arr);
+    params[0] = m->state_name;
+    if (fr_pg_query(ld->refresh_pg, FR_SQL_MODEL_TRYLOCK, 1, params, NULL, on_locked, ld) != 0) {
+        restore_keys(r);
+        m->retry_at_ms = fr_mono_ms() + LD_RETRY_MS;
+        r->done(ld, -ENOTCONN);
+    }
+}
+
+/* The refresh proper, holding the model's lock. */
+static void refresh_locked(struct loader *ld)
+{
+    struct ld_refresh *r = &ld->refresh;
+    struct ld_model *m = r->model;
+    const char *params[2];
+
+    params[0] = r->keys_arr;
     params[1] = r->now;
     if (m->test_sql) {
         /* Data tests first, in the refresh's transaction. */
-        free(r->keys_arr);
-        r->keys_arr = params[0] ? fr_xstrdup(params[0]) : NULL;
         r->txn = true;
         if (fr_pg_query(ld->refresh_pg, "BEGIN ISOLATION LEVEL REPEATABLE READ", 0, NULL, NULL, on_begun, ld) != 0) {
             r->txn = false;
@@ -715,13 +797,14 @@ void fr__model_refresh(struct loader *ld, struct ld_model *m, ld_done_cb done)
             m->retry_at_ms = fr_mono_ms() + LD_RETRY_MS;
             r->done(ld, -ENOTCONN);
         }
-        fr_buf_deinit(&arr);
         return;
     }
     if (fr_pg_query(ld->refresh_pg, m->refresh_sql, 2, params, NULL, on_refreshed, ld) != 0) {
         restore_keys(r);
         m->retry_at_ms = fr_mono_ms() + LD_RETRY_MS;
         r->done(ld, -ENOTCONN);
+        return;
     }
-    fr_buf_deinit(&arr);
+    free(r->keys_arr);
+    r->keys_arr = NULL;
 }

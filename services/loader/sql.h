@@ -30,6 +30,15 @@
     "SELECT * FROM fr_v"
 /* The rows set aside by isolation: $1 batch id, $2 the rejected JSON array. */
 #define FR_SQL_LEDGER_REJECTED "UPDATE freshet.batches SET rejected = $2::jsonb WHERE batch_id = $1"
+/* A model's refresh lock (docs/scaling.md "Many loaders"): a session
+ * advisory lock per model, $1 its state name ("{pipeline}.{model}"). Taken
+ * (try, never waiting) before a refresh's first statement and before a full
+ * cache resync reads the model, released once their cache writes are done:
+ * refreshes and resyncs of one model never overlap across loaders, each
+ * reads what the one before committed, and its cache writes follow the
+ * previous one's. t = taken. */
+#define FR_SQL_MODEL_TRYLOCK "SELECT pg_try_advisory_lock(hashtextextended('freshet.model:' || $1, 0))"
+#define FR_SQL_MODEL_UNLOCK  "SELECT pg_advisory_unlock(hashtextextended('freshet.model:' || $1, 0))"
 /* Every model's last full-refresh day, as days since 1970-01-01. */
 #define FR_SQL_MODEL_STATE_READ "SELECT model, (day - DATE '1970-01-01')::text FROM freshet.model_state"
 /* A model's data version after a refresh: + 1 when $V (bool) says rows
