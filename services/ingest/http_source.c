@@ -1029,6 +1029,25 @@ static void chain_begin(struct hsrc *s)
     }
 }
 
+static void on_state_saved(fr_lease_t *l, int rc, void *data);
+
+/* Writes s->saving through the lease (fenced); on_state_saved goes on with
+ * the run. A write that cannot be sent fails the run here. */
+static void save_state(struct hsrc *s)
+{
+    char *text = fr_hstate_encode(&s->saving);
+    int rc = fr_lease_set_state(s->lease, text, strlen(text), on_state_saved, s);
+    free(text);
+    if (rc != 0) {
+        if (rc == -EPERM)
+            s->lease_lost = true;
+        fail(s, "state not saved: %s", rc == -EPERM ? "lease lost" : "Redis not connected");
+        run_end(s);
+        return;
+    }
+    set_state(s, HS_SAVE);
+}
+
 static void on_state_saved(fr_lease_t *l, int rc, void *data)
 {
     struct hsrc *s = data;
@@ -1121,6 +1140,17 @@ static void step(struct hsrc *s)
         }
         /* chain done */
         if (++s->run.fan_i < s->run.n_fan) {
+            if (h->window.enabled && h->fan_out.values && !s->run.backfill && s->lease) {
+                /* the chain's batches are in Redis: record it, fenced, so a
+                 * takeover starts at the next chain, not the window's first */
+                free(s->run.url);
+                s->run.url = NULL; /* step() begins chain fan_i once saved */
+                s->saving = s->st;
+                s->saving.chain_win_us = s->run.win_us;
+                s->saving.chains_done = (uint32_t)s->run.fan_i;
+                save_state(s);
+                return;
+            }
             chain_begin(s);
             free(s->run.url);
             s->run.url = build_url(s);
@@ -1143,17 +1173,9 @@ static void step(struct hsrc *s)
             /* the window's batches are in Redis: record it, fenced */
             s->saving = s->st;
             s->saving.last_end_us = end;
-            char *text = fr_hstate_encode(&s->saving);
-            int rc = fr_lease_set_state(s->lease, text, strlen(text), on_state_saved, s);
-            free(text);
-            if (rc != 0) {
-                if (rc == -EPERM)
-                    s->lease_lost = true;
-                fail(s, "state not saved: %s", rc == -EPERM ? "lease lost" : "Redis not connected");
-                run_end(s);
-                return;
-            }
-            set_state(s, HS_SAVE);
+            s->saving.chain_win_us = 0;
+            s->saving.chains_done = 0;
+            save_state(s);
             return;
         }
         step(s);
@@ -1203,6 +1225,12 @@ static void run_start(struct hsrc *s, bool backfill, int64_t from_us, int64_t to
         }
         s->run.from_us = s->run.win_us = from_us;
         s->run.to_us = to_us;
+        if (!backfill && h->fan_out.values && s->st.chain_win_us == from_us && s->st.chains_done > 0 &&
+            s->st.chains_done < s->run.n_fan) { /* a window left part done: its next chain */
+            s->run.fan_i = s->st.chains_done;
+            fr_info("%s.%s: window in progress: %" PRIu32 " of %zu fan-out chain(s) already in Redis", s->p->name,
+                    s->src->name, s->st.chains_done, s->run.n_fan);
+        }
         s->run.windows_total =
             to_us > from_us ? (uint64_t)((to_us - from_us + h->window.step_us - 1) / h->window.step_us) : 0;
     }

@@ -35,6 +35,17 @@ int fr_hstate_parse(const char *text, size_t len, struct fr_hstate *st, const ch
     v = json_object_get(doc, "last_run_start_us");
     if (json_is_integer(v))
         st->last_run_us = json_integer_value(v);
+    v = json_object_get(doc, "chain_window_start_us");
+    if (json_is_integer(v) && json_integer_value(v) > 0) {
+        json_t *n = json_object_get(doc, "chains_done");
+        if (!json_is_integer(n) || json_integer_value(n) < 0 || json_integer_value(n) > UINT32_MAX) {
+            snprintf(err, FR_ERR_LEN, "%s: chains_done is not a count; fix or delete it", what);
+            json_decref(doc);
+            return -EINVAL;
+        }
+        st->chain_win_us = json_integer_value(v);
+        st->chains_done = (uint32_t)json_integer_value(n);
+    }
     json_decref(doc);
     return 0;
 }
@@ -53,6 +64,10 @@ char *fr_hstate_encode(const struct fr_hstate *st)
         json_object_set_new(doc, "cursor", json_string(st->cursor));
     if (st->last_run_us)
         json_object_set_new(doc, "last_run_start_us", json_integer(st->last_run_us));
+    if (st->chain_win_us) {
+        json_object_set_new(doc, "chain_window_start_us", json_integer(st->chain_win_us));
+        json_object_set_new(doc, "chains_done", json_integer(st->chains_done));
+    }
     fr_format_timestamp(fr_wall_us(), ts);
     json_object_set_new(doc, "updated", json_string(ts));
     text = json_dumps(doc, JSON_COMPACT | JSON_SORT_KEYS);

@@ -19,6 +19,11 @@ struct fr_hstate {
     int64_t last_end_us; /* end of the last completed window (UTC µs), 0 = none */
     char cursor[512];    /* last cursor, "" = none */
     int64_t last_run_us; /* wall-clock start of the last ended run (µs), 0 = none */
+    /* Inside a window of a source with fan_out.values: the window's start
+     * (UTC µs) and how many of its fan-out chains are in Redis, so a
+     * takeover resumes at the next chain (0, 0 = none in progress). */
+    int64_t chain_win_us;
+    uint32_t chains_done;
 };
 
 /* Parses a state JSON (from Redis or a file); `what` names it in err.

@@ -34,6 +34,32 @@ static void test_round_trip(void **state)
     free(text);
 }
 
+/* A window part done (fan-out chains in Redis): kept through the round
+ * trip; a chains_done that is not a count is refused. */
+static void test_chain_progress(void **state)
+{
+    (void)state;
+    struct fr_hstate st = {0}, back;
+    char err[FR_ERR_LEN] = "";
+
+    st.last_end_us = 1718582400000000LL;
+    st.chain_win_us = 1718582400000000LL;
+    st.chains_done = 2;
+    char *text = fr_hstate_encode(&st);
+    assert_non_null(strstr(text, "\"chain_window_start_us\":1718582400000000"));
+    assert_non_null(strstr(text, "\"chains_done\":2"));
+    assert_int_equal(fr_hstate_parse(text, strlen(text), &back, "test", err), 0);
+    assert_true(back.chain_win_us == st.chain_win_us);
+    assert_int_equal(back.chains_done, 2);
+    free(text);
+    const char *bad = "{\"chain_window_start_us\":1718582400000000,\"chains_done\":-1}";
+    assert_int_equal(fr_hstate_parse(bad, strlen(bad), &back, "test", err), -EINVAL);
+    assert_non_null(strstr(err, "chains_done"));
+    const char *none = "{\"last_window_end\":\"2024-06-17T00:00:00Z\"}";
+    assert_int_equal(fr_hstate_parse(none, strlen(none), &back, "test", err), 0);
+    assert_true(back.chain_win_us == 0 && back.chains_done == 0);
+}
+
 static void test_empty_state(void **state)
 {
     (void)state;
@@ -86,6 +112,7 @@ int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_round_trip),
+        cmocka_unit_test(test_chain_progress),
         cmocka_unit_test(test_empty_state),
         cmocka_unit_test(test_refused),
         cmocka_unit_test(test_legacy_file),
