@@ -188,7 +188,7 @@ int fr_datav_on_event(fr_datav_t *dv, const json_t *ev)
 
     if (!type)
         return -1;
-    if (strcmp(type, "batch.loaded") == 0) {
+    if (strcmp(type, "batch.loaded") == 0 || strcmp(type, "dataset.retained") == 0) {
         qname = json_string_value(json_object_get(ev, "dataset"));
     } else if (strcmp(type, "model.refreshed") == 0) {
         const char *p = json_string_value(json_object_get(ev, "pipeline"));

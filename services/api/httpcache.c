@@ -205,7 +205,8 @@ void fr_httpcache_on_event(fr_httpcache_t *hc, const char *payload, size_t len)
     json_error_t jerr;
     json_t *ev;
 
-    if (!memmem(payload, len, "\"batch.loaded\"", 14) && !memmem(payload, len, "\"model.refreshed\"", 17))
+    if (!memmem(payload, len, "\"batch.loaded\"", 14) && !memmem(payload, len, "\"model.refreshed\"", 17) &&
+        !memmem(payload, len, "\"dataset.retained\"", 18))
         return;
     ev = json_loadb(payload, len, 0, &jerr);
     if (!ev)

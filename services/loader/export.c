@@ -157,6 +157,29 @@ static void on_export(fr_pg_t *pg, PGresult *res, void *data)
 
 /* ---- daily retention --------------------------------------------------------------- */
 
+/* dataset.retained: the rows deleted and the dataset's new data version
+ * (the api's ETags, docs/routes.md "HTTP caching"). */
+static void publish_retained(struct loader *ld, struct ld_stream *st, const PGresult *res)
+{
+    struct fr_buf j;
+    int64_t version, us;
+    char ts[40];
+    const char *v = PQgetvalue(res, 0, 1), *u = PQgetvalue(res, 0, 2);
+
+    if (PQnfields(res) != 3 || PQgetisnull(res, 0, 1) || !fr_parse_i64(v, strlen(v), &version) ||
+        !fr_parse_i64(u, strlen(u), &us))
+        return;
+    fr_format_timestamp(us, ts);
+    fr_buf_init(&j, 0);
+    fr__event_begin(&j, "dataset.retained");
+    (void)fr_buf_puts(&j, ",\"dataset\":");
+    (void)fr_buf_json_str(&j, st->ds->qname, strlen(st->ds->qname));
+    (void)fr_buf_printf(&j, ",\"rows\":%s,\"version\":%" PRId64 ",\"refreshed_at\":\"%s\"}", PQgetvalue(res, 0, 0),
+                        version, ts);
+    fr__loader_publish(ld, &j);
+    fr_buf_deinit(&j);
+}
+
 static void on_retained(fr_pg_t *pg, PGresult *res, void *data)
 {
     struct loader *ld = data;
@@ -180,6 +203,7 @@ static void on_retained(fr_pg_t *pg, PGresult *res, void *data)
         fr_info("retention of %s: %s rows older than %" PRIu32 " days deleted", st->ds->table, PQgetvalue(res, 0, 0),
                 st->ds->retention_days);
         fr__model_touch_all(ld, st);
+        publish_retained(ld, st, res);
     }
     fr__loader_job_done(ld, JOB_REFRESH, 0);
 }
@@ -189,7 +213,7 @@ static bool start_retention(struct loader *ld, struct ld_stream *st, int32_t tod
     const struct fr_dataset *ds = st->ds;
     int64_t cutoff = fr_pipeline_now(st->p) - (int64_t)ds->retention_days * US_PER_DAY;
     char ts[40];
-    const char *params[1] = {ts};
+    const char *params[2] = {ts, ds->qname};
     struct fr_buf s;
     int rc;
 
@@ -203,11 +227,17 @@ static bool start_retention(struct loader *ld, struct ld_stream *st, int32_t tod
             (void)fr_buf_puts(&s, ", ");
         fr_buf_sql_ident(&s, ds->retention_columns[i]);
     }
-    (void)fr_buf_puts(&s, ") < $1::timestamptz RETURNING 1) SELECT count(*)::text FROM fr_d");
+    /* and the dataset's data version + 1 when rows went (refreshed_at stays) */
+    (void)fr_buf_puts(&s, ") < $1::timestamptz RETURNING 1), fr_n AS (SELECT count(*) AS n FROM fr_d), "
+                          "fr_v AS (INSERT INTO freshet.versions AS v (name, version, refreshed_at) "
+                          "SELECT $2, 1, now() FROM fr_n WHERE n > 0 ON CONFLICT (name) DO UPDATE SET "
+                          "version = v.version + 1 RETURNING version, "
+                          "(extract(epoch FROM refreshed_at) * 1000000)::bigint AS us) "
+                          "SELECT n::text, (SELECT version FROM fr_v)::text, (SELECT us FROM fr_v)::text FROM fr_n");
     ld->refreshing = true;
     ld->retain_run = st;
     st->retain_next_day = today;
-    rc = fr_pg_query(ld->refresh_pg, s.data, 1, params, NULL, on_retained, ld);
+    rc = fr_pg_query(ld->refresh_pg, s.data, 2, params, NULL, on_retained, ld);
     fr_buf_deinit(&s);
     if (rc != 0) {
         ld->retain_run = NULL;

@@ -150,10 +150,14 @@ def retention(t, stack, r):
     t.check(session_row(stack, "mixed") is not None, "retention looks at the greatest column")
     # the daily run (here: at start) removes rows that were inserted behind the loader's back
     stack.pg.query("INSERT INTO semtest.sessions (session_id, start_ts) VALUES ('sneaky', '2020-01-01Z')")
+    version = lambda: stack.pg.scalar("SELECT version FROM freshet.versions WHERE name = 'semtest.sessions'")  # noqa
+    before = version()
     stack["loader"].stop()
     stack["loader"].start()
     wait_until(lambda: session_row(stack, "sneaky") is None, 30, what="daily retention at start")
     t.check(True, "daily retention deletes old rows")
+    # the api's ETags follow it: the dataset's data version moved with the delete
+    t.eq(version(), before + 1, "daily retention raises the dataset's data version")
 
 
 DCOLS = [("id", "bigint"), ("department", "text")]
