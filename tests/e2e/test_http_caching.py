@@ -1,23 +1,24 @@
 """e2e: HTTP caching of read answers (docs/routes.md "HTTP caching",
 tests/e2e/pipelines/httpc). Every read route kind answers ETag,
 Last-Modified and Age; a matching If-None-Match gets 304 (lists, W/, *;
-"*" never for an answer that would be a 404);
-the tag changes exactly when the data behind the answer changes: a batch of
-another dataset leaves it, a batch touching the key (or the SQL route's
-dataset) changes it, and a key the batch did not touch keeps its tag. A 304
-is answered while the test's own redis-server is stopped (SIGSTOP), so it
-touched neither Redis nor the data. A kept SQL-route answer is served from
-the process (api_answer_cache_total hit) and replaced after a batch. A route
-whose data is older than its max_age counts api_stale_answers_total and
-publishes route.stale. Another api replica, and the api after a restart,
-answer the same tags. GET /v1/provenance/{cache}/{key} names the batch and
-the landed raw file whose sha256 is the dropped file's."""
+"*" never for an answer that would be a 404); the tag changes exactly when
+the data behind the answer changes: a batch of another dataset leaves it, a
+batch touching the key (or the SQL route's dataset) changes it, and a key
+the batch did not touch keeps its tag. 304s are answered while the test's
+own redis-server and PostgreSQL (postmaster and backends) are stopped
+(SIGSTOP), so they touched neither. A kept SQL-route answer is served from
+the process (api_answer_cache_total hit) and replaced after a batch. A
+route whose data is older than its max_age counts api_stale_answers_total
+and publishes route.stale. Another api replica, and the api after a
+restart, answer the same tags. GET /v1/provenance/{cache}/{key} names the
+batches and the landed raw files whose sha256 is the dropped files'."""
 import hashlib
 import http.client
 import json
 import os
 import re
 import signal
+import subprocess
 import sys
 
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "lib"))
@@ -126,17 +127,23 @@ def main(t):
     for path, tag in (("/hc/stock/AB-1", e_ab1), ("/hc/items", e_items), ("/hc/rows/AB-1", e_row)):
         t.eq(c.get(path, inm=tag)[0], 304, "batch of another dataset: same tag on " + path)
 
-    # --- 304 with Redis stopped: answered from what the process knows
+    # --- 304 with Redis and PostgreSQL stopped (SIGSTOP of the test's own
+    # redis-server, postmaster and backends): answered from what the process knows
     warm = c.get("/hc/stock/AB-2")
     t.eq(warm[2].get("etag"), e_ab2, "AB-2 tag")
-    stack.redis.proc.send_signal(signal.SIGSTOP)
+    with open(os.path.join(stack.pg.data, "postmaster.pid")) as f:
+        pm = int(f.readline())
+    backends = subprocess.run(["ps", "-o", "pid=", "--ppid", str(pm)], capture_output=True, text=True).stdout
+    stopped = [stack.redis.proc.pid, pm] + [int(x) for x in backends.split()]
+    for pid in stopped:
+        os.kill(pid, signal.SIGSTOP)
     try:
-        st, body, h = c.get("/hc/stock/AB-2", inm=e_ab2)
-        t.eq((st, h.get("etag")), (304, e_ab2), "304 on a cache route while Redis is stopped")
-        st, body, h = c.get("/hc/items", inm=e_items)
-        t.eq((st, h.get("etag")), (304, e_items), "304 on a sql route while Redis is stopped")
+        for path, tag in (("/hc/stock/AB-2", e_ab2), ("/hc/items", e_items), ("/hc/rows/AB-1", e_row)):
+            st, body, h = c.get(path, inm=tag)
+            t.eq((st, h.get("etag")), (304, tag), "304 while Redis and PostgreSQL are stopped: " + path)
     finally:
-        stack.redis.proc.send_signal(signal.SIGCONT)
+        for pid in stopped:
+            os.kill(pid, signal.SIGCONT)
 
     # --- a batch touching AB-1: new tags exactly where the data changed
     subscriber = stack.redis.client().pubsub()
