@@ -25,6 +25,7 @@ struct hroute {
     int *inputs;                 /* owned: datav entries its answers depend on */
     size_t n_inputs;
     bool versioned;          /* its answers can be tagged from versions (sql, crud) */
+    bool dated;              /* every input is known: Last-Modified and Age even when untagged (sql) */
     uint64_t last_report_ms; /* monotonic: the last max_age event and log line */
     uint64_t *stale;         /* borrowed: api_stale_answers_total{route} (max_age routes) */
 };
@@ -90,10 +91,11 @@ static void setup_route(fr_httpcache_t *hc, struct hroute *hr)
     switch (r->handler) {
     case FR_RH_SQL: {
         struct scan_ctx x = {.hc = hc, .hr = hr, .ok = true};
-        bool stable = fr_sqlnames_scan(r->sql, on_name, &x) && x.ok;
-        if (stable && r->exists)
-            stable = fr_sqlnames_scan(r->exists, on_name, &x) && x.ok;
-        hr->versioned = stable && hr->n_inputs > 0 && strcmp(r->method, "GET") == 0;
+        bool stable = fr_sqlnames_scan(r->sql, on_name, &x);
+        if (x.ok && r->exists)
+            stable = fr_sqlnames_scan(r->exists, on_name, &x) && stable;
+        hr->dated = x.ok && hr->n_inputs > 0;
+        hr->versioned = hr->dated && stable && strcmp(r->method, "GET") == 0;
         if (!hr->versioned)
             fr_debug("route %s: its SQL reads no declared dataset or model, or reads the clock: answers carry no "
                      "ETag and are not kept",
@@ -265,7 +267,8 @@ static void check_age(fr_httpcache_t *hc, struct hroute *hr, int64_t modified_us
 
 static void add_headers(fr_http_req_t *req, const char *etag, int64_t modified_us, int64_t now_us)
 {
-    fr_http_add_header(req, "ETag", etag);
+    if (etag)
+        fr_http_add_header(req, "ETag", etag);
     fr_http_add_header(req, "Cache-Control", "no-cache");
     if (!modified_us)
         return;
@@ -354,9 +357,21 @@ bool fr_httpcache_sql_begin(fr_httpcache_t *hc, fr_http_req_t *req, const struct
     struct hroute *hr = find_route(hc, r, &idx);
     memset(st, 0, sizeof(*st));
     st->route = -1;
-    if (!hr || !hr->versioned || !hc->sql_tags)
+    if (!hr || !hr->dated || !hc->sql_tags)
         return false;
     st->route = idx;
+    if (!hr->versioned) { /* its answer follows the clock: dated, not tagged */
+        int64_t v, us;
+        for (size_t k = 0; k < hr->n_inputs; k++) {
+            if (!fr_datav_get(hc->dv, hr->inputs[k], &v, &us))
+                return false;
+            if (us > st->modified_us)
+                st->modified_us = us;
+        }
+        st->dated = true;
+        check_age(hc, hr, st->modified_us, fr_wall_us());
+        return false;
+    }
     struct fr_buf k;
     fr_buf_init(&k, 0);
     key_part(&k, "sql");
@@ -414,8 +429,12 @@ bool fr_httpcache_crud_begin(fr_httpcache_t *hc, fr_http_req_t *req, const struc
 bool fr_httpcache_answer(fr_httpcache_t *hc, fr_http_req_t *req, struct fr_httpcache_req *st, const char *ctype,
                          const char *body, size_t len)
 {
-    if (!st || st->route < 0 || !st->tagged)
+    if (!st || st->route < 0 || (!st->tagged && !st->dated))
         return false;
+    if (!st->tagged) {
+        add_headers(req, NULL, st->modified_us, fr_wall_us());
+        return false;
+    }
     add_headers(req, st->etag, st->modified_us, fr_wall_us());
     if (body && hc->routes[st->route].r->handler == FR_RH_SQL) {
         struct fr_answer a = {

@@ -42,7 +42,8 @@ struct fr_httpcache_req {
     int64_t modified_us;    /* the newest refresh of its inputs, epoch us; 0 = unknown */
     char *key;              /* arena: the answer cache key (route, parameters, format) */
     size_t klen;
-    bool star; /* If-None-Match: * on an answer that may be a 404: decided at the 200 */
+    bool star;  /* If-None-Match: * on an answer that may be a 404: decided at the 200 */
+    bool dated; /* untagged (its SQL reads the clock), but Last-Modified and Age are known */
 };
 
 /* A sql route's read (vals: its parsed parameters, one per param, NULL =

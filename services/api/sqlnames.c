@@ -110,6 +110,7 @@ bool fr_sqlnames_scan(const char *sql, fr_sqlnames_cb cb, void *data)
 {
     const char *p = sql;
     char a[NAME_MAX_LEN], b[NAME_MAX_LEN];
+    bool stable = true;
 
     while (p && *p) {
         if (p[0] == '-' && p[1] == '-') {
@@ -154,7 +155,7 @@ bool fr_sqlnames_scan(const char *sql, fr_sqlnames_cb cb, void *data)
         if (*p == '"' || ident_start((unsigned char)*p)) {
             bool quoted = *p == '"';
             if (!read_ident(&p, a))
-                return true; /* unterminated quote: nothing more to read */
+                return stable; /* unterminated quote: nothing more to read */
             const char *q = skip_space(p);
             if (*q == '.') {
                 q = skip_space(q + 1);
@@ -170,10 +171,10 @@ bool fr_sqlnames_scan(const char *sql, fr_sqlnames_cb cb, void *data)
                 continue;
             }
             if (!quoted && is_volatile(a))
-                return false;
+                stable = false; /* the names after it are still reported */
             continue;
         }
         p++;
     }
-    return true;
+    return stable;
 }

@@ -14,11 +14,11 @@
  * false to stop the scan. */
 typedef bool (*fr_sqlnames_cb)(const char *schema, const char *name, void *data);
 
-/* Scans sql. Returns false when the answer of this SQL may change without
- * its inputs changing (it calls a clock or random function: now(),
- * current_timestamp, current_date, localtime..., clock_timestamp(),
- * random(), nextval(), ...) or when the callback stopped the scan; true
- * otherwise. Comments ("--", block) and string literals ('...', E'...',
+/* Scans sql (all of it, unless the callback stops it). Returns false when
+ * the answer of this SQL may change without its inputs changing (it calls a
+ * clock or random function: now(), current_timestamp, current_date,
+ * localtime..., clock_timestamp(), random(), nextval(), ...) or when the
+ * callback stopped the scan; true otherwise. Comments ("--", block) and string literals ('...', E'...',
  * $tag$...$tag$) are skipped. Names longer than 63 bytes are truncated. */
 bool fr_sqlnames_scan(const char *sql, fr_sqlnames_cb cb, void *data);
 

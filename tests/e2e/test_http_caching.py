@@ -99,6 +99,7 @@ def main(t):
     e_price = tagged(c, "/hc/price/BTC")[2]["etag"]
     st, body, h = c.get("/hc/clock")
     t.check(st == 200 and "etag" not in h, "a route reading the clock carries no ETag: %r" % h)
+    t.check("last-modified" in h and h.get("age", "").isdigit(), "but Last-Modified and Age of its data: %r" % h)
 
     # --- If-None-Match: 304 with the tag, no body; lists, W/ and * match; others do not
     for path, tag in (("/hc/stock/AB-1", e_ab1), ("/hc/items", e_items), ("/hc/rows/AB-1", e_row),

@@ -142,7 +142,8 @@ static void test_sqlnames_volatile(void **state)
 {
     (void)state;
     bool st;
-    (void)scan("SELECT * FROM a.b WHERE t > now() - interval '1 day'", &st);
+    /* the names after a volatile call are still reported */
+    assert_string_equal(scan("SELECT now(), x FROM a.b WHERE t > now() - interval '1 day'", &st), "a.b");
     assert_false(st);
     (void)scan("SELECT current_date, x FROM a.b", &st);
     assert_false(st);
