@@ -1,12 +1,11 @@
 /* series: the console's charts (docs/console.md): per dataset, per minute
- * of the last FR_API_SERIES_MINUTES, the rows loaded and the freshness of
- * each loaded batch, kept in memory by every worker from the batch.loaded
- * events of its fr:events subscription (so every worker holds the same
- * series, from its start on). Freshness of a batch = its commit_time minus
- * the time in its id (a ULID, or "{ulid}-{chunk}": when the ingest claimed
- * the file or the api took the write); ids that carry no time are left
- * out. Per minute a histogram of 3 buckets per doubling (up to 2^24 ms)
- * gives p50 and p99 within 26 %.
+ * of the last hour, the rows loaded and the freshness of each loaded
+ * batch (freshness.h), kept in memory by every worker from the
+ * batch.loaded events of its fr:events subscription (so every worker holds
+ * the same series, from its start on). Freshness of a batch = its
+ * commit_time minus the time in its id (a ULID, or "{ulid}-{chunk}": when
+ * the ingest claimed the file or the api took the write); ids that carry
+ * no time are counted without.
  *   GET /admin/series[?dataset=pipeline.name] (role admin): {"minutes":
  *   [unix s...], "rows_per_s": [...], "batches": [...],
  *   "freshness_p50_s": [...], "freshness_p99_s": [...]} oldest first,
@@ -17,22 +16,11 @@
 
 #include <stdbool.h>
 #include <stddef.h>
-#include <stdint.h>
 
 #include "http.h"
 
 struct fr_api_worker;
 struct fr_api_series;
-
-#define FR_API_SERIES_MINUTES 60
-#define FR_API_SERIES_BUCKETS 72
-
-/* The bucket of a freshness in ms, and a bucket's upper bound in ms
- * (pure; unit-tested). */
-unsigned fr_api_series_bucket(uint64_t ms);
-double fr_api_series_bucket_upper_ms(unsigned bucket);
-/* The ms time in a batch id that starts with a ULID, or -1. */
-int64_t fr_api_series_id_ms(const char *id);
 
 /* One fr:events message (any type; only batch.loaded is kept). Makes w's
  * series at the first one. */
