@@ -389,7 +389,10 @@ static json_t *pipeline_graph(struct gather *g, const struct fr_pipeline *p, str
         json_object_set_new(n, "table", json_string(m->table));
         if (st && (at = ts_us(json_object_get(st, "last_refresh_at"))) > 0)
             json_object_set_new(st, "data_age_s", json_real((double)(now_us - at) / 1e6));
-        set_state(n, st, st ? "ok" : "unknown");
+        set_state(n, st,
+                  !st                                                         ? "unknown"
+                  : json_array_size(json_object_get(st, "failing_tests")) > 0 ? "failing"
+                                                                              : "ok");
         for (size_t k = 0; k < m->n_inputs; k++)
             edge(edges, fr_pipeline_dataset(p, m->inputs[k]) ? "dataset" : "model", m->inputs[k], "model", m->name);
     }

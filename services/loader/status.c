@@ -28,6 +28,9 @@ struct model_stat {
     int64_t keys; /* rows changed by the last refresh */
     bool all;
     uint64_t refreshes;
+    uint64_t test_failures; /* refreshes held back by a failing data test, since start */
+    int64_t failed_us;      /* the last one, wall; 0 = none */
+    char *failing;          /* owned or NULL: its tests' JSON array; cleared by the next refresh */
 };
 
 struct cache_stat {
@@ -110,7 +113,13 @@ static void fill(struct fr_buf *b, void *data)
         else if (ms->last_us)
             (void)fr_buf_printf(b, ",\"duration_ms\":%.3f,\"keys\":%" PRId64 ",\"full\":%s", ms->ms, ms->keys,
                                 ms->all ? "true" : "false");
-        (void)fr_buf_printf(b, ",\"pending\":%s}", m->all || m->touched.n > 0 ? "true" : "false");
+        (void)fr_buf_printf(b, ",\"pending\":%s", m->all || m->touched.n > 0 ? "true" : "false");
+        if (m->m->n_tests > 0 || ms->test_failures > 0) {
+            (void)fr_buf_printf(b, ",\"test_failures\":%" PRIu64 ",\"failing_tests\":%s", ms->test_failures,
+                                ms->failing ? ms->failing : "[]");
+            put_ts(b, "test_failed_at", ms->failed_us);
+        }
+        (void)fr_buf_putc(b, '}');
     }
     (void)fr_buf_puts(b, "},\"caches\":{");
     for (size_t i = 0; i < ld->n_caches; i++) {
@@ -203,6 +212,20 @@ void fr_ldstatus_note(fr_ldstatus_t *s, const char *json, size_t len)
             ms->keys = json_integer_value(json_object_get(o, "count"));
             ms->all = json_object_get(o, "keys") == NULL;
             ms->refreshes++;
+            free(ms->failing); /* a refresh went through: its tests passed */
+            ms->failing = NULL;
+        }
+    } else if (type && strcmp(type, "model.test_failed") == 0 && pipeline) {
+        const char *name = str(o, "model");
+        json_t *tests = json_object_get(o, "tests");
+        for (size_t i = 0; name && i < ld->n_models; i++) {
+            struct model_stat *ms = &s->models[i];
+            if (strcmp(ld->models[i].p->name, pipeline) != 0 || strcmp(ld->models[i].m->name, name) != 0)
+                continue;
+            ms->test_failures++;
+            ms->failed_us = event_us(o);
+            free(ms->failing);
+            ms->failing = json_is_array(tests) ? json_dumps(tests, JSON_COMPACT) : NULL;
         }
     } else if (type && strcmp(type, "cache.refreshed") == 0 && pipeline) {
         const char *name = str(o, "cache");
@@ -224,6 +247,8 @@ void fr_ldstatus_stop(fr_ldstatus_t *s)
     if (!s)
         return;
     fr_dstatus_stop(s->writer);
+    for (size_t i = 0; i < s->ld->n_models; i++)
+        free(s->models[i].failing);
     free(s->ds);
     free(s->models);
     free(s->caches);

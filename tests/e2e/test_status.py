@@ -9,6 +9,8 @@ the real daemons with keys on:
    runs and rows, the dataset's rows loaded, rows per minute, empty backlog
    and 2 dead letters (health "warning"), the model's refresh and the
    cache's write; a file of bad rows only: a failed run (health "failing");
+ - a model whose data test fails (tests/e2e/pipelines/mtests) is "failing"
+   and names the test, until a refresh passes;
  - a stopped ingest leaves the daemon list, and its source goes "unknown".
 Waits are bounded polls of /v1/status (the daemons report every 5 s)."""
 import hashlib
@@ -25,6 +27,7 @@ HEADER = "name,player_id,date_utc,country,platform,timestamp_utc,deposit_amount,
 GOOD = "srvTournamentJoined,%s,2024-06-17,DE,ios,2024-06-17T10:00:00Z,,\n"
 BAD = "srvTournamentJoined,,2024-06-17,DE,ios,2024-06-17T10:00:00Z,,\n"  # no player_id
 KEY = "reader-key"
+MTESTS = os.path.join(os.path.dirname(os.path.abspath(__file__)), "pipelines", "mtests")
 AUTH = {"Authorization": "Bearer " + KEY}
 
 
@@ -43,14 +46,14 @@ def node(body, kind, name, pipeline="players"):
     return None
 
 
-def state(stack, kind, name):
-    n = node(status(stack), kind, name)
+def state(stack, kind, name, pipeline="players"):
+    n = node(status(stack), kind, name, pipeline)
     return (n or {}).get("state") or {}
 
 
-def wait_state(stack, kind, name, pred, what):
-    h.wait_until(lambda: pred(state(stack, kind, name)), 60, what=what)
-    return state(stack, kind, name)
+def wait_state(stack, kind, name, pred, what, pipeline="players"):
+    h.wait_until(lambda: pred(state(stack, kind, name, pipeline)), 60, what=what)
+    return state(stack, kind, name, pipeline)
 
 
 def main(t):
@@ -58,7 +61,7 @@ def main(t):
     keys = os.path.join(base, "keys.txt")
     with open(keys, "w") as f:
         f.write("reader:read:%s\n" % hashlib.sha256(KEY.encode()).hexdigest())
-    stack = t.stack = h.Stack(pipelines="players", extra_env={
+    stack = t.stack = h.Stack(pipelines="players," + MTESTS, extra_env={
         "FRESHET_API_AUTH": "on", "FRESHET_API_KEYS_FILE": keys}).start()
 
     st, _ = stack.get("/v1/status")
@@ -73,7 +76,7 @@ def main(t):
     with open(os.path.join(h.SRC, "pipelines", "players", "pipeline.yaml")) as f:
         y = yaml.safe_load(f.read().replace("${PLAYERS_NOW:-2024-06-17T12:00:00Z}", "x"))
     body = status(stack)
-    t.eq([p["name"] for p in body["pipelines"]], ["players"], "one pipeline")
+    t.eq([p["name"] for p in body["pipelines"]], ["players", "mtests"], "the pipelines, in order")
     p = body["pipelines"][0]
     ids = {n["id"] for n in p["nodes"]}
     want = {"source:" + s for s in y["sources"]} | {"dataset:" + d for d in y["datasets"]} | \
@@ -141,6 +144,20 @@ def main(t):
     t.eq(src["last_run"]["result"], "failed", "last run failed")
     t.check(src["last_run"].get("reason"), "with a reason: %r" % src["last_run"])
     t.eq(node(status(stack), "source", "events_drop")["health"], "failing", "source health: failing")
+
+    # --- a model whose data test fails is "failing" until a refresh passes (mtests: board's
+    # expression(points >= 0), tests/e2e/pipelines/mtests)
+    stack.drop("mtests", "scores", "a.csv", "player,points\np1,5\n")
+    wait_state(stack, "model", "board", lambda s: s.get("refreshes", 0) >= 2, "board refreshed", "mtests")
+    t.eq(node(status(stack), "model", "board", "mtests")["health"], "ok", "board: ok")
+    stack.drop("mtests", "scores", "b.csv", "player,points\np1,-20\n")
+    b = wait_state(stack, "model", "board", lambda s: s.get("test_failures") == 1, "board's test failed", "mtests")
+    t.eq(b["failing_tests"], ["expression(points >= 0)"], "board names its failing test")
+    t.check(b.get("test_failed_at"), "and when it failed")
+    t.eq(node(status(stack), "model", "board", "mtests")["health"], "failing", "board: failing")
+    stack.drop("mtests", "scores", "c.csv", "player,points\np1,30\n")
+    wait_state(stack, "model", "board", lambda s: s.get("failing_tests") == [], "board passes again", "mtests")
+    t.eq(node(status(stack), "model", "board", "mtests")["health"], "ok", "board: ok again")
 
     # --- an ingest that stops leaves the list
     t.eq(stack["ingest"].stop(), 0, "ingest drains")
