@@ -1,7 +1,8 @@
 /* cache: writes model rows into their Redis cache keys "{cache}:{key}" and
  * resyncs whole caches. Each key is replaced atomically (DEL + HSET, or SET
- * for JSON caches, inside MULTI/EXEC groups of up to LD_CACHE_GROUP keys), so
- * readers see the old row or the new one, never half of it; a NULL column is
+ * for JSON caches, inside MULTI/EXEC groups of up to LD_CACHE_GROUP keys; on
+ * a Redis Cluster one script or SET per key instead), so readers see the
+ * old row or the new one, never half of it; a NULL column is
  * an absent field. Commands of a group are pipelined and their replies
  * counted. A resync writes every row of the model, then SCANs the cache's
  * keys and deletes those the model no longer has. Uses app->redis, and one
@@ -128,6 +129,20 @@ static void row_json(const struct ld_cachew *cw, size_t row, struct fr_buf *j)
     (void)fr_buf_putc(j, '}');
 }
 
+/* On a Redis Cluster a group's MULTI/EXEC would become one transaction per
+ * key (each key its own slot): four commands per key. There each key is
+ * replaced by one atomic command instead: a script (DEL, HSET, EXPIRE) for a
+ * hash, a SET (which replaces any value) for a JSON string. */
+static const char cluster_hash_lua[] = "redis.call('DEL', KEYS[1]) "
+                                       "if #ARGV > 1 then redis.call('HSET', KEYS[1], unpack(ARGV, 2)) end "
+                                       "if ARGV[1] ~= '0' then redis.call('EXPIRE', KEYS[1], ARGV[1]) end "
+                                       "return 1";
+
+static bool one_command(const struct ld_cachew *cw)
+{
+    return fr_redis_is_cluster(cw->ld->app->redis);
+}
+
 /* Queues the commands of one row. */
 static void write_row(struct ld_cachew *cw, size_t row)
 {
@@ -143,13 +158,45 @@ static void write_row(struct ld_cachew *cw, size_t row)
         return;
     key = fr_names_cache(c->name, kv);
     snprintf(ttl, sizeof(ttl), "%u", c->ttl_s);
-    {
+    if (!one_command(cw) || rows->deleted[row]) {
         const char *argv[] = {"DEL", key};
         if (!queue_cmd(cw, 2, argv, NULL))
             goto out_key;
     }
     if (rows->deleted[row])
         goto out_key;
+    if (one_command(cw) && c->kind == FR_CACHE_HASH) {
+        size_t n = rows->n_cols < m->n_columns ? rows->n_cols : m->n_columns;
+        const char **argv = fr_xcalloc(5 + 2 * n, sizeof(*argv));
+        size_t *lens = fr_xcalloc(5 + 2 * n, sizeof(*lens));
+        int argc = 0;
+
+        argv[argc] = "EVAL";
+        lens[argc++] = 4;
+        argv[argc] = cluster_hash_lua;
+        lens[argc++] = sizeof(cluster_hash_lua) - 1;
+        argv[argc] = "1";
+        lens[argc++] = 1;
+        argv[argc] = key;
+        lens[argc++] = strlen(key);
+        argv[argc] = ttl;
+        lens[argc++] = strlen(ttl);
+        for (size_t col = 0; col < n; col++) {
+            int len;
+            const char *v = fr__rows_val(rows, row, col, &len);
+            if (!v)
+                continue; /* null: an absent field */
+            argv[argc] = m->columns[col].name;
+            lens[argc++] = strlen(m->columns[col].name);
+            argv[argc] = v;
+            lens[argc++] = (size_t)len;
+        }
+        (void)queue_cmd(cw, argc, argv, lens);
+        free(argv);
+        free(lens);
+        (*cw->ld->m_cache_keys)++;
+        goto out_key;
+    }
     if (c->kind == FR_CACHE_JSON) {
         struct fr_buf j;
         const char *argv[5] = {"SET", key, NULL, "EX", ttl};
@@ -213,13 +260,13 @@ static void write_group(struct ld_cachew *cw)
     if (end > cw->rows->n_rows)
         end = cw->rows->n_rows;
     cw->outstanding = 1; /* held while sending */
-    {
+    if (!one_command(cw)) {
         const char *multi[] = {"MULTI"};
         (void)queue_cmd(cw, 1, multi, NULL);
     }
     for (; cw->next < end && !cw->failed; cw->next++)
         write_row(cw, cw->next);
-    {
+    if (!one_command(cw)) {
         const char *exec[] = {"EXEC"};
         (void)queue_cmd(cw, 1, exec, NULL);
     }
