@@ -23,6 +23,8 @@ struct bf {
     char *key; /* owned */
 };
 
+/* Frees what q owns: before answering, since q itself lives in the
+ * request's arena and goes with the answer. */
 static void bf_done(struct bf *q)
 {
     free(q->key);
@@ -49,24 +51,27 @@ static void on_publish(fr_redis_t *r, redisReply *reply, void *data)
     struct bf *q = data;
 
     (void)r;
+    fr_http_req_t *req = q->req;
     if (!reply || reply->type != REDIS_REPLY_INTEGER) {
-        fr_http_respond_detail(q->req, 503, "Redis unavailable: the backfill was not asked for; retry");
+        bf_done(q);
+        fr_http_respond_detail(req, 503, "Redis unavailable: the backfill was not asked for; retry");
     } else if (reply->integer == 0) {
         const char *argv[] = {"HSET", q->key, "state", "failed", "reason", "no freshet-ingest listened"};
         if (fr_redis_commandv(q->w->app->redis, 0, on_noop, NULL, 6, argv, NULL) != 0)
             fr_debug("backfill %s: state not written", q->id);
-        fr_http_respond_detail(q->req, 503, "no freshet-ingest listens on fr:control: start it, then ask again");
+        bf_done(q);
+        fr_http_respond_detail(req, 503, "no freshet-ingest listens on fr:control: start it, then ask again");
     } else {
         char loc[64];
         snprintf(loc, sizeof(loc), PREFIX "/%s", q->id);
         json_t *o = json_pack("{s:s,s:s,s:s}", "id", q->id, "state", "queued", "progress", loc);
         char *s = json_dumps(o, JSON_COMPACT | JSON_PRESERVE_ORDER);
-        fr_http_add_header(q->req, "Location", loc);
-        fr_http_respond(q->req, 202, "application/json", s, s ? strlen(s) : 0);
-        free(s);
         json_decref(o);
+        bf_done(q);
+        fr_http_add_header(req, "Location", loc);
+        fr_http_respond(req, 202, "application/json", s, s ? strlen(s) : 0);
+        free(s);
     }
-    bf_done(q);
 }
 
 static bool member_str(struct fr_api_worker *w, fr_http_req_t *req, json_t *o, const char *name, const char **out)
@@ -162,8 +167,8 @@ static void start(struct fr_api_worker *w, fr_http_req_t *req)
     if (fr_redis_commandv(r, 0, on_noop, NULL, (int)FR_ARRAY_LEN(hargv), hargv, NULL) != 0 ||
         fr_redis_commandv(r, 0, on_noop, NULL, 3, eargv, NULL) != 0 ||
         fr_redis_commandv(r, 0, on_publish, q, 3, pargv, NULL) != 0) {
-        fr_http_respond_detail(req, 503, "Redis unavailable: the backfill was not asked for; retry");
         bf_done(q);
+        fr_http_respond_detail(req, 503, "Redis unavailable: the backfill was not asked for; retry");
     } else {
         fr_info("backfill %s of %s.%s asked for (%s .. %s)", q->id, pl, so, from_s, to_s);
     }
@@ -189,16 +194,16 @@ static void on_hgetall(fr_redis_t *r, redisReply *reply, void *data)
 
     (void)r;
     if (!reply || reply->type != REDIS_REPLY_ARRAY) {
-        fr_http_respond_detail(q->req, 503, "Redis unavailable: cannot read the backfill; retry");
         bf_done(q);
+        fr_http_respond_detail(q->req, 503, "Redis unavailable: cannot read the backfill; retry");
         return;
     }
     if (reply->elements == 0) {
         char msg[160];
         snprintf(msg, sizeof(msg), "unknown backfill %s (backfills are kept %d s after their last update)", q->id,
                  FR_NAMES_BACKFILL_TTL_S);
-        fr_http_respond_detail(q->req, 404, msg);
         bf_done(q);
+        fr_http_respond_detail(q->req, 404, msg);
         return;
     }
     json_t *o = json_object();
@@ -219,10 +224,10 @@ static void on_hgetall(fr_redis_t *r, redisReply *reply, void *data)
     double pct = state && strcmp(state, "done") == 0 ? 100.0 : total > 0 ? 100.0 * (double)done / (double)total : 0;
     json_object_set_new(o, "percent", json_real(pct > 100 ? 100 : pct));
     char *s = json_dumps(o, JSON_COMPACT | JSON_PRESERVE_ORDER);
-    fr_http_respond(q->req, 200, "application/json", s, s ? strlen(s) : 0);
-    free(s);
     json_decref(o);
     bf_done(q);
+    fr_http_respond(q->req, 200, "application/json", s, s ? strlen(s) : 0);
+    free(s);
 }
 
 static bool ulid_ok(const char *s)
@@ -249,8 +254,8 @@ static void progress(struct fr_api_worker *w, fr_http_req_t *req, const char *id
     q->key = fr_names_backfill(id);
     const char *argv[] = {"HGETALL", q->key};
     if (fr_redis_commandv(w->app->redis, 0, on_hgetall, q, 2, argv, NULL) != 0) {
-        fr_http_respond_detail(req, 503, "Redis unavailable: cannot read the backfill; retry");
         bf_done(q);
+        fr_http_respond_detail(req, 503, "Redis unavailable: cannot read the backfill; retry");
     }
 }
 

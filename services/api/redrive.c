@@ -57,6 +57,8 @@ static int on_reject(void *data, uint32_t line, const char *reason, const char *
     return 0;
 }
 
+/* Frees what q owns: before answering, since q itself lives in the
+ * request's arena and goes with the answer. */
 static void rd_free(struct rd *q)
 {
     free(q->row);
@@ -66,22 +68,22 @@ static void rd_free(struct rd *q)
 static void answer_422(struct rd *q, const char *where, const char *name, const char *msg)
 {
     fr_problem_one(&q->w->out, where, name, msg, "value_error");
-    fr_http_respond_json(q->req, 422, &q->w->out);
     rd_free(q);
+    fr_http_respond_json(q->req, 422, &q->w->out);
 }
 
 static void answer_503(struct rd *q)
 {
-    fr_http_respond_detail(q->req, 503, "Redis unavailable: the dead letter is unchanged; retry");
     rd_free(q);
+    fr_http_respond_detail(q->req, 503, "Redis unavailable: the dead letter is unchanged; retry");
 }
 
 static void answer_gone(struct rd *q)
 {
     char msg[400];
     snprintf(msg, sizeof(msg), "no dead letter %s in %s (discarded or re-driven already?)", q->id, q->ds->qname);
-    fr_http_respond_detail(q->req, 404, msg);
     rd_free(q);
+    fr_http_respond_detail(q->req, 404, msg);
 }
 
 static void on_noop(fr_redis_t *r, redisReply *reply, void *data)
@@ -111,10 +113,10 @@ static void on_eval(fr_redis_t *r, redisReply *reply, void *data)
     json_t *o = json_pack("{s:s,s:s,s:s,s:s%,s:I}", "dataset", q->ds->qname, "id", q->id, "batch", q->batch, "entry",
                           reply->str, (size_t)reply->len, "rows", (json_int_t)q->rows);
     char *s = json_dumps(o, JSON_COMPACT | JSON_PRESERVE_ORDER);
-    fr_http_respond(q->req, 200, "application/json", s, s ? strlen(s) : 0);
-    free(s);
     json_decref(o);
     rd_free(q);
+    fr_http_respond(q->req, 200, "application/json", s, s ? strlen(s) : 0);
+    free(s);
 }
 
 /* Sends the script with the packed batch. */
@@ -264,8 +266,10 @@ void fr_api_redrive(struct fr_api_worker *w, fr_http_req_t *req, const struct fr
         json_object_foreach(o, k, v)
         {
             if (strcmp(k, "row") != 0) {
+                char name[128];
+                snprintf(name, sizeof(name), "%s", k); /* k goes with o */
                 json_decref(o);
-                answer_422(q, "body", k, "unknown member: the body is {\"row\": {...}} (or empty)");
+                answer_422(q, "body", name, "unknown member: the body is {\"row\": {...}} (or empty)");
                 return;
             }
         }

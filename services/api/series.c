@@ -15,9 +15,17 @@ struct ds_series {
     struct fr_fresh_ring ring;
 };
 
+/* A route that answered data older than its max_age (route.stale). */
+struct stale {
+    char pipeline[128], route[128], path[256];
+    int64_t age_s, max_age_s;
+    int64_t at_us; /* when the event came, 0 = free */
+};
+
 struct fr_api_series {
     struct ds_series *ds; /* owned: one per dataset of the api's pipelines */
     size_t n;
+    struct stale stale[FR_API_SERIES_STALE];
 };
 
 static struct fr_api_series *series_of(struct fr_api_worker *w)
@@ -36,9 +44,46 @@ static struct fr_api_series *series_of(struct fr_api_worker *w)
     return s;
 }
 
+/* Remembers a route.stale: the route's slot, else a free or the oldest one. */
+static void on_stale(struct fr_api_series *s, json_t *e)
+{
+    const char *pl = json_string_value(json_object_get(e, "pipeline"));
+    const char *route = json_string_value(json_object_get(e, "route"));
+    const char *path = json_string_value(json_object_get(e, "path"));
+    struct stale *slot = NULL;
+
+    if (!pl || !path)
+        return;
+    for (size_t i = 0; i < FR_API_SERIES_STALE && !slot; i++)
+        if (s->stale[i].at_us && strcmp(s->stale[i].pipeline, pl) == 0 && strcmp(s->stale[i].path, path) == 0)
+            slot = &s->stale[i];
+    for (size_t i = 0; i < FR_API_SERIES_STALE && !slot; i++)
+        if (!s->stale[i].at_us)
+            slot = &s->stale[i];
+    if (!slot) {
+        slot = &s->stale[0];
+        for (size_t i = 1; i < FR_API_SERIES_STALE; i++)
+            if (s->stale[i].at_us < slot->at_us)
+                slot = &s->stale[i];
+    }
+    snprintf(slot->pipeline, sizeof(slot->pipeline), "%s", pl);
+    snprintf(slot->route, sizeof(slot->route), "%s", route ? route : "");
+    snprintf(slot->path, sizeof(slot->path), "%s", path);
+    slot->age_s = (int64_t)json_integer_value(json_object_get(e, "age_s"));
+    slot->max_age_s = (int64_t)json_integer_value(json_object_get(e, "max_age_s"));
+    slot->at_us = fr_wall_us();
+}
+
 void fr_api_series_on_event(struct fr_api_worker *w, const char *payload, size_t len)
 {
     static const char want[] = "{\"type\":\"batch.loaded\"";
+    static const char stale[] = "{\"type\":\"route.stale\"";
+    if (len >= sizeof(stale) - 1 && memcmp(payload, stale, sizeof(stale) - 1) == 0) {
+        json_t *e = json_loadb(payload, len, 0, NULL);
+        on_stale(series_of(w), e);
+        json_decref(e);
+        return;
+    }
     if (len < sizeof(want) - 1 || memcmp(payload, want, sizeof(want) - 1) != 0)
         return;
     json_t *e = json_loadb(payload, len, 0, NULL);
@@ -111,6 +156,18 @@ bool fr_api_series_route(struct fr_api_worker *w, fr_http_req_t *req)
                           "freshness_p50_s", p50, "freshness_p99_s", p99);
     if (only)
         json_object_set_new(o, "dataset", json_string(only));
+    json_t *st = json_array();
+    for (size_t i = 0; i < FR_API_SERIES_STALE; i++) {
+        const struct stale *x = &s->stale[i];
+        if (!x->at_us || now_us - x->at_us > (int64_t)FR_API_SERIES_STALE_S * 1000000)
+            continue;
+        char at[40];
+        fr_format_timestamp(x->at_us, at);
+        json_array_append_new(st, json_pack("{s:s,s:s,s:s,s:I,s:I,s:s}", "pipeline", x->pipeline, "route", x->route,
+                                            "path", x->path, "age_s", (json_int_t)x->age_s, "max_age_s",
+                                            (json_int_t)x->max_age_s, "at", at));
+    }
+    json_object_set_new(o, "stale_routes", st);
     char *txt = json_dumps(o, JSON_COMPACT | JSON_PRESERVE_ORDER);
     fr_http_respond(req, 200, "application/json", txt, txt ? strlen(txt) : 0);
     free(txt);

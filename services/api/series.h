@@ -8,8 +8,12 @@
  * no time are counted without.
  *   GET /admin/series[?dataset=pipeline.name] (role admin): {"minutes":
  *   [unix s...], "rows_per_s": [...], "batches": [...],
- *   "freshness_p50_s": [...], "freshness_p99_s": [...]} oldest first,
- *   null where a minute had no batch; all datasets summed without dataset.
+ *   "freshness_p50_s": [...], "freshness_p99_s": [...], "stale_routes":
+ *   [...]} oldest first, null where a minute had no batch; all datasets
+ *   summed without dataset. stale_routes: the routes whose route.stale
+ *   (an answer older than the route's max_age) came in the last
+ *   FR_API_SERIES_STALE_S, at most FR_API_SERIES_STALE of them:
+ *   {"pipeline","route","path","age_s","max_age_s","at"}.
  * Loop thread of the worker. */
 #ifndef FR_API_SERIES_H
 #define FR_API_SERIES_H
@@ -21,6 +25,9 @@
 
 struct fr_api_worker;
 struct fr_api_series;
+
+#define FR_API_SERIES_STALE   64
+#define FR_API_SERIES_STALE_S 600
 
 /* One fr:events message (any type; only batch.loaded is kept). Makes w's
  * series at the first one. */

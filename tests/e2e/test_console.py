@@ -287,6 +287,23 @@ def main(t):
     t.eq(got, 720, "3 symbols x 240 backfilled hours (before: %d older rows)" % before)
     shot(b, "backfill")
 
+    # a route answering data older than its max_age (route.stale on fr:events) turns amber
+    redis.publish("fr:events", json.dumps({"type": "route.stale", "ts": NOW, "pipeline": "crypto", "route": "ohlc",
+                                           "path": "/ohlc/{symbol}", "age_s": 7300, "max_age_s": 3600,
+                                           "refreshed_at": NOW}, separators=(",", ":")))
+
+    def listed():
+        st, body = stack.get("/admin/series")
+        return st == 200 and any(x["path"] == "/ohlc/{symbol}" and x["age_s"] == 7300
+                                 for x in body.get("stale_routes", []))
+
+    h.wait_until(listed, 20, interval=0.1, what="/admin/series lists the stale route")
+    t.check(listed(), "/admin/series lists the stale route")
+    node = "document.querySelector('.node[data-key=\"crypto|route:GET /ohlc/{symbol}\"]')"
+    h.wait_until(lambda: b.js(node + ".getAttribute('data-health')") == "warning", 40, interval=0.3,
+                 what="the stale route drawn as a warning")
+    t.check("max_age" in b.js(node + ".getAttribute('aria-label')"), "its label says why")
+
     # live: the change feed's events reach the page
     t.check(b.js("document.querySelectorAll('#changes li').length") > 0
             or "polling" in (b.js("document.getElementById('live').textContent") or ""),
@@ -309,6 +326,8 @@ def main(t):
     t.check(b.js("document.getElementById('keyform').hidden"), "no key asked for after the login")
     b.stop()
     t.eq(auth_api.stop(), 0, "the auth api drains and exits 0")
+    for name in ("api", "ingest", "loader"):  # under ASan: no leak of what the console did
+        t.eq(stack[name].stop(), 0, "%s drains and exits 0" % name)
 
 
 if __name__ == "__main__":

@@ -17,8 +17,10 @@
     key: sessionStorage.getItem("freshet-key") || "",
     charts: null,
     backfill: null,
-    live: false
+    live: false,
+    stale: {}              /* "pipeline|path" -> when a route.stale event named it (ms) */
   };
+  var STALE_MS = 10 * 60 * 1000;
 
   function $(id) { return document.getElementById(id); }
   function el(tag, attrs, text) {
@@ -155,12 +157,16 @@
         var at = L.pos[n.id];
         var h = n.health || "unknown";
         var key = p.name + "|" + n.id;
+        var staleAt = n.kind === "route" ? state.stale[p.name + "|" + n.path] : 0;
+        var stale = staleAt && Date.now() - staleAt < STALE_MS;
+        if (stale && h === "ok") h = "warning";
         var g = svg("g", { "class": "node h-" + h + (state.selected === key ? " selected" : ""),
                            transform: "translate(" + at.x + "," + at.y + ")", tabindex: "0", role: "button",
                            "data-key": key, "data-kind": n.kind, "data-name": n.name, "data-health": h,
-                           "aria-label": n.kind + " " + n.name + ", " + h + (state.selected === key ? ", selected" : "") });
+                           "aria-label": n.kind + " " + n.name + ", " + h + (stale ? ", served data older than its max_age" : "") +
+                                         (state.selected === key ? ", selected" : "") });
         var title = svg("title");
-        title.textContent = n.kind + " " + n.name + " (" + h + ")";
+        title.textContent = n.kind + " " + n.name + " (" + h + (stale ? ": data older than its max_age" : "") + ")";
         g.appendChild(title);
         g.appendChild(svg("rect", { width: NODE_W, height: NODE_H }));
         var t1 = svg("text", { x: 6, y: 12, "class": "kind" });
@@ -297,6 +303,11 @@
     api("GET", "/admin/series" + (ds ? "?dataset=" + encodeURIComponent(ds) : "")).then(function (res) {
       if (res.status !== 200 || !res.body || typeof uPlot === "undefined") return;
       var b = res.body;
+      var before = JSON.stringify(state.stale);
+      (b.stale_routes || []).forEach(function (x) {
+        state.stale[x.pipeline + "|" + x.path] = Date.parse(x.at);
+      });
+      if (JSON.stringify(state.stale) !== before && state.status) renderPipelines(state.status.pipelines || []);
       var fresh = [b.minutes, b.freshness_p50_s, b.freshness_p99_s];
       var rows = [b.minutes, b.rows_per_s];
       var width = Math.max(280, $("chart-fresh").clientWidth || 340);
@@ -466,12 +477,13 @@
     var ol = $("changes");
     var d = {};
     try { d = JSON.parse(data); } catch (e) { d = {}; }
-    var what = d.dataset || d.model || d.cache || "";
+    var what = d.dataset || d.model || d.cache || (d.route ? d.pipeline + " " + d.path + " " + Math.round(d.age_s) + " s old" : "");
     var li = el("li", {}, (d.ts || new Date().toISOString()).replace("T", " ") + "  " + type + "  " + what +
                 (d.loaded != null ? "  " + d.loaded + " rows" : "") +
                 (d.rejected && d.rejected.length ? "  " + d.rejected.length + " rejected" : ""));
     ol.insertBefore(li, ol.firstChild);
     while (ol.children.length > 30) ol.removeChild(ol.lastChild);
+    if (type === "route.stale" && d.pipeline && d.path) state.stale[d.pipeline + "|" + d.path] = Date.now();
     if (type === "batch.loaded" && d.dataset === state.dlqDataset && d.rejected && d.rejected.length) loadDeadLetters(false);
   }
 
