@@ -7,7 +7,8 @@ over the DevTools protocol (tests/lib/cdp.py):
   - the page draws every node of every pipeline's graph (/v1/status);
   - an NDJSON file with bad rows: its dead letters show in the page within
     seconds, with their reasons; one corrected in the page and re-driven
-    loads into players.events; another is discarded;
+    loads into players.events; another is discarded; a batch the loader
+    refuses (a trigger error) is re-driven once the trigger is gone and loads;
   - a backfill of crypto.klines started from the page reaches 100 % and its
     candles are in the table.
 Screenshots go to the build folder (console-*.png); with
@@ -266,6 +267,32 @@ def main(t):
     t.check(bad_n["id"] not in ids, "the discarded dead letter left the DLQ")
     t.eq(stack.pg.scalar("SELECT count(*) FROM players.events WHERE player_id = %s", (BAD_NAME,)), 0,
          "the discarded row never loaded")
+
+    # a whole batch the loader refuses (a trigger error belongs to no row): a dead letter of kind
+    # batch; once the cause is gone (the trigger dropped), re-driven from the page, it loads
+    stack.pg.query("CREATE FUNCTION players.console_no_poison() RETURNS trigger LANGUAGE plpgsql AS "
+                   "$$BEGIN IF NEW.player_id = 'console-poison' THEN RAISE EXCEPTION 'console: poison row'; "
+                   "END IF; RETURN NEW; END$$")
+    stack.pg.query("CREATE TRIGGER console_no_poison BEFORE INSERT ON players.events "
+                   "FOR EACH ROW EXECUTE FUNCTION players.console_no_poison()")
+    poison = dict(rows[0], player_id="console-poison")
+    stack.drop("players", "events", "console-poison.ndjson", json.dumps(poison) + "\n")
+    h.wait_until(lambda: any("console: poison row" in x["text"] for x in dlq_rows()), 120, interval=0.3,
+                 what="the refused batch in the page")
+    dead = [x for x in dlq_rows() if "console: poison row" in x["text"]][0]
+    t.check("batch" in dead["text"], "it is shown as a batch: %s" % dead["text"][:200])
+    t.eq(b.js("document.querySelector('#dlq-body tr[data-id=\"%s\"] textarea').value" % dead["id"]), "",
+         "a batch's row box starts empty (re-driven as it was)")
+    st, body = stack.request("POST", "/admin/deadletters/players.events/%s/redrive" % dead["id"],
+                             body={"row": "not an object"})
+    t.check(st == 422 and detail_names(body) == ["row"], "a row that is not an object -> 422 naming row: %r"
+            % (body,))
+    stack.pg.query("DROP TRIGGER console_no_poison ON players.events")
+    b.js("document.querySelector('#dlq-body tr[data-id=\"%s\"] button.redrive').click()" % dead["id"])
+    h.wait_until(lambda: stack.pg.scalar("SELECT count(*) FROM players.events WHERE player_id = 'console-poison'")
+                 == 1, 60, interval=0.2, what="the re-driven batch loaded")
+    ids = [e[0].decode() if isinstance(e[0], bytes) else e[0] for e in redis.xrange("fr:dlq:{players.events}")]
+    t.check(dead["id"] not in ids, "the re-driven batch left the DLQ")
 
     # a backfill from the page: 240 hours before the 720 the source keeps
     before = stack.pg.scalar("SELECT count(*) FROM crypto.ohlc_hourly WHERE open_time < '2024-05-18T12:00:00Z'")

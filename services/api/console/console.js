@@ -383,7 +383,7 @@
     var taId = "fix-" + it.id;
     td.appendChild(el("label", { "for": taId, "class": "muted" }, "Row to re-drive (JSON; empty = as it was)"));
     var ta = el("textarea", { id: taId, spellcheck: "false" });
-    if (it.raw && /^\s*\{/.test(it.raw)) ta.value = it.raw;
+    if (it.kind === "row" && it.raw && /^\s*\{/.test(it.raw)) ta.value = it.raw;
     td.appendChild(ta);
     tr.appendChild(td);
     var act = el("td");
@@ -392,10 +392,8 @@
     rd.addEventListener("click", function () {
       var body;
       var text = ta.value.trim();
-      if (text && text !== (it.raw || "").trim()) {
+      if (text) { /* the row as corrected here (or as it was, for a refused row) */
         try { body = { row: JSON.parse(text) }; } catch (e) { dlqMsg("The row is not valid JSON: " + e.message, true); ta.focus(); return; }
-      } else if (text && /^\s*\{/.test(text)) {
-        body = { row: JSON.parse(text) };
       }
       rd.disabled = true;
       api("POST", "/admin/deadletters/" + encodeURIComponent(q) + "/" + encodeURIComponent(it.id) + "/redrive", body)
