@@ -371,6 +371,11 @@ function freshetFacts() {
   const sp = /#define\s+STREAM_PREFIX\s+"([^"]+)"/.exec(names);
   if (!sp) fail("common/names.c: no STREAM_PREFIX");
   facts.streamPrefix = sp[1];
+  // A dataset's stream name: STREAM_PREFIX then fr_names_stream's format
+  // (its hash tag), e.g. fr:stream:{players.events}.
+  const sf = /char \*fr_names_stream\(const char \*qname\)\s*\{[^}]*?STREAM_PREFIX\s+"([^"]*%s[^"]*)"/.exec(names);
+  if (!sf) fail("common/names.c: fr_names_stream's format not found");
+  facts.streamName = (qname) => facts.streamPrefix + sf[1].replace("%s", qname);
   const gh = /#define\s+FR_NAMES_GROUP\s+"([^"]+)"/.exec(fs.readFileSync(path.join(src, "common/names.h"), "utf8"));
   if (!gh) fail("common/names.h: no FR_NAMES_GROUP");
   facts.group = gh[1];
@@ -497,6 +502,13 @@ function checkFreshet(objs, facts, { complete, dirRel }) {
           if (v.configMap?.name === mounted.metadata.name) {
             const keys = new Set((v.configMap.items || []).map((i) => i.key));
             for (const k of Object.keys(mounted.data)) if (!keys.has(k)) e(`${d.metadata.name}: volume ${v.name} leaves key ${k} out of its items`);
+            // Every SQL file a mounted pipeline names is mounted beside it.
+            const paths = new Set((v.configMap.items || []).map((i) => i.path));
+            for (const name of wanted) {
+              const text = mounted.data[`${name}.pipeline.yaml`] || "";
+              for (const m of text.matchAll(/^\s*sql:\s*["']?([^\s"'#]+\.sql)/gm))
+                if (!paths.has(`${name}/${m[1]}`)) e(`${d.metadata.name}: volume ${v.name} lacks ${name}/${m[1]}, which pipeline ${name} names`);
+            }
             for (const i of v.configMap.items || []) {
               const repo = path.join(src, "pipelines", i.path);
               if (!fs.existsSync(repo)) e(`${dirRel}: ${i.path} is not a file of pipelines/ (the example mounts the bundled pipelines)`);
@@ -571,7 +583,7 @@ function checkFreshet(objs, facts, { complete, dirRel }) {
         }
       }
     }
-    const want = new Set(Object.entries(pipelines).flatMap(([p, ds]) => ds.map((d) => `${facts.streamPrefix}${p}.${d}`)));
+    const want = new Set(Object.entries(pipelines).flatMap(([p, ds]) => ds.map((d) => facts.streamName(`${p}.${d}`))));
     for (const s of want) if (!streams.has(s)) e(`ScaledObject: no trigger for stream ${s}`);
     for (const s of streams) if (!want.has(s)) e(`ScaledObject: stream ${s} is no dataset of FRESHET_PIPELINES (${wanted.join(",")})`);
   }
@@ -612,13 +624,14 @@ async function selfTest(dir, facts) {
     ["the loader admin port on loopback", (o) => { dep(o, "loader").spec.template.spec.containers[0].env.find((x) => x.name === "FRESHET_ADMIN_ADDR").value = "127.0.0.1:9102"; }],
     ["a stream name not from common/names.c", (o) => { o.find((x) => x.kind === "ScaledObject").spec.triggers[0].metadata.stream = "stream:players.events"; }],
     ["a consumer group other than loader", (o) => { o.find((x) => x.kind === "ScaledObject").spec.triggers[0].metadata.consumerGroup = "loaders"; }],
-    ["a dataset without a trigger", (o) => { o.find((x) => x.kind === "ScaledObject").spec.triggers[0].metadata.stream = `${facts.streamPrefix}players.nothing`; }],
+    ["a dataset without a trigger", (o) => { o.find((x) => x.kind === "ScaledObject").spec.triggers[0].metadata.stream = facts.streamName("players.nothing"); }],
     ["a missing Secret key", (o) => { const s = o.find((x) => x.kind === "Secret" && x.metadata.name.startsWith("freshet-secrets")); delete s.data.FRESHET_DATABASE_URL; }],
     ["a Secret name kustomize left unsuffixed", (o) => { o.find((x) => x.kind === "TriggerAuthentication").spec.secretTargetRef[0].name = "freshet-secrets"; }],
     ["ingest with one replica", (o) => { dep(o, "ingest").spec.replicas = 1; }],
     ["a home-made Redis", (o) => { dep(o, "ingest").spec.template.spec.containers[0].image = "redis:7"; }],
     ["an unquoted on (YAML 1.1: a boolean)", (o) => { dep(o, "api").spec.template.spec.containers[0].env.find((x) => x.name === "FRESHET_API_AUTH").value = YAML.parse("v: on", { version: "1.1" }).v; }],
     ["a probe on another path", (o) => { dep(o, "api").spec.template.spec.containers[0].livenessProbe.httpGet.path = "/readyz"; }],
+    ["a model's SQL file not mounted", (o) => { for (const d of o.filter((x) => x.kind === "Deployment")) for (const v of d.spec.template.spec.volumes || []) if (v.configMap?.items) v.configMap.items = v.configMap.items.filter((i) => !i.path.endsWith("player_days.sql")); const cm = o.find((x) => x.kind === "ConfigMap" && x.metadata.name.startsWith("freshet-pipelines")); delete cm.data["players.models.player_days.sql"]; }],
     ["a pipeline file unlike pipelines/", (o) => { const cm = o.find((x) => x.kind === "ConfigMap" && x.metadata.name.startsWith("freshet-pipelines")); cm.data["players.pipeline.yaml"] += "\n# changed\n"; }],
   ];
   let bad = 0;

@@ -1,64 +1,50 @@
--- user_panel: one row per player (README "API (players pipeline)").
+-- user_panel: one row per player (README "API (players pipeline)"), from the
+-- player_days aggregate (one row per player and UTC day): its cost follows
+-- a player's days, not their events.
 -- $1: text[] of player_ids to recompute, NULL = every player.
--- $2: "now" (timestamptz). A day is the UTC date of timestamp_utc; date_utc is ignored.
-WITH ev AS (
-    SELECT e.player_id, e.name, e.country, e.timestamp_utc, e.deposit_amount, e.tournament_score,
-           (e.timestamp_utc AT TIME ZONE 'UTC')::date AS day
-    FROM players.events e
-    WHERE $1::text[] IS NULL OR e.player_id = ANY ($1::text[])
+-- $2: "now" (timestamptz).
+WITH pd AS (
+    SELECT *
+    FROM players.player_days
+    WHERE $1::text[] IS NULL OR player_id = ANY ($1::text[])
 ),
 today AS (
     SELECT ($2::timestamptz AT TIME ZONE 'UTC')::date AS d
 ),
-latest AS (
-    SELECT player_id, max(timestamp_utc) AS ts
-    FROM ev
-    GROUP BY player_id
-),
 players AS (
-    -- country of the latest event (ties broken deterministically: the greatest);
-    -- two hash aggregates instead of sorting every event
-    SELECT e.player_id, max(e.country) AS country
-    FROM ev e
-    JOIN latest l ON l.player_id = e.player_id AND l.ts = e.timestamp_utc
-    GROUP BY e.player_id
-),
-player_days AS (
-    SELECT DISTINCT player_id, day
-    FROM ev
+    -- country of the latest event: that of the day with the latest event
+    -- (player_days keeps the latest event's country of each day, ties broken
+    -- by the greatest)
+    SELECT DISTINCT ON (player_id) player_id, country
+    FROM pd
+    ORDER BY player_id, last_ts DESC, country DESC
 ),
 purchases AS (
-    SELECT player_id, deposit_amount, timestamp_utc,
-           row_number() OVER (PARTITION BY player_id ORDER BY timestamp_utc DESC, deposit_amount DESC NULLS LAST) AS rn
-    FROM ev
-    WHERE name = 'srvTransactionCompleted'
+    -- each day keeps its latest 10 purchases: the latest 10 of all days are among them
+    SELECT pd.player_id, u.amount,
+           row_number() OVER (PARTITION BY pd.player_id ORDER BY u.ts DESC, u.amount DESC NULLS LAST) AS rn
+    FROM pd, unnest(pd.deposits__by, pd.deposits) AS u(ts, amount)
 ),
 avg_price AS (
-    SELECT player_id, avg(deposit_amount) AS avg_price_10
+    SELECT player_id, avg(amount) AS avg_price_10
     FROM purchases
     WHERE rn <= 10
     GROUP BY player_id
 ),
-last_purchase AS (
-    SELECT player_id, max(day) AS day
-    FROM ev
-    WHERE name = 'srvTransactionCompleted'
-    GROUP BY player_id
-),
 active_since AS (
     -- distinct days with any event strictly after the day of the latest purchase, up to today
-    SELECT lp.player_id,
-           count(pd.day) FILTER (WHERE pd.day > lp.day AND pd.day <= (SELECT d FROM today)) AS n
-    FROM last_purchase lp
-    LEFT JOIN player_days pd ON pd.player_id = lp.player_id
-    GROUP BY lp.player_id
+    SELECT player_id,
+           count(*) FILTER (WHERE day > lp AND day <= (SELECT d FROM today)) AS n
+    FROM (SELECT player_id, day, max(day) FILTER (WHERE purchases > 0) OVER (PARTITION BY player_id) AS lp
+          FROM pd) x
+    WHERE lp IS NOT NULL
+    GROUP BY player_id
 ),
 match_days AS (
-    SELECT player_id, day, count(*) AS matches,
+    SELECT player_id, day, matches,
            row_number() OVER (PARTITION BY player_id ORDER BY day DESC) AS rn
-    FROM ev
-    WHERE name = 'srvTournamentFinished'
-    GROUP BY player_id, day
+    FROM pd
+    WHERE matches > 0
 ),
 weighted AS (
     -- latest n = min(10, played days); oldest gets weight 1, newest weight n
@@ -69,13 +55,12 @@ weighted AS (
     GROUP BY player_id
 ),
 score AS (
-    SELECT player_id, percentile_cont(0.5) WITHIN GROUP (ORDER BY tournament_score) AS p50
-    FROM ev
-    WHERE name = 'srvTournamentFinished'
-      AND tournament_score IS NOT NULL
-      AND day > (SELECT d FROM today) - 5
-      AND day <= (SELECT d FROM today)
-    GROUP BY player_id
+    SELECT pd.player_id, percentile_cont(0.5) WITHIN GROUP (ORDER BY s.score) AS p50
+    FROM pd, unnest(pd.scores) AS s(score)
+    WHERE pd.day > (SELECT d FROM today) - 5
+      AND pd.day <= (SELECT d FROM today)
+      AND s.score IS NOT NULL
+    GROUP BY pd.player_id
 )
 SELECT p.player_id,
        p.country,
