@@ -190,7 +190,8 @@ int fr_readpool_opts_load(struct fr_readpool_opts *o, char err[FR_ERR_LEN])
     if (env_u32("FRESHET_READ_MAX_LAG_MS", 1000, 1, 3600000, &o->max_lag_ms, err) != 0 ||
         env_u32("FRESHET_READ_WAIT_MS", 200, 0, 60000, &o->wait_ms, err) != 0 ||
         env_u32("FRESHET_READ_RYW_MS", 5000, 0, 3600000, &o->ryw_ms, err) != 0 ||
-        env_u32("FRESHET_READ_TIMEOUT_MS", 1000, 10, 600000, &o->timeout_ms, err) != 0)
+        env_u32("FRESHET_READ_TIMEOUT_MS", 1000, 10, 600000, &o->timeout_ms, err) != 0 ||
+        env_u32("FRESHET_API_PG_CONNS", 3, 1, 16, &o->conns, err) != 0)
         return -EINVAL;
     /* a replica read is at most max_lag (+ the probes' age) behind: a write
      * older than that is on every replica that is read */
@@ -205,7 +206,7 @@ int fr_readpool_opts_load(struct fr_readpool_opts *o, char err[FR_ERR_LEN])
 struct replica {
     fr_readpool_t *rp; /* back pointer */
     fr_pg_t *pg;       /* owned until closed */
-    char name[32];     /* "postgres-read-N" */
+    char name[32];     /* "postgres-read-N" (its first connection), "postgres-read-N.K" */
     bool probing;      /* a probe is in flight */
     uint64_t ok_ms;    /* when the last probe answered (0: never) */
     uint64_t replay;   /* its replay position at ok_ms (UINT64_MAX: not a standby) */
@@ -238,7 +239,7 @@ struct fr_readpool {
     uv_loop_t *loop;         /* borrowed */
     fr_pg_t *const *primary; /* borrowed: &app->pg */
     struct fr_readpool_opts o;
-    struct replica r[FR_READPOOL_MAX_REPLICAS];
+    struct replica r[FR_READPOOL_MAX_CONNS]; /* each connection is probed and balanced as a replica of its own */
     size_t n;
     size_t rr; /* round-robin cursor */
     struct fr_readpool_samples samples;
@@ -519,8 +520,8 @@ bool fr_readpool_failed(fr_readpool_t *rp, int i, const PGresult *res)
     if (rp && !rp->closing && i >= 0 && (size_t)i < rp->n) {
         if (!res)
             rp->r[i].ok_ms = 0; /* stopped or gone: skip it until a probe answers */
-        fr_warn("read replica %s failed a cursor read%s%s; running it on the primary", rp->r[i].name,
-                res ? ": " : "", res ? PQresultErrorMessage(res) : "");
+        fr_warn("read replica %s failed a cursor read%s%s; running it on the primary", rp->r[i].name, res ? ": " : "",
+                res ? PQresultErrorMessage(res) : "");
     }
     if (rp && rp->reads_fallback)
         (*rp->reads_fallback)++;
@@ -596,30 +597,38 @@ int fr_readpool_new(fr_readpool_t **out, uv_loop_t *loop, const char *urls, fr_p
     rp->primary = primary_ref;
     rp->o = *o;
     char *copy = fr_xstrdup(urls), *save = NULL;
+    size_t nu = 0, per = o->conns ? o->conns : 1;
     for (char *u = strtok_r(copy, ",", &save); u; u = strtok_r(NULL, ",", &save)) {
         while (*u == ' ')
             u++;
         if (!*u)
             continue;
-        if (rp->n == FR_READPOOL_MAX_REPLICAS) {
-            snprintf(err, FR_ERR_LEN, "FRESHET_DATABASE_READ_URL: at most %d replicas", FR_READPOOL_MAX_REPLICAS);
+        if (nu == FR_READPOOL_MAX_REPLICAS || rp->n + per > FR_READPOOL_MAX_CONNS) {
+            snprintf(err, FR_ERR_LEN, "FRESHET_DATABASE_READ_URL: at most %d replicas (and %d connections a worker)",
+                     FR_READPOOL_MAX_REPLICAS, FR_READPOOL_MAX_CONNS);
             goto out_free;
         }
-        struct replica *r = &rp->r[rp->n];
-        r->rp = rp;
-        snprintf(r->name, sizeof(r->name), "postgres-read-%zu", rp->n);
-        char e2[FR_ERR_LEN];
-        r->pg = fr_pg_new(loop, u, r->name, e2);
-        if (!r->pg) {
-            snprintf(err, FR_ERR_LEN, "FRESHET_DATABASE_READ_URL (replica %zu): %.160s", rp->n + 1, e2);
-            goto out_free;
+        for (size_t k = 0; k < per; k++) {
+            struct replica *r = &rp->r[rp->n];
+            r->rp = rp;
+            if (k == 0)
+                snprintf(r->name, sizeof(r->name), "postgres-read-%zu", nu);
+            else
+                snprintf(r->name, sizeof(r->name), "postgres-read-%zu.%zu", nu, k);
+            char e2[FR_ERR_LEN];
+            r->pg = fr_pg_new(loop, u, r->name, e2);
+            if (!r->pg) {
+                snprintf(err, FR_ERR_LEN, "FRESHET_DATABASE_READ_URL (replica %zu): %.160s", nu + 1, e2);
+                goto out_free;
+            }
+            rp->n++;
+            fr_pg_set_timeout(r->pg, o->timeout_ms);
+            if (fr_pg_start(r->pg) != 0) {
+                snprintf(err, FR_ERR_LEN, "FRESHET_DATABASE_READ_URL (replica %zu): cannot start", nu + 1);
+                goto out_free;
+            }
         }
-        rp->n++;
-        fr_pg_set_timeout(r->pg, o->timeout_ms);
-        if (fr_pg_start(r->pg) != 0) {
-            snprintf(err, FR_ERR_LEN, "FRESHET_DATABASE_READ_URL (replica %zu): cannot start", rp->n);
-            goto out_free;
-        }
+        nu++;
     }
     free(copy);
     copy = NULL;

@@ -29,7 +29,8 @@
 #include "pg.h"
 #include "util.h"
 
-#define FR_READPOOL_MAX_REPLICAS 16
+#define FR_READPOOL_MAX_REPLICAS 16 /* URIs in FRESHET_DATABASE_READ_URL */
+#define FR_READPOOL_MAX_CONNS    64 /* connections of a worker's pool, all replicas */
 #define FR_READPOOL_PROBE_MS     200
 #define FR_READPOOL_CALLER_LEN   48
 
@@ -41,6 +42,8 @@ struct fr_readpool_opts {
     uint32_t ryw_ms;  /* FRESHET_READ_RYW_MS: how long a caller's write is remembered, default 5000
                          (at least max_lag_ms + 2 probes) */
     uint32_t timeout_ms; /* FRESHET_READ_TIMEOUT_MS: a statement on a replica, then the primary, default 1000 */
+    uint32_t conns;      /* connections per replica and worker: FRESHET_API_PG_CONNS (as on the primary), default 3;
+                            0 counts as 1 */
 };
 
 /* Defaults, then the environment variables above. Returns 0 or -EINVAL with

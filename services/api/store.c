@@ -75,14 +75,14 @@ struct fr_store_lookup {
     uint32_t *offs;     /* owned: (n_attrs + 1) per item, into vals */
     uint32_t *slots;    /* owned: open-addressing index, item + 1 (0 = empty) */
     size_t slot_mask;
-    size_t outstanding; /* Redis commands in flight */
-    bool issuing;       /* inside the Redis send loop */
-    bool redis_failed;  /* some Redis read failed */
-    bool used_prepared; /* the PostgreSQL query in flight is a prepared one */
-    uint64_t gen;       /* s->gen when the backends were asked */
-    bool from_replica;  /* a read replica answered: not cached */
+    size_t outstanding;                  /* Redis commands in flight */
+    bool issuing;                        /* inside the Redis send loop */
+    bool redis_failed;                   /* some Redis read failed */
+    bool used_prepared;                  /* the PostgreSQL query in flight is a prepared one */
+    uint64_t gen;                        /* s->gen when the backends were asked */
+    bool from_replica;                   /* a read replica answered: not cached */
     char caller[FR_READPOOL_CALLER_LEN]; /* read-your-writes ("": none) */
-    const char *error;  /* static, or NULL */
+    const char *error;                   /* static, or NULL */
     fr_store_cb cb;
     void *data;
 };

@@ -126,7 +126,8 @@ def ingest_drain(t, stack, fake):
 def main(t):
     fake = FakeUpstream(seed=7, now="2024-06-28T00:30:00Z", args=["--fault", "slow", "--fault-delay-ms", "100"]).start()
     stack = t.stack = Stack(pipelines=RYW + "," + REPLICAS, now="2024-06-28T00:30:00Z",
-                            extra_env={"FRESHET_API_WORKERS": "1", "BINANCE_API_URL": fake.url})
+                            extra_env={"FRESHET_API_WORKERS": "1", "BINANCE_API_URL": fake.url,
+                                       "FRESHET_API_WRITE_WAIT_MS": "30000"})
     stack.start("loader", "api")
     wait_until(lambda: stack.pg.scalar("SELECT to_regclass('ryw.notes') IS NOT NULL"), 30, what="migrations")
     loader_drain(t, stack)

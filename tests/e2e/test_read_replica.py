@@ -89,7 +89,8 @@ def same_answers(t, api, plain, paths, source, what):
 
 
 def main(t):
-    stack = t.stack = Stack(pipelines=RYW, extra_env={"FRESHET_API_WORKERS": "1"})
+    # writes wait up to 30 s for their batch (201), however loaded the machine
+    stack = t.stack = Stack(pipelines=RYW, extra_env={"FRESHET_API_WORKERS": "1", "FRESHET_API_WRITE_WAIT_MS": "30000"})
     rep = Replica(stack.base, stack.pg).start()
     rdb = stack.redis.client()
     api = stack.api_port

@@ -115,11 +115,20 @@ static void test_opts(void **state)
     unsetenv("FRESHET_READ_WAIT_MS");
     unsetenv("FRESHET_READ_RYW_MS");
     unsetenv("FRESHET_READ_TIMEOUT_MS");
+    unsetenv("FRESHET_API_PG_CONNS");
     assert_int_equal(fr_readpool_opts_load(&o, err), 0);
     assert_int_equal(o.max_lag_ms, 1000);
     assert_int_equal(o.wait_ms, 200);
     assert_int_equal(o.ryw_ms, 5000);
     assert_int_equal(o.timeout_ms, 1000);
+    assert_int_equal(o.conns, 3); /* per replica, as FRESHET_API_PG_CONNS on the primary */
+    setenv("FRESHET_API_PG_CONNS", "1", 1);
+    assert_int_equal(fr_readpool_opts_load(&o, err), 0);
+    assert_int_equal(o.conns, 1);
+    setenv("FRESHET_API_PG_CONNS", "17", 1);
+    assert_int_equal(fr_readpool_opts_load(&o, err), -EINVAL);
+    assert_non_null(strstr(err, "FRESHET_API_PG_CONNS"));
+    unsetenv("FRESHET_API_PG_CONNS");
     setenv("FRESHET_READ_MAX_LAG_MS", "9000", 1);
     setenv("FRESHET_READ_RYW_MS", "10", 1);
     assert_int_equal(fr_readpool_opts_load(&o, err), 0);
@@ -136,7 +145,7 @@ static void test_opts(void **state)
 static void test_no_urls(void **state)
 {
     fr_readpool_t *rp = (fr_readpool_t *)1;
-    struct fr_readpool_opts o = {1000, 200, 5000, 1000};
+    struct fr_readpool_opts o = {1000, 200, 5000, 1000, 1};
     char err[FR_ERR_LEN];
     (void)state;
     assert_int_equal(fr_readpool_new(&rp, NULL, NULL, NULL, &o, NULL, err), 0);

@@ -111,11 +111,8 @@ static void test_legacy_file(void **state)
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_round_trip),
-        cmocka_unit_test(test_chain_progress),
-        cmocka_unit_test(test_empty_state),
-        cmocka_unit_test(test_refused),
-        cmocka_unit_test(test_legacy_file),
+        cmocka_unit_test(test_round_trip), cmocka_unit_test(test_chain_progress), cmocka_unit_test(test_empty_state),
+        cmocka_unit_test(test_refused),    cmocka_unit_test(test_legacy_file),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
