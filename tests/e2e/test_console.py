@@ -9,8 +9,10 @@ over the DevTools protocol (tests/lib/cdp.py):
     seconds, with their reasons; one corrected in the page and re-driven
     loads into players.events; another is discarded; a batch the loader
     refuses (a trigger error) is re-driven once the trigger is gone and loads;
-  - a backfill of crypto.klines started from the page reaches 100 % and its
-    candles are in the table.
+  - a backfill of crypto.klines started from the page, with two ingests
+    running, is claimed and run by exactly one, reaches 100 % and its candles
+    are in the table;
+  - a route.stale event turns its route amber; every daemon exits 0.
 Screenshots go to the build folder (console-*.png); with
 FRESHET_CONSOLE_SCREENSHOT=PATH the overview is also written there (how
 docs/console.png is made)."""
@@ -294,7 +296,14 @@ def main(t):
     ids = [e[0].decode() if isinstance(e[0], bytes) else e[0] for e in redis.xrange("fr:dlq:{players.events}")]
     t.check(dead["id"] not in ids, "the re-driven batch left the DLQ")
 
-    # a backfill from the page: 240 hours before the 720 the source keeps
+    # a backfill from the page, with a second ingest running: one of them claims it and runs it;
+    # 240 hours before the 720 the source keeps
+    d2 = os.path.join(stack.base, "ingest2")
+    os.makedirs(d2, exist_ok=True)
+    ingest2 = h.Daemon("ingest", dict(stack["ingest"].env, FRESHET_ADMIN_ADDR="127.0.0.1:%d" % h.free_port()), d2)
+    ingest2.start()
+    h.wait_until(lambda: dict(redis.pubsub_numsub("fr:control")).get(b"fr:control", 0) >= 2, 30, interval=0.2,
+                 what="both ingests listening on fr:control")
     before = stack.pg.scalar("SELECT count(*) FROM crypto.ohlc_hourly WHERE open_time < '2024-05-18T12:00:00Z'")
     b.js("(() => { document.getElementById('bf-source').value = 'crypto.klines'; "
          "document.getElementById('bf-from').value = '2024-05-08T12:00:00Z'; "
@@ -312,6 +321,15 @@ def main(t):
     got = stack.pg.scalar("SELECT count(*) FROM crypto.ohlc_hourly WHERE open_time >= '2024-05-08T12:00:00Z' "
                           "AND open_time < '2024-05-18T12:00:00Z'")
     t.eq(got, 720, "3 symbols x 240 backfilled hours (before: %d older rows)" % before)
+    bf_id = b.js("document.getElementById('bf-text').textContent")
+    ids = [k.decode() if isinstance(k, bytes) else k for k in redis.scan_iter("fr:backfill:*")]
+    t.eq(len(ids), 1, "one backfill hash: %r" % ids)
+    holder = redis.hget(ids[0], "holder") if ids else None
+    claims = [ids and ("backfill %s of crypto.klines claimed by" % ids[0].split(":")[-1]) in d.log()
+              for d in (stack["ingest"], ingest2)]
+    t.check(holder is not None and sum(1 for c in claims if c) == 1,
+            "exactly one of the two ingests claimed and ran it (holder %r, %r; %s)" % (holder, claims, bf_id))
+    t.eq(ingest2.stop(), 0, "the second ingest drains and exits 0")
     shot(b, "backfill")
 
     # a route answering data older than its max_age (route.stale on fr:events) turns amber
