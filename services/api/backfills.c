@@ -120,11 +120,11 @@ static void start(struct fr_api_worker *w, fr_http_req_t *req)
             src = &p->sources[k];
     if (!src || src->kind != FR_SRC_HTTP_JSON || !src->http->window.enabled || src->http->fan_out.source) {
         snprintf(msg, sizeof(msg),
-                 !src ? "unknown source '%.100s' in pipeline %.100s"
+                 !src                            ? "unknown source '%.100s' in pipeline %.100s"
                  : src->kind != FR_SRC_HTTP_JSON ? "source '%.100s' of %.100s is not an http_json source"
-                 : !src->http->window.enabled ? "source '%.100s' of %.100s has no window: nothing to backfill"
-                                              : "source '%.100s' of %.100s fans out over another source: "
-                                                "backfill that one",
+                 : !src->http->window.enabled    ? "source '%.100s' of %.100s has no window: nothing to backfill"
+                                                 : "source '%.100s' of %.100s fans out over another source: "
+                                                   "backfill that one",
                  so, pl);
         answer_422(w, req, "source", msg);
         goto out;
@@ -159,8 +159,8 @@ static void start(struct fr_api_worker *w, fr_http_req_t *req)
     json_decref(m);
     /* the hash before the message (same connection, in order): the ingest
      * that claims it finds it */
-    const char *hargv[] = {"HSET", q->key, "state", "queued", "pipeline", pl, "source", so,
-                           "from", from_s, "to", to_s, "created_at", ts, "windows_done", "0"};
+    const char *hargv[] = {"HSET", q->key, "state", "queued", "pipeline",   pl, "source",       so,
+                           "from", from_s, "to",    to_s,     "created_at", ts, "windows_done", "0"};
     const char *eargv[] = {"EXPIRE", q->key, ttl};
     const char *pargv[] = {"PUBLISH", FR_NAMES_CONTROL, msg_s};
     fr_redis_t *r = w->app->redis;
@@ -181,7 +181,8 @@ out:
 
 static bool numeric_field(const char *k)
 {
-    static const char *const names[] = {"windows_done", "windows_total", "rows", "rejected", "requests", "updated_at"};
+    static const char *const names[] = {"windows_done", "windows_total", "rows",
+                                        "rejected",     "requests",      "updated_at"};
     for (size_t i = 0; i < FR_ARRAY_LEN(names); i++)
         if (strcmp(k, names[i]) == 0)
             return true;

@@ -47,8 +47,9 @@ bool fr_api_console_handle(fr_http_req_t *req)
         fr_http_respond(req, 200, files[i].ctype, files[i].data, (size_t)(files[i].end - files[i].data));
         return true;
     }
-    fr_http_respond_detail(req, 404, "Not Found: the console's files are console.js, console.css, uplot.js and "
-                                     "uplot.css");
+    fr_http_respond_detail(req, 404,
+                           "Not Found: the console's files are console.js, console.css, uplot.js and "
+                           "uplot.css");
     return true;
 }
 
@@ -74,10 +75,10 @@ const char *fr_api_console_pattern(const char *path)
 }
 
 #define P_DATASET                                                                                                    \
-    "{\"name\":\"dataset\",\"in\":\"path\",\"required\":true,\"description\":\"pipeline.dataset\",\"schema\":{"    \
+    "{\"name\":\"dataset\",\"in\":\"path\",\"required\":true,\"description\":\"pipeline.dataset\",\"schema\":{"      \
     "\"type\":\"string\"}}"
 #define P_ID                                                                                                         \
-    "{\"name\":\"id\",\"in\":\"path\",\"required\":true,\"description\":\"the dead letter's id (MS-SEQ)\","         \
+    "{\"name\":\"id\",\"in\":\"path\",\"required\":true,\"description\":\"the dead letter's id (MS-SEQ)\","          \
     "\"schema\":{\"type\":\"string\"}}"
 
 void fr_api_console_openapi(struct fr_buf *b)
@@ -85,7 +86,8 @@ void fr_api_console_openapi(struct fr_buf *b)
     (void)fr_buf_puts(
         b,
         "\"/console\":{\"get\":{\"operationId\":\"console\",\"x-role\":\"admin\",\"summary\":\"the operator "
-        "console (HTML page)\",\"responses\":{\"200\":{\"description\":\"the page\",\"content\":{\"text/html\":{}}}}}},"
+        "console (HTML page)\",\"responses\":{\"200\":{\"description\":\"the "
+        "page\",\"content\":{\"text/html\":{}}}}}},"
         "\"/admin/deadletters/{dataset}\":{\"get\":{\"operationId\":\"admin_deadletters\",\"x-role\":\"admin\","
         "\"summary\":\"a dataset's dead letters, newest first\",\"parameters\":[" P_DATASET
         ",{\"name\":\"limit\",\"in\":\"query\",\"schema\":{\"type\":\"integer\",\"minimum\":1,\"maximum\":500,"

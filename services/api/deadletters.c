@@ -125,7 +125,8 @@ static void on_page(fr_redis_t *r, redisReply *reply, void *data)
             e->element[1]->type != REDIS_REPLY_ARRAY)
             continue;
         if ((long)json_array_size(q->items) == q->limit) { /* one more than asked: there is a next page */
-            const char *last = json_string_value(json_object_get(json_array_get(q->items, (size_t)q->limit - 1), "id"));
+            const char *last =
+                json_string_value(json_object_get(json_array_get(q->items, (size_t)q->limit - 1), "id"));
             snprintf(q->next, sizeof(q->next), "%s", last ? last : "");
             break;
         }

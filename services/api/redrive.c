@@ -108,8 +108,8 @@ static void on_eval(fr_redis_t *r, redisReply *reply, void *data)
         answer_gone(q);
         return;
     }
-    fr_info("dead letter %s of %s re-driven as batch %s (%zu rows, entry %s)", q->id, q->ds->qname, q->batch,
-            q->rows, reply->str);
+    fr_info("dead letter %s of %s re-driven as batch %s (%zu rows, entry %s)", q->id, q->ds->qname, q->batch, q->rows,
+            reply->str);
     json_t *o = json_pack("{s:s,s:s,s:s,s:s%,s:I}", "dataset", q->ds->qname, "id", q->id, "batch", q->batch, "entry",
                           reply->str, (size_t)reply->len, "rows", (json_int_t)q->rows);
     char *s = json_dumps(o, JSON_COMPACT | JSON_PRESERVE_ORDER);
@@ -127,8 +127,8 @@ static void requeue(struct rd *q, const char *payload, size_t len)
     snprintf(rows, sizeof(rows), "%zu", q->rows);
     const char *gargv[] = {"XGROUP", "CREATE", stream, FR_NAMES_GROUP, "0", "MKSTREAM"};
     const char *argv[] = {"EVAL", lua_redrive, "2", stream, dlq, q->id, payload, q->batch, rows};
-    size_t lens[] = {4, strlen(lua_redrive), 1, strlen(stream), strlen(dlq), strlen(q->id), len, strlen(q->batch),
-                     strlen(rows)};
+    size_t lens[] = {4,   strlen(lua_redrive), 1,           strlen(stream), strlen(dlq), strlen(q->id),
+                     len, strlen(q->batch),    strlen(rows)};
     /* the group exists once a loader ran; BUSYGROUP is the usual answer */
     if (fr_redis_commandv(q->w->app->redis, 0, on_noop, NULL, 6, gargv, NULL) != 0 ||
         fr_redis_commandv(q->w->app->redis, 0, on_eval, q, 9, argv, lens) != 0)
@@ -163,8 +163,8 @@ static void on_entry(fr_redis_t *r, redisReply *reply, void *data)
         answer_503(q);
         return;
     }
-    if (reply->elements == 0 || reply->element[0]->type != REDIS_REPLY_ARRAY ||
-        reply->element[0]->elements != 2 || reply->element[0]->element[1]->type != REDIS_REPLY_ARRAY) {
+    if (reply->elements == 0 || reply->element[0]->type != REDIS_REPLY_ARRAY || reply->element[0]->elements != 2 ||
+        reply->element[0]->element[1]->type != REDIS_REPLY_ARRAY) {
         answer_gone(q);
         return;
     }

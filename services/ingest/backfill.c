@@ -27,8 +27,8 @@ struct job {
 };
 
 struct fr_backfills {
-    struct fr_app *app;      /* borrowed */
-    struct fr_httpsrcs *hs;  /* borrowed: owns this */
+    struct fr_app *app;     /* borrowed */
+    struct fr_httpsrcs *hs; /* borrowed: owns this */
     char holder[160];
     struct job *jobs; /* owned: claimed or claiming, not finished */
     size_t n_jobs;
@@ -118,8 +118,8 @@ static void on_report(const struct fr_backfill_progress *p, void *data)
     write_state(j->b, j->key, state, p, p->finished && !p->ok ? p->reason : NULL);
     if (p->finished) {
         if (p->ok)
-            fr_info("backfill %s of %s.%s done: %" PRIu64 " windows, %" PRIu64 " rows", j->id, j->pipeline,
-                    j->source, p->windows_done, p->rows);
+            fr_info("backfill %s of %s.%s done: %" PRIu64 " windows, %" PRIu64 " rows", j->id, j->pipeline, j->source,
+                    p->windows_done, p->rows);
         else
             fr_warn("backfill %s of %s.%s failed: %s", j->id, j->pipeline, j->source, p->reason);
         job_unlink(j);
