@@ -1069,15 +1069,6 @@ static void on_state_saved(fr_lease_t *l, int rc, void *data)
 
 static void report(struct hsrc *s, bool finished, bool ok)
 {
-    struct fr_backfill_progress p = {s->run.windows_done, s->run.windows_total, s->run.rows, s->run.rejected,
-                                     s->run.requests, finished, ok, NULL};
-    if (finished && !ok)
-        p.reason = s->run.failed ? s->run.reason : "stopped (daemon draining)";
-    s->run.report(&p, s->run.done_data);
-}
-
-static void report(struct hsrc *s, bool finished, bool ok)
-{
     struct fr_backfill_progress p = {
         s->run.windows_done, s->run.windows_total, s->run.rows, s->run.rejected, s->run.requests, finished, ok, NULL};
     if (finished && !ok)
@@ -1089,10 +1080,6 @@ static void progress(struct hsrc *s)
 {
     if (!s->run.backfill)
         return;
-    if (s->run.report) {
-        report(s, false, false);
-        return;
-    }
     if (s->run.report) {
         report(s, false, false);
         return;
