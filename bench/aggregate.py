@@ -279,6 +279,7 @@ def report(sides, started):
     for label, s in (("after", a), ("before", b), ("no model", z)):
         if s:
             lines.append("| %s | %.1f | < 64 MB |" % (label, s["loader_hwm_mb"]))
+    lines += ["", "Load average at the end of the run: %.1f, %.1f, %.1f (1, 5, 15 min; 2 cores)." % os.getloadavg()]
     lines += ["", "Not measured here: 1M players (the sample has 10,000), and %s." % (
         "the before side (BENCH_AGG_BEFORE_SRC/BIN unset)" if not b else "60 s runs (BENCH_FRESH_SECONDS=%d)" %
         B.FRESH_SECONDS), MARK_END]
