@@ -214,6 +214,9 @@ void fr_backfills_on_control(fr_backfills_t *b, json_t *msg)
                 "\"source\",\"from_us\",\"to_us\"})");
         return;
     }
+    struct fr_httpsrc_live live;
+    if (!fr_httpsrcs_live(b->hs, pl, so, &live))
+        return; /* not a source of this ingest's pipelines: one that has it claims it */
     struct job *j = fr_xcalloc(1, sizeof(*j));
     j->b = b;
     snprintf(j->id, sizeof(j->id), "%s", id);

@@ -1,6 +1,7 @@
 /* backfill: backfills asked on fr:control ({"cmd":"backfill","id",
  * "pipeline","source","from_us","to_us"}: POST /admin/backfills of the api,
- * docs/console.md). Every ingest gets the message; the one that claims it
+ * docs/console.md). Every ingest gets the message; of those that run the
+ * source's pipeline, the one that claims it
  * (HSETNX holder on the job's hash, common/names.h fr_names_backfill) runs
  * it through http_source (fr_httpsrcs_backfill_job) and writes its
  * progress into that hash (state, windows, rows, reason), renewing its TTL
