@@ -246,6 +246,24 @@ static void note_version(struct ld_load *l, const char *name, const char *v, con
     (void)fr_buf_printf(&l->aggv, ":%" PRId64, version);
 }
 
+/* The data versions raised before the COMMIT (LOAD_COMMIT; the COMMIT's own
+ * callback follows and decides). */
+static void on_versions(fr_pg_t *pg, PGresult *res, void *data)
+{
+    struct ld_load *l = data;
+
+    (void)pg;
+    if (fr__loader_gone(l->ld) || !res) /* lost: the COMMIT's callback sees it too */
+        return;
+    if (PQresultStatus(res) != PGRES_TUPLES_OK || PQnfields(res) != 3) {
+        fr_warn("batch %s: cannot raise the data version: %s", l->e->id, PQresultErrorMessage(res));
+        l->version_failed = true;
+        return;
+    }
+    for (int i = 0; i < PQntuples(res); i++)
+        note_version(l, PQgetvalue(res, i, 0), PQgetvalue(res, i, 1), PQgetvalue(res, i, 2));
+}
+
 /* Distinct keys for the batch.loaded event: the dataset key when it is one
  * column, else the first single-column key of a model fed by it. Stops
  * counting past LD_EVENT_KEYS (the event then omits them). */
@@ -487,17 +505,10 @@ static void enter(struct ld_load *l, enum ld_load_state to)
         break;
     case LOAD_LEDGER: {
         char rows[24];
-        const char *params[7];
-        struct fr_buf keys, aggs;
+        const char *params[6];
+        struct fr_buf keys;
         snprintf(rows, sizeof(rows), "%zu", fr_batch_rows(l->b));
         fr_buf_init(&keys, 0);
-        fr_buf_init(&aggs, 0);
-        fr_buf_reset(&l->aggv); /* this transaction's versions (an isolating retry runs this again) */
-        l->version = 0;
-        for (size_t i = 0; fr_batch_op(l->b) == FR_OP_UPSERT && i < l->e->st->n_aggs; i++) /* their versions too */
-            (void)fr_buf_printf(&aggs, "%s\"%s\"", i ? "," : "{", l->e->st->aggs[i]->state_name);
-        if (aggs.len)
-            (void)fr_buf_putc(&aggs, '}');
         if (!l->keys.n)
             event_keys(l); /* the same keys batch.loaded names (idempotent) */
         if (l->keys.n && l->keys.n <= LD_EVENT_KEYS)
@@ -508,10 +519,8 @@ static void enter(struct ld_load *l, enum ld_load_state to)
         params[3] = fr_batch_raw_path(l->b);
         params[4] = fr_batch_raw_sha256(l->b);
         params[5] = keys.data; /* NULL: none or many */
-        params[6] = aggs.data; /* NULL: none */
-        rc = fr_pg_query(ld->app->pg, FR_SQL_LEDGER_INSERT, 7, params, NULL, on_pg, l);
+        rc = fr_pg_query(ld->app->pg, FR_SQL_LEDGER_INSERT, 6, params, NULL, on_pg, l);
         fr_buf_deinit(&keys);
-        fr_buf_deinit(&aggs);
         break;
     }
     case LOAD_STAGE:
@@ -574,9 +583,22 @@ static void enter(struct ld_load *l, enum ld_load_state to)
         fr_aggsql_apply(&s, l->e->st->aggs[l->agg_i]->m, ds, "fr_stage", false);
         rc = fr_pg_query(ld->app->pg, s.data, 0, NULL, NULL, on_pg, l);
         break;
-    case LOAD_COMMIT:
-        rc = fr_pg_query(ld->app->pg, "COMMIT", 0, NULL, NULL, on_pg, l);
+    case LOAD_COMMIT: {
+        /* the data versions, pipelined just before the COMMIT (sql.h) */
+        const char *params[1] = {NULL};
+        (void)fr_buf_printf(&s, "{\"%s\"", ds->qname);
+        for (size_t i = 0; fr_batch_op(l->b) == FR_OP_UPSERT && i < l->e->st->n_aggs; i++)
+            (void)fr_buf_printf(&s, ",\"%s\"", l->e->st->aggs[i]->state_name);
+        (void)fr_buf_putc(&s, '}');
+        params[0] = s.data;
+        fr_buf_reset(&l->aggv);
+        l->version = 0;
+        l->version_failed = false;
+        rc = fr_pg_query(ld->app->pg, FR_SQL_VERSIONS_BUMP, 1, params, NULL, on_versions, l);
+        if (rc == 0)
+            rc = fr_pg_query(ld->app->pg, "COMMIT", 0, NULL, NULL, on_pg, l);
         break;
+    }
     case LOAD_ROLLBACK:
         rc = fr_pg_query(ld->app->pg, "ROLLBACK", 0, NULL, NULL, on_pg, l);
         break;
@@ -895,8 +917,6 @@ static void on_pg(fr_pg_t *pg, PGresult *res, void *data)
         enter(l, LOAD_LEDGER);
         return;
     case LOAD_LEDGER:
-        for (int i = 0; i < PQntuples(res) && PQnfields(res) == 3; i++) /* the new data versions */
-            note_version(l, PQgetvalue(res, i, 0), PQgetvalue(res, i, 1), PQgetvalue(res, i, 2));
         if (PQntuples(res) == 0) {
             l->outcome = LD_OUT_DUPLICATE;
             l->rb_next = LOAD_ACK;
@@ -965,6 +985,11 @@ static void on_pg(fr_pg_t *pg, PGresult *res, void *data)
         enter(l, LOAD_ROWDLQ);
         return;
     case LOAD_COMMIT:
+        if (l->version_failed || strcmp(PQcmdStatus(res), "COMMIT") != 0) {
+            /* the version bump failed, so the transaction was rolled back */
+            fail_batch(l, "raising the data version failed; the transaction was rolled back");
+            return;
+        }
         if (l->ld->crash_after_commit) {
             fr_log_kv(FR_LOG_WARN, "batch", fr_batch_id(l->b),
                       "FRESHET_TEST_CRASH_AFTER_COMMIT: killing myself after COMMIT, before XACK");

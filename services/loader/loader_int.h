@@ -229,6 +229,7 @@ struct ld_load {
     int64_t version;       /* the dataset's data version this batch made (ledger), 0 = unknown */
     int64_t version_us;    /* and its refreshed_at, epoch microseconds */
     struct fr_buf aggv;    /* "name":version, ... of the aggregate models it wrote (batch.loaded) */
+    bool version_failed;   /* LOAD_COMMIT: raising the versions failed (the COMMIT rolled back) */
     struct ld_rows rej;    /* rows rejected by LOAD_CHECK: fr_row, field, value, kind, reason */
     size_t dlq_out;        /* LOAD_ROWDLQ: replies awaited */
     bool dlq_failed;       /* LOAD_ROWDLQ: a reply was NULL or an error */

@@ -14,20 +14,21 @@
 #include "config.h"
 #include "util.h"
 
-/* The ledger row of a batch and the data versions it changes (+ 1, in the
- * batch's transaction): $1 batch id, $2 dataset qname, $3 rows, $4 raw path,
- * $5 raw sha256 ("" = none), $6 keys touched (text[] literal, NULL = many),
- * $7 the aggregate models the batch writes (text[] of qnames, NULL = none).
- * Rows back (name, new version, refreshed_at in epoch microseconds), one per
- * name = inserted; none = already loaded. */
+/* The ledger row of a batch: $1 batch id, $2 dataset qname, $3 rows, $4 raw
+ * path, $5 raw sha256 ("" = none), $6 keys touched (text[] literal, NULL =
+ * many); a row back = inserted, none = already loaded. */
 #define FR_SQL_LEDGER_INSERT                                                                                         \
-    "WITH fr_l AS (INSERT INTO freshet.batches (batch_id, dataset, rows, raw_path, raw_sha256, keys) "               \
-    "VALUES ($1, $2, $3, NULLIF($4, ''), NULLIF($5, ''), $6::text[]) ON CONFLICT DO NOTHING RETURNING 1), "          \
-    "fr_v AS (INSERT INTO freshet.versions AS v (name, version, refreshed_at) SELECT n, 1, now() FROM fr_l, "        \
-    "unnest(array_prepend($2::text, COALESCE($7::text[], '{}'))) n "                                                 \
-    "ON CONFLICT (name) DO UPDATE SET version = v.version + 1, refreshed_at = now() "                                \
-    "RETURNING name, version, (extract(epoch FROM refreshed_at) * 1000000)::bigint) "                                \
-    "SELECT * FROM fr_v"
+    "INSERT INTO freshet.batches (batch_id, dataset, rows, raw_path, raw_sha256, keys) "                             \
+    "VALUES ($1, $2, $3, NULLIF($4, ''), NULLIF($5, ''), $6::text[]) ON CONFLICT DO NOTHING RETURNING 1"
+/* The data versions a batch changes, + 1, the last statement before its
+ * COMMIT (so their row locks are held only for the commit, and loads of one
+ * dataset in parallel are not serialized by them): $1 text[] of the dataset
+ * and the aggregate models it wrote. Rows back: name, new version,
+ * refreshed_at in epoch microseconds. */
+#define FR_SQL_VERSIONS_BUMP                                                                                         \
+    "INSERT INTO freshet.versions AS v (name, version, refreshed_at) SELECT n, 1, clock_timestamp() "                \
+    "FROM unnest($1::text[]) n ON CONFLICT (name) DO UPDATE SET version = v.version + 1, "                           \
+    "refreshed_at = clock_timestamp() RETURNING name, version, (extract(epoch FROM refreshed_at) * 1000000)::bigint"
 /* The rows set aside by isolation: $1 batch id, $2 the rejected JSON array. */
 #define FR_SQL_LEDGER_REJECTED "UPDATE freshet.batches SET rejected = $2::jsonb WHERE batch_id = $1"
 /* A model's refresh lock (docs/scaling.md "Many loaders"): a session
