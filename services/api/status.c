@@ -233,14 +233,18 @@ static json_t *merged(struct gather *g, const char *daemon, const char *sec, con
             json_array_append(json_object_get(out, "reported_by"), json_object_get(d, "instance"));
             if (json_is_true(json_object_get(e, "lease_held")))
                 json_object_set(out, "lease_holder", json_object_get(d, "instance"));
+            if (json_is_object(json_object_get(out, "last_run")))
+                json_object_set(json_object_get(out, "last_run"), "by", json_object_get(d, "instance"));
             continue;
         }
         json_array_append(json_object_get(out, "reported_by"), json_object_get(d, "instance"));
         json_object_foreach(e, k, v)
         {
             if (strcmp(k, "last_run") == 0) {
-                if (ts_us(json_object_get(v, "at")) > ts_us(json_object_get(json_object_get(out, k), "at")))
-                    json_object_set(out, k, v);
+                if (ts_us(json_object_get(v, "at")) > ts_us(json_object_get(json_object_get(out, k), "at"))) {
+                    json_object_set_new(out, k, json_deep_copy(v));
+                    json_object_set(json_object_get(out, k), "by", json_object_get(d, "instance"));
+                }
             } else if (strcmp(k, "running") == 0 || strcmp(k, "lease_held") == 0 || strcmp(k, "pending") == 0) {
                 if (json_is_true(v))
                     json_object_set(out, k, v);
