@@ -46,7 +46,7 @@ struct client {
     bool gone;             /* to be reaped: its stream ends */
     bool dropped;          /* gone because it was too slow (aborted, not ended) */
     bool range_out;        /* a catch-up XRANGE is in flight (holds the client) */
-    bool probing;          /* that XRANGE asks for the oldest entry kept (is `sent` still in the stream?) */
+    bool probing;          /* the read in flight is XINFO STREAM: was the stream trimmed past `sent`? */
     /* filter */
     const struct fr_pipeline *fp; /* borrowed: the dataset's pipeline, NULL = every change */
     const char *ds_qname;         /* borrowed: its qname */
@@ -397,6 +397,33 @@ static void reset(struct client *c, const struct fr_sse_id *oldest)
     (*ch->m_resets)++;
 }
 
+/* XINFO STREAM's answer (a flat array of names and values): c's id is
+ * older than the first entry kept while entries were trimmed (added >
+ * length; Redis before 7 does not say: then assumed) -> reset. */
+static void probed(struct client *c, const redisReply *r)
+{
+    const redisReply *first = NULL;
+    long long length = -1, added = -1;
+    struct change e;
+
+    for (size_t i = 0; r->type == REDIS_REPLY_ARRAY && i + 1 < r->elements; i += 2) {
+        const redisReply *k = r->element[i], *v = r->element[i + 1];
+        if (k->type != REDIS_REPLY_STRING)
+            continue;
+        if (strcmp(k->str, "first-entry") == 0 && v->type == REDIS_REPLY_ARRAY)
+            first = v;
+        else if (strcmp(k->str, "length") == 0 && v->type == REDIS_REPLY_INTEGER)
+            length = v->integer;
+        else if (strcmp(k->str, "entries-added") == 0 && v->type == REDIS_REPLY_INTEGER)
+            added = v->integer;
+    }
+    if (!first || !change_from(first, &e))
+        return;
+    if (fr_sse_id_cmp(&c->sent, &e.id) < 0 && (added < 0 || added > length))
+        reset(c, &e.id);
+    json_decref(e.root);
+}
+
 static void go_live(struct client *c)
 {
     c->state = C_LIVE;
@@ -417,21 +444,16 @@ static void on_range(fr_redis_t *r, redisReply *reply, void *data)
         return;
     }
     ch->open--;
+    if (c->probing && reply) { /* XINFO STREAM; an error: no stream yet, nothing was trimmed */
+        c->probing = false;
+        probed(c, reply);
+        if (!c->gone)
+            catchup(c);
+        return;
+    }
     if (!reply || reply->type != REDIS_REPLY_ARRAY) {
         fr_warn("changes: catch-up read failed (%s): ending a resumed feed", reply ? reply->str : "no Redis");
         mark_gone(c); /* the client reconnects with its Last-Event-ID */
-        return;
-    }
-    if (c->probing) {
-        struct change e;
-        c->probing = false;
-        if (reply->elements > 0 && change_from(reply->element[0], &e)) {
-            if (fr_sse_id_cmp(&c->sent, &e.id) < 0)
-                reset(c, &e.id);
-            json_decref(e.root);
-        }
-        if (!c->gone)
-            catchup(c);
         return;
     }
     for (size_t i = 0; i < reply->elements && !c->gone; i++) {
@@ -452,7 +474,7 @@ static void on_range(fr_redis_t *r, redisReply *reply, void *data)
 }
 
 /* One XRANGE page after c->sent (exclusive) on the worker's command
- * connection; while probing, the oldest entry instead. */
+ * connection; while probing, XINFO STREAM instead. */
 static void catchup(struct client *c)
 {
     struct fr_api_changes *ch = c->ch;
@@ -462,11 +484,16 @@ static void catchup(struct client *c)
     c->state = C_CATCHUP;
     from[0] = '(';
     fr_sse_id_format(&c->sent, from + 1);
-    snprintf(count, sizeof(count), "%d", c->probing ? 1 : RANGE_COUNT);
+    snprintf(count, sizeof(count), "%d", RANGE_COUNT);
     {
-        const char *argv[] = {"XRANGE", FR_NAMES_CHANGES, c->probing ? "-" : from, "+", "COUNT", count};
-        size_t lens[] = {6, sizeof(FR_NAMES_CHANGES) - 1, strlen(argv[2]), 1, 5, strlen(count)};
-        if (!r || fr_redis_commandv(r, 0, on_range, c, 6, argv, lens) != 0) {
+        const char *argv[] = {"XRANGE", FR_NAMES_CHANGES, from, "+", "COUNT", count};
+        const char *probe[] = {"XINFO", "STREAM", FR_NAMES_CHANGES};
+        size_t lens[] = {6, sizeof(FR_NAMES_CHANGES) - 1, strlen(from), 1, 5, strlen(count)};
+        size_t plens[] = {5, 6, sizeof(FR_NAMES_CHANGES) - 1};
+        int rc = !r           ? -ENOTCONN
+                 : c->probing ? fr_redis_commandv(r, 0, on_range, c, 3, probe, plens)
+                              : fr_redis_commandv(r, 0, on_range, c, 6, argv, lens);
+        if (rc != 0) {
             mark_gone(c);
             return;
         }

@@ -10,7 +10,7 @@ daemons with keys on (FRESHET_API_AUTH=on) and two api workers:
  - ?dataset= keeps one dataset's changes (and the models/caches computed
    from it); ?key= keeps the changes naming that key (or naming none);
  - a Last-Event-ID older than the stream keeps gets a "reset" event, then
-   every change kept;
+   every change kept (and none while nothing was trimmed);
  - bad parameters -> 422 naming them;
  - an idle feed gets heartbeat comments;
  - a client that does not read is dropped once it holds more than its
@@ -205,6 +205,15 @@ def main(t):
     b.close()
     for cl in (pl, se, k1):
         cl.close()
+
+    # --- an old id while nothing was trimmed: no reset
+    first = r.xrange("fr:changes", count=1)[0][0].decode()
+    z = SSE(stack.api_port, "/v1/changes", dict(AUTH, **{"Last-Event-ID": "0-1"}))
+    t.eq(z.head(), 200, "Last-Event-ID 0-1: 200")
+    ev = z.next(60)
+    t.check(ev is not None and ev["event"] != "reset" and ev["id"] == first,
+            "nothing trimmed yet: no reset, the first change kept: %r" % (ev,))
+    z.close()
 
     # --- a Last-Event-ID older than what the stream keeps: "reset", then what is kept
     r.xtrim("fr:changes", 0)
