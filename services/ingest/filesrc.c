@@ -18,6 +18,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/file.h>
 #include <sys/inotify.h>
 #include <sys/stat.h>
 #include <unistd.h>
@@ -60,6 +61,7 @@ struct job {
     bool finishing;          /* fin queued */
     bool lost;               /* an item was dropped (stopping): the file is not finished */
     bool claimed;            /* worker: the file is in .processing/ (set before after_work) */
+    int lock_fd;             /* worker, then the loop until job_free: holds the claimed file's flock, or -1 */
     /* Written by the worker, read by the loop after after_work. */
     enum job_outcome outcome;
     char reason[FR_ERR_LEN];
@@ -709,6 +711,47 @@ out_close:
  * loop only through the queue and uv_async_send. Every inbox operation is
  * relative to the working directories opened at start (a symbolic link put
  * in place of one later is not followed). */
+/* Worker thread: a claimed file is processed by the daemon holding its
+ * flock (on a descriptor kept until the job ends; the kernel releases it
+ * when the process dies). Ingests sharing a folder resume .processing/ when
+ * they start: one must not take a file another live ingest claimed a moment
+ * ago, and a claim a starting ingest locked first is left to it. False with
+ * the outcome GONE when another daemon holds it or it left .processing/
+ * meanwhile (finished by its holder). A file that cannot be opened here is
+ * left to open_claimed's checks (symbolic links, FIFOs, ...). */
+static bool lock_claimed(struct job *j, const char *entry)
+{
+    fr_filesrc_t *fs = j->fs;
+    struct stat a, b;
+    int fd = openat(fs->processing_fd, entry, O_RDONLY | O_NOFOLLOW | O_NONBLOCK | O_CLOEXEC);
+
+    if (fd < 0) {
+        if (errno == ENOENT && j->resume) {
+            set_outcome(j, OUT_GONE, NULL);
+            return false;
+        }
+        return true;
+    }
+    if (flock(fd, LOCK_EX | LOCK_NB) != 0) {
+        int e = errno;
+        close(fd);
+        if (e == EWOULDBLOCK) {
+            set_outcome(j, OUT_GONE, NULL);
+            return false;
+        }
+        return true; /* no locks here (some network file systems): as before */
+    }
+    /* locked: still the entry in .processing/, not a file its holder just moved out? */
+    if (fstat(fd, &a) != 0 || fstatat(fs->processing_fd, entry, &b, AT_SYMLINK_NOFOLLOW) != 0 ||
+        a.st_ino != b.st_ino || a.st_dev != b.st_dev) {
+        close(fd);
+        set_outcome(j, OUT_GONE, NULL);
+        return false;
+    }
+    j->lock_fd = fd;
+    return true;
+}
+
 static void work_cb(uv_work_t *req)
 {
     struct job *j = fr_container_of(req, struct job, work);
@@ -742,6 +785,8 @@ static void work_cb(uv_work_t *req)
         if (j->outcome != OUT_NONE)
             goto out;
     }
+    if (!lock_claimed(j, entry))
+        goto out;
     j->claimed = true;
 
     fd = open_claimed(j, entry);
@@ -879,6 +924,8 @@ static void job_free(struct job *j)
         j->qhead = it->next;
         fr_pub_item_free(it);
     }
+    if (j->lock_fd >= 0)
+        close(j->lock_fd); /* the file is out of .processing/ (or left there to resume): unlocked */
     uv_cond_destroy(&j->cond);
     uv_mutex_destroy(&j->mu);
     free(j->final_name);
@@ -932,6 +979,7 @@ static void start_job(fr_filesrc_t *fs, const char *name, const char *ulid)
         fr_ulid(j->ulid);
     }
     j->t0_ms = fr_mono_ms();
+    j->lock_fd = -1;
     if (uv_mutex_init(&j->mu) != 0 || uv_cond_init(&j->cond) != 0) {
         fr_error("cannot create a mutex for %s", name); /* not reached on Linux */
         abort();
@@ -1035,10 +1083,8 @@ static void schedule(fr_filesrc_t *fs)
 
         memmove(fs->resume, fs->resume + 1, (fs->n_resume - 1) * sizeof(*fs->resume));
         fs->n_resume--;
-        if (split_processing_name(entry, ulid, &name) && !name_active(fs, name)) {
-            fr_log_kv(FR_LOG_INFO, "file", name, "resuming %s/%s", fs->processing, entry);
-            start_job(fs, name, ulid);
-        }
+        if (split_processing_name(entry, ulid, &name) && !name_active(fs, name))
+            start_job(fs, name, ulid); /* logged "resumed" when done, if no live daemon holds it (lock_claimed) */
         free(entry);
     }
     /* Entries still listed are waiting for their retry delay: don't let
@@ -1107,9 +1153,10 @@ static void log_result(struct job *j, const char *what)
 {
     fr_log_kv(FR_LOG_INFO, "file", j->name,
               "%s: %" PRIu64 " rows ok, %" PRIu64 " rows rejected, %" PRIu64 " batches, %" PRIu64 " bytes, %" PRIu64
-              " ms%s%s",
+              " ms%s%s%s",
               what, j->rows_ok, j->rows_rejected, j->batches, j->bytes, fr_mono_ms() - j->t0_ms,
-              j->outcome == OUT_REJECTED ? "; reason: " : "", j->outcome == OUT_REJECTED ? j->reason : "");
+              j->resume ? " (resumed from .processing/)" : "", j->outcome == OUT_REJECTED ? "; reason: " : "",
+              j->outcome == OUT_REJECTED ? j->reason : "");
 }
 
 /* Appends ,"key":"value" (JSON-escaped). */
