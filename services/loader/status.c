@@ -86,10 +86,13 @@ static void fill(struct fr_buf *b, void *data)
     (void)fr_buf_puts(b, ",\"consumer\":");
     (void)fr_buf_json_str(b, ld->consumer, strlen(ld->consumer));
     (void)fr_buf_puts(b, ",\"datasets\":{");
-    for (size_t i = 0; i < ld->n_streams; i++) {
+    for (size_t i = 0, n = 0; i < ld->n_streams; i++) {
         const struct ld_stream *st = &ld->streams[i];
-        double rate = per_min(&s->ds[i], *st->m_rows, now_ms);
-        if (i)
+        double rate;
+        if (st->part != 0)
+            continue; /* one entry per dataset: its partitions share the counters (lag: their sum) */
+        rate = per_min(&s->ds[i], *st->m_rows, now_ms);
+        if (n++)
             (void)fr_buf_putc(b, ',');
         (void)fr_buf_json_str(b, st->ds->qname, strlen(st->ds->qname));
         (void)fr_buf_printf(b,
@@ -200,6 +203,7 @@ void fr_ldstatus_note(fr_ldstatus_t *s, const char *json, size_t len)
                 s->models[m].ms = 0;
                 s->models[m].refreshes++;
             }
+            break; /* the dataset's first stream (partition 0) holds its figures */
         }
     } else if (type && strcmp(type, "model.refreshed") == 0 && pipeline) {
         const char *name = str(o, "model");

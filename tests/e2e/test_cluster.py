@@ -151,6 +151,19 @@ def main(t):
     t.check(sum(1 for n in per_stream if n > 0) >= 2, "batches on several partitions (%r)" % per_stream)
     t.check(len(consumers) >= 1, "consumers of the streams: %r" % sorted(consumers))
 
+    # each loader's status document names every dataset once (its partitions share the figures)
+    def unique(pairs):
+        names = [k for k, _ in pairs]
+        if len(names) != len(set(names)):
+            raise ValueError("duplicate names %r" % names)
+        return dict(pairs)
+
+    docs = wait_until(lambda: [r0.get(k) for k in r0.scan_iter(match="fr:status:loader:*")] or None, 30,
+                      what="the loaders' status keys")
+    for d in docs:
+        doc = json.loads(d, object_pairs_hook=unique)
+        t.eq(sorted(doc["datasets"]), ["players.events"], "a loader's status lists players.events once")
+
     # one-shot commands on the cluster URL
     backup = os.path.join(stack.base, "events.avro")
     rc_, out = run_cmd(stack, "freshet-loader", "backup", "--dataset", "players.events", "--out", backup)
