@@ -105,7 +105,7 @@ static void on_ds_reply(fr_redis_t *r, redisReply *reply, void *data)
     if (!reply) {
         g->redis_ok = false;
     } else if (cb->what == 0 && reply->type == REDIS_REPLY_INTEGER) {
-        f->length = (json_int_t)reply->integer;
+        f->length += (json_int_t)reply->integer; /* summed over the dataset's partitions */
         f->has_length = true;
     } else if (cb->what == 2 && reply->type == REDIS_REPLY_INTEGER) {
         f->dead_letters = (json_int_t)reply->integer;
@@ -115,9 +115,14 @@ static void on_ds_reply(fr_redis_t *r, redisReply *reply, void *data)
             const redisReply *kv = reply->element[i];
             if (kv->type != REDIS_REPLY_ARRAY || !field_is(kv, "name", FR_NAMES_GROUP))
                 continue;
+            json_int_t pending = 0, lag = 0;
             f->has_group = true;
-            (void)field_int(kv, "pending", &f->pending, NULL);
-            f->has_lag = field_int(kv, "lag", &f->lag, NULL);
+            (void)field_int(kv, "pending", &pending, NULL);
+            f->pending += pending;
+            if (field_int(kv, "lag", &lag, NULL)) {
+                f->lag += lag;
+                f->has_lag = true;
+            }
         }
     }
     free(cb);
@@ -514,13 +519,16 @@ void fr_api_status_handle(struct fr_api_worker *w, fr_http_req_t *req)
         const struct fr_pipeline *pl = app->pipelines[p];
         for (size_t d = 0; d < pl->n_datasets; d++) {
             struct ds_facts *f = &g->ds[k++];
-            char *stream = fr_names_stream(pl->datasets[d].qname);
             char *dlq = fr_names_dlq(pl->datasets[d].qname);
+            unsigned np = pl->datasets[d].partitions > 1 ? pl->datasets[d].partitions : 1;
             f->ds = &pl->datasets[d];
-            send_ds(g, f, 0, "XLEN", stream);
-            send_ds(g, f, 1, NULL, stream);
+            for (unsigned part = 0; part < np; part++) { /* every stream partition, summed */
+                char *stream = fr_names_stream_part(pl->datasets[d].qname, part);
+                send_ds(g, f, 0, "XLEN", stream);
+                send_ds(g, f, 1, NULL, stream);
+                free(stream);
+            }
             send_ds(g, f, 2, "XLEN", dlq);
-            free(stream);
             free(dlq);
         }
     }

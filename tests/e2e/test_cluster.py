@@ -82,7 +82,9 @@ def run_cmd(stack, binary, *args):
 def main(t):
     pdir = partitioned_players(tmpdir())
     stack = t.stack = Stack(pipelines="players", now="2024-06-17T12:00:00Z", redis_cluster=True,
-                            extra_env={"FRESHET_PIPELINES_DIR": pdir})
+                            extra_env={"FRESHET_PIPELINES_DIR": pdir,
+                                       # no stream trim during the test: /v1/status's lengths are compared
+                                       "FRESHET_TRIM_INTERVAL_MS": "3600000"})
     cl = stack.redis
     t.check(stack.env["FRESHET_REDIS_URL"].startswith("redis+cluster://"), "daemons get a redis+cluster:// URL")
     masters = cl.masters()
@@ -163,6 +165,24 @@ def main(t):
     for d in docs:
         doc = json.loads(d, object_pairs_hook=unique)
         t.eq(sorted(doc["datasets"]), ["players.events"], "a loader's status lists players.events once")
+
+    # GET /v1/status: the dataset's stream figures are the sums over its partitions
+    def status_matches():
+        st, body = stack.get("/v1/status")
+        p = [p for p in body["pipelines"] if p["name"] == "players"][0]
+        n = [n for n in p["nodes"] if n["kind"] == "dataset" and n["name"] == "events"][0]
+        want = sum(r0.xlen(k) for k in streams)
+        got = (n["state"] or {}).get("stream_length")
+        last[:] = [got, want, (n["state"] or {}).get("backlog")]
+        return st == 200 and got == want and want > 0
+
+    last = []
+    try:
+        wait_until(status_matches, 30, interval=0.2, what="/v1/status stream_length == sum of XLEN")
+        t.check(True, "/v1/status stream_length is the sum over the partitions (%r)" % last)
+    except AssertionError:
+        t.check(False, "/v1/status stream_length vs sum of XLEN over partitions: %r" % last)
+    t.eq(last[2], 0, "/v1/status backlog of players.events: 0 after the drain")
 
     # one-shot commands on the cluster URL
     backup = os.path.join(stack.base, "events.avro")
