@@ -264,6 +264,34 @@ static void on_versions(fr_pg_t *pg, PGresult *res, void *data)
         note_version(l, PQgetvalue(res, i, 0), PQgetvalue(res, i, 1), PQgetvalue(res, i, 2));
 }
 
+/* The PREPARE of an aggregate model's statement (LOAD_AGGREGATE; its
+ * EXECUTE's callback follows and decides). */
+static void on_prepared(fr_pg_t *pg, PGresult *res, void *data)
+{
+    struct ld_load *l = data;
+    struct ld_model *m;
+
+    (void)pg;
+    if (fr__loader_gone(l->ld) || !res) /* lost: the EXECUTE's callback sees it too */
+        return;
+    m = l->e->st->aggs[l->agg_i];
+    if (PQresultStatus(res) != PGRES_COMMAND_OK) {
+        char why[sizeof(l->reason)];
+        const char *msg = PQresultErrorField(res, PG_DIAG_MESSAGE_PRIMARY);
+        snprintf(why, sizeof(why), "aggregate model %s: %s", m->state_name, msg ? msg : PQresultErrorMessage(res));
+        set_reason(l, why);
+        l->prepare_failed = true;
+        return;
+    }
+    m->agg_session = l->ld->pg_session;
+}
+
+void fr__load_new_session(struct loader *ld)
+{
+    ld->stage_for = NULL;
+    ld->pg_session++;
+}
+
 /* Distinct keys for the batch.loaded event: the dataset key when it is one
  * column, else the first single-column key of a model fed by it. Stops
  * counting past LD_EVENT_KEYS (the event then omits them). */
@@ -523,10 +551,23 @@ static void enter(struct ld_load *l, enum ld_load_state to)
         fr_buf_deinit(&keys);
         break;
     }
-    case LOAD_STAGE:
-        fr_sql_stage(&s, ds, l->lo);
-        rc = fr_pg_query(ld->app->pg, s.data, 0, NULL, NULL, on_pg, l);
+    case LOAD_STAGE: {
+        /* The connection's fr_stage is reused while its batches are of one
+         * dataset (ld->stage_for, set by their COMMITs): creating and dropping
+         * a temporary table is catalog work that cost more than the rows. */
+        char lo[24];
+        const char *params[1] = {lo};
+        bool reuse = !l->isolate && ld->stage_for == ds;
+        ld->stage_for = NULL; /* until this transaction commits */
+        snprintf(lo, sizeof(lo), "%zu", l->lo);
+        if (reuse) {
+            rc = fr_pg_query(ld->app->pg, FR_SQL_STAGE_RESET, 1, params, NULL, on_pg, l);
+        } else {
+            fr_sql_stage(&s, ds, l->lo);
+            rc = fr_pg_query(ld->app->pg, s.data, 0, NULL, NULL, on_pg, l);
+        }
         break;
+    }
     case LOAD_COPY: {
         struct fr_buf data;
         fr_sql_copy(&s, ds, l->staged, l->cols, fr_batch_cols(l->b));
@@ -577,12 +618,27 @@ static void enter(struct ld_load *l, enum ld_load_state to)
         rc = fr_pg_query(ld->app->pg, s.data, 1, params, NULL, on_pg, l);
         break;
     }
-    case LOAD_AGGREGATE:
+    case LOAD_AGGREGATE: {
         /* The batch's staged rows into each aggregate model it feeds, in
-         * this transaction: the ledger row makes it exactly once. */
-        fr_aggsql_apply(&s, l->e->st->aggs[l->agg_i]->m, ds, "fr_stage", false);
-        rc = fr_pg_query(ld->app->pg, s.data, 0, NULL, NULL, on_pg, l);
+         * this transaction: the ledger row makes it exactly once. The
+         * statement is PREPAREd once a session (planning it cost several
+         * times its run on a small batch), after fr_stage exists: it reads
+         * that table, and is planned again when fr_stage is recreated. A
+         * PREPARE is not undone by a rollback. */
+        struct ld_model *m = l->e->st->aggs[l->agg_i];
+        char name[64], exec[80];
+        snprintf(name, sizeof(name), "fr_agg_%" PRIu64 "_%zu", ld->pg_session, (size_t)(m - ld->models));
+        snprintf(exec, sizeof(exec), "EXECUTE %s", name);
+        l->prepare_failed = false;
+        if (ld->pg_session == 0 || m->agg_session != ld->pg_session) {
+            (void)fr_buf_printf(&s, "PREPARE %s AS ", name);
+            fr_aggsql_apply(&s, m->m, ds, "fr_stage", false);
+            rc = fr_pg_query(ld->app->pg, s.data, 0, NULL, NULL, on_prepared, l);
+        }
+        if (rc == 0)
+            rc = fr_pg_query(ld->app->pg, exec, 0, NULL, NULL, on_pg, l);
         break;
+    }
     case LOAD_COMMIT: {
         /* the data versions, pipelined just before the COMMIT (sql.h) */
         const char *params[1] = {NULL};
@@ -902,6 +958,12 @@ static void on_pg(fr_pg_t *pg, PGresult *res, void *data)
             enter(l, LOAD_DONE);
             return;
         }
+        if (l->state == LOAD_AGGREGATE && l->prepare_failed) {
+            char why[sizeof(l->reason)];
+            memcpy(why, l->reason, sizeof(why)); /* the PREPARE's error, not "transaction is aborted" */
+            fail_batch(l, why);
+            return;
+        }
         if (is_data_error(res) && is_row_state(l->state)) {
             if (l->isolate)
                 part_failed(l, res);
@@ -996,6 +1058,8 @@ static void on_pg(fr_pg_t *pg, PGresult *res, void *data)
             raise(SIGKILL);
         }
         l->outcome = LD_OUT_LOADED;
+        if (l->staged && !l->isolate && fr_batch_op(l->b) != FR_OP_REPLACED)
+            l->ld->stage_for = ds_of(l); /* its empty fr_stage stays (LOAD_STAGE) */
         if (fr_batch_op(l->b) == FR_OP_REPLACED)
             fr__model_touch_all(l->ld, l->e->st);
         else

@@ -152,6 +152,7 @@ struct ld_model {
     struct ld_cache **caches; /* owned array of borrowed: caches filled from this model */
     size_t n_caches;
     struct fr_histogram *m_secs; /* model_refresh_seconds{model} */
+    uint64_t agg_session;        /* aggregate: ld->pg_session its apply statement is PREPAREd in (load.c) */
 };
 
 struct ld_cache {
@@ -168,7 +169,7 @@ enum ld_load_state {
     LOAD_IDLE = 0,
     LOAD_BEGIN,    /* BEGIN sent */
     LOAD_LEDGER,   /* INSERT INTO freshet.batches ... RETURNING sent */
-    LOAD_STAGE,    /* CREATE TEMP TABLE fr_stage sent (keyed datasets) */
+    LOAD_STAGE,    /* fr_stage created, or reused and reset (staged batches) */
     LOAD_COPY,     /* COPY ... FROM STDIN sent */
     LOAD_CHECK,    /* per-row constraints: bad rows out of the stage, into the ledger row */
     LOAD_ROWDLQ,   /* XADD fr:dlq:* of each rejected row sent (before COMMIT: at least once) */
@@ -230,6 +231,7 @@ struct ld_load {
     int64_t version_us;    /* and its refreshed_at, epoch microseconds */
     struct fr_buf aggv;    /* "name":version, ... of the aggregate models it wrote (batch.loaded) */
     bool version_failed;   /* LOAD_COMMIT: raising the versions failed (the COMMIT rolled back) */
+    bool prepare_failed;   /* LOAD_AGGREGATE: its PREPARE failed (reason holds why) */
     struct ld_rows rej;    /* rows rejected by LOAD_CHECK: fr_row, field, value, kind, reason */
     size_t dlq_out;        /* LOAD_ROWDLQ: replies awaited */
     bool dlq_failed;       /* LOAD_ROWDLQ: a reply was NULL or an error */
@@ -247,6 +249,9 @@ struct ld_load {
  * end, maybe before this returns; ld->load.outcome says how it went. */
 void fr__load_start(struct loader *ld, struct ld_entry *e, ld_done_cb done);
 const char *fr__load_state_name(enum ld_load_state s);
+/* The main connection is new, or the tables may have changed (a migration
+ * ran): the loads' per-session state (fr_stage, PREPAREd statements) is gone. */
+void fr__load_new_session(struct loader *ld);
 
 /* ---- model refresh and caches (model.c, cache.c) -------------------------- */
 
@@ -388,6 +393,8 @@ struct loader {
     struct fr_app *app;        /* borrowed */
     fr_redis_t *xread;         /* owned: blocking stream reads only */
     fr_pg_t *refresh_pg;       /* owned: model refreshes and their model_state updates */
+    const struct fr_dataset *stage_for; /* the dataset whose empty fr_stage the main connection holds (load.c) */
+    uint64_t pg_session;                /* counts the main connection's sessions (fr__load_new_session) */
     char consumer[256];        /* consumer name in the group */
     uint32_t claim_idle_ms;    /* FRESHET_CLAIM_IDLE_MS: claim other consumers' entries idle this long */
     uint32_t claim_every_ms;   /* XAUTOCLAIM period: min(LD_CLAIM_EVERY_MS, claim_idle_ms / 2) */

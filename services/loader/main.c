@@ -202,6 +202,7 @@ static void on_migrate_done(struct loader *ld, int status)
     if (fr__loader_gone(ld))
         return;
     ld->job = JOB_NONE;
+    fr__load_new_session(ld); /* a new connection, or tables that may have changed */
     if (status == 0) {
         ld->need_migrate = false;
         if (!ld->started) {

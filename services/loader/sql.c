@@ -80,12 +80,16 @@ static void put_key_distinct(struct fr_buf *s, const struct fr_dataset *ds, cons
 void fr_sql_stage(struct fr_buf *s, const struct fr_dataset *ds, size_t first_row)
 {
     /* fr_row: the row's 0-based index in the batch (one COPY of rows
-     * [first_row, ...) fills the identity in row order). */
-    (void)fr_buf_puts(s, "CREATE TEMP TABLE fr_stage (LIKE ");
+     * [first_row, ...) fills the identity in row order). A stage left by
+     * another dataset's batch is dropped first (no NOTICE when there is
+     * none). ON COMMIT DELETE ROWS: the table stays for the connection's
+     * next batches of the dataset (fr_sql_stage_reset). */
+    (void)fr_buf_puts(s, "DO $fr$BEGIN IF to_regclass('pg_temp.fr_stage') IS NOT NULL THEN DROP TABLE "
+                         "pg_temp.fr_stage; END IF; CREATE TEMP TABLE fr_stage (LIKE ");
     fr_buf_sql_ident(s, ds->table);
     (void)fr_buf_printf(s,
                         " INCLUDING DEFAULTS, fr_row integer GENERATED ALWAYS AS IDENTITY (START WITH %zu "
-                        "MINVALUE 0)) ON COMMIT DROP",
+                        "MINVALUE 0)) ON COMMIT DELETE ROWS; END$fr$",
                         first_row);
 }
 

@@ -64,8 +64,14 @@
     "ON CONFLICT (model) DO UPDATE SET refreshed_at = EXCLUDED.refreshed_at) " FR__SQL_MODEL_VERSION("$2::bool")
 
 /* CREATE TEMP TABLE fr_stage (LIKE the table, plus fr_row: the row's
- * 0-based index in the batch, counting from first_row) ON COMMIT DROP. */
+ * 0-based index in the batch, counting from first_row) ON COMMIT DELETE
+ * ROWS, in a DO block that first drops an fr_stage left on the connection
+ * (another dataset's shape). */
 void fr_sql_stage(struct fr_buf *s, const struct fr_dataset *ds, size_t first_row);
+
+/* The same connection's next batch of the same dataset reuses its empty
+ * fr_stage (no catalog work): $1 restarts fr_row at the batch's first row. */
+#define FR_SQL_STAGE_RESET "SELECT setval(pg_get_serial_sequence('pg_temp.fr_stage', 'fr_row'), $1::bigint, false)"
 
 /* COPY fr_stage (staged: keyed datasets, and append-only ones an
  * aggregate model reads) or the table (other append-only ones) (cols)

@@ -191,11 +191,15 @@ static void test_stage_copy(void **state)
     (void)state;
     fr_buf_init(&b, 0);
     fr_sql_stage(&b, ds("dept"), 0);
-    expect(&b, "CREATE TEMP TABLE fr_stage (LIKE \"t\".\"dept\" INCLUDING DEFAULTS, fr_row integer GENERATED ALWAYS "
-               "AS IDENTITY (START WITH 0 MINVALUE 0)) ON COMMIT DROP");
+    expect(&b,
+           "DO $fr$BEGIN IF to_regclass('pg_temp.fr_stage') IS NOT NULL THEN DROP TABLE pg_temp.fr_stage; END IF; "
+           "CREATE TEMP TABLE fr_stage (LIKE \"t\".\"dept\" INCLUDING DEFAULTS, fr_row integer GENERATED ALWAYS "
+           "AS IDENTITY (START WITH 0 MINVALUE 0)) ON COMMIT DELETE ROWS; END$fr$");
     fr_sql_stage(&b, ds("dept"), 17);
-    expect(&b, "CREATE TEMP TABLE fr_stage (LIKE \"t\".\"dept\" INCLUDING DEFAULTS, fr_row integer GENERATED ALWAYS "
-               "AS IDENTITY (START WITH 17 MINVALUE 0)) ON COMMIT DROP");
+    expect(&b,
+           "DO $fr$BEGIN IF to_regclass('pg_temp.fr_stage') IS NOT NULL THEN DROP TABLE pg_temp.fr_stage; END IF; "
+           "CREATE TEMP TABLE fr_stage (LIKE \"t\".\"dept\" INCLUDING DEFAULTS, fr_row integer GENERATED ALWAYS "
+           "AS IDENTITY (START WITH 17 MINVALUE 0)) ON COMMIT DELETE ROWS; END$fr$");
     fr_sql_copy(&b, ds("ev"), false, ev_cols, N(ev_cols));
     expect(&b, "COPY \"t\".\"ev\" (\"id\", \"ts\") FROM STDIN");
     fr_sql_copy(&b, ds("dept"), true, dept_cols, N(dept_cols));
