@@ -211,6 +211,7 @@ struct replica {
     uint64_t ok_ms;    /* when the last probe answered (0: never) */
     uint64_t replay;   /* its replay position at ok_ms (UINT64_MAX: not a standby) */
     uint64_t lag_ms;   /* at ok_ms */
+    bool in_use;       /* the last probe's verdict (api_read_replica_conns_in_use) */
 };
 
 enum rq_state {
@@ -252,6 +253,7 @@ struct fr_readpool {
     uint64_t *reads_replica; /* borrowed from the registry (may be NULL) */
     uint64_t *reads_primary;
     uint64_t *reads_fallback; /* a replica failed it: ran again on the primary */
+    int64_t *in_use;          /* replica connections the last probes found usable */
 };
 
 static uint64_t now_ms(fr_readpool_t *rp)
@@ -266,6 +268,19 @@ static bool healthy(fr_readpool_t *rp, const struct replica *r, uint64_t now)
            r->lag_ms <= rp->o.max_lag_ms;
 }
 
+/* Records a probe's verdict on r (logged and counted when it changes). */
+static void set_in_use(struct replica *r, bool is)
+{
+    fr_readpool_t *rp = r->rp;
+
+    if (is == r->in_use)
+        return;
+    r->in_use = is;
+    if (rp->in_use)
+        *rp->in_use += is ? 1 : -1;
+    fr_info("read replica %s: %s (lag %" PRIu64 " ms)", r->name, is ? "in use" : "not used", r->lag_ms);
+}
+
 static void on_replica_probe(fr_pg_t *pg, PGresult *res, void *data)
 {
     struct replica *r = data;
@@ -274,6 +289,7 @@ static void on_replica_probe(fr_pg_t *pg, PGresult *res, void *data)
     r->probing = false;
     if (rp->closing || !res || PQresultStatus(res) != PGRES_TUPLES_OK || PQntuples(res) != 1) {
         r->ok_ms = 0; /* unanswered: not read until a probe answers again */
+        set_in_use(r, false);
         return;
     }
     uint64_t now = now_ms(rp), lsn;
@@ -281,13 +297,10 @@ static void on_replica_probe(fr_pg_t *pg, PGresult *res, void *data)
         lsn = UINT64_MAX; /* not in recovery (promoted): it has everything */
     else if (!fr_readpool_parse_lsn(PQgetvalue(res, 0, 0), &lsn))
         return;
-    bool was = healthy(rp, r, now);
     r->replay = lsn;
     r->lag_ms = fr_readpool_lag_ms(&rp->samples, now, lsn);
     r->ok_ms = now;
-    bool is = healthy(rp, r, now);
-    if (was != is)
-        fr_info("read replica %s: %s (lag %" PRIu64 " ms)", r->name, is ? "in use" : "not used", r->lag_ms);
+    set_in_use(r, healthy(rp, r, now));
 }
 
 static void probe_replica(struct replica *r)
@@ -387,8 +400,10 @@ static void on_rq_result(fr_pg_t *pg, PGresult *res, void *data)
     struct rq *q = data;
     if (q->state == RQ_REPLICA && retry_on_primary(res)) {
         struct replica *r = &q->rp->r[q->replica];
-        if (!res)
+        if (!res) {
             r->ok_ms = 0; /* stopped or gone: skip it until a probe answers */
+            set_in_use(r, false);
+        }
         fr_warn("read replica %s failed a read%s%s; running it on the primary", r->name, res ? ": " : "",
                 res ? PQresultErrorMessage(res) : "");
         rq_primary(q, true);
@@ -643,6 +658,9 @@ int fr_readpool_new(fr_readpool_t **out, uv_loop_t *loop, const char *urls, fr_p
             fr_metrics_counter(m, "api_db_reads_total", "api SQL reads by where they ran", "target=\"primary\"");
         rp->reads_fallback = fr_metrics_counter(m, "api_db_read_fallbacks_total",
                                                 "api SQL reads a replica failed, run again on the primary", NULL);
+        rp->in_use = fr_metrics_gauge(m, "api_read_replica_conns_in_use",
+                                      "read replica connections the last probes found usable (healthy, lag in bound)",
+                                      NULL);
     }
     uv_timer_init(loop, &rp->probe);
     uv_timer_init(loop, &rp->wait);

@@ -125,6 +125,7 @@ def main(t):
     r1, p1 = counter(api, "api_db_reads_total", "replica"), counter(api, "api_db_reads_total", "primary")
     t.check(r1 >= r0 + len(READS), "every read ran on the replica (%d -> %d)" % (r0, r1))
     t.eq(p1, p0, "none on the primary")
+    t.check(counter(api, "api_read_replica_conns_in_use") >= 1, "api_read_replica_conns_in_use counts the replica")
     seen = rep.scalar("SELECT count(*) FROM pg_stat_activity WHERE query LIKE '%ryw.notes%' "
                       "OR query LIKE '%generate_series%'")
     t.check(seen >= 1, "the replica's pg_stat_activity shows the routes' SQL (%r)" % (seen,))
@@ -168,6 +169,9 @@ def main(t):
     stack.start("api")
     wait_until(lambda: call(api, "GET", "/ryw/count", source=src)[2] == call(plain_port, "GET", "/ryw/count")[2],
                10, what="the api on the primary while the replica lags")
+    # every worker's probes have found the replica too far behind
+    wait_until(lambda: counter(api, "api_read_replica_conns_in_use") == 0, 10,
+               what="no replica connection in use on any worker")
     r0, p0 = counter(api, "api_db_reads_total", "replica"), counter(api, "api_db_reads_total", "primary")
     same_answers(t, api, plain_port, READS, src, "lagging replica bypassed")
     t.eq(counter(api, "api_db_reads_total", "replica"), r0, "no read on the lagging replica")
