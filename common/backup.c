@@ -1193,9 +1193,10 @@ static bool parse_rurl(const char *redis_url, struct rurl *u, char err[FR_ERR_LE
         s += 16;
         u->cluster = true;
     } else {
-        snprintf(err, FR_ERR_LEN,
-                 "Redis URL '%s' must start with redis:// or redis+cluster://; set FRESHET_REDIS_URL (or --redis-url)",
-                 redis_url);
+        snprintf(
+            err, FR_ERR_LEN,
+            "Redis URL '%s' must start with redis:// or redis+cluster://; set FRESHET_REDIS_URL (or --redis-url)",
+            redis_url);
         return false;
     }
     end = s + strcspn(s, "/");

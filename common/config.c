@@ -559,8 +559,8 @@ bool fr_cfg_check_key_columns(struct fr_cfg *c, const yaml_node_t *n, const char
     return true;
 }
 
-static const char *const dataset_keys[] = {"columns",   "key",         "version",    "schema_version", "drift",
-                                           "retention", "soft_delete", "partitions", NULL};
+static const char *const dataset_keys[] = {
+    "columns", "key", "version", "schema_version", "drift", "retention", "soft_delete", "partitions", NULL};
 static const char *const drift_keys[] = {"missing", "type", "extra", NULL};
 static const char *const retention_keys[] = {"columns", "days", NULL};
 

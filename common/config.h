@@ -184,8 +184,8 @@ enum fr_model_test_kind {
 
 struct fr_model_test {
     enum fr_model_test_kind kind;
-    char *name;   /* owned: how reports name it, "not_null(country)", "expression(...)" */
-    char *column; /* owned or NULL (expression) */
+    char *name;    /* owned: how reports name it, "not_null(country)", "expression(...)" */
+    char *column;  /* owned or NULL (expression) */
     char **values; /* owned: accepted values */
     size_t n_values;
     char *to_table; /* owned or NULL: relationships: the table of `to` ("players.events") */
@@ -209,10 +209,10 @@ struct fr_model {
     uint32_t coalesce_ms; /* wait this long for more batches before refreshing, default 50 */
     enum fr_model_kind kind;
     /* aggregate models: inputs is {from}; sql reads the batch's rows as `as` (no parameters) */
-    char *from;             /* owned or NULL: the dataset whose batches feed it */
-    char *as;               /* owned or NULL: name of the batch's rows in sql, default "batch" */
-    struct fr_agg_col *agg; /* owned or NULL: n_columns entries, how each column merges */
-    uint32_t order;         /* position in dependency order: a model comes after every model it reads */
+    char *from;                  /* owned or NULL: the dataset whose batches feed it */
+    char *as;                    /* owned or NULL: name of the batch's rows in sql, default "batch" */
+    struct fr_agg_col *agg;      /* owned or NULL: n_columns entries, how each column merges */
+    uint32_t order;              /* position in dependency order: a model comes after every model it reads */
     struct fr_model_test *tests; /* owned: select models' data tests */
     size_t n_tests;
 };

@@ -148,7 +148,8 @@ static bool parse_tests(struct fr_cfg *c, struct fr_pipeline *p, const yaml_node
             if (!fr_cfg_get_str(c, v, "expression", &t->expr))
                 return false;
             if (t->expr[0] == '\0' || strchr(t->expr, ';'))
-                return fail(c, v, "%s: expression must be one SQL boolean over the row's columns; remove the ';'", what);
+                return fail(c, v, "%s: expression must be one SQL boolean over the row's columns; remove the ';'",
+                            what);
             t->name = fr_xasprintf("expression(%.80s)", t->expr);
             break;
         }

@@ -658,9 +658,9 @@ int fr_readpool_new(fr_readpool_t **out, uv_loop_t *loop, const char *urls, fr_p
             fr_metrics_counter(m, "api_db_reads_total", "api SQL reads by where they ran", "target=\"primary\"");
         rp->reads_fallback = fr_metrics_counter(m, "api_db_read_fallbacks_total",
                                                 "api SQL reads a replica failed, run again on the primary", NULL);
-        rp->in_use = fr_metrics_gauge(m, "api_read_replica_conns_in_use",
-                                      "read replica connections the last probes found usable (healthy, lag in bound)",
-                                      NULL);
+        rp->in_use =
+            fr_metrics_gauge(m, "api_read_replica_conns_in_use",
+                             "read replica connections the last probes found usable (healthy, lag in bound)", NULL);
     }
     uv_timer_init(loop, &rp->probe);
     uv_timer_init(loop, &rp->wait);

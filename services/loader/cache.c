@@ -40,8 +40,7 @@ static void finish(struct ld_cachew *cw, int status)
         cw->locked = false;
         if (fr_pg_connected(ld->app->pg))
             if (fr_pg_query(ld->app->pg, FR_SQL_MODEL_UNLOCK, 1, params, NULL, on_unlocked, NULL) != 0)
-                fr_debug("model %s: unlock not sent (the connection is going: it releases the lock)",
-                         params[0]);
+                fr_debug("model %s: unlock not sent (the connection is going: it releases the lock)", params[0]);
     }
 
     fr__rows_deinit(&cw->own_rows);

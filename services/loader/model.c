@@ -708,8 +708,7 @@ static void unlock_done(struct loader *ld, int status)
         r->locked = false;
         if (fr_pg_connected(ld->refresh_pg))
             if (fr_pg_query(ld->refresh_pg, FR_SQL_MODEL_UNLOCK, 1, params, NULL, on_unlocked, NULL) != 0)
-                fr_debug("model %s: unlock not sent (the connection is going: it releases the lock)",
-                         params[0]);
+                fr_debug("model %s: unlock not sent (the connection is going: it releases the lock)", params[0]);
     }
     done(ld, status);
 }

@@ -285,10 +285,10 @@ static void test_data_tests(void **state)
     expect_error(SEL "    tests:\n      - {not_null: n, unique: n}\n", "{not_null", "write one per list item");
     expect_error(SEL "    tests:\n      - accepted_values: {column: n}\n", "{column: n}",
                  "needs column: and values:");
-    expect_error(SEL "    tests:\n      - relationships: {column: n, to: nope, field: x}\n",
-                 "- relationships", "points to unknown dataset or model 'nope'");
-    expect_error(SEL "    tests:\n      - relationships: {column: n, to: ev, field: x}\n",
-                 "- relationships", "'x' is not a column of 'ev'");
+    expect_error(SEL "    tests:\n      - relationships: {column: n, to: nope, field: x}\n", "- relationships",
+                 "points to unknown dataset or model 'nope'");
+    expect_error(SEL "    tests:\n      - relationships: {column: n, to: ev, field: x}\n", "- relationships",
+                 "'x' is not a column of 'ev'");
     expect_error(SEL "    tests:\n      - expression: \"n > 0; DROP TABLE x\"\n", "\"n > 0", "remove the ';'");
     expect_error(AGG KEYCOL "      - {name: n, type: bigint, merge: count}\n    tests:\n      - not_null: n\n",
                  "- not_null", "data tests apply to select models");

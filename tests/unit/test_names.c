@@ -116,8 +116,9 @@ static void test_dataset_keys_share_a_slot(void **state)
     const char *qnames[] = {"players.events", "crypto.klines", "hr.departments", "a.b"};
     for (size_t i = 0; i < sizeof(qnames) / sizeof(qnames[0]); i++) {
         const char *q = qnames[i];
-        char *keys[] = {fr_names_stream(q),      fr_names_dlq(q),           fr_names_dlq_lease(q),
-                        fr_names_idseq(q),       fr_names_src_lease(q, "x.s"), fr_names_src_fence(q, "x.s"),
+        char *keys[] = {fr_names_stream(q),           fr_names_dlq(q),
+                        fr_names_dlq_lease(q),        fr_names_idseq(q),
+                        fr_names_src_lease(q, "x.s"), fr_names_src_fence(q, "x.s"),
                         fr_names_src_state(q, "x.s")};
         unsigned want = fr__redis_key_slot(q, strlen(q));
         for (size_t k = 0; k < sizeof(keys) / sizeof(keys[0]); k++) {
@@ -204,8 +205,8 @@ static void test_changes(void **state)
     assert_true(fr_names_event_type(ev, sizeof(ev) - 1, type, sizeof(type)));
     assert_string_equal(type, "cache.refreshed");
     assert_false(fr_names_event_type(ev, sizeof(ev) - 1, type, 8)); /* does not fit */
-    const char *bad[] = {"", "{}", "{\"ts\":1,\"type\":\"a\"}", "{\"type\":1}", "{\"type\":\"a\\\"b\"}",
-                         "{\"type\":\"unterminated"};
+    const char *bad[] = {
+        "", "{}", "{\"ts\":1,\"type\":\"a\"}", "{\"type\":1}", "{\"type\":\"a\\\"b\"}", "{\"type\":\"unterminated"};
     for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++)
         assert_false(fr_names_event_type(bad[i], strlen(bad[i]), type, sizeof(type)));
 }
