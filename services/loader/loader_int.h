@@ -22,23 +22,23 @@
 #define LD_READ_BYTES        (64u << 20) /* aim of one read's total batch bytes (COUNT adapts) */
 #define LD_BLOCK_MS          1000        /* XREADGROUP BLOCK */
 #define LD_LOCKED_RETRY_MS   50          /* a model another loader is refreshing: try again after */
-#define LD_POLL_MS           20          /* Redis Cluster, several streams: reads poll (no BLOCK) this often when idle */
-#define LD_XREAD_TIMEOUT_MS  6000        /* command timeout of the stream connection (> block) */
-#define LD_MAX_ATTEMPTS      5           /* failed loads of one entry before it is dead-lettered */
-#define LD_RETRY_STEP_MS     200         /* backoff = step x attempts */
-#define LD_CLAIM_EVERY_MS    10000       /* XAUTOCLAIM period */
-#define LD_CLAIM_IDLE_MS     30000       /* default: entries idle longer than this are claimed */
-#define LD_LAG_EVERY_MS      5000        /* loader_stream_lag sampling period */
-#define LD_FULL_REFRESH_KEYS 5000        /* more touched keys than this: refresh the whole model */
-#define LD_EVENT_KEYS        100         /* events list keys only up to this many */
-#define LD_CACHE_GROUP   500    /* keys per MULTI/EXEC group */
-#define LD_PG_TIMEOUT_MS 300000 /* per statement: full refreshes can be long */
-#define LD_RETRY_MS      1000   /* retry of migrations / groups / refresh after an error */
-#define LD_DLQ_RAW_MAX   4096   /* bytes of "raw" in a dead letter */
-#define LD_ISOLATE_DEPTH 64     /* parts pending while bisecting: > log2(rows of a batch) + 1 */
-#define LD_ISOLATE_PARTS 4096   /* parts one isolation may try; past it the batch fails whole */
-#define LD_TRIM_ACKS     128    /* this many acks trim the streams before the interval is up ... */
-#define LD_TRIM_MIN_MS   1000   /* ... at most this often */
+#define LD_POLL_MS           20     /* Redis Cluster, several streams: reads poll (no BLOCK) this often when idle */
+#define LD_XREAD_TIMEOUT_MS  6000   /* command timeout of the stream connection (> block) */
+#define LD_MAX_ATTEMPTS      5      /* failed loads of one entry before it is dead-lettered */
+#define LD_RETRY_STEP_MS     200    /* backoff = step x attempts */
+#define LD_CLAIM_EVERY_MS    10000  /* XAUTOCLAIM period */
+#define LD_CLAIM_IDLE_MS     30000  /* default: entries idle longer than this are claimed */
+#define LD_LAG_EVERY_MS      5000   /* loader_stream_lag sampling period */
+#define LD_FULL_REFRESH_KEYS 5000   /* more touched keys than this: refresh the whole model */
+#define LD_EVENT_KEYS        100    /* events list keys only up to this many */
+#define LD_CACHE_GROUP       500    /* keys per MULTI/EXEC group */
+#define LD_PG_TIMEOUT_MS     300000 /* per statement: full refreshes can be long */
+#define LD_RETRY_MS          1000   /* retry of migrations / groups / refresh after an error */
+#define LD_DLQ_RAW_MAX       4096   /* bytes of "raw" in a dead letter */
+#define LD_ISOLATE_DEPTH     64     /* parts pending while bisecting: > log2(rows of a batch) + 1 */
+#define LD_ISOLATE_PARTS     4096   /* parts one isolation may try; past it the batch fails whole */
+#define LD_TRIM_ACKS         128    /* this many acks trim the streams before the interval is up ... */
+#define LD_TRIM_MIN_MS       1000   /* ... at most this often */
 
 struct loader;
 
@@ -142,14 +142,14 @@ struct ld_model {
     bool all;                    /* recompute everything (day turn, start, too many keys) */
     uint64_t first_touch_ms;     /* monotonic, 0 = nothing pending */
     uint64_t last_touch_ms;
-    uint64_t retry_at_ms;     /* after a failed refresh, 0 = none */
-    uint64_t last_cost_ms;    /* duration of the last refresh (SQL + cache writes) */
-    uint64_t last_end_ms;     /* monotonic end of the last refresh, 0 = none */
-    char *test_sql;           /* owned or NULL: the data tests' statement (testsql.c) */
-    bool hold;                /* its data tests failed: not due until something touches it again */
+    uint64_t retry_at_ms;      /* after a failed refresh, 0 = none */
+    uint64_t last_cost_ms;     /* duration of the last refresh (SQL + cache writes) */
+    uint64_t last_end_ms;      /* monotonic end of the last refresh, 0 = none */
+    char *test_sql;            /* owned or NULL: the data tests' statement (testsql.c) */
+    bool hold;                 /* its data tests failed: not due until something touches it again */
     uint64_t *m_test_failures; /* model_test_failures_total{model} */
-    int32_t day;              /* UTC day (days since epoch) of the last full refresh, INT32_MIN = unknown */
-    struct ld_cache **caches; /* owned array of borrowed: caches filled from this model */
+    int32_t day;               /* UTC day (days since epoch) of the last full refresh, INT32_MIN = unknown */
+    struct ld_cache **caches;  /* owned array of borrowed: caches filled from this model */
     size_t n_caches;
     struct fr_histogram *m_secs; /* model_refresh_seconds{model} */
     uint64_t agg_session;        /* aggregate: ld->pg_session its apply statement is PREPAREd in (load.c) */
@@ -266,9 +266,9 @@ struct ld_refresh {
     int64_t version_us;     /* and its refreshed_at, epoch microseconds */
     size_t cache_i;         /* next cache of the model to write */
     uint64_t t0_ns;
-    int32_t day;     /* day of "now" used */
-    char now[32];    /* "now" passed as $2 */
-    ld_done_cb done; /* called once when the refresh (and its cache writes) ends */
+    int32_t day;           /* day of "now" used */
+    char now[32];          /* "now" passed as $2 */
+    ld_done_cb done;       /* called once when the refresh (and its cache writes) ends */
     ld_done_cb outer_done; /* the caller's done: done releases the model lock first */
     bool locked;           /* holds the model's refresh lock (FR_SQL_MODEL_TRYLOCK) on refresh_pg */
 };
@@ -390,15 +390,15 @@ enum ld_job {
 };
 
 struct loader {
-    struct fr_app *app;        /* borrowed */
-    fr_redis_t *xread;         /* owned: blocking stream reads only */
-    fr_pg_t *refresh_pg;       /* owned: model refreshes and their model_state updates */
+    struct fr_app *app;                 /* borrowed */
+    fr_redis_t *xread;                  /* owned: blocking stream reads only */
+    fr_pg_t *refresh_pg;                /* owned: model refreshes and their model_state updates */
     const struct fr_dataset *stage_for; /* the dataset whose empty fr_stage the main connection holds (load.c) */
     uint64_t pg_session;                /* counts the main connection's sessions (fr__load_new_session) */
-    char consumer[256];        /* consumer name in the group */
-    uint32_t claim_idle_ms;    /* FRESHET_CLAIM_IDLE_MS: claim other consumers' entries idle this long */
-    uint32_t claim_every_ms;   /* XAUTOCLAIM period: min(LD_CLAIM_EVERY_MS, claim_idle_ms / 2) */
-    struct ld_stream *streams; /* owned */
+    char consumer[256];                 /* consumer name in the group */
+    uint32_t claim_idle_ms;             /* FRESHET_CLAIM_IDLE_MS: claim other consumers' entries idle this long */
+    uint32_t claim_every_ms;            /* XAUTOCLAIM period: min(LD_CLAIM_EVERY_MS, claim_idle_ms / 2) */
+    struct ld_stream *streams;          /* owned */
     size_t n_streams;
     struct ld_model *models; /* owned */
     size_t n_models;
