@@ -41,12 +41,12 @@ struct client {
     struct fr_api_changes *ch; /* borrowed back pointer */
     fr_http_req_t *req;        /* borrowed until the stream is ended; NULL after */
     enum cstate state;
-    struct fr_sse_id sent; /* last id given or skipped */
-    bool has_from;         /* resumes after `sent` (Last-Event-ID) */
-    bool gone;             /* to be reaped: its stream ends */
-    bool dropped;          /* gone because it was too slow (aborted, not ended) */
-    bool range_out;        /* a catch-up XRANGE is in flight (holds the client) */
-    bool probing;          /* the read in flight is XINFO STREAM: was the stream trimmed past `sent`? */
+    struct fr_sid sent; /* last id given or skipped */
+    bool has_from;      /* resumes after `sent` (Last-Event-ID) */
+    bool gone;          /* to be reaped: its stream ends */
+    bool dropped;       /* gone because it was too slow (aborted, not ended) */
+    bool range_out;     /* a catch-up XRANGE is in flight (holds the client) */
+    bool probing;       /* the read in flight is XINFO STREAM: was the stream trimmed past `sent`? */
     /* filter */
     const struct fr_pipeline *fp; /* borrowed: the dataset's pipeline, NULL = every change */
     const char *ds_qname;         /* borrowed: its qname */
@@ -61,7 +61,7 @@ struct fr_api_changes {
     fr_redis_t *reader;      /* owned: XREAD BLOCK only; NULL until the first client */
     bool reading;            /* a reader command is in flight */
     bool have_cursor;
-    struct fr_sse_id cursor;
+    struct fr_sid cursor;
     struct client *head; /* owned list */
     size_t n;
     size_t n_gone;                     /* clients marked gone, not yet reaped */
@@ -231,8 +231,8 @@ static void client_write(struct client *c, const struct fr_buf *b)
 
 /* What one entry says, parsed once for every client. */
 struct change {
-    struct fr_sse_id id;
-    char id_text[FR_SSE_ID_LEN];
+    struct fr_sid id;
+    char id_text[FR_SID_LEN];
     const char *type;  /* borrowed from the reply */
     const char *event; /* borrowed from the reply */
     size_t event_len;
@@ -334,9 +334,9 @@ static bool change_from(const redisReply *r, struct change *e)
 
     memset(e, 0, sizeof(*e));
     if (!r || r->type != REDIS_REPLY_ARRAY || r->elements != 2 || r->element[0]->type != REDIS_REPLY_STRING ||
-        !fr_sse_id_parse(r->element[0]->str, r->element[0]->len, &e->id))
+        !fr_sid_parse(r->element[0]->str, r->element[0]->len, &e->id))
         return false;
-    fr_sse_id_format(&e->id, e->id_text);
+    fr_sid_format(e->id, e->id_text);
     f = r->element[1];
     for (size_t i = 0; f && f->type == REDIS_REPLY_ARRAY && i + 1 < f->elements; i += 2) {
         const redisReply *k = f->element[i], *v = f->element[i + 1];
@@ -358,7 +358,7 @@ static bool change_from(const redisReply *r, struct change *e)
 /* Gives entry e to c if c wants it and has not had it; moves c->sent. */
 static void offer(struct client *c, const struct change *e, const struct fr_buf *frame)
 {
-    if (c->gone || fr_sse_id_cmp(&e->id, &c->sent) <= 0)
+    if (c->gone || fr_sid_cmp(e->id, c->sent) <= 0)
         return;
     c->sent = e->id;
     if (!e->type || !e->event || !client_wants(c, e))
@@ -381,13 +381,13 @@ static void catchup(struct client *c);
 /* The client's Last-Event-ID is older than the oldest change kept: the
  * changes between were trimmed. It is told so (event "reset": reload what
  * it shows), then gets every change kept. */
-static void reset(struct client *c, const struct fr_sse_id *oldest)
+static void reset(struct client *c, const struct fr_sid *oldest)
 {
     struct fr_api_changes *ch = c->ch;
-    char id[FR_SSE_ID_LEN], data[160];
+    char id[FR_SID_LEN], data[160];
     int n;
 
-    fr_sse_id_format(oldest, id);
+    fr_sid_format(*oldest, id);
     n = snprintf(data, sizeof(data),
                  "{\"type\":\"reset\",\"reason\":\"changes after Last-Event-ID were trimmed\",\"oldest\":\"%s\"}",
                  id);
@@ -419,7 +419,7 @@ static void probed(struct client *c, const redisReply *r)
     }
     if (!first || !change_from(first, &e))
         return;
-    if (fr_sse_id_cmp(&c->sent, &e.id) < 0 && (added < 0 || added > length))
+    if (fr_sid_cmp(c->sent, e.id) < 0 && (added < 0 || added > length))
         reset(c, &e.id);
     json_decref(e.root);
 }
@@ -467,7 +467,7 @@ static void on_range(fr_redis_t *r, redisReply *reply, void *data)
     }
     if (c->gone)
         return;
-    if (got == RANGE_COUNT || fr_sse_id_cmp(&c->sent, &ch->cursor) < 0)
+    if (got == RANGE_COUNT || fr_sid_cmp(c->sent, ch->cursor) < 0)
         catchup(c); /* more to read, or the reader moved on meanwhile */
     else
         go_live(c);
@@ -479,11 +479,11 @@ static void catchup(struct client *c)
 {
     struct fr_api_changes *ch = c->ch;
     fr_redis_t *r = ch->w->app->redis;
-    char from[FR_SSE_ID_LEN + 1], count[16];
+    char from[FR_SID_LEN + 1], count[16];
 
     c->state = C_CATCHUP;
     from[0] = '(';
-    fr_sse_id_format(&c->sent, from + 1);
+    fr_sid_format(c->sent, from + 1);
     snprintf(count, sizeof(count), "%d", RANGE_COUNT);
     {
         const char *argv[] = {"XRANGE", FR_NAMES_CHANGES, from, "+", "COUNT", count};
@@ -517,7 +517,7 @@ static void client_start(struct client *c)
     fr_buf_reset(&ch->frame);
     (void)fr_buf_printf(&ch->frame, "retry: %d\n\n", RETRY_CLIENT_MS);
     client_write(c, &ch->frame);
-    if (c->has_from && fr_sse_id_cmp(&c->sent, &ch->cursor) < 0) {
+    if (c->has_from && fr_sid_cmp(c->sent, ch->cursor) < 0) {
         c->probing = true;
         catchup(c);
     } else if (c->has_from) {
@@ -598,7 +598,7 @@ static void on_read(fr_redis_t *r, redisReply *reply, void *data)
                 if (c->state == C_LIVE)
                     offer(c, &e, &ch->frame);
             json_decref(e.root);
-            if (fr_sse_id_cmp(&e.id, &ch->cursor) > 0)
+            if (fr_sid_cmp(e.id, ch->cursor) > 0)
                 ch->cursor = e.id;
         }
     }
@@ -611,7 +611,7 @@ static void on_read(fr_redis_t *r, redisReply *reply, void *data)
 
 static void reader_next(struct fr_api_changes *ch)
 {
-    char cursor[FR_SSE_ID_LEN], count[16], block[16];
+    char cursor[FR_SID_LEN], count[16], block[16];
     int rc;
 
     if (ch->closing || ch->reading || !ch->reader)
@@ -621,7 +621,7 @@ static void reader_next(struct fr_api_changes *ch)
         size_t lens[] = {9, sizeof(FR_NAMES_CHANGES) - 1, 1, 1, 5, 1};
         rc = fr_redis_commandv(ch->reader, 0, on_head, ch, 6, argv, lens);
     } else {
-        fr_sse_id_format(&ch->cursor, cursor);
+        fr_sid_format(ch->cursor, cursor);
         snprintf(count, sizeof(count), "%d", READ_COUNT);
         snprintf(block, sizeof(block), "%d", READ_BLOCK_MS);
         {
@@ -724,7 +724,7 @@ void fr_api_changes_handle(struct fr_api_worker *w, fr_http_req_t *req)
     const char *from_v = fr_http_req_header(req, "Last-Event-ID");
     const struct fr_pipeline *pl = NULL;
     const struct fr_dataset *ds = NULL;
-    struct fr_sse_id from = {0, 0};
+    struct fr_sid from = {0, 0};
     struct client *c;
 
     if (!ch || ch->closing || w->push_closed) {
@@ -743,7 +743,7 @@ void fr_api_changes_handle(struct fr_api_worker *w, fr_http_req_t *req)
         answer_422(w, req, "query", "key", "key must be 1 to 512 bytes");
         return;
     }
-    if (from_v && from_v[0] && !fr_sse_id_parse(from_v, strlen(from_v), &from)) {
+    if (from_v && from_v[0] && !fr_sid_parse(from_v, strlen(from_v), &from)) {
         answer_422(w, req, "header", "Last-Event-ID",
                    "Last-Event-ID must be an event id of this feed (MS-SEQ, e.g. 1718000000000-0)");
         return;

@@ -96,7 +96,7 @@ static void round_finish(struct trim_round *t)
     free(gs);
     if (ok) {
         char id[FR_SID_LEN];
-        fr_trimcalc_format(minid, id);
+        fr_sid_format(minid, id);
         const char *argv[] = {"XTRIM", t->st->key, "MINID", id};
         if (fr_redis_commandv(ld->app->redis, 0, on_xtrim, t->st, (int)FR_ARRAY_LEN(argv), argv, NULL) == 0) {
             round_free(t);
@@ -120,7 +120,7 @@ static void on_xpending(fr_redis_t *r, redisReply *reply, void *data)
     } else if (reply->element[0]->integer == 0) {
         tg->g.pending = 0; /* acknowledged since XINFO: last-delivered-id (read before) bounds it */
     } else if (reply->element[1]->type == REDIS_REPLY_STRING &&
-               fr_trimcalc_parse_id(reply->element[1]->str, reply->element[1]->len, &tg->g.min_pending)) {
+               fr_sid_parse(reply->element[1]->str, reply->element[1]->len, &tg->g.min_pending)) {
         tg->g.pending = (uint64_t)reply->element[0]->integer;
         tg->g.min_known = true;
     } else {
@@ -151,7 +151,7 @@ static bool parse_group(const redisReply *grp, struct trim_group *out)
             out->g.pending = (uint64_t)val->integer;
             have_pending = true;
         } else if (strcmp(key->str, "last-delivered-id") == 0 && val->type == REDIS_REPLY_STRING) {
-            have_last = fr_trimcalc_parse_id(val->str, val->len, &out->g.last_delivered);
+            have_last = fr_sid_parse(val->str, val->len, &out->g.last_delivered);
         }
     }
     return have_name && have_last && have_pending;
@@ -418,7 +418,7 @@ static void archive_done(uv_work_t *w, int status)
         dq_release(j);
         return;
     }
-    fr_trimcalc_format(fr_trimcalc_next(j->last), id);
+    fr_sid_format(fr_sid_next(j->last), id);
     const char *argv[] = {"XTRIM", st->dlq, "MINID", id};
     j->state = DQ_TRIM;
     if (fr_redis_commandv(j->ld->app->redis, 0, on_dlq_trim, j, (int)FR_ARRAY_LEN(argv), argv, NULL) != 0)
@@ -462,7 +462,7 @@ static void dq_build(struct ld_dlqjob *j, const redisReply *list, size_t n_over)
         free(nlens);
         free(vlens);
         j->line_end[i] = j->lines.len;
-        if (!fr_trimcalc_parse_id(ent->element[0]->str, ent->element[0]->len, &id))
+        if (!fr_sid_parse(ent->element[0]->str, ent->element[0]->len, &id))
             id = j->last; /* checked by on_xrange already */
         fr_trimcalc_day(id, j->day[i]);
         j->last = id;
@@ -518,7 +518,7 @@ static void on_xrange(fr_redis_t *r, redisReply *reply, void *data)
     for (size_t i = 0; i < n; i++) {
         const redisReply *ent = reply->element[i];
         if (ent->type != REDIS_REPLY_ARRAY || ent->elements < 2 || ent->element[0]->type != REDIS_REPLY_STRING ||
-            !fr_trimcalc_parse_id(ent->element[0]->str, ent->element[0]->len, &ids[i])) {
+            !fr_sid_parse(ent->element[0]->str, ent->element[0]->len, &ids[i])) {
             n = i; /* archive up to a malformed entry only */
             break;
         }

@@ -1,66 +1,10 @@
-/* trimcalc: stream ids, safe trim points and dead-letter archive lines
+/* trimcalc: safe trim points and dead-letter archive lines
  * (see trimcalc.h). Owns nothing. */
 #include "trimcalc.h"
 
 #include <inttypes.h>
 #include <stdio.h>
 #include <string.h>
-
-static bool parse_u64(const char *s, size_t n, uint64_t *out)
-{
-    uint64_t v = 0;
-
-    if (n == 0 || n > 20)
-        return false;
-    for (size_t i = 0; i < n; i++) {
-        unsigned d;
-        if (s[i] < '0' || s[i] > '9')
-            return false;
-        d = (unsigned)(s[i] - '0');
-        if (v > (UINT64_MAX - d) / 10)
-            return false;
-        v = v * 10 + d;
-    }
-    *out = v;
-    return true;
-}
-
-bool fr_trimcalc_parse_id(const char *s, size_t n, struct fr_sid *out)
-{
-    const char *dash = memchr(s, '-', n);
-    struct fr_sid id = {0, 0};
-
-    if (!dash) {
-        if (!parse_u64(s, n, &id.ms))
-            return false;
-    } else if (!parse_u64(s, (size_t)(dash - s), &id.ms) ||
-               !parse_u64(dash + 1, n - (size_t)(dash - s) - 1, &id.seq)) {
-        return false;
-    }
-    *out = id;
-    return true;
-}
-
-int fr_trimcalc_cmp(struct fr_sid a, struct fr_sid b)
-{
-    if (a.ms != b.ms)
-        return a.ms < b.ms ? -1 : 1;
-    if (a.seq != b.seq)
-        return a.seq < b.seq ? -1 : 1;
-    return 0;
-}
-
-struct fr_sid fr_trimcalc_next(struct fr_sid a)
-{
-    if (a.seq == UINT64_MAX)
-        return (struct fr_sid){a.ms + 1, 0};
-    return (struct fr_sid){a.ms, a.seq + 1};
-}
-
-void fr_trimcalc_format(struct fr_sid a, char out[FR_SID_LEN])
-{
-    snprintf(out, FR_SID_LEN, "%" PRIu64 "-%" PRIu64, a.ms, a.seq);
-}
 
 bool fr_trimcalc_safe_minid(const struct fr_trimcalc_group *g, size_t n, struct fr_sid *out)
 {
@@ -71,15 +15,15 @@ bool fr_trimcalc_safe_minid(const struct fr_trimcalc_group *g, size_t n, struct 
     for (size_t i = 0; i < n; i++) {
         struct fr_sid bound;
         if (g[i].pending == 0)
-            bound = fr_trimcalc_next(g[i].last_delivered);
+            bound = fr_sid_next(g[i].last_delivered);
         else if (g[i].min_known)
             bound = g[i].min_pending;
         else
             return false;
         /* A pending entry is always delivered: never past last-delivered+1. */
-        if (fr_trimcalc_cmp(bound, fr_trimcalc_next(g[i].last_delivered)) > 0)
-            bound = fr_trimcalc_next(g[i].last_delivered);
-        if (i == 0 || fr_trimcalc_cmp(bound, best) < 0)
+        if (fr_sid_cmp(bound, fr_sid_next(g[i].last_delivered)) > 0)
+            bound = fr_sid_next(g[i].last_delivered);
+        if (i == 0 || fr_sid_cmp(bound, best) < 0)
             best = bound;
     }
     *out = best;

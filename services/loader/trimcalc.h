@@ -1,5 +1,5 @@
 /* trimcalc: the pure arithmetic behind the loader's retention (trim.c):
- * stream entry ids, the id below which every consumer group has
+ * the id below which every consumer group has
  * acknowledged a stream, how many of the oldest dead letters are over their
  * bounds, and the NDJSON line an archived dead letter becomes. No I/O, no
  * state: unit-tested in tests/unit/test_trimcalc.c. */
@@ -10,24 +10,8 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "sid.h"
 #include "util.h"
-
-#define FR_SID_LEN 44 /* "ms-seq" with two uint64 and the NUL */
-
-/* A Redis stream entry id. */
-struct fr_sid {
-    uint64_t ms;  /* milliseconds part */
-    uint64_t seq; /* sequence part */
-};
-
-/* Parses "ms-seq" (or "ms", seq 0) of s[0..n); false when malformed. */
-FR_MUST_CHECK bool fr_trimcalc_parse_id(const char *s, size_t n, struct fr_sid *out);
-/* <0, 0, >0 as a is before, equal to, after b. */
-int fr_trimcalc_cmp(struct fr_sid a, struct fr_sid b);
-/* The smallest id after a. */
-struct fr_sid fr_trimcalc_next(struct fr_sid a);
-/* Writes "ms-seq" into out. */
-void fr_trimcalc_format(struct fr_sid a, char out[FR_SID_LEN]);
 
 /* What one consumer group has consumed of a stream (XINFO GROUPS, plus the
  * XPENDING summary when it has pending entries). */

@@ -16,13 +16,13 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
     const char *s = (const char *)data;
-    struct fr_sse_id id, back;
-    char text[FR_SSE_ID_LEN];
+    struct fr_sid id, back;
+    char text[FR_SID_LEN];
     struct fr_buf b, joined, want;
 
-    if (fr_sse_id_parse(s, size, &id)) {
-        fr_sse_id_format(&id, text);
-        if (!fr_sse_id_parse(text, strlen(text), &back) || fr_sse_id_cmp(&id, &back) != 0)
+    if (fr_sid_parse(s, size, &id)) {
+        fr_sid_format(id, text);
+        if (!fr_sid_parse(text, strlen(text), &back) || fr_sid_cmp(id, back) != 0)
             abort();
     }
     fr_buf_init(&b, 0);
