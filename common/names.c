@@ -86,6 +86,15 @@ char *fr_names_idseq(const char *qname)
     return fr_xasprintf("fr:idseq:{%s}", qname);
 }
 
+char *fr_names_ryw(const char *caller)
+{
+    char *k = fr_xasprintf("fr:ryw:%s", caller);
+    for (char *c = k; *c; c++)
+        if (*c == '{' || *c == '}')
+            *c = '_';
+    return k;
+}
+
 char *fr_names_dlq_lease(const char *qname)
 {
     return fr_xasprintf("fr:lease:dlq:{%s}", qname);

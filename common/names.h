@@ -62,6 +62,11 @@ char *fr_names_idem(const char *caller, const char *key);
 /* "fr:idseq:{qname}": the last id the api handed out for rows created
  * without one (crud POST). */
 char *fr_names_idseq(const char *qname);
+/* "fr:ryw:CALLER": read-your-writes across api processes, a hash (p: the
+ * caller's writes in flight, l: the primary's WAL position after its last
+ * answered write, 16 hex digits). CALLER as fr_readpool_caller builds it
+ * ("k:DIGEST" or "ip:ADDRESS"); a brace in it becomes '_': no tag. */
+char *fr_names_ryw(const char *caller);
 
 /* "fr:lease:dlq:{qname}": which loader bounds (archives and trims) a
  * dataset's dead letters now; a string with a TTL (PX), value = consumer. */

@@ -10,6 +10,7 @@
 #include <string.h>
 
 #include "log.h"
+#include "names.h"
 
 #define WAIT_TICK_MS    10  /* read-your-writes waiters are checked this often */
 #define STALE_PROBES    3   /* a replica whose last good probe is older than this many periods is down */
@@ -17,6 +18,16 @@
 #define RYW_WAYS        8
 #define LAG_SQL         "SELECT pg_last_wal_replay_lsn()::text"
 #define PRIMARY_LSN_SQL "SELECT pg_current_wal_lsn()::text"
+#define MARK_HOLD_MS    600000 /* a write in flight keeps its caller's mark this much longer than the window */
+/* fr:ryw:CALLER (fr_names_ryw): p = writes in flight, l = the highest WAL
+ * position (16 hex digits: compared as strings) */
+#define RYW_MARK_LUA "redis.call('HINCRBY', KEYS[1], 'p', 1) redis.call('PEXPIRE', KEYS[1], ARGV[1]) return 1"
+#define RYW_DONE_LUA                                                                                                 \
+    "local p = redis.call('HINCRBY', KEYS[1], 'p', -1) "                                                             \
+    "if p < 0 then redis.call('HSET', KEYS[1], 'p', 0) p = 0 end "                                                   \
+    "if ARGV[2] ~= '' then local c = redis.call('HGET', KEYS[1], 'l') "                                              \
+    "if not c or c < ARGV[2] then redis.call('HSET', KEYS[1], 'l', ARGV[2]) end end "                                \
+    "if p == 0 then redis.call('PEXPIRE', KEYS[1], ARGV[1]) end return p"
 
 /* ---------------------------------------------------------------- pure helpers */
 
@@ -254,6 +265,20 @@ struct fr_readpool {
     uint64_t *reads_primary;
     uint64_t *reads_fallback; /* a replica failed it: ran again on the primary */
     int64_t *in_use;          /* replica connections the last probes found usable */
+    fr_redis_t *const *redis; /* borrowed: &app->redis (NULL: no shared read-your-writes) */
+    size_t rin;               /* Redis and primary callbacks still to come that point at rp */
+    struct mark *marks;       /* writes marked in Redis, not answered yet */
+};
+
+/* A write counted in flight in Redis (fr_readpool_mark_write). */
+struct mark {
+    struct mark *next;
+    fr_readpool_t *rp;
+    uint64_t id;
+    bool running;   /* Redis took the mark: the write runs */
+    bool cancelled; /* answered before Redis did: the reply only frees it */
+    fr_readpool_mark_cb cb;
+    void *data;
 };
 
 static uint64_t now_ms(fr_readpool_t *rp)
@@ -458,41 +483,36 @@ static void on_wait_timer(uv_timer_t *t)
         uv_timer_stop(&rp->wait);
 }
 
-int fr_readpool_query(fr_readpool_t *rp, fr_pg_t *primary, const char *caller, const char *sql, int nparams,
-                      const char *const *params, fr_pg_cb cb, void *data)
+/* Runs q by the rules (need: fr_readpool_need's answer). Returns 0, or
+ * -ENOTCONN with q freed and its cb not fired. */
+static int rq_start(struct rq *q, uint64_t need)
 {
-    if (!rp || rp->closing)
-        return primary && fr_pg_connected(primary) ? fr_pg_query(primary, sql, nparams, params, NULL, cb, data)
-                                                   : -ENOTCONN;
-    uint64_t need = caller ? fr_readpool_ryw_get(caller, now_ms(rp), rp->o.ryw_ms) : 0;
+    fr_readpool_t *rp = q->rp;
+    fr_pg_t *primary = q->primary;
     bool passed = false;
-    int i = need == UINT64_MAX ? -1 : pick(rp, need, &passed);
+    int i = need == UINT64_MAX || rp->closing ? -1 : pick(rp, need, &passed);
     if (i < 0 || (!passed && rp->o.wait_ms == 0)) { /* the primary, as without replicas */
-        if (!primary || !fr_pg_connected(primary))
+        q->state = RQ_PRIMARY;
+        if (!primary || !fr_pg_connected(primary) ||
+            fr_pg_query(primary, q->sql, q->n, (const char *const *)q->params, NULL, on_rq_result, q) != 0) {
+            rq_free(q);
             return -ENOTCONN;
-        int rc = fr_pg_query(primary, sql, nparams, params, NULL, cb, data);
-        if (rc == 0 && rp->reads_primary)
+        }
+        if (rp->reads_primary)
             (*rp->reads_primary)++;
-        return rc;
+        return 0;
     }
-    struct rq *q = fr_xcalloc(1, sizeof(*q));
-    q->rp = rp;
-    q->primary = primary;
-    q->sql = fr_xstrdup(sql);
-    q->n = nparams;
-    q->params = fr_xcalloc(nparams > 0 ? (size_t)nparams : 1, sizeof(char *));
-    for (int k = 0; k < nparams; k++)
-        q->params[k] = params[k] ? fr_xstrdup(params[k]) : NULL;
-    q->cb = cb;
-    q->data = data;
     q->replica = i;
     if (passed) {
         if (rq_replica(q, i) == 0)
             return 0;
-        rq_free(q);
-        if (!primary || !fr_pg_connected(primary))
+        q->state = RQ_PRIMARY;
+        if (!primary || !fr_pg_connected(primary) ||
+            fr_pg_query(primary, q->sql, q->n, (const char *const *)q->params, NULL, on_rq_result, q) != 0) {
+            rq_free(q);
             return -ENOTCONN;
-        return fr_pg_query(primary, sql, nparams, params, NULL, cb, data);
+        }
+        return 0;
     }
     /* read-your-writes: wait (bounded) for the replica to pass the write */
     q->state = RQ_WAITING;
@@ -506,11 +526,50 @@ int fr_readpool_query(fr_readpool_t *rp, fr_pg_t *primary, const char *caller, c
     return 0;
 }
 
+/* The caller's position came from Redis: run it (a failure now completes it). */
+static void on_rq_need(uint64_t need, void *data)
+{
+    struct rq *q = data;
+    fr_pg_t *primary = q->primary;
+    fr_pg_cb cb = q->cb;
+    void *cbdata = q->data;
+    if (rq_start(q, need) != 0)
+        cb(primary, NULL, cbdata);
+}
+
+int fr_readpool_query(fr_readpool_t *rp, fr_pg_t *primary, const char *caller, const char *sql, int nparams,
+                      const char *const *params, fr_pg_cb cb, void *data)
+{
+    if (!rp || rp->closing)
+        return primary && fr_pg_connected(primary) ? fr_pg_query(primary, sql, nparams, params, NULL, cb, data)
+                                                   : -ENOTCONN;
+    struct rq *q = fr_xcalloc(1, sizeof(*q));
+    q->rp = rp;
+    q->primary = primary;
+    q->sql = fr_xstrdup(sql);
+    q->n = nparams;
+    q->params = fr_xcalloc(nparams > 0 ? (size_t)nparams : 1, sizeof(char *));
+    for (int k = 0; k < nparams; k++)
+        q->params[k] = params[k] ? fr_xstrdup(params[k]) : NULL;
+    q->cb = cb;
+    q->data = data;
+    uint64_t need = 0;
+    if (caller && fr_readpool_need(rp, caller, &need, on_rq_need, q) == 1)
+        return 0; /* Redis answers first */
+    return rq_start(q, need);
+}
+
 int fr_readpool_pick_now(fr_readpool_t *rp, const char *caller)
 {
     if (!rp || rp->closing)
         return -1;
-    uint64_t need = caller ? fr_readpool_ryw_get(caller, now_ms(rp), rp->o.ryw_ms) : 0;
+    return fr_readpool_pick_need(rp, caller ? fr_readpool_ryw_get(caller, now_ms(rp), rp->o.ryw_ms) : 0);
+}
+
+int fr_readpool_pick_need(fr_readpool_t *rp, uint64_t need)
+{
+    if (!rp || rp->closing)
+        return -1;
     bool passed = false;
     int i = need == UINT64_MAX ? -1 : pick(rp, need, &passed);
     if (i >= 0 && !passed)
@@ -545,9 +604,47 @@ bool fr_readpool_failed(fr_readpool_t *rp, int i, const PGresult *res)
     return true;
 }
 
+static void release(fr_readpool_t *rp);
+
+/* A callback that pointed at rp has fired. */
+static void rin_done(fr_readpool_t *rp)
+{
+    rp->rin--;
+    if (rp->closing)
+        release(rp);
+}
+
+static void on_redis_noop(fr_redis_t *r, redisReply *reply, void *data)
+{
+    (void)r;
+    (void)data;
+    if (!reply || reply->type == REDIS_REPLY_ERROR)
+        fr_warn("read-your-writes: a write's end not kept in Redis%s%s (its caller reads the primary until the "
+                "mark expires)",
+                reply ? ": " : "", reply ? reply->str : "");
+}
+
+/* Ends a write's mark in Redis; lsn 0: without a position (not answered 2xx). */
+static void send_done(fr_readpool_t *rp, const char *caller, uint64_t lsn)
+{
+    fr_redis_t *r = rp->redis ? *rp->redis : NULL;
+    char ttl[24], hex[24] = "";
+    char *key = fr_names_ryw(caller);
+    snprintf(ttl, sizeof(ttl), "%" PRIu32, rp->o.ryw_ms);
+    if (lsn)
+        snprintf(hex, sizeof(hex), "%016" PRIx64, lsn);
+    const char *argv[] = {"EVAL", RYW_DONE_LUA, "1", key, ttl, hex};
+    if (!r || fr_redis_commandv(r, rp->o.timeout_ms, on_redis_noop, NULL, 6, argv, NULL) != 0)
+        fr_warn("read-your-writes: a write's end not sent to Redis (its caller reads the primary until the mark "
+                "expires)");
+    free(key);
+}
+
 struct lsn_note {
+    fr_readpool_t *rp;
     char caller[FR_READPOOL_CALLER_LEN];
     uint64_t gen;
+    bool marked; /* also end its mark in Redis */
 };
 
 static void on_write_lsn(fr_pg_t *pg, PGresult *res, void *data)
@@ -557,30 +654,208 @@ static void on_write_lsn(fr_pg_t *pg, PGresult *res, void *data)
     (void)pg;
     /* on failure the mark stays "not known": the caller reads the primary for the window */
     if (res && PQresultStatus(res) == PGRES_TUPLES_OK && PQntuples(res) == 1 &&
-        fr_readpool_parse_lsn(PQgetvalue(res, 0, 0), &lsn) && lsn != 0)
+        fr_readpool_parse_lsn(PQgetvalue(res, 0, 0), &lsn) && lsn != 0) {
         fr_readpool_ryw_set(nt->caller, 0, lsn, nt->gen);
+        if (nt->marked && !nt->rp->closing)
+            send_done(nt->rp, nt->caller, lsn);
+    }
+    fr_readpool_t *rp = nt->rp;
     free(nt);
+    rin_done(rp);
 }
 
-void fr_readpool_note_write(fr_readpool_t *rp, fr_pg_t *primary, const char *caller)
+static void note_write(fr_readpool_t *rp, fr_pg_t *primary, const char *caller, bool marked)
 {
-    if (!rp || !caller)
-        return;
     struct lsn_note *nt = fr_xcalloc(1, sizeof(*nt));
+    nt->rp = rp;
+    nt->marked = marked;
     snprintf(nt->caller, sizeof(nt->caller), "%s", caller);
     nt->gen = fr_readpool_ryw_gen();
     fr_readpool_ryw_set(caller, now_ms(rp), 0, nt->gen); /* before the answer leaves: reads go to the primary */
     if (!primary || !fr_pg_connected(primary) ||
         fr_pg_query(primary, PRIMARY_LSN_SQL, 0, NULL, NULL, on_write_lsn, nt) != 0)
         free(nt);
+    else
+        rp->rin++;
+}
+
+void fr_readpool_note_write(fr_readpool_t *rp, fr_pg_t *primary, const char *caller)
+{
+    if (!rp || !caller)
+        return;
+    note_write(rp, primary, caller, false);
+}
+
+void fr_readpool_set_redis(fr_readpool_t *rp, fr_redis_t *const *redis_ref)
+{
+    if (rp)
+        rp->redis = redis_ref;
+}
+
+static void on_mark_reply(fr_redis_t *r, redisReply *reply, void *data)
+{
+    struct mark *m = data;
+    fr_readpool_t *rp = m->rp;
+    (void)r;
+    if (m->cancelled) {
+        free(m);
+        rin_done(rp);
+        return;
+    }
+    bool ok = reply && reply->type == REDIS_REPLY_INTEGER && !rp->closing;
+    fr_readpool_mark_cb cb = m->cb;
+    void *cbdata = m->data;
+    if (ok) {
+        m->running = true; /* ended by fr_readpool_end_write */
+    } else {
+        for (struct mark **pp = &rp->marks; *pp; pp = &(*pp)->next)
+            if (*pp == m) {
+                *pp = m->next;
+                break;
+            }
+        free(m);
+        fr_warn("read-your-writes: a write's mark not kept in Redis%s%s",
+                reply && reply->type == REDIS_REPLY_ERROR ? ": " : "",
+                reply && reply->type == REDIS_REPLY_ERROR ? reply->str : "");
+    }
+    cb(ok, cbdata);
+    rin_done(rp); /* after cb: a closing pool is released here */
+}
+
+int fr_readpool_mark_write(fr_readpool_t *rp, uint64_t id, const char *caller, fr_readpool_mark_cb cb, void *data)
+{
+    if (!rp || !rp->redis || !caller)
+        return -EALREADY;
+    fr_redis_t *r = *rp->redis;
+    if (rp->closing || !r || !fr_redis_connected(r))
+        return -ENOTCONN;
+    struct mark *m = fr_xcalloc(1, sizeof(*m));
+    m->rp = rp;
+    m->id = id;
+    m->cb = cb;
+    m->data = data;
+    char ttl[24];
+    char *key = fr_names_ryw(caller);
+    snprintf(ttl, sizeof(ttl), "%" PRIu64, (uint64_t)rp->o.ryw_ms + MARK_HOLD_MS);
+    const char *argv[] = {"EVAL", RYW_MARK_LUA, "1", key, ttl};
+    int rc = fr_redis_commandv(r, rp->o.timeout_ms, on_mark_reply, m, 5, argv, NULL);
+    free(key);
+    if (rc != 0) {
+        free(m);
+        return -ENOTCONN;
+    }
+    m->next = rp->marks;
+    rp->marks = m;
+    rp->rin++;
+    return 0;
+}
+
+void fr_readpool_end_write(fr_readpool_t *rp, fr_pg_t *primary, uint64_t id, const char *caller, bool ok)
+{
+    if (!rp || !caller || rp->closing)
+        return;
+    bool marked = false;
+    for (struct mark **pp = &rp->marks; *pp; pp = &(*pp)->next) {
+        struct mark *m = *pp;
+        if (m->id != id)
+            continue;
+        *pp = m->next;
+        marked = true;
+        if (m->running)
+            free(m);
+        else
+            m->cancelled = true; /* its reply frees it */
+        break;
+    }
+    if (ok)
+        note_write(rp, primary, caller, marked);
+    else if (marked)
+        send_done(rp, caller, 0);
+}
+
+struct need_q {
+    fr_readpool_t *rp;
+    uint64_t local;
+    fr_readpool_need_cb cb;
+    void *data;
+};
+
+static void on_need_reply(fr_redis_t *r, redisReply *rep, void *data)
+{
+    struct need_q *nq = data;
+    fr_readpool_t *rp = nq->rp;
+    uint64_t need = UINT64_MAX; /* no answer, an error: the primary */
+    (void)r;
+    if (rep && rep->type == REDIS_REPLY_ARRAY && rep->elements == 2) {
+        const redisReply *p = rep->element[0], *l = rep->element[1];
+        long long pend = 0;
+        uint64_t lsn = 0;
+        bool good = true;
+        char *end;
+        if (p->type == REDIS_REPLY_STRING)
+            pend = strtoll(p->str, NULL, 10);
+        else if (p->type != REDIS_REPLY_NIL)
+            good = false;
+        if (l->type == REDIS_REPLY_STRING) {
+            errno = 0;
+            lsn = strtoull(l->str, &end, 16);
+            good = good && !errno && end != l->str && !*end;
+        } else if (l->type != REDIS_REPLY_NIL) {
+            good = false;
+        }
+        if (good)
+            need = pend > 0 ? UINT64_MAX : (lsn > nq->local ? lsn : nq->local);
+    }
+    nq->cb(need, nq->data);
+    free(nq);
+    rin_done(rp);
+}
+
+int fr_readpool_need(fr_readpool_t *rp, const char *caller, uint64_t *need, fr_readpool_need_cb cb, void *data)
+{
+    *need = 0;
+    if (!rp || !caller)
+        return 0;
+    *need = fr_readpool_ryw_get(caller, now_ms(rp), rp->o.ryw_ms);
+    if (!rp->redis || *need == UINT64_MAX || rp->closing)
+        return 0;
+    fr_redis_t *r = *rp->redis;
+    if (!r || !fr_redis_connected(r)) {
+        *need = UINT64_MAX; /* another process's write cannot be ruled out */
+        return 0;
+    }
+    /* every read asks: a write through another process may come at any time,
+     * so neither a missing key nor a position can be kept here */
+    struct need_q *nq = fr_xcalloc(1, sizeof(*nq));
+    nq->rp = rp;
+    nq->local = *need;
+    nq->cb = cb;
+    nq->data = data;
+    char *key = fr_names_ryw(caller);
+    const char *argv[] = {"HMGET", key, "p", "l"};
+    int rc = fr_redis_commandv(r, rp->o.wait_ms ? rp->o.wait_ms : 100, on_need_reply, nq, 4, argv, NULL);
+    free(key);
+    if (rc != 0) {
+        free(nq);
+        *need = UINT64_MAX;
+        return 0;
+    }
+    rp->rin++;
+    return 1;
 }
 
 /* ---------------------------------------------------------------- lifecycle */
 
 static void release(fr_readpool_t *rp)
 {
-    if (--rp->open == 0)
-        free(rp);
+    if (--rp->open != 0)
+        return;
+    while (rp->marks) { /* writes still running: their replies have all come */
+        struct mark *m = rp->marks;
+        rp->marks = m->next;
+        free(m);
+    }
+    free(rp);
 }
 
 static void on_handle_closed(uv_handle_t *h)
@@ -687,7 +962,7 @@ void fr_readpool_close(fr_readpool_t *rp)
         rp->waiters = q->next;
         rq_primary(q, false);
     }
-    rp->open = 3 + rp->n; /* two timers, the replicas, and this call */
+    rp->open = 3 + rp->n + rp->rin; /* two timers, the replicas, callbacks to come, and this call */
     uv_close((uv_handle_t *)&rp->probe, on_handle_closed);
     uv_close((uv_handle_t *)&rp->wait, on_handle_closed);
     for (size_t i = 0; i < rp->n; i++) {

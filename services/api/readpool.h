@@ -14,8 +14,10 @@
  * API key's digest, else its IP address) is remembered process-wide with
  * the primary's WAL position after the write. For FRESHET_READ_RYW_MS the
  * caller's reads go to a replica only once its replay position has passed
- * it, waiting at most FRESHET_READ_WAIT_MS, else to the primary. Loop
- * thread only, except the caller table (mutex). */
+ * it, waiting at most FRESHET_READ_WAIT_MS, else to the primary. Across
+ * api processes the same holds through Redis (fr_readpool_mark_write,
+ * fr_readpool_end_write, fr_readpool_need below). Loop thread only, except
+ * the caller table (mutex). */
 #ifndef FR_API_READPOOL_H
 #define FR_API_READPOOL_H
 
@@ -27,6 +29,7 @@
 #include "http.h"
 #include "metrics.h"
 #include "pg.h"
+#include "redis.h"
 #include "util.h"
 
 #define FR_READPOOL_MAX_REPLICAS 16 /* URIs in FRESHET_DATABASE_READ_URL */
@@ -94,6 +97,35 @@ bool fr_readpool_failed(fr_readpool_t *rp, int i, const PGresult *res);
  * now (asked on primary; until it answers the caller reads the primary).
  * NULL rp or caller: nothing. */
 void fr_readpool_note_write(fr_readpool_t *rp, fr_pg_t *primary, const char *caller);
+
+/* Read-your-writes across api processes (several behind a load balancer):
+ * every caller's writes are also kept in Redis (fr_names_ryw: the writes in
+ * flight and the WAL position after the last answered one), and every read
+ * of a caller asks it (HMGET, at most FRESHET_READ_WAIT_MS or 100 ms; an
+ * error or no answer: the primary). redis_ref: &app->redis (borrowed, read
+ * at each use). Not set: this process's table only. */
+void fr_readpool_set_redis(fr_readpool_t *rp, fr_redis_t *const *redis_ref);
+/* Before write `id` (fr_http_req_id) of caller runs: counts it in flight in
+ * Redis, so that until it is answered every process reads the primary for
+ * caller. cb fires once, never before this returns: ok false when Redis
+ * did not take it (do not run the write). Returns 0, or -ENOTCONN (no
+ * Redis connection: cb will NOT fire) or -EALREADY (no Redis set: cb will
+ * NOT fire; run the write). */
+typedef void (*fr_readpool_mark_cb)(bool ok, void *data);
+FR_MUST_CHECK int fr_readpool_mark_write(fr_readpool_t *rp, uint64_t id, const char *caller, fr_readpool_mark_cb cb,
+                                         void *data);
+/* Write `id` was answered (ok: 2xx): ends its mark, and with ok keeps the
+ * primary's WAL position after it (fr_readpool_note_write, then Redis).
+ * A write the primary's position cannot be asked for stays in flight in
+ * Redis until the key expires (its caller reads the primary). */
+void fr_readpool_end_write(fr_readpool_t *rp, fr_pg_t *primary, uint64_t id, const char *caller, bool ok);
+/* The position caller's read must see, locally and in Redis (0: none,
+ * UINT64_MAX: read the primary): returns 0 with *need set now, or 1 when cb
+ * will give it (never before this returns). */
+typedef void (*fr_readpool_need_cb)(uint64_t need, void *data);
+int fr_readpool_need(fr_readpool_t *rp, const char *caller, uint64_t *need, fr_readpool_need_cb cb, void *data);
+/* fr_readpool_pick_now with the position from fr_readpool_need. */
+int fr_readpool_pick_need(fr_readpool_t *rp, uint64_t need);
 
 /* ---- pure helpers, exposed for tests */
 

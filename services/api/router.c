@@ -9,6 +9,9 @@
  *      else the default for the method and path; open paths need none; a
  *      key already checked before the body (Expect: 100-continue) is not
  *      checked again;
+ *   3b. with read replicas, a write (not GET/HEAD) waits until Redis counts
+ *      it in flight for its caller (readpool.h: read-your-writes across
+ *      api processes); Redis unavailable: 503;
  *   4. the built-in write paths: GET /v1/batches/{id} (batches.c),
  *      POST /v1/push/{pipeline}/{dataset} (push.c); and
  *      GET /v1/provenance/{cache}/{key} (provenance.c);
@@ -24,6 +27,7 @@
  *
  * Every answer, whoever gives it, is counted by routes.c's observer
  * (fr_api_count_answer). Loop thread of the worker. */
+#include <errno.h>
 #include <string.h>
 
 #include "api.h"
@@ -38,6 +42,7 @@
 #include "problem.h"
 #include "provenance.h"
 #include "push.h"
+#include "readpool.h"
 #include "series.h"
 #include "status.h"
 #include "workers.h"
@@ -101,11 +106,30 @@ static const struct {
     {"/v1/changes", fr_api_changes_handle},
 };
 
+static void front_routes(struct fr_api_worker *w, fr_http_req_t *req);
+
+struct held_write {
+    struct fr_api_worker *w;
+    fr_http_req_t *req;
+};
+
+/* Redis counted the write in flight for its caller (or could not: 503). */
+static void on_write_marked(bool ok, void *data)
+{
+    struct held_write *h = data;
+    if (!ok) {
+        fr_http_add_header(h->req, "Retry-After", "1");
+        answer_detail(h->w, h->req, 503, "Redis unavailable (read-your-writes mark); retry");
+        return;
+    }
+    front_routes(h->w, h->req);
+}
+
 void fr_api_front(fr_http_req_t *req, void *data)
 {
     struct fr_api_worker *w = data;
-    const char *path = fr_http_req_path(req);
-    bool get = strcmp(fr_http_req_method(req), "GET") == 0;
+    const char *path = fr_http_req_path(req), *method = fr_http_req_method(req);
+    bool get = strcmp(method, "GET") == 0;
 
     if (fr_api_docsui_handle(req)) /* 1 */
         return;
@@ -113,6 +137,29 @@ void fr_api_front(fr_http_req_t *req, void *data)
         return;
     if (!fr_api_auth_check(w, req)) /* 3 */
         return;
+    if (w->readpool && !get && strcmp(method, "HEAD") != 0) { /* 3b: read-your-writes across api processes */
+        char caller[FR_READPOOL_CALLER_LEN];
+        struct held_write *h = fr_http_req_alloc(req, sizeof(*h));
+        h->w = w;
+        h->req = req;
+        fr_readpool_caller(req, w->auth != NULL, caller);
+        int rc = fr_readpool_mark_write(w->readpool, fr_http_req_id(req), caller, on_write_marked, h);
+        if (rc == 0)
+            return; /* on_write_marked goes on */
+        if (rc != -EALREADY) {
+            on_write_marked(false, h);
+            return;
+        }
+    }
+    front_routes(w, req);
+}
+
+/* Steps 4 to 7 of fr_api_front. */
+static void front_routes(struct fr_api_worker *w, fr_http_req_t *req)
+{
+    const char *path = fr_http_req_path(req);
+    bool get = strcmp(fr_http_req_method(req), "GET") == 0;
+
     if (fr_api_batches_route(w, req) || fr_api_push_route(w, req) || fr_api_provenance_route(w, req)) /* 4 */
         return;
     if (fr_api_console_handle(req) || fr_api_deadletters_route(w, req) || fr_api_backfills_route(w, req) ||

@@ -71,10 +71,10 @@ void fr_api_count_answer(fr_http_req_t *req, int status, void *data)
 
     if (!route)
         route = builtin_pattern(path);
-    if (w->readpool && status >= 200 && status < 300 && strcmp(method, "GET") != 0 && strcmp(method, "HEAD") != 0) {
-        char caller[FR_READPOOL_CALLER_LEN]; /* read-your-writes: this caller's reads must see it */
+    if (w->readpool && strcmp(method, "GET") != 0 && strcmp(method, "HEAD") != 0) {
+        char caller[FR_READPOOL_CALLER_LEN]; /* read-your-writes: this caller's reads must see a 2xx write */
         fr_readpool_caller(req, w->auth != NULL, caller);
-        fr_readpool_note_write(w->readpool, w->app->pg, caller);
+        fr_readpool_end_write(w->readpool, w->app->pg, fr_http_req_id(req), caller, status >= 200 && status < 300);
     }
     /* route and m are stable pointers (configuration, literals): remember
      * the series by them, so the hot path does no lookup */
@@ -720,7 +720,8 @@ int fr_api_worker_init(struct fr_api_worker *w, struct fr_app *app, char err[FR_
         fr_readpool_new(&w->readpool, &app->loop, app->settings.database_read_url, &app->pg, &ro, w->metrics, err) !=
             0)
         return -EINVAL;
-    w->hc = fr_httpcache_new(w); /* after the engine and the read pool */
+    fr_readpool_set_redis(w->readpool, &app->redis); /* read-your-writes across api processes */
+    w->hc = fr_httpcache_new(w);                     /* after the engine and the read pool */
     return 0;
 }
 

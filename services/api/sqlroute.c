@@ -56,6 +56,8 @@ struct sqlreq {
     struct fr_api_stream_slot slot; /* list/envelope: the cursor's bounded slot (workers.h) */
     int replica;                    /* list/envelope: the read replica holding the cursor, -1: the slot's */
     bool no_replica;                /* a replica failed the cursor: the primary's stream connection */
+    bool need_known;                /* need holds the caller's read-your-writes position */
+    uint64_t need;                  /* fr_readpool_need's answer */
     bool declare_failed;            /* the replica failed the DECLARE: its FETCH runs it again on the primary */
     size_t rows;                    /* rows rendered so far */
     struct fr_buf page;             /* owned: one page of output */
@@ -486,6 +488,16 @@ static void on_sql(fr_pg_t *pg, PGresult *res, void *data)
     render(sr, res);
 }
 
+/* The caller's read-your-writes position came from Redis: the list goes on. */
+static void on_cursor_need(uint64_t need, void *data)
+{
+    struct sqlreq *sr = data;
+    sr->e->w->inflight--;
+    sr->need = need;
+    sr->need_known = true;
+    run_sql(sr);
+}
+
 static void run_sql(struct sqlreq *sr)
 {
     struct fr_api_worker *w = sr->e->w;
@@ -508,6 +520,15 @@ static void run_sql(struct sqlreq *sr)
          * bounded per worker and per client, and run on the worker's
          * stream connections (workers.h): over a bound, 503 before any
          * query. */
+        if (w->readpool && !sr->no_replica && !sr->need_known) { /* first, where the caller's writes are */
+            char who[FR_READPOOL_CALLER_LEN];
+            fr_readpool_caller(sr->req, w->auth != NULL, who);
+            if (fr_readpool_need(w->readpool, who, &sr->need, on_cursor_need, sr) == 1) {
+                w->inflight++;
+                return;
+            }
+            sr->need_known = true;
+        }
         const char *why = NULL;
         if (fr_api_stream_acquire(w, sr->req, &sr->slot, &why) != 0) {
             fr_http_add_header(sr->req, "Retry-After", "1");
@@ -517,11 +538,8 @@ static void run_sql(struct sqlreq *sr)
         /* a read replica that has the caller's writes holds it, when there is one */
         sr->replica = -1;
         sr->declare_failed = false;
-        if (w->readpool && !sr->no_replica) {
-            char who[FR_READPOOL_CALLER_LEN];
-            fr_readpool_caller(sr->req, w->auth != NULL, who);
-            sr->replica = fr_readpool_pick_now(w->readpool, who);
-        }
+        if (w->readpool && !sr->no_replica)
+            sr->replica = fr_readpool_pick_need(w->readpool, sr->need);
         fr_pg_t *cpg = cursor_pg(sr);
         snprintf(sr->cursor, sizeof(sr->cursor), "fr_c_%" PRIu64, ++sr->e->cursor_seq);
         char *decl = fr_xasprintf("DECLARE %s NO SCROLL CURSOR WITH HOLD FOR %s", sr->cursor, sql);

@@ -14,7 +14,10 @@ on the primary only. Checks:
    high enough that the replica stays in use: after each write route (push
    route, /v1/push, crud POST/PUT/PATCH/DELETE, bulk) its caller's next read
    shows the write, while another caller still reads the replica's older
-   view (so the check can fail);
+   view (so the check can fail); and across api processes: a write through
+   the api, then a read (one, list) through a second api on the same replica
+   by the same caller shows it, while another caller through the second api
+   reads the paused replica;
 3. with a normal lag bound, a lagging replica is bypassed (every caller reads
    the primary); caught up, it is read again;
 4. a SIGSTOPped replica costs no failed request (every shape);
@@ -107,6 +110,13 @@ def main(t):
     plain.log_path = os.path.join(stack.base, "api-plain.log")
     plain.start()
     wait_until(lambda: call(plain_port, "GET", "/healthz")[0] == 200, 20, what="the primary-only api")
+    b_port = free_port()  # a second api on the same replica (no client affinity between the two)
+    env = dict(stack["api"].env)
+    env["FRESHET_API_ADDR"] = "127.0.0.1:%d" % b_port
+    api_b = Daemon("api", env, stack.base)
+    api_b.log_path = os.path.join(stack.base, "api-b.log")
+    api_b.start()
+    wait_until(lambda: call(b_port, "GET", "/healthz")[0] == 200, 20, what="the second api")
 
     st, _, b = call(api, "POST", "/ryw/notes", [{"id": i, "body": "note %d" % i} for i in range(1, 6)])
     t.eq(st, 201, "seed 5 notes (%r)" % (b,))
@@ -161,6 +171,23 @@ def main(t):
         t.check(mine(got), "read-your-writes: %s %s, then GET %s by the writer: %r" % (method, path, read, got))
         other = jget(api, read, by)
         t.check(theirs(other), "another caller reads the paused replica's view of %s: %r" % (read, other))
+    # across api processes: written through one, read through the other
+    cross = [
+        ("POST", "/ryw/notes", [{"id": 20, "body": "via a"}], 201, "/ryw/note/20",
+         lambda r: r == (200, {"id": 20, "body": "via a"}), lambda r: r[0] == 404),
+        ("POST", "/ryw/crud", {"id": 21, "body": "via a too"}, 201, "/ryw/notes",
+         lambda r: r[0] == 200 and {"id": 21, "body": "via a too"} in r[1],
+         lambda r: r[0] == 200 and all(x["id"] != 21 for x in r[1])),
+    ]
+    for k, (method, path, body, want, read, mine, theirs) in enumerate(cross):
+        who = "127.0.0.%d" % (50 + k)
+        st, _, b = call(api, method, path, body, source=who)
+        t.eq(st, want, "%s %s through api A (%r)" % (method, path, b[:200]))
+        got = jget(b_port, read, who)
+        t.check(mine(got), "read-your-writes across apis: %s %s through A, GET %s through B: %r"
+                % (method, path, read, got))
+        other = jget(b_port, read, by)
+        t.check(theirs(other), "another caller through B reads the paused replica's view of %s: %r" % (read, other))
     t.eq(rep.scalar("SELECT count(*) FROM ryw.notes"), n_rep, "the paused replica lacks every write")
 
     # 3. with a normal lag bound the lagging replica is bypassed
@@ -220,6 +247,7 @@ def main(t):
               % (path, statistics.median(rr), " ".join("%.0f" % x for x in rr), statistics.median(pr),
                  " ".join("%.0f" % x for x in pr), statistics.median(rr) / statistics.median(pr)))
     t.eq(plain.stop(), 0, "primary-only api drains")
+    t.eq(api_b.stop(), 0, "the second api drains")
     t.eq(stack["api"].stop(), 0, "api drains with the replica pool")
 
 

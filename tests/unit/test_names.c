@@ -84,6 +84,20 @@ static void test_idem_and_idseq(void **state)
     free(q);
 }
 
+static void test_ryw(void **state)
+{
+    (void)state;
+    char *k = fr_names_ryw("k:9f86d081");
+    char *i = fr_names_ryw("ip:::1");
+    char *b = fr_names_ryw("ip:{x}");
+    assert_string_equal(k, "fr:ryw:k:9f86d081");
+    assert_string_equal(i, "fr:ryw:ip:::1");
+    assert_string_equal(b, "fr:ryw:ip:_x_"); /* no hash tag: spreads over the cluster */
+    free(k);
+    free(i);
+    free(b);
+}
+
 static void test_dlq_lease(void **state)
 {
     (void)state;
@@ -256,6 +270,7 @@ int main(void)
         cmocka_unit_test(test_batch_and_cache),
         cmocka_unit_test(test_dlq_lease),
         cmocka_unit_test(test_idem_and_idseq),
+        cmocka_unit_test(test_ryw),
         cmocka_unit_test(test_src_lease_fence_state),
         cmocka_unit_test(test_dataset_keys_share_a_slot),
         cmocka_unit_test(test_partitions),
