@@ -20,16 +20,14 @@ on the primary only. Checks:
    reads the paused replica;
 3. with a normal lag bound, a lagging replica is bypassed (every caller reads
    the primary); caught up, it is read again;
-4. a SIGSTOPped replica costs no failed request (every shape);
-5. throughput of the replica-backed api vs the primary-only api, interleaved
-   rounds (medians printed for bench/results.md).
+4. a SIGSTOPped replica costs no failed request (every shape).
+Throughput of replica-backed reads is measured in bench/scale_bench.py, not here.
 """
 import http.client
 import json
 import os
 import re
 import signal
-import statistics
 import sys
 import time
 
@@ -68,20 +66,6 @@ def counter(port, name, target=None):
     pat = r'^%s\{target="%s"\} (\d+)' % (name, target) if target else r"^%s (\d+)" % name
     m = re.search(pat, b.decode(), re.M)
     return int(m.group(1)) if m else 0
-
-
-def rate(port, n, path):
-    """Requests per second of n sequential GETs on one keep-alive connection."""
-    c = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
-    t0 = time.monotonic()
-    for _ in range(n):
-        c.request("GET", path)
-        r = c.getresponse()
-        r.read()
-        assert r.status == 200
-    dt = time.monotonic() - t0
-    c.close()
-    return n / dt
 
 
 def same_answers(t, api, plain, paths, source, what):
@@ -233,19 +217,6 @@ def main(t):
             os.kill(p, signal.SIGCONT)
     t.check(counter(api, "api_db_read_fallbacks_total") >= 1, "fallback counted")
 
-    # 5. throughput: replica-backed api vs the primary-only api, interleaved rounds
-    r0 = counter(api, "api_db_reads_total", "replica")
-    wait_until(lambda: call(api, "GET", "/ryw/count", source=src)[0] == 200
-               and counter(api, "api_db_reads_total", "replica") > r0, 10, what="replica back in use")
-    for path in ("/ryw/count", "/ryw/notes"):
-        rr, pr = [], []
-        for _ in range(5):
-            rr.append(rate(api, 300, path))
-            pr.append(rate(plain_port, 300, path))
-        print("throughput GET %s, 1 worker, 1 keep-alive client, 5 interleaved rounds of 300: replica median "
-              "%.0f req/s (%s), primary median %.0f req/s (%s), ratio %.2f"
-              % (path, statistics.median(rr), " ".join("%.0f" % x for x in rr), statistics.median(pr),
-                 " ".join("%.0f" % x for x in pr), statistics.median(rr) / statistics.median(pr)))
     t.eq(plain.stop(), 0, "primary-only api drains")
     t.eq(api_b.stop(), 0, "the second api drains")
     t.eq(stack["api"].stop(), 0, "api drains with the replica pool")
