@@ -312,7 +312,9 @@ class Replica(Postgres):
 
     def start(self):
         if not os.path.isdir(self.data):
-            self._as_pg([PGBIN + "/pg_basebackup", "-D", self.data, "-R", "-X", "stream", "-h", "127.0.0.1",
+            # -c fast: an immediate checkpoint (the default, spread, waits
+            # most of a checkpoint interval on an idle primary)
+            self._as_pg([PGBIN + "/pg_basebackup", "-D", self.data, "-R", "-X", "stream", "-c", "fast", "-h", "127.0.0.1",
                          "-p", str(self.primary.port), "-U", "freshet"])
         opts = ("-p %d -k %s -c listen_addresses=127.0.0.1 -c hot_standby=on -c shared_buffers=128MB"
                 % (self.port, self.dir))
