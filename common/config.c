@@ -559,8 +559,8 @@ bool fr_cfg_check_key_columns(struct fr_cfg *c, const yaml_node_t *n, const char
     return true;
 }
 
-static const char *const dataset_keys[] = {
-    "columns", "key", "version", "schema_version", "drift", "retention", "soft_delete", "partitions", NULL};
+static const char *const dataset_keys[] = {"columns",   "key",         "version",    "schema_version", "drift",
+                                           "retention", "soft_delete", "partitions", "partition_by",   NULL};
 static const char *const drift_keys[] = {"missing", "type", "extra", NULL};
 static const char *const retention_keys[] = {"columns", "days", NULL};
 
@@ -635,14 +635,28 @@ static bool parse_dataset_extras(struct fr_cfg *c, struct fr_dataset *d, const y
             return fail(c, v, "soft_delete needs a key in %s; add key: [..]", what);
     }
     d->partitions = 1;
+    d->partition_col = -1;
     if ((v = fr_cfg_map_get(c, n, "partitions")) && !fr_cfg_is_null(v)) {
         if (!fr_cfg_get_u32(c, v, "partitions", 1, FR_DATASET_MAX_PARTITIONS, &d->partitions))
             return false;
-        if (d->partitions > 1 && d->n_key > 0)
-            return fail(c, v,
-                        "partitions of %s: a keyed dataset keeps one stream (rows of one key must load in order); "
-                        "remove partitions or the key",
-                        what);
+    }
+    if ((v = fr_cfg_map_get(c, n, "partition_by")) && !fr_cfg_is_null(v)) {
+        char *col;
+        bool ok = true;
+        if (!fr_cfg_get_ident(c, v, "partition_by", &col))
+            return false;
+        d->partition_col = fr_column_index(d->columns, d->n_columns, col);
+        if (d->partition_col < 0)
+            ok = fail(c, v, "partition_by column '%s' is not a column of %s; fix the name", col, what);
+        else if (d->n_key > 0)
+            ok = fail(c, v,
+                      "partition_by of %s: a keyed dataset's rows are partitioned by its key; remove partition_by",
+                      what);
+        else if (d->partitions < 2)
+            ok = fail(c, v, "partition_by of %s routes nothing with one stream; add partitions: N (N >= 2)", what);
+        free(col);
+        if (!ok)
+            return false;
     }
     for (size_t i = 0; i < d->n_columns; i++) {
         const struct fr_column *col = &d->columns[i];

@@ -92,10 +92,13 @@ struct fr_dataset {
     char *soft_delete; /* owned or NULL: timestamptz column set by a soft DELETE; rows with it
                           set are "gone" (410) and do not satisfy references */
     /* Batch streams (docs/scaling.md "Partitioned streams"): 1 = one stream;
-     * N (append-only datasets only) = N streams, each on its own Redis
-     * Cluster slot, a file's batches on the stream of its inbound name's
-     * hash (fr_names_partition). */
+     * N = N streams, each on its own Redis Cluster slot. A file's rows go
+     * to the stream of their key's hash (keyed datasets), of their
+     * partition_col's hash (append-only with partition_by), else every
+     * batch of a file to the stream of its inbound name's hash
+     * (common/partition.h). */
     uint32_t partitions;
+    int partition_col; /* append-only: index of the partition_by column, -1 = by file */
 };
 
 #define FR_DATASET_MAX_PARTITIONS 64u

@@ -24,6 +24,7 @@
 #include <unistd.h>
 
 #include "batch.h"
+#include "batcher.h"
 #include "log.h"
 #include "names.h"
 #include "parse.h"
@@ -247,53 +248,38 @@ static int push(struct job *j, struct fr_pub_item *it)
 /* State of one file's parse, on the worker's stack. */
 struct wctx {
     struct job *j;
-    fr_batch_builder_t *builder; /* owned */
-    uint32_t chunk;              /* next batch number */
-    struct fr_raw_ref raw;       /* borrowed strings */
-    const char *landing_rel;     /* borrowed */
-    int err;                     /* first internal error */
+    fr_batcher_t *batcher; /* owned */
+    struct fr_raw_ref raw; /* borrowed strings */
+    int err;               /* first internal error */
 };
 
-static int flush_batch(struct wctx *w)
+/* A packed batch from the batcher, onto the job's queue. */
+static int emit_batch(void *data, struct fr_pub_item *it)
 {
-    struct job *j = w->j;
-    struct fr_pub_item *it;
-    size_t rows = fr_batch_builder_rows(w->builder);
-    int rc;
-
-    if (rows == 0)
-        return 0;
-    it = fr_pub_item_new(FR_PUB_BATCH, j->fs->ds->qname);
-    snprintf(it->id, sizeof(it->id), "%s-%06" PRIu32, j->ulid, w->chunk);
-    rc = fr_batch_builder_flush(w->builder, it->id, &w->raw, &it->payload);
-    if (rc != 0) {
-        snprintf(j->reason, sizeof(j->reason), "cannot pack batch %s: %s", it->id, strerror(-rc));
-        fr_pub_item_free(it);
-        w->err = rc;
-        return rc;
-    }
-    w->chunk++;
-    it->rows = (uint32_t)rows;
-    it->file = fr_xstrdup(w->landing_rel);
-    /* every batch of a file on one stream partition (by the file's inbound name) */
-    it->partition = fr_names_partition(j->name, strlen(j->name), j->fs->ds->partitions);
-    rc = push(j, it);
+    struct wctx *w = data;
+    int rc = push(w->j, it);
     if (rc == 0)
-        j->batches++;
+        w->j->batches++;
+    return rc;
+}
+
+/* The batcher's error into the job's reason, when packing failed. */
+static int batch_error(struct wctx *w, int rc)
+{
+    const char *e = fr_batcher_error(w->batcher);
+    if (rc != 0 && e[0]) {
+        snprintf(w->j->reason, sizeof(w->j->reason), "%s", e);
+        w->err = rc;
+    }
     return rc;
 }
 
 static int on_row(void *data, const struct fr_row *row)
 {
     struct wctx *w = data;
-    const struct fr_source *src = w->j->fs->src;
 
-    fr_batch_builder_add(w->builder, row->vals, row->lens, row->nulls, row->line);
     w->j->rows_ok++;
-    if ((src->batch_rows && fr_batch_builder_rows(w->builder) >= src->batch_rows) ||
-        (src->batch_bytes && fr_batch_builder_bytes(w->builder) >= src->batch_bytes))
-        return flush_batch(w);
-    return 0;
+    return batch_error(w, fr_batcher_add(w->batcher, row));
 }
 
 _Static_assert(FR_SOURCE_MAX_BATCH_BYTES + 2 * FR_PARSE_MAX_LINE <= FR_BATCH_MAX_BYTES,
@@ -533,7 +519,6 @@ static void parse_landed(struct job *j, enum fr_file_format fmt, const char *lan
 
     memset(&w, 0, sizeof(w));
     w.j = j;
-    w.landing_rel = land_rel;
     w.raw.path = land_rel;
     w.raw.sha256 = sha;
     w.raw.size = j->bytes;
@@ -545,9 +530,17 @@ static void parse_landed(struct job *j, enum fr_file_format fmt, const char *lan
         set_outcome(j, OUT_FAILED, "cannot open landing copy %s: %s", land_path, strerror(errno));
         return;
     }
-    w.builder = fr_batch_builder_new(fs->ds, fs->src->name, FR_OP_UPSERT);
+    w.batcher = fr_batcher_new(&(struct fr_batcher_opts){.ds = fs->ds,
+                                                         .src = fs->src,
+                                                         .id_prefix = j->ulid,
+                                                         .id_digits = 6,
+                                                         .file_name = j->name,
+                                                         .file_rel = land_rel,
+                                                         .raw = &w.raw,
+                                                         .emit = emit_batch,
+                                                         .data = &w});
     parser = fr_parser_new(fs->ds, fmt, fs->src->csv_header, on_row, on_reject, &w);
-    if (w.builder == NULL || parser == NULL) {
+    if (w.batcher == NULL || parser == NULL) {
         set_outcome(j, OUT_FAILED, "cannot create parser");
         goto out;
     }
@@ -584,8 +577,8 @@ static void parse_landed(struct job *j, enum fr_file_format fmt, const char *lan
         j->outcome = OUT_FAILED;
         goto out;
     }
-    /* EOF (or a fatal format error after good rows): the rest is a batch. */
-    rc = flush_batch(&w);
+    /* EOF (or a fatal format error after good rows): the rest are batches. */
+    rc = batch_error(&w, fr_batcher_flush(w.batcher));
     if (rc != 0) {
         if (rc == -ECANCELED)
             set_outcome(j, OUT_STOPPED, NULL);
@@ -615,7 +608,7 @@ out:
     for (int k = 0; parser && k < FR_DRIFT_KINDS; k++)
         j->drift[k] = *fr_parser_drift(parser, (enum fr_drift_kind)k);
     fr_parser_free(parser);
-    fr_batch_builder_free(w.builder);
+    fr_batcher_free(w.batcher);
     close(fd);
 }
 

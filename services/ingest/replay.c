@@ -14,6 +14,7 @@
 #include <unistd.h>
 
 #include "batch.h"
+#include "batcher.h"
 #include "config_http.h"
 #include "http_source.h"
 #include "log.h"
@@ -34,8 +35,7 @@ struct rjob {
     struct rfile *f; /* borrowed */
     const struct fr_dataset *ds;
     char prefix[48];
-    fr_batch_builder_t *builder;
-    uint32_t chunk;
+    fr_batcher_t *batcher; /* owned */
     struct fr_raw_ref raw;
     char sha[65];
     struct fr_pub_item *head, *tail; /* owned */
@@ -75,44 +75,20 @@ static void push(struct rjob *j, struct fr_pub_item *it)
     j->tail = it;
 }
 
-static int flush(struct rjob *j)
+static int emit_batch(void *data, struct fr_pub_item *it)
 {
-    size_t rows = fr_batch_builder_rows(j->builder);
-    if (rows == 0)
-        return 0;
-    struct fr_pub_item *it = fr_pub_item_new(FR_PUB_BATCH, j->ds->qname);
-    snprintf(it->id, sizeof(it->id), "%s-%04" PRIu32, j->prefix, j->chunk);
-    int rc = fr_batch_builder_flush(j->builder, it->id, &j->raw, &it->payload);
-    if (rc != 0) {
-        snprintf(j->reason, sizeof(j->reason), "cannot pack batch %s: %s", it->id, strerror(-rc));
-        fr_pub_item_free(it);
-        return rc;
-    }
-    j->chunk++;
-    it->rows = (uint32_t)rows;
-    it->file = fr_xstrdup(j->f->rel);
-    {
-        /* the partition ingest chose: by the inbound name, "{ulid}-NAME" in the landing zone */
-        const char *base = strrchr(j->f->rel, '/');
-        const char *dash;
-        base = base ? base + 1 : j->f->rel;
-        dash = strchr(base, '-');
-        base = dash ? dash + 1 : base;
-        it->partition = fr_names_partition(base, strlen(base), j->ds->partitions);
-    }
-    push(j, it);
+    push(data, it);
     return 0;
 }
 
 static int on_row(void *data, const struct fr_row *row)
 {
     struct rjob *j = data;
-    fr_batch_builder_add(j->builder, row->vals, row->lens, row->nulls, row->line);
+    int rc = fr_batcher_add(j->batcher, row);
     j->rows++;
-    if ((j->f->src->batch_rows && fr_batch_builder_rows(j->builder) >= j->f->src->batch_rows) ||
-        (j->f->src->batch_bytes && fr_batch_builder_bytes(j->builder) >= j->f->src->batch_bytes))
-        return flush(j);
-    return 0;
+    if (rc != 0)
+        snprintf(j->reason, sizeof(j->reason), "%s", fr_batcher_error(j->batcher));
+    return rc;
 }
 
 static int on_reject(void *data, uint32_t line, const char *reason, const char *raw, size_t raw_len)
@@ -204,14 +180,33 @@ static void work_cb(uv_work_t *req)
     j->raw.path = j->f->rel;
     j->raw.sha256 = j->sha;
     j->raw.size = len;
-    j->builder = fr_batch_builder_new(j->ds, j->f->src->name, FR_OP_UPSERT);
+    {
+        /* the partition ingest chose for a file routed whole: by the inbound
+         * name, "{ulid}-NAME" in the landing zone */
+        const char *base = strrchr(j->f->rel, '/');
+        const char *dash;
+        base = base ? base + 1 : j->f->rel;
+        dash = strchr(base, '-');
+        base = dash ? dash + 1 : base;
+        j->batcher = fr_batcher_new(&(struct fr_batcher_opts){.ds = j->ds,
+                                                              .src = j->f->src,
+                                                              .id_prefix = j->prefix,
+                                                              .id_digits = 4,
+                                                              .file_name = base,
+                                                              .file_rel = j->f->rel,
+                                                              .raw = &j->raw,
+                                                              .emit = emit_batch,
+                                                              .data = j});
+    }
     if (j->f->src->kind == FR_SRC_HTTP_JSON)
         parse_http(j, buf, len);
     else
         parse_file(j, buf, len);
     free(buf);
-    if (!j->fatal && flush(j) != 0)
+    if (!j->fatal && fr_batcher_flush(j->batcher) != 0) {
+        snprintf(j->reason, sizeof(j->reason), "%s", fr_batcher_error(j->batcher));
         j->fatal = true;
+    }
 }
 
 static void job_free(struct rjob *j)
@@ -221,7 +216,7 @@ static void job_free(struct rjob *j)
         j->head = it->next;
         fr_pub_item_free(it);
     }
-    fr_batch_builder_free(j->builder);
+    fr_batcher_free(j->batcher);
     free(j);
 }
 

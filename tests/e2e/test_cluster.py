@@ -1,7 +1,8 @@
 """e2e: the players pipeline on a Redis Cluster (3 masters + 3 replicas on
 loopback, FRESHET_REDIS_URL=redis+cluster://...) with 3 loaders in group
-`loader` and its events dataset partitioned over 3 streams (a copy of
-pipelines/players with `partitions: 3`; each stream on its own slot):
+`loader` and its events dataset partitioned over 3 streams by player (a
+copy of pipelines/players with `partitions: 3` and `partition_by:
+player_id`; each stream on its own slot):
 file drop -> stream -> PostgreSQL -> cache -> HTTP, every
 attribute of every player compared with the independent computation
 (players_ref.py); cache keys on every master, each equal to its row;
@@ -31,13 +32,14 @@ PARTS = 3
 
 
 def partitioned_players(base):
-    """pipelines/players copied with `partitions: 3` on its events dataset."""
+    """pipelines/players copied with `partitions: 3` and `partition_by: player_id` on its events dataset."""
     d = os.path.join(base, "pipelines")
     shutil.copytree(os.path.join(SRC, "pipelines", "players"), os.path.join(d, "players"))
     path = os.path.join(d, "players", "pipeline.yaml")
     with open(path) as f:
         text = f.read()
-    text, n = re.subn(r"(?m)^  events:\n", "  events:\n    partitions: %d\n" % PARTS, text, count=1)
+    text, n = re.subn(r"(?m)^  events:\n", "  events:\n    partitions: %d\n    partition_by: player_id\n" % PARTS,
+                      text, count=1)
     assert n == 1, "no events dataset in pipelines/players/pipeline.yaml"
     with open(path, "w") as f:
         f.write(text)

@@ -271,7 +271,7 @@ static void test_errors_datasets(void **state)
     expect_error("pipeline: t\ndatasets:\n  - ev\n", "- ev", "must be a mapping of name");
 }
 
-/* partitions: N streams for an append-only dataset; a keyed one keeps one. */
+/* partitions: N streams; partition_by picks an append-only dataset's routing column. */
 static void test_partitions(void **state)
 {
     (void)state;
@@ -289,7 +289,18 @@ static void test_partitions(void **state)
     expect_error(COLS "    partitions: 0\n", "0\n", "out of range");
     expect_error(COLS "    partitions: 65\n", "65", "out of range");
     expect_error(COLS "    partitions: many\n", "many", "whole number");
-    expect_error(COLS "    key: [id]\n    partitions: 2\n", "2\n", "a keyed dataset keeps one stream");
+    p = fr_pipeline_parse(COLS "    partitions: 4\n    partition_by: id\n",
+                          strlen(COLS "    partitions: 4\n    partition_by: id\n"), FILE_LABEL, tmp_dir, err);
+    if (!p)
+        fail_msg("%s", err);
+    assert_int_equal(p->datasets[0].partitions, 4);
+    assert_int_equal(p->datasets[0].partition_col, 0);
+    fr_pipeline_free(p);
+    expect_error(COLS "    partitions: 2\n    partition_by: nope\n", "nope",
+                 "partition_by column 'nope' is not a column");
+    expect_error(COLS "    partition_by: id\n", "id\n", "routes nothing with one stream; add partitions");
+    expect_error(COLS "    key: [id]\n    partitions: 2\n    partition_by: id\n", "id\n",
+                 "partitioned by its key; remove partition_by");
     expect_error(COLS "    partition: 2\n", "partition:", "partitions");
 }
 

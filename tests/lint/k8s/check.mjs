@@ -376,6 +376,12 @@ function freshetFacts() {
   const sf = /char \*fr_names_stream\(const char \*qname\)\s*\{[^}]*?STREAM_PREFIX\s+"([^"]*%s[^"]*)"/.exec(names);
   if (!sf) fail("common/names.c: fr_names_stream's format not found");
   facts.streamName = (qname) => facts.streamPrefix + sf[1].replace("%s", qname);
+  // Partition i > 0 of a partitioned dataset's stream: fr_names_stream_part's
+  // format, e.g. fr:stream:{players.events/1}.
+  const pf = /char \*fr_names_stream_part\([^)]*\)\s*\{[^}]*?STREAM_PREFIX\s+"([^"]*%s[^"]*%u[^"]*)"/.exec(names);
+  if (!pf) fail("common/names.c: fr_names_stream_part's format not found");
+  facts.streamNames = (qname, parts) => [facts.streamName(qname)].concat(
+    Array.from({ length: Math.max(parts, 1) - 1 }, (_, i) => facts.streamPrefix + pf[1].replace("%s", qname).replace("%u", String(i + 1))));
   const gh = /#define\s+FR_NAMES_GROUP\s+"([^"]+)"/.exec(fs.readFileSync(path.join(src, "common/names.h"), "utf8"));
   if (!gh) fail("common/names.h: no FR_NAMES_GROUP");
   facts.group = gh[1];
@@ -389,7 +395,8 @@ function freshetFacts() {
 
 function datasetsOf(pipelineYaml) {
   const p = YAML.parse(pipelineYaml);
-  return { name: p.pipeline, datasets: Object.keys(p.datasets || {}) };
+  // each dataset with its number of streams (`partitions:`, default 1)
+  return { name: p.pipeline, datasets: Object.entries(p.datasets || {}).map(([d, v]) => [d, Number(v?.partitions || 1)]) };
 }
 
 const env = (c, name) => (c.env || []).find((e) => e.name === name);
@@ -583,7 +590,8 @@ function checkFreshet(objs, facts, { complete, dirRel }) {
         }
       }
     }
-    const want = new Set(Object.entries(pipelines).flatMap(([p, ds]) => ds.map((d) => facts.streamName(`${p}.${d}`))));
+    // one trigger per stream: every partition of a partitioned dataset
+    const want = new Set(Object.entries(pipelines).flatMap(([p, ds]) => ds.flatMap(([d, n]) => facts.streamNames(`${p}.${d}`, n))));
     for (const s of want) if (!streams.has(s)) e(`ScaledObject: no trigger for stream ${s}`);
     for (const s of streams) if (!want.has(s)) e(`ScaledObject: stream ${s} is no dataset of FRESHET_PIPELINES (${wanted.join(",")})`);
   }
