@@ -202,6 +202,11 @@ def side(name):
             append_run(st, paths["csv"], n["csv"], "base.csv")
             wait_until(lambda: st.pg.scalar("SELECT count(*) FROM players.user_panel") >= PLAYERS * 0.99, 600,
                        interval=0.2, what="the panel of every player")
+            # the base settled, as a running system's tables are: statistics and visibility map
+            # current, dirty pages written (else autovacuum and a checkpoint run during the first rate)
+            for t in ("players.events", "players.player_days", "players.user_panel", "freshet.batches"):
+                st.pg.query("VACUUM (ANALYZE) %s" % t)
+            st.pg.query("CHECKPOINT")
             for rate in RATES:
                 try:
                     lat = freshness(st, rate)

@@ -10,7 +10,8 @@ interleaved rounds (medians), and loads with 1, 2 and 3 loaders.
                 line); keys/s
     api miss    wrk -t1 -c64 on /player/attribute with ids cycling over every
                 player, in-process cache off: every request reads Redis; req/s
-  Both stacks run pipelines/players with `partitions: 3` on its events.
+  Both stacks run pipelines/players with `partitions: 3` on its events,
+  rows routed by player (`partition_by: player_id`).
   loaders (cluster): 1, 2 or 3 loaders running and idle (their start-up
     refresh and resync done), then the same events as BENCH_CLUSTER_FILES
     small files dropped -> the last row in the ledger (ingest, loads, model
@@ -55,13 +56,13 @@ def out(msg):
 
 
 def partitioned_players(base, parts):
-    """pipelines/players copied with `partitions: N` on its events dataset."""
+    """pipelines/players copied with `partitions: N` and `partition_by: player_id` on its events dataset."""
     d = os.path.join(base, "pipelines")
     shutil.copytree(os.path.join(SRC, "pipelines", "players"), os.path.join(d, "players"))
     path = os.path.join(d, "players", "pipeline.yaml")
     with open(path) as f:
         text = f.read()
-    text, n = re.subn(r"(?m)^  events:\n", "  events:\n    partitions: %d\n" % parts, text, count=1)
+    text, n = re.subn(r"(?m)^  events:\n", "  events:\n    partitions: %d\n    partition_by: player_id\n" % parts, text, count=1)
     assert n == 1
     with open(path, "w") as f:
         f.write(text)
@@ -212,7 +213,7 @@ def main():
 
     md = ["## Redis Cluster (bench/cluster_bench.py)", "",
           "`FRESHET_BIN_DIR=build-release /usr/bin/python3 bench/cluster_bench.py` on the 2-core dev machine: "
-          "the players pipeline (events with `partitions: 3`) on a 3-master + 3-replica Redis Cluster "
+          "the players pipeline (events with `partitions: 3`, rows routed by `partition_by: player_id`) on a 3-master + 3-replica Redis Cluster "
           "(6 `redis-server` on loopback) against one Redis, same run, %d interleaved rounds, medians. %s"
           % (ROUNDS, lines[0]), "",
           "| figure | cluster | one Redis | ratio | target | |", "|---|---|---|---|---|---|"] + rows + [

@@ -101,9 +101,9 @@ static void agg_batch(struct fr_buf *s, const struct fr_model *m, size_t i, bool
     }
 }
 
-/* The SET expression merging column i of EXCLUDED into the stored row fr_t.
- * by_arr: the order-value array of a list. */
-static void agg_merge(struct fr_buf *s, const struct fr_model *m, size_t i, bool by_arr)
+/* The SET expression merging column i of EXCLUDED into the stored row fr_t
+ * (a list: agg_merge_list). */
+static void agg_merge(struct fr_buf *s, const struct fr_model *m, size_t i)
 {
     const struct fr_agg_col *a = &m->agg[i];
     const char *c = m->columns[i].name;
@@ -143,41 +143,57 @@ static void agg_merge(struct fr_buf *s, const struct fr_model *m, size_t i, bool
         return;
     }
     case FR_AGG_LIST:
-        /* One side empty: the other is already sorted and cut. */
-        agg_by_array(s, "CASE WHEN EXCLUDED.", c);
+        return; /* agg_merge_list */
+    }
+}
+
+/* The SET of a list column and its order values, one sub-SELECT for both:
+ * ("c", "c__by") = (SELECT <values>, <order values> FROM <merged items>).
+ * Both stored arrays are sorted (newest order value first), so the newest
+ * of the union is the greater first item. One side empty: the other is
+ * already sorted and cut, and the sub-SELECT's items are none. The items
+ * are sorted once for the cut (LIMIT) and by each array_agg. */
+static void agg_merge_list(struct fr_buf *s, const struct fr_model *m, size_t i)
+{
+    const struct fr_agg_col *a = &m->agg[i];
+    const char *c = m->columns[i].name;
+
+    agg_ident(s, "(", c, ", ");
+    agg_by_array(s, NULL, c);
+    (void)fr_buf_puts(s, ") = (SELECT ");
+    for (int by = 0; by < 2; by++) {
+        agg_by_array(s, by ? ", CASE WHEN EXCLUDED." : "CASE WHEN EXCLUDED.", c);
         (void)fr_buf_puts(s, " IS NULL THEN ");
-        if (by_arr)
+        if (by)
             agg_by_array(s, "fr_t.", c);
         else
             agg_ident(s, "fr_t.", c, NULL);
         agg_by_array(s, " WHEN fr_t.", c);
         (void)fr_buf_puts(s, " IS NULL THEN ");
-        if (by_arr)
+        if (by)
             agg_by_array(s, "EXCLUDED.", c);
         else
             agg_ident(s, "EXCLUDED.", c, NULL);
-        (void)fr_buf_puts(s, " ELSE ");
-        (void)fr_buf_puts(s, by_arr ? "(SELECT array_agg(fr_l.b ORDER BY fr_l.b DESC, fr_l.v DESC NULLS LAST) FROM "
-                                      "(SELECT fr_u.b, fr_u.v FROM unnest("
-                                    : "(SELECT array_agg(fr_l.v ORDER BY fr_l.b DESC, fr_l.v DESC NULLS LAST) FROM "
-                                      "(SELECT fr_u.b, fr_u.v FROM unnest(");
-        agg_by_array(s, "fr_t.", c);
-        agg_by_array(s, " || EXCLUDED.", c);
-        agg_ident(s, ", fr_t.", c, " || ");
-        agg_ident(s, "EXCLUDED.", c, ") AS fr_u(b, v)");
-        if (a->within > 0) {
-            (void)fr_buf_puts(s, " WHERE fr_u.b >= (SELECT max(fr_x) FROM unnest(");
-            agg_by_array(s, "fr_t.", c);
-            agg_by_array(s, " || EXCLUDED.", c);
-            (void)fr_buf_puts(s, ") AS fr_x)");
-            agg_window(s, m, a);
-        }
-        (void)fr_buf_puts(s, " ORDER BY fr_u.b DESC, fr_u.v DESC NULLS LAST");
-        if (a->limit > 0)
-            (void)fr_buf_printf(s, " LIMIT %u", a->limit);
-        (void)fr_buf_puts(s, ") AS fr_l) END");
-        return;
+        (void)fr_buf_puts(s, by ? " ELSE array_agg(fr_l.b ORDER BY fr_l.b DESC, fr_l.v DESC NULLS LAST) END"
+                                : " ELSE array_agg(fr_l.v ORDER BY fr_l.b DESC, fr_l.v DESC NULLS LAST) END");
     }
+    (void)fr_buf_puts(s, " FROM (SELECT fr_u.b, fr_u.v FROM unnest(");
+    agg_by_array(s, "fr_t.", c);
+    agg_by_array(s, " || EXCLUDED.", c);
+    agg_ident(s, ", fr_t.", c, " || ");
+    agg_ident(s, "EXCLUDED.", c, ") AS fr_u(b, v) WHERE ");
+    agg_by_array(s, "EXCLUDED.", c);
+    agg_by_array(s, " IS NOT NULL AND fr_t.", c);
+    (void)fr_buf_puts(s, " IS NOT NULL");
+    if (a->within > 0) {
+        agg_by_array(s, " AND fr_u.b >= GREATEST(fr_t.", c);
+        agg_by_array(s, "[1], EXCLUDED.", c);
+        (void)fr_buf_puts(s, "[1])");
+        agg_window(s, m, a);
+    }
+    if (a->limit > 0)
+        (void)fr_buf_printf(s, " ORDER BY fr_u.b DESC, fr_u.v DESC NULLS LAST LIMIT %u", a->limit);
+    (void)fr_buf_puts(s, ") AS fr_l)");
 }
 
 static bool agg_has_window(const struct fr_model *m)
@@ -261,14 +277,12 @@ void fr_aggsql_apply(struct fr_buf *s, const struct fr_model *m, const struct fr
             continue;
         (void)fr_buf_puts(s, any_set ? ",\n  " : "UPDATE SET\n  ");
         any_set = true;
-        agg_ident(s, NULL, m->columns[i].name, " = ");
-        agg_merge(s, m, i, false);
         if (m->agg[i].merge == FR_AGG_LIST) {
-            (void)fr_buf_puts(s, ",\n  ");
-            agg_by_array(s, NULL, m->columns[i].name);
-            (void)fr_buf_puts(s, " = ");
-            agg_merge(s, m, i, true);
+            agg_merge_list(s, m, i);
+            continue;
         }
+        agg_ident(s, NULL, m->columns[i].name, " = ");
+        agg_merge(s, m, i);
     }
     if (!any_set)
         (void)fr_buf_puts(s, "NOTHING");

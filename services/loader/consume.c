@@ -309,7 +309,7 @@ void fr__consume_read(struct loader *ld)
     if (ld->n_streams == 0)
         return;
     if (ld->read_count == 0 || ld->read_count > LD_READ_COUNT)
-        ld->read_count = LD_READ_COUNT;
+        ld->read_count = 1; /* until a read tells the entries' size (then LD_READ_BYTES sizes COUNT) */
     ctx = fr_xcalloc(1, sizeof(*ctx));
     ctx->ld = ld;
     ctx->gen = ld->read_gen;

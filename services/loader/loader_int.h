@@ -19,7 +19,8 @@
 #include "util.h"
 
 #define LD_READ_COUNT        64          /* entries per stream per XREADGROUP */
-#define LD_READ_BYTES        (64u << 20) /* aim of one read's total batch bytes (COUNT adapts) */
+#define LD_READ_BYTES        (8u << 20)  /* aim of one read's total batch bytes (COUNT adapts; the
+                                             reply is held about 3 times: reader buffer, reply, copies) */
 #define LD_BLOCK_MS          1000        /* XREADGROUP BLOCK */
 #define LD_LOCKED_RETRY_MS   50          /* a model another loader is refreshing: try again after */
 #define LD_POLL_MS           20     /* Redis Cluster, several streams: reads poll (no BLOCK) this often when idle */
