@@ -162,3 +162,12 @@ void fr_dstatus_stop(fr_dstatus_t *s)
     uv_timer_stop(&s->tick);
     uv_close((uv_handle_t *)&s->tick, on_closed);
 }
+
+int64_t fr_dstatus_event_us(const json_t *ev)
+{
+    const char *ts = json_string_value(json_object_get(ev, "ts"));
+    int64_t us = 0;
+    if (!ts || !fr_parse_timestamp(ts, strlen(ts), &us))
+        return fr_wall_us();
+    return us;
+}

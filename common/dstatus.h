@@ -15,6 +15,9 @@
 #ifndef FR_DSTATUS_H
 #define FR_DSTATUS_H
 
+#include <jansson.h>
+#include <stdint.h>
+
 #include "app.h"
 #include "util.h"
 
@@ -37,5 +40,10 @@ void fr_dstatus_render(fr_dstatus_t *s, struct fr_buf *out);
  * while it is still open), stops the timer and frees s once it is closed.
  * NULL: nothing. */
 void fr_dstatus_stop(fr_dstatus_t *s);
+
+/* When an event a daemon's status counts happened: its "ts" (ISO-8601, as
+ * every freshet event carries it) in microseconds since the epoch; now when
+ * it has none or it does not parse. */
+int64_t fr_dstatus_event_us(const json_t *ev);
 
 #endif

@@ -128,15 +128,6 @@ static const char *str(json_t *o, const char *k)
     return json_string_value(json_object_get(o, k));
 }
 
-static int64_t event_us(json_t *o)
-{
-    const char *ts = str(o, "ts");
-    int64_t us = 0;
-    if (!ts || !fr_parse_timestamp(ts, strlen(ts), &us))
-        return fr_wall_us();
-    return us;
-}
-
 static uint64_t num(json_t *o, const char *k)
 {
     json_int_t v = json_integer_value(json_object_get(o, k));
@@ -170,7 +161,7 @@ void fr_instatus_note(fr_instatus_t *s, const char *json, size_t len)
                 st->runs_ok++;
             else
                 st->runs_failed++;
-            st->last_run_us = event_us(o);
+            st->last_run_us = fr_dstatus_event_us(o);
             st->last_ok = ok;
             st->last_rows = num(o, "rows");
             st->last_rejected = num(o, "rejected");
@@ -195,7 +186,7 @@ void fr_instatus_note(fr_instatus_t *s, const char *json, size_t len)
                     st->runs_ok++; /* a new file */
                     st->last_rows = 0;
                 }
-                st->last_run_us = event_us(o);
+                st->last_run_us = fr_dstatus_event_us(o);
                 st->last_ok = true;
                 st->last_rows += num(o, "rows");
                 st->last_rejected = 0;
@@ -212,7 +203,7 @@ void fr_instatus_note(fr_instatus_t *s, const char *json, size_t len)
                 continue;
             st->files_rejected++;
             st->runs_failed++;
-            st->last_run_us = event_us(o);
+            st->last_run_us = fr_dstatus_event_us(o);
             st->last_ok = false;
             st->last_rows = 0;
             snprintf(st->last_reason, sizeof(st->last_reason), "%s", reason ? reason : "");

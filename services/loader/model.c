@@ -475,6 +475,33 @@ static void on_state_saved(fr_pg_t *pg, PGresult *res, void *data)
     next_cache(ld);
 }
 
+/* The result of a refresh statement (the refresh or its data tests): false
+ * when it failed, after putting the keys back and ending the refresh: a
+ * lost (or timed out) refresh_pg retries after the reconnect, never at once;
+ * an error, after a longer pause. `step` names the statement in the log. */
+static bool refresh_step_ok(struct loader *ld, PGresult *res, const char *step)
+{
+    struct ld_refresh *r = &ld->refresh;
+    struct ld_model *m = r->model;
+
+    if (!res) {
+        r->txn = false;
+        restore_keys(r);
+        m->retry_at_ms = fr_mono_ms() + LD_RETRY_MS;
+        r->done(ld, -ENOTCONN);
+        return false;
+    }
+    if (PQresultStatus(res) != PGRES_TUPLES_OK) {
+        fr_error("%s of model %s failed: %s", step, m->state_name, PQresultErrorMessage(res));
+        rollback(ld);
+        restore_keys(r);
+        m->retry_at_ms = fr_mono_ms() + 5 * LD_RETRY_MS;
+        r->done(ld, -EIO);
+        return false;
+    }
+    return true;
+}
+
 static void on_refreshed(fr_pg_t *pg, PGresult *res, void *data)
 {
     struct loader *ld = data;
@@ -484,25 +511,8 @@ static void on_refreshed(fr_pg_t *pg, PGresult *res, void *data)
     char day[12];
 
     (void)pg;
-    if (fr__loader_gone(ld))
+    if (fr__loader_gone(ld) || !refresh_step_ok(ld, res, "refresh"))
         return;
-    if (!res) {
-        /* refresh_pg lost (or timed out): retry after the reconnect, never
-         * at once. */
-        r->txn = false;
-        restore_keys(r);
-        m->retry_at_ms = fr_mono_ms() + LD_RETRY_MS;
-        r->done(ld, -ENOTCONN);
-        return;
-    }
-    if (PQresultStatus(res) != PGRES_TUPLES_OK) {
-        fr_error("refresh of model %s failed: %s", m->state_name, PQresultErrorMessage(res));
-        rollback(ld);
-        restore_keys(r);
-        m->retry_at_ms = fr_mono_ms() + 5 * LD_RETRY_MS;
-        r->done(ld, -EIO);
-        return;
-    }
     fr__rows_from_result(&r->rows, res, true);
     if (r->all)
         m->day = r->day;
@@ -589,23 +599,8 @@ static void on_tested(fr_pg_t *pg, PGresult *res, void *data)
     const char *params[2];
 
     (void)pg;
-    if (fr__loader_gone(ld))
+    if (fr__loader_gone(ld) || !refresh_step_ok(ld, res, "data tests"))
         return;
-    if (!res) {
-        r->txn = false;
-        restore_keys(r);
-        m->retry_at_ms = fr_mono_ms() + LD_RETRY_MS;
-        r->done(ld, -ENOTCONN);
-        return;
-    }
-    if (PQresultStatus(res) != PGRES_TUPLES_OK) {
-        fr_error("data tests of model %s could not run: %s", m->state_name, PQresultErrorMessage(res));
-        rollback(ld);
-        restore_keys(r);
-        m->retry_at_ms = fr_mono_ms() + 5 * LD_RETRY_MS;
-        r->done(ld, -EIO);
-        return;
-    }
     if (PQntuples(res) > 0) {
         report_test_failure(ld, res);
         rollback(ld);

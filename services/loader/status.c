@@ -162,15 +162,6 @@ static const char *str(json_t *o, const char *k)
     return json_string_value(json_object_get(o, k));
 }
 
-static int64_t event_us(json_t *o)
-{
-    const char *ts = str(o, "ts");
-    int64_t us = 0;
-    if (!ts || !fr_parse_timestamp(ts, strlen(ts), &us))
-        return fr_wall_us();
-    return us;
-}
-
 void fr_ldstatus_note(fr_ldstatus_t *s, const char *json, size_t len)
 {
     struct loader *ld;
@@ -191,7 +182,7 @@ void fr_ldstatus_note(fr_ldstatus_t *s, const char *json, size_t len)
             const struct ld_stream *st = &ld->streams[i];
             if (strcmp(st->ds->qname, qn) != 0)
                 continue;
-            s->ds[i].last_load_us = event_us(o);
+            s->ds[i].last_load_us = fr_dstatus_event_us(o);
             /* its aggregate models were merged in the batch's transaction */
             for (size_t m = 0; m < ld->n_models; m++) {
                 const struct ld_model *lm = &ld->models[m];
@@ -211,7 +202,7 @@ void fr_ldstatus_note(fr_ldstatus_t *s, const char *json, size_t len)
             struct model_stat *ms = &s->models[i];
             if (strcmp(ld->models[i].p->name, pipeline) != 0 || strcmp(ld->models[i].m->name, name) != 0)
                 continue;
-            ms->last_us = event_us(o);
+            ms->last_us = fr_dstatus_event_us(o);
             ms->ms = json_number_value(json_object_get(o, "ms"));
             ms->keys = json_integer_value(json_object_get(o, "count"));
             ms->all = json_object_get(o, "keys") == NULL;
@@ -227,7 +218,7 @@ void fr_ldstatus_note(fr_ldstatus_t *s, const char *json, size_t len)
             if (strcmp(ld->models[i].p->name, pipeline) != 0 || strcmp(ld->models[i].m->name, name) != 0)
                 continue;
             ms->test_failures++;
-            ms->failed_us = event_us(o);
+            ms->failed_us = fr_dstatus_event_us(o);
             free(ms->failing);
             ms->failing = json_is_array(tests) ? json_dumps(tests, JSON_COMPACT) : NULL;
         }
@@ -238,7 +229,7 @@ void fr_ldstatus_note(fr_ldstatus_t *s, const char *json, size_t len)
             json_t *keys = json_object_get(o, "keys");
             if (strcmp(ld->caches[i].p->name, pipeline) != 0 || strcmp(ld->caches[i].c->name, name) != 0)
                 continue;
-            cs->last_us = event_us(o);
+            cs->last_us = fr_dstatus_event_us(o);
             cs->keys = json_is_array(keys) ? (int64_t)json_array_size(keys) : -1;
             cs->writes++;
         }
