@@ -51,6 +51,11 @@ char *fr_names_cache(const char *cache, const char *key)
     return fr_xasprintf("%s:%s", cache, key);
 }
 
+char *fr_names_cache_fields(const char *cache)
+{
+    return fr_xasprintf("fr:cachefields:%s", cache);
+}
+
 /* "PREFIX{qname}" -> qname (heap), else NULL. */
 static char *tagged_qname(const char *key, const char *prefix)
 {

@@ -50,6 +50,14 @@ char *fr_names_batch(const char *batch_id);
  * pattern of one cache. */
 char *fr_names_cache(const char *cache, const char *key);
 
+/* "fr:cachefields:CACHE": the fields a hash cache's keys were last fully
+ * written with (the model's column names, comma-separated), set by the
+ * loader after a full resync. While it equals the model's columns, a row
+ * with every column set may be written by one HSET (it overwrites every
+ * field a key can have); otherwise each key is deleted and written again.
+ * No tag; one per hash cache. */
+char *fr_names_cache_fields(const char *cache);
+
 /* The qname of a stream or dlq key ("fr:stream:{a.b}" -> "a.b"), a heap
  * string, or NULL when `key` is not of that family. */
 char *fr_names_stream_qname(const char *key);

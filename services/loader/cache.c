@@ -1,8 +1,10 @@
 /* cache: writes model rows into their Redis cache keys "{cache}:{key}" and
  * resyncs whole caches. Each key is replaced atomically (DEL + HSET, or SET
  * for JSON caches, inside MULTI/EXEC groups of up to LD_CACHE_GROUP keys; on
- * a Redis Cluster one script or SET per key instead), so readers see the
- * old row or the new one, never half of it; a NULL column is
+ * a Redis Cluster one command per key instead: a SET, one HSET of every
+ * column for a hash row without NULLs once the cache's keys are known to
+ * hold model columns only (fr_names_cache_fields), else a script), so
+ * readers see the old row or the new one, never half of it; a NULL column is
  * an absent field. Commands of a group are pipelined and their replies
  * counted. A resync writes every row of the model, then SCANs the cache's
  * keys and deletes those the model no longer has. Uses app->redis, and one
@@ -142,6 +144,36 @@ static bool one_command(const struct ld_cachew *cw)
     return fr_redis_is_cluster(cw->ld->app->redis);
 }
 
+/* The model's column names, comma-separated (fr_names_cache_fields' value). */
+static char *fields_of(const struct fr_model *m)
+{
+    struct fr_buf b;
+    char *out;
+    fr_buf_init(&b, 0);
+    for (size_t i = 0; i < m->n_columns; i++) {
+        if (i)
+            (void)fr_buf_putc(&b, ',');
+        (void)fr_buf_puts(&b, m->columns[i].name);
+    }
+    out = fr_xstrdup(b.len ? b.data : "");
+    fr_buf_deinit(&b);
+    return out;
+}
+
+/* A hash row the cluster path may write with one HSET: every column set, no
+ * TTL, and the keys known to hold no field but the model's columns. */
+static bool whole_hset(const struct ld_cachew *cw, size_t row, size_t n)
+{
+    if (!cw->fields_known || cw->cache->c->ttl_s || n != cw->cache->model->m->n_columns)
+        return false;
+    for (size_t col = 0; col < n; col++) {
+        int len;
+        if (!fr__rows_val(cw->rows, row, col, &len))
+            return false;
+    }
+    return true;
+}
+
 /* Queues the commands of one row. */
 static void write_row(struct ld_cachew *cw, size_t row)
 {
@@ -168,18 +200,26 @@ static void write_row(struct ld_cachew *cw, size_t row)
         size_t n = rows->n_cols < m->n_columns ? rows->n_cols : m->n_columns;
         const char **argv = fr_xcalloc(5 + 2 * n, sizeof(*argv));
         size_t *lens = fr_xcalloc(5 + 2 * n, sizeof(*lens));
+        bool whole = whole_hset(cw, row, n);
         int argc = 0;
 
-        argv[argc] = "EVAL";
-        lens[argc++] = 4;
-        argv[argc] = cluster_hash_lua;
-        lens[argc++] = sizeof(cluster_hash_lua) - 1;
-        argv[argc] = "1";
-        lens[argc++] = 1;
-        argv[argc] = key;
-        lens[argc++] = strlen(key);
-        argv[argc] = ttl;
-        lens[argc++] = strlen(ttl);
+        if (whole) {
+            argv[argc] = "HSET";
+            lens[argc++] = 4;
+            argv[argc] = key;
+            lens[argc++] = strlen(key);
+        } else {
+            argv[argc] = "EVAL";
+            lens[argc++] = 4;
+            argv[argc] = cluster_hash_lua;
+            lens[argc++] = sizeof(cluster_hash_lua) - 1;
+            argv[argc] = "1";
+            lens[argc++] = 1;
+            argv[argc] = key;
+            lens[argc++] = strlen(key);
+            argv[argc] = ttl;
+            lens[argc++] = strlen(ttl);
+        }
         for (size_t col = 0; col < n; col++) {
             int len;
             const char *v = fr__rows_val(rows, row, col, &len);
@@ -292,6 +332,7 @@ void fr__cache_write(struct loader *ld, struct ld_cache *c, const struct ld_rows
     cw->cache = c;
     cw->rows = rows;
     cw->done = done;
+    cw->fields_known = c->fields_known;
     fr__keyset_init(&cw->present);
     write_group(cw);
 }
@@ -361,6 +402,14 @@ static void on_scan(fr_redis_t *r, redisReply *reply, void *data)
     scan_next(cw);
 }
 
+static void on_fields_set(fr_redis_t *r, redisReply *reply, void *data)
+{
+    (void)r;
+    (void)data;
+    if (reply && reply->type == REDIS_REPLY_ERROR)
+        fr_warn("cache fields record not written: %s", reply->str);
+}
+
 static void scan_next(struct ld_cachew *cw)
 {
     struct loader *ld = cw->ld;
@@ -371,6 +420,15 @@ static void scan_next(struct ld_cachew *cw)
         fr_info("cache %s resynced: %zu keys in %.1f ms", c->c->name, cw->rows->n_rows,
                 (double)(fr_mono_ns() - cw->start_ns) / 1e6);
         c->need_resync = false;
+        if (one_command(cw) && c->c->kind == FR_CACHE_HASH) {
+            /* every key written whole: its fields are the model's columns */
+            char *k = fr_names_cache_fields(c->c->name);
+            char *v = fields_of(c->model->m);
+            const char *argv[] = {"SET", k, v};
+            c->fields_known = fr_redis_commandv(ld->app->redis, 0, on_fields_set, NULL, 3, argv, NULL) == 0;
+            free(k);
+            free(v);
+        }
         {
             struct fr_buf j;
             fr_buf_init(&j, 0);
@@ -399,6 +457,24 @@ static void scan_next(struct ld_cachew *cw)
     free(pattern);
 }
 
+static void on_fields(fr_redis_t *r, redisReply *reply, void *data)
+{
+    struct ld_cachew *cw = data;
+    char *want;
+
+    (void)r;
+    if (fr__loader_gone(cw->ld))
+        return;
+    if (!reply || reply->type == REDIS_REPLY_ERROR) {
+        finish(cw, -EIO);
+        return;
+    }
+    want = fields_of(cw->cache->model->m);
+    cw->fields_known = reply->type == REDIS_REPLY_STRING && strcmp(reply->str, want) == 0;
+    free(want);
+    write_group(cw);
+}
+
 static void on_select(fr_pg_t *pg, PGresult *res, void *data)
 {
     struct ld_cachew *cw = data;
@@ -423,6 +499,16 @@ static void on_select(fr_pg_t *pg, PGresult *res, void *data)
         const char *v = fr__rows_val(&cw->own_rows, i, (size_t)cw->cache->key_col, &len);
         if (v)
             (void)fr__keyset_add(&cw->present, v, (size_t)len);
+    }
+    if (one_command(cw) && cw->cache->c->kind == FR_CACHE_HASH) {
+        /* which fields the keys may hold: the record of the last full write */
+        char *k = fr_names_cache_fields(cw->cache->c->name);
+        const char *argv[] = {"GET", k};
+        int rc = fr_redis_commandv(cw->ld->app->redis, 0, on_fields, cw, 2, argv, NULL);
+        free(k);
+        if (rc != 0)
+            finish(cw, -EIO);
+        return;
     }
     write_group(cw);
 }

@@ -18,11 +18,12 @@
 #include "redis.h"
 #include "util.h"
 
-#define LD_READ_COUNT        64          /* entries per stream per XREADGROUP */
-#define LD_READ_BYTES        (8u << 20)  /* aim of one read's total batch bytes (COUNT adapts; the
-                                             reply is held about 3 times: reader buffer, reply, copies) */
-#define LD_BLOCK_MS          1000        /* XREADGROUP BLOCK */
-#define LD_LOCKED_RETRY_MS   50          /* a model another loader is refreshing: try again after */
+#define LD_READ_COUNT 64 /* entries per stream per XREADGROUP */
+#define LD_READ_BYTES                                                                                                \
+    (8u << 20)                      /* aim of one read's total batch bytes (COUNT adapts; the                        \
+                                        reply is held about 3 times: reader buffer, reply, copies) */
+#define LD_BLOCK_MS          1000   /* XREADGROUP BLOCK */
+#define LD_LOCKED_RETRY_MS   50     /* a model another loader is refreshing: try again after */
 #define LD_POLL_MS           20     /* Redis Cluster, several streams: reads poll (no BLOCK) this often when idle */
 #define LD_XREAD_TIMEOUT_MS  6000   /* command timeout of the stream connection (> block) */
 #define LD_MAX_ATTEMPTS      5      /* failed loads of one entry before it is dead-lettered */
@@ -162,6 +163,8 @@ struct ld_cache {
     struct ld_model *model;      /* borrowed */
     int key_col;                 /* index in the model's columns */
     bool need_resync;            /* write every key and drop stale ones */
+    bool fields_known;           /* a hash cache on a cluster: every key holds only model columns
+                                    (fr_names_cache_fields matched, or a resync wrote every key) */
 };
 
 /* ---- the per-batch load (load.c) ----------------------------------------- */
@@ -289,6 +292,7 @@ struct ld_cachew {
     char *cursor;               /* owned: SCAN cursor */
     uint64_t start_ns;          /* resync: monotonic start, for the log line */
     bool locked;                /* resync: holds the model's refresh lock on app->pg */
+    bool fields_known;          /* a key's fields are model columns only: a full row may be one HSET */
     ld_done_cb done;
 };
 /* Writes rows (changed rows, or deleted keys when rows->deleted) of the

@@ -186,6 +186,23 @@ def main(t):
         t.check(False, "/v1/status stream_length vs sum of XLEN over partitions: %r" % last)
     t.eq(last[2], 0, "/v1/status backlog of players.events: 0 after the drain")
 
+    # the cache's field record: a resync writes it; while it matches, a row with every column set is one
+    # HSET; a record that does not match (another column set wrote the keys) makes the next resync delete
+    # and rewrite every key, so a field no column has any more is gone
+    cols = "player_id,country,avg_price_10,last_weighted_daily_matches_count_10_played_days," \
+           "active_days_since_last_purchase,score_perc_50_last_5_days"
+    t.eq(rc.get("fr:cachefields:user_panel"), cols.encode(), "fr:cachefields:user_panel names the model's columns")
+    some = rows[0][0]
+    rc.hset("user_panel:" + some, "dropped_column", "1")
+    rc.set("fr:cachefields:user_panel", "player_id,country,dropped_column")
+    loaders[0].stop()
+    loaders[0].start()
+    wait_until(lambda: rc.get("fr:cachefields:user_panel") == cols.encode(), 60,
+               what="the record written again by the restarted loader's resync")
+    t.check(not rc.hexists("user_panel:" + some, "dropped_column"),
+            "a resync after a changed record deletes and rewrites the keys: no stale field")
+    t.eq(rc.hget("user_panel:" + some, "country"), (dict(rows)[some] or "").encode(), "that key equals its row")
+
     # one-shot commands on the cluster URL
     backup = os.path.join(stack.base, "events.avro")
     rc_, out = run_cmd(stack, "freshet-loader", "backup", "--dataset", "players.events", "--out", backup)

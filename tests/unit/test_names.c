@@ -66,6 +66,10 @@ static void test_batch_and_cache(void **state)
     assert_string_equal(b, "fr:batch:01J0000000000000000000000");
     assert_string_equal(c, "player_attr:p00042");
     assert_string_equal(pat, "player_attr:*");
+    /* the field record is not one of the cache's own keys (a resync's SCAN of "player_attr:*" must not see it) */
+    char *f = fr_names_cache_fields("player_attr");
+    assert_string_equal(f, "fr:cachefields:player_attr");
+    free(f);
     assert_string_equal(FR_NAMES_EVENTS, "fr:events");
     assert_string_equal(FR_NAMES_CONTROL, "fr:control");
     free(b);
