@@ -1,4 +1,4 @@
-/* unit: the api read pool's arithmetic (services/api/readpool.c, compiled
+/* unit: the api read pool's arithmetic (services/api/readpool.c and readpool_ryw.c, compiled
  * in): WAL positions, replica lag against the primary's sampled positions,
  * the read-your-writes caller table (pending marks, stale positions of an
  * older write, windows, overflow), and the option bounds. */
@@ -13,6 +13,7 @@
 #include <string.h>
 
 #include "../../services/api/readpool.c"
+#include "../../services/api/readpool_ryw.c"
 
 static void test_lsn(void **state)
 {
