@@ -136,6 +136,13 @@ class Load:
         self.lo = int((NOW - dt.timedelta(days=30)).timestamp())
         self.hi = int(NOW.timestamp()) - 1
 
+
+    def inbound_empty(self):
+        """True when ingest has taken every file (inbound/ and .processing/ empty)."""
+        left = [f for f in os.listdir(self.dir) if not f.startswith(".") and os.path.isfile(os.path.join(self.dir, f))]
+        proc = os.path.join(self.dir, ".processing")
+        left += os.listdir(proc) if os.path.isdir(proc) else []
+        return not left
     def _row(self, rnd, pid=None, platform=None):
         while True:
             p = pid or "p%05d" % rnd.randrange(N_PLAYERS)
@@ -330,6 +337,38 @@ def group_idle(r):
             return g["pending"] == 0 and (lag == 0 or lag is None and
                                           g["last-delivered-id"] == r.xinfo_stream(STREAM)["last-generated-id"])
     return False
+
+
+def check_api_reference(t, stack, sent):
+    """(d) The api's answers equal the independent reference (players_ref) over every
+    loaded row, waiting up to a minute for the last refreshes; returns the players."""
+    events = [{"name": e[0], "player_id": e[1], "country": e[3], "ts": dt.datetime.fromtimestamp(e[5], UTC),
+               "deposit_amount": e[6], "tournament_score": e[7]} for e in sent]
+    want = players_ref.panel(events, NOW)
+    pids = sorted(want)
+    mism = []
+
+    def api_ok_all():
+        mism.clear()
+        for i in range(0, len(pids), 1000):
+            st, body = stack.request("POST", "/player/attributes", {"player_ids": pids[i:i + 1000]})
+            if st != 200:
+                mism.append(("status", st))
+                return False
+            for pid in body.get("missing", []):
+                mism.append(("missing", pid))
+            for pid, attrs in body["players"].items():
+                for a in players_ref.ATTRS:
+                    if not players_ref.close(attrs.get(a), want[pid][a]):
+                        mism.append((pid, a, attrs.get(a), want[pid][a]))
+        return not mism
+
+    try:
+        wait_until(api_ok_all, 60 * SLOW, interval=0.5, what="API equals the reference")
+        t.check(True, "(d) API == reference for %d players" % len(pids))
+    except AssertionError:
+        t.check(False, "(d) API vs reference: %d mismatches, e.g. %r" % (len(mism), mism[:5]))
+    return pids
 
 
 def main(t):
@@ -587,17 +626,9 @@ def main(t):
     reader.stop()
     t_stop = phase["end"] = time.time()
     t.check(load.error is None, "generator ran without error: %r" % (load.error,))
-    inbound = load.dir
-
-    def inbound_empty():
-        left = [f for f in os.listdir(inbound) if not f.startswith(".") and os.path.isfile(os.path.join(inbound, f))]
-        proc = os.path.join(inbound, ".processing")
-        left += os.listdir(proc) if os.path.isdir(proc) else []
-        return not left
-
     expected = collections.Counter(load.sent)
     try:
-        wait_until(inbound_empty, 120 * SLOW, interval=0.2, what="inbound/ and .processing/ empty")
+        wait_until(load.inbound_empty, 120 * SLOW, interval=0.2, what="inbound/ and .processing/ empty")
         wait_until(lambda: group_idle(stack.redis.client()), 120 * SLOW, interval=0.2, what="loader group drained")
         wait_until(lambda: stack.pg.scalar("SELECT count(*) FROM players.events") >= sum(expected.values()),
                    60 * SLOW, interval=0.2, what="every row in players.events")
@@ -642,7 +673,7 @@ def main(t):
     missing_bad = [m for m, _ in load.bad if m.encode() not in raws]
     t.check(not missing_bad, "every invalid row is dead-lettered (kind=row): missing %r" % missing_bad[:5])
     bad_reasons = collections.Counter(f.get(b"reason", b"").decode() for f in dead_rows)
-    rejected_dir = os.path.join(inbound, "rejected")
+    rejected_dir = os.path.join(load.dir, "rejected")
     rejected = os.listdir(rejected_dir) if os.path.isdir(rejected_dir) else []
     t.eq(rejected, [], "no file rejected")
 
@@ -700,33 +731,8 @@ def main(t):
     n_rows_model, n_keys = (last[0][1], last[0][2]) if last[0] else (0, 0)
 
     # (d) API == independent reference over every loaded event
-    events = [{"name": e[0], "player_id": e[1], "country": e[3], "ts": dt.datetime.fromtimestamp(e[5], UTC),
-               "deposit_amount": e[6], "tournament_score": e[7]} for e in load.sent]
-    want = players_ref.panel(events, NOW)
-    pids = sorted(want)
+    pids = check_api_reference(t, stack, load.sent)
     t.eq(n_rows_model, len(pids), "(c) one user_panel row per player")
-    mism = []
-
-    def api_ok_all():
-        mism.clear()
-        for i in range(0, len(pids), 1000):
-            st, body = stack.request("POST", "/player/attributes", {"player_ids": pids[i:i + 1000]})
-            if st != 200:
-                mism.append(("status", st))
-                return False
-            for pid in body.get("missing", []):
-                mism.append(("missing", pid))
-            for pid, attrs in body["players"].items():
-                for a in players_ref.ATTRS:
-                    if not players_ref.close(attrs.get(a), want[pid][a]):
-                        mism.append((pid, a, attrs.get(a), want[pid][a]))
-        return not mism
-
-    try:
-        wait_until(api_ok_all, 60 * SLOW, interval=0.5, what="API equals the reference")
-        t.check(True, "(d) API == reference for %d players" % len(pids))
-    except AssertionError:
-        t.check(False, "(d) API vs reference: %d mismatches, e.g. %r" % (len(mism), mism[:5]))
 
     # (e) readiness
     for n in DAEMONS:

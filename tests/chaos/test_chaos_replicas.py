@@ -148,17 +148,9 @@ def main(t):
     t.check(load.error is None, "generator ran without error: %r" % (load.error,))
     t_stop = time.time()
 
-    inbound = load.dir
-
-    def inbound_empty():
-        left = [f for f in os.listdir(inbound) if not f.startswith(".") and os.path.isfile(os.path.join(inbound, f))]
-        proc = os.path.join(inbound, ".processing")
-        left += os.listdir(proc) if os.path.isdir(proc) else []
-        return not left
-
     expected = collections.Counter(load.sent)
     try:
-        wait_until(inbound_empty, 90 * SLOW, interval=0.2, what="inbound/ and .processing/ empty")
+        wait_until(load.inbound_empty, 90 * SLOW, interval=0.2, what="inbound/ and .processing/ empty")
         wait_until(lambda: chaos.group_idle(stack.redis.client()), 90 * SLOW, interval=0.2,
                    what="loader group drained")
         wait_until(lambda: stack.pg.scalar("SELECT count(*) FROM players.events") >= sum(expected.values()),
@@ -178,7 +170,7 @@ def main(t):
                                           "FROM freshet.batches WHERE dataset = 'players.events'")[0]
     t.eq(n_ids, n_b, "ledger: batch ids unique")
     t.eq(sum_rows, sum(got.values()), "ledger: sum(rows) == rows in players.events")
-    rejected_dir = os.path.join(inbound, "rejected")
+    rejected_dir = os.path.join(load.dir, "rejected")
     t.eq(os.listdir(rejected_dir) if os.path.isdir(rejected_dir) else [], [], "no file rejected")
     answers = collections.Counter(st for _, st in reader.log)
     t.check(len(reader.log) > 0 and set(answers) == {200},

@@ -23,7 +23,6 @@ exits 0 on SIGTERM. Prints its counts. About 35 s (plain build).
 Run: FRESHET_BIN_DIR=build-dir FRESHET_SRC_DIR=/work/main /usr/bin/python3 tests/chaos/test_cluster_chaos.py
 Knobs: CLUSTER_CHAOS_KILLS (6), CLUSTER_CHAOS_SEED (11)."""
 import collections
-import datetime as dt
 import os
 import random
 import subprocess
@@ -43,8 +42,7 @@ sys.path.insert(0, os.path.join(HERE, "..", "lib"))
 sys.path.insert(0, os.path.join(HERE, "..", "e2e"))
 sys.path.insert(0, HERE)
 from harness import Stack, TestRun, wait_until  # noqa: E402
-import players_ref  # noqa: E402
-from test_chaos import ASAN, NOW, NOW_S, PANEL_COLS, SLOW, STREAM, Load  # noqa: E402
+from test_chaos import ASAN, NOW_S, PANEL_COLS, SLOW, STREAM, Load, check_api_reference  # noqa: E402
 
 KILLS = int(os.environ.get("CLUSTER_CHAOS_KILLS") or 6)
 SEED = int(os.environ.get("CLUSTER_CHAOS_SEED") or 11)
@@ -163,18 +161,10 @@ def main(t):
     load.stop()
     t_stop = time.time()
     t.check(load.error is None, "generator ran without error: %r" % (load.error,))
-    inbound = load.dir
-
-    def inbound_empty():
-        left = [f for f in os.listdir(inbound) if not f.startswith(".") and os.path.isfile(os.path.join(inbound, f))]
-        proc = os.path.join(inbound, ".processing")
-        left += os.listdir(proc) if os.path.isdir(proc) else []
-        return not left
-
     expected = collections.Counter(load.sent)
     r = cl.client()
     try:
-        wait_until(inbound_empty, 90 * SLOW, interval=0.2, what="inbound/ and .processing/ empty")
+        wait_until(load.inbound_empty, 90 * SLOW, interval=0.2, what="inbound/ and .processing/ empty")
         wait_until(lambda: group_idle(r), 90 * SLOW, interval=0.2, what="loader group drained")
         wait_until(lambda: stack.pg.scalar("SELECT count(*) FROM players.events") >= sum(expected.values()),
                    60 * SLOW, interval=0.2, what="every row in players.events")
@@ -240,32 +230,7 @@ def main(t):
     n_rows_model, n_keys = (last[0][1], last[0][2]) if last[0] else (0, 0)
 
     # (d) the api equals the independent reference over every loaded event
-    events = [{"name": e[0], "player_id": e[1], "country": e[3], "ts": dt.datetime.fromtimestamp(e[5], dt.timezone.utc),
-               "deposit_amount": e[6], "tournament_score": e[7]} for e in load.sent]
-    want = players_ref.panel(events, NOW)
-    pids = sorted(want)
-    mism = []
-
-    def api_ok_all():
-        mism.clear()
-        for i in range(0, len(pids), 1000):
-            st, body = stack.request("POST", "/player/attributes", {"player_ids": pids[i:i + 1000]})
-            if st != 200:
-                mism.append(("status", st))
-                return False
-            for pid in body.get("missing", []):
-                mism.append(("missing", pid))
-            for pid, attrs in body["players"].items():
-                for a in players_ref.ATTRS:
-                    if not players_ref.close(attrs.get(a), want[pid][a]):
-                        mism.append((pid, a, attrs.get(a), want[pid][a]))
-        return not mism
-
-    try:
-        wait_until(api_ok_all, 60 * SLOW, interval=0.5, what="API equals the reference")
-        t.check(True, "(d) API == reference for %d players" % len(pids))
-    except AssertionError:
-        t.check(False, "(d) API vs reference: %d mismatches, e.g. %r" % (len(mism), mism[:5]))
+    pids = check_api_reference(t, stack, load.sent)
 
     # (e) every daemon ready
     ready = {"api": stack.get("/readyz")[0], "ingest": stack.admin("ingest", "/readyz")[0]}
