@@ -30,13 +30,8 @@ fr_batcher_t *fr_batcher_new(const struct fr_batcher_opts *o)
     b->n_builders = fr_partition_by_row(o->ds) ? o->ds->partitions : 1;
     b->file_part = fr_partition_by_row(o->ds) ? 0 : fr_partition_of_file(o->ds, o->file_name);
     b->builders = fr_xcalloc(b->n_builders, sizeof(*b->builders));
-    for (unsigned i = 0; i < b->n_builders; i++) {
+    for (unsigned i = 0; i < b->n_builders; i++)
         b->builders[i] = fr_batch_builder_new(o->ds, o->src->name, FR_OP_UPSERT);
-        if (b->builders[i] == NULL) {
-            fr_batcher_free(b);
-            return NULL;
-        }
-    }
     return b;
 }
 

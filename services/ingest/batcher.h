@@ -36,6 +36,7 @@ struct fr_batcher_opts {
     void *data;
 };
 
+/* Never NULL (allocation failures abort, as everywhere). */
 fr_batcher_t *fr_batcher_new(const struct fr_batcher_opts *o);
 void fr_batcher_free(fr_batcher_t *b);
 /* Adds one row; may emit the batch it completes. 0 or the emit's error

@@ -540,7 +540,7 @@ static void parse_landed(struct job *j, enum fr_file_format fmt, const char *lan
                                                          .emit = emit_batch,
                                                          .data = &w});
     parser = fr_parser_new(fs->ds, fmt, fs->src->csv_header, on_row, on_reject, &w);
-    if (w.batcher == NULL || parser == NULL) {
+    if (parser == NULL) {
         set_outcome(j, OUT_FAILED, "cannot create parser");
         goto out;
     }
