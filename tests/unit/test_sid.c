@@ -11,20 +11,7 @@
 #include <string.h>
 
 #include "sid.h"
-
-static struct fr_sid sid(const char *s)
-{
-    struct fr_sid id;
-    assert_true(fr_sid_parse(s, strlen(s), &id));
-    return id;
-}
-
-static void assert_sid(struct fr_sid id, const char *want)
-{
-    char got[FR_SID_LEN];
-    fr_sid_format(id, got);
-    assert_string_equal(got, want);
-}
+#include "sid_assert.h"
 
 static bool parse(const char *s, struct fr_sid *id)
 {
