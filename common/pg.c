@@ -55,19 +55,25 @@ struct pg_op {
     struct pg_op *next; /* borrowed: next in its list */
     enum pg_op_kind kind;
     enum pg_op_state state;
-    char *sql;            /* owned: statement / COPY SQL (NULL for exec) */
-    char *stmt;           /* owned: prepared statement name (exec, prepare) */
-    int nparams;          /* count of params (query, exec) or declared (prepare) */
-    char **params;        /* owned: nparams NUL-terminated copies (NULL = SQL null) */
-    char *copy_data;      /* owned: COPY payload */
-    size_t copy_len;      /* bytes in copy_data */
-    size_t copy_off;      /* bytes already handed to PQputCopyData */
-    PGresult *res;        /* owned: last meaningful result received so far */
-    uint64_t deadline_ms; /* monotonic ms, 0 = no timeout; set when the op heads the in-flight list */
-    bool clocked;         /* deadline_ms set (the op headed the in-flight list) */
-    bool cancelled;       /* timed out: a cancel was sent, it completes with NULL */
-    fr_pg_cb cb;          /* NULL for internal ops */
-    void *data;           /* borrowed: cb argument */
+    char *sql;              /* owned: statement / COPY SQL (NULL for exec) */
+    char *stmt;             /* owned: prepared statement name (exec, prepare) */
+    int nparams;            /* count of params (query, exec) or declared (prepare) */
+    char **params;          /* owned: nparams NUL-terminated copies (NULL = SQL null) */
+    char *copy_data;        /* owned: COPY payload (fr_pg_copy_in) */
+    const char *copy_ptr;   /* borrowed: the bytes being sent (copy_data, or fill_buf's) */
+    size_t copy_len;        /* bytes at copy_ptr */
+    size_t copy_off;        /* bytes already handed to PQputCopyData */
+    fr_pg_copy_fill fill;   /* a streamed COPY's producer (fr_pg_copy_in_stream), else NULL */
+    void *fill_data;        /* borrowed: fill's argument */
+    struct fr_buf fill_buf; /* owned: the part fill produced last */
+    bool fill_done;         /* fill said the last part was produced */
+    bool fill_failed;       /* fill failed: the COPY is ended with an error */
+    PGresult *res;          /* owned: last meaningful result received so far */
+    uint64_t deadline_ms;   /* monotonic ms, 0 = no timeout; set when the op heads the in-flight list */
+    bool clocked;           /* deadline_ms set (the op headed the in-flight list) */
+    bool cancelled;         /* timed out: a cancel was sent, it completes with NULL */
+    fr_pg_cb cb;            /* NULL for internal ops */
+    void *data;             /* borrowed: cb argument */
 };
 
 struct pg_oplist {
@@ -209,6 +215,7 @@ static void op_free(struct pg_op *op)
     free(op->sql);
     free(op->stmt);
     free(op->copy_data);
+    fr_buf_deinit(&op->fill_buf);
     free(op);
 }
 
@@ -763,11 +770,28 @@ static int step_copy(fr_pg_t *pg, bool *progress)
         if (pg->flush_pending)
             return 0;
         pg->copy_blocked = false;
-        while (op->copy_off < op->copy_len) {
-            size_t n = op->copy_len - op->copy_off;
+        for (;;) {
+            size_t n;
+            if (op->copy_off == op->copy_len) {
+                /* A streamed COPY's next part, produced as the socket takes
+                 * the previous one: the server parses a part while the
+                 * caller encodes the next. */
+                if (!op->fill || op->fill_done || op->fill_failed)
+                    break;
+                op->fill_buf.len = 0;
+                rc = op->fill(op->fill_data, &op->fill_buf);
+                op->fill_failed = rc < 0;
+                op->fill_done = rc == 0;
+                op->copy_ptr = op->fill_buf.data;
+                op->copy_len = rc < 0 ? 0 : op->fill_buf.len;
+                op->copy_off = 0;
+                *progress = true;
+                continue;
+            }
+            n = op->copy_len - op->copy_off;
             if (n > PG_COPY_CHUNK)
                 n = PG_COPY_CHUNK;
-            rc = PQputCopyData(pg->conn, op->copy_data + op->copy_off, (int)n);
+            rc = PQputCopyData(pg->conn, op->copy_ptr + op->copy_off, (int)n);
             if (rc < 0) {
                 drop_connection(pg, PQerrorMessage(pg->conn));
                 return -1;
@@ -788,7 +812,7 @@ static int step_copy(fr_pg_t *pg, bool *progress)
                 return 0;
             }
         }
-        rc = PQputCopyEnd(pg->conn, NULL);
+        rc = PQputCopyEnd(pg->conn, op->fill_failed ? "the COPY data could not be produced" : NULL);
         if (rc < 0) {
             drop_connection(pg, PQerrorMessage(pg->conn));
             return -1;
@@ -1254,7 +1278,30 @@ int fr_pg_copy_in(fr_pg_t *pg, const char *copy_sql, const char *data, size_t le
     op->copy_data = fr_xmalloc(len ? len : 1);
     if (len)
         memcpy(op->copy_data, data, len);
+    op->copy_ptr = op->copy_data;
     op->copy_len = len;
+    op->cb = cb;
+    op->data = cbdata;
+    enqueue(pg, op);
+    return 0;
+}
+
+int fr_pg_copy_in_stream(fr_pg_t *pg, const char *copy_sql, fr_pg_copy_fill fill, void *fill_data, fr_pg_cb cb,
+                         void *cbdata)
+{
+    struct pg_op *op;
+    int rc = check_submit(pg);
+
+    if (rc < 0)
+        return rc;
+    if (!copy_sql || !fill)
+        return -EINVAL;
+    op = fr_xcalloc(1, sizeof(*op));
+    op->kind = PG_OP_COPY;
+    op->sql = fr_xstrdup(copy_sql);
+    op->fill = fill;
+    op->fill_data = fill_data;
+    fr_buf_init(&op->fill_buf, 0);
     op->cb = cb;
     op->data = cbdata;
     enqueue(pg, op);

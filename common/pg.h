@@ -63,6 +63,18 @@ FR_MUST_CHECK int fr_pg_exec(fr_pg_t *pg, const char *name, int nparams, const c
  * the copy and completes with the COPY's final result. */
 FR_MUST_CHECK int fr_pg_copy_in(fr_pg_t *pg, const char *copy_sql, const char *data, size_t len, fr_pg_cb cb,
                                 void *cbdata);
+/* Produces the next part of a streamed COPY's data: appends it to `out`
+ * (empty on entry; a part of a few hundred KB keeps both sides busy) and
+ * returns 1 when more follows, 0 with the last part (which may be empty),
+ * < 0 to abort: the COPY is then ended with an error and completes with the
+ * server's error result. Called from the client's I/O as the connection
+ * takes the previous part; never after the operation completed. */
+typedef int (*fr_pg_copy_fill)(void *data, struct fr_buf *out);
+/* Runs `copy_sql` (COPY ... FROM STDIN) with its data from `fill`, part by
+ * part, so the server parses one part while the caller produces the next
+ * and no whole copy of the data is held; completes like fr_pg_copy_in. */
+FR_MUST_CHECK int fr_pg_copy_in_stream(fr_pg_t *pg, const char *copy_sql, fr_pg_copy_fill fill, void *fill_data,
+                                       fr_pg_cb cb, void *cbdata);
 size_t fr_pg_pending(const fr_pg_t *pg);
 
 /* Stops reconnecting, completes pending operations with NULL, closes;

@@ -511,6 +511,23 @@ static void finish(struct ld_load *l)
 
 /* The one transition function: checks the transition, then performs the
  * new state's action. */
+/* LOAD_COPY's producer: the next rows of [lo, hi) as COPY text, about
+ * LD_COPY_PART_BYTES at a time. Encoding cannot fail for a decoded batch
+ * (the buffer has no cap); a failure would end the COPY with an error and
+ * the transaction would roll back like any failed statement. */
+static int copy_fill(void *data, struct fr_buf *out)
+{
+    struct ld_load *l = data;
+
+    while (l->copy_next < l->hi && out->len < LD_COPY_PART_BYTES) {
+        size_t to = l->copy_next + 256 < l->hi ? l->copy_next + 256 : l->hi;
+        if (fr_batch_copy_text(l->b, l->copy_next, to, out) != 0)
+            return -1;
+        l->copy_next = to;
+    }
+    return l->copy_next < l->hi ? 1 : 0;
+}
+
 static void enter(struct ld_load *l, enum ld_load_state to)
 {
     struct loader *ld = l->ld;
@@ -568,20 +585,13 @@ static void enter(struct ld_load *l, enum ld_load_state to)
         }
         break;
     }
-    case LOAD_COPY: {
-        struct fr_buf data;
+    case LOAD_COPY:
+        /* Streamed: rows are encoded a part at a time as the connection
+         * takes them (copy_fill), so the server parses while we encode. */
         fr_sql_copy(&s, ds, l->staged, l->cols, fr_batch_cols(l->b));
-        fr_buf_init(&data, 0);
-        if (fr_batch_copy_text(l->b, l->lo, l->hi, &data) != 0) {
-            fr_buf_deinit(&data);
-            fr_buf_deinit(&s);
-            fail_batch(l, "cannot encode the batch as COPY text");
-            return;
-        }
-        rc = fr_pg_copy_in(ld->app->pg, s.data, data.data ? data.data : "", data.len, on_pg, l);
-        fr_buf_deinit(&data);
+        l->copy_next = l->lo;
+        rc = fr_pg_copy_in_stream(ld->app->pg, s.data, copy_fill, l, on_pg, l);
         break;
-    }
     case LOAD_CHECK: {
         const char *params[1] = {fr_batch_id(l->b)};
         fr_sql_check(&s, l->e->st->p, ds, l->cols, fr_batch_cols(l->b));

@@ -20,10 +20,11 @@
 
 #define LD_READ_COUNT 64 /* entries per stream per XREADGROUP */
 #define LD_READ_BYTES                                                                                                \
-    (8u << 20)                      /* aim of one read's total batch bytes (COUNT adapts; the                        \
-                                        reply is held about 3 times: reader buffer, reply, copies) */
-#define LD_BLOCK_MS          1000   /* XREADGROUP BLOCK */
-#define LD_LOCKED_RETRY_MS   50     /* a model another loader is refreshing: try again after */
+    (8u << 20)                            /* aim of one read's total batch bytes (COUNT adapts; the                  \
+                                              reply is held about 3 times: reader buffer, reply, copies) */
+#define LD_BLOCK_MS          1000         /* XREADGROUP BLOCK */
+#define LD_COPY_PART_BYTES   (256u << 10) /* a streamed COPY's part: encoded while the server parses the last */
+#define LD_LOCKED_RETRY_MS   50           /* a model another loader is refreshing: try again after */
 #define LD_POLL_MS           20     /* Redis Cluster, several streams: reads poll (no BLOCK) this often when idle */
 #define LD_XREAD_TIMEOUT_MS  6000   /* command timeout of the stream connection (> block) */
 #define LD_MAX_ATTEMPTS      5      /* failed loads of one entry before it is dead-lettered */
@@ -242,6 +243,7 @@ struct ld_load {
     /* isolation (load.c, "Rows at fault"): */
     bool isolate;                     /* loading in parts after a data error */
     size_t lo, hi;                    /* rows [lo, hi) of the batch being loaded (all of it unless isolating) */
+    size_t copy_next;                 /* LOAD_COPY: the next row to encode for the streamed COPY */
     size_t todo_lo[LD_ISOLATE_DEPTH]; /* parts still to load, a stack: lowest rows on top */
     size_t todo_hi[LD_ISOLATE_DEPTH];
     size_t n_todo;

@@ -394,6 +394,81 @@ static void test_copy(void **state)
     assert_int_equal(x.status, PGRES_COMMAND_OK);
 }
 
+/* A streamed COPY's producer: rows next..n in parts of `per` rows; fails
+ * on the part that would start at fail_at (0: never). */
+struct copy_src {
+    int next, n, per, fail_at;
+    int parts;      /* calls */
+    bool not_empty; /* a call found out holding data */
+};
+
+static int copy_src_fill(void *data, struct fr_buf *out)
+{
+    struct copy_src *c = data;
+
+    c->parts++;
+    c->not_empty = c->not_empty || out->len != 0;
+    if (c->fail_at && c->next >= c->fail_at)
+        return -1;
+    for (int i = 0; i < c->per && c->next <= c->n; i++, c->next++)
+        assert_int_equal(fr_buf_printf(out, "%d\tstreamed %d\t%d.25\n", c->next, c->next, c->next % 7), 0);
+    return c->next <= c->n ? 1 : 0;
+}
+
+/* fr_pg_copy_in_stream: the rows of every part land once and in one COPY;
+ * an empty stream is a COPY of nothing; a producer that fails ends the COPY
+ * with an error, none of its rows stay, and the connection keeps working. */
+static void test_copy_stream(void **state)
+{
+    struct fx *f = *state;
+    struct res r[2], x;
+    struct copy_src all = {.next = 1, .n = NROWS, .per = 3000};
+    struct copy_src none = {.next = 1, .n = 0, .per = 10};
+    struct copy_src broken = {.next = 1, .n = NROWS, .per = 3000, .fail_at = 9001};
+
+    q_wait(f, "CREATE TABLE IF NOT EXISTS copy_s (id int primary key, name text, v double precision)", &x);
+    assert_int_equal(x.status, PGRES_COMMAND_OK);
+    q_wait(f, "TRUNCATE copy_s", &x);
+
+    memset(&r[0], 0, sizeof(r[0]));
+    assert_int_equal(fr_pg_copy_in_stream(f->pg, "COPY copy_s FROM STDIN", copy_src_fill, &all, capture, &r[0]), 0);
+    q(f, "SELECT count(*)::text || '/' || sum(id)::text || '/' || sum(v)::text FROM copy_s", &r[1]);
+    assert_true(run_until(&f->loop, &r[1].done, 60000));
+    assert_int_equal(r[0].status, PGRES_COMMAND_OK);
+    assert_int_equal(all.parts, (NROWS + 2999) / 3000);
+    assert_false(all.not_empty);
+    {
+        char want[128];
+        long long sv = 0;
+        for (int i = 1; i <= NROWS; i++)
+            sv += i % 7;
+        /* each v is k + 0.25: the sum is exact and printed as an integer (NROWS divides by 4) */
+        snprintf(want, sizeof(want), "%d/%lld/%lld", NROWS, (long long)NROWS * (NROWS + 1) / 2, sv + NROWS / 4);
+        assert_string_equal(r[1].val, want);
+    }
+
+    memset(&r[0], 0, sizeof(r[0]));
+    assert_int_equal(fr_pg_copy_in_stream(f->pg, "COPY copy_s FROM STDIN", copy_src_fill, &none, capture, &r[0]), 0);
+    assert_true(run_until(&f->loop, &r[0].done, 10000));
+    assert_int_equal(r[0].status, PGRES_COMMAND_OK);
+    assert_int_equal(none.parts, 1);
+
+    q_wait(f, "TRUNCATE copy_s", &x);
+    memset(&r[0], 0, sizeof(r[0]));
+    assert_int_equal(fr_pg_copy_in_stream(f->pg, "COPY copy_s FROM STDIN", copy_src_fill, &broken, capture, &r[0]),
+                     0);
+    q(f, "SELECT count(*) FROM copy_s", &r[1]);
+    assert_true(run_until(&f->loop, &r[1].done, 10000));
+    assert_int_equal(r[0].calls, 1);
+    assert_int_equal(r[0].status, PGRES_FATAL_ERROR);
+    assert_non_null(strstr(r[0].err, "could not be produced"));
+    assert_int_equal(broken.parts, 4); /* three parts sent, the fourth failed */
+    assert_string_equal(r[1].val, "0");
+    assert_int_equal(fr_pg_copy_in_stream(f->pg, "COPY copy_s FROM STDIN", NULL, NULL, capture, &r[0]), -EINVAL);
+    q_wait(f, "DROP TABLE copy_s", &x);
+    assert_int_equal(x.status, PGRES_COMMAND_OK);
+}
+
 /* A statement past its timeout is cancelled alone: it completes with NULL,
  * the one queued behind it runs, and the connection (same backend) stays. */
 static void test_timeout(void **state)
@@ -658,6 +733,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_transaction, setup, teardown),
         cmocka_unit_test_setup_teardown(test_prepared, setup, teardown),
         cmocka_unit_test_setup_teardown(test_copy, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_copy_stream, setup, teardown),
         cmocka_unit_test_setup_teardown(test_timeout, setup, teardown),
         cmocka_unit_test_setup_teardown(test_timeout_from_send, setup, teardown),
         cmocka_unit_test_setup_teardown(test_reconnect, setup, teardown),
