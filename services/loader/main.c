@@ -35,9 +35,6 @@
  * Admin port (default 127.0.0.1:9102): /metrics /healthz /readyz. */
 #include <errno.h>
 #include <limits.h>
-#ifdef __GLIBC__
-#include <malloc.h>
-#endif
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -600,6 +597,8 @@ static void pump(struct loader *ld)
         e->next = NULL;
         ld->job = JOB_LOAD;
         fr__load_start(ld, e, on_load_done);
+        if (ld->job == JOB_LOAD)
+            read_ahead(ld, now);
         /* A load done already has kicked us: keep that kick. */
         if (ld->job == JOB_LOAD && wait != UINT64_MAX)
             arm(ld, wait);
@@ -887,16 +886,6 @@ int main(int argc, char **argv)
     enum fr_settings_result sr;
     int rc;
 
-#ifdef __GLIBC__
-    /* Each batch's buffers (the read's reply and its entries, the decode
-     * arena, the COPY parts: a few times LD_READ_BYTES) are freed and then
-     * allocated again for the next batch. glibc would return them to the
-     * kernel each time (mmap'd chunks, a trimmed heap top) and fault the
-     * pages back in: a quarter of the loader's CPU in a bulk load. Keep them
-     * in the heap instead; the peak is the same, only held. */
-    (void)mallopt(M_MMAP_THRESHOLD, (int)(4 * LD_READ_BYTES));
-    (void)mallopt(M_TRIM_THRESHOLD, (int)(4 * LD_READ_BYTES));
-#endif
     sr = fr_app_init(&app, "loader", usage, "127.0.0.1:9102", FR_APP_REDIS | FR_APP_PG | FR_APP_ADMIN, argc, argv,
                      &rest_argc, &rest_argv, err);
     if (sr == FR_SETTINGS_EXIT_OK)
