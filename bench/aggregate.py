@@ -12,7 +12,8 @@ stack in the same run, plus the load ceilings:
              aggregate maintained in the same transactions ("after"), with no
              model at all ("nomodel"), vs COPY of the same rows into an empty
              table of the same shape (same stack, same run)
-  day turn   the full user_panel computation (every player, $1 NULL) from
+  day turn   on the settled base, before the freshness runs: the full
+             user_panel computation (every player, $1 NULL) from
              player_days vs from the raw events, interleaved rounds, medians
   memory     the loader's peak RSS (VmHWM) over each side's run
 
@@ -208,6 +209,9 @@ def side(name):
             for t in ("players.events", "players.player_days", "players.user_panel", "freshet.batches"):
                 st.pg.query("VACUUM (ANALYZE) %s" % t)
             st.pg.query("CHECKPOINT")
+            if name == "after" and not FRESH_ONLY:
+                # on the base alone: the freshness runs below add millions of events on one day
+                res["day_turn"], res["players"] = day_turn(st, B.ROUNDS)
             for rate in RATES:
                 try:
                     lat = freshness(st, rate)
@@ -218,8 +222,6 @@ def side(name):
                 res["fresh_%d" % rate] = [B.pct(lat, 50), B.pct(lat, 99), lat[-1], len(lat)]
                 log("%s freshness at %d rows/s: p50 %.0f p99 %.0f max %.0f ms (%d probes)" %
                     ((name, rate) + tuple(res["fresh_%d" % rate])))
-            if name == "after" and not FRESH_ONLY:
-                res["day_turn"], res["players"] = day_turn(st, B.ROUNDS)
         res["loader_hwm_mb"] = hwm_kb(st, "loader") / 1024.0
     finally:
         for d in ("ingest", "loader", "api"):
