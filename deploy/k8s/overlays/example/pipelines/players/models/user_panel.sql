@@ -3,55 +3,39 @@
 -- a player's days, not their events.
 -- $1: text[] of player_ids to recompute, NULL = every player.
 -- $2: "now" (timestamptz).
-WITH pd AS (
-    SELECT *
-    FROM players.player_days
-    WHERE $1::text[] IS NULL OR player_id = ANY ($1::text[])
-),
-today AS (
+WITH today AS (
     SELECT ($2::timestamptz AT TIME ZONE 'UTC')::date AS d
 ),
-players AS (
-    -- country of the latest event: that of the day with the latest event
-    -- (player_days keeps the latest event's country of each day, ties broken
-    -- by the greatest)
-    SELECT DISTINCT ON (player_id) player_id, country
+pd AS NOT MATERIALIZED (
+    -- the player_days rows of the players to recompute (every row when $1 is null)
+    SELECT d.* FROM players.player_days d WHERE $1::text[] IS NULL
+    UNION ALL
+    SELECT d.* FROM (SELECT DISTINCT unnest($1::text[]) AS player_id) k JOIN players.player_days d USING (player_id)
+),
+days AS (
+    -- each player's days in key order, with running counts over the days
+    -- from this one to the newest
+    SELECT player_id, day, country, matches, purchases, deposits,
+           count(*) OVER w AS rn,
+           count(*) FILTER (WHERE matches > 0) OVER w AS mrank,
+           count(*) FILTER (WHERE purchases > 0) OVER w AS prank,
+           coalesce(sum(cardinality(deposits)) OVER w, 0) - coalesce(cardinality(deposits), 0) AS newer
     FROM pd
-    ORDER BY player_id, last_ts DESC, country DESC
+    WINDOW w AS (PARTITION BY player_id ORDER BY day ROWS BETWEEN CURRENT ROW AND UNBOUNDED FOLLOWING)
 ),
-purchases AS (
-    -- each day keeps its latest 10 purchases: the latest 10 of all days are among them
-    SELECT pd.player_id, u.amount,
-           row_number() OVER (PARTITION BY pd.player_id ORDER BY u.ts DESC, u.amount DESC NULLS LAST) AS rn
-    FROM pd, unnest(pd.deposits__by, pd.deposits) AS u(ts, amount)
-),
-avg_price AS (
-    SELECT player_id, avg(amount) AS avg_price_10
-    FROM purchases
-    WHERE rn <= 10
-    GROUP BY player_id
-),
-active_since AS (
-    -- distinct days with any event strictly after the day of the latest purchase, up to today
+g AS (
     SELECT player_id,
-           count(*) FILTER (WHERE day > lp AND day <= (SELECT d FROM today)) AS n
-    FROM (SELECT player_id, day, max(day) FILTER (WHERE purchases > 0) OVER (PARTITION BY player_id) AS lp
-          FROM pd) x
-    WHERE lp IS NOT NULL
-    GROUP BY player_id
-),
-match_days AS (
-    SELECT player_id, day, matches,
-           row_number() OVER (PARTITION BY player_id ORDER BY day DESC) AS rn
-    FROM pd
-    WHERE matches > 0
-),
-weighted AS (
-    -- latest n = min(10, played days); oldest gets weight 1, newest weight n
-    SELECT player_id,
-           sum((cnt - rn + 1) * matches)::float8 / sum(cnt - rn + 1) AS w
-    FROM (SELECT md.*, least(10, count(*) OVER (PARTITION BY player_id)) AS cnt FROM match_days md) x
-    WHERE rn <= 10
+           min(country) FILTER (WHERE rn = 1) AS country,
+           bool_or(purchases > 0) AS bought,
+           count(*) FILTER (WHERE prank = 0 AND day <= (SELECT d FROM today)) AS since,
+           least(10, count(*) FILTER (WHERE matches > 0)) AS n,
+           sum(matches) FILTER (WHERE matches > 0 AND mrank <= 10) AS s1,
+           sum(mrank * matches) FILTER (WHERE matches > 0 AND mrank <= 10) AS s2,
+           sum(p.s) AS psum,
+           sum(p.c) AS pcnt
+    FROM days
+    LEFT JOIN LATERAL (SELECT sum(x) AS s, count(x) AS c
+                       FROM unnest(CASE WHEN newer < 10 THEN deposits[1:10 - newer] END) AS x) p ON true
     GROUP BY player_id
 ),
 score AS (
@@ -62,14 +46,12 @@ score AS (
       AND s.score IS NOT NULL
     GROUP BY pd.player_id
 )
-SELECT p.player_id,
-       p.country,
-       ap.avg_price_10::float8,
-       wt.w::float8 AS last_weighted_daily_matches_count_10_played_days,
-       a.n::int AS active_days_since_last_purchase,
+SELECT g.player_id,
+       g.country,
+       (g.psum / NULLIF(g.pcnt, 0))::float8 AS avg_price_10,
+       (((g.n + 1) * g.s1 - g.s2)::float8 / NULLIF(g.n * (g.n + 1) / 2, 0))::float8
+           AS last_weighted_daily_matches_count_10_played_days,
+       CASE WHEN g.bought THEN g.since END::int AS active_days_since_last_purchase,
        s.p50::float8 AS score_perc_50_last_5_days
-FROM players p
-LEFT JOIN avg_price ap USING (player_id)
-LEFT JOIN weighted wt USING (player_id)
-LEFT JOIN active_since a USING (player_id)
+FROM g
 LEFT JOIN score s USING (player_id)
