@@ -298,7 +298,7 @@ static int send_read(struct loader *ld, struct read_ctx *ctx, size_t from, size_
     return rc;
 }
 
-void fr__consume_read(struct loader *ld)
+void fr__consume_read(struct loader *ld, bool ahead)
 {
     struct read_ctx *ctx;
     /* On a cluster with several streams: one part per stream, none blocking
@@ -321,7 +321,8 @@ void fr__consume_read(struct loader *ld)
     ld->reading = true;
     for (size_t i = 0; i < (split ? ld->n_streams : 1); i++) {
         ctx->outstanding++;
-        if (send_read(ld, ctx, split ? i : 0, split ? i + 1 : ld->n_streams, !split && !ctx->pending) != 0) {
+        if (send_read(ld, ctx, split ? i : 0, split ? i + 1 : ld->n_streams, !split && !ctx->pending && !ahead) !=
+            0) {
             ctx->outstanding--;
             ctx->lost = true;
             break;

@@ -509,8 +509,6 @@ static void finish(struct ld_load *l)
         publish_outcome(l);
 }
 
-/* The one transition function: checks the transition, then performs the
- * new state's action. */
 /* LOAD_COPY's producer: the next rows of [lo, hi) as COPY text, about
  * LD_COPY_PART_BYTES at a time. Encoding cannot fail for a decoded batch
  * (the buffer has no cap); a failure would end the COPY with an error and
@@ -528,6 +526,8 @@ static int copy_fill(void *data, struct fr_buf *out)
     return l->copy_next < l->hi ? 1 : 0;
 }
 
+/* The one transition function: checks the transition, then performs the
+ * new state's action. */
 static void enter(struct ld_load *l, enum ld_load_state to)
 {
     struct loader *ld = l->ld;

@@ -358,7 +358,10 @@ void fr__migrate_start(struct loader *ld, ld_done_cb done);
 
 /* XGROUP CREATE of every stream; done(ld, 0 | -ENOTCONN | -EIO) fires once. */
 void fr__consume_groups(struct loader *ld, ld_done_cb done);
-void fr__consume_read(struct loader *ld);  /* one XREADGROUP on the stream connection */
+/* One XREADGROUP on the stream connection; `ahead`: a read ahead beside a
+ * load, which never blocks (it must not hold the connection from the
+ * pending read a failed load asks for). */
+void fr__consume_read(struct loader *ld, bool ahead);
 void fr__consume_claim(struct loader *ld); /* XAUTOCLAIM every stream */
 void fr__consume_sample_lag(struct loader *ld);
 /* XACK st id. cb fires once (NULL reply = Redis lost). */
@@ -423,6 +426,7 @@ struct loader {
     struct ld_entry *q_tail; /* borrowed */
     size_t q_len;
     bool reading;              /* an XREADGROUP is outstanding */
+    bool read_ahead_sent;      /* the load in flight has had its read ahead (one a load) */
     bool read_pending;         /* next read uses id 0 (our pending entries) */
     uint64_t pending_gen;      /* bumped each time read_pending is asked for */
     bool last_read_full;       /* the last read returned COUNT entries for some stream */

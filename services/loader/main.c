@@ -476,15 +476,20 @@ static void start_refresh(struct loader *ld, struct ld_model *m)
 /* While a batch loads, the next read is already on its way: Redis sends
  * it and the loader copies it while PostgreSQL works on the batch, so the
  * next BEGIN follows the COMMIT without a read in between (a read of a few
- * MB took as long as half the batch's COPY). One read ahead at most: the
- * queue is empty when it is sent, so memory stays one read plus the batch
- * in flight. Never a read of our pending entries (id 0): those include the
- * batch in flight, which would be queued twice. */
+ * MB took as long as half the batch's COPY). One read ahead a load, sent
+ * only when the queue is empty: memory stays one read plus the batch in
+ * flight. It does not block (an empty one comes back at once, and the
+ * blocking read follows the load as before), so it never holds the stream
+ * connection from the pending read a failed load asks for. Never a read of
+ * our pending entries (id 0): those include the batch in flight, which
+ * would be queued twice. */
 static void read_ahead(struct loader *ld, uint64_t now)
 {
-    if (ld->q_head || ld->reading || !ld->xread_up || ld->read_pending || now < ld->backoff_until_ms)
+    if (ld->read_ahead_sent || ld->q_head || ld->reading || !ld->xread_up || ld->read_pending ||
+        now < ld->backoff_until_ms)
         return;
-    fr__consume_read(ld);
+    ld->read_ahead_sent = true;
+    fr__consume_read(ld, true);
 }
 
 static void pump(struct loader *ld)
@@ -596,6 +601,7 @@ static void pump(struct loader *ld)
         ld->q_len--;
         e->next = NULL;
         ld->job = JOB_LOAD;
+        ld->read_ahead_sent = false;
         fr__load_start(ld, e, on_load_done);
         if (ld->job == JOB_LOAD)
             read_ahead(ld, now);
@@ -604,7 +610,7 @@ static void pump(struct loader *ld)
             arm(ld, wait);
         return;
     } else if (!ld->reading && ld->xread_up) {
-        fr__consume_read(ld);
+        fr__consume_read(ld, false);
         if (!ld->reading && LD_RETRY_MS < wait)
             wait = LD_RETRY_MS;
     }

@@ -696,6 +696,33 @@ static void test_close_during_copy(void **state)
     f->pg = NULL;
 }
 
+/* Closing while a streamed COPY is part way: completes once with NULL, and
+ * the producer is not called again. */
+static void test_close_during_copy_stream(void **state)
+{
+    struct fx *f = *state;
+    struct res x;
+    struct copyclose c = {0};
+    struct copy_src src = {.next = 1, .n = 2000000, .per = 2000};
+    bool closed = false, never = false;
+    int parts;
+
+    q_wait(f, "CREATE TEMP TABLE cs_t (id int, name text, v double precision)", &x);
+    assert_int_equal(x.status, PGRES_COMMAND_OK);
+    assert_int_equal(fr_pg_copy_in_stream(f->pg, "COPY cs_t FROM STDIN", copy_src_fill, &src, copyclose_cb, &c), 0);
+    run_until(&f->loop, &never, 30); /* partly sent */
+    assert_true(src.parts > 0);
+    assert_true(src.next <= src.n); /* not all of it yet */
+    fr_pg_close(f->pg, on_closed, &closed);
+    parts = src.parts;
+    assert_int_equal(c.calls, 1);
+    assert_true(c.null);
+    assert_true(run_until(&f->loop, &closed, 5000));
+    assert_int_equal(c.calls, 1);
+    assert_int_equal(src.parts, parts);
+    f->pg = NULL;
+}
+
 /* Connecting to a closed port keeps retrying without busy-looping; close
  * while disconnected is clean. */
 static void test_unreachable(void **state)
@@ -740,6 +767,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_close_pending, setup, teardown),
         cmocka_unit_test_setup_teardown(test_close_from_callback, setup, teardown),
         cmocka_unit_test_setup_teardown(test_close_during_copy, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_close_during_copy_stream, setup, teardown),
     };
     db_url = getenv("FR_TEST_DATABASE_URL");
     if (!db_url || !db_url[0]) {
