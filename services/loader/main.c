@@ -374,16 +374,30 @@ static void on_pg_state(fr_pg_t *pg, bool connected, void *data)
     fr__loader_kick(ld);
 }
 
+static void on_refresh_session(fr_pg_t *pg, PGresult *res, void *data)
+{
+    (void)pg;
+    (void)data;
+    if (res && PQresultStatus(res) != PGRES_COMMAND_OK)
+        fr_warn("refresh connection: SET synchronous_commit failed: %s", PQresultErrorMessage(res));
+}
+
 static void on_refresh_pg_state(fr_pg_t *pg, bool connected, void *data)
 {
     struct loader *ld = data;
 
-    (void)pg;
     if (ld->closed)
         return;
     /* A refresh in flight completes with NULL on a loss and retries after
      * LD_RETRY_MS once this connection is back. No migration here: the
-     * main connection runs them before any batch. */
+     * main connection runs them before any batch. A refresh's commit must
+     * be durable whatever the server's default, as the loads' are: once it
+     * returns, its keys are no longer touched and the caches and events
+     * say the rows changed, so a server crash must not undo it (an
+     * asynchronous commit lost in a crash left a model row missing for
+     * good). Sent first on every connection, before any refresh. */
+    if (connected && fr_pg_query(pg, "SET synchronous_commit = on", 0, NULL, NULL, on_refresh_session, ld) != 0)
+        connected = false;
     ld->refresh_pg_up = connected;
     fr__loader_kick(ld);
 }
