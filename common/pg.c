@@ -55,25 +55,22 @@ struct pg_op {
     struct pg_op *next; /* borrowed: next in its list */
     enum pg_op_kind kind;
     enum pg_op_state state;
-    char *sql;              /* owned: statement / COPY SQL (NULL for exec) */
-    char *stmt;             /* owned: prepared statement name (exec, prepare) */
-    int nparams;            /* count of params (query, exec) or declared (prepare) */
-    char **params;          /* owned: nparams NUL-terminated copies (NULL = SQL null) */
-    char *copy_data;        /* owned: COPY payload (fr_pg_copy_in) */
-    const char *copy_ptr;   /* borrowed: the bytes being sent (copy_data, or fill_buf's) */
-    size_t copy_len;        /* bytes at copy_ptr */
-    size_t copy_off;        /* bytes already handed to PQputCopyData */
-    fr_pg_copy_fill fill;   /* a streamed COPY's producer (fr_pg_copy_in_stream), else NULL */
-    void *fill_data;        /* borrowed: fill's argument */
-    struct fr_buf fill_buf; /* owned: the part fill produced last */
-    bool fill_done;         /* fill said the last part was produced */
-    bool fill_failed;       /* fill failed: the COPY is ended with an error */
-    PGresult *res;          /* owned: last meaningful result received so far */
-    uint64_t deadline_ms;   /* monotonic ms, 0 = no timeout; set when the op heads the in-flight list */
-    bool clocked;           /* deadline_ms set (the op headed the in-flight list) */
-    bool cancelled;         /* timed out: a cancel was sent, it completes with NULL */
-    fr_pg_cb cb;            /* NULL for internal ops */
-    void *data;             /* borrowed: cb argument */
+    char *sql;            /* owned: statement / COPY SQL (NULL for exec) */
+    char *stmt;           /* owned: prepared statement name (exec, prepare) */
+    int nparams;          /* count of params (query, exec) or declared (prepare) */
+    char **params;        /* owned: nparams NUL-terminated copies (NULL = SQL null) */
+    struct fr_buf copy;   /* owned: the COPY data being sent: all of it (fr_pg_copy_in) or fill's last part */
+    size_t copy_off;      /* bytes of it already handed to PQputCopyData */
+    fr_pg_copy_fill fill; /* a streamed COPY's producer (fr_pg_copy_in_stream), else NULL */
+    void *fill_data;      /* borrowed: fill's argument */
+    bool fill_done;       /* fill said the last part was produced */
+    bool fill_failed;     /* fill failed: the COPY is ended with an error */
+    PGresult *res;        /* owned: last meaningful result received so far */
+    uint64_t deadline_ms; /* monotonic ms, 0 = no timeout; set when the op heads the in-flight list */
+    bool clocked;         /* deadline_ms set (the op headed the in-flight list) */
+    bool cancelled;       /* timed out: a cancel was sent, it completes with NULL */
+    fr_pg_cb cb;          /* NULL for internal ops */
+    void *data;           /* borrowed: cb argument */
 };
 
 struct pg_oplist {
@@ -115,7 +112,8 @@ struct fr_pg {
     uint32_t timeout_ms;       /* per operation, 0 = none */
     struct fr_backoff backoff; /* reconnect delays; reset on success */
     bool flush_pending;        /* PQflush returned 1: wait for writable */
-    bool copy_blocked;         /* PQputCopyData/End returned 0: wait for writable */
+    bool copy_blocked;         /* wait for writable before the next COPY data: PQputCopyData/End returned 0,
+                                  or a streamed part went out (one part a loop turn) */
     int driving;               /* >0 while drive() is on the stack */
     int nhandles;              /* initialised uv handles (and cancel requests) not finished yet */
     uint64_t n_timeouts;       /* statements cancelled after their timeout */
@@ -214,8 +212,7 @@ static void op_free(struct pg_op *op)
     PQclear(op->res);
     free(op->sql);
     free(op->stmt);
-    free(op->copy_data);
-    fr_buf_deinit(&op->fill_buf);
+    fr_buf_deinit(&op->copy);
     free(op);
 }
 
@@ -767,31 +764,37 @@ static int step_copy(fr_pg_t *pg, bool *progress)
         return 0;
 
     case PG_MODE_COPY_DATA:
-        if (pg->flush_pending)
+        if (pg->flush_pending || pg->copy_blocked)
             return 0;
-        pg->copy_blocked = false;
-        for (;;) {
+        for (bool produced = false;;) {
             size_t n;
-            if (op->copy_off == op->copy_len) {
+            if (op->copy_off == op->copy.len) {
                 /* A streamed COPY's next part, produced as the socket takes
                  * the previous one: the server parses a part while the
-                 * caller encodes the next. */
+                 * caller encodes the next. One part a loop turn: a fast
+                 * socket must not keep the loop (timers, other handles)
+                 * waiting for a whole batch's encoding. */
                 if (!op->fill || op->fill_done || op->fill_failed)
                     break;
-                op->fill_buf.len = 0;
-                rc = op->fill(op->fill_data, &op->fill_buf);
+                if (produced) {
+                    pg->copy_blocked = true;
+                    return 0;
+                }
+                produced = true;
+                fr_buf_reset(&op->copy);
+                rc = op->fill(op->fill_data, &op->copy);
                 op->fill_failed = rc < 0;
                 op->fill_done = rc == 0;
-                op->copy_ptr = op->fill_buf.data;
-                op->copy_len = rc < 0 ? 0 : op->fill_buf.len;
+                if (op->fill_failed)
+                    fr_buf_reset(&op->copy); /* none of a failed part is sent */
                 op->copy_off = 0;
                 *progress = true;
                 continue;
             }
-            n = op->copy_len - op->copy_off;
+            n = op->copy.len - op->copy_off;
             if (n > PG_COPY_CHUNK)
                 n = PG_COPY_CHUNK;
-            rc = PQputCopyData(pg->conn, op->copy_ptr + op->copy_off, (int)n);
+            rc = PQputCopyData(pg->conn, op->copy.data + op->copy_off, (int)n);
             if (rc < 0) {
                 drop_connection(pg, PQerrorMessage(pg->conn));
                 return -1;
@@ -1263,6 +1266,19 @@ int fr_pg_exec(fr_pg_t *pg, const char *name, int nparams, const char *const *pa
     return 0;
 }
 
+/* A COPY op for fr_pg_copy_in / fr_pg_copy_in_stream, not yet queued. */
+static struct pg_op *copy_op(const char *copy_sql, fr_pg_cb cb, void *cbdata)
+{
+    struct pg_op *op = fr_xcalloc(1, sizeof(*op));
+
+    op->kind = PG_OP_COPY;
+    op->sql = fr_xstrdup(copy_sql);
+    fr_buf_init(&op->copy, 0);
+    op->cb = cb;
+    op->data = cbdata;
+    return op;
+}
+
 int fr_pg_copy_in(fr_pg_t *pg, const char *copy_sql, const char *data, size_t len, fr_pg_cb cb, void *cbdata)
 {
     struct pg_op *op;
@@ -1272,16 +1288,8 @@ int fr_pg_copy_in(fr_pg_t *pg, const char *copy_sql, const char *data, size_t le
         return rc;
     if (!copy_sql || (len > 0 && !data))
         return -EINVAL;
-    op = fr_xcalloc(1, sizeof(*op));
-    op->kind = PG_OP_COPY;
-    op->sql = fr_xstrdup(copy_sql);
-    op->copy_data = fr_xmalloc(len ? len : 1);
-    if (len)
-        memcpy(op->copy_data, data, len);
-    op->copy_ptr = op->copy_data;
-    op->copy_len = len;
-    op->cb = cb;
-    op->data = cbdata;
+    op = copy_op(copy_sql, cb, cbdata);
+    (void)fr_buf_append(&op->copy, data, len); /* no cap: cannot fail */
     enqueue(pg, op);
     return 0;
 }
@@ -1296,14 +1304,9 @@ int fr_pg_copy_in_stream(fr_pg_t *pg, const char *copy_sql, fr_pg_copy_fill fill
         return rc;
     if (!copy_sql || !fill)
         return -EINVAL;
-    op = fr_xcalloc(1, sizeof(*op));
-    op->kind = PG_OP_COPY;
-    op->sql = fr_xstrdup(copy_sql);
+    op = copy_op(copy_sql, cb, cbdata);
     op->fill = fill;
     op->fill_data = fill_data;
-    fr_buf_init(&op->fill_buf, 0);
-    op->cb = cb;
-    op->data = cbdata;
     enqueue(pg, op);
     return 0;
 }

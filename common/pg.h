@@ -68,7 +68,8 @@ FR_MUST_CHECK int fr_pg_copy_in(fr_pg_t *pg, const char *copy_sql, const char *d
  * returns 1 when more follows, 0 with the last part (which may be empty),
  * < 0 to abort: the COPY is then ended with an error and completes with the
  * server's error result. Called from the client's I/O as the connection
- * takes the previous part; never after the operation completed. */
+ * takes the previous part, one part a loop turn (the loop runs between
+ * parts); never after the operation completed. */
 typedef int (*fr_pg_copy_fill)(void *data, struct fr_buf *out);
 /* Runs `copy_sql` (COPY ... FROM STDIN) with its data from `fill`, part by
  * part, so the server parses one part while the caller produces the next

@@ -400,6 +400,8 @@ struct copy_src {
     int next, n, per, fail_at;
     int parts;      /* calls */
     bool not_empty; /* a call found out holding data */
+    int stop_at;    /* set *reached once this many parts were produced (0: never) */
+    bool *reached;
 };
 
 static int copy_src_fill(void *data, struct fr_buf *out)
@@ -408,6 +410,8 @@ static int copy_src_fill(void *data, struct fr_buf *out)
 
     c->parts++;
     c->not_empty = c->not_empty || out->len != 0;
+    if (c->stop_at && c->parts >= c->stop_at)
+        *c->reached = true;
     if (c->fail_at && c->next >= c->fail_at)
         return -1;
     for (int i = 0; i < c->per && c->next <= c->n; i++, c->next++)
@@ -696,23 +700,24 @@ static void test_close_during_copy(void **state)
     f->pg = NULL;
 }
 
-/* Closing while a streamed COPY is part way: completes once with NULL, and
- * the producer is not called again. */
+/* A streamed COPY produces one part a loop turn, so the loop runs between
+ * parts; closing while it is part way completes it once with NULL, and the
+ * producer is not called again. */
 static void test_close_during_copy_stream(void **state)
 {
     struct fx *f = *state;
     struct res x;
     struct copyclose c = {0};
-    struct copy_src src = {.next = 1, .n = 2000000, .per = 2000};
-    bool closed = false, never = false;
+    bool closed = false, third = false;
+    struct copy_src src = {.next = 1, .n = 2000000, .per = 2000, .stop_at = 3, .reached = &third};
     int parts;
 
     q_wait(f, "CREATE TEMP TABLE cs_t (id int, name text, v double precision)", &x);
     assert_int_equal(x.status, PGRES_COMMAND_OK);
     assert_int_equal(fr_pg_copy_in_stream(f->pg, "COPY cs_t FROM STDIN", copy_src_fill, &src, copyclose_cb, &c), 0);
-    run_until(&f->loop, &never, 30); /* partly sent */
-    assert_true(src.parts > 0);
-    assert_true(src.next <= src.n); /* not all of it yet */
+    assert_true(run_until(&f->loop, &third, 10000));
+    /* the loop got control back soon after the third part, long before the last */
+    assert_in_range(src.parts, 3, 9);
     fr_pg_close(f->pg, on_closed, &closed);
     parts = src.parts;
     assert_int_equal(c.calls, 1);
