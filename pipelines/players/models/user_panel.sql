@@ -16,9 +16,10 @@ days AS (
     -- each player's days in key order, with running counts over the days
     -- from this one to the newest
     SELECT player_id, day, country, matches, purchases, deposits,
-           count(*) OVER w AS rn,
-           count(*) FILTER (WHERE matches > 0) OVER w AS mrank,
-           count(*) FILTER (WHERE purchases > 0) OVER w AS prank,
+           count(*) OVER w AS rn,                                  -- 1 = the newest day
+           count(*) FILTER (WHERE matches > 0) OVER w AS mrank,   -- rank among played days, newest 1
+           count(*) FILTER (WHERE purchases > 0) OVER w AS prank, -- 0 = after the last purchase day
+           -- purchases listed on newer days (each day lists its latest 10)
            coalesce(sum(cardinality(deposits)) OVER w, 0) - coalesce(cardinality(deposits), 0) AS newer
     FROM pd
     WINDOW w AS (PARTITION BY player_id ORDER BY day ROWS BETWEEN CURRENT ROW AND UNBOUNDED FOLLOWING)
@@ -28,9 +29,11 @@ g AS (
            min(country) FILTER (WHERE rn = 1) AS country,
            bool_or(purchases > 0) AS bought,
            count(*) FILTER (WHERE prank = 0 AND day <= (SELECT d FROM today)) AS since,
+           -- the latest n played days weigh n (newest) .. 1: sum(w * m) = (n + 1) * s1 - s2
            least(10, count(*) FILTER (WHERE matches > 0)) AS n,
            sum(matches) FILTER (WHERE matches > 0 AND mrank <= 10) AS s1,
            sum(mrank * matches) FILTER (WHERE matches > 0 AND mrank <= 10) AS s2,
+           -- the latest 10 purchases: each day's first 10 - newer
            sum(p.s) AS psum,
            sum(p.c) AS pcnt
     FROM days
