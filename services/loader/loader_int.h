@@ -32,7 +32,8 @@
 #define LD_CLAIM_EVERY_MS    10000  /* XAUTOCLAIM period */
 #define LD_CLAIM_IDLE_MS     30000  /* default: entries idle longer than this are claimed */
 #define LD_LAG_EVERY_MS      5000   /* loader_stream_lag sampling period */
-#define LD_FULL_REFRESH_KEYS 5000   /* more touched keys than this: refresh the whole model */
+#define LD_REFRESH_KEYS      5000   /* a keyed refresh takes at most this many touched keys; the rest wait */
+#define LD_FULL_REFRESH_KEYS 50000  /* more touched keys than this: refresh the whole model */
 #define LD_EVENT_KEYS        100    /* events list keys only up to this many */
 #define LD_CACHE_GROUP       500    /* keys per MULTI/EXEC group */
 #define LD_PG_TIMEOUT_MS     300000 /* per statement: full refreshes can be long */
@@ -67,6 +68,11 @@ bool fr__keyset_add(struct fr_keyset *s, const char *k, size_t len);
 bool fr__keyset_has(const struct fr_keyset *s, const char *k, size_t len);
 /* Moves every string of `from` into `to` (from ends empty). */
 void fr__keyset_merge(struct fr_keyset *to, struct fr_keyset *from);
+/* Moves up to max keys of `from` into `to` (keys not in `to`), in the
+ * order of their hash from *cursor (kept by the caller, 0 at first), which
+ * it moves on: successive takes go round every key, so none waits more
+ * than about from->n / max takes. */
+void fr__keyset_take(struct fr_keyset *to, struct fr_keyset *from, size_t max, uint32_t *cursor);
 
 /* ---- a copied result set ------------------------------------------------ */
 
@@ -139,9 +145,11 @@ struct ld_model {
     const struct fr_pipeline *p; /* borrowed */
     const struct fr_model *m;    /* borrowed */
     char *state_name;            /* owned: "{pipeline}.{model}", key of freshet.model_state */
-    char *refresh_sql;           /* owned: the CTE statement (see model.c) */
+    char *refresh_sql;           /* owned: the keyed refresh's CTE statement (sql.c) */
+    char *refresh_all_sql;       /* owned: the full refresh's */
     int key_col;                 /* index in m->columns of the single key column, -1 when composite */
     struct fr_keyset touched;    /* keys to recompute */
+    uint32_t take_cursor;        /* where the next take of touched starts (fr__keyset_take) */
     bool all;                    /* recompute everything (day turn, start, too many keys) */
     uint64_t first_touch_ms;     /* monotonic, 0 = nothing pending */
     uint64_t last_touch_ms;
@@ -309,7 +317,7 @@ void fr__cache_resync(struct loader *ld, struct ld_cache *c, ld_done_cb done);
  * fires once, maybe before this returns; a failed refresh has put its keys
  * back and set m->retry_at_ms. */
 void fr__model_refresh(struct loader *ld, struct ld_model *m, ld_done_cb done);
-/* Builds m->refresh_sql. */
+/* Builds m->refresh_sql, refresh_all_sql and test_sql. */
 void fr__model_build_sql(struct ld_model *m);
 /* Adds the keys batch b touches to every model fed by its dataset. */
 void fr__model_touch(struct loader *ld, const struct ld_stream *st, const fr_batch_t *b);

@@ -43,6 +43,7 @@
 #include "loader_int.h"
 #include "log.h"
 #include "names.h"
+#include "sql.h"
 #include "status.h"
 
 static const char usage[] = "freshet-loader: loads batches from fr:stream:{pipeline}.{dataset} into PostgreSQL,\n"
@@ -378,8 +379,8 @@ static void on_refresh_session(fr_pg_t *pg, PGresult *res, void *data)
 {
     (void)pg;
     (void)data;
-    if (res && PQresultStatus(res) != PGRES_COMMAND_OK)
-        fr_warn("refresh connection: SET synchronous_commit failed: %s", PQresultErrorMessage(res));
+    if (res && PQresultStatus(res) != PGRES_TUPLES_OK)
+        fr_warn("refresh connection: its session settings failed: %s", PQresultErrorMessage(res));
 }
 
 static void on_refresh_pg_state(fr_pg_t *pg, bool connected, void *data)
@@ -395,8 +396,11 @@ static void on_refresh_pg_state(fr_pg_t *pg, bool connected, void *data)
      * returns, its keys are no longer touched and the caches and events
      * say the rows changed, so a server crash must not undo it (an
      * asynchronous commit lost in a crash left a model row missing for
-     * good). Sent first on every connection, before any refresh. */
-    if (connected && fr_pg_query(pg, "SET synchronous_commit = on", 0, NULL, NULL, on_refresh_session, ld) != 0)
+     * good). And no JIT compilation: a refresh is frequent and short, and
+     * a plan estimated above jit_above_cost (keyed refreshes of a few
+     * thousand keys) spent 30-45 ms compiling to save less. Sent first on
+     * every connection, before any refresh. */
+    if (connected && fr_pg_query(pg, FR_SQL_REFRESH_SESSION, 0, NULL, NULL, on_refresh_session, ld) != 0)
         connected = false;
     ld->refresh_pg_up = connected;
     fr__loader_kick(ld);
@@ -871,6 +875,7 @@ static void loader_deinit(struct loader *ld)
     for (size_t i = 0; i < ld->n_models; i++) {
         free(ld->models[i].state_name);
         free(ld->models[i].refresh_sql);
+        free(ld->models[i].refresh_all_sql);
         free(ld->models[i].test_sql);
         free(ld->models[i].caches);
         fr__keyset_deinit(&ld->models[i].touched);

@@ -41,9 +41,13 @@ void fr__model_build_sql(struct ld_model *lm)
     struct fr_buf s;
 
     fr_buf_init(&s, 0);
-    fr_sql_model_refresh(&s, lm->m);
+    fr_sql_model_refresh(&s, lm->m, false);
     free(lm->refresh_sql);
     lm->refresh_sql = fr_xstrdup(s.data);
+    fr_buf_reset(&s);
+    fr_sql_model_refresh(&s, lm->m, true);
+    free(lm->refresh_all_sql);
+    lm->refresh_all_sql = fr_xstrdup(s.data);
     fr_buf_reset(&s);
     free(lm->test_sql);
     lm->test_sql = NULL;
@@ -612,7 +616,8 @@ static void on_tested(fr_pg_t *pg, PGresult *res, void *data)
     }
     params[0] = r->keys_arr;
     params[1] = r->now;
-    if (fr_pg_query(ld->refresh_pg, m->refresh_sql, 2, params, NULL, on_refreshed, ld) != 0) {
+    if (fr_pg_query(ld->refresh_pg, r->all ? m->refresh_all_sql : m->refresh_sql, 2, params, NULL, on_refreshed,
+                    ld) != 0) {
         r->txn = false;
         restore_keys(r);
         m->retry_at_ms = fr_mono_ms() + LD_RETRY_MS;
@@ -752,11 +757,18 @@ void fr__model_refresh(struct loader *ld, struct ld_model *m, ld_done_cb done)
     r->done = unlock_done;
     r->t0_ns = fr_mono_ns();
     r->all = m->all || m->key_col < 0;
-    r->keys = m->touched;
-    fr__keyset_init(&m->touched);
-    m->all = false;
-    m->first_touch_ms = 0;
-    m->last_touch_ms = 0;
+    fr__keyset_init(&r->keys);
+    if (!r->all && m->touched.n > LD_REFRESH_KEYS) {
+        /* A bounded share: the rest stay touched and due (first_touch_ms
+         * kept), so the next refresh follows this one. */
+        fr__keyset_take(&r->keys, &m->touched, LD_REFRESH_KEYS, &m->take_cursor);
+    } else {
+        r->keys = m->touched;
+        fr__keyset_init(&m->touched);
+        m->all = false;
+        m->first_touch_ms = 0;
+        m->last_touch_ms = 0;
+    }
     r->day = day_of(now);
     fr_format_timestamp(now, r->now);
 
@@ -793,7 +805,8 @@ static void refresh_locked(struct loader *ld)
         }
         return;
     }
-    if (fr_pg_query(ld->refresh_pg, m->refresh_sql, 2, params, NULL, on_refreshed, ld) != 0) {
+    if (fr_pg_query(ld->refresh_pg, r->all ? m->refresh_all_sql : m->refresh_sql, 2, params, NULL, on_refreshed,
+                    ld) != 0) {
         restore_keys(r);
         m->retry_at_ms = fr_mono_ms() + LD_RETRY_MS;
         r->done(ld, -ENOTCONN);

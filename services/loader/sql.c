@@ -452,12 +452,15 @@ static void put_col_list(struct fr_buf *s, const struct fr_model *m, const char 
  *      new AS (<model SQL>),
  *      up AS (INSERT ... ON CONFLICT (key) DO UPDATE ... WHERE changed RETURNING *),
  *      del AS (DELETE rows of the recomputed keys the model no longer yields RETURNING *)
- * SELECT false, up.* (as text) UNION ALL SELECT true, del.* (as text) */
-void fr_sql_model_refresh(struct fr_buf *s, const struct fr_model *m)
+ * SELECT false, up.* (as text) UNION ALL SELECT true, del.* (as text)
+ * The keyed statement finds the recomputed rows through the key's index
+ * (key = ANY ($1 as the key's type)): its cost follows the keys, not the
+ * table; the full one compares every row. */
+void fr_sql_model_refresh(struct fr_buf *s, const struct fr_model *m, bool all)
 {
     size_t n = strlen(m->sql);
     bool any_set = false;
-    bool one_key = m->n_key == 1 && fr_column_index(m->columns, m->n_columns, m->key[0]) >= 0;
+    int key_col = m->n_key == 1 ? fr_column_index(m->columns, m->n_columns, m->key[0]) : -1;
     size_t conflict; /* offset of the conflict clause's ")" */
 
     while (n > 0 && (m->sql[n - 1] == ';' || m->sql[n - 1] == ' ' || m->sql[n - 1] == '\n' || m->sql[n - 1] == '\t' ||
@@ -509,14 +512,14 @@ void fr_sql_model_refresh(struct fr_buf *s, const struct fr_model *m)
     (void)fr_buf_puts(s, "),\nfr_del AS (DELETE FROM ");
     fr_buf_sql_ident(s, m->table);
     (void)fr_buf_puts(s, " AS fr_m WHERE ");
-    if (one_key) {
-        (void)fr_buf_puts(s, "($1::text[] IS NULL OR fr_m.");
+    if (!all && key_col >= 0) {
+        (void)fr_buf_puts(s, "fr_m.");
         fr_buf_sql_ident(s, m->key[0]);
-        (void)fr_buf_puts(s, "::text = ANY ($1::text[]))");
-    } else {
-        (void)fr_buf_puts(s, "$1::text[] IS NULL");
+        (void)fr_buf_printf(s, " = ANY ($1::text[]::%s[]) AND ", fr_type_sql(m->columns[key_col].type));
+    } else if (!all) {
+        (void)fr_buf_puts(s, "false AND "); /* a composite key: only a full refresh deletes */
     }
-    (void)fr_buf_puts(s, " AND NOT EXISTS (SELECT 1 FROM fr_new fr_n WHERE ");
+    (void)fr_buf_puts(s, "NOT EXISTS (SELECT 1 FROM fr_new fr_n WHERE ");
     for (size_t k = 0; k < m->n_key; k++) {
         if (k)
             (void)fr_buf_puts(s, " AND ");

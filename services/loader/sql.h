@@ -38,8 +38,11 @@
  * refreshes and resyncs of one model never overlap across loaders, each
  * reads what the one before committed, and its cache writes follow the
  * previous one's. t = taken. */
-#define FR_SQL_MODEL_TRYLOCK "SELECT pg_try_advisory_lock(hashtextextended('freshet.model:' || $1, 0))"
-#define FR_SQL_MODEL_UNLOCK  "SELECT pg_advisory_unlock(hashtextextended('freshet.model:' || $1, 0))"
+/* The refresh connection's session, set on every connect (main.c): durable
+ * commits whatever the server's default, and no JIT compilation. */
+#define FR_SQL_REFRESH_SESSION "SELECT set_config('synchronous_commit', 'on', false), set_config('jit', 'off', false)"
+#define FR_SQL_MODEL_TRYLOCK   "SELECT pg_try_advisory_lock(hashtextextended('freshet.model:' || $1, 0))"
+#define FR_SQL_MODEL_UNLOCK    "SELECT pg_advisory_unlock(hashtextextended('freshet.model:' || $1, 0))"
 /* Every model's last full-refresh day, as days since 1970-01-01. */
 #define FR_SQL_MODEL_STATE_READ "SELECT model, (day - DATE '1970-01-01')::text FROM freshet.model_state"
 /* A model's data version after a refresh: + 1 when $V (bool) says rows
@@ -101,10 +104,11 @@ bool fr_sql_merge(struct fr_buf *s, const struct fr_dataset *ds, const char *con
  * column is before $1 (the cutoff). */
 void fr_sql_retain(struct fr_buf *s, const struct fr_dataset *ds);
 
-/* A model's refresh, one statement: $1 text[] of keys (NULL = all), $2 now.
- * Computes the model's SQL, upserts the rows that changed, deletes the rows
- * of the recomputed keys it no longer yields, and returns
- * deleted (bool), then every column as text. */
-void fr_sql_model_refresh(struct fr_buf *s, const struct fr_model *m);
+/* A model's refresh, one statement: $1 text[] of keys, $2 now; `all`: the
+ * statement of a full refresh, run with $1 NULL. Computes the model's SQL,
+ * upserts the rows that changed, deletes the rows of the recomputed keys it
+ * no longer yields (a keyed refresh of a composite-key model deletes none),
+ * and returns deleted (bool), then every column as text. */
+void fr_sql_model_refresh(struct fr_buf *s, const struct fr_model *m, bool all);
 
 #endif

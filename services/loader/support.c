@@ -102,6 +102,54 @@ void fr__keyset_merge(struct fr_keyset *to, struct fr_keyset *from)
     from->n = 0;
 }
 
+#define TAKE_BUCKET_BITS 12 /* the hash ring in 4,096 arcs */
+
+/* A key's place on the hash ring, 0 .. 2^32 - 1. */
+static uint32_t ring_pos(const char *k)
+{
+    return (uint32_t)(fr_hash64(k, strlen(k)) >> 32);
+}
+
+void fr__keyset_take(struct fr_keyset *to, struct fr_keyset *from, size_t max, uint32_t *cursor)
+{
+    struct fr_keyset rest;
+    size_t count[1u << TAKE_BUCKET_BITS] = {0};
+    size_t below = 0, in_b = 0;
+    uint32_t b = 0;
+    const unsigned shift = 32 - TAKE_BUCKET_BITS;
+
+    if (from->n <= max) {
+        fr__keyset_merge(to, from);
+        return;
+    }
+    /* Keys go in ring order from *cursor: the arcs before arc b whole, then
+     * the first of arc b up to max; the cursor moves to arc b. New keys land
+     * all over the ring, so the cursor goes round and a key waits at most
+     * one turn (about from->n / max takes). */
+    for (size_t i = 0; i < from->cap; i++)
+        if (from->slots[i])
+            count[(uint32_t)(ring_pos(from->slots[i]) - *cursor) >> shift]++;
+    while (below + count[b] <= max) /* ends: count sums to from->n > max */
+        below += count[b++];
+    fr__keyset_init(&rest);
+    for (size_t i = 0; i < from->cap; i++) {
+        char *key = from->slots[i];
+        uint32_t arc;
+        struct fr_keyset *into;
+        if (!key)
+            continue;
+        from->slots[i] = NULL;
+        arc = (uint32_t)(ring_pos(key) - *cursor) >> shift;
+        into = arc < b || (arc == b && in_b++ < max - below) ? to : &rest;
+        if ((into->n + 1) * 4 > into->cap * 3)
+            grow(into);
+        insert_owned(into, key);
+    }
+    *cursor += b << shift;
+    fr__keyset_deinit(from);
+    *from = rest;
+}
+
 /* ---- rows ------------------------------------------------------------------- */
 
 void fr__rows_from_result(struct ld_rows *r, const PGresult *res, bool flag_col)

@@ -298,6 +298,42 @@ static void assert_same_text(const char *what, const char *want, const char *got
     }
 }
 
+/* The keyed refresh's path of the panel ($1 = a third of the players, one
+ * named twice) yields exactly those players' rows of the full one (`all`). */
+static void compare_keyed(const struct fr_model *up, const PGresult *all)
+{
+    struct fr_buf keys;
+    const char *params[2] = {NULL, NOW};
+    int want = 0;
+    PGresult *k;
+
+    fr_buf_init(&keys, 0);
+    (void)fr_buf_putc(&keys, '{');
+    for (int r = 0; r < PQntuples(all); r += 3, want++)
+        (void)fr_buf_printf(&keys, "%s\"%s\"", r ? "," : "", PQgetvalue(all, r, 0));
+    (void)fr_buf_printf(&keys, ",\"%s\"}", PQgetvalue(all, 0, 0));
+    params[0] = keys.data;
+    k = PQexecParams(conn, up->sql, 2, NULL, params, NULL, NULL, 0);
+    fr_buf_deinit(&keys);
+    if (PQresultStatus(k) != PGRES_TUPLES_OK)
+        fail_msg("keyed panel: %s", PQresultErrorMessage(k));
+    assert_int_equal(PQntuples(k), want);
+    for (int r = 0; r < PQntuples(k); r++) {
+        int ra = -1;
+        for (int i = 0; i < PQntuples(all) && ra < 0; i++)
+            if (strcmp(PQgetvalue(k, r, 0), PQgetvalue(all, i, 0)) == 0)
+                ra = i;
+        if (ra < 0 || ra % 3 != 0)
+            fail_msg("keyed panel: player %s was not asked for", PQgetvalue(k, r, 0));
+        for (int c = 1; c < PQnfields(k); c++)
+            if (PQgetisnull(k, r, c) != PQgetisnull(all, ra, c) ||
+                strcmp(PQgetvalue(k, r, c), PQgetvalue(all, ra, c)))
+                fail_msg("keyed panel: player %s, %s: %s keyed, %s in full", PQgetvalue(k, r, 0), PQfname(k, c),
+                         PQgetvalue(k, r, c), PQgetvalue(all, ra, c));
+    }
+    PQclear(k);
+}
+
 /* Compares the panel from player_days with the panel from every event,
  * player by player (numbers within 1e-9 relative: the averages may add in
  * another order). */
@@ -342,8 +378,9 @@ static void compare_panels(void)
                          nx ? "null" : x, ny ? "null" : y);
         }
     }
-    PQclear(a);
     PQclear(b);
+    compare_keyed(up, a);
+    PQclear(a);
 }
 
 /* ---- the property ----------------------------------------------------------- */

@@ -349,8 +349,9 @@ static void test_model_refresh(void **state)
 
     (void)state;
     fr_buf_init(&b, 0);
-    /* one key column: incremental by $1; the SQL file's trailing ; goes */
-    fr_sql_model_refresh(&b, model("panel"));
+    /* one key column: incremental by $1, the recomputed rows found through
+     * the key's index; the SQL file's trailing ; goes */
+    fr_sql_model_refresh(&b, model("panel"), false);
     expect(&b, "WITH fr_args AS (SELECT $1::text[] AS keys, $2::timestamptz AS now),\n"
                "fr_new AS (\n"
                "SELECT id, count(*) AS n FROM t.ev\n"
@@ -359,13 +360,27 @@ static void test_model_refresh(void **state)
                "fr_up AS (INSERT INTO \"t\".\"panel\" AS fr_t (\"id\", \"n\") SELECT \"id\", \"n\" FROM fr_new ON "
                "CONFLICT (\"id\") DO UPDATE SET \"n\" = EXCLUDED.\"n\" WHERE (fr_t.\"id\", fr_t.\"n\") IS DISTINCT "
                "FROM (EXCLUDED.\"id\", EXCLUDED.\"n\") RETURNING fr_t.\"id\", fr_t.\"n\"),\n"
-               "fr_del AS (DELETE FROM \"t\".\"panel\" AS fr_m WHERE ($1::text[] IS NULL OR fr_m.\"id\"::text = ANY "
-               "($1::text[])) AND NOT EXISTS (SELECT 1 FROM fr_new fr_n WHERE fr_n.\"id\" = fr_m.\"id\") RETURNING "
+               "fr_del AS (DELETE FROM \"t\".\"panel\" AS fr_m WHERE fr_m.\"id\" = ANY ($1::text[]::bigint[]) AND "
+               "NOT EXISTS (SELECT 1 FROM fr_new fr_n WHERE fr_n.\"id\" = fr_m.\"id\") RETURNING "
                "fr_m.\"id\", fr_m.\"n\")\n"
                "SELECT false, \"id\"::text, \"n\"::text FROM fr_up UNION ALL SELECT true, \"id\"::text, \"n\"::text "
                "FROM fr_del");
+    /* the full refresh ($1 null): every row the model no longer yields goes */
+    fr_sql_model_refresh(&b, model("panel"), true);
+    expect(&b, "WITH fr_args AS (SELECT $1::text[] AS keys, $2::timestamptz AS now),\n"
+               "fr_new AS (\n"
+               "SELECT id, count(*) AS n FROM t.ev\n"
+               "WHERE $1::text[] IS NULL OR id::text = ANY ($1) GROUP BY id\n"
+               "),\n"
+               "fr_up AS (INSERT INTO \"t\".\"panel\" AS fr_t (\"id\", \"n\") SELECT \"id\", \"n\" FROM fr_new ON "
+               "CONFLICT (\"id\") DO UPDATE SET \"n\" = EXCLUDED.\"n\" WHERE (fr_t.\"id\", fr_t.\"n\") IS DISTINCT "
+               "FROM (EXCLUDED.\"id\", EXCLUDED.\"n\") RETURNING fr_t.\"id\", fr_t.\"n\"),\n"
+               "fr_del AS (DELETE FROM \"t\".\"panel\" AS fr_m WHERE NOT EXISTS (SELECT 1 FROM fr_new fr_n WHERE "
+               "fr_n.\"id\" = fr_m.\"id\") RETURNING fr_m.\"id\", fr_m.\"n\")\n"
+               "SELECT false, \"id\"::text, \"n\"::text FROM fr_up UNION ALL SELECT true, \"id\"::text, \"n\"::text "
+               "FROM fr_del");
     /* composite key, key columns only: full refreshes, nothing to update */
-    fr_sql_model_refresh(&b, model("pairs"));
+    fr_sql_model_refresh(&b, model("pairs"), true);
     expect(
         &b,
         "WITH fr_args AS (SELECT $1::text[] AS keys, $2::timestamptz AS now),\n"
@@ -374,7 +389,7 @@ static void test_model_refresh(void **state)
         "),\n"
         "fr_up AS (INSERT INTO \"t\".\"pairs\" AS fr_t (\"a\", \"b\") SELECT \"a\", \"b\" FROM fr_new ON CONFLICT "
         "(\"a\", \"b\") DO NOTHING RETURNING fr_t.\"a\", fr_t.\"b\"),\n"
-        "fr_del AS (DELETE FROM \"t\".\"pairs\" AS fr_m WHERE $1::text[] IS NULL AND NOT EXISTS (SELECT 1 FROM "
+        "fr_del AS (DELETE FROM \"t\".\"pairs\" AS fr_m WHERE NOT EXISTS (SELECT 1 FROM "
         "fr_new fr_n WHERE fr_n.\"a\" = fr_m.\"a\" AND fr_n.\"b\" = fr_m.\"b\") RETURNING fr_m.\"a\", fr_m.\"b\")\n"
         "SELECT false, \"a\"::text, \"b\"::text FROM fr_up UNION ALL SELECT true, \"a\"::text, \"b\"::text FROM "
         "fr_del");

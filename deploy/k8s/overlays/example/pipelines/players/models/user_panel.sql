@@ -6,11 +6,15 @@
 WITH today AS (
     SELECT ($2::timestamptz AT TIME ZONE 'UTC')::date AS d
 ),
-pd AS NOT MATERIALIZED (
-    -- the player_days rows of the players to recompute (every row when $1 is null)
+pd AS (
+    -- the player_days rows of the players to recompute: every row when $1
+    -- is null, else one primary-key lookup a player (OFFSET 0 keeps it a
+    -- lookup: a join could scan the whole table), so a refresh costs what
+    -- its players' days cost, not the table
     SELECT d.* FROM players.player_days d WHERE $1::text[] IS NULL
     UNION ALL
-    SELECT d.* FROM (SELECT DISTINCT unnest($1::text[]) AS player_id) k JOIN players.player_days d USING (player_id)
+    SELECT d.* FROM (SELECT DISTINCT unnest($1::text[]) AS player_id) k
+    CROSS JOIN LATERAL (SELECT * FROM players.player_days d WHERE d.player_id = k.player_id OFFSET 0) d
 ),
 days AS (
     -- each player's days in key order, with running counts over the days
@@ -42,12 +46,19 @@ g AS (
     GROUP BY player_id
 ),
 score AS (
-    SELECT pd.player_id, percentile_cont(0.5) WITHIN GROUP (ORDER BY s.score) AS p50
-    FROM pd, unnest(pd.scores) AS s(score)
-    WHERE pd.day > (SELECT d FROM today) - 5
-      AND pd.day <= (SELECT d FROM today)
-      AND s.score IS NOT NULL
-    GROUP BY pd.player_id
+    -- the median of the last 5 days' scores: those days' rows, read as pd
+    -- is (the key and the day range, or every row in the range)
+    SELECT r.player_id, percentile_cont(0.5) WITHIN GROUP (ORDER BY s.score) AS p50
+    FROM (SELECT d.player_id, d.scores FROM players.player_days d
+          WHERE $1::text[] IS NULL AND d.day > (SELECT d FROM today) - 5 AND d.day <= (SELECT d FROM today)
+          UNION ALL
+          SELECT d.player_id, d.scores FROM (SELECT DISTINCT unnest($1::text[]) AS player_id) k
+          CROSS JOIN LATERAL (SELECT * FROM players.player_days d
+                              WHERE d.player_id = k.player_id AND d.day > (SELECT d FROM today) - 5
+                                AND d.day <= (SELECT d FROM today) OFFSET 0) d) r,
+         unnest(r.scores) AS s(score)
+    WHERE s.score IS NOT NULL
+    GROUP BY r.player_id
 )
 SELECT g.player_id,
        g.country,
