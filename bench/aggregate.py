@@ -6,25 +6,27 @@ each touched player, refreshes deferred during a backlog), each side on its own
 stack in the same run, plus the load ceilings:
 
   freshness  source row -> visible in GET /player/attribute at 1k, 10k and
-             30k rows/s over a base of BENCH_EVENTS events (10,000 players):
+             30k rows/s over a base of BENCH_EVENTS events, with 10,000
+             players and (side "after1m") with BENCH_AGG_BIG_PLAYERS:
              p50/p99/max, the writer and probes of bench/bench.py
   appends    file -> every row committed (ledger), CSV and NDJSON, with the
              aggregate maintained in the same transactions ("after"), with no
              model at all ("nomodel"), vs COPY of the same rows into an empty
              table of the same shape (same stack, same run)
-  day turn   on the settled base, before the freshness runs: the full
+  day turn   on each settled base, before the freshness runs: the full
              user_panel computation (every player, $1 NULL) from
              player_days vs from the raw events, interleaved rounds, medians
   memory     the loader's peak RSS (VmHWM) over each side's run
 
-  bench/aggregate.py                 drives the three sides, writes its section of bench/results.md
-  bench/aggregate.py --side NAME     one side (after|before|nomodel), JSON on stdout
+  bench/aggregate.py                 drives the sides, writes its section of bench/results.md
+  bench/aggregate.py --side NAME     one side (after|after1m|before|nomodel), JSON on stdout
 
 Environment: BENCH_AGG_BEFORE_SRC and BENCH_AGG_BEFORE_BIN (a checkout and build
 of the commit before aggregate models; the side is skipped without them),
 FRESHET_BIN_DIR (this tree's build), BENCH_EVENTS (default 1000000),
 BENCH_FRESH_SECONDS (default 30), BENCH_AGG_RATES (default 1000,10000,30000),
-BENCH_ROUNDS (default 3), BENCH_AGG_FRESH_ONLY=1 (with --side: freshness only, no appends or day
+BENCH_ROUNDS (default 3), BENCH_AGG_BIG_PLAYERS (default 1000000, 0: no
+"after1m" side), BENCH_AGG_FRESH_ONLY=1 (with --side: freshness only, no appends or day
 turn). Measurements only: nothing here is asserted."""
 import json
 import os
@@ -44,6 +46,7 @@ from harness import SRC, Stack, tmpdir, wait_until  # noqa: E402
 NOW = "2024-06-17T12:00:00Z"
 RATES = [int(x) for x in os.environ.get("BENCH_AGG_RATES", "1000,10000,30000").split(",")]
 PLAYERS = 10000
+BIG_PLAYERS = int(os.environ.get("BENCH_AGG_BIG_PLAYERS", "1000000"))  # the second base; 0: not run
 HEADER = "name,player_id,date_utc,country,platform,timestamp_utc,deposit_amount,tournament_score\n"
 FRESH_ONLY = os.environ.get("BENCH_AGG_FRESH_ONLY", "") not in ("", "0")  # one side's freshness, no report
 MARK_BEGIN = "<!-- aggregate-models:begin -->"
@@ -54,13 +57,13 @@ def log(msg):
     print("[%s] %s" % (time.strftime("%H:%M:%S"), msg), file=sys.stderr, flush=True)
 
 
-def generate(out):
+def generate(out, players=PLAYERS, formats=("csv", "ndjson")):
     paths = {}
-    for fmt in ("csv", "ndjson"):
+    for fmt in formats:
         d = os.path.join(out, fmt)
         os.makedirs(d)
         subprocess.run([B.PY, os.path.join(SRC, "pipelines/players/generate.py"), "--out", d, "--players",
-                        str(PLAYERS), "--events", str(B.EVENTS), "--files", "1", "--format", fmt, "--end", NOW],
+                        str(players), "--events", str(B.EVENTS), "--files", "1", "--format", fmt, "--end", NOW],
                        check=True, stdout=subprocess.DEVNULL)
         paths[fmt] = [os.path.join(d, f) for f in os.listdir(d) if not f.startswith(".")][0]
     return paths
@@ -78,7 +81,18 @@ def nomodel_pipeline(base):
 
 
 def wait_committed(st, n, what, timeout=900):
-    wait_until(lambda: B.ledger_rows(st) >= n, timeout, interval=0.05, what=what)
+    # one connection for the polls: a new one every 50 ms forks a backend each time, CPU taken
+    # from the loads being timed (the COPY reference has no poll beside it)
+    c = st.pg.connect()
+    cur = c.cursor()
+
+    def rows():
+        cur.execute("SELECT coalesce(sum(rows), 0) FROM freshet.batches")
+        return cur.fetchone()[0]
+    try:
+        wait_until(lambda: rows() >= n, timeout, interval=0.05, what=what)
+    finally:
+        c.close()
 
 
 def append_run(st, path, n, name):
@@ -122,7 +136,7 @@ def copy_text(path, fmt):
     return out
 
 
-def freshness(st, rate):
+def freshness(st, rate, players=PLAYERS):
     import http.client
     inbound = st.inbound("players", "events")
     seq = [0]
@@ -139,7 +153,7 @@ def freshness(st, rate):
             return None
 
     def tick(k, rnd, n, probe):
-        ev = B.bg_events(rnd, n, PLAYERS)
+        ev = B.bg_events(rnd, n, players)
         if probe:
             ev.append(("srvTournamentJoined", probe[0], "2024-06-17", probe[1], "ios", "2024-06-17T11:59:59Z",
                        None, None))
@@ -182,16 +196,18 @@ def hwm_kb(st, name):
 
 def side(name):
     res = {"side": name}
+    big = name == "after1m"  # the after side on BIG_PLAYERS players: base, day turn, freshness
+    players = BIG_PLAYERS if big else PLAYERS
     base = tmpdir("freshet-aggbench-")
     gen = os.path.join(base, "gen")
-    paths = generate(gen)
+    paths = generate(gen, players, ("csv",) if big else ("csv", "ndjson"))
     n = {fmt: sum(1 for line in open(paths[fmt]) if line.strip()) - (1 if fmt == "csv" else 0) for fmt in paths}
     pipelines = nomodel_pipeline(base) if name == "nomodel" else "players"
     st = Stack(pipelines=pipelines, now=NOW, extra_env={"FRESHET_LOG_LEVEL": "warn"})
     st.start()
     try:
         wait_committed(st, 0, "ledger")
-        for fmt in () if FRESH_ONLY else ("csv", "ndjson"):
+        for fmt in () if FRESH_ONLY or big else ("csv", "ndjson"):
             copy_text(paths[fmt], fmt)
             ours = append_run(st, paths[fmt], n[fmt], "a.%s" % fmt)
             ref = copy_rate(st, paths[fmt], fmt, n[fmt])
@@ -201,20 +217,23 @@ def side(name):
         res["rows"] = n
         if name != "nomodel":
             # base for freshness: the CSV sample, loaded, panel refreshed
-            append_run(st, paths["csv"], n["csv"], "base.csv")
-            wait_until(lambda: st.pg.scalar("SELECT count(*) FROM players.user_panel") >= PLAYERS * 0.99, 600,
-                       interval=0.2, what="the panel of every player")
+            t_base = time.time()
+            res["append_base"] = append_run(st, paths["csv"], n["csv"], "base.csv")
+            wait_until(lambda: st.pg.scalar("SELECT (SELECT count(DISTINCT player_id) FROM players.player_days) - "
+                                            "(SELECT count(*) FROM players.user_panel)") == 0, 900,
+                       interval=0.5, what="the panel of every player")
+            res["base_settled_s"] = time.time() - t_base
             # the base settled, as a running system's tables are: statistics and visibility map
             # current, dirty pages written (else autovacuum and a checkpoint run during the first rate)
             for t in ("players.events", "players.player_days", "players.user_panel", "freshet.batches"):
                 st.pg.query("VACUUM (ANALYZE) %s" % t)
             st.pg.query("CHECKPOINT")
-            if name == "after" and not FRESH_ONLY:
+            if name != "nomodel" and not FRESH_ONLY:
                 # on the base alone: the freshness runs below add millions of events on one day
                 res["day_turn"], res["players"] = day_turn(st, B.ROUNDS)
             for rate in RATES:
                 try:
-                    lat = freshness(st, rate)
+                    lat = freshness(st, rate, players)
                 except SystemExit as e:  # a probe not visible after 120 s: the side cannot keep up
                     log("%s freshness at %d rows/s: %s" % (name, rate, e))
                     res["fresh_%d" % rate] = None
@@ -252,21 +271,29 @@ def report(sides, started):
              "from pipelines/players/generate.py), %d players." %
              (time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()), time.time() - started,
               "{:,}".format(a["rows"]["csv"]), PLAYERS), ""]
+    big = sides.get("after1m")
     lines += ["| freshness, source row → API (ms) | after p50 | after p99 | after max | before p50 | before p99 | "
               "before max | p99 before/after | target p99 |", "|---|---|---|---|---|---|---|---|---|"]
     targets = {1000: "-", 10000: "< 100 ms", 30000: "< 250 ms"}
-    for rate in RATES:
-        fa = a.get("fresh_%d" % rate)
-        fb = b.get("fresh_%d" % rate) if b else None
-        gone = "a probe > 120 s: stopped"
-        lines.append("| %dk rows/s, %d s | %s | %s | %s | %s | %s | %s | %s | %s |" % (
-            rate // 1000, B.FRESH_SECONDS, fmt_ms(fa[0]) if fa else gone, fmt_ms(fa[1]) if fa else "-",
-            fmt_ms(fa[2]) if fa else "-", fmt_ms(fb[0]) if fb else (gone if b else "-"),
-            fmt_ms(fb[1]) if fb else "-", fmt_ms(fb[2]) if fb else "-",
-            "%.1f×" % (fb[1] / fa[1]) if fa and fb else "-", targets.get(rate, "-")))
-    ok = [r for r in RATES if a.get("fresh_%d" % r) and a["fresh_%d" % r][1] < 1000]
-    lines += ["", "Highest rate measured with p99 under 1 s: %s." % ("%dk rows/s" % (max(ok) // 1000) if ok else
-                                                                    "none of those measured"), ""]
+    gone = "a probe > 120 s: stopped"
+    for label, s_, ref in (("%s players" % "{:,}".format(PLAYERS), a, b),
+                           ("%s players" % "{:,}".format(BIG_PLAYERS), big, None)):
+        if not s_:
+            continue
+        for rate in RATES:
+            fa = s_.get("fresh_%d" % rate)
+            fb = ref.get("fresh_%d" % rate) if ref else None
+            lines.append("| %s, %dk rows/s, %d s | %s | %s | %s | %s | %s | %s | %s | %s |" % (
+                label, rate // 1000, B.FRESH_SECONDS, fmt_ms(fa[0]) if fa else gone, fmt_ms(fa[1]) if fa else "-",
+                fmt_ms(fa[2]) if fa else "-", fmt_ms(fb[0]) if fb else (gone if ref else "-"),
+                fmt_ms(fb[1]) if fb else "-", fmt_ms(fb[2]) if fb else "-",
+                "%.1f×" % (fb[1] / fa[1]) if fa and fb else "-", targets.get(rate, "-")))
+    for label, s_ in (("%s players" % "{:,}".format(PLAYERS), a), ("%s players" % "{:,}".format(BIG_PLAYERS), big)):
+        if s_:
+            ok = [r for r in RATES if s_.get("fresh_%d" % r) and s_["fresh_%d" % r][1] < 1000]
+            lines += ["", "Highest rate measured with p99 under 1 s, %s: %s." % (
+                label, "%dk rows/s" % (max(ok) // 1000) if ok else "none of those measured")]
+    lines += [""]
     lines += ["| appends, file → committed (rows/s) | freshet | COPY (same rows, empty table, same run) | ratio | "
               "target |", "|---|---|---|---|---|"]
     for label, s, tgt in (("with the player_days aggregate", a, "≥ 0.6×"), ("no model", z, "≥ 0.8×"),
@@ -277,18 +304,26 @@ def report(sides, started):
             lines.append("| %s, %s | %.0f | %.0f | %.2f× | %s |" % (label, fmt.upper(), s["append_%s" % fmt],
                                                                     s["copy_%s" % fmt],
                                                                     s["append_%s" % fmt] / s["copy_%s" % fmt], tgt))
-    dt_ = a["day_turn"]
     lines += ["", "| day turn: every player's panel (s, median of %d interleaved rounds) | from player_days | "
-              "from the events | ratio | target |" % B.ROUNDS, "|---|---|---|---|---|",
-              "| %s players, %s events | %.3f | %.3f | %.1f× faster | ≥ 10× |" % (
-                  "{:,}".format(a["players"]), "{:,}".format(a["rows"]["csv"]), dt_["aggregate"], dt_["events"],
-                  dt_["events"] / dt_["aggregate"])]
+              "from the events | ratio | target |" % B.ROUNDS, "|---|---|---|---|---|"]
+    for s_ in (a, big):
+        if s_ and s_.get("day_turn"):
+            dt_ = s_["day_turn"]
+            lines.append("| %s players, %s events | %.3f | %.3f | %.1f× faster | ≥ 10× |" % (
+                "{:,}".format(s_["players"]), "{:,}".format(s_["rows"]["csv"]), dt_["aggregate"], dt_["events"],
+                dt_["events"] / dt_["aggregate"]))
+    if big:
+        lines += ["", "Base of %s players: %s events loaded at %.0f rows/s with player_days, every panel row in "
+                  "place %.0f s after the drop (the start's full refresh of the panel)." % (
+                      "{:,}".format(BIG_PLAYERS), "{:,}".format(big["rows"]["csv"]), big["append_base"],
+                      big["base_settled_s"])]
     lines += ["", "| loader peak RSS (VmHWM, MB) | value | target |", "|---|---|---|"]
-    for label, s in (("after", a), ("before", b), ("no model", z)):
-        if s:
-            lines.append("| %s | %.1f | < 64 MB |" % (label, s["loader_hwm_mb"]))
+    for label, s_ in (("after, %s players" % "{:,}".format(PLAYERS), a), ("before", b), ("no model", z),
+                      ("after, %s players" % "{:,}".format(BIG_PLAYERS), big)):
+        if s_:
+            lines.append("| %s | %.1f | < 64 MB |" % (label, s_["loader_hwm_mb"]))
     lines += ["", "Load average at the end of the run: %.1f, %.1f, %.1f (1, 5, 15 min; 2 cores)." % os.getloadavg()]
-    lines += ["", "Not measured here: 1M players (the sample has 10,000), and %s." % (
+    lines += ["", "Not measured here: %s." % (
         "the before side (BENCH_AGG_BEFORE_SRC/BIN unset)" if not b else "60 s runs (BENCH_FRESH_SECONDS=%d)" %
         B.FRESH_SECONDS), MARK_END]
     text = "\n".join(lines) + "\n"
@@ -312,6 +347,8 @@ def main():
     sides = {}
     sides["after"] = run_side("after", dict(os.environ))
     sides["nomodel"] = run_side("nomodel", dict(os.environ))
+    if BIG_PLAYERS:
+        sides["after1m"] = run_side("after1m", dict(os.environ))
     bsrc, bbin = os.environ.get("BENCH_AGG_BEFORE_SRC"), os.environ.get("BENCH_AGG_BEFORE_BIN")
     if bsrc and bbin:
         sides["before"] = run_side("before", dict(os.environ, FRESHET_SRC_DIR=bsrc, FRESHET_BIN_DIR=bbin))
