@@ -32,6 +32,7 @@
 #define LD_CLAIM_EVERY_MS    10000  /* XAUTOCLAIM period */
 #define LD_CLAIM_IDLE_MS     30000  /* default: entries idle longer than this are claimed */
 #define LD_LAG_EVERY_MS      5000   /* loader_stream_lag sampling period */
+#define LD_PAGE_ROWS         5000   /* a full refresh's changed rows are read and cached this many at a time */
 #define LD_REFRESH_KEYS      5000   /* a keyed refresh takes at most this many touched keys; the rest wait */
 #define LD_FULL_REFRESH_KEYS 50000  /* more touched keys than this: refresh the whole model */
 #define LD_EVENT_KEYS        100    /* events list keys only up to this many */
@@ -147,6 +148,7 @@ struct ld_model {
     char *state_name;            /* owned: "{pipeline}.{model}", key of freshet.model_state */
     char *refresh_sql;           /* owned: the keyed refresh's CTE statement (sql.c) */
     char *refresh_all_sql;       /* owned: the full refresh's */
+    char *page_sql;              /* owned: a page of the full refresh's changed rows */
     int key_col;                 /* index in m->columns of the single key column, -1 when composite */
     struct fr_keyset touched;    /* keys to recompute */
     uint32_t take_cursor;        /* where the next take of touched starts (fr__keyset_take) */
@@ -273,7 +275,9 @@ struct ld_refresh {
     struct ld_model *model; /* borrowed: model being refreshed */
     struct fr_keyset keys;  /* keys being recomputed (moved from model->touched) */
     bool all;               /* NULL keys */
-    struct ld_rows rows;    /* changed / deleted rows */
+    struct ld_rows rows;    /* changed / deleted rows (a full refresh: the current page) */
+    size_t changed;         /* a full refresh: rows in pg_temp.fr_changed */
+    size_t page_from;       /* a full refresh: the next page's rows are ids page_from + 1.. */
     bool txn;               /* in the transaction of a model with data tests (BEGIN sent) */
     char *keys_arr;         /* owned or NULL: $1 while the tests run */
     int64_t version;        /* the model's data version after it (freshet.versions), 0 = unknown */

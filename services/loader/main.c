@@ -379,8 +379,8 @@ static void on_refresh_session(fr_pg_t *pg, PGresult *res, void *data)
 {
     (void)pg;
     (void)data;
-    if (res && PQresultStatus(res) != PGRES_TUPLES_OK)
-        fr_warn("refresh connection: its session settings failed: %s", PQresultErrorMessage(res));
+    if (res && PQresultStatus(res) != PGRES_TUPLES_OK && PQresultStatus(res) != PGRES_COMMAND_OK)
+        fr_warn("refresh connection: its session setup failed: %s", PQresultErrorMessage(res));
 }
 
 static void on_refresh_pg_state(fr_pg_t *pg, bool connected, void *data)
@@ -398,9 +398,11 @@ static void on_refresh_pg_state(fr_pg_t *pg, bool connected, void *data)
      * asynchronous commit lost in a crash left a model row missing for
      * good). And no JIT compilation: a refresh is frequent and short, and
      * a plan estimated above jit_above_cost (keyed refreshes of a few
-     * thousand keys) spent 30-45 ms compiling to save less. Sent first on
-     * every connection, before any refresh. */
-    if (connected && fr_pg_query(pg, FR_SQL_REFRESH_SESSION, 0, NULL, NULL, on_refresh_session, ld) != 0)
+     * thousand keys) spent 30-45 ms compiling to save less. Then the
+     * session's table of a full refresh's changed rows (model.c, read in
+     * pages). Sent first on every connection, before any refresh. */
+    if (connected && (fr_pg_query(pg, FR_SQL_REFRESH_SESSION, 0, NULL, NULL, on_refresh_session, ld) != 0 ||
+                      fr_pg_query(pg, FR_SQL_CHANGED_CREATE, 0, NULL, NULL, on_refresh_session, ld) != 0))
         connected = false;
     ld->refresh_pg_up = connected;
     fr__loader_kick(ld);
@@ -876,6 +878,7 @@ static void loader_deinit(struct loader *ld)
         free(ld->models[i].state_name);
         free(ld->models[i].refresh_sql);
         free(ld->models[i].refresh_all_sql);
+        free(ld->models[i].page_sql);
         free(ld->models[i].test_sql);
         free(ld->models[i].caches);
         fr__keyset_deinit(&ld->models[i].touched);

@@ -49,6 +49,10 @@ void fr__model_build_sql(struct ld_model *lm)
     free(lm->refresh_all_sql);
     lm->refresh_all_sql = fr_xstrdup(s.data);
     fr_buf_reset(&s);
+    fr_sql_model_page(&s, lm->m);
+    free(lm->page_sql);
+    lm->page_sql = fr_xstrdup(s.data);
+    fr_buf_reset(&s);
     free(lm->test_sql);
     lm->test_sql = NULL;
     if (lm->m->n_tests > 0) {
@@ -379,6 +383,13 @@ static void publish_cache_event(struct loader *ld, struct ld_cache *c, const str
     fr_buf_deinit(&j);
 }
 
+/* Rows the refresh changed or deleted: a full one's are on the server
+ * (pg_temp.fr_changed), read page by page. */
+static size_t changed_count(const struct ld_refresh *r)
+{
+    return r->all ? r->changed : r->rows.n_rows;
+}
+
 static void publish_model_event(struct loader *ld)
 {
     struct ld_refresh *r = &ld->refresh;
@@ -400,16 +411,28 @@ static void publish_model_event(struct loader *ld)
         fr_format_timestamp(r->version_us, ts);
         (void)fr_buf_printf(&j, ",\"version\":%" PRId64 ",\"refreshed_at\":\"%s\"", r->version, ts);
     }
-    (void)fr_buf_printf(&j, ",\"count\":%zu,\"ms\":%.3f}", r->rows.n_rows, secs * 1e3);
+    (void)fr_buf_printf(&j, ",\"count\":%zu,\"ms\":%.3f}", changed_count(r), secs * 1e3);
     fr__loader_publish(ld, &j);
     fr_buf_deinit(&j);
     fr_log(r->all ? FR_LOG_INFO : FR_LOG_DEBUG, "model %s refreshed (%s): %zu rows changed in %.1f ms", m->state_name,
-           r->all ? "all keys" : "touched keys", r->rows.n_rows, secs * 1e3);
+           r->all ? "all keys" : "touched keys", changed_count(r), secs * 1e3);
+}
+
+static void on_reset(fr_pg_t *pg, PGresult *res, void *data)
+{
+    (void)pg;
+    (void)data;
+    if (res && PQresultStatus(res) != PGRES_COMMAND_OK)
+        fr_warn("refresh connection: %s", PQresultErrorMessage(res));
 }
 
 static void finish_refresh(struct loader *ld)
 {
     struct ld_refresh *r = &ld->refresh;
+
+    if (r->all && fr_pg_connected(ld->refresh_pg) &&
+        fr_pg_query(ld->refresh_pg, FR_SQL_CHANGED_RESET, 0, NULL, NULL, on_reset, NULL) != 0)
+        fr_debug("model %s: fr_changed left for the next full refresh", r->model->state_name);
 
     touch_readers(ld, r->model, &r->rows, r->all);
     fr__rows_deinit(&r->rows);
@@ -439,15 +462,83 @@ static void on_cache_written(struct loader *ld, int status)
     next_cache(ld);
 }
 
+static void next_page(struct loader *ld);
+
 static void next_cache(struct loader *ld)
 {
     struct ld_refresh *r = &ld->refresh;
 
     if (r->cache_i >= r->model->n_caches || r->rows.n_rows == 0) {
-        finish_refresh(ld);
+        if (r->all)
+            next_page(ld);
+        else
+            finish_refresh(ld);
         return;
     }
     fr__cache_write(ld, r->model->caches[r->cache_i], &r->rows, on_cache_written);
+}
+
+/* ---- a full refresh's rows, page by page ---------------------------------------
+ * The model table is committed: a page that cannot be read leaves the
+ * model's caches to a resync, as a lost Redis does. */
+
+static void pages_lost(struct loader *ld, const char *why)
+{
+    struct ld_refresh *r = &ld->refresh;
+
+    fr_warn("model %s: changed rows not read (%s): its caches are resynced", r->model->state_name, why);
+    for (size_t i = 0; i < r->model->n_caches; i++)
+        r->model->caches[i]->need_resync = true;
+    finish_refresh(ld);
+}
+
+static void on_page(fr_pg_t *pg, PGresult *res, void *data)
+{
+    struct loader *ld = data;
+    struct ld_refresh *r = &ld->refresh;
+
+    (void)pg;
+    if (fr__loader_gone(ld))
+        return;
+    if (!res || PQresultStatus(res) != PGRES_TUPLES_OK) {
+        pages_lost(ld, res ? PQresultErrorMessage(res) : "connection lost");
+        return;
+    }
+    fr__rows_deinit(&r->rows);
+    fr__rows_from_result(&r->rows, res, true);
+    r->page_from += LD_PAGE_ROWS;
+    r->cache_i = 0;
+    next_cache(ld);
+}
+
+static void next_page(struct loader *ld)
+{
+    struct ld_refresh *r = &ld->refresh;
+    char from[24], to[24];
+    const char *params[2] = {from, to};
+
+    fr__rows_deinit(&r->rows);
+    if (r->page_from >= r->changed || r->model->n_caches == 0) {
+        finish_refresh(ld);
+        return;
+    }
+    snprintf(from, sizeof(from), "%zu", r->page_from);
+    snprintf(to, sizeof(to), "%zu", r->page_from + LD_PAGE_ROWS);
+    if (fr_pg_query(ld->refresh_pg, r->model->page_sql, 2, params, NULL, on_page, ld) != 0)
+        pages_lost(ld, "connection lost");
+}
+
+/* After the refresh committed: its caches (a full refresh's page by page). */
+static void start_caches(struct loader *ld)
+{
+    struct ld_refresh *r = &ld->refresh;
+
+    r->cache_i = 0;
+    r->page_from = 0;
+    if (r->all)
+        next_page(ld);
+    else
+        next_cache(ld);
 }
 
 static void on_committed(fr_pg_t *pg, PGresult *res, void *data);
@@ -475,15 +566,14 @@ static void on_state_saved(fr_pg_t *pg, PGresult *res, void *data)
     }
     /* The model table is committed either way: go on with the caches. */
     publish_model_event(ld);
-    ld->refresh.cache_i = 0;
-    next_cache(ld);
+    start_caches(ld);
 }
 
 /* The result of a refresh statement (the refresh or its data tests): false
  * when it failed, after putting the keys back and ending the refresh: a
  * lost (or timed out) refresh_pg retries after the reconnect, never at once;
  * an error, after a longer pause. `step` names the statement in the log. */
-static bool refresh_step_ok(struct loader *ld, PGresult *res, const char *step)
+static bool refresh_step_ok(struct loader *ld, PGresult *res, ExecStatusType want, const char *step)
 {
     struct ld_refresh *r = &ld->refresh;
     struct ld_model *m = r->model;
@@ -495,7 +585,7 @@ static bool refresh_step_ok(struct loader *ld, PGresult *res, const char *step)
         r->done(ld, -ENOTCONN);
         return false;
     }
-    if (PQresultStatus(res) != PGRES_TUPLES_OK) {
+    if (PQresultStatus(res) != want) {
         fr_error("%s of model %s failed: %s", step, m->state_name, PQresultErrorMessage(res));
         rollback(ld);
         restore_keys(r);
@@ -515,9 +605,12 @@ static void on_refreshed(fr_pg_t *pg, PGresult *res, void *data)
     char day[12];
 
     (void)pg;
-    if (fr__loader_gone(ld) || !refresh_step_ok(ld, res, "refresh"))
+    if (fr__loader_gone(ld) || !refresh_step_ok(ld, res, r->all ? PGRES_COMMAND_OK : PGRES_TUPLES_OK, "refresh"))
         return;
-    fr__rows_from_result(&r->rows, res, true);
+    if (r->all)
+        r->changed = (size_t)strtoull(PQcmdTuples(res), NULL, 10); /* INSERT 0 n into fr_changed */
+    else
+        fr__rows_from_result(&r->rows, res, true);
     if (r->all)
         m->day = r->day;
     fr_format_date(r->day, day);
@@ -534,8 +627,7 @@ static void on_refreshed(fr_pg_t *pg, PGresult *res, void *data)
             return;
         }
         publish_model_event(ld);
-        r->cache_i = 0;
-        next_cache(ld);
+        start_caches(ld);
     }
 }
 
@@ -603,7 +695,7 @@ static void on_tested(fr_pg_t *pg, PGresult *res, void *data)
     const char *params[2];
 
     (void)pg;
-    if (fr__loader_gone(ld) || !refresh_step_ok(ld, res, "data tests"))
+    if (fr__loader_gone(ld) || !refresh_step_ok(ld, res, PGRES_TUPLES_OK, "data tests"))
         return;
     if (PQntuples(res) > 0) {
         report_test_failure(ld, res);
@@ -674,8 +766,7 @@ static void on_committed(fr_pg_t *pg, PGresult *res, void *data)
         return;
     }
     publish_model_event(ld);
-    r->cache_i = 0;
-    next_cache(ld);
+    start_caches(ld);
 }
 
 /* ---- the model lock -------------------------------------------------------------
@@ -794,6 +885,12 @@ static void refresh_locked(struct loader *ld)
 
     params[0] = r->keys_arr;
     params[1] = r->now;
+    if (r->all && fr_pg_query(ld->refresh_pg, FR_SQL_CHANGED_RESET, 0, NULL, NULL, on_reset, NULL) != 0) {
+        restore_keys(r);
+        m->retry_at_ms = fr_mono_ms() + LD_RETRY_MS;
+        r->done(ld, -ENOTCONN);
+        return;
+    }
     if (m->test_sql) {
         /* Data tests first, in the refresh's transaction. */
         r->txn = true;

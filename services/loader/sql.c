@@ -530,9 +530,26 @@ void fr_sql_model_refresh(struct fr_buf *s, const struct fr_model *m, bool all)
     }
     (void)fr_buf_puts(s, ") RETURNING ");
     put_col_list(s, m, "fr_m.", NULL);
+    if (all) {
+        /* Every row may change: kept on the server, read in pages. */
+        (void)fr_buf_puts(s, ")\nINSERT INTO pg_temp.fr_changed (deleted, v) SELECT false, ARRAY[");
+        put_col_list(s, m, NULL, "::text");
+        (void)fr_buf_puts(s, "] FROM fr_up UNION ALL SELECT true, ARRAY[");
+        put_col_list(s, m, NULL, "::text");
+        (void)fr_buf_puts(s, "] FROM fr_del");
+        return;
+    }
     (void)fr_buf_puts(s, ")\nSELECT false, ");
     put_col_list(s, m, NULL, "::text");
     (void)fr_buf_puts(s, " FROM fr_up UNION ALL SELECT true, ");
     put_col_list(s, m, NULL, "::text");
     (void)fr_buf_puts(s, " FROM fr_del");
+}
+
+void fr_sql_model_page(struct fr_buf *s, const struct fr_model *m)
+{
+    (void)fr_buf_puts(s, "SELECT deleted");
+    for (size_t i = 0; i < m->n_columns; i++)
+        (void)fr_buf_printf(s, ", v[%zu]", i + 1);
+    (void)fr_buf_puts(s, " FROM pg_temp.fr_changed WHERE id > $1::bigint AND id <= $2::bigint ORDER BY id");
 }

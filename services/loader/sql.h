@@ -108,7 +108,18 @@ void fr_sql_retain(struct fr_buf *s, const struct fr_dataset *ds);
  * statement of a full refresh, run with $1 NULL. Computes the model's SQL,
  * upserts the rows that changed, deletes the rows of the recomputed keys it
  * no longer yields (a keyed refresh of a composite-key model deletes none),
- * and returns deleted (bool), then every column as text. */
+ * and returns deleted (bool), then every column as text. A full refresh
+ * instead keeps those rows in the session's pg_temp.fr_changed
+ * (FR_SQL_CHANGED_*: ids 1..n in order), read by fr_sql_model_page, so the
+ * loader's memory does not grow with the model. */
 void fr_sql_model_refresh(struct fr_buf *s, const struct fr_model *m, bool all);
+/* Rows $1 < id <= $2 of pg_temp.fr_changed, shaped as a keyed refresh's
+ * result (deleted, then every column as text). */
+void fr_sql_model_page(struct fr_buf *s, const struct fr_model *m);
+/* Created on every connect of the refresh connection (main.c), emptied
+ * before and after each full refresh. */
+#define FR_SQL_CHANGED_CREATE                                                                                        \
+    "CREATE TEMP TABLE fr_changed (id bigserial PRIMARY KEY, deleted bool NOT NULL, v text[] NOT NULL)"
+#define FR_SQL_CHANGED_RESET "TRUNCATE pg_temp.fr_changed RESTART IDENTITY"
 
 #endif

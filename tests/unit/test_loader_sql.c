@@ -367,18 +367,23 @@ static void test_model_refresh(void **state)
                "FROM fr_del");
     /* the full refresh ($1 null): every row the model no longer yields goes */
     fr_sql_model_refresh(&b, model("panel"), true);
-    expect(&b, "WITH fr_args AS (SELECT $1::text[] AS keys, $2::timestamptz AS now),\n"
-               "fr_new AS (\n"
-               "SELECT id, count(*) AS n FROM t.ev\n"
-               "WHERE $1::text[] IS NULL OR id::text = ANY ($1) GROUP BY id\n"
-               "),\n"
-               "fr_up AS (INSERT INTO \"t\".\"panel\" AS fr_t (\"id\", \"n\") SELECT \"id\", \"n\" FROM fr_new ON "
-               "CONFLICT (\"id\") DO UPDATE SET \"n\" = EXCLUDED.\"n\" WHERE (fr_t.\"id\", fr_t.\"n\") IS DISTINCT "
-               "FROM (EXCLUDED.\"id\", EXCLUDED.\"n\") RETURNING fr_t.\"id\", fr_t.\"n\"),\n"
-               "fr_del AS (DELETE FROM \"t\".\"panel\" AS fr_m WHERE NOT EXISTS (SELECT 1 FROM fr_new fr_n WHERE "
-               "fr_n.\"id\" = fr_m.\"id\") RETURNING fr_m.\"id\", fr_m.\"n\")\n"
-               "SELECT false, \"id\"::text, \"n\"::text FROM fr_up UNION ALL SELECT true, \"id\"::text, \"n\"::text "
-               "FROM fr_del");
+    expect(&b,
+           "WITH fr_args AS (SELECT $1::text[] AS keys, $2::timestamptz AS now),\n"
+           "fr_new AS (\n"
+           "SELECT id, count(*) AS n FROM t.ev\n"
+           "WHERE $1::text[] IS NULL OR id::text = ANY ($1) GROUP BY id\n"
+           "),\n"
+           "fr_up AS (INSERT INTO \"t\".\"panel\" AS fr_t (\"id\", \"n\") SELECT \"id\", \"n\" FROM fr_new ON "
+           "CONFLICT (\"id\") DO UPDATE SET \"n\" = EXCLUDED.\"n\" WHERE (fr_t.\"id\", fr_t.\"n\") IS DISTINCT "
+           "FROM (EXCLUDED.\"id\", EXCLUDED.\"n\") RETURNING fr_t.\"id\", fr_t.\"n\"),\n"
+           "fr_del AS (DELETE FROM \"t\".\"panel\" AS fr_m WHERE NOT EXISTS (SELECT 1 FROM fr_new fr_n WHERE "
+           "fr_n.\"id\" = fr_m.\"id\") RETURNING fr_m.\"id\", fr_m.\"n\")\n"
+           "INSERT INTO pg_temp.fr_changed (deleted, v) SELECT false, ARRAY[\"id\"::text, \"n\"::text] FROM fr_up "
+           "UNION ALL SELECT true, ARRAY[\"id\"::text, \"n\"::text] FROM fr_del");
+    /* its changed rows, a page at a time, as a keyed refresh returns them */
+    fr_sql_model_page(&b, model("panel"));
+    expect(&b, "SELECT deleted, v[1], v[2] FROM pg_temp.fr_changed WHERE id > $1::bigint AND id <= $2::bigint ORDER "
+               "BY id");
     /* composite key, key columns only: full refreshes, nothing to update */
     fr_sql_model_refresh(&b, model("pairs"), true);
     expect(
@@ -391,8 +396,8 @@ static void test_model_refresh(void **state)
         "(\"a\", \"b\") DO NOTHING RETURNING fr_t.\"a\", fr_t.\"b\"),\n"
         "fr_del AS (DELETE FROM \"t\".\"pairs\" AS fr_m WHERE NOT EXISTS (SELECT 1 FROM "
         "fr_new fr_n WHERE fr_n.\"a\" = fr_m.\"a\" AND fr_n.\"b\" = fr_m.\"b\") RETURNING fr_m.\"a\", fr_m.\"b\")\n"
-        "SELECT false, \"a\"::text, \"b\"::text FROM fr_up UNION ALL SELECT true, \"a\"::text, \"b\"::text FROM "
-        "fr_del");
+        "INSERT INTO pg_temp.fr_changed (deleted, v) SELECT false, ARRAY[\"a\"::text, \"b\"::text] FROM fr_up UNION "
+        "ALL SELECT true, ARRAY[\"a\"::text, \"b\"::text] FROM fr_del");
     fr_buf_deinit(&b);
 }
 

@@ -1,0 +1,65 @@
+"""e2e: a model refreshed for many keys at once, on the real daemons.
+
+The players pipeline with 100,000-row batches. One batch of 60,000 players,
+a scored match each, touches more keys than a keyed refresh is worth
+(50,000): one full refresh, whose 60,000 new rows the loader reads back from
+PostgreSQL 5,000 at a time (not all at once into its memory), and every
+cache key must be written, the last page's as the first's. Then a batch of
+12,000 of them, a second match each: 12,000 keys, refreshed 5,000 at a time,
+every one reached, the others untouched."""
+import os
+import shutil
+import sys
+
+sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "lib"))
+from harness import SRC, Stack, TestRun, tmpdir, wait_until  # noqa: E402
+
+N = 60000
+M = 12000
+HEADER = "name,player_id,date_utc,country,platform,timestamp_utc,deposit_amount,tournament_score\n"
+
+
+def pipeline_dir():
+    """pipelines/players with batches of up to 100,000 rows."""
+    d = os.path.join(tmpdir("freshet-pages-"), "players")
+    shutil.copytree(os.path.join(SRC, "pipelines", "players"), d)
+    p = os.path.join(d, "pipeline.yaml")
+    y = open(p).read()
+    assert "rows: 50000" in y
+    open(p, "w").write(y.replace("rows: 50000", "rows: 100000"))
+    return d
+
+
+def scores(stack):
+    """score_perc_50_last_5_days of the N players' cache hashes, pipelined."""
+    p = stack.redis.client().pipeline(transaction=False)
+    for i in range(N):
+        p.hget("user_panel:p%05d" % i, "score_perc_50_last_5_days")
+    return p.execute()
+
+
+def matches(n, day, score):
+    return "".join("srvTournamentFinished,p%05d,%s,DE,ios,%sT10:00:00Z,,%d\n" % (i, day, day, score)
+                   for i in range(n))
+
+
+def main(t):
+    stack = t.stack = Stack(pipelines=pipeline_dir(), now="2024-06-17T12:00:00Z").start()
+    stack.drop("players", "events", "many.csv", HEADER + matches(N, "2024-06-16", 10))
+    wait_until(lambda: stack.pg.scalar("SELECT count(*) FROM players.user_panel") == N, 120,
+               what="a panel row for every player")
+    wait_until(lambda: scores(stack) == [b"10"] * N, 120, what="every cache key written (median 10)")
+    log = stack["loader"].log()
+    t.check("refreshed (all keys): %d rows changed" % N in log,
+            "one full refresh changed the %d rows (a batch of more than 50,000 keys)" % N)
+
+    stack.drop("players", "events", "some.csv", HEADER + matches(M, "2024-06-17", 20))
+    want = [b"15"] * M + [b"10"] * (N - M)  # median of 10 and 20 for the M players
+    wait_until(lambda: scores(stack) == want, 120, what="the %d touched keys rewritten, no other" % M)
+    t.eq(stack.pg.scalar("SELECT count(*) FROM players.user_panel WHERE score_perc_50_last_5_days = 15"), M,
+         "the touched players' rows recomputed")
+    t.eq(stack["loader"].stop(), 0, "loader exits 0")
+
+
+if __name__ == "__main__":
+    TestRun("e2e_model_pages").run(main)
