@@ -35,11 +35,13 @@
  * Admin port (default 127.0.0.1:9102): /metrics /healthz /readyz. */
 #include <errno.h>
 #include <limits.h>
-#include <malloc.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
+#ifdef __GLIBC__
+#include <malloc.h> /* mallopt */
+#endif
 
 #include "loader_int.h"
 #include "log.h"

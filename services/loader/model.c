@@ -164,10 +164,13 @@ void fr__model_touch_all(struct loader *ld, const struct ld_stream *st)
     }
 }
 
-/* Select model `up` refreshed: the models reading it are stale for the keys
- * of its changed rows (their values of the reader's key column), or in
- * full when `up` has no such column or was refreshed in full. */
-static void touch_readers(struct loader *ld, const struct ld_model *up, const struct ld_rows *rows, bool all)
+/* Select model `up` refreshed and changed `changed` rows: the models
+ * reading it are stale for the keys of its changed rows (their values of
+ * the reader's key column, in `rows`), or in full when `up` has no such
+ * column or was refreshed in full (its rows were read in pages: `rows` is
+ * not used then). */
+static void touch_readers(struct loader *ld, const struct ld_model *up, const struct ld_rows *rows, bool all,
+                          size_t changed)
 {
     uint64_t now = fr_mono_ms();
 
@@ -175,7 +178,7 @@ static void touch_readers(struct loader *ld, const struct ld_model *up, const st
         struct ld_model *m = &ld->models[i];
         int ci;
 
-        if (!reads_model(m, up) || rows->n_rows == 0)
+        if (!reads_model(m, up) || changed == 0)
             continue;
         m->hold = false;
         if (!m->first_touch_ms)
@@ -218,7 +221,8 @@ static bool upstream_pending(const struct loader *ld, const struct ld_model *m)
 struct ld_model *fr__model_due(struct loader *ld, bool stream_idle, uint64_t *wait_ms)
 {
     uint64_t now = fr_mono_ms();
-    uint64_t best = UINT64_MAX;
+    uint64_t best_due = UINT64_MAX;
+    struct ld_model *best_m = NULL;
 
     for (size_t i = 0; i < ld->n_models; i++) {
         struct ld_model *m = &ld->models[i];
@@ -241,14 +245,19 @@ struct ld_model *fr__model_due(struct loader *ld, bool stream_idle, uint64_t *wa
             due = m->last_end_ms + m->last_cost_ms;
         if (m->retry_at_ms > due)
             due = m->retry_at_ms;
-        if (due <= now) {
-            *wait_ms = 0;
-            return m;
+        /* The one due first: a model left due by a chunked refresh (its
+         * other keys were touched at the take, below) queues behind models
+         * waiting longer, instead of taking every turn. */
+        if (due < best_due) {
+            best_due = due;
+            best_m = m;
         }
-        if (due - now < best)
-            best = due - now;
     }
-    *wait_ms = best;
+    if (best_m && best_due <= now) {
+        *wait_ms = 0;
+        return best_m;
+    }
+    *wait_ms = best_m ? best_due - now : UINT64_MAX;
     return NULL;
 }
 
@@ -434,7 +443,7 @@ static void finish_refresh(struct loader *ld)
         fr_pg_query(ld->refresh_pg, FR_SQL_CHANGED_RESET, 0, NULL, NULL, on_reset, NULL) != 0)
         fr_debug("model %s: fr_changed left for the next full refresh", r->model->state_name);
 
-    touch_readers(ld, r->model, &r->rows, r->all);
+    touch_readers(ld, r->model, &r->rows, r->all, changed_count(r));
     fr__rows_deinit(&r->rows);
     fr__keyset_deinit(&r->keys);
     r->model->retry_at_ms = 0;
@@ -496,12 +505,21 @@ static void on_page(fr_pg_t *pg, PGresult *res, void *data)
 {
     struct loader *ld = data;
     struct ld_refresh *r = &ld->refresh;
+    size_t want;
 
     (void)pg;
     if (fr__loader_gone(ld))
         return;
     if (!res || PQresultStatus(res) != PGRES_TUPLES_OK) {
         pages_lost(ld, res ? PQresultErrorMessage(res) : "connection lost");
+        return;
+    }
+    want = r->changed - r->page_from < LD_PAGE_ROWS ? r->changed - r->page_from : LD_PAGE_ROWS;
+    if ((size_t)PQntuples(res) != want) {
+        /* Ids 1..changed no longer there: the connection was replaced
+         * between pages (a new session, a new empty table), or the reset
+         * before the refresh failed. */
+        pages_lost(ld, "a page came back short");
         return;
     }
     fr__rows_deinit(&r->rows);
@@ -850,9 +868,12 @@ void fr__model_refresh(struct loader *ld, struct ld_model *m, ld_done_cb done)
     r->all = m->all || m->key_col < 0;
     fr__keyset_init(&r->keys);
     if (!r->all && m->touched.n > LD_REFRESH_KEYS) {
-        /* A bounded share: the rest stay touched and due (first_touch_ms
-         * kept), so the next refresh follows this one. */
+        /* A bounded share: the rest stay touched, due coalesce_ms from now,
+         * so the next refresh follows this one unless another model has
+         * waited longer (fr__model_due). */
         fr__keyset_take(&r->keys, &m->touched, LD_REFRESH_KEYS, &m->take_cursor);
+        m->first_touch_ms = fr_mono_ms();
+        m->last_touch_ms = m->first_touch_ms;
     } else {
         r->keys = m->touched;
         fr__keyset_init(&m->touched);

@@ -513,9 +513,13 @@ void fr_sql_model_refresh(struct fr_buf *s, const struct fr_model *m, bool all)
     fr_buf_sql_ident(s, m->table);
     (void)fr_buf_puts(s, " AS fr_m WHERE ");
     if (!all && key_col >= 0) {
+        /* The keys are text: a text key column is matched through its index,
+         * another as text, as the keys were made (a cast of the keys could
+         * fail, or match rows the model's own text filter did not yield). */
         (void)fr_buf_puts(s, "fr_m.");
         fr_buf_sql_ident(s, m->key[0]);
-        (void)fr_buf_printf(s, " = ANY ($1::text[]::%s[]) AND ", fr_type_sql(m->columns[key_col].type));
+        (void)fr_buf_puts(s, m->columns[key_col].type == FR_T_TEXT ? " = ANY ($1::text[]) AND "
+                                                                   : "::text = ANY ($1::text[]) AND ");
     } else if (!all) {
         (void)fr_buf_puts(s, "false AND "); /* a composite key: only a full refresh deletes */
     }

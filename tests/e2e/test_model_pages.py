@@ -4,9 +4,10 @@ The players pipeline with 100,000-row batches. One batch of 60,000 players,
 a scored match each, touches more keys than a keyed refresh is worth
 (50,000): one full refresh, whose 60,000 new rows the loader reads back from
 PostgreSQL 5,000 at a time (not all at once into its memory), and every
-cache key must be written, the last page's as the first's. Then a batch of
-12,000 of them, a second match each: 12,000 keys, refreshed 5,000 at a time,
-every one reached, the others untouched."""
+cache key must be written, the last page's as the first's, and a model
+reading user_panel must follow. Then a batch of 12,000 of them, a second
+match each: 12,000 keys, refreshed 5,000 at a time, every one reached, the
+others untouched."""
 import os
 import shutil
 import sys
@@ -19,14 +20,29 @@ M = 12000
 HEADER = "name,player_id,date_utc,country,platform,timestamp_utc,deposit_amount,tournament_score\n"
 
 
+READER = """
+  # players by country, read from user_panel: touched by its refreshes only
+  countries:
+    sql: models/countries.sql
+    inputs: [user_panel]
+    key: [country]
+    columns:
+      - {name: country, type: text}
+      - {name: players, type: bigint}
+"""
+
+
 def pipeline_dir():
-    """pipelines/players with batches of up to 100,000 rows."""
+    """pipelines/players with batches of up to 100,000 rows, and a model reading user_panel."""
     d = os.path.join(tmpdir("freshet-pages-"), "players")
     shutil.copytree(os.path.join(SRC, "pipelines", "players"), d)
     p = os.path.join(d, "pipeline.yaml")
     y = open(p).read()
-    assert "rows: 50000" in y
-    open(p, "w").write(y.replace("rows: 50000", "rows: 100000"))
+    assert "rows: 50000" in y and "\ncaches:\n" in y
+    open(p, "w").write(y.replace("rows: 50000", "rows: 100000").replace("\ncaches:\n", READER + "\ncaches:\n"))
+    with open(os.path.join(d, "models", "countries.sql"), "w") as f:
+        f.write("SELECT country, count(*) AS players FROM players.user_panel\n"
+                "WHERE $1::text[] IS NULL OR country = ANY ($1::text[]) GROUP BY country\n")
     return d
 
 
@@ -52,6 +68,9 @@ def main(t):
     log = stack["loader"].log()
     t.check("refreshed (all keys): %d rows changed" % N in log,
             "one full refresh changed the %d rows (a batch of more than 50,000 keys)" % N)
+    # the model reading user_panel follows its full refresh
+    wait_until(lambda: stack.pg.query("SELECT country, players FROM players.countries") == [("DE", N)], 60,
+               what="countries recomputed after user_panel's full refresh")
 
     stack.drop("players", "events", "some.csv", HEADER + matches(M, "2024-06-17", 20))
     want = [b"15"] * M + [b"10"] * (N - M)  # median of 10 and 20 for the M players

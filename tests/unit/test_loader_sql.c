@@ -349,8 +349,9 @@ static void test_model_refresh(void **state)
 
     (void)state;
     fr_buf_init(&b, 0);
-    /* one key column: incremental by $1, the recomputed rows found through
-     * the key's index; the SQL file's trailing ; goes */
+    /* one key column: incremental by $1 (a bigint key compared as text, as
+     * the keys are made; a text key through its index); the SQL file's
+     * trailing ; goes */
     fr_sql_model_refresh(&b, model("panel"), false);
     expect(&b, "WITH fr_args AS (SELECT $1::text[] AS keys, $2::timestamptz AS now),\n"
                "fr_new AS (\n"
@@ -360,7 +361,7 @@ static void test_model_refresh(void **state)
                "fr_up AS (INSERT INTO \"t\".\"panel\" AS fr_t (\"id\", \"n\") SELECT \"id\", \"n\" FROM fr_new ON "
                "CONFLICT (\"id\") DO UPDATE SET \"n\" = EXCLUDED.\"n\" WHERE (fr_t.\"id\", fr_t.\"n\") IS DISTINCT "
                "FROM (EXCLUDED.\"id\", EXCLUDED.\"n\") RETURNING fr_t.\"id\", fr_t.\"n\"),\n"
-               "fr_del AS (DELETE FROM \"t\".\"panel\" AS fr_m WHERE fr_m.\"id\" = ANY ($1::text[]::bigint[]) AND "
+               "fr_del AS (DELETE FROM \"t\".\"panel\" AS fr_m WHERE fr_m.\"id\"::text = ANY ($1::text[]) AND "
                "NOT EXISTS (SELECT 1 FROM fr_new fr_n WHERE fr_n.\"id\" = fr_m.\"id\") RETURNING "
                "fr_m.\"id\", fr_m.\"n\")\n"
                "SELECT false, \"id\"::text, \"n\"::text FROM fr_up UNION ALL SELECT true, \"id\"::text, \"n\"::text "
