@@ -192,6 +192,10 @@ def main(t):
     cols = "player_id,country,avg_price_10,last_weighted_daily_matches_count_10_played_days," \
            "active_days_since_last_purchase,score_perc_50_last_5_days"
     t.eq(rc.get("fr:cachefields:user_panel"), cols.encode(), "fr:cachefields:user_panel names the model's columns")
+    # every loader's start-up resync done first: a late one (its model lock taken by another loader's
+    # refresh, so tried again later) would write the record back after the change below
+    wait_until(lambda: all("cache user_panel resynced" in ld.log() for ld in loaders), 60,
+               what="every loader's start-up resync")
     some = rows[0][0]
     rc.hset("user_panel:" + some, "dropped_column", "1")
     rc.set("fr:cachefields:user_panel", "player_id,country,dropped_column")
