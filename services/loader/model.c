@@ -522,8 +522,7 @@ static void on_page(fr_pg_t *pg, PGresult *res, void *data)
         pages_lost(ld, "a page came back short");
         return;
     }
-    fr__rows_deinit(&r->rows);
-    fr__rows_from_result(&r->rows, res, true);
+    fr__rows_from_result(&r->rows, res, true); /* next_page emptied r->rows */
     r->page_from += LD_PAGE_ROWS;
     r->cache_i = 0;
     next_cache(ld);
