@@ -150,6 +150,10 @@ static size_t take_entries(struct loader *ld, struct ld_stream *st, const redisR
                     e->batch = fr_xmalloc(e->batch_len + 1);
                     memcpy(e->batch, val->str, e->batch_len);
                     e->batch[e->batch_len] = '\0';
+                } else if (name->len == 4 && memcmp(name->str, "rows", 4) == 0) {
+                    int64_t rows;
+                    if (fr_parse_i64(val->str, val->len, &rows) && rows > 0 && rows <= LD_GROUP_ROWS)
+                        e->rows = (size_t)rows;
                 } else if (name->len == 2 && memcmp(name->str, "id", 2) == 0 && !e->batch_id &&
                            val->len <= FR_BATCH_ID_LEN) {
                     e->batch_id = fr_xstrndup(val->str, val->len);

@@ -295,7 +295,7 @@ void fr__load_new_session(struct loader *ld)
 /* Distinct keys for the batch.loaded event: the dataset key when it is one
  * column, else the first single-column key of a model fed by it. Stops
  * counting past LD_EVENT_KEYS (the event then omits them). */
-static void event_keys(struct ld_load *l)
+static void event_keys_of(const struct ld_load *l, const fr_batch_t *b, struct fr_keyset *keys)
 {
     struct loader *ld = l->ld;
     const struct fr_dataset *ds = ds_of(l);
@@ -314,14 +314,19 @@ static void event_keys(struct ld_load *l)
                     col = m->m->key[0];
         }
     }
-    if (!col || !batch_has_col(l->b, col, &ci))
+    if (!col || !batch_has_col(b, col, &ci))
         return;
-    for (size_t r = 0; r < fr_batch_rows(l->b) && l->keys.n <= LD_EVENT_KEYS; r++) {
+    for (size_t r = 0; r < fr_batch_rows(b) && keys->n <= LD_EVENT_KEYS; r++) {
         size_t len;
-        const char *v = fr_batch_value(l->b, ci, r, &len);
+        const char *v = fr_batch_value(b, ci, r, &len);
         if (v)
-            (void)fr__keyset_add(&l->keys, v, len);
+            (void)fr__keyset_add(keys, v, len);
     }
+}
+
+static void event_keys(struct ld_load *l)
+{
+    event_keys_of(l, l->b, &l->keys);
 }
 
 static const char *op_name(enum fr_batch_op op)
@@ -417,6 +422,37 @@ static int send_row_dlq(struct ld_load *l)
     return 0;
 }
 
+/* batch.loaded of batch b (the load's, or one of its group's), keys: its
+ * distinct keys (event_keys_of). */
+static void publish_loaded(struct ld_load *l, const fr_batch_t *b, const struct fr_keyset *keys)
+{
+    struct fr_buf j;
+    const char *id = fr_batch_id(b);
+    char ts[32];
+
+    fr_buf_init(&j, 0);
+    fr_format_timestamp(fr_wall_us(), ts);
+    fr__event_begin(&j, "batch.loaded");
+    (void)fr_buf_puts(&j, ",\"dataset\":");
+    (void)fr_buf_json_str(&j, ds_of(l)->qname, strlen(ds_of(l)->qname));
+    (void)fr_buf_puts(&j, ",\"batch\":");
+    (void)fr_buf_json_str(&j, id, strlen(id));
+    (void)fr_buf_printf(&j, ",\"op\":\"%s\",\"rows\":%zu,\"loaded\":%zu,\"rejected\":", op_name(fr_batch_op(b)),
+                        fr_batch_rows(b), fr_batch_rows(b) - l->rej.n_rows);
+    put_rejected_json(&j, &l->rej);
+    (void)fr_buf_printf(&j, ",\"commit_time\":\"%s\"", ts);
+    if (l->version > 0) { /* the api's ETags (docs/routes.md "HTTP caching") */
+        fr_format_timestamp(l->version_us, ts);
+        (void)fr_buf_printf(&j, ",\"version\":%" PRId64 ",\"refreshed_at\":\"%s\"", l->version, ts);
+        if (l->aggv.len)
+            (void)fr_buf_printf(&j, ",\"versions\":{%.*s}", (int)l->aggv.len, l->aggv.data);
+    }
+    fr__json_keys(&j, "keys", keys);
+    (void)fr_buf_putc(&j, '}');
+    fr__loader_publish(l->ld, &j);
+    fr_buf_deinit(&j);
+}
+
 static void publish_outcome(struct ld_load *l)
 {
     struct loader *ld = l->ld;
@@ -425,27 +461,8 @@ static void publish_outcome(struct ld_load *l)
 
     fr_buf_init(&j, 0);
     if (l->outcome == LD_OUT_LOADED) {
-        char ts[32];
-        fr_format_timestamp(fr_wall_us(), ts);
-        fr__event_begin(&j, "batch.loaded");
-        (void)fr_buf_puts(&j, ",\"dataset\":");
-        (void)fr_buf_json_str(&j, ds_of(l)->qname, strlen(ds_of(l)->qname));
-        (void)fr_buf_puts(&j, ",\"batch\":");
-        (void)fr_buf_json_str(&j, id, strlen(id));
-        (void)fr_buf_printf(&j,
-                            ",\"op\":\"%s\",\"rows\":%zu,\"loaded\":%zu,\"rejected\":", op_name(fr_batch_op(l->b)),
-                            fr_batch_rows(l->b), fr_batch_rows(l->b) - l->rej.n_rows);
-        put_rejected_json(&j, &l->rej);
-        (void)fr_buf_printf(&j, ",\"commit_time\":\"%s\"", ts);
-        if (l->version > 0) { /* the api's ETags (docs/routes.md "HTTP caching") */
-            fr_format_timestamp(l->version_us, ts);
-            (void)fr_buf_printf(&j, ",\"version\":%" PRId64 ",\"refreshed_at\":\"%s\"", l->version, ts);
-            if (l->aggv.len)
-                (void)fr_buf_printf(&j, ",\"versions\":{%.*s}", (int)l->aggv.len, l->aggv.data);
-        }
         event_keys(l);
-        fr__json_keys(&j, "keys", &l->keys);
-        (void)fr_buf_putc(&j, '}');
+        publish_loaded(l, l->b, &l->keys);
     } else if (l->outcome == LD_OUT_DEAD) {
         fr__event_begin(&j, "batch.rejected");
         (void)fr_buf_puts(&j, ",\"dataset\":");
@@ -461,6 +478,53 @@ static void publish_outcome(struct ld_load *l)
     fr_buf_deinit(&j);
 }
 
+/* finish() of a group: every batch of it counted and announced as if
+ * loaded alone (the same version and commit). */
+static void finish_group(struct ld_load *l)
+{
+    struct loader *ld = l->ld;
+    struct ld_stream *st = l->e->st;
+    const char *id = batch_id_of(l);
+    double secs = (double)(fr_mono_ns() - l->t0_ns) / 1e9;
+    size_t rows = 0;
+
+    switch (l->outcome) {
+    case LD_OUT_LOADED:
+        for (size_t i = 0; i < l->n_group; i++) {
+            (*st->m_loaded)++;
+            *st->m_rows += fr_batch_rows(l->gb[i]);
+            rows += fr_batch_rows(l->gb[i]);
+            fr_histogram_observe(ld->m_batch_secs, secs);
+            if (!l->ack_lost) {
+                struct fr_keyset keys;
+                fr__keyset_init(&keys);
+                event_keys_of(l, l->gb[i], &keys);
+                publish_loaded(l, l->gb[i], &keys);
+                fr__keyset_deinit(&keys);
+            }
+        }
+        fr_log_kv(FR_LOG_DEBUG, "batch", id, "loaded %zu batches (%zu rows) into %s in one transaction in %.1f ms",
+                  l->n_group, rows, ds_of(l)->table, secs * 1e3);
+        break;
+    case LD_OUT_SPLIT:
+        fr_log_kv(FR_LOG_INFO, "batch", id, "a group of %zu batches of %s did not load (%s): loading them one by one",
+                  l->n_group, ds_of(l)->qname, l->reason);
+        break;
+    case LD_OUT_PG_LOST:
+        fr_log_kv(FR_LOG_WARN, "batch", id, "PostgreSQL lost while loading a group of %zu batches (%s): will retry",
+                  l->n_group, fr__load_state_name(l->prev));
+        break;
+    case LD_OUT_REDIS_LOST:
+        fr_log_kv(FR_LOG_WARN, "batch", id, "Redis lost while finishing a group of %zu batches (%s): will retry",
+                  l->n_group, fr__load_state_name(l->prev));
+        break;
+    case LD_OUT_DUPLICATE:
+    case LD_OUT_FAILED:
+    case LD_OUT_DEAD:
+        break; /* a group that fails splits instead */
+    }
+}
+
 static void finish(struct ld_load *l)
 {
     struct loader *ld = l->ld;
@@ -468,6 +532,10 @@ static void finish(struct ld_load *l)
     const char *id = batch_id_of(l);
     double secs = (double)(fr_mono_ns() - l->t0_ns) / 1e9;
 
+    if (l->n_group > 1) {
+        finish_group(l);
+        return;
+    }
     switch (l->outcome) {
     case LD_OUT_LOADED:
         (*st->m_loaded)++;
@@ -495,6 +563,8 @@ static void finish(struct ld_load *l)
         fr_log_kv(FR_LOG_WARN, "batch", id, "Redis lost while finishing (%s): will retry",
                   fr__load_state_name(l->prev));
         break;
+    case LD_OUT_SPLIT:
+        break; /* only a group splits */
     }
     if (l->outcome == LD_OUT_LOADED || l->outcome == LD_OUT_DEAD || l->outcome == LD_OUT_DUPLICATE) {
         if (st->fail_id && strcmp(st->fail_id, l->e->id) == 0) {
@@ -517,6 +587,21 @@ static int copy_fill(void *data, struct fr_buf *out)
 {
     struct ld_load *l = data;
 
+    if (l->n_group > 1) { /* every batch of the group, one after the other */
+        while (l->copy_b < l->n_group && out->len < LD_COPY_PART_BYTES) {
+            const fr_batch_t *b = l->gb[l->copy_b];
+            size_t n = fr_batch_rows(b), to = l->copy_next + 256 < n ? l->copy_next + 256 : n;
+            if (l->copy_next >= n) {
+                l->copy_b++;
+                l->copy_next = 0;
+                continue;
+            }
+            if (fr_batch_copy_text(b, l->copy_next, to, out) != 0)
+                return -1;
+            l->copy_next = to;
+        }
+        return l->copy_b < l->n_group ? 1 : 0;
+    }
     while (l->copy_next < l->hi && out->len < LD_COPY_PART_BYTES) {
         size_t to = l->copy_next + 256 < l->hi ? l->copy_next + 256 : l->hi;
         if (fr_batch_copy_text(l->b, l->copy_next, to, out) != 0)
@@ -524,6 +609,93 @@ static int copy_fill(void *data, struct fr_buf *out)
         l->copy_next = to;
     }
     return l->copy_next < l->hi ? 1 : 0;
+}
+
+/* LOAD_LEDGER of a group: one statement inserting every batch's ledger row
+ * (FR_SQL_LEDGER_INSERT_MANY); each row as LOAD_LEDGER writes it alone. */
+static int send_ledger_group(struct ld_load *l)
+{
+    struct fr_buf a[5]; /* ids, rows, raw paths, SHA-256s, keys */
+    const char *params[6];
+    int rc;
+
+    for (size_t k = 0; k < 5; k++) {
+        fr_buf_init(&a[k], 0);
+        (void)fr_buf_putc(&a[k], '{');
+    }
+    for (size_t i = 0; i < l->n_group; i++) {
+        const fr_batch_t *b = l->gb[i];
+        struct fr_keyset keys;
+        struct fr_buf lit;
+        fr__sql_array_elem(&a[0], fr_batch_id(b), i == 0);
+        (void)fr_buf_printf(&a[1], "%s%zu", i ? "," : "", fr_batch_rows(b));
+        fr__sql_array_elem(&a[2], fr_batch_raw_path(b), i == 0);
+        fr__sql_array_elem(&a[3], fr_batch_raw_sha256(b), i == 0);
+        fr__keyset_init(&keys);
+        fr_buf_init(&lit, 0);
+        event_keys_of(l, b, &keys);
+        if (keys.n && keys.n <= LD_EVENT_KEYS)
+            fr__sql_text_array(&lit, &keys);
+        fr__sql_array_elem(&a[4], lit.len ? lit.data : NULL, i == 0);
+        fr_buf_deinit(&lit);
+        fr__keyset_deinit(&keys);
+    }
+    for (size_t k = 0; k < 5; k++)
+        (void)fr_buf_putc(&a[k], '}');
+    params[0] = a[0].data;
+    params[1] = ds_of(l)->qname;
+    params[2] = a[1].data;
+    params[3] = a[2].data;
+    params[4] = a[3].data;
+    params[5] = a[4].data;
+    rc = fr_pg_query(l->ld->app->pg, FR_SQL_LEDGER_INSERT_MANY, 6, params, NULL, on_pg, l);
+    for (size_t k = 0; k < 5; k++)
+        fr_buf_deinit(&a[k]);
+    return rc;
+}
+
+static void on_group_ack(fr_redis_t *r, redisReply *reply, void *data)
+{
+    struct ld_load *l = data;
+
+    (void)r;
+    if (fr__loader_gone(l->ld))
+        return;
+    if (!reply || reply->type == REDIS_REPLY_ERROR) {
+        if (reply)
+            fr_warn("ack of a group led by %s failed: %s", l->e->id, reply->str);
+        l->acks_failed = true;
+    }
+    if (--l->acks_out > 0)
+        return;
+    l->ack_lost = l->acks_failed; /* the rest are read again and found in the ledger */
+    enter(l, LOAD_DONE);
+}
+
+/* LOAD_ACK of a group: one XACK per entry, pipelined. 0, or -ENOTCONN when
+ * none could be sent. */
+static int send_group_acks(struct ld_load *l)
+{
+    l->acks_out = 0;
+    l->acks_failed = false;
+    for (struct ld_entry *e = l->e; e; e = e->next) {
+        if (fr__consume_ack(l->ld, e->st, e->id, on_group_ack, l) != 0) {
+            l->acks_failed = true;
+            break;
+        }
+        l->acks_out++;
+    }
+    return l->acks_out ? 0 : -ENOTCONN;
+}
+
+/* A group's transaction will not commit: roll it back; main.c puts its
+ * entries back to load one by one (group.c). */
+static void split_group(struct ld_load *l, const char *why)
+{
+    set_reason(l, why);
+    l->outcome = LD_OUT_SPLIT;
+    l->rb_next = LOAD_DONE;
+    enter(l, LOAD_ROLLBACK);
 }
 
 /* The one transition function: checks the transition, then performs the
@@ -550,6 +722,10 @@ static void enter(struct ld_load *l, enum ld_load_state to)
         break;
     case LOAD_LEDGER: {
         char rows[24];
+        if (l->n_group > 1) {
+            rc = send_ledger_group(l);
+            break;
+        }
         const char *params[6];
         struct fr_buf keys;
         snprintf(rows, sizeof(rows), "%zu", fr_batch_rows(l->b));
@@ -590,6 +766,7 @@ static void enter(struct ld_load *l, enum ld_load_state to)
          * takes them (copy_fill), so the server parses while we encode. */
         fr_sql_copy(&s, ds, l->staged, l->cols, fr_batch_cols(l->b));
         l->copy_next = l->lo;
+        l->copy_b = 0;
         rc = fr_pg_copy_in_stream(ld->app->pg, s.data, copy_fill, l, on_pg, l);
         break;
     case LOAD_CHECK: {
@@ -683,7 +860,7 @@ static void enter(struct ld_load *l, enum ld_load_state to)
         break;
     }
     case LOAD_ACK:
-        rc = fr__consume_ack(ld, l->e->st, l->e->id, on_redis, l);
+        rc = l->n_group > 1 ? send_group_acks(l) : fr__consume_ack(ld, l->e->st, l->e->id, on_redis, l);
         if (rc != 0) {
             l->ack_lost = true;
             if (l->outcome != LD_OUT_LOADED)
@@ -718,6 +895,11 @@ static void enter(struct ld_load *l, enum ld_load_state to)
     case LOAD_DONE:
         fr_buf_deinit(&s);
         finish(l);
+        for (size_t i = 1; i < l->n_group; i++)
+            fr_batch_free(l->gb[i]);
+        free(l->gb);
+        l->gb = NULL;
+        l->n_group = 1;
         fr_batch_free(l->b);
         l->b = NULL;
         free(l->cols);
@@ -968,6 +1150,11 @@ static void on_pg(fr_pg_t *pg, PGresult *res, void *data)
             enter(l, LOAD_DONE);
             return;
         }
+        if (l->n_group > 1) {
+            const char *m = PQresultErrorField(res, PG_DIAG_MESSAGE_PRIMARY);
+            split_group(l, l->state == LOAD_AGGREGATE && l->prepare_failed ? l->reason : m ? m : "error");
+            return;
+        }
         if (l->state == LOAD_AGGREGATE && l->prepare_failed) {
             char why[sizeof(l->reason)];
             memcpy(why, l->reason, sizeof(why)); /* the PREPARE's error, not "transaction is aborted" */
@@ -989,6 +1176,10 @@ static void on_pg(fr_pg_t *pg, PGresult *res, void *data)
         enter(l, LOAD_LEDGER);
         return;
     case LOAD_LEDGER:
+        if (l->n_group > 1 && (size_t)PQntuples(res) != l->n_group) {
+            split_group(l, "a batch of it is in the ledger already");
+            return;
+        }
         if (PQntuples(res) == 0) {
             l->outcome = LD_OUT_DUPLICATE;
             l->rb_next = LOAD_ACK;
@@ -1059,10 +1250,14 @@ static void on_pg(fr_pg_t *pg, PGresult *res, void *data)
     case LOAD_COMMIT:
         if (l->version_failed || strcmp(PQcmdStatus(res), "COMMIT") != 0) {
             /* the version bump failed, so the transaction was rolled back */
+            if (l->n_group > 1) {
+                split_group(l, "raising the data version failed");
+                return;
+            }
             fail_batch(l, "raising the data version failed; the transaction was rolled back");
             return;
         }
-        if (l->ld->crash_after_commit) {
+        if (l->ld->crash_after_commit && l->n_group >= l->ld->crash_after_commit) {
             fr_log_kv(FR_LOG_WARN, "batch", fr_batch_id(l->b),
                       "FRESHET_TEST_CRASH_AFTER_COMMIT: killing myself after COMMIT, before XACK");
             raise(SIGKILL);
@@ -1073,7 +1268,8 @@ static void on_pg(fr_pg_t *pg, PGresult *res, void *data)
         if (fr_batch_op(l->b) == FR_OP_REPLACED)
             fr__model_touch_all(l->ld, l->e->st);
         else
-            fr__model_touch(l->ld, l->e->st, l->b);
+            for (size_t i = 0; i < l->n_group; i++)
+                fr__model_touch(l->ld, l->e->st, l->n_group > 1 ? l->gb[i] : l->b);
         fr__export_touch(l->ld, l->e->st->p, ds_of(l)->name);
         enter(l, LOAD_ACK);
         return;
@@ -1131,12 +1327,48 @@ static void on_redis(fr_redis_t *r, redisReply *reply, void *data)
     }
 }
 
+/* The entries chained behind the head (a group, group.c): each is decoded;
+ * the first that does not fit ends the group, and it and those after it go
+ * back to the queue. */
+static void group_decode(struct ld_load *l, struct ld_entry *rest)
+{
+    struct ld_entry *last = l->e;
+    size_t n = 1, rows = fr_batch_rows(l->b);
+    char err[FR_ERR_LEN];
+
+    for (struct ld_entry *e = rest; e; e = e->next)
+        n++;
+    l->gb = fr_xcalloc(n, sizeof(*l->gb));
+    l->gb[0] = l->b;
+    l->e->next = rest;
+    while (last->next) {
+        struct ld_entry *e = last->next;
+        fr_batch_t *b = fr_batch_decode(e->batch, e->batch_len, err);
+        if (!b || !fr__group_fits(l->b, b) || rows + fr_batch_rows(b) > LD_GROUP_ROWS) {
+            fr_batch_free(b);
+            break;
+        }
+        rows += fr_batch_rows(b);
+        l->gb[l->n_group++] = b;
+        last = e;
+    }
+    fr__group_return(l->ld, last->next, false);
+    last->next = NULL;
+    if (l->n_group == 1) {
+        free(l->gb);
+        l->gb = NULL;
+    }
+}
+
 void fr__load_start(struct loader *ld, struct ld_entry *e, ld_done_cb done)
 {
     struct ld_load *l = &ld->load;
+    struct ld_entry *rest = e->next; /* a group's other entries (group.c) */
     char err[FR_ERR_LEN];
 
+    e->next = NULL;
     memset(l, 0, sizeof(*l));
+    l->n_group = 1;
     l->ld = ld;
     l->state = LOAD_IDLE;
     l->e = e;
@@ -1147,6 +1379,10 @@ void fr__load_start(struct loader *ld, struct ld_entry *e, ld_done_cb done)
     l->keyed = e->st->ds->n_key > 0;
     l->staged = l->keyed || e->st->n_aggs > 0;
 
+    if (rest && (!e->batch || e->batch_len > FR_BATCH_MAX_BYTES)) {
+        fr__group_return(ld, rest, false);
+        rest = NULL;
+    }
     if (!e->batch) {
         /* Deleted from the stream while pending: nothing to load. */
         set_reason(l, "entry no longer in the stream");
@@ -1160,6 +1396,10 @@ void fr__load_start(struct loader *ld, struct ld_entry *e, ld_done_cb done)
         return;
     }
     l->b = fr_batch_decode(e->batch, e->batch_len, err);
+    if (rest && (!l->b || !check_batch(l))) {
+        fr__group_return(ld, rest, false);
+        rest = NULL;
+    }
     if (!l->b) {
         char why[FR_ERR_LEN + 32];
         snprintf(why, sizeof(why), "undecodable batch: %s", err);
@@ -1174,5 +1414,7 @@ void fr__load_start(struct loader *ld, struct ld_entry *e, ld_done_cb done)
     l->cols = batch_cols(l->b);
     l->lo = 0;
     l->hi = fr_batch_rows(l->b);
+    if (rest)
+        group_decode(l, rest);
     enter(l, LOAD_BEGIN);
 }

@@ -44,6 +44,9 @@
 #define LD_ISOLATE_PARTS     4096   /* parts one isolation may try; past it the batch fails whole */
 #define LD_TRIM_ACKS         128    /* this many acks trim the streams before the interval is up ... */
 #define LD_TRIM_MIN_MS       1000   /* ... at most this often */
+#define LD_GROUP_ENTRIES     64     /* queued batches of one append-only stream loaded in one transaction ... */
+#define LD_GROUP_ROWS        50000  /* ... holding at most this many rows ... */
+#define LD_GROUP_BYTES       (4u << 20) /* ... and this many encoded bytes (group.c) */
 
 struct loader;
 
@@ -99,6 +102,9 @@ static inline const char *fr__rows_val(const struct ld_rows *r, size_t row, size
 
 /* ---- SQL and JSON helpers ----------------------------------------------- */
 
+/* Appends one element of a PostgreSQL array literal: "v" quoted and
+ * escaped, or NULL; a comma before it unless first. */
+void fr__sql_array_elem(struct fr_buf *b, const char *v, bool first);
 /* Appends the elements as a PostgreSQL array literal {"a","b"}. */
 void fr__sql_text_array(struct fr_buf *b, const struct fr_keyset *keys);
 /* Appends ,"keys":[...] when 0 < n <= LD_EVENT_KEYS. */
@@ -212,6 +218,8 @@ enum ld_outcome {
     LD_OUT_DEAD,       /* dead-lettered and acked */
     LD_OUT_PG_LOST,    /* PostgreSQL connection lost: left pending */
     LD_OUT_REDIS_LOST, /* Redis lost during DLQ/ack: left pending */
+    LD_OUT_SPLIT,      /* a group's transaction did not commit (error, duplicate): rolled back, its
+                          entries go back to the queue to load one by one (group.c) */
 };
 
 /* One stream entry, copied out of the XREADGROUP reply. */
@@ -222,6 +230,8 @@ struct ld_entry {
     char *batch_id;        /* owned or NULL: the entry's "id" field */
     char *batch;           /* owned or NULL (entry deleted from the stream) */
     size_t batch_len;
+    size_t rows; /* the entry's "rows" field, 0 = absent (only sizes groups) */
+    bool single; /* load it alone: a group it was in did not commit */
 };
 void fr__entry_free(struct ld_entry *e);
 
@@ -230,7 +240,7 @@ struct ld_load {
     enum ld_load_state state;
     enum ld_load_state prev;    /* state before the current one (logs) */
     enum ld_load_state rb_next; /* after ROLLBACK: LOAD_ACK (duplicate) or LOAD_DONE/LOAD_DLQ */
-    struct ld_entry *e;         /* owned while running */
+    struct ld_entry *e;         /* owned while running: the batch, or the first of a group (e->next ...) */
     ld_done_cb done;            /* called once when the load ends (status 0; the outcome is here) */
     fr_batch_t *b;              /* owned or NULL (undecodable) */
     const char **cols;          /* owned or NULL: b's column names (borrowed from b), for sql.c */
@@ -260,6 +270,12 @@ struct ld_load {
     size_t parts;            /* parts tried */
     struct ld_rows part_rej; /* LOAD_CHECK's rejects of the current part, into rej once it loads */
     char fault_col[64];      /* column the server named in the current part's error, "" = none */
+    /* a group (group.c): n_group > 1 batches of one append-only stream in one transaction */
+    fr_batch_t **gb;  /* owned or NULL: the group's decoded batches, gb[0] == b (borrowed there) */
+    size_t n_group;   /* batches in this load, 1 unless grouped */
+    size_t copy_b;    /* LOAD_COPY of a group: the batch being encoded */
+    size_t acks_out;  /* LOAD_ACK of a group: XACK replies awaited */
+    bool acks_failed; /* LOAD_ACK of a group: a reply was NULL or an error */
 };
 /* Starts loading entry e (ownership taken). done(ld, 0) fires once at the
  * end, maybe before this returns; ld->load.outcome says how it went. */
@@ -268,6 +284,19 @@ const char *fr__load_state_name(enum ld_load_state s);
 /* The main connection is new, or the tables may have changed (a migration
  * ran): the loads' per-session state (fr_stage, PREPAREd statements) is gone. */
 void fr__load_new_session(struct loader *ld);
+
+/* ---- load groups (group.c) -------------------------------------------------------- */
+
+/* Takes the next load off the queue: its head entry, and when that entry's
+ * stream is append-only and plain (no constraints, no retention), the queued
+ * entries of the same stream right after it, up to LD_GROUP_ENTRIES,
+ * LD_GROUP_ROWS and LD_GROUP_BYTES, chained by e->next. NULL when empty. */
+struct ld_entry *fr__group_take(struct loader *ld);
+/* Puts a chain of entries back at the head of the queue, in order; single:
+ * each is then loaded alone. */
+void fr__group_return(struct loader *ld, struct ld_entry *chain, bool single);
+/* True when batch b may join a group led by batch `head` of the same stream. */
+bool fr__group_fits(const fr_batch_t *head, const fr_batch_t *b);
 
 /* ---- model refresh and caches (model.c, cache.c) -------------------------- */
 
@@ -463,9 +492,9 @@ struct loader {
     uint64_t backoff_until_ms; /* no load/read before this (monotonic ms) */
     uint64_t retry_at_ms;      /* migrations/groups retry not before this */
 
-    bool draining;           /* SIGTERM: finish in flight, then stop */
-    bool closed;             /* handles closed, app shut down */
-    bool crash_after_commit; /* FRESHET_TEST_CRASH_AFTER_COMMIT=1 */
+    bool draining;             /* SIGTERM: finish in flight, then stop */
+    bool closed;               /* handles closed, app shut down */
+    size_t crash_after_commit; /* FRESHET_TEST_CRASH_AFTER_COMMIT=n: die after a COMMIT of >= n batches, 0 = off */
 
     uv_timer_t tick; /* 1 s: day turn, claim, lag */
     uv_timer_t wake; /* runs the scheduler (0 ms kick or a wait) */

@@ -30,8 +30,9 @@
  *    absent field, and stale fields of removed columns go away too.
  *  - Dead letters of kind "batch" carry: batch, file (landing path of the
  *    raw payload, "" if none), line "0", reason, raw (the landing path).
- *  - Test hook: FRESHET_TEST_CRASH_AFTER_COMMIT=1 raises SIGKILL right after
- *    the first successful COMMIT of a batch, before its XACK.
+ *  - Test hook: FRESHET_TEST_CRASH_AFTER_COMMIT=n (n >= 1) raises SIGKILL
+ *    right after the first successful COMMIT of at least n batches (one
+ *    batch, or a group: group.c), before its XACK.
  * Admin port (default 127.0.0.1:9102): /metrics /healthz /readyz. */
 #include <errno.h>
 #include <limits.h>
@@ -49,16 +50,17 @@
 #include "sql.h"
 #include "status.h"
 
-static const char usage[] = "freshet-loader: loads batches from fr:stream:{pipeline}.{dataset} into PostgreSQL,\n"
-                            "refreshes models and their Redis caches.\n"
-                            "Environment: FRESHET_CONSUMER (consumer name, default the host name),\n"
-                            "  FRESHET_CLAIM_IDLE_MS (claim dead consumers' entries idle this long, default 30000),\n"
-                            "  FRESHET_TEST_CRASH_AFTER_COMMIT=1 (test hook: die after the first COMMIT).\n"
-                            "Commands (instead of the daemon; docs/loader.md):\n"
-                            "  backup --dataset PIPELINE.NAME --out FILE   the table to an Avro file\n"
-                            "  restore --dataset PIPELINE.NAME --in FILE   replace the table from an Avro file\n"
-                            "  (they use FRESHET_DATABASE_URL and FRESHET_REDIS_URL like the daemon and exit 1\n"
-                            "  when a server is not reached within 5 s)\n";
+static const char usage[] =
+    "freshet-loader: loads batches from fr:stream:{pipeline}.{dataset} into PostgreSQL,\n"
+    "refreshes models and their Redis caches.\n"
+    "Environment: FRESHET_CONSUMER (consumer name, default the host name),\n"
+    "  FRESHET_CLAIM_IDLE_MS (claim dead consumers' entries idle this long, default 30000),\n"
+    "  FRESHET_TEST_CRASH_AFTER_COMMIT=n (test hook: die after the first COMMIT of n or more batches).\n"
+    "Commands (instead of the daemon; docs/loader.md):\n"
+    "  backup --dataset PIPELINE.NAME --out FILE   the table to an Avro file\n"
+    "  restore --dataset PIPELINE.NAME --in FILE   replace the table from an Avro file\n"
+    "  (they use FRESHET_DATABASE_URL and FRESHET_REDIS_URL like the daemon and exit 1\n"
+    "  when a server is not reached within 5 s)\n";
 
 static void pump(struct loader *ld);
 
@@ -299,12 +301,15 @@ void fr__loader_job_done(struct loader *ld, enum ld_job job, int status)
 static void on_load_done(struct loader *ld, int status)
 {
     struct ld_load *l = &ld->load;
-    struct ld_entry *e = l->e;
+    struct ld_entry *e = l->e; /* a chain when it was a group */
     uint64_t now = fr_mono_ms();
+    size_t n = 0;
 
     (void)status;
     l->e = NULL;
     ld->job = JOB_NONE;
+    for (const struct ld_entry *x = e; x; x = x->next)
+        n++;
     switch (l->outcome) {
     case LD_OUT_LOADED:
         if (l->ack_lost) {
@@ -331,18 +336,28 @@ static void on_load_done(struct loader *ld, int status)
         drop_queue(ld);
         ld->backoff_until_ms = now + LD_RETRY_MS;
         break;
+    case LD_OUT_SPLIT:
+        /* A group that did not commit: its entries, one by one, next. */
+        fr__group_return(ld, e, true);
+        fr__loader_kick(ld);
+        return;
     }
     if ((l->outcome == LD_OUT_LOADED && !l->ack_lost) || l->outcome == LD_OUT_DUPLICATE ||
         l->outcome == LD_OUT_DEAD) {
         /* A burst of acknowledgements trims sooner than the interval. */
-        if (++ld->acks_since_trim >= LD_TRIM_ACKS && now - ld->last_ack_trim_ms >= LD_TRIM_MIN_MS && ld->redis_up &&
+        ld->acks_since_trim += n;
+        if (ld->acks_since_trim >= LD_TRIM_ACKS && now - ld->last_ack_trim_ms >= LD_TRIM_MIN_MS && ld->redis_up &&
             !ld->draining) {
             ld->acks_since_trim = 0;
             ld->last_ack_trim_ms = now;
             fr__trim_streams(ld);
         }
     }
-    fr__entry_free(e);
+    while (e) {
+        struct ld_entry *next = e->next;
+        fr__entry_free(e);
+        e = next;
+    }
     fr__loader_kick(ld);
 }
 
@@ -617,12 +632,7 @@ static void pump(struct loader *ld)
         if (ld->backoff_until_ms - now < wait)
             wait = ld->backoff_until_ms - now;
     } else if (ld->q_head) {
-        struct ld_entry *e = ld->q_head;
-        ld->q_head = e->next;
-        if (!ld->q_head)
-            ld->q_tail = NULL;
-        ld->q_len--;
-        e->next = NULL;
+        struct ld_entry *e = fr__group_take(ld); /* the head, or a group behind it */
         ld->job = JOB_LOAD;
         ld->read_ahead_sent = false;
         fr__load_start(ld, e, on_load_done);
@@ -734,7 +744,11 @@ static int loader_init(struct loader *ld, struct fr_app *app, char err[FR_ERR_LE
     } else if (gethostname(ld->consumer, sizeof(ld->consumer) - 1) != 0 || !ld->consumer[0]) {
         snprintf(ld->consumer, sizeof(ld->consumer), "loader");
     }
-    ld->crash_after_commit = crash && strcmp(crash, "1") == 0;
+    if (crash) {
+        int64_t n;
+        if (fr_parse_i64(crash, strlen(crash), &n) && n >= 1)
+            ld->crash_after_commit = (size_t)n;
+    }
     if (idle && *idle && (!fr_parse_i64(idle, strlen(idle), &idle_ms) || idle_ms < 100 || idle_ms > 86400000)) {
         snprintf(err, FR_ERR_LEN, "FRESHET_CLAIM_IDLE_MS '%s' is not a number of milliseconds in 100..86400000",
                  idle);
@@ -892,9 +906,16 @@ static void loader_deinit(struct loader *ld)
     free(ld->exports);
     drop_queue(ld);
     /* Work abandoned by a shutdown (callbacks returned early). */
+    for (size_t i = 1; ld->load.gb && i < ld->load.n_group; i++)
+        fr_batch_free(ld->load.gb[i]);
+    free(ld->load.gb);
     fr_batch_free(ld->load.b);
     free(ld->load.cols);
-    fr__entry_free(ld->load.e);
+    while (ld->load.e) {
+        struct ld_entry *next = ld->load.e->next;
+        fr__entry_free(ld->load.e);
+        ld->load.e = next;
+    }
     fr__keyset_deinit(&ld->load.keys);
     fr__keyset_deinit(&ld->refresh.keys);
     free(ld->refresh.keys_arr);

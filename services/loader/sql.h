@@ -20,6 +20,16 @@
 #define FR_SQL_LEDGER_INSERT                                                                                         \
     "INSERT INTO freshet.batches (batch_id, dataset, rows, raw_path, raw_sha256, keys) "                             \
     "VALUES ($1, $2, $3, NULLIF($4, ''), NULLIF($5, ''), $6::text[]) ON CONFLICT DO NOTHING RETURNING 1"
+/* The ledger rows of a group of batches (group.c), one statement: $1
+ * text[] batch ids, $2 the dataset, $3 int[] rows, $4 text[] raw paths, $5
+ * text[] their SHA-256, $6 text[] each batch's keys as an array literal (or
+ * NULL). One row back per batch inserted: fewer than the group's batches
+ * means some were loaded already. */
+#define FR_SQL_LEDGER_INSERT_MANY                                                                                    \
+    "INSERT INTO freshet.batches (batch_id, dataset, rows, raw_path, raw_sha256, keys) "                             \
+    "SELECT u.b, $2, u.r, NULLIF(u.p, ''), NULLIF(u.h, ''), u.k::text[] "                                            \
+    "FROM unnest($1::text[], $3::integer[], $4::text[], $5::text[], $6::text[]) AS u(b, r, p, h, k) "                \
+    "ON CONFLICT DO NOTHING RETURNING 1"
 /* The data versions a batch changes, + 1, the last statement before its
  * COMMIT (so their row locks are held only for the commit, and loads of one
  * dataset in parallel are not serialized by them): $1 text[] of the dataset

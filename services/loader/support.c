@@ -193,25 +193,33 @@ void fr__rows_deinit(struct ld_rows *r)
 
 /* ---- SQL --------------------------------------------------------------------- */
 
+void fr__sql_array_elem(struct fr_buf *b, const char *v, bool first)
+{
+    if (!first)
+        (void)fr_buf_putc(b, ',');
+    if (!v) {
+        (void)fr_buf_puts(b, "NULL");
+        return;
+    }
+    (void)fr_buf_putc(b, '"');
+    for (; *v; v++) {
+        if (*v == '"' || *v == '\\')
+            (void)fr_buf_putc(b, '\\');
+        (void)fr_buf_putc(b, *v);
+    }
+    (void)fr_buf_putc(b, '"');
+}
+
 void fr__sql_text_array(struct fr_buf *b, const struct fr_keyset *keys)
 {
     bool first = true;
 
     (void)fr_buf_putc(b, '{');
     for (size_t i = 0; i < keys->cap; i++) {
-        const char *k = keys->slots[i];
-        if (!k)
+        if (!keys->slots[i])
             continue;
-        if (!first)
-            (void)fr_buf_putc(b, ',');
+        fr__sql_array_elem(b, keys->slots[i], first);
         first = false;
-        (void)fr_buf_putc(b, '"');
-        for (; *k; k++) {
-            if (*k == '"' || *k == '\\')
-                (void)fr_buf_putc(b, '\\');
-            (void)fr_buf_putc(b, *k);
-        }
-        (void)fr_buf_putc(b, '"');
     }
     (void)fr_buf_putc(b, '}');
 }

@@ -137,13 +137,47 @@ static void test_take_small(void **state)
     fr__keyset_deinit(&to);
 }
 
+/* Array literal elements: quoted, quotes and backslashes escaped, NULL
+ * bare; and a literal of literals (a group's ledger keys). */
+static void test_array_literal(void **state)
+{
+    struct fr_buf b;
+    struct fr_keyset k;
+    (void)state;
+
+    fr_buf_init(&b, 0);
+    (void)fr_buf_putc(&b, '{');
+    fr__sql_array_elem(&b, "plain", true);
+    fr__sql_array_elem(&b, NULL, false);
+    fr__sql_array_elem(&b, "a\"b\\c,{d}", false);
+    fr__sql_array_elem(&b, "", false);
+    (void)fr_buf_putc(&b, '}');
+    assert_string_equal(b.data, "{\"plain\",NULL,\"a\\\"b\\\\c,{d}\",\"\"}");
+
+    fr__keyset_init(&k);
+    (void)fr__keyset_add(&k, "x\"y", 3);
+    fr_buf_reset(&b);
+    fr__sql_text_array(&b, &k);
+    assert_string_equal(b.data, "{\"x\\\"y\"}");
+    {
+        struct fr_buf outer;
+        fr_buf_init(&outer, 0);
+        (void)fr_buf_putc(&outer, '{');
+        fr__sql_array_elem(&outer, b.data, true);
+        (void)fr_buf_putc(&outer, '}');
+        /* the inner literal's quotes and backslashes escaped once more */
+        assert_string_equal(outer.data, "{\"{\\\"x\\\\\\\"y\\\"}\"}");
+        fr_buf_deinit(&outer);
+    }
+    fr__keyset_deinit(&k);
+    fr_buf_deinit(&b);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_add_merge),
-        cmocka_unit_test(test_take_all_once),
-        cmocka_unit_test(test_take_sweeps),
-        cmocka_unit_test(test_take_small),
+        cmocka_unit_test(test_add_merge),  cmocka_unit_test(test_take_all_once), cmocka_unit_test(test_take_sweeps),
+        cmocka_unit_test(test_take_small), cmocka_unit_test(test_array_literal),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
