@@ -16,7 +16,8 @@ stack in the same run, plus the load ceilings:
   day turn   on each settled base, before the freshness runs: the full
              user_panel computation (every player, $1 NULL) from
              player_days vs from the raw events, interleaved rounds, medians
-  memory     the loader's peak RSS (VmHWM) over each side's run
+  memory     the loader's peak RSS (VmHWM) over each side's run, and over a cache resync (Redis
+             restarted under the loader, on the settled base)
 
   bench/aggregate.py                 drives the sides, writes its section of bench/results.md
   bench/aggregate.py --side NAME     one side (after|after1m|before|nomodel), JSON on stdout
@@ -190,6 +191,21 @@ def day_turn(st, rounds):
     return {k: statistics.median(v) for k, v in out.items()}, n
 
 
+def resync(st):
+    """Redis restarted under the loader: it resyncs user_panel's cache (every key written, stale ones
+    deleted). Returns the time until a planted stale key is gone (the resync's last step) and the
+    loader's peak RSS over it (VmHWM reset first: /proc/PID/clear_refs)."""
+    r = st.redis.client()
+    r.hset("user_panel:zz-stale", "country", "XX")
+    with open("/proc/%d/clear_refs" % st["loader"].proc.pid, "w") as f:
+        f.write("5")
+    t0 = time.time()
+    st.redis.restart()
+    r = st.redis.client()
+    wait_until(lambda: not r.exists("user_panel:zz-stale"), 900, interval=0.2, what="the resync")
+    return time.time() - t0, hwm_kb(st, "loader") / 1024.0
+
+
 def hwm_kb(st, name):
     return B.MemSampler.status(st[name].proc.pid).get("VmHWM", 0)
 
@@ -231,6 +247,10 @@ def side(name):
             if name != "nomodel" and not FRESH_ONLY:
                 # on the base alone: the freshness runs below add millions of events on one day
                 res["day_turn"], res["players"] = day_turn(st, B.ROUNDS)
+            if name != "nomodel":
+                res["resync_s"], res["resync_hwm_mb"] = resync(st)
+                log("%s resync of every cache key: %.1f s, loader peak %.1f MB" % (name, res["resync_s"],
+                                                                               res["resync_hwm_mb"]))
             for rate in RATES:
                 try:
                     lat = freshness(st, rate, players)
@@ -322,6 +342,13 @@ def report(sides, started):
                       ("after, %s players" % "{:,}".format(BIG_PLAYERS), big)):
         if s_:
             lines.append("| %s | %.1f | < 64 MB |" % (label, s_["loader_hwm_mb"]))
+    rs = [(l_, s_) for l_, s_ in (("%s players" % "{:,}".format(PLAYERS), a),
+                                  ("%s players" % "{:,}".format(BIG_PLAYERS), big)) if s_ and s_.get("resync_s")]
+    if rs:
+        lines += ["", "| cache resync after a Redis restart (every key of user_panel written, stale ones deleted) | "
+                  "time (s) | loader peak RSS over it (MB) | target |", "|---|---|---|---|"]
+        for label, s_ in rs:
+            lines.append("| %s | %.1f | %.1f | < 64 MB |" % (label, s_["resync_s"], s_["resync_hwm_mb"]))
     lines += ["", "Load average at the end of the run: %.1f, %.1f, %.1f (1, 5, 15 min; 2 cores)." % os.getloadavg()]
     lines += ["", "Not measured here: %s." % (
         "the before side (BENCH_AGG_BEFORE_SRC/BIN unset)" if not b else "60 s runs (BENCH_FRESH_SECONDS=%d)" %

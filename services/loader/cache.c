@@ -5,7 +5,11 @@
  * to LD_CACHE_GROUP keys; on a Redis Cluster each key on its own (see
  * one_command). Commands of a group are pipelined and their replies
  * counted. A resync writes every row of the model, then SCANs the cache's
- * keys and deletes those the model no longer has. Uses app->redis, and one
+ * keys and deletes those the model no longer has; it holds neither the
+ * model nor the key set in memory: in one transaction on app->pg, it reads
+ * the model through a cursor LD_PAGE_ROWS rows at a time, writes each page,
+ * copies each SCAN page's keys into a temporary table, and reads back the
+ * keys no row has (the stale ones) a page at a time to DEL. Uses app->redis, and one
  * writer (ld->cw): a refresh's writes and a resync never overlap, as the
  * scheduler runs a resync only when no refresh is in flight. */
 #include <errno.h>
@@ -22,6 +26,7 @@
 
 static void group_done(struct ld_cachew *cw);
 static void scan_next(struct ld_cachew *cw);
+static void fetch_page(struct ld_cachew *cw);
 
 static void on_unlocked(fr_pg_t *pg, PGresult *res, void *data)
 {
@@ -43,8 +48,13 @@ static void finish(struct ld_cachew *cw, int status)
                 fr_debug("model %s: unlock not sent (the connection is going: it releases the lock)", params[0]);
     }
 
+    if (cw->txn) { /* a resync that did not reach its COMMIT */
+        cw->txn = false;
+        if (fr_pg_connected(ld->app->pg) &&
+            fr_pg_query(ld->app->pg, "ROLLBACK", 0, NULL, NULL, on_unlocked, NULL) != 0)
+            fr_debug("cache resync: ROLLBACK not sent (the connection is going: it ends the transaction)");
+    }
     fr__rows_deinit(&cw->own_rows);
-    fr__keyset_deinit(&cw->present);
     free(cw->cursor);
     cw->cursor = NULL;
     cw->done = NULL;
@@ -282,7 +292,9 @@ static void write_group(struct ld_cachew *cw)
     size_t end;
 
     if (cw->next >= cw->rows->n_rows) {
-        if (cw->resync) {
+        if (cw->resync && !cw->last_page) {
+            fetch_page(cw);
+        } else if (cw->resync) {
             free(cw->cursor);
             cw->cursor = fr_xstrdup("0");
             scan_next(cw);
@@ -329,21 +341,238 @@ void fr__cache_write(struct loader *ld, struct ld_cache *c, const struct ld_rows
     cw->rows = rows;
     cw->done = done;
     cw->fields_known = c->fields_known;
-    fr__keyset_init(&cw->present);
     write_group(cw);
 }
 
 /* ---- resync ---------------------------------------------------------------------- */
+
+/* A resync statement's result: false (and the resync ended) unless it is
+ * `want`. */
+static bool resync_ok(struct ld_cachew *cw, const PGresult *res, ExecStatusType want, const char *what)
+{
+    if (!res) {
+        cw->txn = false; /* the connection is gone, and the transaction with it */
+        finish(cw, -ENOTCONN);
+        return false;
+    }
+    if (PQresultStatus(res) != want) {
+        fr_error("cache %s: resync (%s) failed: %s", cw->cache->c->name, what, PQresultErrorMessage(res));
+        finish(cw, -EPROTO);
+        return false;
+    }
+    return true;
+}
+
+/* Statements whose result only matters when it is an error: the next
+ * statement's own result (aborted after a failure) ends the resync. */
+static void on_resync_step(fr_pg_t *pg, PGresult *res, void *data)
+{
+    struct ld_cachew *cw = data;
+
+    (void)pg;
+    if (fr__loader_gone(cw->ld) || !res)
+        return;
+    if (PQresultStatus(res) != PGRES_COMMAND_OK)
+        fr_warn("cache %s: resync: %s", cw->cache->c->name, PQresultErrorMessage(res));
+}
+
+static void on_row_page(fr_pg_t *pg, PGresult *res, void *data)
+{
+    struct ld_cachew *cw = data;
+
+    (void)pg;
+    if (fr__loader_gone(cw->ld) || !resync_ok(cw, res, PGRES_TUPLES_OK, "read the model"))
+        return;
+    fr__rows_deinit(&cw->own_rows);
+    fr__rows_from_result(&cw->own_rows, res, false);
+    cw->rows = &cw->own_rows;
+    cw->next = 0;
+    cw->last_page = cw->own_rows.n_rows < LD_PAGE_ROWS;
+    cw->total += cw->own_rows.n_rows;
+    write_group(cw);
+}
+
+/* The next page of the cursor fr_resync: the model's rows, or the stale
+ * keys once the SCAN is done. */
+static void fetch_page(struct ld_cachew *cw);
+static void on_stale_page(fr_pg_t *pg, PGresult *res, void *data);
+
+static int send_fetch(struct ld_cachew *cw, fr_pg_cb cb)
+{
+    char q[64];
+    snprintf(q, sizeof(q), "FETCH FORWARD %d FROM fr_resync", LD_PAGE_ROWS);
+    return fr_pg_query(cw->ld->app->pg, q, 0, NULL, NULL, cb, cw);
+}
+
+static void fetch_page(struct ld_cachew *cw)
+{
+    if (send_fetch(cw, on_row_page) != 0) {
+        cw->txn = false;
+        finish(cw, -ENOTCONN);
+    }
+}
+
+static void on_fields_set(fr_redis_t *r, redisReply *reply, void *data)
+{
+    (void)r;
+    (void)data;
+    if (reply && reply->type == REDIS_REPLY_ERROR)
+        fr_warn("cache fields record not written: %s", reply->str);
+}
+
+/* Every row written and every stale key deleted: the resync is done. */
+static void resync_done(struct ld_cachew *cw)
+{
+    struct loader *ld = cw->ld;
+    struct ld_cache *c = cw->cache;
+    struct fr_buf j;
+
+    fr_info("cache %s resynced: %zu keys in %.1f ms (%zu stale deleted)", c->c->name, cw->total,
+            (double)(fr_mono_ns() - cw->start_ns) / 1e6, cw->stale);
+    c->need_resync = false;
+    if (one_command(cw) && c->c->kind == FR_CACHE_HASH) {
+        /* every key written whole: its fields are the model's columns;
+         * the record tells the next resync (any loader) so */
+        char *k = fr_names_cache_fields(c->c->name);
+        char *v = fields_of(c->model->m);
+        const char *argv[] = {"SET", k, v};
+        if (fr_redis_commandv(ld->app->redis, 0, on_fields_set, NULL, 3, argv, NULL) != 0)
+            fr_warn("cache %s: fields record not sent (the next resync writes every key in full)", c->c->name);
+        c->fields_known = true;
+        free(k);
+        free(v);
+    }
+    fr_buf_init(&j, 0);
+    fr__event_begin(&j, "cache.refreshed");
+    (void)fr_buf_puts(&j, ",\"cache\":");
+    (void)fr_buf_json_str(&j, c->c->name, strlen(c->c->name));
+    (void)fr_buf_puts(&j, ",\"pipeline\":");
+    (void)fr_buf_json_str(&j, c->p->name, strlen(c->p->name));
+    (void)fr_buf_puts(&j, ",\"all\":true}");
+    fr__loader_publish(ld, &j);
+    fr_buf_deinit(&j);
+    finish(cw, 0);
+}
+
+static void on_committed(fr_pg_t *pg, PGresult *res, void *data)
+{
+    struct ld_cachew *cw = data;
+
+    (void)pg;
+    if (fr__loader_gone(cw->ld))
+        return;
+    cw->txn = false; /* committed, or ended with the connection */
+    if (!resync_ok(cw, res, PGRES_COMMAND_OK, "commit"))
+        return;
+    resync_done(cw);
+}
 
 static void on_del(fr_redis_t *r, redisReply *reply, void *data)
 {
     struct ld_cachew *cw = data;
 
     (void)r;
-    if (reply && reply->type == REDIS_REPLY_ERROR)
+    if (fr__loader_gone(cw->ld))
+        return;
+    if (!reply) {
+        finish(cw, -EIO);
+        return;
+    }
+    if (reply->type == REDIS_REPLY_ERROR)
         fr_warn("cache %s: DEL of stale keys failed: %s", cw->cache->c->name, reply->str);
+    if (!cw->last_page) {
+        if (send_fetch(cw, on_stale_page) != 0) {
+            cw->txn = false;
+            finish(cw, -ENOTCONN);
+        }
+        return;
+    }
+    if (fr_pg_query(cw->ld->app->pg, "COMMIT", 0, NULL, NULL, on_committed, cw) != 0) {
+        cw->txn = false;
+        finish(cw, -ENOTCONN);
+    }
 }
 
+/* A page of stale keys: DEL them (one command), then the next page. */
+static void on_stale_page(fr_pg_t *pg, PGresult *res, void *data)
+{
+    struct ld_cachew *cw = data;
+    int n;
+    char **keys;
+    const char **argv;
+    int rc;
+
+    (void)pg;
+    if (fr__loader_gone(cw->ld) || !resync_ok(cw, res, PGRES_TUPLES_OK, "find stale keys"))
+        return;
+    n = PQntuples(res);
+    cw->last_page = n < LD_PAGE_ROWS;
+    keys = fr_xcalloc((size_t)n + 1, sizeof(*keys));
+    argv = fr_xcalloc((size_t)n + 1, sizeof(*argv));
+    argv[0] = "DEL";
+    for (int i = 0; i < n; i++) {
+        keys[i] = fr_names_cache(cw->cache->c->name, PQgetvalue(res, i, 0));
+        argv[i + 1] = keys[i];
+    }
+    if (n > 0) {
+        fr_info("cache %s: deleting %d stale keys", cw->cache->c->name, n);
+        cw->stale += (size_t)n;
+        rc = fr_redis_commandv(cw->ld->app->redis, 0, on_del, cw, n + 1, argv, NULL);
+    } else {
+        /* nothing to delete: the same path, a PING's reply standing for the DEL's */
+        const char *ping[] = {"PING"};
+        rc = fr_redis_commandv(cw->ld->app->redis, 0, on_del, cw, 1, ping, NULL);
+    }
+    for (int i = 0; i < n; i++)
+        free(keys[i]);
+    free(keys);
+    free(argv);
+    if (rc != 0)
+        finish(cw, -EIO);
+}
+
+static void on_stale_declared(fr_pg_t *pg, PGresult *res, void *data)
+{
+    struct ld_cachew *cw = data;
+
+    (void)pg;
+    if (fr__loader_gone(cw->ld) || !resync_ok(cw, res, PGRES_COMMAND_OK, "find stale keys"))
+        return;
+    if (send_fetch(cw, on_stale_page) != 0) {
+        cw->txn = false;
+        finish(cw, -ENOTCONN);
+    }
+}
+
+/* The SCAN is done: its keys are in fr_cachekeys. */
+static void find_stale(struct ld_cachew *cw)
+{
+    struct fr_buf s;
+    int rc;
+
+    fr_buf_init(&s, 0);
+    rc = fr_pg_query(cw->ld->app->pg, "CLOSE fr_resync", 0, NULL, NULL, on_resync_step, cw);
+    fr_sql_resync_stale(&s, cw->cache->model->m, (size_t)cw->cache->key_col);
+    if (rc == 0)
+        rc = fr_pg_query(cw->ld->app->pg, s.data, 0, NULL, NULL, on_stale_declared, cw);
+    fr_buf_deinit(&s);
+    if (rc != 0) {
+        cw->txn = false;
+        finish(cw, -ENOTCONN);
+    }
+}
+
+static void on_keys_added(fr_pg_t *pg, PGresult *res, void *data)
+{
+    struct ld_cachew *cw = data;
+
+    (void)pg;
+    if (fr__loader_gone(cw->ld) || !resync_ok(cw, res, PGRES_COMMAND_OK, "note the cache's keys"))
+        return;
+    scan_next(cw);
+}
+
+/* A SCAN page: its keys of this cache go into fr_cachekeys, then the next page. */
 static void on_scan(fr_redis_t *r, redisReply *reply, void *data)
 {
     struct ld_cachew *cw = data;
@@ -351,9 +580,10 @@ static void on_scan(fr_redis_t *r, redisReply *reply, void *data)
     const char *name = cw->cache->c->name;
     size_t plen = strlen(name) + 1;
     const redisReply *keys;
-    const char **argv;
-    size_t *lens;
-    int argc = 0;
+    struct fr_buf arr;
+    const char *params[1];
+    bool first = true;
+    int rc;
 
     (void)r;
     if (fr__loader_gone(ld))
@@ -368,42 +598,32 @@ static void on_scan(fr_redis_t *r, redisReply *reply, void *data)
     free(cw->cursor);
     cw->cursor = fr_xstrndup(reply->element[0]->str, reply->element[0]->len);
     keys = reply->element[1];
-    argv = fr_xcalloc(keys->elements + 1, sizeof(*argv));
-    lens = fr_xcalloc(keys->elements + 1, sizeof(*lens));
-    argv[argc] = "DEL";
-    lens[argc++] = 3;
+    fr_buf_init(&arr, 0);
+    (void)fr_buf_putc(&arr, '{');
     for (size_t i = 0; i < keys->elements; i++) {
         const redisReply *k = keys->element[i];
+        char *suffix;
         if (k->type != REDIS_REPLY_STRING || k->len < plen || memcmp(k->str, name, plen - 1) != 0 ||
-            k->str[plen - 1] != ':')
+            k->str[plen - 1] != ':' || memchr(k->str, '\0', k->len))
             continue;
-        if (fr__keyset_has(&cw->present, k->str + plen, k->len - plen))
-            continue;
-        argv[argc] = k->str;
-        lens[argc++] = k->len;
+        suffix = fr_xstrndup(k->str + plen, k->len - plen);
+        fr__sql_array_elem(&arr, suffix, first);
+        first = false;
+        free(suffix);
     }
-    if (argc > 1) {
-        fr_info("cache %s: deleting %d stale keys", name, argc - 1);
-        /* The SCAN sent next is answered after this DEL on the same
-         * connection, so it alone drives the resync. */
-        if (fr_redis_commandv(ld->app->redis, 0, on_del, cw, argc, argv, lens) != 0) {
-            free(argv);
-            free(lens);
-            finish(cw, -EIO);
-            return;
-        }
+    (void)fr_buf_putc(&arr, '}');
+    if (first) { /* none of ours in this page */
+        fr_buf_deinit(&arr);
+        scan_next(cw);
+        return;
     }
-    free(argv);
-    free(lens);
-    scan_next(cw);
-}
-
-static void on_fields_set(fr_redis_t *r, redisReply *reply, void *data)
-{
-    (void)r;
-    (void)data;
-    if (reply && reply->type == REDIS_REPLY_ERROR)
-        fr_warn("cache fields record not written: %s", reply->str);
+    params[0] = arr.data;
+    rc = fr_pg_query(ld->app->pg, FR_SQL_RESYNC_KEYS_ADD, 1, params, NULL, on_keys_added, cw);
+    fr_buf_deinit(&arr);
+    if (rc != 0) {
+        cw->txn = false;
+        finish(cw, -ENOTCONN);
+    }
 }
 
 static void scan_next(struct ld_cachew *cw)
@@ -412,35 +632,7 @@ static void scan_next(struct ld_cachew *cw)
     char *pattern;
 
     if (strcmp(cw->cursor, "0") == 0 && cw->scanning) {
-        struct ld_cache *c = cw->cache;
-        fr_info("cache %s resynced: %zu keys in %.1f ms", c->c->name, cw->rows->n_rows,
-                (double)(fr_mono_ns() - cw->start_ns) / 1e6);
-        c->need_resync = false;
-        if (one_command(cw) && c->c->kind == FR_CACHE_HASH) {
-            /* every key written whole: its fields are the model's columns;
-             * the record tells the next resync (any loader) so */
-            char *k = fr_names_cache_fields(c->c->name);
-            char *v = fields_of(c->model->m);
-            const char *argv[] = {"SET", k, v};
-            if (fr_redis_commandv(ld->app->redis, 0, on_fields_set, NULL, 3, argv, NULL) != 0)
-                fr_warn("cache %s: fields record not sent (the next resync writes every key in full)", c->c->name);
-            c->fields_known = true;
-            free(k);
-            free(v);
-        }
-        {
-            struct fr_buf j;
-            fr_buf_init(&j, 0);
-            fr__event_begin(&j, "cache.refreshed");
-            (void)fr_buf_puts(&j, ",\"cache\":");
-            (void)fr_buf_json_str(&j, c->c->name, strlen(c->c->name));
-            (void)fr_buf_puts(&j, ",\"pipeline\":");
-            (void)fr_buf_json_str(&j, c->p->name, strlen(c->p->name));
-            (void)fr_buf_puts(&j, ",\"all\":true}");
-            fr__loader_publish(ld, &j);
-            fr_buf_deinit(&j);
-        }
-        finish(cw, 0);
+        find_stale(cw);
         return;
     }
     cw->scanning = true;
@@ -454,6 +646,32 @@ static void scan_next(struct ld_cachew *cw)
         }
     }
     free(pattern);
+}
+
+/* The resync's transaction: fr_cachekeys, the cursor over the model, its
+ * first page. It reads the model holding its refresh lock (model.c), so it
+ * never writes an older snapshot over what another loader's refresh wrote. */
+static void resync_open(struct ld_cachew *cw)
+{
+    struct loader *ld = cw->ld;
+    struct fr_buf s;
+    int rc;
+
+    fr_buf_init(&s, 0);
+    fr_sql_resync_declare(&s, cw->cache->model->m);
+    cw->txn = true;
+    rc = fr_pg_query(ld->app->pg, "BEGIN", 0, NULL, NULL, on_resync_step, cw);
+    if (rc == 0)
+        rc = fr_pg_query(ld->app->pg, FR_SQL_RESYNC_KEYS_CREATE, 0, NULL, NULL, on_resync_step, cw);
+    if (rc == 0)
+        rc = fr_pg_query(ld->app->pg, s.data, 0, NULL, NULL, on_resync_step, cw);
+    fr_buf_deinit(&s);
+    if (rc == 0) {
+        fetch_page(cw);
+        return;
+    }
+    cw->txn = false;
+    finish(cw, -ENOTCONN);
 }
 
 static void on_fields(fr_redis_t *r, redisReply *reply, void *data)
@@ -471,69 +689,7 @@ static void on_fields(fr_redis_t *r, redisReply *reply, void *data)
     want = fields_of(cw->cache->model->m);
     cw->fields_known = reply->type == REDIS_REPLY_STRING && strcmp(reply->str, want) == 0;
     free(want);
-    write_group(cw);
-}
-
-static void on_select(fr_pg_t *pg, PGresult *res, void *data)
-{
-    struct ld_cachew *cw = data;
-
-    (void)pg;
-    if (fr__loader_gone(cw->ld))
-        return;
-    if (!res) {
-        finish(cw, -ENOTCONN);
-        return;
-    }
-    if (PQresultStatus(res) != PGRES_TUPLES_OK) {
-        fr_error("cache %s: cannot read model %s: %s", cw->cache->c->name, cw->cache->model->m->table,
-                 PQresultErrorMessage(res));
-        finish(cw, -EPROTO);
-        return;
-    }
-    fr__rows_from_result(&cw->own_rows, res, false);
-    cw->rows = &cw->own_rows;
-    for (size_t i = 0; i < cw->own_rows.n_rows; i++) {
-        int len;
-        const char *v = fr__rows_val(&cw->own_rows, i, (size_t)cw->cache->key_col, &len);
-        if (v)
-            (void)fr__keyset_add(&cw->present, v, (size_t)len);
-    }
-    if (one_command(cw) && cw->cache->c->kind == FR_CACHE_HASH) {
-        /* which fields the keys may hold: the record of the last full write */
-        char *k = fr_names_cache_fields(cw->cache->c->name);
-        const char *argv[] = {"GET", k};
-        int rc = fr_redis_commandv(cw->ld->app->redis, 0, on_fields, cw, 2, argv, NULL);
-        free(k);
-        if (rc != 0)
-            finish(cw, -EIO);
-        return;
-    }
-    write_group(cw);
-}
-
-/* The resync reads the model holding its refresh lock (model.c), so it
- * never writes an older snapshot over what another loader's refresh wrote. */
-static void resync_select(struct ld_cachew *cw)
-{
-    struct loader *ld = cw->ld;
-    const struct fr_model *m = cw->cache->model->m;
-    struct fr_buf s;
-    int rc;
-
-    fr_buf_init(&s, 0);
-    (void)fr_buf_puts(&s, "SELECT ");
-    for (size_t i = 0; i < m->n_columns; i++) {
-        if (i)
-            (void)fr_buf_puts(&s, ", ");
-        fr_buf_sql_ident(&s, m->columns[i].name);
-    }
-    (void)fr_buf_puts(&s, " FROM ");
-    fr_buf_sql_ident(&s, m->table);
-    rc = fr_pg_query(ld->app->pg, s.data, 0, NULL, NULL, on_select, cw);
-    fr_buf_deinit(&s);
-    if (rc != 0)
-        finish(cw, -ENOTCONN);
+    resync_open(cw);
 }
 
 static void on_resync_locked(fr_pg_t *pg, PGresult *res, void *data)
@@ -554,7 +710,17 @@ static void on_resync_locked(fr_pg_t *pg, PGresult *res, void *data)
         return;
     }
     cw->locked = true;
-    resync_select(cw);
+    if (one_command(cw) && cw->cache->c->kind == FR_CACHE_HASH) {
+        /* which fields the keys may hold: the record of the last full write */
+        char *k = fr_names_cache_fields(cw->cache->c->name);
+        const char *argv[] = {"GET", k};
+        int rc = fr_redis_commandv(cw->ld->app->redis, 0, on_fields, cw, 2, argv, NULL);
+        free(k);
+        if (rc != 0)
+            finish(cw, -EIO);
+        return;
+    }
+    resync_open(cw);
 }
 
 void fr__cache_resync(struct loader *ld, struct ld_cache *c, ld_done_cb done)
@@ -568,7 +734,6 @@ void fr__cache_resync(struct loader *ld, struct ld_cache *c, ld_done_cb done)
     cw->done = done;
     cw->resync = true;
     cw->start_ns = fr_mono_ns();
-    fr__keyset_init(&cw->present);
     if (fr_pg_query(ld->app->pg, FR_SQL_MODEL_TRYLOCK, 1, params, NULL, on_resync_locked, cw) != 0)
         finish(cw, -ENOTCONN);
 }

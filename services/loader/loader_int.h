@@ -325,12 +325,15 @@ struct ld_cachew {
     struct loader *ld;          /* borrowed */
     struct ld_cache *cache;     /* borrowed */
     const struct ld_rows *rows; /* borrowed (write) or &own_rows (resync) */
-    struct ld_rows own_rows;    /* resync: the whole model */
-    struct fr_keyset present;   /* resync: key values in the model */
+    struct ld_rows own_rows;    /* resync: the current page of the model (LD_PAGE_ROWS rows at most) */
     size_t next;                /* next row to write */
     size_t outstanding;         /* replies awaited in the current group */
     bool failed;                /* a reply came back NULL (Redis lost) */
     bool resync;                /* full resync mode */
+    bool txn;                   /* resync: its transaction on app->pg is open (cursor, fr_cachekeys) */
+    bool last_page;             /* resync: own_rows is the model's last page */
+    size_t total;               /* resync: rows written */
+    size_t stale;               /* resync: stale keys deleted */
     bool scanning;              /* resync: SCAN started */
     char *cursor;               /* owned: SCAN cursor */
     uint64_t start_ns;          /* resync: monotonic start, for the log line */

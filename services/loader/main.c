@@ -921,7 +921,6 @@ static void loader_deinit(struct loader *ld)
     free(ld->refresh.keys_arr);
     fr__rows_deinit(&ld->refresh.rows);
     fr__rows_deinit(&ld->cw.own_rows);
-    fr__keyset_deinit(&ld->cw.present);
     free(ld->cw.cursor);
     for (size_t i = 0; i < ld->mig.n; i++)
         free(ld->mig.sql[i]);

@@ -557,3 +557,25 @@ void fr_sql_model_page(struct fr_buf *s, const struct fr_model *m)
         (void)fr_buf_printf(s, ", v[%zu]", i + 1);
     (void)fr_buf_puts(s, " FROM pg_temp.fr_changed WHERE id > $1::bigint AND id <= $2::bigint ORDER BY id");
 }
+
+void fr_sql_resync_declare(struct fr_buf *s, const struct fr_model *m)
+{
+    (void)fr_buf_puts(s, "DECLARE fr_resync NO SCROLL CURSOR FOR SELECT ");
+    for (size_t i = 0; i < m->n_columns; i++) {
+        if (i)
+            (void)fr_buf_puts(s, ", ");
+        fr_buf_sql_ident(s, m->columns[i].name);
+    }
+    (void)fr_buf_puts(s, " FROM ");
+    fr_buf_sql_ident(s, m->table);
+}
+
+void fr_sql_resync_stale(struct fr_buf *s, const struct fr_model *m, size_t key_col)
+{
+    (void)fr_buf_puts(s, "DECLARE fr_resync NO SCROLL CURSOR FOR SELECT c.k FROM pg_temp.fr_cachekeys c "
+                         "WHERE NOT EXISTS (SELECT 1 FROM ");
+    fr_buf_sql_ident(s, m->table);
+    (void)fr_buf_puts(s, " t WHERE t.");
+    fr_buf_sql_ident(s, m->columns[key_col].name);
+    (void)fr_buf_puts(s, "::text = c.k)");
+}

@@ -126,6 +126,19 @@ void fr_sql_model_refresh(struct fr_buf *s, const struct fr_model *m, bool all);
 /* Rows $1 < id <= $2 of pg_temp.fr_changed, shaped as a keyed refresh's
  * result (deleted, then every column as text). */
 void fr_sql_model_page(struct fr_buf *s, const struct fr_model *m);
+
+/* A cache resync reads its model through a cursor, in pages, inside one
+ * transaction that also holds the cache's Redis keys found by SCAN
+ * (pg_temp.fr_cachekeys, dropped at its end) (cache.c). */
+#define FR_SQL_RESYNC_KEYS_CREATE "CREATE TEMP TABLE fr_cachekeys (k text) ON COMMIT DROP"
+/* $1 text[]: a SCAN page's keys (the part after "{cache}:"). */
+#define FR_SQL_RESYNC_KEYS_ADD "INSERT INTO pg_temp.fr_cachekeys SELECT unnest($1::text[])"
+/* DECLARE fr_resync CURSOR FOR SELECT (the model's columns) FROM its table. */
+void fr_sql_resync_declare(struct fr_buf *s, const struct fr_model *m);
+/* DECLARE fr_resync CURSOR FOR the keys of pg_temp.fr_cachekeys that no row
+ * of the model has in column key_col (compared as text, as the cache key
+ * holds it): the stale keys. */
+void fr_sql_resync_stale(struct fr_buf *s, const struct fr_model *m, size_t key_col);
 /* Created on every connect of the refresh connection (main.c), emptied
  * before and after each full refresh. */
 #define FR_SQL_CHANGED_CREATE                                                                                        \

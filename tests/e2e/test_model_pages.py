@@ -77,6 +77,21 @@ def main(t):
     wait_until(lambda: scores(stack) == want, 120, what="the %d touched keys rewritten, no other" % M)
     t.eq(stack.pg.scalar("SELECT count(*) FROM players.user_panel WHERE score_perc_50_last_5_days = 15"), M,
          "the touched players' rows recomputed")
+
+    # a resync (Redis restarted under the loader) reads the model 5,000 rows at a time too, and finds
+    # stale keys without holding every key: keys no row has are deleted, every row's key rewritten
+    r = stack.redis.client()
+    for i in range(7):
+        r.hset("user_panel:ghost%d" % i, "country", "XX")
+    r.hset("user_panel:p00007", "score_perc_50_last_5_days", "999")
+    before = stack["loader"].log().count("cache user_panel resynced: %d keys" % N)
+    stack.redis.restart()
+    wait_until(lambda: stack["loader"].log().count("cache user_panel resynced: %d keys" % N) > before, 60,
+               what="the resync after Redis came back")
+    t.check("resynced: %d keys" % N in stack["loader"].log() and "(7 stale deleted)" in stack["loader"].log(),
+            "every row written, the 7 stale keys deleted")
+    t.eq(sum(1 for _ in r.scan_iter("user_panel:ghost*")), 0, "no stale key left")
+    t.eq(scores(stack), want, "every key as the model says after the resync")
     t.eq(stack["loader"].stop(), 0, "loader exits 0")
 
 
