@@ -40,19 +40,20 @@ static void finish(struct ld_cachew *cw, int status)
     struct loader *ld = cw->ld;
     ld_done_cb done = cw->done;
 
+    /* The transaction first: an unlock sent inside an aborted one would
+     * fail, and the session's lock would outlive the resync. */
+    if (cw->txn) { /* a resync that did not reach its COMMIT (a lost connection ended it already) */
+        cw->txn = false;
+        if (fr_pg_connected(ld->app->pg) &&
+            fr_pg_query(ld->app->pg, "ROLLBACK", 0, NULL, NULL, on_unlocked, NULL) != 0)
+            fr_debug("cache resync: ROLLBACK not sent (the connection is going: it ends the transaction)");
+    }
     if (cw->locked) { /* a resync's model lock (model.c "the model lock") */
         const char *params[1] = {cw->cache->model->state_name};
         cw->locked = false;
         if (fr_pg_connected(ld->app->pg))
             if (fr_pg_query(ld->app->pg, FR_SQL_MODEL_UNLOCK, 1, params, NULL, on_unlocked, NULL) != 0)
                 fr_debug("model %s: unlock not sent (the connection is going: it releases the lock)", params[0]);
-    }
-
-    if (cw->txn) { /* a resync that did not reach its COMMIT */
-        cw->txn = false;
-        if (fr_pg_connected(ld->app->pg) &&
-            fr_pg_query(ld->app->pg, "ROLLBACK", 0, NULL, NULL, on_unlocked, NULL) != 0)
-            fr_debug("cache resync: ROLLBACK not sent (the connection is going: it ends the transaction)");
     }
     fr__rows_deinit(&cw->own_rows);
     free(cw->cursor);
@@ -347,17 +348,19 @@ void fr__cache_write(struct loader *ld, struct ld_cache *c, const struct ld_rows
 /* ---- resync ---------------------------------------------------------------------- */
 
 /* A resync statement's result: false (and the resync ended) unless it is
- * `want`. */
-static bool resync_ok(struct ld_cachew *cw, const PGresult *res, ExecStatusType want, const char *what)
+ * `want`. A NULL result is a lost connection, or a statement cancelled
+ * after its timeout on a live one: finish() rolls back when it is live. An
+ * error ends the resync with `err`: -EPROTO (the model cannot be read: not
+ * retried until the next reconnect) or -EIO (retried). */
+static bool resync_ok(struct ld_cachew *cw, const PGresult *res, ExecStatusType want, const char *what, int err)
 {
     if (!res) {
-        cw->txn = false; /* the connection is gone, and the transaction with it */
         finish(cw, -ENOTCONN);
         return false;
     }
     if (PQresultStatus(res) != want) {
         fr_error("cache %s: resync (%s) failed: %s", cw->cache->c->name, what, PQresultErrorMessage(res));
-        finish(cw, -EPROTO);
+        finish(cw, err);
         return false;
     }
     return true;
@@ -372,8 +375,8 @@ static void on_resync_step(fr_pg_t *pg, PGresult *res, void *data)
     (void)pg;
     if (fr__loader_gone(cw->ld) || !res)
         return;
-    if (PQresultStatus(res) != PGRES_COMMAND_OK)
-        fr_warn("cache %s: resync: %s", cw->cache->c->name, PQresultErrorMessage(res));
+    if (PQresultStatus(res) != PGRES_COMMAND_OK) /* the cause; the next statement's error ends the resync */
+        fr_error("cache %s: resync: %s", cw->cache->c->name, PQresultErrorMessage(res));
 }
 
 static void on_row_page(fr_pg_t *pg, PGresult *res, void *data)
@@ -381,7 +384,7 @@ static void on_row_page(fr_pg_t *pg, PGresult *res, void *data)
     struct ld_cachew *cw = data;
 
     (void)pg;
-    if (fr__loader_gone(cw->ld) || !resync_ok(cw, res, PGRES_TUPLES_OK, "read the model"))
+    if (fr__loader_gone(cw->ld) || !resync_ok(cw, res, PGRES_TUPLES_OK, "read the model", cw->total ? -EIO : -EPROTO))
         return;
     fr__rows_deinit(&cw->own_rows);
     fr__rows_from_result(&cw->own_rows, res, false);
@@ -407,7 +410,6 @@ static int send_fetch(struct ld_cachew *cw, fr_pg_cb cb)
 static void fetch_page(struct ld_cachew *cw)
 {
     if (send_fetch(cw, on_row_page) != 0) {
-        cw->txn = false;
         finish(cw, -ENOTCONN);
     }
 }
@@ -461,9 +463,9 @@ static void on_committed(fr_pg_t *pg, PGresult *res, void *data)
     (void)pg;
     if (fr__loader_gone(cw->ld))
         return;
-    cw->txn = false; /* committed, or ended with the connection */
-    if (!resync_ok(cw, res, PGRES_COMMAND_OK, "commit"))
+    if (!resync_ok(cw, res, PGRES_COMMAND_OK, "commit", -EIO))
         return;
+    cw->txn = false;
     resync_done(cw);
 }
 
@@ -481,14 +483,11 @@ static void on_del(fr_redis_t *r, redisReply *reply, void *data)
     if (reply->type == REDIS_REPLY_ERROR)
         fr_warn("cache %s: DEL of stale keys failed: %s", cw->cache->c->name, reply->str);
     if (!cw->last_page) {
-        if (send_fetch(cw, on_stale_page) != 0) {
-            cw->txn = false;
+        if (send_fetch(cw, on_stale_page) != 0)
             finish(cw, -ENOTCONN);
-        }
         return;
     }
     if (fr_pg_query(cw->ld->app->pg, "COMMIT", 0, NULL, NULL, on_committed, cw) != 0) {
-        cw->txn = false;
         finish(cw, -ENOTCONN);
     }
 }
@@ -503,7 +502,7 @@ static void on_stale_page(fr_pg_t *pg, PGresult *res, void *data)
     int rc;
 
     (void)pg;
-    if (fr__loader_gone(cw->ld) || !resync_ok(cw, res, PGRES_TUPLES_OK, "find stale keys"))
+    if (fr__loader_gone(cw->ld) || !resync_ok(cw, res, PGRES_TUPLES_OK, "find stale keys", -EIO))
         return;
     n = PQntuples(res);
     cw->last_page = n < LD_PAGE_ROWS;
@@ -536,10 +535,9 @@ static void on_stale_declared(fr_pg_t *pg, PGresult *res, void *data)
     struct ld_cachew *cw = data;
 
     (void)pg;
-    if (fr__loader_gone(cw->ld) || !resync_ok(cw, res, PGRES_COMMAND_OK, "find stale keys"))
+    if (fr__loader_gone(cw->ld) || !resync_ok(cw, res, PGRES_COMMAND_OK, "find stale keys", -EIO))
         return;
     if (send_fetch(cw, on_stale_page) != 0) {
-        cw->txn = false;
         finish(cw, -ENOTCONN);
     }
 }
@@ -557,7 +555,6 @@ static void find_stale(struct ld_cachew *cw)
         rc = fr_pg_query(cw->ld->app->pg, s.data, 0, NULL, NULL, on_stale_declared, cw);
     fr_buf_deinit(&s);
     if (rc != 0) {
-        cw->txn = false;
         finish(cw, -ENOTCONN);
     }
 }
@@ -567,9 +564,18 @@ static void on_keys_added(fr_pg_t *pg, PGresult *res, void *data)
     struct ld_cachew *cw = data;
 
     (void)pg;
-    if (fr__loader_gone(cw->ld) || !resync_ok(cw, res, PGRES_COMMAND_OK, "note the cache's keys"))
+    if (fr__loader_gone(cw->ld) || !resync_ok(cw, res, PGRES_COMMAND_OK, "note the cache's keys", -EIO))
         return;
     scan_next(cw);
+}
+
+static void on_bad_del(fr_redis_t *r, redisReply *reply, void *data)
+{
+    struct ld_cachew *cw = data;
+
+    (void)r;
+    if (reply && reply->type == REDIS_REPLY_ERROR)
+        fr_warn("cache %s: DEL of a key that is not text failed: %s", cw->cache->c->name, reply->str);
 }
 
 /* A SCAN page: its keys of this cache go into fr_cachekeys, then the next page. */
@@ -604,8 +610,16 @@ static void on_scan(fr_redis_t *r, redisReply *reply, void *data)
         const redisReply *k = keys->element[i];
         char *suffix;
         if (k->type != REDIS_REPLY_STRING || k->len < plen || memcmp(k->str, name, plen - 1) != 0 ||
-            k->str[plen - 1] != ':' || memchr(k->str, '\0', k->len))
+            k->str[plen - 1] != ':')
             continue;
+        if (memchr(k->str, '\0', k->len) || !fr_utf8_valid(k->str + plen, k->len - plen)) {
+            /* no row's text has it: stale, and not a text value to compare */
+            const char *argv[] = {"DEL", k->str};
+            const size_t lens[] = {3, k->len};
+            if (fr_redis_commandv(ld->app->redis, 0, on_bad_del, cw, 2, argv, lens) == 0)
+                cw->stale++;
+            continue;
+        }
         suffix = fr_xstrndup(k->str + plen, k->len - plen);
         fr__sql_array_elem(&arr, suffix, first);
         first = false;
@@ -621,7 +635,6 @@ static void on_scan(fr_redis_t *r, redisReply *reply, void *data)
     rc = fr_pg_query(ld->app->pg, FR_SQL_RESYNC_KEYS_ADD, 1, params, NULL, on_keys_added, cw);
     fr_buf_deinit(&arr);
     if (rc != 0) {
-        cw->txn = false;
         finish(cw, -ENOTCONN);
     }
 }
@@ -670,7 +683,6 @@ static void resync_open(struct ld_cachew *cw)
         fetch_page(cw);
         return;
     }
-    cw->txn = false;
     finish(cw, -ENOTCONN);
 }
 

@@ -1152,7 +1152,12 @@ static void on_pg(fr_pg_t *pg, PGresult *res, void *data)
         }
         if (l->n_group > 1) {
             const char *m = PQresultErrorField(res, PG_DIAG_MESSAGE_PRIMARY);
-            split_group(l, l->state == LOAD_AGGREGATE && l->prepare_failed ? l->reason : m ? m : "error");
+            char why[sizeof(l->reason)];
+            snprintf(why, sizeof(why), "%s",
+                     l->state == LOAD_AGGREGATE && l->prepare_failed ? l->reason
+                     : m                                             ? m
+                                                                     : "error");
+            split_group(l, why);
             return;
         }
         if (l->state == LOAD_AGGREGATE && l->prepare_failed) {

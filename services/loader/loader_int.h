@@ -45,7 +45,7 @@
 #define LD_TRIM_ACKS         128    /* this many acks trim the streams before the interval is up ... */
 #define LD_TRIM_MIN_MS       1000   /* ... at most this often */
 #define LD_GROUP_ENTRIES     64     /* queued batches of one append-only stream loaded in one transaction ... */
-#define LD_GROUP_ROWS        50000  /* ... holding at most this many rows ... */
+#define LD_GROUP_ROWS        20000  /* ... holding at most this many rows ... */
 #define LD_GROUP_BYTES       (4u << 20) /* ... and this many encoded bytes (group.c) */
 
 struct loader;

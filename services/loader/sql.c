@@ -572,7 +572,7 @@ void fr_sql_resync_declare(struct fr_buf *s, const struct fr_model *m)
 
 void fr_sql_resync_stale(struct fr_buf *s, const struct fr_model *m, size_t key_col)
 {
-    (void)fr_buf_puts(s, "DECLARE fr_resync NO SCROLL CURSOR FOR SELECT c.k FROM pg_temp.fr_cachekeys c "
+    (void)fr_buf_puts(s, "DECLARE fr_resync NO SCROLL CURSOR FOR SELECT DISTINCT c.k FROM pg_temp.fr_cachekeys c "
                          "WHERE NOT EXISTS (SELECT 1 FROM ");
     fr_buf_sql_ident(s, m->table);
     (void)fr_buf_puts(s, " t WHERE t.");

@@ -1,7 +1,9 @@
 """e2e: queued batches of an append-only dataset loaded in one transaction.
 
-The players pipeline; the loader is stopped while 30 files (30 batches of
-players.events) are published, so its first read queues them all.
+The players pipeline; the loader is stopped while the files of each step
+are published (a batch each), so they wait in the stream together: its first
+read takes one entry (COUNT starts at 1), the next read the rest, which
+queue behind each other.
 
 1. It starts with FRESHET_TEST_CRASH_AFTER_COMMIT: the first transaction
    commits several batches at once (their ledger rows share one loaded_at)
@@ -14,6 +16,9 @@ players.events) are published, so its first read queues them all.
    files: their group is refused for that row's data and splits, the batch
    holding it sets the row aside (ledger `rejected`, dead letter), every
    other row loads, and each of the 10 batches has its own batch.loaded.
+4. 8 small files: 7 of them load in one transaction, each with its own
+   batch.loaded (its rows, its players, the group's one data version), and
+   the loader stops cleanly after a group.
 
 Then every player's panel, through the API, equals the recompute from all
 the events (players_ref.py). A model keyed by player reading the events
@@ -124,8 +129,9 @@ def main(t):
         what="the 4 new batches loaded")
     t.eq(stack.pg.scalar("SELECT count(*) FROM players.events"), len(first) + len(mid),
          "the new rows once, the resent batch's not again")
+    # m00 loads alone (the first read takes one entry); the resent batch and m01-m03 form the group
     t.check("a group of %d batches of players.events did not load (a batch of it is in the ledger already)"
-            % len(parts_mid) in stack["loader"].log(), "the group of the resent and the new batches split")
+            % (1 + len(parts_mid) - 1) in stack["loader"].log(), "the group of the resent and the new batches split")
     parts = parts + parts_mid
 
     # 3. a row the table refuses, inside a group of 10
@@ -148,10 +154,11 @@ def main(t):
     t.eq(len(rej), 1, "one batch has a row set aside")
     t.check(rej and rej[0][0][0]["row"] == 3 and rej[0][0][0]["kind"] == "load", "row 3 of it: %r" % (rej,))
     t.eq(r.xlen("fr:dlq:{players.events}"), 1, "the refused row dead-lettered")
+    ids = [b for (b,) in stack.pg.query("SELECT batch_id FROM freshet.batches WHERE raw_path LIKE '%-h__.csv'")]
     loaded = {}
-    wait_until(lambda: collect(sub, loaded) >= len(parts2), 30, what="a batch.loaded for each of the 10")
-    t.eq(len(loaded), len(parts2), "one batch.loaded per batch: %r" % sorted(loaded.values()))
-    t.eq(sorted(loaded.values()), sorted(len(p) for p in parts2), "each names its own rows")
+    wait_until(lambda: collect(sub, loaded) >= 0 and all(b in loaded for b in ids), 30,
+               what="a batch.loaded for each of the 10")
+    t.eq(sorted(loaded[b]["rows"] for b in ids), sorted(len(p) for p in parts2), "each names its own rows")
     t.check(any("score_bound" in ln and "did not load" in ln and "one by one" in ln
                 for ln in stack["loader"].log().splitlines()), "the group holding the refused row split")
 
@@ -159,6 +166,8 @@ def main(t):
     stack.pg.query("ALTER TABLE players.events DROP CONSTRAINT score_bound")
     t.eq(stack["loader"].stop(), 0, "loader stopped after split loads")
     parts4 = chunks(last, 8)  # under 100 players each: the ledger lists their keys
+    sub = r.pubsub()
+    sub.subscribe("fr:events")
     for i, part in enumerate(parts4):
         stack.drop("players", "events", "z%02d.csv" % i, test_players.to_csv(part))
     wait_until(lambda: published(stack, 53), 60, what="8 more batches published")
@@ -174,6 +183,20 @@ def main(t):
         t.check(len(sha or "") == 64, "%s: its SHA-256" % path)
         t.eq(n, len(part), "%s: its rows" % path)
         t.eq(sorted(keys or []), sorted({e["player_id"] for e in part}), "%s: its keys" % path)
+    rows = stack.pg.query("SELECT batch_id, raw_path, loaded_at FROM freshet.batches WHERE raw_path LIKE '%-z0_.csv'")
+    group_at = stack.pg.scalar("SELECT loaded_at FROM freshet.batches WHERE raw_path LIKE '%-z0_.csv' "
+                               "GROUP BY 1 HAVING count(*) = 7")
+    loaded = {}
+    wait_until(lambda: collect(sub, loaded) >= 0 and all(b in loaded for b, _, _ in rows), 30,
+               what="a batch.loaded for each of the 8")
+    grouped = [(b, path) for b, path, at in rows if at == group_at]
+    t.eq(len(grouped), 7, "the group's batches")
+    t.eq(len({loaded[b]["version"] for b, _ in grouped}), 1, "one data version for the group's batches")
+    for b, path in grouped:
+        part = parts4[int(path[-5])]
+        t.eq(loaded[b]["rows"], len(part), "%s: batch.loaded names its rows" % path)
+        t.eq(sorted(loaded[b].get("keys", [])), sorted({e["player_id"] for e in part}),
+             "%s: batch.loaded names its players" % path)
     want = sorted(collections.Counter(e["player_id"] for e in events).items())
     wait_until(lambda: stack.pg.query("SELECT player_id, events FROM players.event_counts ORDER BY 1") == want, 30,
                what="event_counts refreshed for every touched player")
@@ -192,7 +215,7 @@ def collect(sub, loaded):
             continue
         e = json.loads(m["data"])
         if e.get("type") == "batch.loaded" and e.get("dataset") == "players.events":
-            loaded[e["batch"]] = e["rows"]
+            loaded[e["batch"]] = e
 
 
 if __name__ == "__main__":

@@ -17,6 +17,7 @@ from harness import SRC, Stack, TestRun, tmpdir, wait_until  # noqa: E402
 
 N = 60000
 M = 12000
+GHOSTS = 6000
 HEADER = "name,player_id,date_utc,country,platform,timestamp_utc,deposit_amount,tournament_score\n"
 
 
@@ -81,16 +82,20 @@ def main(t):
     # a resync (Redis restarted under the loader) reads the model 5,000 rows at a time too, and finds
     # stale keys without holding every key: keys no row has are deleted, every row's key rewritten
     r = stack.redis.client()
-    for i in range(7):
-        r.hset("user_panel:ghost%d" % i, "country", "XX")
+    p = r.pipeline(transaction=False)
+    for i in range(GHOSTS):  # more than a page of stale keys
+        p.hset("user_panel:ghost%d" % i, "country", "XX")
+    p.execute()
+    r.hset(b"user_panel:\xff\xfe", "country", "XX")  # not UTF-8: no row's text can be it
     r.hset("user_panel:p00007", "score_perc_50_last_5_days", "999")
     before = stack["loader"].log().count("cache user_panel resynced: %d keys" % N)
     stack.redis.restart()
     wait_until(lambda: stack["loader"].log().count("cache user_panel resynced: %d keys" % N) > before, 60,
                what="the resync after Redis came back")
-    t.check("resynced: %d keys" % N in stack["loader"].log() and "(7 stale deleted)" in stack["loader"].log(),
-            "every row written, the 7 stale keys deleted")
+    t.check("resynced: %d keys" % N in stack["loader"].log() and
+            "(%d stale deleted)" % (GHOSTS + 1) in stack["loader"].log(), "every row written, the stale keys deleted")
     t.eq(sum(1 for _ in r.scan_iter("user_panel:ghost*")), 0, "no stale key left")
+    t.eq(r.exists(b"user_panel:\xff\xfe"), 0, "nor the one that is not text")
     t.eq(scores(stack), want, "every key as the model says after the resync")
     t.eq(stack["loader"].stop(), 0, "loader exits 0")
 

@@ -115,10 +115,10 @@ static void test_takes_its_stream_behind_the_head(void **state)
 static void test_bounds(void **state)
 {
     (void)state;
-    /* rows: 3 x 20,000 > LD_GROUP_ROWS */
+    /* rows: 3 x 2/5 of LD_GROUP_ROWS > LD_GROUP_ROWS */
     reset();
     for (size_t i = 0; i < 3; i++)
-        q(i, 0, 20000, 10);
+        q(i, 0, LD_GROUP_ROWS * 2 / 5, 10);
     assert_int_equal(chain_len(fr__group_take(&g_ld)), 2);
     assert_int_equal(g_ld.q_len, 1);
     /* bytes */
