@@ -27,12 +27,11 @@ players, and must count every player's events."""
 import collections
 import json
 import os
-import shutil
 import sys
 
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "lib"))
 sys.path.insert(0, os.path.dirname(__file__))
-from harness import SRC, Stack, TestRun, tmpdir, wait_until  # noqa: E402
+from harness import Stack, TestRun, pipeline_copy, wait_until  # noqa: E402
 import test_players  # noqa: E402
 
 STREAM = "fr:stream:{players.events}"
@@ -53,16 +52,9 @@ COUNTS = """
 
 def pipeline_dir():
     """pipelines/players and the event_counts model."""
-    d = os.path.join(tmpdir("freshet-groups-"), "players")
-    shutil.copytree(os.path.join(SRC, "pipelines", "players"), d)
-    p = os.path.join(d, "pipeline.yaml")
-    y = open(p).read()
-    assert "\ncaches:\n" in y
-    open(p, "w").write(y.replace("\ncaches:\n", COUNTS + "\ncaches:\n"))
-    with open(os.path.join(d, "models", "event_counts.sql"), "w") as f:
-        f.write("SELECT player_id, count(*) AS events FROM players.events\n"
-                "WHERE $1::text[] IS NULL OR player_id = ANY ($1::text[]) GROUP BY player_id\n")
-    return d
+    return pipeline_copy("players", COUNTS, {
+        "models/event_counts.sql": "SELECT player_id, count(*) AS events FROM players.events\n"
+                                   "WHERE $1::text[] IS NULL OR player_id = ANY ($1::text[]) GROUP BY player_id\n"})
 
 
 def published(stack, n):

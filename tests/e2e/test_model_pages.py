@@ -9,11 +9,10 @@ reading user_panel must follow. Then a batch of 12,000 of them, a second
 match each: 12,000 keys, refreshed 5,000 at a time, every one reached, the
 others untouched."""
 import os
-import shutil
 import sys
 
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "lib"))
-from harness import SRC, Stack, TestRun, tmpdir, wait_until  # noqa: E402
+from harness import Stack, TestRun, pipeline_copy, wait_until  # noqa: E402
 
 N = 60000
 M = 12000
@@ -35,16 +34,10 @@ READER = """
 
 def pipeline_dir():
     """pipelines/players with batches of up to 100,000 rows, and a model reading user_panel."""
-    d = os.path.join(tmpdir("freshet-pages-"), "players")
-    shutil.copytree(os.path.join(SRC, "pipelines", "players"), d)
-    p = os.path.join(d, "pipeline.yaml")
-    y = open(p).read()
-    assert "rows: 50000" in y and "\ncaches:\n" in y
-    open(p, "w").write(y.replace("rows: 50000", "rows: 100000").replace("\ncaches:\n", READER + "\ncaches:\n"))
-    with open(os.path.join(d, "models", "countries.sql"), "w") as f:
-        f.write("SELECT country, count(*) AS players FROM players.user_panel\n"
-                "WHERE $1::text[] IS NULL OR country = ANY ($1::text[]) GROUP BY country\n")
-    return d
+    return pipeline_copy("players", READER, {
+        "models/countries.sql": "SELECT country, count(*) AS players FROM players.user_panel\n"
+                                "WHERE $1::text[] IS NULL OR country = ANY ($1::text[]) GROUP BY country\n"},
+        replace=[("rows: 50000", "rows: 100000")])
 
 
 def scores(stack):

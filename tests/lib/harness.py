@@ -82,6 +82,27 @@ def tmpdir(prefix="freshet-test-"):
     return d
 
 
+def pipeline_copy(name, models="", files=None, replace=()):
+    """A copy of pipelines/NAME in a temporary folder: `models` (YAML text, model entries) added at
+    the end of its models:, each (old, new) of `replace` done in pipeline.yaml, and `files` ({path
+    relative to the pipeline: text}) written. Returns the pipeline's folder."""
+    d = os.path.join(tmpdir("freshet-%s-" % name), name)
+    shutil.copytree(os.path.join(SRC, "pipelines", name), d)
+    p = os.path.join(d, "pipeline.yaml")
+    y = open(p).read()
+    for old, new in replace:
+        assert old in y, old
+        y = y.replace(old, new)
+    if models:
+        assert "\ncaches:\n" in y
+        y = y.replace("\ncaches:\n", models + "\ncaches:\n")
+    open(p, "w").write(y)
+    for rel, text in (files or {}).items():
+        with open(os.path.join(d, rel), "w") as f:
+            f.write(text)
+    return d
+
+
 class Redis:
     def __init__(self, base, appendonly=True):
         self.dir = os.path.join(base, "redis")
